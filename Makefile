@@ -1,0 +1,33 @@
+# The two set-up commands of the README:
+#   make train   install into .venv (once) and run the stocks pipeline on the bundled data
+#   make test    install into .venv (once) and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.rnnpipe-installed
+
+.PHONY: install train test bench ui clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	@echo "installing rnnpipe and its dependencies into $(VENV) (about 2 minutes the first time)"
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]" 2> $(VENV)/pip-install.log \
+	  || { grep -v "is ignored: it is neither" $(VENV)/pip-install.log; exit 1; }
+	@touch $(STAMP)
+
+train: install
+	$(BIN)/rnnpipe train stocks
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python bench/bench_forecast.py
+
+ui: install
+	$(BIN)/rnnpipe ui
+
+clean:
+	rm -rf $(VENV) .prefect .rnnpipe build *.egg-info

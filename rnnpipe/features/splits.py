@@ -1,0 +1,70 @@
+"""Chronological train / val / test splits, per series."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from rnnpipe.errors import ConfigError
+from rnnpipe.io import SeriesFrame
+
+PARTS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    """Per series, absolute row indices [start, val_start, test_start, end) into the frame."""
+
+    bounds: np.ndarray  # (S, 4) int64
+
+    def part(self, name: str) -> np.ndarray:
+        """(S, 2) [begin, end) of one part for every series."""
+        k = PARTS.index(name)
+        return self.bounds[:, k:k + 2]
+
+    def mask(self, name: str, n_rows: int) -> np.ndarray:
+        m = np.zeros(n_rows, dtype=bool)
+        for lo, hi in self.part(name):
+            m[lo:hi] = True
+        return m
+
+    def summary(self, frame: SeriesFrame) -> dict[str, dict[str, object]]:
+        """Rows and date range of each part of each series (logged with the run)."""
+        out: dict[str, dict[str, object]] = {}
+        for i, sid in enumerate(frame.series):
+            row = {}
+            for k, name in enumerate(PARTS):
+                lo, hi = int(self.bounds[i, k]), int(self.bounds[i, k + 1])
+                row[f"{name}_rows"] = hi - lo
+                if hi > lo:
+                    row[f"{name}_from"] = str(pd.Timestamp(frame.timestamps[lo]).date())
+                    row[f"{name}_to"] = str(pd.Timestamp(frame.timestamps[hi - 1]).date())
+            out[sid] = row
+        return out
+
+
+def chronological_split(frame: SeriesFrame, train: float = 0.7, val: float = 0.15,
+                        val_start: str = "", test_start: str = "") -> Split:
+    """Split each series in time order, by fractions of its length or at cut dates.
+
+    With cut dates, rows before `val_start` train, rows from `test_start` on test.
+    """
+    bounds = np.empty((len(frame.series), 4), dtype=np.int64)
+    if val_start or test_start:
+        v, t = np.datetime64(pd.Timestamp(val_start)), np.datetime64(pd.Timestamp(test_start))
+        if not v < t:
+            raise ConfigError(f"split.val_start={val_start} must come before split.test_start={test_start}")
+    for i in range(len(frame.series)):
+        lo, hi = frame.bounds(i)
+        if val_start:
+            ts = frame.timestamps[lo:hi]
+            a = lo + int(np.searchsorted(ts, v, side="left"))
+            b = lo + int(np.searchsorted(ts, t, side="left"))
+        else:
+            n = hi - lo
+            a = lo + int(np.floor(n * train))
+            b = a + int(np.floor(n * val))
+        bounds[i] = (lo, a, b, hi)
+    return Split(bounds)

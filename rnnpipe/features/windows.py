@@ -1,0 +1,75 @@
+"""Sliding windows without copies, and the batches a training loop draws from them.
+
+A window is named by the row of its last observed value, `t`: inputs are rows t-L+1 .. t,
+targets are steps t+1 .. t+H. `make_windows` returns a strided view; only a batch is ever
+gathered into new memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from rnnpipe.features.splits import Split
+
+
+def make_windows(values: np.ndarray, lookback: int) -> np.ndarray:
+    """(T, F) -> (T - L + 1, L, F): window i holds rows i .. i + L - 1. A view, not a copy."""
+    if values.ndim == 1:
+        values = values[:, None]
+    view = np.lib.stride_tricks.sliding_window_view(values, lookback, axis=0)  # (N, F, L)
+    return view.transpose(0, 2, 1)
+
+
+def window_ends(split: Split, part: str, lookback: int, horizon: int, skip: int = 0) -> np.ndarray:
+    """Rows t whose window belongs to `part`: every target step t+1 .. t+H lies inside the
+    part, and the inputs t-L+1 .. t lie inside the series (from its row `skip` on). Inputs may
+    reach back into earlier parts; nothing reaches forward."""
+    ends = []
+    series_start = split.bounds[:, 0]
+    for (lo, hi), s0 in zip(split.part(part), series_start):
+        first = max(lo - 1, s0 + skip + lookback - 1)
+        last = hi - 1 - horizon
+        if last >= first:
+            ends.append(np.arange(first, last + 1, dtype=np.int64))
+    return np.concatenate(ends) if ends else np.empty(0, dtype=np.int64)
+
+
+class WindowSet:
+    """Windows over preloaded tensors: inputs (T, F), targets (T, H), window end rows (N,).
+
+    Tensors live on the training device (the GPU when there is one); `batches` gathers each
+    batch from a strided `unfold` view, so memory stays at one copy of the series.
+    """
+
+    def __init__(self, inputs: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor,
+                 ends: np.ndarray | torch.Tensor, lookback: int):
+        self.inputs = torch.as_tensor(inputs, dtype=torch.float32)
+        self.targets = torch.as_tensor(targets, dtype=torch.float32)
+        self.ends = torch.as_tensor(ends, dtype=torch.long)
+        self.lookback = lookback
+
+    def __len__(self) -> int:
+        return int(self.ends.numel())
+
+    def to(self, device: torch.device | str) -> "WindowSet":
+        return WindowSet(self.inputs.to(device), self.targets.to(device), self.ends.to(device),
+                         self.lookback)
+
+    @property
+    def device(self) -> torch.device:
+        return self.inputs.device
+
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.numel() for t in (self.inputs, self.targets, self.ends))
+
+    def batches(self, batch_size: int, shuffle: bool = False,
+                generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        view = self.inputs.unfold(0, self.lookback, 1)  # (T-L+1, F, L), a view
+        order = (torch.randperm(len(self), generator=generator, device="cpu").to(self.device)
+                 if shuffle else torch.arange(len(self), device=self.device))
+        for i in range(0, len(self), batch_size):
+            t = self.ends[order[i:i + batch_size]]
+            yield view[t - self.lookback + 1].transpose(1, 2), self.targets[t]

@@ -1,0 +1,314 @@
+"""Reading tables through pyarrow, validating them into series, and writing atomically.
+
+`read_table` takes a CSV or Parquet file, a folder of them, or a hive-partitioned dataset
+(`Ticker=AAPL/part-0.parquet`) and remembers, for every row, the file and row it came from, so
+that every later error can say where the bad value is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+
+from rnnpipe.errors import DataError
+
+log = logging.getLogger(__name__)
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+# --- where a row came from -----------------------------------------------------------------
+
+@dataclass
+class RowOrigin:
+    """Where each row of a table came from: its 0-based row in its file, or in the input
+    DataFrame when `file_index` is None."""
+
+    row: np.ndarray
+    files: list[str] = field(default_factory=list)
+    file_index: np.ndarray | None = None
+    csv: bool = False
+    label: str = "input"
+
+    def describe(self, i: int) -> str:
+        r = int(self.row[i])
+        if self.file_index is None:
+            return f"{self.label} row {r}"
+        line = f" (line {r + 2})" if self.csv else ""
+        return f"{self.files[int(self.file_index[i])]}, row {r + 1}{line}"
+
+    def take(self, order: np.ndarray) -> "RowOrigin":
+        fi = None if self.file_index is None else self.file_index[order]
+        return RowOrigin(self.row[order], self.files, fi, self.csv, self.label)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+def _detect_format(path: Path, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    if path.is_file():
+        suffixes = [s.lower() for s in path.suffixes]
+        for s in reversed(suffixes):
+            if s in FORMATS:
+                return FORMATS[s]
+        raise DataError(f"{path}: cannot tell the format from the name; set data.format=csv or parquet")
+    found = {FORMATS[p.suffix.lower()] for p in path.rglob("*") if p.suffix.lower() in FORMATS}
+    if len(found) != 1:
+        what = "no CSV or Parquet files" if not found else "both CSV and Parquet files"
+        raise DataError(f"{path}: folder holds {what}; set data.path to one dataset")
+    return found.pop()
+
+
+def read_table(path: str | Path, columns: Sequence[str], fmt: str = "auto",
+               text_columns: Sequence[str] = ()) -> tuple[pa.Table, RowOrigin]:
+    """Read `columns` from a file, folder or partitioned dataset.
+
+    In CSV files every requested column is read as text, so that a malformed value becomes
+    our own error message (with its row) rather than a parser failure; Parquet keeps its
+    types. Columns in `text_columns` are always returned as strings.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"data file not found: {p}")
+    kind = _detect_format(p, fmt)
+    if kind == "csv":
+        file_format = ds.CsvFileFormat(
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns}))
+    else:
+        file_format = ds.ParquetFileFormat()
+    try:
+        dataset = ds.dataset(str(p), format=file_format, partitioning="hive",
+                             exclude_invalid_files=False)
+        names = dataset.schema.names
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{p}: cannot read as {kind}: {exc}") from None
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise DataError(f"{p}: column {missing[0]!r} not found (columns: {', '.join(names)})")
+
+    tables, file_ids, rows, files = [], [], [], []
+    for i, fragment in enumerate(dataset.get_fragments()):
+        try:
+            part = fragment.to_table(schema=dataset.schema, columns=list(columns))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"{fragment.path}: cannot read as {kind}: {exc}") from None
+        files.append(fragment.path)
+        tables.append(part)
+        file_ids.append(np.full(part.num_rows, i, dtype=np.int32))
+        rows.append(np.arange(part.num_rows, dtype=np.int64))
+    if not tables:
+        raise DataError(f"{p}: no data files found")
+    table = pa.concat_tables(tables)
+    for c in text_columns:
+        table = table.set_column(table.schema.get_field_index(c), c, table[c].cast(pa.string()))
+    origin = RowOrigin(np.concatenate(rows), files, np.concatenate(file_ids), kind == "csv")
+    return table, origin
+
+
+# --- validation into series ----------------------------------------------------------------
+
+@dataclass
+class SeriesFrame:
+    """Validated long-format series, sorted by (series, timestamp), stored end to end.
+
+    Rows `offsets[i]:offsets[i+1]` belong to `series[i]`.
+    """
+
+    series: list[str]
+    offsets: np.ndarray
+    timestamps: np.ndarray  # datetime64[ns]
+    target: np.ndarray  # float64 (T,)
+    features: np.ndarray  # float64 (T, k)
+    feature_names: list[str]
+    source: str
+    fingerprint: str
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def bounds(self, i: int) -> tuple[int, int]:
+        return int(self.offsets[i]), int(self.offsets[i + 1])
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str, target_col: str,
+                    features: Sequence[str] = (), series: Sequence[str] = (),
+                    nan_policy: str = "error", origin: RowOrigin | None = None,
+                    source: str = "input") -> SeriesFrame:
+    """Validate a long table and turn it into a SeriesFrame.
+
+    Errors name the column and the row (file and row when `origin` says where rows came
+    from): missing columns, non-numeric values, unparseable or missing dates, duplicate
+    timestamps within a series, and missing values unless `nan_policy` says to fill or drop.
+    """
+    origin = origin or RowOrigin(np.arange(len(df)), label=source)
+    needed = [timestamp_col, series_col, target_col, *features]
+    for c in needed:
+        if c not in df.columns:
+            raise DataError(f"{source}: column {c!r} not found (columns: {', '.join(map(str, df.columns))})")
+    if len(df) == 0:
+        raise DataError(f"{source}: no rows")
+
+    sid = df[series_col]
+    bad = sid.isna().to_numpy()
+    if bad.any():
+        raise DataError(f"{origin.describe(int(np.argmax(bad)))}: column {series_col!r} is empty")
+    sid = sid.astype(str).to_numpy()
+    if series:
+        present = set(np.unique(sid))
+        absent = [s for s in series if s not in present]
+        if absent:
+            raise DataError(f"{source}: series {absent[0]!r} not found in column {series_col!r} "
+                            f"(present: {', '.join(sorted(present)[:20])})")
+        keep = np.isin(sid, list(series))
+        idx = np.flatnonzero(keep)
+        df, sid, origin = df.iloc[idx], sid[idx], origin.take(idx)
+
+    ts = _parse_timestamps(df[timestamp_col], timestamp_col, origin)
+    values = np.column_stack([_parse_numeric(df[c], c, origin) for c in [target_col, *features]])
+
+    order = np.lexsort((ts.view("int64"), sid))
+    sid, ts, values, origin = sid[order], ts[order], values[order], origin.take(order)
+
+    same = (sid[1:] == sid[:-1]) & (ts[1:] == ts[:-1])
+    if same.any():
+        j = int(np.argmax(same))
+        raise DataError(f"{source}: duplicate timestamp {pd.Timestamp(ts[j])} in series {sid[j]!r} "
+                        f"({origin.describe(j)} and {origin.describe(j + 1)})")
+
+    names = [target_col, *features]
+    nan = np.isnan(values)
+    if nan.any():
+        if nan_policy == "error":
+            r, c = np.argwhere(nan)[0]
+            raise DataError(f"{origin.describe(int(r))}: column {names[c]!r} is empty (series "
+                            f"{sid[r]!r}, {pd.Timestamp(ts[r])}); set data.nan_policy=ffill or "
+                            f"drop to accept missing values")
+        if nan_policy == "ffill":
+            filled = pd.DataFrame(values).groupby(sid, sort=False).ffill().to_numpy()
+            values = filled
+        keep = ~np.isnan(values).any(axis=1)
+        n_dropped = int((~keep).sum())
+        if n_dropped:
+            log.warning("%s: %d rows with missing values %s", source, n_dropped,
+                        "left unfilled at the start of a series were dropped" if nan_policy == "ffill"
+                        else "were dropped (data.nan_policy=drop)")
+            sid, ts, values = sid[keep], ts[keep], values[keep]
+
+    names_order, starts = np.unique(sid, return_index=True)
+    firsts = np.sort(starts)
+    series_ids = [str(sid[i]) for i in firsts]
+    offsets = np.append(firsts, len(sid)).astype(np.int64)
+    target = np.ascontiguousarray(values[:, 0])
+    feats = np.ascontiguousarray(values[:, 1:])
+    return SeriesFrame(series_ids, offsets, ts, target, feats, list(features), source,
+                       fingerprint(series_ids, offsets, ts, values, names))
+
+
+def _parse_timestamps(col: pd.Series, name: str, origin: RowOrigin) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(col):
+        parsed = col
+        if getattr(col.dt, "tz", None) is not None:
+            parsed = col.dt.tz_convert("UTC").dt.tz_localize(None)
+    elif pd.api.types.is_numeric_dtype(col):
+        raise DataError(f"{origin.describe(0)}: column {name!r} holds numbers, expected dates "
+                        f"(e.g. 2024-01-31 or 2024-01-31T09:30:00)")
+    else:
+        text = col.astype("string")
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True).dt.tz_localize(None)
+        bad = (parsed.isna() & text.notna()).to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"{origin.describe(i)}: column {name!r}: cannot parse {text.iloc[i]!r} "
+                            f"as a date ({int(bad.sum())} such values)")
+    out = parsed.to_numpy(dtype="datetime64[ns]")
+    missing = np.isnat(out)
+    if missing.any():
+        raise DataError(f"{origin.describe(int(np.argmax(missing)))}: column {name!r} is empty")
+    return out
+
+
+def _parse_numeric(col: pd.Series, name: str, origin: RowOrigin) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(col) or not (pd.api.types.is_numeric_dtype(col)):
+        text = col.astype("string").str.strip()
+        number = pd.to_numeric(text.replace("", pd.NA), errors="coerce")
+        bad = (number.isna() & text.notna() & (text != "")).to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"{origin.describe(i)}: column {name!r}: {text.iloc[i]!r} is not a "
+                            f"number ({int(bad.sum())} such values)")
+        col = number
+    values = col.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    inf = np.isinf(values)
+    if inf.any():
+        raise DataError(f"{origin.describe(int(np.argmax(inf)))}: column {name!r} is infinite")
+    return values
+
+
+def fingerprint(series: Sequence[str], offsets: np.ndarray, timestamps: np.ndarray,
+                values: np.ndarray, names: Sequence[str]) -> str:
+    """sha256 of the data as the model sees it (ids, times, values), independent of file format."""
+    h = hashlib.sha256()
+    h.update("\x1f".join(series).encode())
+    h.update("\x1f".join(names).encode())
+    for arr in (offsets.astype(np.int64), timestamps.view(np.int64), values.astype(np.float64)):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def load_series(path: str | Path, *, timestamp_col: str, series_col: str, target_col: str,
+                features: Sequence[str] = (), series: Sequence[str] = (),
+                nan_policy: str = "error", fmt: str = "auto") -> SeriesFrame:
+    """Read and validate a series table from disk."""
+    columns = list(dict.fromkeys([series_col, timestamp_col, target_col, *features]))
+    table, origin = read_table(path, columns, fmt, text_columns=[series_col])
+    df = table.to_pandas()
+    return to_series_frame(df, timestamp_col=timestamp_col, series_col=series_col,
+                           target_col=target_col, features=features, series=series,
+                           nan_policy=nan_policy, origin=origin, source=str(path))
+
+
+# --- writing -------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a DataFrame as Parquet or CSV (by suffix), atomically."""
+    final = Path(path)
+    kind = FORMATS.get(final.suffix.lower())
+    if kind is None:
+        raise DataError(f"{final}: output must end in .csv or .parquet")
+    with atomic_path(final) as tmp:
+        if kind == "csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+    return final

@@ -1,0 +1,61 @@
+"""Where rnnpipe keeps its state, and the environment the stack needs.
+
+Everything lives under one project folder (`RNNPIPE_HOME`, else the source checkout when
+rnnpipe runs from one, else the current directory):
+
+    <home>/mlruns/mlflow.db   MLflow tracking + registry (SQLite); artefacts under <home>/mlruns/
+    <home>/.prefect/          PREFECT_HOME: the ephemeral Prefect API's database and results
+    <home>/.rnnpipe/          training checkpoints
+
+`apply_environment()` must run before Prefect is imported (PREFECT_HOME is read at import).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TELEMETRY_OFF = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+def project_home() -> Path:
+    env = os.environ.get("RNNPIPE_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "flows").is_dir():
+        return checkout
+    return Path.cwd().resolve()
+
+
+def mlruns_dir() -> Path:
+    return project_home() / "mlruns"
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI` if set, else the SQLite store inside the project."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+
+
+def prefect_home() -> Path:
+    return Path(os.environ.get("PREFECT_HOME") or project_home() / ".prefect")
+
+
+def checkpoint_dir() -> Path:
+    return project_home() / ".rnnpipe" / "checkpoints"
+
+
+def apply_environment() -> None:
+    """Set telemetry off and point Prefect at the project, unless the user chose otherwise."""
+    for key, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_HOME", str(prefect_home()))
+    # rnnpipe's own log lines show up in Prefect's run logs.
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rnnpipe")
+    # Flows run on an ephemeral local API unless a server is configured; say so explicitly.
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")

@@ -72,9 +72,9 @@ def _detect_format(path: Path, fmt: str) -> str:
     return found.pop()
 
 
-def read_table(path: str | Path, columns: Sequence[str], fmt: str = "auto",
+def read_table(path: str | Path, columns: Sequence[str] | None, fmt: str = "auto",
                text_columns: Sequence[str] = ()) -> tuple[pa.Table, RowOrigin]:
-    """Read `columns` from a file, folder or partitioned dataset.
+    """Read `columns` (None: all) from a file, folder or partitioned dataset.
 
     In CSV files every requested column is read as text, so that a malformed value becomes
     our own error message (with its row) rather than a parser failure; Parquet keeps its
@@ -85,8 +85,8 @@ def read_table(path: str | Path, columns: Sequence[str], fmt: str = "auto",
         raise DataError(f"data file not found: {p}")
     kind = _detect_format(p, fmt)
     if kind == "csv":
-        file_format = ds.CsvFileFormat(
-            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns}))
+        file_format = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in columns or ()}))
     else:
         file_format = ds.ParquetFileFormat()
     try:
@@ -95,6 +95,7 @@ def read_table(path: str | Path, columns: Sequence[str], fmt: str = "auto",
         names = dataset.schema.names
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{p}: cannot read as {kind}: {exc}") from None
+    columns = list(names) if columns is None else list(columns)
     missing = [c for c in columns if c not in names]
     if missing:
         raise DataError(f"{p}: column {missing[0]!r} not found (columns: {', '.join(names)})")
@@ -102,7 +103,7 @@ def read_table(path: str | Path, columns: Sequence[str], fmt: str = "auto",
     tables, file_ids, rows, files = [], [], [], []
     for i, fragment in enumerate(dataset.get_fragments()):
         try:
-            part = fragment.to_table(schema=dataset.schema, columns=list(columns))
+            part = fragment.to_table(schema=dataset.schema, columns=columns)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(f"{fragment.path}: cannot read as {kind}: {exc}") from None
         files.append(fragment.path)

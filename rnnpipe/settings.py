@@ -59,3 +59,13 @@ def apply_environment() -> None:
     # Flows run on an ephemeral local API unless a server is configured; say so explicitly.
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
+
+
+def resolve_data_path(path: str) -> Path:
+    """A relative data path is looked up from the current directory, then from the project
+    home (so the bundled `data/stocks.parquet` is found from anywhere)."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    candidate = project_home() / p
+    return candidate if candidate.exists() else p

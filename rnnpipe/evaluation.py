@@ -1,0 +1,84 @@
+"""Forecast metrics against the naive (persistence) baseline, and the plots of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import (  # noqa: E402
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    root_mean_squared_error,
+)
+
+
+def _scores(pred: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    a, p = actual.reshape(-1), pred.reshape(-1)
+    return {"mae": float(mean_absolute_error(a, p)),
+            "rmse": float(root_mean_squared_error(a, p)),
+            "mape": float(mean_absolute_percentage_error(a, p) * 100)}
+
+
+def forecast_metrics(pred: np.ndarray, actual: np.ndarray, last: np.ndarray,
+                     series: Sequence[str], prefix: str = "test") -> dict[str, float]:
+    """Model and naive metrics in the target's units, overall and per series.
+
+    pred, actual: (N, H); last: (N,) last observed values (the naive forecast for every step);
+    series: (N,) series id of each window. Names: `test_mae`, `naive_test_mae`,
+    `test_mae_vs_naive` (model / naive; below 1 beats naive), per series `test_mae.AAPL`.
+    MAPE is in percent.
+    """
+    naive = np.repeat(np.asarray(last, dtype=np.float64)[:, None], pred.shape[1], axis=1)
+    series = np.asarray(series)
+    out: dict[str, float] = {}
+    groups = [("", np.ones(len(series), dtype=bool))] + [(f".{s}", series == s) for s in dict.fromkeys(series)]
+    for suffix, m in groups:
+        model, base = _scores(pred[m], actual[m]), _scores(naive[m], actual[m])
+        for k in ("mae", "rmse", "mape"):
+            out[f"{prefix}_{k}{suffix}"] = model[k]
+            out[f"naive_{prefix}_{k}{suffix}"] = base[k]
+        for k in ("mae", "rmse"):
+            out[f"{prefix}_{k}_vs_naive{suffix}"] = model[k] / base[k] if base[k] > 0 else float("nan")
+    return out
+
+
+def plot_forecasts(timestamps: np.ndarray, actual: np.ndarray, pred: np.ndarray,
+                   series: Sequence[str], title: str = "test: forecast vs actual (1 step ahead)"):
+    """One panel per series: actual vs the model's 1-step forecast, with the absolute errors of
+    the model and of the naive forecast below."""
+    series = np.asarray(series)
+    names = list(dict.fromkeys(series))
+    fig, axes = plt.subplots(len(names), 1, figsize=(11, 3.2 * len(names)), squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        m = series == name
+        t, a, p = timestamps[m], actual[m], pred[m]
+        ax.plot(t, a, color="black", lw=1.0, label="actual")
+        ax.plot(t, p, color="tab:blue", lw=1.0, alpha=0.85, label="forecast")
+        mae = np.mean(np.abs(p - a))
+        naive_mae = np.mean(np.abs(a[1:] - a[:-1])) if len(a) > 1 else float("nan")
+        ax.set_title(f"{name}: MAE {mae:.3f} (naive, consecutive days: {naive_mae:.3f})", fontsize=10)
+        ax.legend(loc="upper left", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_curves(history: Sequence[dict[str, float]], best_epoch: int | None = None):
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(epochs, [h["train_loss"] for h in history], marker="o", ms=3, label="train_loss")
+    ax.plot(epochs, [h["val_loss"] for h in history], marker="o", ms=3, label="val_loss")
+    if best_epoch:
+        ax.axvline(best_epoch, color="gray", ls="--", lw=1, label=f"best epoch {best_epoch}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (scaled units)")
+    ax.set_title("loss curves")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig

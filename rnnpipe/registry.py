@@ -1,0 +1,264 @@
+"""MLflow: tracking set-up, run logging, the pyfunc model and the champion gate.
+
+Runs are logged through `MlflowClient` with an explicit run id rather than MLflow's
+thread-local active run, so logging works from any thread or worker (Prefect runs tasks in
+threads) and never opens a stray run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from rnnpipe import settings
+from rnnpipe.pipeline import ForecastPipeline
+
+log = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+RUNTIME_PACKAGES = ("torch", "numpy", "pandas", "pyarrow", "scikit-learn", "mlflow")
+TRACKED_PACKAGES = RUNTIME_PACKAGES + ("prefect", "rnnpipe")
+
+
+def configure_tracking() -> str:
+    """Point MLflow at the project's store (or MLFLOW_TRACKING_URI) and return the URI."""
+    for key, value in settings.TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = settings.tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def ensure_experiment(name: str) -> str:
+    """The experiment's id, creating it with its artefacts under the project's mlruns/."""
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    location = None
+    if settings.tracking_uri().startswith("sqlite:///"):
+        location = (settings.mlruns_dir() / name).resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for pkg in TRACKED_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str:
+    try:
+        home = settings.project_home()
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=home, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=home,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return f"{sha}{'-dirty' if dirty else ''}" if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class Run:
+    """One MLflow run, addressed by id."""
+
+    def __init__(self, run_id: str):
+        self.id = run_id
+        self.client = MlflowClient()
+
+    @classmethod
+    def start(cls, experiment: str, run_name: str | None = None,
+              tags: dict[str, str] | None = None, run_id: str | None = None) -> "Run":
+        """A new run in `experiment`, or the existing run `run_id` set back to RUNNING."""
+        client = MlflowClient()
+        if run_id:
+            client.update_run(run_id, status="RUNNING")
+            run = cls(run_id)
+        else:
+            exp_id = ensure_experiment(experiment)
+            run = cls(client.create_run(exp_id, run_name=run_name).info.run_id)
+        base = {"git_commit": git_commit(), "mlflow.source.git.commit": git_commit().removesuffix("-dirty")}
+        base.update({f"version.{k}": v for k, v in library_versions().items()})
+        run.set_tags({**base, **(tags or {})})
+        return run
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v))
+                 for k, v in params.items()]
+        existing = self.client.get_run(self.id).data.params
+        items = [p for p in items if p.key not in existing]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.id, params=items[i:i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+        import time
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        for i in range(0, len(items), 500):
+            self.client.log_batch(self.id, metrics=items[i:i + 500])
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_figure(self, figure, path: str) -> None:
+        import matplotlib.pyplot as plt
+
+        self.client.log_figure(self.id, figure, path)
+        plt.close(figure)
+
+    def log_dict(self, data: Any, path: str) -> None:
+        self.client.log_dict(self.id, data, path)
+
+    def log_text(self, text: str, path: str) -> None:
+        self.client.log_text(self.id, text, path)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.id, status=status)
+
+
+class ForecastPyfunc(mlflow.pyfunc.PythonModel):
+    """A forecaster that takes raw price history: its preprocessing travels inside it."""
+
+    def load_context(self, context) -> None:
+        self.pipeline = ForecastPipeline.load(context.artifacts["pipeline"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None):
+        return self.pipeline.predict(pd.DataFrame(model_input))
+
+
+def _requirements() -> list[str]:
+    reqs = []
+    for pkg in RUNTIME_PACKAGES:
+        try:
+            reqs.append(f"{pkg}=={metadata.version(pkg).split('+')[0]}")
+        except metadata.PackageNotFoundError:
+            reqs.append(pkg)
+    return reqs
+
+
+def log_forecast_model(run: Run, pipeline: ForecastPipeline, input_example: pd.DataFrame) -> str:
+    """Log the pipeline as a pyfunc model of `run` and return its model URI.
+
+    The model directory holds the pipeline (config, scaler statistics, state dict) and a copy
+    of the rnnpipe package (code_paths), so it loads wherever torch, pandas and MLflow are.
+    """
+    with warnings.catch_warnings():  # the integer `step` column is never missing
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        signature = infer_signature(input_example, pipeline.predict(input_example))
+    with tempfile.TemporaryDirectory() as tmp:
+        pipe_dir = pipeline.save(Path(tmp) / "pipeline")
+        with mlflow.start_run(run_id=run.id):
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(Path(__file__).with_name("pyfunc_model.py")), artifacts={"pipeline": str(pipe_dir)},
+                code_paths=[str(Path(__file__).resolve().parent)], signature=signature,
+                input_example=input_example, pip_requirements=_requirements())
+        # leaving the block marks the run FINISHED; it is still being written to
+        run.client.update_run(run.id, status="RUNNING")
+    return info.model_uri
+
+
+@dataclass
+class GateDecision:
+    model_name: str
+    version: str
+    alias: str
+    reason: str
+
+    @property
+    def promoted(self) -> bool:
+        return self.alias == CHAMPION
+
+
+def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[str, float],
+                      metric: str = "test_mae", naive_margin: float = 0.05) -> GateDecision:
+    """Register a new version and give it `champion` or `challenger`.
+
+    Champion only if it does not lose to the naive forecast by more than `naive_margin`
+    (metric / naive_metric <= 1 + margin) and beats the current champion on `metric` (lower
+    is better). The reason is written to the run and the model version.
+    """
+    client = run.client
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException:
+        client.create_registered_model(model_name, description="rnnpipe forecaster; aliases "
+                                       "champion (serving) and challenger (latest that did not pass the gate)")
+    mv = client.create_model_version(model_name, source=model_uri, run_id=run.id)
+    value, naive = metrics[metric], metrics.get(f"naive_{metric}")
+    ratio = value / naive if naive else float("nan")
+    try:
+        champion = client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        champion = None
+
+    if naive is not None and not ratio <= 1 + naive_margin:
+        alias = CHALLENGER
+        reason = (f"not promoted: {metric}={value:.4f} loses to the naive forecast "
+                  f"({naive:.4f}) by {100 * (ratio - 1):.1f}%, more than the allowed "
+                  f"{100 * naive_margin:.1f}% (register.naive_margin)")
+    elif champion is None:
+        alias = CHAMPION
+        reason = (f"promoted: first version to pass the naive gate ({metric}={value:.4f}, "
+                  f"{ratio:.3f}x naive)")
+    else:
+        champ_value = client.get_run(champion.run_id).data.metrics.get(metric) if champion.run_id else None
+        if champ_value is None:
+            alias = CHAMPION
+            reason = f"promoted: champion v{champion.version} has no {metric} to compare with"
+        elif value < champ_value:
+            alias = CHAMPION
+            reason = (f"promoted: {metric}={value:.4f} beats champion v{champion.version} "
+                      f"({champ_value:.4f}) and is {ratio:.3f}x naive")
+        else:
+            alias = CHALLENGER
+            reason = (f"not promoted: {metric}={value:.4f} does not beat champion "
+                      f"v{champion.version} ({champ_value:.4f})")
+    client.set_registered_model_alias(model_name, alias, mv.version)
+    client.update_model_version(model_name, mv.version, description=reason)
+    for k, v in {"gate": alias, "gate_reason": reason, metric: f"{value:.6g}",
+                 f"{metric}_vs_naive": f"{ratio:.4f}"}.items():
+        client.set_model_version_tag(model_name, mv.version, k, v)
+    run.set_tags({"gate": alias, "gate_reason": reason, "registered_model": model_name,
+                  "registered_version": mv.version})
+    log.info("%s v%s -> %s: %s", model_name, mv.version, alias, reason)
+    return GateDecision(model_name, str(mv.version), alias, reason)
+
+
+def load_model(uri: str):
+    """A registered model as a pyfunc, e.g. `models:/stocks-forecaster@champion`."""
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except MlflowException as exc:
+        from rnnpipe.errors import ModelError
+
+        raise ModelError(f"cannot load model {uri!r}: {exc.message.splitlines()[0]}") from None

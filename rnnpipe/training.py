@@ -1,0 +1,238 @@
+"""One fit loop for every model in rnnpipe.
+
+Device and precision are chosen in a few lines at the top; data arrive as preloaded tensors
+(`WindowSet` or anything with the same `batches`/`__len__`/`to`), moved to the device once.
+Each epoch ends with a validation pass, a checkpoint (model, optimiser, scheduler, RNG, best
+weights, history) and a callback; training stops early when validation stops improving and
+always ends on the best weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from rnnpipe.config import TrainConfig
+from rnnpipe.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+class BatchSource(Protocol):
+    def __len__(self) -> int: ...
+    def to(self, device: torch.device) -> "BatchSource": ...
+    def batches(self, batch_size: int, shuffle: bool = False,
+                generator: torch.Generator | None = None): ...
+
+
+def select_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device={name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name}: CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device={name}: MPS is not available on this machine")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_val_loss: float
+    stopped_early: bool
+    device: str
+    precision: str
+    resumed_from_epoch: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def samples_per_s(self) -> float:
+        rates = [h["samples_per_s"] for h in self.history]
+        return float(np.mean(rates)) if rates else float("nan")
+
+
+def read_checkpoint_meta(path: str | Path) -> dict[str, Any] | None:
+    p = Path(path)
+    if not p.is_file():
+        return None
+    return torch.load(p, map_location="cpu", weights_only=False).get("meta", {})
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, data: BatchSource, loss_fn: Callable, batch_size: int,
+                  autocast: Callable[[], Any]) -> float:
+    model.eval()
+    total, n = 0.0, 0
+    for x, y in data.batches(batch_size):
+        with autocast():
+            pred = model(x)
+        total += float(loss_fn(pred.float(), y)) * len(y)
+        n += len(y)
+    return total / max(n, 1)
+
+
+@torch.no_grad()
+def predict_batches(model: nn.Module, data: BatchSource, batch_size: int = 1024) -> np.ndarray:
+    """Model outputs for every window of `data`, in order, as float64 numpy."""
+    model.eval()
+    outs = [model(x).float().cpu() for x, _ in data.batches(batch_size)]
+    return torch.cat(outs).double().numpy() if outs else np.empty((0,))
+
+
+def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig, *,
+        loss_fn: Callable | None = None, checkpoint_path: str | Path | None = None,
+        checkpoint_meta: dict[str, Any] | None = None, resume: bool = False,
+        on_epoch: Callable[[dict[str, float]], None] | None = None,
+        progress: bool | None = None) -> FitResult:
+    """Train `model` in place and return its history; the model ends on its best weights.
+
+    `progress=None` shows the bar only on a terminal. With `resume=True` and a checkpoint at
+    `checkpoint_path` whose `meta["key"]` matches `checkpoint_meta["key"]`, training picks up
+    after the last finished epoch.
+    """
+    if len(train) == 0 or len(val) == 0:
+        raise ConfigError(f"no windows to train on ({len(train)} train, {len(val)} val): "
+                          "the series are too short for window.lookback and window.horizon")
+    loss_fn = loss_fn or nn.MSELoss()
+    device = select_device(cfg.device)
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    if use_bf16 and device.type != "cuda":
+        raise ConfigError("train.precision=bf16 needs a CUDA device here")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+    def autocast():
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    seed_everything(cfg.seed)
+    model.to(device)
+    train, val = train.to(device), val.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    elif cfg.lr_schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=max(1, cfg.patience // 2))
+    else:
+        scheduler = None
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    history: list[dict[str, float]] = []
+    best_val, best_epoch, best_state, bad_epochs, start_epoch = math.inf, 0, None, 0, 1
+    meta = dict(checkpoint_meta or {})
+    ckpt = Path(checkpoint_path) if checkpoint_path else None
+    if resume:
+        if ckpt is None or not ckpt.is_file():
+            raise ModelError(f"--resume: no checkpoint at {ckpt}; nothing to resume")
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if meta.get("key") and state.get("meta", {}).get("key") != meta["key"]:
+            raise ModelError(f"--resume: {ckpt} was written for another config or data set")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best_val, best_epoch = state["history"], state["best_val"], state["best_epoch"]
+        best_state, bad_epochs = state["best_state"], state["bad_epochs"]
+        start_epoch = state["epoch"] + 1
+        meta = {**state.get("meta", {}), **meta}
+        log.info("resuming from %s after epoch %d", ckpt, state["epoch"])
+    resumed_from = start_epoch - 1
+
+    n_batches = math.ceil(len(train) / cfg.batch_size)
+    stopped_early = bad_epochs >= cfg.patience
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if stopped_early:
+            break
+        model.train()
+        t0, seen, total = time.perf_counter(), 0, 0.0
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+                   disable=(None if progress is None else not progress), dynamic_ncols=True)
+        for x, y in train.batches(cfg.batch_size, shuffle=True, generator=generator):
+            with autocast():
+                pred = model(x)
+            loss = loss_fn(pred.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad_norm > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            optimizer.step()
+            total += float(loss.detach()) * len(y)
+            seen += len(y)
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / seen:.4f}",
+                            samples_s=f"{seen / (time.perf_counter() - t0):,.0f}")
+        bar.close()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        train_time = time.perf_counter() - t0
+        val_loss = evaluate_loss(model, val, loss_fn, max(cfg.batch_size, 1024), autocast)
+        lr = optimizer.param_groups[0]["lr"]
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_loss)
+        elif scheduler is not None:
+            scheduler.step()
+        record = {"epoch": epoch, "train_loss": total / seen, "val_loss": val_loss, "lr": lr,
+                  "samples_per_s": seen / train_time, "epoch_time_s": train_time}
+        history.append(record)
+        if val_loss < best_val:
+            best_val, best_epoch, bad_epochs = val_loss, epoch, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        stopped_early = bad_epochs >= cfg.patience
+        log.info("epoch %d/%d train_loss=%.5f val_loss=%.5f lr=%.2e %.0f samples/s%s", epoch,
+                 cfg.epochs, record["train_loss"], val_loss, lr, record["samples_per_s"],
+                 "  (best)" if best_epoch == epoch else "")
+        if ckpt is not None:
+            _save_checkpoint(ckpt, {
+                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "history": history, "best_val": best_val, "best_epoch": best_epoch,
+                "best_state": best_state, "bad_epochs": bad_epochs, "meta": meta})
+        if on_epoch is not None:
+            on_epoch(record)
+    if stopped_early:
+        log.info("early stop: no val_loss improvement for %d epochs; best epoch %d (val_loss=%.5f)",
+                 cfg.patience, best_epoch, best_val)
+    if best_state is not None:
+        model.load_state_dict(copy.deepcopy(best_state))
+    return FitResult(history, best_epoch, best_val, stopped_early, str(device),
+                     "bf16" if use_bf16 else "fp32", resumed_from, meta)

@@ -1,0 +1,152 @@
+"""Tasks of the forecasting pipeline (stocks): each wraps one library call."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from rnnpipe import settings
+from rnnpipe.config import ForecastConfig, flatten
+from rnnpipe.evaluation import forecast_metrics, plot_forecasts, plot_loss_curves
+from rnnpipe.features.splits import Split, chronological_split
+from rnnpipe.io import SeriesFrame, load_series
+from rnnpipe.pipeline import ForecastPipeline, Prepared, history_example, prepare
+from rnnpipe.registry import GateDecision, Run, log_forecast_model, register_and_gate
+from rnnpipe.training import FitResult, fit, read_checkpoint_meta
+from tasks import retry_unless_user_error
+
+IO = dict(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error)
+
+
+@task(name="ingest", cache_policy=NO_CACHE, **IO)
+def ingest(cfg: ForecastConfig) -> SeriesFrame:
+    d = cfg.data
+    frame = load_series(settings.resolve_data_path(d.path), timestamp_col=d.timestamp_col,
+                        series_col=d.series_col, target_col=d.target_col, features=d.features,
+                        series=d.series, nan_policy=d.nan_policy, fmt=d.format)
+    get_run_logger().info("read %d rows of %d series from %s (sha256 %s)", len(frame),
+                          len(frame.series), frame.source, frame.fingerprint[:12])
+    return frame
+
+
+@task(name="split", cache_policy=NO_CACHE)
+def split_series(frame: SeriesFrame, cfg: ForecastConfig) -> Split:
+    s = cfg.split
+    split = chronological_split(frame, s.train, s.val, s.val_start, s.test_start)
+    rows = [{"series": k, **v} for k, v in split.summary(frame).items()]
+    create_table_artifact(rows, key="stocks-split", description="chronological split per series")
+    return split
+
+
+@task(name="prepare", cache_policy=NO_CACHE)
+def prepare_windows(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Prepared:
+    prepared = prepare(frame, split, cfg)
+    get_run_logger().info("windows: %s (lookback %d, horizon %d, target %s)", prepared.counts(),
+                          cfg.window.lookback, cfg.window.horizon, cfg.window.target)
+    return prepared
+
+
+def checkpoint_key(cfg: ForecastConfig, fingerprint: str) -> str:
+    """Same config (bar the epoch count) and same data -> same checkpoint file."""
+    params = {k: v for k, v in flatten(cfg).items() if k != "train.epochs"}
+    blob = json.dumps([params, fingerprint], sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@task(name="start-run", cache_policy=NO_CACHE, **IO)
+def start_run(cfg: ForecastConfig, prepared: Prepared, resume: bool, flow_run_id: str) -> tuple[str, str, str]:
+    """Open the MLflow run (or reopen the interrupted one) and log params, tags and the split."""
+    frame = prepared.frame
+    key = checkpoint_key(cfg, frame.fingerprint)
+    ckpt = settings.checkpoint_dir() / f"{cfg.register.experiment}-{key}.pt"
+    run_id = None
+    if resume:
+        meta = read_checkpoint_meta(ckpt)
+        if meta is None:
+            from rnnpipe.errors import ModelError
+            raise ModelError(f"--resume: no checkpoint for this config and data at {ckpt}")
+        run_id = meta.get("mlflow_run_id")
+    tags = {"data_fingerprint": frame.fingerprint, "data_source": str(frame.source),
+            "seed": cfg.train.seed, "prefect_flow_run_id": flow_run_id, "pipeline": "stocks",
+            "checkpoint": str(ckpt)}
+    run = Run.start(cfg.register.experiment, tags=tags, run_id=run_id)
+    run.log_params(flatten(cfg))
+    run.log_dict({"series": frame.series, "windows": prepared.counts(),
+                  "parts": prepared.split.summary(frame)}, "data/split.json")
+    get_run_logger().info("MLflow run %s (%s)", run.id, "resumed" if run_id else "new")
+    return run.id, str(ckpt), key
+
+
+@task(name="train", cache_policy=NO_CACHE)
+def train_model(prepared: Prepared, cfg: ForecastConfig, run_id: str, checkpoint: str, key: str,
+                resume: bool) -> tuple[ForecastPipeline, FitResult]:
+    run = Run(run_id)
+    pipeline = ForecastPipeline(cfg, prepared.preprocessor)
+
+    def on_epoch(record: dict[str, float]) -> None:
+        run.log_metrics({k: record[k] for k in ("train_loss", "val_loss", "lr", "samples_per_s")},
+                        step=int(record["epoch"]))
+
+    result = fit(pipeline.model, prepared.windows("train"), prepared.windows("val"), cfg.train,
+                 checkpoint_path=checkpoint, checkpoint_meta={"key": key, "mlflow_run_id": run_id},
+                 resume=resume, on_epoch=on_epoch)
+    run.log_metrics({"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
+                     "epochs_run": len(result.history), "train_samples_per_s": result.samples_per_s})
+    run.set_tags({"device": result.device, "precision": result.precision,
+                  "stopped_early": result.stopped_early,
+                  "resumed_from_epoch": result.resumed_from_epoch})
+    run.log_figure(plot_loss_curves(result.history, result.best_epoch), "plots/loss_curves.png")
+    return pipeline, result
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_forecaster(pipeline: ForecastPipeline, prepared: Prepared, run_id: str) -> dict[str, float]:
+    """Test metrics in price units against the naive forecast, per series and overall."""
+    frame, run = prepared.frame, Run(run_id)
+    H = prepared.preprocessor.horizon
+    metrics: dict[str, float] = {}
+    for part in ("val", "test"):
+        ends = prepared.ends[part]
+        pred = pipeline.forecast_windows(frame, ends, prepared.inputs)
+        actual = frame.target[ends[:, None] + np.arange(1, H + 1)]
+        series = np.repeat(frame.series, np.bincount(np.searchsorted(frame.offsets, ends, "right") - 1,
+                                                     minlength=len(frame.series)))
+        metrics.update(forecast_metrics(pred, actual, frame.target[ends], series, prefix=part))
+        if part == "test":
+            run.log_figure(plot_forecasts(frame.timestamps[ends + 1], actual[:, 0], pred[:, 0], series),
+                           "plots/test_forecast_vs_actual.png")
+    run.log_metrics(metrics)
+    ratio = metrics["test_mae_vs_naive"]
+    standing = (f"test MAE {metrics['test_mae']:.4f} vs naive {metrics['naive_test_mae']:.4f}: "
+                + (f"beats naive by {100 * (1 - ratio):.3f}%" if ratio < 1 else
+                   f"loses to naive by {100 * (ratio - 1):.3f}%"))
+    run.set_tags({"vs_naive": standing, "mlflow.note.content": standing})
+    per_series = [{"series": s, "test_mae": metrics[f"test_mae.{s}"],
+                   "naive_test_mae": metrics[f"naive_test_mae.{s}"],
+                   "test_mae_vs_naive": metrics[f"test_mae_vs_naive.{s}"],
+                   "test_mape": metrics[f"test_mape.{s}"]} for s in frame.series]
+    run.log_dict(per_series, "metrics/per_series.json")
+    create_table_artifact(per_series, key="stocks-test-metrics", description=standing)
+    get_run_logger().info(standing)
+    return metrics
+
+
+@task(name="register", cache_policy=NO_CACHE, **IO)
+def register_model(pipeline: ForecastPipeline, prepared: Prepared, metrics: dict[str, float],
+                   cfg: ForecastConfig, run_id: str) -> GateDecision:
+    run = Run(run_id)
+    example = history_example(prepared.frame, cfg, n_series=2)
+    model_uri = log_forecast_model(run, pipeline, example)
+    decision = register_and_gate(run, model_uri, cfg.register.model_name, metrics,
+                                 cfg.register.metric, cfg.register.naive_margin)
+    create_markdown_artifact(
+        f"**{decision.model_name} v{decision.version} -> `{decision.alias}`**\n\n{decision.reason}",
+        key="stocks-registration")
+    get_run_logger().info("%s v%s -> %s: %s", decision.model_name, decision.version,
+                          decision.alias, decision.reason)
+    return decision

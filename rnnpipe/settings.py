@@ -56,6 +56,8 @@ def apply_environment() -> None:
     os.environ.setdefault("PREFECT_HOME", str(prefect_home()))
     # rnnpipe's own log lines show up in Prefect's run logs.
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rnnpipe")
+    # ...and the library used outside a flow (a notebook) does not warn about it
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     # Flows run on an ephemeral local API unless a server is configured; say so explicitly.
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")

@@ -1,0 +1,49 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from rnnpipe.cli import cli
+
+
+@pytest.mark.parametrize("args", [[], ["train"], ["predict"], ["ui"], ["info"], ["config"]])
+def test_help_everywhere(args):
+    result = CliRunner().invoke(cli, [*args, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_config_shows_overrides():
+    result = CliRunner().invoke(cli, ["config", "stocks", "--set", "model.cell=gru"])
+    assert result.exit_code == 0 and 'cell = "gru"' in result.output
+
+
+def test_user_errors_are_one_line_with_exit_code_2():
+    result = CliRunner().invoke(cli, ["train", "stocks", "--set", "model.hiden_size=3"])
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: unknown config key 'model.hiden_size' (known: "
+                                     "bidirectional, cell, dropout, hidden_size, num_layers, pooling)")
+
+
+def test_info_prints_the_tracking_uri(home):
+    result = CliRunner().invoke(cli, ["info", "--json"])
+    data = json.loads(result.output)
+    assert data["tracking_uri"] == f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
+
+
+@pytest.mark.slow
+def test_bad_data_inside_the_flow_gives_no_traceback(tmp_path, stocks):
+    """A data error raised inside a Prefect task reaches the user as one line, exit code 2."""
+    bad = stocks[stocks.Ticker == "IBM"].head(100).astype({"Close": object})
+    bad.loc[bad.index[41], "Close"] = "twelve"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    env = {**os.environ, "RNNPIPE_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / ".prefect")}
+    proc = subprocess.run([sys.executable, "-m", "rnnpipe.cli", "train", "stocks",
+                           "--set", f"data.path={tmp_path / 'bad.csv'}", "--set", "data.series=[]"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"error: {tmp_path / 'bad.csv'}, row 42 (line 43): column 'Close': 'twelve' is not a number" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "Retries are exhausted" not in proc.stderr  # user errors are not retried

@@ -1,0 +1,50 @@
+import pytest
+
+from rnnpipe.config import ForecastConfig, flatten, load_config, to_toml
+from rnnpipe.errors import ConfigError
+
+
+def test_overrides_are_typed_by_the_field():
+    cfg = load_config(ForecastConfig, overrides=[
+        "model.hidden_size=128", "model.bidirectional=true", "data.series=AAPL,IBM",
+        'data.features=["Volume"]', "train.lr=3e-4", "split.val_start=2010-01-01",
+        "split.test_start=2011-06-01"])
+    assert cfg.model.hidden_size == 128 and cfg.model.bidirectional is True
+    assert cfg.data.series == ["AAPL", "IBM"] and cfg.data.features == ["Volume"]
+    assert cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.split.val_start == "2010-01-01"
+
+
+def test_param_names_match_config_keys():
+    flat = flatten(ForecastConfig())
+    assert flat["model.hidden_size"] == 64
+    assert flat["window.lookback"] == 60
+    assert flat["register.model_name"] == "stocks-forecaster"
+
+
+@pytest.mark.parametrize("override, words", [
+    ("model.hiden_size=3", "unknown config key 'model.hiden_size'"),
+    ("model.hidden_size=abc", "model.hidden_size: expected int"),
+    ("model.cell=transformer", "model.cell='transformer'"),
+    ("model.bidirectional=maybe", "expected true or false"),
+    ("split.train=0.9", "sum below 1"),
+    ("window.lookback=0", "window.lookback=0: must be at least 1"),
+    ("split.val_start=2010-01-01", "must be given together"),
+    ("nonsense", "expected KEY=VALUE"),
+])
+def test_bad_settings_are_named(override, words):
+    with pytest.raises(ConfigError, match=None) as err:
+        load_config(ForecastConfig, overrides=[override])
+    assert words in str(err.value)
+
+
+def test_toml_round_trip(tmp_path):
+    cfg = load_config(ForecastConfig, overrides=["model.cell=gru", "data.series=[]"])
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(cfg))
+    assert load_config(ForecastConfig, path) == cfg
+
+
+def test_missing_config_file_is_a_user_error(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(ForecastConfig, tmp_path / "nope.toml")

@@ -1,0 +1,145 @@
+"""The stocks flow end to end on a small slice: Prefect (test harness), MLflow (SQLite store),
+registration, the champion gate, resume, and the registered model's predictions."""
+
+import dataclasses
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from rnnpipe.cli import cli
+from rnnpipe.config import ForecastConfig, load_config, to_dict
+from rnnpipe.features.splits import chronological_split
+from rnnpipe.io import load_series
+from rnnpipe.pipeline import ForecastPipeline, prepare
+from rnnpipe.registry import configure_tracking
+from rnnpipe.training import fit
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def slice_path(tmp_path_factory, stocks):
+    df = stocks[stocks.Ticker.isin(["AAPL", "MSFT"])].groupby("Ticker").tail(300)
+    path = tmp_path_factory.mktemp("data") / "slice.parquet"
+    df.to_parquet(path)
+    return path
+
+
+def small_config(path, *extra):
+    return load_config(ForecastConfig, overrides=[
+        f"data.path={path}", "data.series=[]", "window.lookback=20", "model.hidden_size=16",
+        "model.num_layers=1", "train.epochs=2", "train.batch_size=64",
+        "register.experiment=e2e", "register.model_name=e2e-forecaster", *extra])
+
+
+@pytest.fixture(scope="module")
+def first_run(prefect_harness, slice_path):
+    from flows.forecast import train_stocks
+
+    cfg = small_config(slice_path)
+    return cfg, train_stocks(config=to_dict(cfg))
+
+
+def test_run_is_fully_tracked(first_run, slice_path):
+    cfg, summary = first_run
+    client = MlflowClient()
+    run = client.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "e2e"
+    assert run.data.params["model.hidden_size"] == "16"
+    assert run.data.params["window.target"] == "log_return"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
+    frame = load_series(slice_path, timestamp_col="Date", series_col="Ticker", target_col="Close")
+    tags = run.data.tags
+    assert tags["data_fingerprint"] == frame.fingerprint
+    assert tags["prefect_flow_run_id"] and tags["prefect_flow_run_id"] != "None"
+    assert tags["version.torch"] and tags["version.mlflow"] and tags["seed"] == "42"
+    assert tags["device"] == "cpu"
+    m = run.data.metrics
+    assert m["test_mae_vs_naive"] == pytest.approx(m["test_mae"] / m["naive_test_mae"])
+    assert {"test_rmse", "test_mape", "naive_test_rmse", "test_mae.AAPL", "test_mae.MSFT"} <= set(m)
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"plots/loss_curves.png", "plots/test_forecast_vs_actual.png"}
+    assert "vs naive" in tags["vs_naive"]
+
+
+def test_gate_and_registered_model_predicts_like_the_in_memory_model(first_run, stocks, slice_path):
+    cfg, summary = first_run
+    ratio = summary["test_mae_vs_naive"]
+    assert summary["alias"] == ("champion" if ratio <= 1 + cfg.register.naive_margin else "challenger")
+    client = MlflowClient()
+    version = client.get_model_version_by_alias("e2e-forecaster", summary["alias"])
+    assert str(version.version) == summary["version"] and version.run_id == summary["run_id"]
+    assert version.tags["gate_reason"] == summary["reason"]
+
+    model = mlflow.pyfunc.load_model(f"models:/e2e-forecaster@{summary['alias']}")
+    history = stocks[stocks.Ticker.isin(["MSFT", "AAPL"])].groupby("Ticker").tail(80)
+    history = history[["Ticker", "Date", "Close"]].sample(frac=1, random_state=0)  # unsorted
+    served = model.predict(history)
+
+    # the same config trained in memory, outside Prefect and MLflow
+    frame = load_series(slice_path, timestamp_col="Date", series_col="Ticker", target_col="Close")
+    p = prepare(frame, chronological_split(frame, cfg.split.train, cfg.split.val), cfg)
+    pipe = ForecastPipeline(cfg, p.preprocessor)
+    fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
+    local = pipe.predict(history)
+
+    assert list(served.columns) == ["Ticker", "step", "Date", "forecast"]
+    assert list(served.Ticker) == ["AAPL", "MSFT"]
+    assert list(served.Date) == [pd.Timestamp("2013-03-04")] * 2  # next business day
+    np.testing.assert_allclose(served.forecast.to_numpy(), local.forecast.to_numpy(), rtol=1e-6)
+    last = history.sort_values("Date").groupby("Ticker").Close.last()
+    assert np.all(np.abs(served.forecast.to_numpy() / last.to_numpy() - 1) < 0.2)  # price units
+
+
+def test_gate_refuses_a_model_that_loses_to_naive_and_one_that_is_not_better(first_run, slice_path):
+    from flows.forecast import train_stocks
+
+    cfg, first = first_run
+    strict = train_stocks(config=to_dict(small_config(slice_path, "register.naive_margin=-0.5")))
+    assert strict["alias"] == "challenger"
+    assert "loses to the naive forecast" in strict["reason"]
+    same = train_stocks(config=to_dict(cfg))  # same seed, same data: same metric, not better
+    assert same["test_mae"] == pytest.approx(first["test_mae"], rel=1e-9)
+    if first["alias"] == "champion":
+        assert same["alias"] == "challenger" and "does not beat champion" in same["reason"]
+        champion = MlflowClient().get_model_version_by_alias("e2e-forecaster", "champion")
+        assert str(champion.version) == first["version"]
+
+
+def test_resume_reuses_the_interrupted_run(prefect_harness, slice_path):
+    from flows.forecast import train_stocks
+    from rnnpipe.errors import ModelError
+
+    extra = ["register.experiment=e2e-resume", "register.model_name=e2e-resume", "train.seed=7"]
+    one = train_stocks(config=to_dict(small_config(slice_path, *extra, "train.epochs=1")))
+    two = train_stocks(config=to_dict(small_config(slice_path, *extra, "train.epochs=3")), resume=True)
+    assert two["run_id"] == one["run_id"]
+    steps = [m.step for m in MlflowClient().get_metric_history(two["run_id"], "train_loss")]
+    assert steps == [1, 2, 3]
+    assert MlflowClient().get_run(two["run_id"]).data.tags["resumed_from_epoch"] == "1"
+    with pytest.raises(ModelError, match="no checkpoint for this config"):
+        train_stocks(config=to_dict(small_config(slice_path, *extra, "train.seed=8")), resume=True)
+
+
+def test_cli_predict_writes_forecasts(first_run, tmp_path, stocks):
+    _, summary = first_run
+    src = tmp_path / "history.csv"
+    stocks[stocks.Ticker == "AAPL"].tail(40).to_csv(src, index=False)
+    out = tmp_path / "forecast.parquet"
+    result = CliRunner().invoke(cli, ["predict", "-m", f"e2e-forecaster/{summary['version']}",
+                                      "-i", str(src), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    got = pd.read_parquet(out)
+    assert len(got) == 1 and got.Ticker.iloc[0] == "AAPL" and np.isfinite(got.forecast).all()
+    missing = CliRunner().invoke(cli, ["predict", "-m", "no-such-model@champion", "-i", str(src)])
+    assert missing.exit_code == 2 and "cannot load model" in missing.output
+    short = tmp_path / "short.csv"
+    stocks[stocks.Ticker == "AAPL"].tail(5).to_csv(short, index=False)
+    result = CliRunner().invoke(cli, ["predict", "-m", f"e2e-forecaster/{summary['version']}", "-i", str(short)])
+    assert result.exit_code == 2 and "series 'AAPL' has 5 rows of history" in result.output

@@ -1,0 +1,103 @@
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnnpipe.errors import DataError
+from rnnpipe.io import load_series, to_series_frame, write_table
+
+COLS = dict(timestamp_col="Date", series_col="Ticker", target_col="Close")
+
+
+@pytest.fixture
+def small(stocks):
+    return stocks[stocks.Ticker.isin(["AAPL", "IBM"])].groupby("Ticker").head(40).reset_index(drop=True)
+
+
+def test_csv_parquet_folder_and_partitions_agree(tmp_path, small):
+    small.to_csv(tmp_path / "s.csv", index=False)
+    small.to_parquet(tmp_path / "s.parquet")
+    (tmp_path / "folder").mkdir()
+    for i, (_, g) in enumerate(small.groupby("Ticker")):
+        g.to_parquet(tmp_path / "folder" / f"part-{i}.parquet")
+    for t, g in small.groupby("Ticker"):
+        (tmp_path / "hive" / f"Ticker={t}").mkdir(parents=True)
+        g.drop(columns="Ticker").to_parquet(tmp_path / "hive" / f"Ticker={t}" / "0.parquet")
+    prints = {p: load_series(tmp_path / p, **COLS, features=["Volume"]).fingerprint
+              for p in ("s.csv", "s.parquet", "folder", "hive")}
+    assert len(set(prints.values())) == 1, prints
+
+
+def test_unsorted_input_is_sorted(small):
+    shuffled = small.sample(frac=1, random_state=0)
+    a, b = to_series_frame(small, **COLS), to_series_frame(shuffled, **COLS)
+    assert a.fingerprint == b.fingerprint
+    assert a.series == ["AAPL", "IBM"]
+    assert (np.diff(a.timestamps[: a.offsets[1]]) > np.timedelta64(0)).all()
+
+
+def test_fingerprint_changes_with_one_value(small):
+    changed = small.copy()
+    changed.loc[5, "Close"] += 0.01
+    assert to_series_frame(small, **COLS).fingerprint != to_series_frame(changed, **COLS).fingerprint
+
+
+def test_missing_file():
+    with pytest.raises(DataError, match="data file not found: nope.csv"):
+        load_series("nope.csv", **COLS)
+
+
+def test_missing_column_names_file_and_column(tmp_path, small):
+    small.drop(columns="Close").to_csv(tmp_path / "s.csv", index=False)
+    with pytest.raises(DataError, match=r"s\.csv: column 'Close' not found \(columns: Ticker, Date"):
+        load_series(tmp_path / "s.csv", **COLS)
+
+
+def test_non_numeric_value_names_file_row_and_column(tmp_path, small):
+    bad = small.astype({"Close": object})
+    bad.loc[7, "Close"] = "n/a"
+    bad.to_csv(tmp_path / "s.csv", index=False)
+    with pytest.raises(DataError, match=r"s\.csv, row 8 \(line 9\): column 'Close': 'n/a' is not a number"):
+        load_series(tmp_path / "s.csv", **COLS)
+
+
+def test_unparseable_date(tmp_path, small):
+    bad = small.astype({"Date": str})
+    bad.loc[3, "Date"] = "31/31/2001"
+    bad.to_csv(tmp_path / "s.csv", index=False)
+    with pytest.raises(DataError, match=r"row 4 \(line 5\): column 'Date': cannot parse '31/31/2001'"):
+        load_series(tmp_path / "s.csv", **COLS)
+
+
+def test_duplicate_timestamp_names_series_and_rows(tmp_path, small):
+    dup = pd.concat([small, small.iloc[[10]]], ignore_index=True)
+    dup.to_parquet(tmp_path / "d.parquet")
+    with pytest.raises(DataError, match=r"duplicate timestamp 2000-03-15.* series 'AAPL' \(.*row 11 and .*row 81\)"):
+        load_series(tmp_path / "d.parquet", **COLS)
+
+
+def test_nan_policies(small):
+    gap = small.copy()
+    gap.loc[4, "Close"] = np.nan
+    with pytest.raises(DataError, match=r"input row 4: column 'Close' is empty \(series 'AAPL'.*nan_policy"):
+        to_series_frame(gap, **COLS)
+    filled = to_series_frame(gap, **COLS, nan_policy="ffill")
+    assert len(filled) == len(small) and filled.target[4] == small.Close[3]
+    dropped = to_series_frame(gap, **COLS, nan_policy="drop")
+    assert len(dropped) == len(small) - 1
+
+
+def test_unknown_series_filter(small):
+    with pytest.raises(DataError, match=r"series 'TSLA' not found in column 'Ticker' \(present: AAPL, IBM\)"):
+        to_series_frame(small, **COLS, series=["AAPL", "TSLA"])
+
+
+def test_write_table_is_atomic(tmp_path):
+    out = tmp_path / "out.parquet"
+    write_table(pd.DataFrame({"a": [1, 2]}), out)
+    before = out.read_bytes()
+    with pytest.raises(Exception):
+        write_table(pd.DataFrame({"a": [object(), 1]}), out)  # pyarrow cannot write this
+    assert out.read_bytes() == before
+    assert os.listdir(tmp_path) == ["out.parquet"]

@@ -42,6 +42,9 @@ def train_stocks(config: dict[str, Any] | None = None, resume: bool = False) -> 
         pipeline, result = train_model(prepared, cfg, run_id, checkpoint, key, resume)
         metrics = evaluate_forecaster(pipeline, prepared, run_id)
         decision = register_model(pipeline, prepared, metrics, cfg, run_id)
+    except KeyboardInterrupt:
+        Run(run_id).end("KILLED")  # `--resume` picks it up from the last checkpoint
+        raise
     except BaseException:
         Run(run_id).end("FAILED")
         raise

@@ -211,7 +211,7 @@ def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str, ta
                         else "were dropped (data.nan_policy=drop)")
             sid, ts, values = sid[keep], ts[keep], values[keep]
 
-    names_order, starts = np.unique(sid, return_index=True)
+    _, starts = np.unique(sid, return_index=True)
     firsts = np.sort(starts)
     series_ids = [str(sid[i]) for i in firsts]
     offsets = np.append(firsts, len(sid)).astype(np.int64)

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from importlib import metadata
@@ -21,11 +22,13 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from rnnpipe import settings
+from rnnpipe.errors import ModelError
 from rnnpipe.pipeline import ForecastPipeline
 
 log = logging.getLogger(__name__)
@@ -101,14 +104,14 @@ class Run:
         else:
             exp_id = ensure_experiment(experiment)
             run = cls(client.create_run(exp_id, run_name=run_name).info.run_id)
-        base = {"git_commit": git_commit(), "mlflow.source.git.commit": git_commit().removesuffix("-dirty")}
+        commit = git_commit()
+        base = {"git_commit": commit, "mlflow.source.git.commit": commit.removesuffix("-dirty")}
         base.update({f"version.{k}": v for k, v in library_versions().items()})
         run.set_tags({**base, **(tags or {})})
         return run
 
     def log_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
-
+        """Log params; on a resumed run, keys already logged keep their first value."""
         items = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v))
                  for k, v in params.items()]
         existing = self.client.get_run(self.id).data.params
@@ -117,17 +120,12 @@ class Run:
             self.client.log_batch(self.id, params=items[i:i + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        from mlflow.entities import Metric
-        import time
-
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
         for i in range(0, len(items), 500):
             self.client.log_batch(self.id, metrics=items[i:i + 500])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        from mlflow.entities import RunTag
-
         self.client.log_batch(self.id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_figure(self, figure, path: str) -> None:
@@ -259,6 +257,4 @@ def load_model(uri: str):
     try:
         return mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:
-        from rnnpipe.errors import ModelError
-
         raise ModelError(f"cannot load model {uri!r}: {exc.message.splitlines()[0]}") from None

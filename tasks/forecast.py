@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from rnnpipe import settings
 from rnnpipe.config import ForecastConfig, flatten
+from rnnpipe.errors import ModelError
 from rnnpipe.evaluation import forecast_metrics, plot_forecasts, plot_loss_curves
 from rnnpipe.features.splits import Split, chronological_split
 from rnnpipe.io import SeriesFrame, load_series
@@ -68,7 +69,6 @@ def start_run(cfg: ForecastConfig, prepared: Prepared, resume: bool, flow_run_id
     if resume:
         meta = read_checkpoint_meta(ckpt)
         if meta is None:
-            from rnnpipe.errors import ModelError
             raise ModelError(f"--resume: no checkpoint for this config and data at {ckpt}")
         run_id = meta.get("mlflow_run_id")
     tags = {"data_fingerprint": frame.fingerprint, "data_source": str(frame.source),

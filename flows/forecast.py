@@ -18,7 +18,7 @@ from rnnpipe.config import ForecastConfig, from_dict, to_dict
 from rnnpipe.registry import Run, configure_tracking
 from tasks import hide_user_error_tracebacks
 from tasks.forecast import (
-    evaluate_forecaster,
+    evaluate,
     ingest,
     prepare_windows,
     register_model,
@@ -37,10 +37,10 @@ def train_stocks(config: dict[str, Any] | None = None, resume: bool = False) -> 
     frame = ingest(cfg)
     split = split_series(frame, cfg)
     prepared = prepare_windows(frame, split, cfg)
-    run_id, checkpoint, key = start_run(cfg, prepared, resume, str(flow_run.id))
+    run_id, checkpoint = start_run(cfg, prepared, resume, str(flow_run.id))
     try:
-        pipeline, result = train_model(prepared, cfg, run_id, checkpoint, key, resume)
-        metrics = evaluate_forecaster(pipeline, prepared, run_id)
+        pipeline, result = train_model(prepared, cfg, run_id, checkpoint, resume)
+        metrics = evaluate(pipeline, prepared, run_id)
         decision = register_model(pipeline, prepared, metrics, cfg, run_id)
     except KeyboardInterrupt:
         Run(run_id).end("KILLED")  # `--resume` picks it up from the last checkpoint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -82,3 +83,46 @@ def plot_loss_curves(history: Sequence[dict[str, float]], best_epoch: int | None
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+@dataclass
+class ForecastEvaluation:
+    """Forecasts of every window of one part, with what is needed to score and plot them."""
+
+    part: str
+    timestamps: np.ndarray  # (N,) time of the first step ahead
+    series: np.ndarray  # (N,) series id of each window
+    actual: np.ndarray  # (N, H) in the target's units
+    pred: np.ndarray  # (N, H)
+    last: np.ndarray  # (N,) last observed value: the naive forecast
+    metrics: dict[str, float]
+
+    def standing(self) -> str:
+        """One sentence: where the model stands against the naive forecast."""
+        m, p = self.metrics, self.part
+        ratio = m[f"{p}_mae_vs_naive"]
+        verdict = (f"beats naive by {100 * (1 - ratio):.3f}%" if ratio < 1
+                   else f"loses to naive by {100 * (ratio - 1):.3f}%")
+        return f"{p} MAE {m[f'{p}_mae']:.4f} vs naive {m[f'naive_{p}_mae']:.4f}: {verdict}"
+
+    def per_series(self) -> list[dict[str, float | str]]:
+        m, p = self.metrics, self.part
+        return [{"series": s, f"{p}_mae": m[f"{p}_mae.{s}"], f"naive_{p}_mae": m[f"naive_{p}_mae.{s}"],
+                 f"{p}_mae_vs_naive": m[f"{p}_mae_vs_naive.{s}"], f"{p}_mape": m[f"{p}_mape.{s}"]}
+                for s in dict.fromkeys(self.series)]
+
+    def plot(self):
+        return plot_forecasts(self.timestamps, self.actual[:, 0], self.pred[:, 0], self.series,
+                              title=f"{self.part}: forecast vs actual (1 step ahead)")
+
+
+def evaluate_forecaster(pipeline, prepared, part: str = "test") -> ForecastEvaluation:
+    """Score a trained `ForecastPipeline` on the windows of one part of `Prepared` data."""
+    frame, ends = prepared.frame, prepared.ends[part]
+    H = prepared.preprocessor.horizon
+    pred = pipeline.forecast_windows(frame, ends, prepared.inputs)
+    actual = frame.target[ends[:, None] + np.arange(1, H + 1)]
+    series = np.asarray(frame.series)[np.searchsorted(frame.offsets, ends, side="right") - 1]
+    last = frame.target[ends]
+    return ForecastEvaluation(part, frame.timestamps[ends + 1], series, actual, pred, last,
+                              forecast_metrics(pred, actual, last, series, prefix=part))

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+from pathlib import Path
 
-import numpy as np
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -13,10 +11,10 @@ from prefect.cache_policies import NO_CACHE
 from rnnpipe import settings
 from rnnpipe.config import ForecastConfig, flatten
 from rnnpipe.errors import ModelError
-from rnnpipe.evaluation import forecast_metrics, plot_forecasts, plot_loss_curves
+from rnnpipe.evaluation import evaluate_forecaster, plot_loss_curves
 from rnnpipe.features.splits import Split, chronological_split
 from rnnpipe.io import SeriesFrame, load_series
-from rnnpipe.pipeline import ForecastPipeline, Prepared, history_example, prepare
+from rnnpipe.pipeline import ForecastPipeline, Prepared, checkpoint_path, history_example, prepare
 from rnnpipe.registry import GateDecision, Run, log_forecast_model, register_and_gate
 from rnnpipe.training import FitResult, fit, read_checkpoint_meta
 from tasks import retry_unless_user_error
@@ -52,19 +50,11 @@ def prepare_windows(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Pr
     return prepared
 
 
-def checkpoint_key(cfg: ForecastConfig, fingerprint: str) -> str:
-    """Same config (bar the epoch count) and same data -> same checkpoint file."""
-    params = {k: v for k, v in flatten(cfg).items() if k != "train.epochs"}
-    blob = json.dumps([params, fingerprint], sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
 @task(name="start-run", cache_policy=NO_CACHE, **IO)
-def start_run(cfg: ForecastConfig, prepared: Prepared, resume: bool, flow_run_id: str) -> tuple[str, str, str]:
+def start_run(cfg: ForecastConfig, prepared: Prepared, resume: bool, flow_run_id: str) -> tuple[str, str]:
     """Open the MLflow run (or reopen the interrupted one) and log params, tags and the split."""
     frame = prepared.frame
-    key = checkpoint_key(cfg, frame.fingerprint)
-    ckpt = settings.checkpoint_dir() / f"{cfg.register.experiment}-{key}.pt"
+    ckpt = checkpoint_path(cfg, frame.fingerprint)
     run_id = None
     if resume:
         meta = read_checkpoint_meta(ckpt)
@@ -79,11 +69,11 @@ def start_run(cfg: ForecastConfig, prepared: Prepared, resume: bool, flow_run_id
     run.log_dict({"series": frame.series, "windows": prepared.counts(),
                   "parts": prepared.split.summary(frame)}, "data/split.json")
     get_run_logger().info("MLflow run %s (%s)", run.id, "resumed" if run_id else "new")
-    return run.id, str(ckpt), key
+    return run.id, str(ckpt)
 
 
 @task(name="train", cache_policy=NO_CACHE)
-def train_model(prepared: Prepared, cfg: ForecastConfig, run_id: str, checkpoint: str, key: str,
+def train_model(prepared: Prepared, cfg: ForecastConfig, run_id: str, checkpoint: str,
                 resume: bool) -> tuple[ForecastPipeline, FitResult]:
     run = Run(run_id)
     pipeline = ForecastPipeline(cfg, prepared.preprocessor)
@@ -93,7 +83,7 @@ def train_model(prepared: Prepared, cfg: ForecastConfig, run_id: str, checkpoint
                         step=int(record["epoch"]))
 
     result = fit(pipeline.model, prepared.windows("train"), prepared.windows("val"), cfg.train,
-                 checkpoint_path=checkpoint, checkpoint_meta={"key": key, "mlflow_run_id": run_id},
+                 checkpoint_path=checkpoint, checkpoint_meta={"key": Path(checkpoint).stem, "mlflow_run_id": run_id},
                  resume=resume, on_epoch=on_epoch)
     run.log_metrics({"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                      "epochs_run": len(result.history), "train_samples_per_s": result.samples_per_s})
@@ -105,34 +95,17 @@ def train_model(prepared: Prepared, cfg: ForecastConfig, run_id: str, checkpoint
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_forecaster(pipeline: ForecastPipeline, prepared: Prepared, run_id: str) -> dict[str, float]:
-    """Test metrics in price units against the naive forecast, per series and overall."""
-    frame, run = prepared.frame, Run(run_id)
-    H = prepared.preprocessor.horizon
-    metrics: dict[str, float] = {}
-    for part in ("val", "test"):
-        ends = prepared.ends[part]
-        pred = pipeline.forecast_windows(frame, ends, prepared.inputs)
-        actual = frame.target[ends[:, None] + np.arange(1, H + 1)]
-        series = np.repeat(frame.series, np.bincount(np.searchsorted(frame.offsets, ends, "right") - 1,
-                                                     minlength=len(frame.series)))
-        metrics.update(forecast_metrics(pred, actual, frame.target[ends], series, prefix=part))
-        if part == "test":
-            run.log_figure(plot_forecasts(frame.timestamps[ends + 1], actual[:, 0], pred[:, 0], series),
-                           "plots/test_forecast_vs_actual.png")
+def evaluate(pipeline: ForecastPipeline, prepared: Prepared, run_id: str) -> dict[str, float]:
+    """Validation and test metrics in price units against the naive forecast."""
+    run = Run(run_id)
+    val, test = (evaluate_forecaster(pipeline, prepared, part) for part in ("val", "test"))
+    metrics = {**val.metrics, **test.metrics}
     run.log_metrics(metrics)
-    ratio = metrics["test_mae_vs_naive"]
-    standing = (f"test MAE {metrics['test_mae']:.4f} vs naive {metrics['naive_test_mae']:.4f}: "
-                + (f"beats naive by {100 * (1 - ratio):.3f}%" if ratio < 1 else
-                   f"loses to naive by {100 * (ratio - 1):.3f}%"))
-    run.set_tags({"vs_naive": standing, "mlflow.note.content": standing})
-    per_series = [{"series": s, "test_mae": metrics[f"test_mae.{s}"],
-                   "naive_test_mae": metrics[f"naive_test_mae.{s}"],
-                   "test_mae_vs_naive": metrics[f"test_mae_vs_naive.{s}"],
-                   "test_mape": metrics[f"test_mape.{s}"]} for s in frame.series]
-    run.log_dict(per_series, "metrics/per_series.json")
-    create_table_artifact(per_series, key="stocks-test-metrics", description=standing)
-    get_run_logger().info(standing)
+    run.log_figure(test.plot(), "plots/test_forecast_vs_actual.png")
+    run.log_dict(test.per_series(), "metrics/per_series.json")
+    run.set_tags({"vs_naive": test.standing(), "mlflow.note.content": test.standing()})
+    create_table_artifact(test.per_series(), key="stocks-test-metrics", description=test.standing())
+    get_run_logger().info(test.standing())
     return metrics
 
 

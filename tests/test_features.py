@@ -16,8 +16,9 @@ COLS = dict(timestamp_col="Date", series_col="Ticker", target_col="Close")
 
 @pytest.fixture
 def frame(stocks):
-    df = stocks[stocks.Ticker.isin(["AAPL", "GOOG", "IBM"])].groupby("Ticker").tail(300)
-    df = df.groupby("Ticker").head(300 - 50 * (df.Ticker == "GOOG").astype(int).groupby(df.Ticker).transform("max").iloc[0])
+    """Three series of unequal length (300, 250 and 300 days)."""
+    tails = {"AAPL": 300, "GOOG": 250, "IBM": 300}
+    df = pd.concat([stocks[stocks.Ticker == t].tail(n) for t, n in tails.items()])
     return to_series_frame(df, **COLS, features=["Volume"])
 
 

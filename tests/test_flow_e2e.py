@@ -1,8 +1,6 @@
 """The stocks flow end to end on a small slice: Prefect (test harness), MLflow (SQLite store),
 registration, the champion gate, resume, and the registered model's predictions."""
 
-import dataclasses
-
 import mlflow
 import numpy as np
 import pandas as pd
@@ -15,7 +13,6 @@ from rnnpipe.config import ForecastConfig, load_config, to_dict
 from rnnpipe.features.splits import chronological_split
 from rnnpipe.io import load_series
 from rnnpipe.pipeline import ForecastPipeline, prepare
-from rnnpipe.registry import configure_tracking
 from rnnpipe.training import fit
 
 pytestmark = pytest.mark.slow

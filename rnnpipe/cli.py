@@ -115,17 +115,17 @@ def _model_uri(model: str) -> str:
 
 
 @cli.command()
-@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True,
-              help="Registered model NAME@ALIAS or NAME/VERSION, a models:/ or runs:/ URI, or a model directory.")
+@click.argument("model", required=False, default=DEFAULT_MODEL)
 @click.option("-i", "--input", "input_path", required=True, type=click.Path(),
               help="Raw history: CSV or Parquet file, folder or partitioned dataset.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Write forecasts here (.csv or .parquet, written atomically); default: CSV to stdout.")
 @user_errors
 def predict(model, input_path, output):
-    """Forecast from raw history with a registered model.
+    """Forecast from raw history with MODEL (default: stocks-forecaster@champion).
 
-    The input holds the columns the model was trained on (series id, timestamp, target and any
+    MODEL is a registered NAME@ALIAS or NAME/VERSION, a models:/ or runs:/ URI, or a model
+    directory. The input holds the columns the model was trained on (series id, timestamp, target and any
     extra features); the output has one row per series and step ahead.
     """
     from rnnpipe.io import read_table, write_table

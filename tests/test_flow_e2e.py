@@ -129,14 +129,14 @@ def test_cli_predict_writes_forecasts(first_run, tmp_path, stocks):
     src = tmp_path / "history.csv"
     stocks[stocks.Ticker == "AAPL"].tail(40).to_csv(src, index=False)
     out = tmp_path / "forecast.parquet"
-    result = CliRunner().invoke(cli, ["predict", "-m", f"e2e-forecaster/{summary['version']}",
+    result = CliRunner().invoke(cli, ["predict", f"e2e-forecaster/{summary['version']}",
                                       "-i", str(src), "-o", str(out)])
     assert result.exit_code == 0, result.output
     got = pd.read_parquet(out)
     assert len(got) == 1 and got.Ticker.iloc[0] == "AAPL" and np.isfinite(got.forecast).all()
-    missing = CliRunner().invoke(cli, ["predict", "-m", "no-such-model@champion", "-i", str(src)])
+    missing = CliRunner().invoke(cli, ["predict", "no-such-model@champion", "-i", str(src)])
     assert missing.exit_code == 2 and "cannot load model" in missing.output
     short = tmp_path / "short.csv"
     stocks[stocks.Ticker == "AAPL"].tail(5).to_csv(short, index=False)
-    result = CliRunner().invoke(cli, ["predict", "-m", f"e2e-forecaster/{summary['version']}", "-i", str(short)])
+    result = CliRunner().invoke(cli, ["predict", f"e2e-forecaster/{summary['version']}", "-i", str(short)])
     assert result.exit_code == 2 and "series 'AAPL' has 5 rows of history" in result.output

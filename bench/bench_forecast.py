@@ -39,8 +39,7 @@ import torch  # noqa: E402
 from rnnpipe.config import ForecastConfig, load_config, to_dict  # noqa: E402
 from rnnpipe.features.splits import chronological_split  # noqa: E402
 from rnnpipe.features.windows import WindowSet, make_windows  # noqa: E402
-from rnnpipe.io import load_series  # noqa: E402
-from rnnpipe.pipeline import ForecastPipeline, prepare  # noqa: E402
+from rnnpipe.pipeline import ForecastPipeline, load_forecast_data, prepare  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
 
 
@@ -88,10 +87,7 @@ def bench_windowing(values: np.ndarray, ends: np.ndarray, lookback: int, label: 
 
 
 def stocks_prepared(cfg):
-    d = cfg.data
-    frame = load_series(settings.resolve_data_path(d.path), timestamp_col=d.timestamp_col,
-                        series_col=d.series_col, target_col=d.target_col, features=d.features,
-                        series=d.series)
+    frame = load_forecast_data(cfg.data)
     return prepare(frame, chronological_split(frame, cfg.split.train, cfg.split.val), cfg)
 
 

@@ -125,20 +125,32 @@ def read_table(path: str | Path, columns: Sequence[str] | None, fmt: str = "auto
 class SeriesFrame:
     """Validated long-format series, sorted by (series, timestamp), stored end to end.
 
-    Rows `offsets[i]:offsets[i+1]` belong to `series[i]`.
+    Rows `offsets[i]:offsets[i+1]` belong to `series[i]`; `values[:, j]` is column
+    `columns[j]`. For a forecaster, column 0 is the target and the rest are extra features.
     """
 
     series: list[str]
     offsets: np.ndarray
     timestamps: np.ndarray  # datetime64[ns]
-    target: np.ndarray  # float64 (T,)
-    features: np.ndarray  # float64 (T, k)
-    feature_names: list[str]
+    values: np.ndarray  # float64 (T, C)
+    columns: list[str]
     source: str
     fingerprint: str
 
     def __len__(self) -> int:
-        return len(self.target)
+        return len(self.values)
+
+    @property
+    def target(self) -> np.ndarray:
+        return self.values[:, 0]
+
+    @property
+    def features(self) -> np.ndarray:
+        return self.values[:, 1:]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.columns[1:]
 
     def bounds(self, i: int) -> tuple[int, int]:
         return int(self.offsets[i]), int(self.offsets[i + 1])
@@ -146,9 +158,13 @@ class SeriesFrame:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def codes(self) -> np.ndarray:
+        """(T,) index of each row's series."""
+        return np.repeat(np.arange(len(self.series)), self.lengths())
 
-def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str, target_col: str,
-                    features: Sequence[str] = (), series: Sequence[str] = (),
+
+def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str,
+                    value_cols: Sequence[str], series: Sequence[str] = (),
                     nan_policy: str = "error", origin: RowOrigin | None = None,
                     source: str = "input") -> SeriesFrame:
     """Validate a long table and turn it into a SeriesFrame.
@@ -158,7 +174,8 @@ def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str, ta
     timestamps within a series, and missing values unless `nan_policy` says to fill or drop.
     """
     origin = origin or RowOrigin(np.arange(len(df)), label=source)
-    needed = [timestamp_col, series_col, target_col, *features]
+    value_cols = list(value_cols)
+    needed = [timestamp_col, series_col, *value_cols]
     for c in needed:
         if c not in df.columns:
             raise DataError(f"{source}: column {c!r} not found (columns: {', '.join(map(str, df.columns))})")
@@ -181,7 +198,7 @@ def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str, ta
         df, sid, origin = df.iloc[idx], sid[idx], origin.take(idx)
 
     ts = _parse_timestamps(df[timestamp_col], timestamp_col, origin)
-    values = np.column_stack([_parse_numeric(df[c], c, origin) for c in [target_col, *features]])
+    values = np.column_stack([_parse_numeric(df[c], c, origin) for c in value_cols])
 
     order = np.lexsort((ts.view("int64"), sid))
     sid, ts, values, origin = sid[order], ts[order], values[order], origin.take(order)
@@ -192,9 +209,9 @@ def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str, ta
         raise DataError(f"{source}: duplicate timestamp {pd.Timestamp(ts[j])} in series {sid[j]!r} "
                         f"({origin.describe(j)} and {origin.describe(j + 1)})")
 
-    names = [target_col, *features]
+    names = value_cols
     nan = np.isnan(values)
-    if nan.any():
+    if nan.any() and nan_policy != "keep":
         if nan_policy == "error":
             r, c = np.argwhere(nan)[0]
             raise DataError(f"{origin.describe(int(r))}: column {names[c]!r} is empty (series "
@@ -215,9 +232,8 @@ def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str, ta
     firsts = np.sort(starts)
     series_ids = [str(sid[i]) for i in firsts]
     offsets = np.append(firsts, len(sid)).astype(np.int64)
-    target = np.ascontiguousarray(values[:, 0])
-    feats = np.ascontiguousarray(values[:, 1:])
-    return SeriesFrame(series_ids, offsets, ts, target, feats, list(features), source,
+    values = np.ascontiguousarray(values)
+    return SeriesFrame(series_ids, offsets, ts, values, names, source,
                        fingerprint(series_ids, offsets, ts, values, names))
 
 
@@ -272,16 +288,16 @@ def fingerprint(series: Sequence[str], offsets: np.ndarray, timestamps: np.ndarr
     return h.hexdigest()
 
 
-def load_series(path: str | Path, *, timestamp_col: str, series_col: str, target_col: str,
-                features: Sequence[str] = (), series: Sequence[str] = (),
+def load_series(path: str | Path, *, timestamp_col: str, series_col: str,
+                value_cols: Sequence[str], series: Sequence[str] = (),
                 nan_policy: str = "error", fmt: str = "auto") -> SeriesFrame:
     """Read and validate a series table from disk."""
-    columns = list(dict.fromkeys([series_col, timestamp_col, target_col, *features]))
+    columns = list(dict.fromkeys([series_col, timestamp_col, *value_cols]))
     table, origin = read_table(path, columns, fmt, text_columns=[series_col])
     df = table.to_pandas()
     return to_series_frame(df, timestamp_col=timestamp_col, series_col=series_col,
-                           target_col=target_col, features=features, series=series,
-                           nan_policy=nan_policy, origin=origin, source=str(path))
+                           value_cols=value_cols, series=series, nan_policy=nan_policy,
+                           origin=origin, source=str(path))
 
 
 # --- writing -------------------------------------------------------------------------------

@@ -20,15 +20,22 @@ import pandas as pd
 import torch
 
 from rnnpipe import settings
-from rnnpipe.config import ForecastConfig, flatten, from_dict, to_dict
+from rnnpipe.config import DataConfig, ForecastConfig, flatten, from_dict, to_dict
 from rnnpipe.errors import DataError
 from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, Split
 from rnnpipe.features.targets import TargetEncoding
 from rnnpipe.features.windows import WindowSet, window_ends
-from rnnpipe.io import SeriesFrame, to_series_frame
+from rnnpipe.io import SeriesFrame, load_series, to_series_frame
 from rnnpipe.models import Forecaster
 from rnnpipe.training import predict_batches
+
+
+def load_forecast_data(d: DataConfig) -> SeriesFrame:
+    """The forecasting table a config names: target first, then the extra features."""
+    return load_series(settings.resolve_data_path(d.path), timestamp_col=d.timestamp_col,
+                       series_col=d.series_col, value_cols=[d.target_col, *d.features],
+                       series=d.series, nan_policy=d.nan_policy, fmt=d.format)
 
 
 def infer_step(frame: SeriesFrame) -> str:
@@ -67,7 +74,7 @@ class ForecastPreprocessor:
     def codes(self, frame: SeriesFrame) -> np.ndarray:
         index = {s: i for i, s in enumerate(self.series_)}
         per_series = np.array([index.get(s, -1) for s in frame.series], dtype=np.int64)
-        return np.repeat(per_series, frame.lengths())
+        return per_series[frame.codes()]
 
     def fit(self, frame: SeriesFrame, split: Split) -> "ForecastPreprocessor":
         self.series_ = list(frame.series)
@@ -201,8 +208,7 @@ class ForecastPipeline:
         and step ahead, with the forecast's timestamp."""
         d = self.config.data
         frame = to_series_frame(history, timestamp_col=d.timestamp_col, series_col=d.series_col,
-                                target_col=d.target_col, features=d.features,
-                                nan_policy=d.nan_policy, source="input")
+                                value_cols=[d.target_col, *d.features], nan_policy=d.nan_policy)
         return self.predict_frame(frame)
 
     # -- persistence ---------------------------------------------------------------------

@@ -8,13 +8,19 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from rnnpipe import settings
 from rnnpipe.config import ForecastConfig, flatten
 from rnnpipe.errors import ModelError
 from rnnpipe.evaluation import evaluate_forecaster, plot_loss_curves
 from rnnpipe.features.splits import Split, chronological_split
-from rnnpipe.io import SeriesFrame, load_series
-from rnnpipe.pipeline import ForecastPipeline, Prepared, checkpoint_path, history_example, prepare
+from rnnpipe.io import SeriesFrame
+from rnnpipe.pipeline import (
+    ForecastPipeline,
+    Prepared,
+    checkpoint_path,
+    history_example,
+    load_forecast_data,
+    prepare,
+)
 from rnnpipe.registry import GateDecision, Run, log_forecast_model, register_and_gate
 from rnnpipe.training import FitResult, fit, read_checkpoint_meta
 from tasks import retry_unless_user_error
@@ -24,10 +30,7 @@ IO = dict(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user
 
 @task(name="ingest", cache_policy=NO_CACHE, **IO)
 def ingest(cfg: ForecastConfig) -> SeriesFrame:
-    d = cfg.data
-    frame = load_series(settings.resolve_data_path(d.path), timestamp_col=d.timestamp_col,
-                        series_col=d.series_col, target_col=d.target_col, features=d.features,
-                        series=d.series, nan_policy=d.nan_policy, fmt=d.format)
+    frame = load_forecast_data(cfg.data)
     get_run_logger().info("read %d rows of %d series from %s (sha256 %s)", len(frame),
                           len(frame.series), frame.source, frame.fingerprint[:12])
     return frame

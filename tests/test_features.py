@@ -11,7 +11,7 @@ from rnnpipe.features.windows import WindowSet, make_windows, window_ends
 from rnnpipe.io import to_series_frame
 from rnnpipe.pipeline import prepare
 
-COLS = dict(timestamp_col="Date", series_col="Ticker", target_col="Close")
+COLS = dict(timestamp_col="Date", series_col="Ticker", value_cols=["Close"])
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def frame(stocks):
     """Three series of unequal length (300, 250 and 300 days)."""
     tails = {"AAPL": 300, "GOOG": 250, "IBM": 300}
     df = pd.concat([stocks[stocks.Ticker == t].tail(n) for t, n in tails.items()])
-    return to_series_frame(df, **COLS, features=["Volume"])
+    return to_series_frame(df, timestamp_col="Date", series_col="Ticker", value_cols=["Close", "Volume"])
 
 
 def test_split_is_chronological_per_series(frame):

@@ -51,7 +51,7 @@ def test_run_is_fully_tracked(first_run, slice_path):
     assert run.data.params["window.target"] == "log_return"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
-    frame = load_series(slice_path, timestamp_col="Date", series_col="Ticker", target_col="Close")
+    frame = load_series(slice_path, timestamp_col="Date", series_col="Ticker", value_cols=["Close"])
     tags = run.data.tags
     assert tags["data_fingerprint"] == frame.fingerprint
     assert tags["prefect_flow_run_id"] and tags["prefect_flow_run_id"] != "None"
@@ -80,7 +80,7 @@ def test_gate_and_registered_model_predicts_like_the_in_memory_model(first_run, 
     served = model.predict(history)
 
     # the same config trained in memory, outside Prefect and MLflow
-    frame = load_series(slice_path, timestamp_col="Date", series_col="Ticker", target_col="Close")
+    frame = load_series(slice_path, timestamp_col="Date", series_col="Ticker", value_cols=["Close"])
     p = prepare(frame, chronological_split(frame, cfg.split.train, cfg.split.val), cfg)
     pipe = ForecastPipeline(cfg, p.preprocessor)
     fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)

@@ -7,7 +7,7 @@ import pytest
 from rnnpipe.errors import DataError
 from rnnpipe.io import load_series, to_series_frame, write_table
 
-COLS = dict(timestamp_col="Date", series_col="Ticker", target_col="Close")
+COLS = dict(timestamp_col="Date", series_col="Ticker", value_cols=["Close"])
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def test_csv_parquet_folder_and_partitions_agree(tmp_path, small):
     for t, g in small.groupby("Ticker"):
         (tmp_path / "hive" / f"Ticker={t}").mkdir(parents=True)
         g.drop(columns="Ticker").to_parquet(tmp_path / "hive" / f"Ticker={t}" / "0.parquet")
-    prints = {p: load_series(tmp_path / p, **COLS, features=["Volume"]).fingerprint
+    prints = {p: load_series(tmp_path / p, timestamp_col="Date", series_col="Ticker", value_cols=["Close", "Volume"]).fingerprint
               for p in ("s.csv", "s.parquet", "folder", "hive")}
     assert len(set(prints.values())) == 1, prints
 

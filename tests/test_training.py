@@ -35,7 +35,7 @@ CFG = ["window.lookback=24", "window.horizon=2", "window.target=diff", "model.hi
 
 def _prepared(overrides=()):
     cfg = load_config(ForecastConfig, overrides=CFG + list(overrides))
-    frame = to_series_frame(synthetic(), timestamp_col="Date", series_col="Ticker", target_col="Close")
+    frame = to_series_frame(synthetic(), timestamp_col="Date", series_col="Ticker", value_cols=["Close"])
     return cfg, prepare(frame, chronological_split(frame), cfg)
 
 

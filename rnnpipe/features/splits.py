@@ -68,3 +68,22 @@ def chronological_split(frame: SeriesFrame, train: float = 0.7, val: float = 0.1
             b = a + int(np.floor(n * val))
         bounds[i] = (lo, a, b, hi)
     return Split(bounds)
+
+
+def grouped_split(frame: SeriesFrame, train: float = 0.7, val: float = 0.15, seed: int = 0) -> Split:
+    """Whole series (patients) to train, val or test, shuffled with `seed`: no series is in two
+    parts. Needs at least three series."""
+    n = len(frame.series)
+    if n < 3:
+        raise ConfigError(f"a grouped split needs at least 3 series (patients); the data has {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_train = min(max(1, int(round(n * train))), n - 2)
+    n_val = min(max(1, int(round(n * val))), n - n_train - 1)
+    part = np.empty(n, dtype=np.int64)
+    part[order[:n_train]], part[order[n_train:n_train + n_val]], part[order[n_train + n_val:]] = 0, 1, 2
+    bounds = np.empty((n, 4), dtype=np.int64)
+    for i in range(n):
+        lo, hi = frame.bounds(i)
+        # a train series is all train, a val series all val, a test series all test
+        bounds[i] = (lo, hi if part[i] == 0 else lo, hi if part[i] <= 1 else lo, hi)
+    return Split(bounds)

@@ -23,10 +23,12 @@ def make_windows(values: np.ndarray, lookback: int) -> np.ndarray:
     return view.transpose(0, 2, 1)
 
 
-def window_ends(split: Split, part: str, lookback: int, horizon: int, skip: int = 0) -> np.ndarray:
+def window_ends(split: Split, part: str, lookback: int, horizon: int, skip: int = 0,
+                valid: np.ndarray | None = None) -> np.ndarray:
     """Rows t whose window belongs to `part`: every target step t+1 .. t+H lies inside the
     part, and the inputs t-L+1 .. t lie inside the series (from its row `skip` on). Inputs may
-    reach back into earlier parts; nothing reaches forward."""
+    reach back into earlier parts; nothing reaches forward. With `valid` (a (T,) mask), only
+    windows whose rows t-L+1 .. t+H are all valid are kept: none spans a gap."""
     ends = []
     series_start = split.bounds[:, 0]
     for (lo, hi), s0 in zip(split.part(part), series_start):
@@ -34,7 +36,11 @@ def window_ends(split: Split, part: str, lookback: int, horizon: int, skip: int 
         last = hi - 1 - horizon
         if last >= first:
             ends.append(np.arange(first, last + 1, dtype=np.int64))
-    return np.concatenate(ends) if ends else np.empty(0, dtype=np.int64)
+    ends = np.concatenate(ends) if ends else np.empty(0, dtype=np.int64)
+    if valid is not None and len(ends):
+        bad = np.concatenate([[0], np.cumsum(~valid)])
+        ends = ends[bad[ends + horizon + 1] == bad[ends - lookback + 1]]
+    return ends
 
 
 class WindowSet:

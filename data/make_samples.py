@@ -1,7 +1,8 @@
 """Build the bundled sample data under data/ from packages that ship real data.
 
-Run once, offline, after `pip install bokeh_sampledata==2026.1` (the package is needed by this
-script only, never at run time):
+Run once, offline, after `pip install bokeh_sampledata==2026.1` and
+`pip install --no-deps sktime==1.2.0` (both needed by this script only, never at run time; no
+sktime code is imported, one data file is read from its package folder):
 
     python data/make_samples.py
 
@@ -27,14 +28,52 @@ def make_stocks() -> Path:
     df = pd.read_csv(src)
     df["Date"] = pd.to_datetime(df["Date"], format="%Y-%m-%d")
     df = df.sort_values(["Ticker", "Date"], kind="stable").reset_index(drop=True)
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    out = HERE / "stocks.parquet"
+    return _write(df, "stocks.parquet")
+
+
+def _write(df: pd.DataFrame, name: str) -> Path:
+    out = HERE / name
     tmp = out.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd")
     os.replace(tmp, out)
     return out
 
 
+def make_glucose() -> Path:
+    """One patient's continuous glucose monitor: readings about every 5 minutes, with gaps."""
+    import bokeh_sampledata
+
+    src = Path(bokeh_sampledata.__file__).parent / "_data" / "CGM.csv.gz"
+    raw = pd.read_csv(src, dtype={"isig": "string"})
+    df = pd.DataFrame({
+        "patient_id": "cgm-1",
+        "timestamp": pd.to_datetime(raw["datetime"], format="%Y-%m-%d %H:%M:%S"),
+        "glucose": raw["glucose"].astype("float64"),
+        "isig": pd.to_numeric(raw["isig"].str.strip(), errors="coerce").astype("float64"),
+    }).sort_values("timestamp", kind="stable")
+    return _write(df, "glucose.parquet")
+
+
+def make_ecg() -> Path:
+    """7,500 samples of one ECG lead at 360 Hz with anomaly labels (MIT-BIH excerpt)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sktime")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("pip install --no-deps sktime==1.2.0 first")
+    src = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "mitdb" / "mitdb.csv"
+    raw = pd.read_csv(src)
+    start = pd.Timestamp("2000-01-01")  # the excerpt carries no clock time; 360 Hz from a nominal start
+    df = pd.DataFrame({
+        "record": "mitdb-excerpt",
+        "timestamp": start + pd.to_timedelta(raw.index.to_numpy() / 360.0, unit="s"),
+        "ecg_mv": raw["data"].astype("float64"),
+        "anomaly": raw["label"].astype("int8"),
+    })
+    return _write(df, "ecg.parquet")
+
+
 if __name__ == "__main__":
-    path = make_stocks()
-    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    for make in (make_stocks, make_glucose, make_ecg):
+        path = make()
+        print(f"wrote {path} ({path.stat().st_size:,} bytes)")

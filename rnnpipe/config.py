@@ -97,10 +97,8 @@ class ForecastConfig:
             "train.lr_schedule": (self.train.lr_schedule, {"cosine", "plateau", "none"}),
             "train.precision": (self.train.precision, {"auto", "bf16", "fp32"}),
         }
-        for key, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ConfigError(f"{key}={value!r}: expected one of {', '.join(sorted(allowed))}")
-        positive = {
+        _check_choices(choices)
+        _check_positive({
             "window.lookback": self.window.lookback,
             "window.horizon": self.window.horizon,
             "model.hidden_size": self.model.hidden_size,
@@ -108,10 +106,7 @@ class ForecastConfig:
             "train.epochs": self.train.epochs,
             "train.batch_size": self.train.batch_size,
             "train.patience": self.train.patience,
-        }
-        for key, value in positive.items():
-            if value < 1:
-                raise ConfigError(f"{key}={value}: must be at least 1")
+        })
         if not 0 <= self.model.dropout < 1:
             raise ConfigError(f"model.dropout={self.model.dropout}: must be in [0, 1)")
         if bool(self.split.val_start) != bool(self.split.test_start):
@@ -123,6 +118,114 @@ class ForecastConfig:
                     f"split.train={self.split.train}, split.val={self.split.val}: each must be in "
                     "(0, 1) and their sum below 1 (the test part gets the rest)")
         return self
+
+
+@dataclass
+class MonitorDataConfig:
+    path: str = "data/glucose.parquet"  # long format: one row per patient and timestamp
+    format: str = "auto"
+    timestamp_col: str = "timestamp"
+    series_col: str = "patient_id"
+    channels: list[str] = field(default_factory=lambda: ["glucose"])
+    event: str = "glucose < 70"  # rule on a channel ...
+    label_col: str = ""  # ... or a 0/1 column (give exactly one)
+    series: list[str] = field(default_factory=list)  # [] = all patients
+    duplicates: str = "mean"  # error | mean (readings logged twice are averaged)
+
+
+@dataclass
+class ResampleConfig:
+    step: str = "5min"  # fixed grid per patient
+    max_gap: str = "30min"  # longer gaps are never filled and no window spans them
+    fill: str = "interpolate"  # interpolate | ffill | none (for gaps up to max_gap)
+    mark: bool = False  # add an `observed` input channel (1 = real reading, 0 = filled)
+
+
+@dataclass
+class MonitorSplitConfig:
+    train: float = 0.70  # by patient when there are several, in time order when there is one
+    val: float = 0.15
+    seed: int = 0  # shuffles patients for the grouped split
+
+
+@dataclass
+class MonitorWindowConfig:
+    lookback: int = 24  # steps of history (24 x 5 min = 2 h)
+    horizon: int = 6  # warn of an event within the next K steps (6 x 5 min = 30 min)
+    scaler: str = "standard"  # fitted on training rows, pooled over patients
+    deltas: bool = True  # add each channel's one-step change as an input
+
+
+@dataclass
+class ClassifyConfig:
+    class_weight: str = "none"  # none | balanced (positive class weighted by its rarity in train)
+    threshold: str = "f1"  # f1 (max F1 on val) | recall (highest threshold reaching target_recall)
+    target_recall: float = 0.8
+    threshold_on: str = "onset"  # onset | all: which val windows choose the threshold
+
+
+@dataclass
+class MonitorRegisterConfig:
+    experiment: str = "monitor"
+    model_name: str = "monitor-classifier"
+    metric: str = "test_f1_onset"  # higher is better
+    baseline_margin: float = 0.0  # champion only if metric >= best baseline x (1 - margin)
+
+
+@dataclass
+class MonitorConfig:
+    data: MonitorDataConfig = field(default_factory=MonitorDataConfig)
+    resample: ResampleConfig = field(default_factory=ResampleConfig)
+    split: MonitorSplitConfig = field(default_factory=MonitorSplitConfig)
+    window: MonitorWindowConfig = field(default_factory=MonitorWindowConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(
+        hidden_size=32, num_layers=1, dropout=0.0, bidirectional=True, pooling="attention"))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=15, batch_size=256, lr=2e-3, weight_decay=1e-4, patience=4))
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    register: MonitorRegisterConfig = field(default_factory=MonitorRegisterConfig)
+
+    def validate(self) -> "MonitorConfig":
+        choices = {
+            "data.format": (self.data.format, {"auto", "csv", "parquet"}),
+            "data.duplicates": (self.data.duplicates, {"error", "mean"}),
+            "resample.fill": (self.resample.fill, {"interpolate", "ffill", "none"}),
+            "window.scaler": (self.window.scaler, {"standard", "minmax", "robust"}),
+            "model.cell": (self.model.cell, {"rnn", "lstm", "gru"}),
+            "model.pooling": (self.model.pooling, {"last", "mean", "attention"}),
+            "train.lr_schedule": (self.train.lr_schedule, {"cosine", "plateau", "none"}),
+            "train.precision": (self.train.precision, {"auto", "bf16", "fp32"}),
+            "classify.class_weight": (self.classify.class_weight, {"none", "balanced"}),
+            "classify.threshold": (self.classify.threshold, {"f1", "recall"}),
+            "classify.threshold_on": (self.classify.threshold_on, {"onset", "all"}),
+        }
+        _check_choices(choices)
+        _check_positive({"window.lookback": self.window.lookback, "window.horizon": self.window.horizon,
+                         "model.hidden_size": self.model.hidden_size,
+                         "model.num_layers": self.model.num_layers, "train.epochs": self.train.epochs,
+                         "train.batch_size": self.train.batch_size, "train.patience": self.train.patience})
+        if not self.data.channels:
+            raise ConfigError("data.channels: name at least one channel column")
+        if bool(self.data.event) == bool(self.data.label_col):
+            raise ConfigError("give exactly one of data.event (e.g. 'glucose < 70') and data.label_col")
+        if not (0 < self.split.train < 1 and 0 < self.split.val < 1 and self.split.train + self.split.val < 1):
+            raise ConfigError(f"split.train={self.split.train}, split.val={self.split.val}: each must be in "
+                              "(0, 1) and their sum below 1 (the test part gets the rest)")
+        if not 0 < self.classify.target_recall <= 1:
+            raise ConfigError("classify.target_recall must be in (0, 1]")
+        return self
+
+
+def _check_choices(choices: dict[str, tuple[Any, set[str]]]) -> None:
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r}: expected one of {', '.join(sorted(allowed))}")
+
+
+def _check_positive(values: dict[str, int]) -> None:
+    for key, value in values.items():
+        if value < 1:
+            raise ConfigError(f"{key}={value}: must be at least 1")
 
 
 # --- generic machinery (works for any dataclass tree) -------------------------------------

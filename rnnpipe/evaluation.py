@@ -126,3 +126,86 @@ def evaluate_forecaster(pipeline, prepared, part: str = "test") -> ForecastEvalu
     last = frame.target[ends]
     return ForecastEvaluation(part, frame.timestamps[ends + 1], series, actual, pred, last,
                               forecast_metrics(pred, actual, last, series, prefix=part))
+
+
+# --- classification -----------------------------------------------------------------------
+
+def choose_threshold(y: np.ndarray, score: np.ndarray, objective: str = "f1",
+                     target_recall: float = 0.8) -> float:
+    """A decision threshold on validation scores: the one with the highest F1, or the highest
+    threshold that still reaches `target_recall`. Predict positive when score >= threshold."""
+    from sklearn.metrics import precision_recall_curve
+
+    y = np.asarray(y)
+    if y.sum() == 0:
+        return float(np.inf)  # nothing to find: never alert
+    precision, recall, thresholds = precision_recall_curve(y, score)
+    precision, recall = precision[:-1], recall[:-1]
+    if objective == "recall":
+        ok = np.flatnonzero(recall >= target_recall)
+        return float(thresholds[ok[-1]]) if len(ok) else float(thresholds[0])
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
+    return float(thresholds[int(np.argmax(f1))])
+
+
+def classification_metrics(y: np.ndarray, score: np.ndarray, threshold: float,
+                           prefix: str = "test", suffix: str = "") -> dict[str, float]:
+    """F1, precision and recall of the event class, macro-F1, ROC-AUC and PR-AUC, plus the
+    confusion counts. Names like `test_f1`, `test_f1_onset` (suffix "_onset")."""
+    from sklearn.metrics import (average_precision_score, confusion_matrix, f1_score,
+                                 precision_score, recall_score, roc_auc_score)
+
+    y = np.asarray(y).astype(int)
+    pred = (np.asarray(score) >= threshold).astype(int)
+    both = len(np.unique(y)) == 2
+    tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    out = {
+        "f1": f1_score(y, pred, zero_division=0),
+        "precision": precision_score(y, pred, zero_division=0),
+        "recall": recall_score(y, pred, zero_division=0),
+        "macro_f1": f1_score(y, pred, average="macro", zero_division=0),
+        "roc_auc": roc_auc_score(y, score) if both else float("nan"),
+        "pr_auc": average_precision_score(y, score) if both else float("nan"),
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+    }
+    return {f"{prefix}_{k}{suffix}": float(v) for k, v in out.items()}
+
+
+def alert_lead_times(events: np.ndarray, offsets: np.ndarray, ends: np.ndarray, alerts: np.ndarray,
+                     horizon: int) -> np.ndarray:
+    """For every event onset (event now, none at the previous step) that the scored windows
+    could have warned of, the lead in steps of the first alert among the windows ending in
+    the `horizon` steps before it; 0 where no alert fired in time."""
+    alert_at = np.zeros(len(events), dtype=bool)
+    scored = np.zeros(len(events), dtype=bool)
+    alert_at[ends[alerts]] = True
+    scored[ends] = True
+    prev = np.r_[np.nan, events[:-1]]
+    prev[offsets[:-1]] = np.nan
+    onsets = np.flatnonzero((events == 1) & (prev == 0))
+    leads = []
+    for t in onsets:
+        lo = max(t - horizon, int(offsets[np.searchsorted(offsets, t, side="right") - 1]))
+        if not scored[lo:t].any():
+            continue
+        fired = np.flatnonzero(alert_at[lo:t])
+        leads.append(t - (lo + fired[0]) if len(fired) else 0)
+    return np.asarray(leads, dtype=np.int64)
+
+
+def plot_confusion(metrics: dict[str, float], prefix: str = "test", suffix: str = "",
+                   title: str = "confusion matrix"):
+    m = np.array([[metrics[f"{prefix}_tn{suffix}"], metrics[f"{prefix}_fp{suffix}"]],
+                  [metrics[f"{prefix}_fn{suffix}"], metrics[f"{prefix}_tp{suffix}"]]])
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    ax.imshow(m, cmap="Blues")
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, f"{int(v):,}", ha="center", va="center",
+                color="white" if v > m.max() / 2 else "black")
+    ax.set_xticks([0, 1], ["no alert", "alert"])
+    ax.set_yticks([0, 1], ["no event", "event"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual (within horizon)")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

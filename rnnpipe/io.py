@@ -165,8 +165,8 @@ class SeriesFrame:
 
 def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str,
                     value_cols: Sequence[str], series: Sequence[str] = (),
-                    nan_policy: str = "error", origin: RowOrigin | None = None,
-                    source: str = "input") -> SeriesFrame:
+                    nan_policy: str = "error", duplicates: str = "error",
+                    origin: RowOrigin | None = None, source: str = "input") -> SeriesFrame:
     """Validate a long table and turn it into a SeriesFrame.
 
     Errors name the column and the row (file and row when `origin` says where rows came
@@ -204,7 +204,20 @@ def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str,
     sid, ts, values, origin = sid[order], ts[order], values[order], origin.take(order)
 
     same = (sid[1:] == sid[:-1]) & (ts[1:] == ts[:-1])
-    if same.any():
+    if same.any() and duplicates == "mean":
+        first = np.r_[True, ~same]
+        group = np.cumsum(first) - 1
+        ok = ~np.isnan(values)
+        sums = np.zeros((int(first.sum()), values.shape[1]))
+        counts = np.zeros_like(sums)
+        np.add.at(sums, group, np.where(ok, values, 0.0))
+        np.add.at(counts, group, ok)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(counts > 0, sums / counts, np.nan)
+        log.info("%s: averaged %d rows that repeat a timestamp", source, int(same.sum()))
+        keep_rows = np.flatnonzero(first)
+        sid, ts, origin = sid[keep_rows], ts[keep_rows], origin.take(keep_rows)
+    elif same.any():
         j = int(np.argmax(same))
         raise DataError(f"{source}: duplicate timestamp {pd.Timestamp(ts[j])} in series {sid[j]!r} "
                         f"({origin.describe(j)} and {origin.describe(j + 1)})")
@@ -290,14 +303,15 @@ def fingerprint(series: Sequence[str], offsets: np.ndarray, timestamps: np.ndarr
 
 def load_series(path: str | Path, *, timestamp_col: str, series_col: str,
                 value_cols: Sequence[str], series: Sequence[str] = (),
-                nan_policy: str = "error", fmt: str = "auto") -> SeriesFrame:
+                nan_policy: str = "error", duplicates: str = "error",
+                fmt: str = "auto") -> SeriesFrame:
     """Read and validate a series table from disk."""
     columns = list(dict.fromkeys([series_col, timestamp_col, *value_cols]))
     table, origin = read_table(path, columns, fmt, text_columns=[series_col])
     df = table.to_pandas()
     return to_series_frame(df, timestamp_col=timestamp_col, series_col=series_col,
                            value_cols=value_cols, series=series, nan_policy=nan_policy,
-                           origin=origin, source=str(path))
+                           duplicates=duplicates, origin=origin, source=str(path))
 
 
 # --- writing -------------------------------------------------------------------------------

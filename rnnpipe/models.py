@@ -77,3 +77,22 @@ class Forecaster(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
+
+
+class SequenceClassifier(nn.Module):
+    """Encoder + a linear head: one logit per sequence (binary: event or not).
+
+    With attention pooling, `attention()` returns the weights over time steps of the last
+    batch, so a user can see which readings drove an alert.
+    """
+
+    def __init__(self, input_size: int, **encoder_kwargs):
+        super().__init__()
+        self.encoder = RecurrentEncoder(input_size, **encoder_kwargs)
+        self.head = nn.Linear(self.encoder.out_features, 1)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.encoder(x, lengths)).squeeze(-1)
+
+    def attention(self) -> torch.Tensor | None:
+        return self.encoder.last_attention

@@ -101,3 +101,10 @@ def test_write_table_is_atomic(tmp_path):
         write_table(pd.DataFrame({"a": [object(), 1]}), out)  # pyarrow cannot write this
     assert out.read_bytes() == before
     assert os.listdir(tmp_path) == ["out.parquet"]
+
+
+def test_duplicate_readings_can_be_averaged(small):
+    dup = pd.concat([small, small.iloc[[10]].assign(Close=lambda d: d.Close + 2)], ignore_index=True)
+    frame = to_series_frame(dup, **COLS, duplicates="mean")
+    assert len(frame) == len(small)
+    assert frame.target[10] == pytest.approx(small.Close[10] + 1)

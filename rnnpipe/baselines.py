@@ -1,0 +1,69 @@
+"""Classical baselines for the early-warning classifier, scored on the same windows.
+
+- majority: always the most frequent class of the training windows;
+- rule: a threshold on the last reading of the event's channel (the threshold is chosen on
+  validation like the model's);
+- logreg: logistic regression on window summary statistics (last, mean, min, max, slope, std
+  of each channel).
+
+Each exposes `fit(inputs, ends, y)` on training windows and `score(inputs, ends)`: higher
+means more likely an event.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def window_summary(values: np.ndarray, ends: np.ndarray, lookback: int) -> np.ndarray:
+    """(N, 6 * C): last, mean, min, max, least-squares slope and std of each channel."""
+    w = values[ends[:, None] + np.arange(-lookback + 1, 1)]  # (N, L, C)
+    t = np.arange(lookback) - (lookback - 1) / 2
+    slope = np.einsum("nlc,l->nc", w - w.mean(axis=1, keepdims=True), t) / (t @ t)
+    parts = [w[:, -1], w.mean(axis=1), w.min(axis=1), w.max(axis=1), slope, w.std(axis=1)]
+    return np.concatenate(parts, axis=1)
+
+
+class MajorityBaseline:
+    name = "majority"
+
+    def fit(self, values, ends, y):
+        self.label_ = float(np.mean(y) > 0.5)
+        return self
+
+    def score(self, values, ends):
+        return np.full(len(ends), self.label_)
+
+
+class LastReadingRule:
+    """Score = the last reading of one channel, signed so that higher means "event"."""
+
+    name = "rule"
+
+    def __init__(self, column: int, sign: float):
+        self.column, self.sign = column, sign
+
+    def fit(self, values, ends, y):
+        return self
+
+    def score(self, values, ends):
+        return self.sign * values[ends, self.column]
+
+
+class SummaryLogisticRegression:
+    name = "logreg"
+
+    def __init__(self, lookback: int, class_weight: str | None = "balanced", seed: int = 0):
+        self.lookback = lookback
+        self.model = make_pipeline(StandardScaler(), LogisticRegression(
+            class_weight=class_weight, max_iter=2000, random_state=seed))
+
+    def fit(self, values, ends, y):
+        self.model.fit(window_summary(values, ends, self.lookback), y)
+        return self
+
+    def score(self, values, ends):
+        return self.model.decision_function(window_summary(values, ends, self.lookback))

@@ -1,0 +1,311 @@
+"""Early warning on monitoring data: "will an event happen within the next K steps?".
+
+The pieces are the shared ones (ingestion, resampling with a gap policy, splits, scalers,
+windows, the recurrent encoder, the fit loop); this module holds what is specific: input
+channels and labels, the fitted `MonitorPipeline` artefact, and its evaluation against
+baselines on all test windows and on **onset** windows, those whose last reading is not yet an
+event. Warning that a low reading stays low is easy; warning before it starts is the job.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rnnpipe import settings
+from rnnpipe.baselines import LastReadingRule, MajorityBaseline, SummaryLogisticRegression
+from rnnpipe.config import MonitorConfig, from_dict, to_dict
+from rnnpipe.errors import DataError
+from rnnpipe.evaluation import alert_lead_times, choose_threshold, classification_metrics
+from rnnpipe.features.events import event_flags, future_event_labels, parse_rule
+from rnnpipe.features.resample import resample
+from rnnpipe.features.scalers import SeriesScaler
+from rnnpipe.features.splits import PARTS, Split, chronological_split, grouped_split
+from rnnpipe.features.windows import WindowSet, window_ends
+from rnnpipe.io import SeriesFrame, load_series, to_series_frame
+from rnnpipe.models import SequenceClassifier
+from rnnpipe.training import predict_batches
+
+
+def value_columns(cfg: MonitorConfig) -> list[str]:
+    d = cfg.data
+    return list(dict.fromkeys([*d.channels, *([d.label_col] if d.label_col else [])]))
+
+
+def load_monitor_data(cfg: MonitorConfig) -> SeriesFrame:
+    d = cfg.data
+    return load_series(settings.resolve_data_path(d.path), timestamp_col=d.timestamp_col,
+                       series_col=d.series_col, value_cols=value_columns(cfg), series=d.series,
+                       nan_policy="keep", duplicates=d.duplicates, fmt=d.format)
+
+
+class MonitorPreprocessor:
+    """Raw readings -> a fixed grid -> scaled input channels, fitted on training rows only.
+
+    Inputs per channel: its value, its one-step change (`window.deltas`), and optionally the
+    `observed` flag (`resample.mark`). Scaling is pooled over patients, so a patient never
+    seen in training is scaled like the training population.
+    """
+
+    def __init__(self, cfg: MonitorConfig):
+        self.cfg = cfg
+
+    def grid(self, frame: SeriesFrame) -> SeriesFrame:
+        r = self.cfg.resample
+        return resample(frame, r.step, r.max_gap, r.fill, r.mark)
+
+    def _raw_inputs(self, grid: SeriesFrame) -> tuple[np.ndarray, list[str]]:
+        chans = self.cfg.data.channels
+        x = grid.values[:, [grid.columns.index(c) for c in chans]]
+        cols, names = [x], list(chans)
+        if self.cfg.window.deltas:
+            d = np.full_like(x, np.nan)
+            d[1:] = x[1:] - x[:-1]
+            d[grid.offsets[:-1]] = np.nan
+            cols.append(d)
+            names += [f"{c}_delta" for c in chans]
+        if self.cfg.resample.mark:
+            cols.append(grid.values[:, [grid.columns.index("observed")]])
+            names.append("observed")
+        return np.column_stack(cols), names
+
+    def fit(self, grid: SeriesFrame, split: Split) -> "MonitorPreprocessor":
+        X, self.input_names_ = self._raw_inputs(grid)
+        rows = split.mask("train", len(grid)) & ~np.isnan(X).any(axis=1)
+        self.scaler_ = SeriesScaler(self.cfg.window.scaler).fit(X[rows], np.zeros(rows.sum(), int), 1)
+        return self
+
+    def transform(self, grid: SeriesFrame) -> tuple[np.ndarray, np.ndarray]:
+        """-> inputs (T, C) float32 (0 where unknown) and the (T,) mask of rows fully known."""
+        X, _ = self._raw_inputs(grid)
+        valid = ~np.isnan(X).any(axis=1)
+        Z = self.scaler_.transform(X, np.zeros(len(X), int))
+        return np.nan_to_num(Z).astype(np.float32), valid
+
+    def events(self, grid: SeriesFrame) -> np.ndarray:
+        d = self.cfg.data
+        if d.label_col:
+            col = grid.values[:, grid.columns.index(d.label_col)]
+            return np.where(np.isnan(col), np.nan, (col >= 0.5).astype(np.float64))
+        return event_flags(grid, d.event)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input_names_": self.input_names_, "scaler_": self.scaler_.to_dict()}
+
+    @classmethod
+    def from_dict(cls, cfg: MonitorConfig, d: dict[str, Any]) -> "MonitorPreprocessor":
+        p = cls(cfg)
+        p.input_names_ = d["input_names_"]
+        p.scaler_ = SeriesScaler.from_dict(d["scaler_"])
+        return p
+
+
+@dataclass
+class MonitorPrepared:
+    grid: SeriesFrame
+    split: Split
+    preprocessor: MonitorPreprocessor
+    inputs: np.ndarray  # (T, C) scaled
+    events: np.ndarray  # (T,) event now (NaN unknown)
+    labels: np.ndarray  # (T,) event within the next K steps
+    ends: dict[str, np.ndarray]
+    split_kind: str
+
+    def windows(self, part: str) -> WindowSet:
+        return WindowSet(self.inputs, self.labels[:, None], self.ends[part],
+                         self.preprocessor.cfg.window.lookback)
+
+    def onset(self, part: str) -> np.ndarray:
+        """Mask over the part's windows: the last observed reading is not an event."""
+        return self.events[self.ends[part]] == 0
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {p: {"windows": len(e), "positive": int(self.labels[e].sum()),
+                    "onset": int(self.onset(p).sum()),
+                    "onset_positive": int(self.labels[e][self.onset(p)].sum())}
+                for p, e in self.ends.items()}
+
+
+def prepare_monitor(frame: SeriesFrame, cfg: MonitorConfig) -> MonitorPrepared:
+    """Grid, split (by patient when there are 3 or more, else in time order), scaling fitted on
+    train, labels, and the windows of each part (none spans a gap or a split boundary)."""
+    if cfg.data.label_col:
+        event_flags(frame, label_col=cfg.data.label_col)  # 0/1 check on the raw readings
+    pre = MonitorPreprocessor(cfg)
+    grid = pre.grid(frame)
+    s = cfg.split
+    if len(grid.series) >= 3:
+        split, kind = grouped_split(grid, s.train, s.val, s.seed), "grouped by patient"
+    else:
+        split, kind = chronological_split(grid, s.train, s.val), "chronological"
+    pre.fit(grid, split)
+    inputs, valid = pre.transform(grid)
+    events = pre.events(grid)
+    w = cfg.window
+    labels = future_event_labels(events, grid.offsets, w.horizon)
+    ends = {}
+    for part in PARTS:
+        e = window_ends(split, part, w.lookback, w.horizon, valid=valid)
+        ends[part] = e[~np.isnan(labels[e]) & ~np.isnan(events[e])]
+        if len(ends[part]) == 0:
+            raise DataError(f"{frame.source}: no complete {part} window: every candidate spans a gap "
+                            f"longer than resample.max_gap={cfg.resample.max_gap} or the data is "
+                            f"shorter than window.lookback + window.horizon")
+    classes = np.unique(labels[ends["train"]])
+    if len(classes) < 2:
+        what = "no event" if classes[0] == 0 else "only events"
+        raise DataError(f"{frame.source}: the training windows hold {what} ({len(ends['train'])} windows, "
+                        f"label = {cfg.data.event or cfg.data.label_col} within {w.horizon} steps); "
+                        "a classifier needs both classes in train")
+    return MonitorPrepared(grid, split, pre, inputs, events, labels, ends, kind)
+
+
+class MonitorPipeline:
+    """Preprocessing + classifier + the decision threshold chosen on validation."""
+
+    def __init__(self, config: MonitorConfig, preprocessor: MonitorPreprocessor,
+                 model: SequenceClassifier | None = None, threshold: float = 0.5):
+        self.config, self.preprocessor, self.threshold = config, preprocessor, threshold
+        if model is None:
+            m = config.model
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.train.seed)
+                model = SequenceClassifier(len(preprocessor.input_names_), cell=m.cell,
+                                           hidden_size=m.hidden_size, num_layers=m.num_layers,
+                                           dropout=m.dropout, bidirectional=m.bidirectional,
+                                           pooling=m.pooling)
+        self.model = model
+
+    def risk(self, inputs: np.ndarray, ends: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Event probability for the windows ending at rows `ends`."""
+        device = next(self.model.parameters()).device
+        data = WindowSet(inputs, np.zeros((len(inputs), 1), np.float32), ends,
+                         self.config.window.lookback).to(device)
+        logits = predict_batches(self.model, data, batch_size).reshape(-1)
+        return 1 / (1 + np.exp(-logits))
+
+    def _latest(self, readings: pd.DataFrame) -> tuple[SeriesFrame, np.ndarray, np.ndarray, list[str]]:
+        d = self.config.data
+        frame = to_series_frame(readings, timestamp_col=d.timestamp_col, series_col=d.series_col,
+                                value_cols=d.channels, nan_policy="keep", duplicates=d.duplicates)
+        grid = self.preprocessor.grid(frame)
+        inputs, valid = self.preprocessor.transform(grid)
+        L = self.config.window.lookback
+        ends, notes = grid.offsets[1:] - 1, []
+        for i, t in enumerate(ends):
+            lo = grid.offsets[i]
+            if t - lo + 1 < L:
+                notes.append(f"needs {L} steps of {self.config.resample.step}, has {t - lo + 1}")
+            elif not valid[t - L + 1:t + 1].all():
+                notes.append(f"a gap longer than {self.config.resample.max_gap} in the last {L} steps")
+            else:
+                notes.append("")
+        return grid, inputs, ends, notes
+
+    def predict(self, readings: pd.DataFrame) -> pd.DataFrame:
+        """Raw recent readings of one or many patients -> per patient: the time of the last
+        reading, the risk of an event within the horizon, and the alert flag. A patient whose
+        recent readings cannot fill a window gets no risk and a note saying why."""
+        grid, inputs, ends, notes = self._latest(readings)
+        ok = np.array([n == "" for n in notes])
+        risk = np.full(len(ends), np.nan)
+        if ok.any():
+            risk[ok] = self.risk(inputs, ends[ok])
+        d = self.config.data
+        return pd.DataFrame({d.series_col: grid.series, d.timestamp_col: grid.timestamps[ends],
+                             "risk": risk, "alert": ok & (risk >= self.threshold),
+                             "threshold": self.threshold, "note": notes})
+
+    def explain(self, readings: pd.DataFrame) -> pd.DataFrame:
+        """Attention weight of each of the last `lookback` steps behind each patient's risk
+        (needs model.pooling=attention)."""
+        if self.config.model.pooling != "attention":
+            raise DataError("explain needs a model trained with model.pooling=attention")
+        grid, inputs, ends, notes = self._latest(readings)
+        ok = np.flatnonzero([n == "" for n in notes])
+        self.risk(inputs, ends[ok])
+        weights = self.model.attention().cpu().numpy()
+        L, d = self.config.window.lookback, self.config.data
+        rows = [(grid.series[i], grid.timestamps[t - L + 1 + k], float(weights[j, k]))
+                for j, (i, t) in enumerate(zip(ok, ends[ok])) for k in range(L)]
+        return pd.DataFrame(rows, columns=[d.series_col, d.timestamp_col, "attention"])
+
+    def save(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        (p / "config.json").write_text(json.dumps(to_dict(self.config), indent=2))
+        (p / "preprocessor.json").write_text(json.dumps(
+            {**self.preprocessor.to_dict(), "threshold": self.threshold}))
+        torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, p / "weights.pt")
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> "MonitorPipeline":
+        p = Path(path)
+        cfg = from_dict(MonitorConfig, json.loads((p / "config.json").read_text()))
+        state = json.loads((p / "preprocessor.json").read_text())
+        pipe = cls(cfg, MonitorPreprocessor.from_dict(cfg, state), threshold=state["threshold"])
+        pipe.model.load_state_dict(torch.load(p / "weights.pt", map_location=device, weights_only=True))
+        pipe.model.to(device).eval()
+        return pipe
+
+
+def _rule_sign(cfg: MonitorConfig) -> tuple[int, float]:
+    """The event channel's column among the inputs and the sign that makes "higher = event"."""
+    if cfg.data.event:
+        channel, op, _ = parse_rule(cfg.data.event)
+        return cfg.data.channels.index(channel), (-1.0 if op in ("<", "<=") else 1.0)
+    return 0, 1.0
+
+
+def evaluate_monitor(pipeline: MonitorPipeline, p: MonitorPrepared) -> tuple[dict[str, float], dict[str, Any]]:
+    """The model and the baselines on test, all windows and onset windows; each threshold is
+    chosen on validation by the same rule. Returns metrics and what the plots need."""
+    cfg = pipeline.config
+    c, w = cfg.classify, cfg.window
+    y = {part: p.labels[p.ends[part]] for part in ("train", "val", "test")}
+    onset = {part: p.onset(part) for part in ("val", "test")}
+
+    def threshold_on_val(score_val: np.ndarray) -> float:
+        m = onset["val"] if c.threshold_on == "onset" else np.ones(len(score_val), bool)
+        return choose_threshold(y["val"][m], score_val[m], c.threshold, c.target_recall)
+
+    column, sign = _rule_sign(cfg)
+    raw = p.grid.values[:, [p.grid.columns.index(ch) for ch in cfg.data.channels]]
+    scorers: dict[str, Any] = {"": None}
+    for b in (MajorityBaseline(), LastReadingRule(column, sign), SummaryLogisticRegression(w.lookback)):
+        scorers[b.name] = b.fit(raw, p.ends["train"], y["train"])
+    metrics: dict[str, float] = {}
+    extra: dict[str, Any] = {}
+    for name, scorer in scorers.items():
+        if scorer is None:
+            sv = pipeline.risk(p.inputs, p.ends["val"])
+            st = pipeline.risk(p.inputs, p.ends["test"])
+        else:
+            sv, st = scorer.score(raw, p.ends["val"]), scorer.score(raw, p.ends["test"])
+        thr = 0.5 if name == "majority" else threshold_on_val(sv)
+        if name == "":
+            pipeline.threshold = thr
+            extra["test_risk"] = st
+        prefix = f"{name}_test" if name else "test"
+        m = classification_metrics(y["test"], st, thr, prefix)
+        m.update(classification_metrics(y["test"][onset["test"]], st[onset["test"]], thr, prefix, "_onset"))
+        leads = alert_lead_times(p.events, p.grid.offsets, p.ends["test"], st >= thr, w.horizon)
+        step_min = pd.Timedelta(cfg.resample.step).total_seconds() / 60
+        m[f"{prefix}_events"] = float(len(leads))
+        m[f"{prefix}_events_warned"] = float((leads > 0).mean()) if len(leads) else float("nan")
+        m[f"{prefix}_alert_lead_min_median"] = (float(np.median(leads[leads > 0]) * step_min)
+                                                if (leads > 0).any() else 0.0)
+        m[f"{(name + '_') if name else ''}threshold"] = float(thr) if np.isfinite(thr) else float("nan")
+        metrics.update(m)
+    return metrics, extra
+
+
+def baseline_names() -> list[str]:
+    return ["majority", "rule", "logreg"]

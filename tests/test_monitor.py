@@ -1,0 +1,97 @@
+"""The early-warning pieces: thresholds, metrics, baselines, and the pipeline on raw readings."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rnnpipe.baselines import window_summary
+from rnnpipe.config import MonitorConfig, load_config
+from rnnpipe.errors import ConfigError, DataError
+from rnnpipe.evaluation import alert_lead_times, choose_threshold, classification_metrics
+from rnnpipe.io import to_series_frame
+from rnnpipe.monitor import MonitorPipeline, evaluate_monitor, prepare_monitor
+from rnnpipe.training import fit
+
+
+def test_threshold_maximises_f1_or_reaches_recall():
+    y = np.array([0, 0, 0, 1, 0, 1, 1, 1])
+    s = np.array([.1, .2, .3, .35, .4, .6, .7, .9])
+    t = choose_threshold(y, s)
+    assert t == pytest.approx(0.35)  # F1 = 8/9, the best here
+    assert classification_metrics(y, s, t)["test_f1"] == pytest.approx(8 / 9)
+    assert choose_threshold(y, s, "recall", 0.75) == pytest.approx(0.6)
+    assert choose_threshold(np.zeros(3), np.ones(3)) == np.inf
+
+
+def test_alert_lead_time_counts_steps_before_onset():
+    events = np.array([0, 0, 0, 0, 1, 1, 0, 0, 0, 1.0])
+    ends = np.arange(10)
+    alerts = np.zeros(10, bool)
+    alerts[2] = True  # two steps before the first onset; none before the second
+    leads = alert_lead_times(events, np.array([0, 10]), ends, alerts, horizon=3)
+    assert leads.tolist() == [2, 0]
+
+
+def test_window_summary_statistics():
+    x = np.arange(10, dtype=float)[:, None]
+    f = window_summary(x, np.array([4]), 5)
+    assert f.tolist() == [[4, 2, 0, 4, 1, np.std([0, 1, 2, 3, 4])]]
+
+
+def patients(n=4, hours=30, seed=0):
+    """Synthetic glucose-like readings every 5 min with dips below 70 that are announced by a
+    falling trend, so an early warning is learnable."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n):
+        steps = hours * 12
+        g = 105 + 40 * np.sin(np.arange(steps) * 2 * np.pi / (3 * 12) + p) + rng.normal(0, 3, steps)
+        t = pd.date_range("2024-01-01", periods=steps, freq="5min") + pd.to_timedelta(rng.integers(0, 40, steps), "s")
+        keep = np.ones(steps, bool)
+        keep[100 + 5 * p: 112 + 5 * p] = False  # a 1-hour hole
+        rows.append(pd.DataFrame({"pid": f"p{p}", "ts": t[keep], "glucose": g[keep]}))
+    return pd.concat(rows, ignore_index=True)
+
+
+SMALL = ["data.series_col=pid", "data.timestamp_col=ts", "window.lookback=12", "window.horizon=3",
+         "model.hidden_size=8", "train.epochs=3", "train.batch_size=64"]
+
+
+def test_pipeline_on_raw_readings_of_two_patients():
+    cfg = load_config(MonitorConfig, overrides=SMALL)
+    df = patients()
+    frame = to_series_frame(df, timestamp_col="ts", series_col="pid", value_cols=["glucose"], nan_policy="keep")
+    p = prepare_monitor(frame, cfg)
+    assert p.split_kind == "grouped by patient"
+    pipe = MonitorPipeline(cfg, p.preprocessor)
+    loss = lambda pred, y: torch.nn.functional.binary_cross_entropy_with_logits(pred, y[:, 0])
+    fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, loss_fn=loss, progress=False)
+    metrics, _ = evaluate_monitor(pipe, p)
+    for name in ("", "rule_", "logreg_", "majority_"):
+        assert {f"{name}test_f1", f"{name}test_f1_onset", f"{name}test_pr_auc_onset"} <= set(metrics)
+    assert metrics["majority_test_f1"] == 0.0  # the majority class is "no event"
+
+    recent = df[df.pid.isin(["p0", "p1"])].groupby("pid").tail(20)
+    out = pipe.predict(recent.sample(frac=1, random_state=0))
+    assert list(out.pid) == ["p0", "p1"] and out.note.eq("").all()
+    assert ((out.risk > 0) & (out.risk < 1)).all()
+    assert (out.alert == (out.risk >= pipe.threshold)).all()
+    too_short = pipe.predict(df.groupby("pid").tail(5))
+    assert too_short.risk.isna().all() and too_short.note.str.contains("needs 12 steps").all()
+    weights = pipe.explain(recent)
+    assert len(weights) == 2 * 12
+    np.testing.assert_allclose(weights.groupby("pid").attention.sum(), 1.0, rtol=1e-5)
+
+
+def test_bad_monitor_inputs_are_named():
+    df = patients()
+    frame = to_series_frame(df, timestamp_col="ts", series_col="pid", value_cols=["glucose"], nan_policy="keep")
+    with pytest.raises(ConfigError, match="channel 'spo2' is not among"):
+        prepare_monitor(frame, load_config(MonitorConfig, overrides=SMALL + ["data.event=spo2 < 90"]))
+    with pytest.raises(DataError, match="training windows hold no event"):
+        prepare_monitor(frame, load_config(MonitorConfig, overrides=SMALL + ["data.event=glucose < 0"]))
+    with pytest.raises(DataError, match=r"column 'hr' not found"):
+        to_series_frame(df, timestamp_col="ts", series_col="pid", value_cols=["glucose", "hr"])
+    with pytest.raises(DataError, match=r"column 'patient' not found"):
+        to_series_frame(df, timestamp_col="ts", series_col="patient", value_cols=["glucose"])

@@ -18,7 +18,10 @@ import click
 from rnnpipe import __version__, settings
 from rnnpipe.errors import RnnpipeError
 
-PIPELINES = {"stocks": ("rnnpipe.config:ForecastConfig", "flows.forecast:train_stocks")}
+PIPELINES = {
+    "stocks": ("rnnpipe.config:ForecastConfig", "flows.forecast:train_stocks"),
+    "monitor": ("rnnpipe.config:MonitorConfig", "flows.monitor:train_monitor"),
+}
 DEFAULT_MODEL = "stocks-forecaster@champion"
 
 
@@ -84,6 +87,8 @@ def train(pipeline, config_path, overrides, resume):
       rnnpipe train stocks
       rnnpipe train stocks --set train.epochs=5 --set model.cell=gru
       rnnpipe train stocks --set data.path=prices.csv --set data.series='[]'
+      rnnpipe train monitor
+      rnnpipe train monitor --set data.path=vitals/ --set data.channels=hr,spo2 --set data.event='spo2 < 90'
     """
     from rnnpipe.config import to_dict
 
@@ -92,9 +97,7 @@ def train(pipeline, config_path, overrides, resume):
     summary = flow(config=to_dict(cfg), resume=resume)
     click.echo("")
     click.echo(f"{summary['model_name']} v{summary['version']} -> {summary['alias']}: {summary['reason']}")
-    click.echo(f"test MAE {summary['test_mae']:.4f}, naive {summary['naive_test_mae']:.4f} "
-               f"(ratio {summary['test_mae_vs_naive']:.4f}); run {summary['run_id']}")
-    click.echo("see it with: rnnpipe ui")
+    click.echo(f"MLflow run {summary['run_id']} in experiment {summary['experiment']}; see it with: rnnpipe ui")
 
 
 @cli.command("config")

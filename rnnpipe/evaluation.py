@@ -209,3 +209,21 @@ def plot_confusion(metrics: dict[str, float], prefix: str = "test", suffix: str 
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_comparison(rows: Sequence[dict], keys: Sequence[str] = ("f1_onset", "pr_auc_onset", "f1_all"),
+                    title: str = "test: model vs baselines"):
+    """Grouped bars: one group per metric, one bar per method."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(rows)
+    for i, row in enumerate(rows):
+        vals = [row[k] for k in keys]
+        bars = ax.bar(np.arange(len(keys)) + i * width, vals, width, label=row["method"])
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(np.arange(len(keys)) + width * (len(rows) - 1) / 2, keys)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -309,3 +309,47 @@ def evaluate_monitor(pipeline: MonitorPipeline, p: MonitorPrepared) -> tuple[dic
 
 def baseline_names() -> list[str]:
     return ["majority", "rule", "logreg"]
+
+
+def classification_loss(cfg: MonitorConfig, p: MonitorPrepared):
+    """Binary cross-entropy on logits; with classify.class_weight=balanced the rare event class
+    is weighted by (negatives / positives) of the training windows."""
+    pos_weight = None
+    if cfg.classify.class_weight == "balanced":
+        y = p.labels[p.ends["train"]]
+        pos_weight = torch.tensor(float((y == 0).sum() / max((y == 1).sum(), 1)))
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        w = None if pos_weight is None else pos_weight.to(logits.device)
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, target[:, 0], pos_weight=w)
+
+    return loss
+
+
+def readings_example(frame: SeriesFrame, cfg: MonitorConfig, n_series: int = 2) -> pd.DataFrame:
+    """Raw recent readings of a few patients, as a user would send them."""
+    d, parts = cfg.data, []
+    n = int(cfg.window.lookback * 1.5) + 5
+    for i, sid in enumerate(frame.series[:n_series]):
+        lo, hi = frame.bounds(i)
+        rows = slice(max(lo, hi - n), hi)
+        part = {d.series_col: sid, d.timestamp_col: frame.timestamps[rows]}
+        for c in d.channels:
+            part[c] = frame.values[rows, frame.columns.index(c)]
+        parts.append(pd.DataFrame(part))
+    return pd.concat(parts, ignore_index=True)
+
+
+def comparison_table(metrics: dict[str, float]) -> list[dict[str, Any]]:
+    """Model and baselines side by side on all test windows and on onset windows."""
+    rows = []
+    for name in ["model", *baseline_names()]:
+        pre = "test" if name == "model" else f"{name}_test"
+        row: dict[str, Any] = {"method": name}
+        for suffix in ("_onset", ""):
+            for k in ("f1", "precision", "recall", "pr_auc"):
+                row[f"{k}{suffix or '_all'}"] = round(metrics[f"{pre}_{k}{suffix}"], 4)
+        row["events_warned"] = round(metrics[f"{pre}_events_warned"], 4)
+        row["lead_min_median"] = metrics[f"{pre}_alert_lead_min_median"]
+        rows.append(row)
+    return rows

@@ -9,7 +9,6 @@ encoding, time step) and `weights.pt` (a state dict, not a pickled class).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import pandas as pd
 import torch
 
 from rnnpipe import settings
-from rnnpipe.config import DataConfig, ForecastConfig, flatten, from_dict, to_dict
+from rnnpipe.config import DataConfig, ForecastConfig, from_dict, to_dict
 from rnnpipe.errors import DataError
 from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, Split
@@ -247,11 +246,3 @@ def history_example(frame: SeriesFrame, cfg: ForecastConfig, n_series: int = 2,
         parts.append(pd.DataFrame(part))
     return pd.concat(parts, ignore_index=True)
 
-
-def checkpoint_path(cfg: ForecastConfig, fingerprint: str) -> Path:
-    """Where training checkpoints go: the same config (bar train.epochs, so a resumed run may
-    train longer) on the same data always maps to the same file."""
-    params = {k: v for k, v in flatten(cfg).items() if k != "train.epochs"}
-    blob = json.dumps([params, fingerprint], sort_keys=True, default=str).encode()
-    key = hashlib.sha256(blob).hexdigest()[:16]
-    return settings.checkpoint_dir() / f"{cfg.register.experiment}-{key}.pt"

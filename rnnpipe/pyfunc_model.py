@@ -3,6 +3,6 @@ loads a model, so no Python object is pickled into the model directory."""
 
 from mlflow.models import set_model
 
-from rnnpipe.registry import ForecastPyfunc
+from rnnpipe.registry import PipelinePyfunc
 
-set_model(ForecastPyfunc())
+set_model(PipelinePyfunc())

@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient
 
 from rnnpipe import settings
 from rnnpipe.errors import ModelError
+from rnnpipe.monitor import MonitorPipeline
 from rnnpipe.pipeline import ForecastPipeline
 
 log = logging.getLogger(__name__)
@@ -144,11 +145,23 @@ class Run:
         self.client.set_terminated(self.id, status=status)
 
 
-class ForecastPyfunc(mlflow.pyfunc.PythonModel):
-    """A forecaster that takes raw price history: its preprocessing travels inside it."""
+PIPELINES = {"forecast": ForecastPipeline, "monitor": MonitorPipeline}
+
+
+def pipeline_kind(pipeline: Any) -> str:
+    for kind, cls in PIPELINES.items():
+        if isinstance(pipeline, cls):
+            return kind
+    raise TypeError(f"not an rnnpipe pipeline: {type(pipeline).__name__}")
+
+
+class PipelinePyfunc(mlflow.pyfunc.PythonModel):
+    """A fitted rnnpipe pipeline as an MLflow model: raw input in, predictions out. The
+    preprocessing travels inside it; `model_config["kind"]` says which pipeline it is."""
 
     def load_context(self, context) -> None:
-        self.pipeline = ForecastPipeline.load(context.artifacts["pipeline"])
+        kind = (context.model_config or {}).get("kind", "forecast")
+        self.pipeline = PIPELINES[kind].load(context.artifacts["pipeline"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None):
         return self.pipeline.predict(pd.DataFrame(model_input))
@@ -164,8 +177,8 @@ def _requirements() -> list[str]:
     return reqs
 
 
-def log_forecast_model(run: Run, pipeline: ForecastPipeline, input_example: pd.DataFrame) -> str:
-    """Log the pipeline as a pyfunc model of `run` and return its model URI.
+def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame) -> str:
+    """Log a fitted pipeline as a pyfunc model of `run` and return its model URI.
 
     The model directory holds the pipeline (config, scaler statistics, state dict) and a copy
     of the rnnpipe package (code_paths), so it loads wherever torch, pandas and MLflow are.
@@ -179,7 +192,8 @@ def log_forecast_model(run: Run, pipeline: ForecastPipeline, input_example: pd.D
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(Path(__file__).with_name("pyfunc_model.py")), artifacts={"pipeline": str(pipe_dir)},
                 code_paths=[str(Path(__file__).resolve().parent)], signature=signature,
-                input_example=input_example, pip_requirements=_requirements())
+                input_example=input_example, pip_requirements=_requirements(),
+                model_config={"kind": pipeline_kind(pipeline)})
         # leaving the block marks the run FINISHED; it is still being written to
         run.client.update_run(run.id, status="RUNNING")
     return info.model_uri
@@ -198,53 +212,65 @@ class GateDecision:
 
 
 def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[str, float],
-                      metric: str = "test_mae", naive_margin: float = 0.05) -> GateDecision:
+                      metric: str, baselines: dict[str, str], margin: float = 0.0,
+                      greater_is_better: bool = False) -> GateDecision:
     """Register a new version and give it `champion` or `challenger`.
 
-    Champion only if it does not lose to the naive forecast by more than `naive_margin`
-    (metric / naive_metric <= 1 + margin) and beats the current champion on `metric` (lower
-    is better). The reason is written to the run and the model version.
+    Champion only if `metric` does not lose to the best baseline by more than `margin`
+    (baselines: name -> metric key of that baseline on the same data) and beats the current
+    champion's `metric`. The reason is written to the run and the model version.
     """
     client = run.client
     try:
         client.get_registered_model(model_name)
     except MlflowException:
-        client.create_registered_model(model_name, description="rnnpipe forecaster; aliases "
-                                       "champion (serving) and challenger (latest that did not pass the gate)")
+        client.create_registered_model(model_name, description="rnnpipe model; aliases champion "
+                                       "(serving) and challenger (latest that did not pass the gate)")
     mv = client.create_model_version(model_name, source=model_uri, run_id=run.id)
-    value, naive = metrics[metric], metrics.get(f"naive_{metric}")
-    ratio = value / naive if naive else float("nan")
+    value = metrics[metric]
+    pick = max if greater_is_better else min
+    base_name = pick(baselines, key=lambda n: metrics[baselines[n]]) if baselines else None
+    base = metrics[baselines[base_name]] if base_name else None
+    if base is None:
+        passes = True
+    elif greater_is_better:
+        passes = value >= base * (1 - margin)
+    else:
+        passes = value <= base * (1 + margin)
+    better = (lambda a, b: a > b) if greater_is_better else (lambda a, b: a < b)
+    vs = f"{value / base:.3f}x the {base_name} baseline" if base else "no baseline"
     try:
         champion = client.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException:
         champion = None
 
-    if naive is not None and not ratio <= 1 + naive_margin:
+    if not passes:
         alias = CHALLENGER
-        reason = (f"not promoted: {metric}={value:.4f} loses to the naive forecast "
-                  f"({naive:.4f}) by {100 * (ratio - 1):.1f}%, more than the allowed "
-                  f"{100 * naive_margin:.1f}% (register.naive_margin)")
+        gap = abs(value - base) / abs(base) if base else float("inf")
+        reason = (f"not promoted: {metric}={value:.4f} loses to the {base_name} baseline "
+                  f"({base:.4f}) by {100 * gap:.1f}%, more than the allowed {100 * margin:.1f}%")
     elif champion is None:
         alias = CHAMPION
-        reason = (f"promoted: first version to pass the naive gate ({metric}={value:.4f}, "
-                  f"{ratio:.3f}x naive)")
+        reason = f"promoted: first version to pass the baseline gate ({metric}={value:.4f}, {vs})"
     else:
         champ_value = client.get_run(champion.run_id).data.metrics.get(metric) if champion.run_id else None
         if champ_value is None:
             alias = CHAMPION
             reason = f"promoted: champion v{champion.version} has no {metric} to compare with"
-        elif value < champ_value:
+        elif better(value, champ_value):
             alias = CHAMPION
             reason = (f"promoted: {metric}={value:.4f} beats champion v{champion.version} "
-                      f"({champ_value:.4f}) and is {ratio:.3f}x naive")
+                      f"({champ_value:.4f}); {vs}")
         else:
             alias = CHALLENGER
             reason = (f"not promoted: {metric}={value:.4f} does not beat champion "
                       f"v{champion.version} ({champ_value:.4f})")
     client.set_registered_model_alias(model_name, alias, mv.version)
     client.update_model_version(model_name, mv.version, description=reason)
-    for k, v in {"gate": alias, "gate_reason": reason, metric: f"{value:.6g}",
-                 f"{metric}_vs_naive": f"{ratio:.4f}"}.items():
+    tags = {"gate": alias, "gate_reason": reason, metric: f"{value:.6g}"}
+    if base_name:
+        tags.update({"gate_baseline": base_name, f"{metric}_vs_{base_name}": f"{value / base:.4f}" if base else "inf"})
+    for k, v in tags.items():
         client.set_model_version_tag(model_name, mv.version, k, v)
     run.set_tags({"gate": alias, "gate_reason": reason, "registered_model": model_name,
                   "registered_version": mv.version})

@@ -10,6 +10,8 @@ always ends on the best weights.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 import math
 import os
@@ -25,7 +27,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rnnpipe.config import TrainConfig
+from rnnpipe import settings
+from rnnpipe.config import TrainConfig, flatten
 from rnnpipe.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,15 @@ class FitResult:
     def samples_per_s(self) -> float:
         rates = [h["samples_per_s"] for h in self.history]
         return float(np.mean(rates)) if rates else float("nan")
+
+
+def checkpoint_path(cfg: Any, fingerprint: str) -> Path:
+    """Where a pipeline's training checkpoints go: the same config (bar train.epochs, so a
+    resumed run may train longer) on the same data always maps to the same file."""
+    params = {k: v for k, v in flatten(cfg).items() if k != "train.epochs"}
+    blob = json.dumps([params, fingerprint], sort_keys=True, default=str).encode()
+    key = hashlib.sha256(blob).hexdigest()[:16]
+    return settings.checkpoint_dir() / f"{cfg.register.experiment}-{key}.pt"
 
 
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any] | None:

@@ -100,7 +100,7 @@ def test_gate_refuses_a_model_that_loses_to_naive_and_one_that_is_not_better(fir
     cfg, first = first_run
     strict = train_stocks(config=to_dict(small_config(slice_path, "register.naive_margin=-0.5")))
     assert strict["alias"] == "challenger"
-    assert "loses to the naive forecast" in strict["reason"]
+    assert "loses to the naive baseline" in strict["reason"]
     same = train_stocks(config=to_dict(cfg))  # same seed, same data: same metric, not better
     assert same["test_mae"] == pytest.approx(first["test_mae"], rel=1e-9)
     if first["alias"] == "champion":

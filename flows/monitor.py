@@ -1,0 +1,56 @@
+"""The monitoring flow: ingest -> resample and window -> train -> evaluate -> register.
+
+Run it with `rnnpipe train monitor`, or from Python:
+
+    from flows.monitor import train_monitor
+    train_monitor(config={"train": {"epochs": 5}})
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flows  # noqa: F401  (environment first)
+from prefect import flow, get_run_logger
+
+from rnnpipe.config import MonitorConfig, from_dict, to_dict
+from rnnpipe.monitor import MonitorPipeline, baseline_names, classification_loss, readings_example
+from rnnpipe.registry import configure_tracking
+from tasks import hide_user_error_tracebacks
+from tasks.common import finish, register, start_run, train
+from tasks.monitor import evaluate, ingest, prepare
+
+hide_user_error_tracebacks()
+
+
+@flow(name="train-monitor", description="Train, evaluate and register the early-warning classifier.")
+def train_monitor(config: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
+    cfg = from_dict(MonitorConfig, config or to_dict(MonitorConfig())).validate()
+    uri = configure_tracking()
+    frame = ingest(cfg)
+    prepared = prepare(frame, cfg)
+    summary = {"patients": frame.series, "split": prepared.split_kind, "windows": prepared.counts()}
+    run_id, checkpoint = start_run(cfg, "monitor", frame.fingerprint, str(frame.source), summary, resume)
+    try:
+        pipeline = MonitorPipeline(cfg, prepared.preprocessor)
+        result = train(pipeline.model, prepared.windows("train"), prepared.windows("val"), cfg,
+                       run_id, checkpoint, resume, classification_loss(cfg, prepared))
+        metrics = evaluate(pipeline, prepared, run_id)
+        r = cfg.register
+        decision = register(pipeline, readings_example(frame, cfg), metrics, run_id, r.model_name,
+                            r.metric, {b: f"{b}_{r.metric}" for b in baseline_names()},
+                            r.baseline_margin, greater_is_better=True)
+    except KeyboardInterrupt:
+        finish(run_id, "KILLED")
+        raise
+    except BaseException:
+        finish(run_id, "FAILED")
+        raise
+    finish(run_id, "FINISHED")
+    out = {"tracking_uri": uri, "experiment": r.experiment, "run_id": run_id,
+           "model_name": decision.model_name, "version": decision.version, "alias": decision.alias,
+           "reason": decision.reason, "device": result.device, "best_epoch": result.best_epoch,
+           "metric": r.metric, "threshold": pipeline.threshold,
+           **{k: v for k, v in metrics.items() if k.endswith("test_f1_onset") or k.endswith("test_f1")}}
+    get_run_logger().info("done: %s", out)
+    return out

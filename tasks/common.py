@@ -1,0 +1,86 @@
+"""Tasks every training flow shares: open the MLflow run, train, register behind the gate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from rnnpipe.config import flatten
+from rnnpipe.errors import ModelError
+from rnnpipe.evaluation import plot_loss_curves
+from rnnpipe.registry import GateDecision, Run, log_pipeline_model, register_and_gate
+from rnnpipe.training import BatchSource, FitResult, checkpoint_path, fit, read_checkpoint_meta
+from tasks import retry_unless_user_error
+
+IO = dict(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error)
+
+
+@task(name="start-run", cache_policy=NO_CACHE, **IO)
+def start_run(cfg: Any, pipeline: str, fingerprint: str, source: str, data_summary: dict[str, Any],
+              resume: bool) -> tuple[str, str]:
+    """Open the MLflow run (or reopen the interrupted one) and log params, tags and the data
+    summary. Returns the run id and the checkpoint path."""
+    ckpt = checkpoint_path(cfg, fingerprint)
+    run_id = None
+    if resume:
+        meta = read_checkpoint_meta(ckpt)
+        if meta is None:
+            raise ModelError(f"--resume: no checkpoint for this config and data at {ckpt}")
+        run_id = meta.get("mlflow_run_id")
+    tags = {"data_fingerprint": fingerprint, "data_source": source, "seed": cfg.train.seed,
+            "prefect_flow_run_id": str(flow_run.id), "prefect_flow_run_name": str(flow_run.name),
+            "pipeline": pipeline, "checkpoint": str(ckpt)}
+    run = Run.start(cfg.register.experiment, tags=tags, run_id=run_id)
+    run.log_params(flatten(cfg))
+    run.log_dict(data_summary, "data/split.json")
+    get_run_logger().info("MLflow run %s (%s)", run.id, "resumed" if run_id else "new")
+    return run.id, str(ckpt)
+
+
+@task(name="train", cache_policy=NO_CACHE)
+def train(model, train_data: BatchSource, val_data: BatchSource, cfg: Any, run_id: str,
+          checkpoint: str, resume: bool, loss_fn: Callable | None = None) -> FitResult:
+    """The fit loop, with per-epoch metrics to MLflow, a checkpoint per epoch and the curves."""
+    run = Run(run_id)
+
+    def on_epoch(record: dict[str, float]) -> None:
+        run.log_metrics({k: record[k] for k in ("train_loss", "val_loss", "lr", "samples_per_s")},
+                        step=int(record["epoch"]))
+
+    result = fit(model, train_data, val_data, cfg.train, loss_fn=loss_fn, checkpoint_path=checkpoint,
+                 checkpoint_meta={"key": Path(checkpoint).stem, "mlflow_run_id": run_id},
+                 resume=resume, on_epoch=on_epoch)
+    run.log_metrics({"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
+                     "epochs_run": len(result.history), "train_samples_per_s": result.samples_per_s})
+    run.set_tags({"device": result.device, "precision": result.precision,
+                  "stopped_early": result.stopped_early,
+                  "resumed_from_epoch": result.resumed_from_epoch})
+    run.log_figure(plot_loss_curves(result.history, result.best_epoch), "plots/loss_curves.png")
+    return result
+
+
+@task(name="register", cache_policy=NO_CACHE, **IO)
+def register(pipeline: Any, input_example, metrics: dict[str, float], run_id: str,
+             model_name: str, metric: str, baselines: dict[str, str], margin: float,
+             greater_is_better: bool) -> GateDecision:
+    """Log the pipeline as a pyfunc model, register a version, and apply the gate."""
+    run = Run(run_id)
+    model_uri = log_pipeline_model(run, pipeline, input_example)
+    decision = register_and_gate(run, model_uri, model_name, metrics, metric, baselines, margin,
+                                 greater_is_better)
+    create_markdown_artifact(
+        f"**{decision.model_name} v{decision.version} -> `{decision.alias}`**\n\n{decision.reason}\n\n"
+        f"MLflow run `{run_id}`", key=f"{model_name}-registration")
+    get_run_logger().info("%s v%s -> %s: %s", decision.model_name, decision.version,
+                          decision.alias, decision.reason)
+    return decision
+
+
+def finish(run_id: str, status: str) -> None:
+    Run(run_id).end(status)

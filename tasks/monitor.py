@@ -1,0 +1,61 @@
+"""Tasks of the monitoring pipeline (early warning): each wraps one library call."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from rnnpipe.config import MonitorConfig
+from rnnpipe.evaluation import plot_comparison, plot_confusion
+from rnnpipe.io import SeriesFrame
+from rnnpipe.monitor import (
+    MonitorPipeline,
+    MonitorPrepared,
+    comparison_table,
+    evaluate_monitor,
+    load_monitor_data,
+    prepare_monitor,
+)
+from rnnpipe.registry import Run
+from tasks.common import IO
+
+
+@task(name="ingest", cache_policy=NO_CACHE, **IO)
+def ingest(cfg: MonitorConfig) -> SeriesFrame:
+    frame = load_monitor_data(cfg)
+    get_run_logger().info("read %d readings of %d patients from %s (sha256 %s)", len(frame),
+                          len(frame.series), frame.source, frame.fingerprint[:12])
+    return frame
+
+
+@task(name="prepare", cache_policy=NO_CACHE)
+def prepare(frame: SeriesFrame, cfg: MonitorConfig) -> MonitorPrepared:
+    p = prepare_monitor(frame, cfg)
+    rows = [{"part": k, **v} for k, v in p.counts().items()]
+    create_table_artifact(rows, key="monitor-windows", description=f"split: {p.split_kind}")
+    get_run_logger().info("split %s; windows %s", p.split_kind, p.counts())
+    return p
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate(pipeline: MonitorPipeline, prepared: MonitorPrepared, run_id: str) -> dict[str, float]:
+    """Model and baselines on test (all and onset windows), thresholds chosen on validation."""
+    run = Run(run_id)
+    metrics, _ = evaluate_monitor(pipeline, prepared)
+    run.log_metrics(metrics)
+    table = comparison_table(metrics)
+    run.log_dict(table, "metrics/comparison.json")
+    run.log_figure(plot_comparison(table), "plots/test_model_vs_baselines.png")
+    run.log_figure(plot_confusion(metrics, "test", "", "test, all windows"), "plots/confusion_test.png")
+    run.log_figure(plot_confusion(metrics, "test", "_onset", "test, onset windows"),
+                   "plots/confusion_test_onset.png")
+    best = max(table[1:], key=lambda r: r["f1_onset"])
+    standing = (f"onset F1 {metrics['test_f1_onset']:.3f} vs best baseline {best['method']} "
+                f"{best['f1_onset']:.3f}: " + ("beats every baseline" if metrics["test_f1_onset"] > best["f1_onset"]
+                                              else "does not beat the best baseline"))
+    run.set_tags({"vs_baselines": standing, "mlflow.note.content": standing,
+                  "split": prepared.split_kind})
+    create_table_artifact(table, key="monitor-test-comparison", description=standing)
+    get_run_logger().info(standing)
+    return metrics

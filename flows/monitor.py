@@ -15,10 +15,11 @@ from prefect import flow, get_run_logger
 
 from rnnpipe.config import MonitorConfig, from_dict, to_dict
 from rnnpipe.monitor import MonitorPipeline, baseline_names, classification_loss, readings_example
+from rnnpipe.pipeline import ForecastPipeline
 from rnnpipe.registry import configure_tracking
 from tasks import hide_user_error_tracebacks
 from tasks.common import finish, register, start_run, train
-from tasks.monitor import evaluate, ingest, prepare
+from tasks.monitor import evaluate, evaluate_forecast, ingest, prepare, prepare_forecast
 
 hide_user_error_tracebacks()
 
@@ -40,6 +41,7 @@ def train_monitor(config: dict[str, Any] | None = None, resume: bool = False) ->
         decision = register(pipeline, readings_example(frame, cfg), metrics, run_id, r.model_name,
                             r.metric, {b: f"{b}_{r.metric}" for b in baseline_names()},
                             r.baseline_margin, greater_is_better=True)
+        forecast = forecast_channel(cfg, prepared, frame, summary, run_id) if cfg.forecast.enabled else {}
     except KeyboardInterrupt:
         finish(run_id, "KILLED")
         raise
@@ -51,6 +53,25 @@ def train_monitor(config: dict[str, Any] | None = None, resume: bool = False) ->
            "model_name": decision.model_name, "version": decision.version, "alias": decision.alias,
            "reason": decision.reason, "device": result.device, "best_epoch": result.best_epoch,
            "metric": r.metric, "threshold": pipeline.threshold,
-           **{k: v for k, v in metrics.items() if k.endswith("test_f1_onset") or k.endswith("test_f1")}}
+           **{k: v for k, v in metrics.items() if k.endswith("test_f1_onset") or k.endswith("test_f1")},
+           **{f"forecast_{k}": forecast[k] for k in ("test_mae", "naive_test_mae", "ridge_test_mae")
+              if k in forecast}}
     get_run_logger().info("done: %s", out)
     return out
+
+
+def forecast_channel(cfg: MonitorConfig, prepared, frame, summary, parent_run_id: str) -> dict[str, float]:
+    """The optional channel forecaster, as a child run of the monitor run."""
+    fc, fp = prepare_forecast(prepared, cfg)
+    child, checkpoint = start_run(fc, "monitor-forecaster", frame.fingerprint, str(frame.source), summary,
+                                  False, parent_run_id=parent_run_id,
+                                  run_name=f"{cfg.forecast.channel}-forecaster")
+    try:
+        pipeline = ForecastPipeline(fc, fp.preprocessor)
+        train(pipeline.model, fp.windows("train"), fp.windows("val"), fc, child, checkpoint, False)
+        metrics = evaluate_forecast(pipeline, fp, child, parent_run_id, cfg.forecast.channel)
+    except BaseException:
+        finish(child, "FAILED")
+        raise
+    finish(child, "FINISHED")
+    return metrics

@@ -13,7 +13,7 @@ means more likely an event.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -67,3 +67,29 @@ class SummaryLogisticRegression:
 
     def score(self, values, ends):
         return self.model.decision_function(window_summary(values, ends, self.lookback))
+
+
+class RidgeForecast:
+    """Ridge regression from the last `lookback` values to the next `horizon` values, on the
+    change relative to the last value (so it extrapolates beyond the training range)."""
+
+    name = "ridge"
+
+    def __init__(self, lookback: int, horizon: int, alpha: float = 1.0):
+        self.lookback, self.horizon = lookback, horizon
+        self.model = Ridge(alpha=alpha)
+
+    def _xy(self, x: np.ndarray, ends: np.ndarray):
+        w = x[ends[:, None] + np.arange(-self.lookback + 1, 1)]
+        last = w[:, -1:]
+        return w - last, last
+
+    def fit(self, x: np.ndarray, ends: np.ndarray):
+        X, last = self._xy(x, ends)
+        Y = x[ends[:, None] + np.arange(1, self.horizon + 1)] - last
+        self.model.fit(X, Y)
+        return self
+
+    def predict(self, x: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        X, last = self._xy(x, ends)
+        return self.model.predict(X).reshape(len(ends), -1) + last

@@ -165,6 +165,13 @@ class ClassifyConfig:
 
 
 @dataclass
+class ChannelForecastConfig:
+    enabled: bool = True  # also train a forecaster of one channel, logged as a child run
+    channel: str = "glucose"  # forecast this channel window.horizon steps ahead
+    target: str = "diff"  # level | diff (change from the last reading)
+
+
+@dataclass
 class MonitorRegisterConfig:
     experiment: str = "monitor"
     model_name: str = "monitor-classifier"
@@ -183,6 +190,7 @@ class MonitorConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=15, batch_size=256, lr=2e-3, weight_decay=1e-4, patience=4))
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    forecast: ChannelForecastConfig = field(default_factory=ChannelForecastConfig)
     register: MonitorRegisterConfig = field(default_factory=MonitorRegisterConfig)
 
     def validate(self) -> "MonitorConfig":
@@ -198,6 +206,7 @@ class MonitorConfig:
             "classify.class_weight": (self.classify.class_weight, {"none", "balanced"}),
             "classify.threshold": (self.classify.threshold, {"f1", "recall"}),
             "classify.threshold_on": (self.classify.threshold_on, {"onset", "all"}),
+            "forecast.target": (self.forecast.target, {"level", "diff"}),
         }
         _check_choices(choices)
         _check_positive({"window.lookback": self.window.lookback, "window.horizon": self.window.horizon,
@@ -211,6 +220,9 @@ class MonitorConfig:
         if not (0 < self.split.train < 1 and 0 < self.split.val < 1 and self.split.train + self.split.val < 1):
             raise ConfigError(f"split.train={self.split.train}, split.val={self.split.val}: each must be in "
                               "(0, 1) and their sum below 1 (the test part gets the rest)")
+        if self.forecast.enabled and self.forecast.channel not in self.data.channels:
+            raise ConfigError(f"forecast.channel={self.forecast.channel!r} is not among data.channels "
+                              f"({', '.join(self.data.channels)}); set forecast.enabled=false to skip it")
         if not 0 < self.classify.target_recall <= 1:
             raise ConfigError("classify.target_recall must be in (0, 1]")
         return self

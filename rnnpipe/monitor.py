@@ -19,10 +19,12 @@ import pandas as pd
 import torch
 
 from rnnpipe import settings
-from rnnpipe.baselines import LastReadingRule, MajorityBaseline, SummaryLogisticRegression
-from rnnpipe.config import MonitorConfig, from_dict, to_dict
+from rnnpipe.baselines import LastReadingRule, MajorityBaseline, RidgeForecast, SummaryLogisticRegression
+from rnnpipe.config import (DataConfig, ForecastConfig, MonitorConfig, RegisterConfig, WindowConfig,
+                            from_dict, to_dict)
 from rnnpipe.errors import DataError
-from rnnpipe.evaluation import alert_lead_times, choose_threshold, classification_metrics
+from rnnpipe.evaluation import (ForecastEvaluation, alert_lead_times, choose_threshold,
+                                 classification_metrics, evaluate_forecaster, forecast_metrics)
 from rnnpipe.features.events import event_flags, future_event_labels, parse_rule
 from rnnpipe.features.resample import resample
 from rnnpipe.features.scalers import SeriesScaler
@@ -353,3 +355,47 @@ def comparison_table(metrics: dict[str, float]) -> list[dict[str, Any]]:
         row["lead_min_median"] = metrics[f"{pre}_alert_lead_min_median"]
         rows.append(row)
     return rows
+
+
+# --- forecasting a channel (e.g. glucose 30 minutes ahead) --------------------------------
+
+def channel_forecast_config(cfg: MonitorConfig) -> ForecastConfig:
+    """The forecaster's settings, derived from the monitor's: same grid, split, lookback,
+    horizon, encoder and training; its own experiment run."""
+    d, f, w = cfg.data, cfg.forecast, cfg.window
+    return ForecastConfig(
+        data=DataConfig(path=d.path, format=d.format, timestamp_col=d.timestamp_col,
+                        series_col=d.series_col, target_col=f.channel, features=[], series=d.series,
+                        nan_policy="error"),
+        window=WindowConfig(lookback=w.lookback, horizon=w.horizon, target=f.target, scaler=w.scaler),
+        model=cfg.model, train=cfg.train,
+        register=RegisterConfig(experiment=cfg.register.experiment,
+                                model_name=f"{cfg.register.model_name}-{f.channel}-forecaster",
+                                metric="test_mae"))
+
+
+def prepare_channel_forecast(p: MonitorPrepared, cfg: MonitorConfig):
+    """(ForecastConfig, Prepared) for the channel forecaster on the monitor's grid and split."""
+    from rnnpipe.pipeline import prepare
+
+    fc = channel_forecast_config(cfg)
+    return fc, prepare(p.grid.select([cfg.forecast.channel]), p.split, fc)
+
+
+def evaluate_channel_forecast(pipeline, prepared) -> ForecastEvaluation:
+    """Test metrics of the forecaster against the last value (naive) and a ridge regression
+    on the window, all in the channel's units."""
+    ev = evaluate_forecaster(pipeline, prepared, "test")
+    x = prepared.frame.target
+    ridge = RidgeForecast(prepared.preprocessor.lookback, prepared.preprocessor.horizon)
+    ridge.fit(x, prepared.ends["train"])
+    pred = ridge.predict(x, prepared.ends["test"])
+    scores = forecast_metrics(pred, ev.actual, ev.last, ev.series, prefix="test")
+    ev.metrics.update({f"ridge_{k}": v for k, v in scores.items()
+                       if k.startswith("test_") and "_vs_" not in k})
+    ev.metrics["test_mae_vs_ridge"] = ev.metrics["test_mae"] / ev.metrics["ridge_test_mae"]
+    # the metrics above average steps 1..H; the last step (e.g. 30 minutes ahead) on its own:
+    for name, p in (("", ev.pred), ("naive_", np.repeat(ev.last[:, None], ev.actual.shape[1], 1)),
+                    ("ridge_", pred)):
+        ev.metrics[f"{name}test_mae_last_step"] = float(np.mean(np.abs(p[:, -1] - ev.actual[:, -1])))
+    return ev

@@ -136,20 +136,31 @@ class Prepared:
 
 
 def prepare(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Prepared:
-    """Fit the preprocessing on the training part and index the windows of every part."""
+    """Fit the preprocessing on the training part and index the windows of every part.
+
+    Rows with a missing value (a gap left by resampling) are never inside a window.
+    """
     w = cfg.window
     pre = ForecastPreprocessor(w.target, w.scaler, w.lookback, w.horizon).fit(frame, split)
     for i, sid in enumerate(frame.series):
         one = Split(split.bounds[i:i + 1])
-        for part in PARTS:
-            if len(window_ends(one, part, w.lookback, w.horizon, pre.encoding.skip)) == 0:
+        for k, part in enumerate(PARTS):
+            has_rows = split.bounds[i, k + 1] > split.bounds[i, k]
+            if has_rows and len(window_ends(one, part, w.lookback, w.horizon, pre.encoding.skip)) == 0:
                 lo, a, b, hi = split.bounds[i]
                 raise DataError(
                     f"{frame.source}: series {sid!r} is too short for the window: its {hi - lo} rows "
                     f"(train {a - lo}, val {b - a}, test {hi - b}) give no {part} window with "
                     f"window.lookback={w.lookback} and window.horizon={w.horizon}; leave it out "
                     f"with data.series or shorten window.lookback")
-    ends = {part: window_ends(split, part, w.lookback, w.horizon, pre.encoding.skip) for part in PARTS}
+    valid = ~np.isnan(frame.values).any(axis=1)
+    if pre.encoding.skip:  # the first row of a series has no change: window_ends skips it
+        valid[frame.offsets[:-1]] = True
+    ends = {part: window_ends(split, part, w.lookback, w.horizon, pre.encoding.skip,
+                              valid=None if valid.all() else valid) for part in PARTS}
+    for part, e in ends.items():
+        if len(e) == 0:
+            raise DataError(f"{frame.source}: no complete {part} window (gaps everywhere?)")
     inputs, targets = pre.transform(frame)
     return Prepared(frame, split, pre, ends, inputs, targets)
 

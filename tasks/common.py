@@ -23,9 +23,10 @@ IO = dict(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user
 
 @task(name="start-run", cache_policy=NO_CACHE, **IO)
 def start_run(cfg: Any, pipeline: str, fingerprint: str, source: str, data_summary: dict[str, Any],
-              resume: bool) -> tuple[str, str]:
+              resume: bool, parent_run_id: str | None = None, run_name: str | None = None) -> tuple[str, str]:
     """Open the MLflow run (or reopen the interrupted one) and log params, tags and the data
-    summary. Returns the run id and the checkpoint path."""
+    summary; with `parent_run_id`, a child run nested under it. Returns the run id and the
+    checkpoint path."""
     ckpt = checkpoint_path(cfg, fingerprint)
     run_id = None
     if resume:
@@ -36,7 +37,9 @@ def start_run(cfg: Any, pipeline: str, fingerprint: str, source: str, data_summa
     tags = {"data_fingerprint": fingerprint, "data_source": source, "seed": cfg.train.seed,
             "prefect_flow_run_id": str(flow_run.id), "prefect_flow_run_name": str(flow_run.name),
             "pipeline": pipeline, "checkpoint": str(ckpt)}
-    run = Run.start(cfg.register.experiment, tags=tags, run_id=run_id)
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run = Run.start(cfg.register.experiment, run_name=run_name, tags=tags, run_id=run_id)
     run.log_params(flatten(cfg))
     run.log_dict(data_summary, "data/split.json")
     get_run_logger().info("MLflow run %s (%s)", run.id, "resumed" if run_id else "new")

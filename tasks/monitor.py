@@ -13,8 +13,10 @@ from rnnpipe.monitor import (
     MonitorPipeline,
     MonitorPrepared,
     comparison_table,
+    evaluate_channel_forecast,
     evaluate_monitor,
     load_monitor_data,
+    prepare_channel_forecast,
     prepare_monitor,
 )
 from rnnpipe.registry import Run
@@ -59,3 +61,32 @@ def evaluate(pipeline: MonitorPipeline, prepared: MonitorPrepared, run_id: str) 
     create_table_artifact(table, key="monitor-test-comparison", description=standing)
     get_run_logger().info(standing)
     return metrics
+
+
+@task(name="prepare-forecast", cache_policy=NO_CACHE)
+def prepare_forecast(prepared: MonitorPrepared, cfg: MonitorConfig):
+    fc, fp = prepare_channel_forecast(prepared, cfg)
+    get_run_logger().info("%s forecaster windows: %s", cfg.forecast.channel, fp.counts())
+    return fc, fp
+
+
+@task(name="evaluate-forecast", cache_policy=NO_CACHE)
+def evaluate_forecast(pipeline, prepared, run_id: str, parent_run_id: str, channel: str) -> dict[str, float]:
+    """The channel forecaster against the last value and ridge; summary also on the parent run."""
+    ev = evaluate_channel_forecast(pipeline, prepared)
+    m = ev.metrics
+    run = Run(run_id)
+    run.log_metrics(m)
+    run.log_figure(ev.plot(), "plots/test_forecast_vs_actual.png")
+    standing = (f"{channel} forecast test MAE {m['test_mae']:.3f} vs last value {m['naive_test_mae']:.3f} "
+                f"and ridge {m['ridge_test_mae']:.3f}: " +
+                ("beats both" if m["test_mae"] < min(m["naive_test_mae"], m["ridge_test_mae"])
+                 else "does not beat both"))
+    run.set_tags({"mlflow.note.content": standing, "vs_baselines": standing})
+    keys = ("test_mae", "test_rmse", "naive_test_mae", "naive_test_rmse", "ridge_test_mae",
+            "ridge_test_rmse", "test_mae_vs_naive", "test_mae_vs_ridge", "test_mae_last_step",
+            "naive_test_mae_last_step", "ridge_test_mae_last_step")
+    Run(parent_run_id).log_metrics({f"forecast_{k}": m[k] for k in keys})
+    Run(parent_run_id).set_tags({"forecast_run_id": run_id, "forecast_vs_baselines": standing})
+    get_run_logger().info(standing)
+    return m

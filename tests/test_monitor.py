@@ -1,5 +1,7 @@
 """The early-warning pieces: thresholds, metrics, baselines, and the pipeline on raw readings."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -95,3 +97,16 @@ def test_bad_monitor_inputs_are_named():
         to_series_frame(df, timestamp_col="ts", series_col="pid", value_cols=["glucose", "hr"])
     with pytest.raises(DataError, match=r"column 'patient' not found"):
         to_series_frame(df, timestamp_col="ts", series_col="patient", value_cols=["glucose"])
+
+
+def test_bundled_ecg_has_its_anomalies_only_in_the_last_part():
+    """Real data, real limit: the MIT-BIH excerpt's anomalies lie in one block at the end, so a
+    chronological split leaves the training part without events, and the pipeline says so."""
+    from rnnpipe.monitor import load_monitor_data
+
+    cfg = load_config(MonitorConfig, overrides=[
+        f"data.path={Path(__file__).resolve().parent.parent / 'data' / 'ecg.parquet'}", "data.series_col=record", "data.channels=ecg_mv",
+        'data.event=""', "data.label_col=anomaly", "resample.step=2777778ns",
+        "resample.max_gap=20ms", "window.lookback=72", "window.horizon=18", "forecast.enabled=false"])
+    with pytest.raises(DataError, match="training windows hold no event .* label = anomaly"):
+        prepare_monitor(load_monitor_data(cfg), cfg)

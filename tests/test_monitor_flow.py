@@ -39,6 +39,12 @@ def test_monitor_flow_registers_a_model_that_warns_from_raw_readings(prefect_har
             assert f"{name}test_{k}" in m and f"{name}test_{k}_onset" in m
     best = max(m[f"{b}_test_f1_onset"] for b in ("rule", "logreg", "majority"))
     assert out["alias"] == ("champion" if m["test_f1_onset"] >= best else "challenger")
+    # the channel forecaster: a child run, summarised on the parent
+    child = client.get_run(run.data.tags["forecast_run_id"])
+    assert child.data.tags["mlflow.parentRunId"] == out["run_id"] and child.info.status == "FINISHED"
+    assert [x.step for x in client.get_metric_history(child.info.run_id, "val_loss")] == [1, 2, 3]
+    for k in ("test_mae", "naive_test_mae", "ridge_test_mae", "test_mae_last_step"):
+        assert m[f"forecast_{k}"] == pytest.approx(child.data.metrics[k])
     plots = {a.path for a in client.list_artifacts(out["run_id"], "plots")}
     assert {"plots/confusion_test_onset.png", "plots/test_model_vs_baselines.png"} <= plots
 

@@ -2,7 +2,6 @@
 
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from test_monitor import SMALL, patients

@@ -130,7 +130,8 @@ def main() -> None:
                  f"train.device={args.device}", "register.experiment=bench",
                  "register.model_name=bench-forecaster"]
     cfg = load_config(ForecastConfig, overrides=overrides)
-    bare_s, train_info = bare_training(cfg)
+    (s1, _), (s2, train_info) = bare_training(cfg), bare_training(cfg)  # the first one warms up
+    bare_s = min(s1, s2)
     results["training"] = {**train_info, "bare_wall_s": bare_s}
     if not args.skip_flow:
         from flows.forecast import train_stocks

@@ -1,4 +1,5 @@
-"""The monitoring flow: ingest -> resample and window -> train -> evaluate -> register.
+"""The monitoring flow: ingest -> resample and window -> train -> evaluate -> (forecast a
+channel, as a child run) -> register.
 
 Run it with `rnnpipe train monitor`, or from Python:
 
@@ -32,16 +33,16 @@ def train_monitor(config: dict[str, Any] | None = None, resume: bool = False) ->
     prepared = prepare(frame, cfg)
     summary = {"patients": frame.series, "split": prepared.split_kind, "windows": prepared.counts()}
     run_id, checkpoint = start_run(cfg, "monitor", frame.fingerprint, str(frame.source), summary, resume)
+    r = cfg.register
     try:
         pipeline = MonitorPipeline(cfg, prepared.preprocessor)
         result = train(pipeline.model, prepared.windows("train"), prepared.windows("val"), cfg,
                        run_id, checkpoint, resume, classification_loss(cfg, prepared))
-        metrics = evaluate(pipeline, prepared, run_id)
-        r = cfg.register
+        metrics = evaluate(pipeline, prepared, run_id)  # also sets pipeline.threshold (from val)
+        forecast = forecast_channel(cfg, prepared, frame, summary, run_id) if cfg.forecast.enabled else {}
         decision = register(pipeline, readings_example(frame, cfg), metrics, run_id, r.model_name,
                             r.metric, {b: f"{b}_{r.metric}" for b in baseline_names()},
                             r.baseline_margin, greater_is_better=True)
-        forecast = forecast_channel(cfg, prepared, frame, summary, run_id) if cfg.forecast.enabled else {}
     except KeyboardInterrupt:
         finish(run_id, "KILLED")
         raise

@@ -268,7 +268,8 @@ def _rule_sign(cfg: MonitorConfig) -> tuple[int, float]:
 
 def evaluate_monitor(pipeline: MonitorPipeline, p: MonitorPrepared) -> tuple[dict[str, float], dict[str, Any]]:
     """The model and the baselines on test, all windows and onset windows; each threshold is
-    chosen on validation by the same rule. Returns metrics and what the plots need."""
+    chosen on validation by the same rule, and the model's is stored in `pipeline.threshold`
+    (it travels with the registered model). Returns metrics and what the plots need."""
     cfg = pipeline.config
     c, w = cfg.classify, cfg.window
     y = {part: p.labels[p.ends[part]] for part in ("train", "val", "test")}

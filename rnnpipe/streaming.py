@@ -63,8 +63,9 @@ def _whole(frame: SeriesFrame, part: str) -> Split:
     return Split(np.column_stack([lo, val_start, test_start, hi]))
 
 
-def fit_streaming_preprocessor(path: str | Path, cfg: MonitorConfig, max_rows: int = 2_000_000) -> MonitorPreprocessor:
-    """Fit the scaler on the training patients of the first shards, up to `max_rows` readings."""
+def fit_streaming_preprocessor(path: str | Path, cfg: MonitorConfig, max_rows: int = 300_000) -> MonitorPreprocessor:
+    """Fit the scaler on the training patients of the first shards, up to `max_rows` readings
+    (a sample: memory stays bounded whatever the size of the data set)."""
     frames, n = [], 0
     for f in shard_files(path):
         fr = _load_part(f, cfg, "train")

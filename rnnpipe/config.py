@@ -12,13 +12,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rnnpipe.errors import ConfigError
 
 
 @dataclass
 class DataConfig:
+    CHOICES: ClassVar = {"format": {"auto", "csv", "parquet"}, "nan_policy": {"error", "ffill", "drop"}}
     path: str = "data/stocks.parquet"  # file, folder or partitioned dataset (CSV or Parquet)
     format: str = "auto"  # auto | csv | parquet
     timestamp_col: str = "Date"
@@ -39,6 +40,8 @@ class SplitConfig:
 
 @dataclass
 class WindowConfig:
+    CHOICES: ClassVar = {"target": {"level", "diff", "log_return"}, "scaler": {"standard", "minmax", "robust"}}
+    POSITIVE: ClassVar = ("lookback", "horizon")
     lookback: int = 60
     horizon: int = 1
     target: str = "log_return"  # level | diff | log_return (relative to the last observed value)
@@ -47,6 +50,9 @@ class WindowConfig:
 
 @dataclass
 class ModelConfig:
+    CHOICES: ClassVar = {"cell": {"rnn", "lstm", "gru"}, "pooling": {"last", "mean", "attention"}}
+    POSITIVE: ClassVar = ("hidden_size", "num_layers")
+
     cell: str = "lstm"  # rnn | lstm | gru
     hidden_size: int = 64
     num_layers: int = 2
@@ -54,9 +60,15 @@ class ModelConfig:
     bidirectional: bool = False
     pooling: str = "last"  # last | mean | attention
 
+    def check(self, section: str) -> None:
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"{section}.dropout={self.dropout}: must be in [0, 1)")
+
 
 @dataclass
 class TrainConfig:
+    CHOICES: ClassVar = {"lr_schedule": {"cosine", "plateau", "none"}, "precision": {"auto", "bf16", "fp32"}}
+    POSITIVE: ClassVar = ("epochs", "batch_size", "patience")
     epochs: int = 30
     batch_size: int = 256
     lr: float = 1e-3
@@ -87,28 +99,7 @@ class ForecastConfig:
     register: RegisterConfig = field(default_factory=RegisterConfig)
 
     def validate(self) -> "ForecastConfig":
-        choices = {
-            "data.format": (self.data.format, {"auto", "csv", "parquet"}),
-            "data.nan_policy": (self.data.nan_policy, {"error", "ffill", "drop"}),
-            "window.target": (self.window.target, {"level", "diff", "log_return"}),
-            "window.scaler": (self.window.scaler, {"standard", "minmax", "robust"}),
-            "model.cell": (self.model.cell, {"rnn", "lstm", "gru"}),
-            "model.pooling": (self.model.pooling, {"last", "mean", "attention"}),
-            "train.lr_schedule": (self.train.lr_schedule, {"cosine", "plateau", "none"}),
-            "train.precision": (self.train.precision, {"auto", "bf16", "fp32"}),
-        }
-        _check_choices(choices)
-        _check_positive({
-            "window.lookback": self.window.lookback,
-            "window.horizon": self.window.horizon,
-            "model.hidden_size": self.model.hidden_size,
-            "model.num_layers": self.model.num_layers,
-            "train.epochs": self.train.epochs,
-            "train.batch_size": self.train.batch_size,
-            "train.patience": self.train.patience,
-        })
-        if not 0 <= self.model.dropout < 1:
-            raise ConfigError(f"model.dropout={self.model.dropout}: must be in [0, 1)")
+        check_sections(self)
         if bool(self.split.val_start) != bool(self.split.test_start):
             raise ConfigError("split.val_start and split.test_start must be given together")
         if not self.split.val_start:
@@ -122,6 +113,7 @@ class ForecastConfig:
 
 @dataclass
 class MonitorDataConfig:
+    CHOICES: ClassVar = {"format": {"auto", "csv", "parquet"}, "duplicates": {"error", "mean"}}
     path: str = "data/glucose.parquet"  # long format: one row per patient and timestamp
     format: str = "auto"
     timestamp_col: str = "timestamp"
@@ -135,6 +127,7 @@ class MonitorDataConfig:
 
 @dataclass
 class ResampleConfig:
+    CHOICES: ClassVar = {"fill": {"interpolate", "ffill", "none"}}
     step: str = "5min"  # fixed grid per patient
     max_gap: str = "30min"  # longer gaps are never filled and no window spans them
     fill: str = "interpolate"  # interpolate | ffill | none (for gaps up to max_gap)
@@ -150,6 +143,8 @@ class MonitorSplitConfig:
 
 @dataclass
 class MonitorWindowConfig:
+    CHOICES: ClassVar = {"scaler": {"standard", "minmax", "robust"}}
+    POSITIVE: ClassVar = ("lookback", "horizon")
     lookback: int = 24  # steps of history (24 x 5 min = 2 h)
     horizon: int = 6  # warn of an event within the next K steps (6 x 5 min = 30 min)
     scaler: str = "standard"  # fitted on training rows, pooled over patients
@@ -158,6 +153,7 @@ class MonitorWindowConfig:
 
 @dataclass
 class ClassifyConfig:
+    CHOICES: ClassVar = {"class_weight": {"none", "balanced"}, "threshold": {"f1", "recall"}, "threshold_on": {"onset", "all"}}
     class_weight: str = "none"  # none | balanced (positive class weighted by its rarity in train)
     threshold: str = "f1"  # f1 (max F1 on val) | recall (highest threshold reaching target_recall)
     target_recall: float = 0.8
@@ -166,6 +162,7 @@ class ClassifyConfig:
 
 @dataclass
 class ChannelForecastConfig:
+    CHOICES: ClassVar = {"target": {"level", "diff"}}
     enabled: bool = True  # also train a forecaster of one channel, logged as a child run
     channel: str = "glucose"  # forecast this channel window.horizon steps ahead
     target: str = "diff"  # level | diff (change from the last reading)
@@ -194,25 +191,7 @@ class MonitorConfig:
     register: MonitorRegisterConfig = field(default_factory=MonitorRegisterConfig)
 
     def validate(self) -> "MonitorConfig":
-        choices = {
-            "data.format": (self.data.format, {"auto", "csv", "parquet"}),
-            "data.duplicates": (self.data.duplicates, {"error", "mean"}),
-            "resample.fill": (self.resample.fill, {"interpolate", "ffill", "none"}),
-            "window.scaler": (self.window.scaler, {"standard", "minmax", "robust"}),
-            "model.cell": (self.model.cell, {"rnn", "lstm", "gru"}),
-            "model.pooling": (self.model.pooling, {"last", "mean", "attention"}),
-            "train.lr_schedule": (self.train.lr_schedule, {"cosine", "plateau", "none"}),
-            "train.precision": (self.train.precision, {"auto", "bf16", "fp32"}),
-            "classify.class_weight": (self.classify.class_weight, {"none", "balanced"}),
-            "classify.threshold": (self.classify.threshold, {"f1", "recall"}),
-            "classify.threshold_on": (self.classify.threshold_on, {"onset", "all"}),
-            "forecast.target": (self.forecast.target, {"level", "diff"}),
-        }
-        _check_choices(choices)
-        _check_positive({"window.lookback": self.window.lookback, "window.horizon": self.window.horizon,
-                         "model.hidden_size": self.model.hidden_size,
-                         "model.num_layers": self.model.num_layers, "train.epochs": self.train.epochs,
-                         "train.batch_size": self.train.batch_size, "train.patience": self.train.patience})
+        check_sections(self)
         if not self.data.channels:
             raise ConfigError("data.channels: name at least one channel column")
         if bool(self.data.event) == bool(self.data.label_col):
@@ -228,16 +207,21 @@ class MonitorConfig:
         return self
 
 
-def _check_choices(choices: dict[str, tuple[Any, set[str]]]) -> None:
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"{key}={value!r}: expected one of {', '.join(sorted(allowed))}")
-
-
-def _check_positive(values: dict[str, int]) -> None:
-    for key, value in values.items():
-        if value < 1:
-            raise ConfigError(f"{key}={value}: must be at least 1")
+def check_sections(cfg: Any) -> None:
+    """Each section's own rules: values among its CHOICES, POSITIVE fields at least 1, and its
+    `check(section_name)` if it has one."""
+    for section in dataclasses.fields(cfg):
+        sub = getattr(cfg, section.name)
+        for key, allowed in getattr(sub, "CHOICES", {}).items():
+            value = getattr(sub, key)
+            if value not in allowed:
+                raise ConfigError(f"{section.name}.{key}={value!r}: expected one of "
+                                  f"{', '.join(sorted(allowed))}")
+        for key in getattr(sub, "POSITIVE", ()):
+            if getattr(sub, key) < 1:
+                raise ConfigError(f"{section.name}.{key}={getattr(sub, key)}: must be at least 1")
+        if hasattr(sub, "check"):
+            sub.check(section.name)
 
 
 # --- generic machinery (works for any dataclass tree) -------------------------------------

@@ -29,6 +29,7 @@ def test_param_names_match_config_keys():
     ("model.bidirectional=maybe", "expected true or false"),
     ("split.train=0.9", "sum below 1"),
     ("window.lookback=0", "window.lookback=0: must be at least 1"),
+    ("model.dropout=1.5", "model.dropout=1.5: must be in [0, 1)"),
     ("split.val_start=2010-01-01", "must be given together"),
     ("nonsense", "expected KEY=VALUE"),
 ])

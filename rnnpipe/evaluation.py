@@ -11,8 +11,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
     mean_absolute_error,
     mean_absolute_percentage_error,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
+    roc_auc_score,
     root_mean_squared_error,
 )
 
@@ -134,8 +141,6 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, objective: str = "f1",
                      target_recall: float = 0.8) -> float:
     """A decision threshold on validation scores: the one with the highest F1, or the highest
     threshold that still reaches `target_recall`. Predict positive when score >= threshold."""
-    from sklearn.metrics import precision_recall_curve
-
     y = np.asarray(y)
     if y.sum() == 0:
         return float(np.inf)  # nothing to find: never alert
@@ -152,9 +157,6 @@ def classification_metrics(y: np.ndarray, score: np.ndarray, threshold: float,
                            prefix: str = "test", suffix: str = "") -> dict[str, float]:
     """F1, precision and recall of the event class, macro-F1, ROC-AUC and PR-AUC, plus the
     confusion counts. Names like `test_f1`, `test_f1_onset` (suffix "_onset")."""
-    from sklearn.metrics import (average_precision_score, confusion_matrix, f1_score,
-                                 precision_score, recall_score, roc_auc_score)
-
     y = np.asarray(y).astype(int)
     pred = (np.asarray(score) >= threshold).astype(int)
     both = len(np.unique(y)) == 2

@@ -266,10 +266,10 @@ def _rule_sign(cfg: MonitorConfig) -> tuple[int, float]:
     return 0, 1.0
 
 
-def evaluate_monitor(pipeline: MonitorPipeline, p: MonitorPrepared) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate_monitor(pipeline: MonitorPipeline, p: MonitorPrepared) -> dict[str, float]:
     """The model and the baselines on test, all windows and onset windows; each threshold is
     chosen on validation by the same rule, and the model's is stored in `pipeline.threshold`
-    (it travels with the registered model). Returns metrics and what the plots need."""
+    (it travels with the registered model)."""
     cfg = pipeline.config
     c, w = cfg.classify, cfg.window
     y = {part: p.labels[p.ends[part]] for part in ("train", "val", "test")}
@@ -285,7 +285,6 @@ def evaluate_monitor(pipeline: MonitorPipeline, p: MonitorPrepared) -> tuple[dic
     for b in (MajorityBaseline(), LastReadingRule(column, sign), SummaryLogisticRegression(w.lookback)):
         scorers[b.name] = b.fit(raw, p.ends["train"], y["train"])
     metrics: dict[str, float] = {}
-    extra: dict[str, Any] = {}
     for name, scorer in scorers.items():
         if scorer is None:
             sv = pipeline.risk(p.inputs, p.ends["val"])
@@ -295,7 +294,6 @@ def evaluate_monitor(pipeline: MonitorPipeline, p: MonitorPrepared) -> tuple[dic
         thr = 0.5 if name == "majority" else threshold_on_val(sv)
         if name == "":
             pipeline.threshold = thr
-            extra["test_risk"] = st
         prefix = f"{name}_test" if name else "test"
         m = classification_metrics(y["test"], st, thr, prefix)
         m.update(classification_metrics(y["test"][onset["test"]], st[onset["test"]], thr, prefix, "_onset"))
@@ -307,11 +305,11 @@ def evaluate_monitor(pipeline: MonitorPipeline, p: MonitorPrepared) -> tuple[dic
                                                 if (leads > 0).any() else 0.0)
         m[f"{(name + '_') if name else ''}threshold"] = float(thr) if np.isfinite(thr) else float("nan")
         metrics.update(m)
-    return metrics, extra
+    return metrics
 
 
 def baseline_names() -> list[str]:
-    return ["majority", "rule", "logreg"]
+    return [b.name for b in (MajorityBaseline, LastReadingRule, SummaryLogisticRegression)]
 
 
 def classification_loss(cfg: MonitorConfig, p: MonitorPrepared):

@@ -154,8 +154,6 @@ def prepare(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Prepared:
                     f"window.lookback={w.lookback} and window.horizon={w.horizon}; leave it out "
                     f"with data.series or shorten window.lookback")
     valid = ~np.isnan(frame.values).any(axis=1)
-    if pre.encoding.skip:  # the first row of a series has no change: window_ends skips it
-        valid[frame.offsets[:-1]] = True
     ends = {part: window_ends(split, part, w.lookback, w.horizon, pre.encoding.skip,
                               valid=None if valid.all() else valid) for part in PARTS}
     for part, e in ends.items():

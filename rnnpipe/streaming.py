@@ -3,7 +3,8 @@
 `ShardStream` reads a partitioned dataset one file at a time, keeps the patients of one part
 (train / val / test, assigned by a stable hash of the patient id, so no global pass and no
 patient in two parts), resamples them, scales them with an already fitted preprocessor, and
-yields batches of windows. At most one shard's rows are in memory. It has the same
+yields batches of windows. At most one shard's rows are in memory (plus the scaler's fitting
+sample, `fit_streaming_preprocessor(max_rows=...)`). It has the same
 `batches` / `__len__` / `to` interface as `WindowSet`, so the one fit loop trains on it.
 """
 

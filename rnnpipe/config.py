@@ -50,7 +50,7 @@ class WindowConfig:
 
 @dataclass
 class ModelConfig:
-    CHOICES: ClassVar = {"cell": {"rnn", "lstm", "gru"}, "pooling": {"last", "mean", "attention"}}
+    CHOICES: ClassVar = {"cell": {"rnn", "lstm", "gru"}, "pooling": {"last", "mean", "max", "attention"}}
     POSITIVE: ClassVar = ("hidden_size", "num_layers")
 
     cell: str = "lstm"  # rnn | lstm | gru
@@ -58,7 +58,7 @@ class ModelConfig:
     num_layers: int = 2
     dropout: float = 0.2
     bidirectional: bool = False
-    pooling: str = "last"  # last | mean | attention
+    pooling: str = "last"  # last | mean | max | attention
 
     def check(self, section: str) -> None:
         if not 0 <= self.dropout < 1:
@@ -204,6 +204,102 @@ class MonitorConfig:
                               f"({', '.join(self.data.channels)}); set forecast.enabled=false to skip it")
         if not 0 < self.classify.target_recall <= 1:
             raise ConfigError("classify.target_recall must be in (0, 1]")
+        return self
+
+
+@dataclass
+class TextDataConfig:
+    CHOICES: ClassVar = {"format": {"auto", "csv", "parquet", "jsonl"}, "bad_rows": {"error", "skip"}}
+    path: str = "data/reviews_train.parquet"  # CSV, Parquet or JSON Lines; file, folder or dataset
+    test_path: str = "data/reviews_test.parquet"  # "" = hold out split.test of `path` instead
+    format: str = "auto"  # auto | csv | parquet | jsonl
+    text_col: str = "review"
+    label_col: str = "score"
+    id_col: str = "review_id"  # optional: names reviews in the error table ("" = row numbers)
+    labels: list[str] = field(default_factory=list)  # [] = the labels of the training file
+    bad_rows: str = "error"  # error | skip (empty or non-text text, unknown label, bad bytes)
+
+
+@dataclass
+class TextSplitConfig:
+    val: float = 0.15  # stratified by label, out of the training file
+    test: float = 0.2  # only without data.test_path
+    seed: int = 0
+
+
+@dataclass
+class TextConfig:
+    CHOICES: ClassVar = {"urls": {"token", "drop", "keep"}, "truncate": {"head", "tail"}}
+    POSITIVE: ClassVar = ("min_freq", "max_size", "max_len")
+    lowercase: bool = True
+    html: bool = True  # drop tags such as <br />
+    urls: str = "token"  # token (each URL becomes <url>) | drop | keep (split like other text)
+    pattern: str = r"\w+(?:'\w+)*|[!?]"  # a token is a match of this regex (Unicode words, ! and ?)
+    min_freq: int = 2  # vocabulary: words seen at least this often in the training part ...
+    max_size: int = 20000  # ... the most frequent ones, besides <pad> and <unk>
+    max_len: int = 400  # tokens per review; longer ones are cut
+    truncate: str = "head"  # head (keep the first max_len tokens) | tail (keep the last)
+    bucketing: bool = True  # batch reviews of similar length together
+
+    def check(self, section: str) -> None:
+        import re
+
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ConfigError(f"{section}.pattern={self.pattern!r}: not a valid regex: {exc}") from None
+
+
+@dataclass
+class EmbedConfig:
+    POSITIVE: ClassVar = ("dim",)
+    dim: int = 100  # ignored when `path` is given (the file decides)
+    path: str = ""  # local GloVe / word2vec text file to initialise from ("" = random)
+    freeze: bool = False  # keep the loaded vectors fixed
+    dropout: float = 0.3  # on the embedded tokens and the pooled vector
+
+    def check(self, section: str) -> None:
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"{section}.dropout={self.dropout}: must be in [0, 1)")
+
+
+@dataclass
+class TextClassifyConfig:
+    CHOICES: ClassVar = {"class_weight": {"none", "balanced"}, "decision": {"argmax", "tuned"}}
+    class_weight: str = "none"  # none | balanced (loss weights inverse to class frequency in train)
+    decision: str = "tuned"  # tuned (binary: threshold with the best val macro-F1) | argmax
+
+
+@dataclass
+class TextRegisterConfig:
+    experiment: str = "reviews"
+    model_name: str = "reviews-sentiment"
+    metric: str = "test_macro_f1"  # higher is better
+    baseline_margin: float = 0.0  # champion only if metric >= best baseline x (1 - margin)
+
+
+@dataclass
+class ReviewsConfig:
+    data: TextDataConfig = field(default_factory=TextDataConfig)
+    split: TextSplitConfig = field(default_factory=TextSplitConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(
+        cell="gru", hidden_size=64, num_layers=1, dropout=0.0, bidirectional=True, pooling="max"))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=12, batch_size=32, lr=2e-3, weight_decay=1e-4, patience=3))
+    classify: TextClassifyConfig = field(default_factory=TextClassifyConfig)
+    register: TextRegisterConfig = field(default_factory=TextRegisterConfig)
+
+    def validate(self) -> "ReviewsConfig":
+        check_sections(self)
+        if not self.data.text_col or not self.data.label_col:
+            raise ConfigError("data.text_col and data.label_col must name columns")
+        test = 0.0 if self.data.test_path else self.split.test
+        if not (0 < self.split.val < 1 and 0 <= test < 1 and self.split.val + test < 1
+                and (self.data.test_path or test > 0)):
+            raise ConfigError(f"split.val={self.split.val}, split.test={self.split.test}: each must be "
+                              "in (0, 1) and their sum below 1 (training gets the rest)")
         return self
 
 

@@ -1,4 +1,5 @@
-"""Forecast metrics against the naive (persistence) baseline, and the plots of a run."""
+"""Metrics and plots of a run: forecasts against the naive (persistence) baseline, event
+warnings (binary, with a threshold) and text classes (any number of classes)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
+    accuracy_score,
     average_precision_score,
     confusion_matrix,
     f1_score,
@@ -227,5 +229,81 @@ def plot_comparison(rows: Sequence[dict], keys: Sequence[str] = ("f1_onset", "pr
     ax.legend(fontsize=8)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# --- multi-class (text) classification ----------------------------------------------------
+
+def decide(proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Class codes from probabilities: argmax, or for two classes with a `threshold`, class 1
+    when its probability reaches the threshold."""
+    if threshold is not None and proba.shape[1] == 2:
+        return (proba[:, 1] >= threshold).astype(np.int64)
+    return proba.argmax(axis=1)
+
+
+def tune_binary_threshold(y: np.ndarray, p1: np.ndarray) -> float:
+    """The threshold on P(class 1) with the highest macro-F1 on (validation) data; ties go to
+    the one nearest 0.5."""
+    y = np.asarray(y).astype(int)
+    candidates = np.unique(np.concatenate([np.quantile(p1, np.linspace(0, 1, 257)), [0.5]]))
+    best, best_t = -1.0, 0.5
+    for t in sorted(candidates, key=lambda t: abs(t - 0.5)):
+        pred = p1 >= t
+        tp, fp, fn = np.sum(pred & (y == 1)), np.sum(pred & (y == 0)), np.sum(~pred & (y == 1))
+        tn = len(y) - tp - fp - fn
+        f1_1 = 2 * tp / max(2 * tp + fp + fn, 1)
+        f1_0 = 2 * tn / max(2 * tn + fn + fp, 1)
+        if (f1_0 + f1_1) / 2 > best + 1e-12:
+            best, best_t = (f1_0 + f1_1) / 2, float(t)
+    return best_t
+
+
+def metric_key(name: str) -> str:
+    """A class name as MLflow accepts it in a metric key."""
+    return "".join(ch if ch.isalnum() or ch in "_-. /" else "_" for ch in str(name))
+
+
+def text_classification_metrics(y: np.ndarray, proba: np.ndarray, pred: np.ndarray,
+                                classes: Sequence[str], prefix: str) -> dict[str, float]:
+    """Accuracy, macro-F1, F1 / precision / recall of each class (`{prefix}_f1.<class>`) and
+    ROC-AUC (binary: of class 1; several classes: one-vs-rest macro average)."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    labels = list(range(len(classes)))
+    out = {"accuracy": accuracy_score(y, pred),
+           "macro_f1": f1_score(y, pred, labels=labels, average="macro", zero_division=0)}
+    f1 = f1_score(y, pred, labels=labels, average=None, zero_division=0)
+    prec = precision_score(y, pred, labels=labels, average=None, zero_division=0)
+    rec = recall_score(y, pred, labels=labels, average=None, zero_division=0)
+    for i, c in enumerate(classes):
+        out[f"f1.{metric_key(c)}"], out[f"precision.{metric_key(c)}"] = f1[i], prec[i]
+        out[f"recall.{metric_key(c)}"] = rec[i]
+    present = np.unique(y)
+    if len(classes) == 2 and len(present) == 2:
+        out["roc_auc"] = roc_auc_score(y, proba[:, 1])
+    elif len(present) == len(classes) > 2:
+        out["roc_auc"] = roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=labels)
+    else:
+        out["roc_auc"] = float("nan")
+    return {f"{prefix}_{k}": float(v) for k, v in out.items()}
+
+
+def plot_confusion_matrix(y: np.ndarray, pred: np.ndarray, classes: Sequence[str], title: str):
+    """Counts of actual (rows) by predicted (columns) class, with row shares in brackets."""
+    k = len(classes)
+    m = confusion_matrix(y, pred, labels=list(range(k)))
+    share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    size = 2.6 + 0.7 * k
+    fig, ax = plt.subplots(figsize=(size + 0.6, size))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, f"{v:,}\n({share[i, j]:.0%})", ha="center", va="center", fontsize=8,
+                color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), [str(c) for c in classes], rotation=30 if k > 3 else 0)
+    ax.set_yticks(range(k), [str(c) for c in classes])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig

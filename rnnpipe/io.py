@@ -1,7 +1,7 @@
 """Reading tables through pyarrow, validating them into series, and writing atomically.
 
-`read_table` takes a CSV or Parquet file, a folder of them, or a hive-partitioned dataset
-(`Ticker=AAPL/part-0.parquet`) and remembers, for every row, the file and row it came from, so
+`read_table` takes a CSV, Parquet or JSON Lines file, a folder of them, or a hive-partitioned
+dataset (`Ticker=AAPL/part-0.parquet`) and remembers, for every row, the file and row it came from, so
 that every later error can say where the bad value is.
 """
 
@@ -26,7 +26,8 @@ from rnnpipe.errors import DataError
 
 log = logging.getLogger(__name__)
 
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+WRITABLE = ("csv", "parquet")
 
 
 # --- where a row came from -----------------------------------------------------------------
@@ -34,24 +35,26 @@ FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 @dataclass
 class RowOrigin:
     """Where each row of a table came from: its 0-based row in its file, or in the input
-    DataFrame when `file_index` is None."""
+    DataFrame when `file_index` is None. `kind` "csv" (a header line) or "jsonl" (none) adds
+    the line number to the description."""
 
     row: np.ndarray
     files: list[str] = field(default_factory=list)
     file_index: np.ndarray | None = None
-    csv: bool = False
+    kind: str = ""
     label: str = "input"
 
     def describe(self, i: int) -> str:
         r = int(self.row[i])
         if self.file_index is None:
             return f"{self.label} row {r}"
-        line = f" (line {r + 2})" if self.csv else ""
+        first_line = {"csv": 2, "jsonl": 1}.get(self.kind)
+        line = f" (line {r + first_line})" if first_line else ""
         return f"{self.files[int(self.file_index[i])]}, row {r + 1}{line}"
 
     def take(self, order: np.ndarray) -> "RowOrigin":
         fi = None if self.file_index is None else self.file_index[order]
-        return RowOrigin(self.row[order], self.files, fi, self.csv, self.label)
+        return RowOrigin(self.row[order], self.files, fi, self.kind, self.label)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -64,29 +67,34 @@ def _detect_format(path: Path, fmt: str) -> str:
         for s in reversed(suffixes):
             if s in FORMATS:
                 return FORMATS[s]
-        raise DataError(f"{path}: cannot tell the format from the name; set data.format=csv or parquet")
+        raise DataError(f"{path}: cannot tell the format from the name; set data.format=csv, parquet or jsonl")
     found = {FORMATS[p.suffix.lower()] for p in path.rglob("*") if p.suffix.lower() in FORMATS}
     if len(found) != 1:
-        what = "no CSV or Parquet files" if not found else "both CSV and Parquet files"
+        what = "no CSV, Parquet or JSON Lines files" if not found else "files of several formats"
         raise DataError(f"{path}: folder holds {what}; set data.path to one dataset")
     return found.pop()
 
 
 def read_table(path: str | Path, columns: Sequence[str] | None, fmt: str = "auto",
-               text_columns: Sequence[str] = ()) -> tuple[pa.Table, RowOrigin]:
+               text_columns: Sequence[str] = (), binary_columns: Sequence[str] = ()
+               ) -> tuple[pa.Table, RowOrigin]:
     """Read `columns` (None: all) from a file, folder or partitioned dataset.
 
     In CSV files every requested column is read as text, so that a malformed value becomes
-    our own error message (with its row) rather than a parser failure; Parquet keeps its
-    types. Columns in `text_columns` are always returned as strings.
+    our own error message (with its row) rather than a parser failure; Parquet and JSON keep
+    their types. Columns in `text_columns` are returned as strings; columns in
+    `binary_columns` as raw bytes (CSV and Parquet), for the caller to decode row by row.
     """
     p = Path(path)
     if not p.exists():
         raise DataError(f"data file not found: {p}")
     kind = _detect_format(p, fmt)
     if kind == "csv":
-        file_format = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in columns or ()}))
+        types = {c: pa.string() for c in columns or ()}
+        types.update({c: pa.binary() for c in binary_columns})
+        file_format = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=types))
+    elif kind == "jsonl":
+        file_format = ds.JsonFileFormat()
     else:
         file_format = ds.ParquetFileFormat()
     try:
@@ -115,7 +123,10 @@ def read_table(path: str | Path, columns: Sequence[str] | None, fmt: str = "auto
     table = pa.concat_tables(tables)
     for c in text_columns:
         table = table.set_column(table.schema.get_field_index(c), c, table[c].cast(pa.string()))
-    origin = RowOrigin(np.concatenate(rows), files, np.concatenate(file_ids), kind == "csv")
+    for c in binary_columns:
+        if pa.types.is_string(table[c].type) or pa.types.is_large_string(table[c].type):
+            table = table.set_column(table.schema.get_field_index(c), c, table[c].cast(pa.binary()))
+    origin = RowOrigin(np.concatenate(rows), files, np.concatenate(file_ids), kind)
     return table, origin
 
 
@@ -342,7 +353,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write a DataFrame as Parquet or CSV (by suffix), atomically."""
     final = Path(path)
     kind = FORMATS.get(final.suffix.lower())
-    if kind is None:
+    if kind not in WRITABLE:
         raise DataError(f"{final}: output must end in .csv or .parquet")
     with atomic_path(final) as tmp:
         if kind == "csv":

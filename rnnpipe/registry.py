@@ -31,6 +31,7 @@ from rnnpipe import settings
 from rnnpipe.errors import ModelError
 from rnnpipe.monitor import MonitorPipeline
 from rnnpipe.pipeline import ForecastPipeline
+from rnnpipe.reviews import ReviewsPipeline
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class Run:
         self.client.set_terminated(self.id, status=status)
 
 
-PIPELINES = {"forecast": ForecastPipeline, "monitor": MonitorPipeline}
+PIPELINES = {"forecast": ForecastPipeline, "monitor": MonitorPipeline, "reviews": ReviewsPipeline}
 
 
 def pipeline_kind(pipeline: Any) -> str:

@@ -1,7 +1,9 @@
 """One fit loop for every model in rnnpipe.
 
 Device and precision are chosen in a few lines at the top; data arrive as preloaded tensors
-(`WindowSet` or anything with the same `batches`/`__len__`/`to`), moved to the device once.
+(`WindowSet`, `TextBatches` or anything with the same `batches`/`__len__`/`to`), moved to the
+device once. A batch is `(x, y)`; when `x` is a tuple (e.g. token ids and lengths) the model
+gets its items as arguments.
 Each epoch ends with a validation pass, a checkpoint (model, optimiser, scheduler, RNG, best
 weights, history) and a callback; training stops early when validation stops improving and
 always ends on the best weights.
@@ -32,6 +34,10 @@ from rnnpipe.config import TrainConfig, flatten
 from rnnpipe.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
+
+
+def _forward(model: nn.Module, x) -> torch.Tensor:
+    return model(*x) if isinstance(x, tuple) else model(x)
 
 
 class BatchSource(Protocol):
@@ -112,7 +118,7 @@ def evaluate_loss(model: nn.Module, data: BatchSource, loss_fn: Callable, batch_
     total, n = 0.0, 0
     for x, y in data.batches(batch_size):
         with autocast():
-            pred = model(x)
+            pred = _forward(model, x)
         total += float(loss_fn(pred.float(), y)) * len(y)
         n += len(y)
     return total / max(n, 1)
@@ -122,7 +128,7 @@ def evaluate_loss(model: nn.Module, data: BatchSource, loss_fn: Callable, batch_
 def predict_batches(model: nn.Module, data: BatchSource, batch_size: int = 1024) -> np.ndarray:
     """Model outputs for every window of `data`, in order, as float64 numpy."""
     model.eval()
-    outs = [model(x).float().cpu() for x, _ in data.batches(batch_size)]
+    outs = [_forward(model, x).float().cpu() for x, _ in data.batches(batch_size)]
     return torch.cat(outs).double().numpy() if outs else np.empty((0,))
 
 
@@ -198,7 +204,7 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
                    disable=(None if progress is None else not progress), dynamic_ncols=True)
         for x, y in train.batches(cfg.batch_size, shuffle=True, generator=generator):
             with autocast():
-                pred = model(x)
+                pred = _forward(model, x)
             loss = loss_fn(pred.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -7,7 +7,7 @@ from rnnpipe.models import Forecaster, RecurrentEncoder
 
 
 @pytest.mark.parametrize("cell, bidirectional, pooling", list(itertools.product(
-    ["rnn", "lstm", "gru"], [False, True], ["last", "mean", "attention"])))
+    ["rnn", "lstm", "gru"], [False, True], ["last", "mean", "max", "attention"])))
 def test_encoder_shapes(cell, bidirectional, pooling):
     enc = RecurrentEncoder(3, cell=cell, hidden_size=8, num_layers=2, dropout=0.1,
                            bidirectional=bidirectional, pooling=pooling)

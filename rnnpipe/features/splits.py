@@ -87,3 +87,23 @@ def grouped_split(frame: SeriesFrame, train: float = 0.7, val: float = 0.15, see
         # a train series is all train, a val series all val, a test series all test
         bounds[i] = (lo, hi if part[i] == 0 else lo, hi if part[i] <= 1 else lo, hi)
     return Split(bounds)
+
+
+def stratified_split(labels: np.ndarray, fractions: dict[str, float], seed: int = 0) -> dict[str, np.ndarray]:
+    """Row indices per part for independent records (e.g. reviews): each label is shared out
+    in the same proportions, shuffled with `seed`. `fractions` names the held-out parts
+    (e.g. {"val": 0.15, "test": 0.2}); "train" gets the rest. Every part gets at least one
+    record of each label that has enough (one per part plus one for train)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[np.ndarray]] = {"train": [], **{k: [] for k in fractions}}
+    for label in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == label))
+        n, start = len(idx), 0
+        for part, frac in fractions.items():
+            k = int(round(n * frac))
+            k = max(k, 1) if n > len(fractions) else k
+            out[part].append(idx[start:start + k])
+            start += k
+        out["train"].append(idx[start:])
+    return {part: np.sort(np.concatenate(chunks)) for part, chunks in out.items()}

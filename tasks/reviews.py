@@ -1,0 +1,61 @@
+"""Tasks of the review-sentiment pipeline: each wraps one library call."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from rnnpipe.config import ReviewsConfig
+from rnnpipe.evaluation import plot_comparison, plot_confusion_matrix
+from rnnpipe.registry import Run
+from rnnpipe.reviews import (ReviewsEvaluation, ReviewsPipeline, ReviewsPrepared, confidently_wrong,
+                             evaluate_reviews, load_reviews, prepare_reviews)
+from rnnpipe.text import TextTable
+from tasks.common import IO
+
+
+@task(name="ingest", cache_policy=NO_CACHE, **IO)
+def ingest(cfg: ReviewsConfig) -> dict[str, TextTable]:
+    tables = load_reviews(cfg)
+    for t in tables.values():
+        get_run_logger().info("read %d reviews from %s%s", len(t), t.source,
+                              f" (skipped {t.skipped})" if t.skipped else "")
+    return tables
+
+
+@task(name="prepare", cache_policy=NO_CACHE)
+def prepare(tables: dict[str, TextTable], cfg: ReviewsConfig) -> ReviewsPrepared:
+    """Split, vocabulary on train, encode every part once (and load vectors if configured)."""
+    p = prepare_reviews(tables, cfg)
+    rows = [{"part": k, **v} for k, v in p.counts().items()]
+    create_table_artifact(rows, key="reviews-split", description=p.split_kind)
+    get_run_logger().info("%s; vocabulary %d; %s", p.split_kind, len(p.preprocessor.vocab_), p.counts())
+    return p
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate(pipeline: ReviewsPipeline, prepared: ReviewsPrepared, run_id: str) -> ReviewsEvaluation:
+    """Model, TF-IDF + logistic regression and majority class on test, side by side."""
+    run = Run(run_id)
+    ev = evaluate_reviews(pipeline, prepared)
+    run.log_metrics(ev.metrics)
+    run.log_metrics({f"data_skipped_{k}": v for k, v in prepared.skipped.items()})
+    run.log_metrics({k: v for k, v in prepared.embedding_stats.items()})
+    table = ev.comparison()
+    run.log_dict(table, "metrics/comparison.json")
+    run.log_figure(plot_comparison(table, keys=("accuracy", "macro_f1", "roc_auc")),
+                   "plots/test_model_vs_baselines.png")
+    y = prepared.y["test"]
+    run.log_figure(plot_confusion_matrix(y, ev.predictions["model"], prepared.classes, "model, test"),
+                   "plots/confusion_test.png")
+    run.log_figure(plot_confusion_matrix(y, ev.predictions["tfidf"], prepared.classes,
+                                         "TF-IDF + logistic regression, test"), "plots/confusion_test_tfidf.png")
+    wrong = confidently_wrong(prepared, ev)
+    run.client.log_table(run_id, wrong, "errors/confidently_wrong.json")
+    run.log_text(wrong.to_csv(index=False), "errors/confidently_wrong.csv")
+    standing = ev.standing()
+    run.set_tags({"vs_baselines": standing, "mlflow.note.content": standing, "split": prepared.split_kind})
+    create_table_artifact(table, key="reviews-test-comparison", description=standing)
+    get_run_logger().info(standing)
+    return ev

@@ -1,0 +1,103 @@
+"""The review-sentiment flow end to end on a slice of the bundled reviews (Prefect test
+harness, MLflow), and the registered pyfunc on raw strings."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from rnnpipe.config import ReviewsConfig, load_config, to_dict
+from rnnpipe.reviews import ReviewsPipeline, evaluate_reviews, load_reviews, prepare_reviews, text_loss
+from rnnpipe.training import fit
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["train.epochs=2", "train.batch_size=32", "model.hidden_size=8", "text.max_len=80",
+         "text.min_freq=2"]
+
+
+@pytest.fixture(scope="module")
+def slice_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reviews")
+    train = pd.read_parquet(REPO / "data" / "reviews_train.parquet").head(400)
+    test = pd.read_parquet(REPO / "data" / "reviews_test.parquet").head(120)
+    train.to_parquet(root / "train.parquet")
+    test.to_csv(root / "test.csv", index=False)  # a CSV test file works as well
+    rng = np.random.default_rng(0)
+    words = ["the", "good", "great", "bad", "not", "taste", "love", "product", "NotInVocab"]
+    (root / "vectors.txt").write_text("".join(
+        f"{w} {' '.join(f'{x:.4f}' for x in rng.normal(size=16))}\n" for w in words))
+    return root
+
+
+def test_reviews_flow_registers_a_model_that_classifies_raw_text(prefect_harness, slice_files):
+    from flows.reviews import train_reviews
+
+    cfg = load_config(ReviewsConfig, overrides=SMALL + [
+        f"data.path={slice_files / 'train.parquet'}", f"data.test_path={slice_files / 'test.csv'}",
+        f"embed.path={slice_files / 'vectors.txt'}", "register.experiment=e2e-reviews",
+        "register.model_name=e2e-reviews"])
+    out = train_reviews(config=to_dict(cfg))
+    client = MlflowClient()
+    run = client.get_run(out["run_id"])
+    assert run.info.status == "FINISHED"
+    m, params = run.data.metrics, run.data.params
+    for k in ("test_accuracy", "test_macro_f1", "test_f1.great", "test_f1.other", "test_roc_auc",
+              "tfidf_test_macro_f1", "tfidf_test_accuracy", "majority_test_macro_f1", "train_tokens_per_s",
+              "embedding_coverage_vocab", "embedding_coverage_tokens", "val_macro_f1", "tfidf_val_macro_f1"):
+        assert k in m, k
+    assert m["embedding_words_found"] == 8  # all but "NotInVocab" (not in the reviews, in any case)
+    assert params["embed.path"].endswith("vectors.txt") and run.data.tags["data_fingerprint"]
+    assert 0 < m["majority_test_macro_f1"] < 0.5  # one class predicted: half of macro-F1 at most
+    best = max(m["tfidf_test_macro_f1"], m["majority_test_macro_f1"])
+    assert out["alias"] == ("champion" if m["test_macro_f1"] >= best else "challenger")
+    assert run.data.tags["mlflow.note.content"].startswith("test macro-F1")
+    arts = {a.path for a in client.list_artifacts(out["run_id"], "plots")}
+    assert {"plots/confusion_test.png", "plots/confusion_test_tfidf.png",
+            "plots/test_model_vs_baselines.png", "plots/loss_curves.png"} <= arts
+    wrong = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=out["run_id"],
+                                                            artifact_path="errors/confidently_wrong.csv"))
+    assert (wrong.actual != wrong.predicted).all() and wrong.confidence.is_monotonic_decreasing
+    assert wrong.id.str.startswith("test-").all()
+
+    served = mlflow.pyfunc.load_model(f"models:/e2e-reviews/{out['version']}")
+    texts = ["Absolutely delicious, my kids love it and I will buy again!",
+             "", "   ", "stale, bland and overpriced. " * 200, "Très bon café, je recommande",
+             "很好吃，推荐", "☺☺☺ ..."]
+    got = served.predict(pd.DataFrame({"text": texts}))
+    assert list(got.columns) == ["label", "prob_great", "prob_other", "n_tokens", "unknown_share", "note"]
+    assert got.label[0] in ("great", "other") and got.note[0] == ""
+    assert pd.isna(got.label[1]) and got.note[1].startswith("empty text") and pd.isna(got.label[2])
+    assert np.isnan(got.prob_great[1])
+    assert "read only the first 80 of 800 tokens" in got.note[3]
+    assert got.label[4] in ("great", "other") and got.unknown_share[4] > 0.5
+    assert "no word is in the vocabulary" in got.note[5]
+    assert "no words found" in got.note[6]
+    ok = got.label.notna()
+    np.testing.assert_allclose(got.prob_great[ok] + got.prob_other[ok], 1.0, rtol=1e-6)
+
+    # the registered model answers like the same config trained in memory
+    p = prepare_reviews(load_reviews(cfg), cfg)
+    local = ReviewsPipeline(cfg, p.preprocessor, p.classes, embedding=p.embedding)
+    fit(local.model, p.batches("train"), p.batches("val"), cfg.train, loss_fn=text_loss(cfg, p), progress=False)
+    ev = evaluate_reviews(local, p)
+    assert ev.metrics["test_macro_f1"] == pytest.approx(m["test_macro_f1"])
+    want = local.predict(pd.DataFrame({"text": texts}))
+    np.testing.assert_allclose(got.prob_great[ok], want.prob_great[ok], rtol=1e-5)
+    assert (got.label[ok] == want.label[ok]).all()
+
+
+def test_train_reviews_cli_reports_bad_rows_without_a_traceback(prefect_harness, tmp_path):
+    from click.testing import CliRunner
+
+    from rnnpipe.cli import cli
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("review,score\nlovely,great\n,other\n")
+    result = CliRunner().invoke(cli, ["train", "reviews", "--set", f"data.path={bad}",
+                                      "--set", "data.test_path=''", "--set", "data.id_col=''"])
+    assert result.exit_code == 2
+    assert "bad.csv, row 2 (line 3): column 'review': empty text" in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,175 @@
+"""Text ingestion, tokenising, vocabulary, batches and the text classifier (no Prefect)."""
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rnnpipe.config import ReviewsConfig, load_config
+from rnnpipe.errors import DataError
+from rnnpipe.features.splits import stratified_split
+from rnnpipe.models import TextClassifier
+from rnnpipe.reviews import prepare_reviews
+from rnnpipe.text import (PAD_ID, UNK_ID, EncodedTexts, TextBatches, TextTable, Tokenizer, Vocabulary,
+                          encode_texts, load_vectors, read_texts)
+from rnnpipe.io import RowOrigin
+
+
+def table(texts, labels, source="mem"):
+    return TextTable(list(texts), list(labels), [str(i) for i in range(len(texts))],
+                     RowOrigin(np.arange(len(texts))), source)
+
+
+def test_tokenizer_lowercases_strips_html_and_marks_urls():
+    tok = Tokenizer()
+    assert tok("GREAT stuff!<br /><br />See https://a.com/x?y=1 now. Don't") == \
+        ["great", "stuff", "!", "see", "<url>", "now", "don't"]
+    assert Tokenizer(urls="drop")("see www.a.com") == ["see"]
+    assert Tokenizer(lowercase=False, pattern=r"[A-Za-z]+")("Très Bon") == ["Tr", "s", "Bon"]
+    assert tok("très bon 很好吃") == ["très", "bon", "很好吃"]
+
+
+def test_vocabulary_ranks_by_count_and_maps_unknown_words_to_unk():
+    v = Vocabulary.build([["a", "b", "a"], ["a", "c", "b"], ["d"]], min_freq=2, max_size=10)
+    assert v.tokens == ["<pad>", "<unk>", "a", "b"]
+    assert list(v.encode(["b", "zzz", "a", "c"])) == [3, UNK_ID, 2, UNK_ID]
+    assert Vocabulary.build([["a", "b", "a", "b", "c", "c", "c"]], 1, max_size=2).tokens[2:] == ["c", "a"]
+
+
+def test_vocabulary_uses_training_text_only():
+    train = [f"good tasty word{i % 3}" if i % 2 else f"bad stale word{i % 3}" for i in range(40)]
+    labels = ["great" if i % 2 else "other" for i in range(40)]
+    test = ["good testonlyword", "bad anotherunseen"] * 5
+    cfg = load_config(ReviewsConfig, overrides=["text.min_freq=1", "split.val=0.25"])
+    p = prepare_reviews({"data": table(train, labels), "test": table(test, ["great", "other"] * 5)}, cfg)
+    vocab = p.preprocessor.vocab_
+    assert "testonlyword" not in vocab.index and "anotherunseen" not in vocab.index
+    assert "good" in vocab.index
+    # a word seen only in the validation part is not in the vocabulary either
+    val_only = set(" ".join(p.texts["val"]).split()) - set(" ".join(p.texts["train"]).split())
+    assert not val_only & set(vocab.index)
+    enc = p.encoded["test"]
+    first = enc.ids[enc.offsets[0]:enc.offsets[1]]
+    assert list(first) == [vocab.index["good"], UNK_ID]
+    assert p.counts()["train"]["reviews"] + p.counts()["val"]["reviews"] == 40
+
+
+def test_stratified_split_keeps_label_shares_and_is_seeded():
+    y = np.array([0] * 70 + [1] * 30)
+    parts = stratified_split(y, {"val": 0.2, "test": 0.1}, seed=3)
+    assert sorted(np.concatenate(list(parts.values()))) == list(range(100))
+    assert [int(y[parts["val"]].sum()), len(parts["val"])] == [6, 20]
+    assert [int(y[parts["test"]].sum()), len(parts["test"])] == [3, 10]
+    again = stratified_split(y, {"val": 0.2, "test": 0.1}, seed=3)
+    assert all((again[k] == parts[k]).all() for k in parts)
+
+
+def test_encoding_truncates_and_gives_empty_texts_one_unk():
+    v = Vocabulary(["a", "b"])
+    enc = encode_texts(["a b a b a", "...", "b zz"], Tokenizer(), v, max_len=3)
+    assert list(enc.lengths) == [3, 1, 2] and list(enc.n_tokens) == [5, 0, 2]
+    assert list(enc.ids[3:4]) == [UNK_ID] and list(enc.n_unknown) == [0, 1, 1]
+    tail = encode_texts(["a a b"], Tokenizer(), v, max_len=1, truncate="tail")
+    assert list(tail.ids) == [3]
+
+
+def encoded(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(2, 50, size=int(sum(lengths)))
+    return EncodedTexts(ids, np.concatenate([[0], np.cumsum(lengths)]), np.asarray(lengths),
+                        np.zeros(len(lengths), np.int64))
+
+
+def test_bucketed_batches_cover_every_text_once_padded_to_their_own_longest():
+    lengths = np.random.default_rng(1).integers(1, 80, size=300)
+    data = TextBatches(encoded(lengths), np.arange(300) % 2)
+    seen, widths = [], []
+    for (tokens, lens), y in data.batches(16, shuffle=True, generator=torch.Generator().manual_seed(0)):
+        assert tokens.shape[1] == int(lens.max())
+        assert ((tokens != PAD_ID).sum(1) == lens).all()
+        seen.append(lens)
+        widths.append(tokens.shape[1] * len(lens))
+    assert sum(len(s) for s in seen) == 300
+    naive = TextBatches(encoded(lengths), bucket=False, pad_to_longest=True)
+    naive_cells = sum(t.numel() for (t, _), _ in naive.batches(16))
+    assert sum(widths) < 0.7 * naive_cells  # bucketing pads far less
+    # evaluation order is sorted by length; order() says how to put results back
+    lens_eval = torch.cat([lens for (_, lens), _ in data.batches(32)])
+    assert (lens_eval.numpy() == lengths[data.order()]).all()
+
+
+@pytest.mark.parametrize("cell, pooling", list(itertools.product(["rnn", "lstm", "gru"],
+                                                                 ["last", "mean", "max", "attention"])))
+def test_packed_padded_batches_equal_one_text_at_a_time(cell, pooling):
+    torch.manual_seed(0)
+    model = TextClassifier(50, 8, 3, cell=cell, hidden_size=6, num_layers=2, bidirectional=True,
+                           pooling=pooling).eval()
+    lengths = [5, 1, 9, 3, 9, 2]
+    data = TextBatches(encoded(lengths))
+    with torch.no_grad():
+        (tokens, lens), _ = next(TextBatches(encoded(lengths), bucket=False).batches(6))
+        batched = model(tokens, lens)
+        one_by_one = torch.cat([model(tokens[i:i + 1, :n]) for i, n in enumerate(lengths)])
+    torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=1e-5)
+    assert data.longest == 9
+
+
+def test_read_texts_reports_bad_rows_by_file_row_and_column(tmp_path):
+    rows = [b"1,good stuff,great", b"2,,other", b"3,bad \xff\xfe bytes,other", b"4,fine,meh", b"5,ok,great"]
+
+    def write(keep):
+        path = tmp_path / "r.csv"
+        path.write_bytes(b"id,review,score\n" + b"\n".join(rows[i] for i in keep) + b"\n")
+        return path
+
+    with pytest.raises(DataError, match=r"r.csv, row 2 \(line 3\): column 'review': empty text"):
+        read_texts(write(range(5)), "review", "score")
+    with pytest.raises(DataError, match=r"row 2 \(line 3\): column 'review': bytes that are not UTF-8"):
+        read_texts(write([0, 2, 3]), "review", "score")
+    with pytest.raises(DataError, match=r"row 2 \(line 3\): column 'score': unknown label 'meh' "
+                                        r"\(known: great, other\)"):
+        read_texts(write([0, 3]), "review", "score", labels=["great", "other"])
+    t = read_texts(write(range(5)), "review", "score", id_col="id", labels=["great", "other"],
+                   bad_rows="skip")
+    assert t.texts == ["good stuff", "ok"] and t.ids == ["1", "5"]
+    assert t.skipped == {"empty_text": 1, "undecodable": 1, "unknown_label": 1}
+
+
+def test_read_texts_jsonl_and_parquet(tmp_path):
+    path = tmp_path / "r.jsonl"
+    lines = [json.dumps({"text": "nice", "label": 5}).encode(), b'{"text": "caf\xe9", "label": 1}',
+             json.dumps({"text": 42, "label": 1}).encode(), b"not json", json.dumps({"text": "meh", "label": 3}).encode()]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(DataError, match=r"r.jsonl, row 2 \(line 2\).*not UTF-8"):
+        read_texts(path, "text", "label")
+    t = read_texts(path, "text", "label", bad_rows="skip")
+    assert t.texts == ["nice", "meh"] and t.labels == ["5", "3"]
+    assert t.skipped == {"undecodable": 1, "not_text": 2}
+    pq = tmp_path / "r.parquet"
+    pd.DataFrame({"text": [1, 2], "label": ["a", "b"]}).to_parquet(pq)
+    with pytest.raises(DataError, match="column 'text' holds int64 values, expected text"):
+        read_texts(pq, "text", "label")
+
+
+def test_load_vectors_glove_and_word2vec_text_files(tmp_path):
+    v = Vocabulary(["good", "bad", "meh"], counts=[10, 5, 1])
+    glove = tmp_path / "glove.txt"
+    glove.write_text("good 1 2 3\nBad 4 5 6\nother 7 8 9\n")
+    m, stats = load_vectors(glove, v)
+    assert m.shape == (5, 3) and (m[PAD_ID] == 0).all()
+    assert list(m[2]) == [1, 2, 3] and list(m[3]) == [4, 5, 6]  # "Bad" matched lower-cased
+    assert stats["embedding_coverage_vocab"] == pytest.approx(2 / 3)
+    assert stats["embedding_coverage_tokens"] == pytest.approx(15 / 16)
+    w2v = tmp_path / "w2v.txt"
+    w2v.write_text("2 3\ngood 1 2 3\nmeh 0 0 1\n")
+    assert load_vectors(w2v, v)[1]["embedding_words_found"] == 2
+    bad = tmp_path / "bad.txt"
+    bad.write_text("good 1 2 3\nbad 1 2\n")
+    with pytest.raises(DataError, match=r"bad.txt, line 2: expected a word and 3 numbers, found 2"):
+        load_vectors(bad, v)
+    model = TextClassifier(5, 3, 2, pretrained=torch.as_tensor(m), freeze=True)
+    assert not model.embedding.weight.requires_grad
+    torch.testing.assert_close(model.embedding.weight[2], torch.tensor([1.0, 2, 3]))

@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import flows  # noqa: F401  (environment first)
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from rnnpipe.config import ForecastConfig, from_dict, to_dict
 from rnnpipe.pipeline import ForecastPipeline, history_example
-from rnnpipe.registry import configure_tracking
+from rnnpipe.registry import configure_tracking, gate_spec
 from tasks import hide_user_error_tracebacks
-from tasks.common import finish, register, start_run, train
+from tasks.common import register, run_status, start_run, summary, train
 from tasks.forecast import evaluate, ingest, prepare_windows, split_series
 
 hide_user_error_tracebacks()
@@ -30,31 +30,16 @@ def train_stocks(config: dict[str, Any] | None = None, resume: bool = False) -> 
     frame = ingest(cfg)
     split = split_series(frame, cfg)
     prepared = prepare_windows(frame, split, cfg)
-    summary = {"series": frame.series, "windows": prepared.counts(), "parts": split.summary(frame)}
-    run_id, checkpoint = start_run(cfg, "stocks", frame.fingerprint, str(frame.source), summary, resume)
-    try:
+    data_summary = {"series": frame.series, "windows": prepared.counts(), "parts": split.summary(frame)}
+    run_id, checkpoint = start_run(cfg, "stocks", frame.fingerprint, str(frame.source), data_summary, resume)
+    r = cfg.register
+    with run_status(run_id):
         pipeline = ForecastPipeline(cfg, prepared.preprocessor)
         result = train(pipeline.model, prepared.windows("train"), prepared.windows("val"), cfg,
                        run_id, checkpoint, resume)
         metrics = evaluate(pipeline, prepared, run_id)
-        r = cfg.register
-        decision = register(pipeline, history_example(frame, cfg, n_series=2), metrics, run_id,
-                            r.model_name, r.metric, {"naive": f"naive_{r.metric}"}, r.naive_margin,
-                            greater_is_better=False)
-    except KeyboardInterrupt:
-        finish(run_id, "KILLED")  # `--resume` picks it up from the last checkpoint
-        raise
-    except BaseException:
-        finish(run_id, "FAILED")
-        raise
-    finish(run_id, "FINISHED")
-    out = {
-        "tracking_uri": uri, "experiment": cfg.register.experiment, "run_id": run_id,
-        "model_name": decision.model_name, "version": decision.version, "alias": decision.alias,
-        "reason": decision.reason, "device": result.device, "best_epoch": result.best_epoch,
-        "metric": cfg.register.metric,
-        **{k: metrics[k] for k in ("test_mae", "test_rmse", "test_mape", "naive_test_mae",
-                                   "naive_test_rmse", "test_mae_vs_naive")},
-    }
-    get_run_logger().info("done: %s", out)
-    return out
+        decision = register(pipeline, history_example(frame, cfg, n_series=2), metrics, run_id, r.model_name,
+                            **gate_spec("stocks", cfg))
+    return summary(uri, r.experiment, run_id, decision, result, r.metric,
+                   **{k: metrics[k] for k in ("test_mae", "test_rmse", "test_mape", "naive_test_mae",
+                                              "naive_test_rmse", "test_mae_vs_naive")})

@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 import flows  # noqa: F401  (environment first)
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from rnnpipe.config import MonitorConfig, from_dict, to_dict
-from rnnpipe.monitor import MonitorPipeline, baseline_names, classification_loss, readings_example
+from rnnpipe.monitor import MonitorPipeline, classification_loss, readings_example
 from rnnpipe.pipeline import ForecastPipeline
-from rnnpipe.registry import configure_tracking
+from rnnpipe.registry import configure_tracking, gate_spec
 from tasks import hide_user_error_tracebacks
-from tasks.common import finish, register, start_run, train
+from tasks.common import register, run_status, start_run, summary, train
 from tasks.monitor import evaluate, evaluate_forecast, ingest, prepare, prepare_forecast
 
 hide_user_error_tracebacks()
@@ -31,48 +31,30 @@ def train_monitor(config: dict[str, Any] | None = None, resume: bool = False) ->
     uri = configure_tracking()
     frame = ingest(cfg)
     prepared = prepare(frame, cfg)
-    summary = {"patients": frame.series, "split": prepared.split_kind, "windows": prepared.counts()}
-    run_id, checkpoint = start_run(cfg, "monitor", frame.fingerprint, str(frame.source), summary, resume)
+    data_summary = {"patients": frame.series, "split": prepared.split_kind, "windows": prepared.counts()}
+    run_id, checkpoint = start_run(cfg, "monitor", frame.fingerprint, str(frame.source), data_summary, resume)
     r = cfg.register
-    try:
+    with run_status(run_id):
         pipeline = MonitorPipeline(cfg, prepared.preprocessor)
         result = train(pipeline.model, prepared.windows("train"), prepared.windows("val"), cfg,
                        run_id, checkpoint, resume, classification_loss(cfg, prepared))
         metrics = evaluate(pipeline, prepared, run_id)  # also sets pipeline.threshold (from val)
-        forecast = forecast_channel(cfg, prepared, frame, summary, run_id) if cfg.forecast.enabled else {}
+        forecast = forecast_channel(cfg, prepared, frame, data_summary, run_id) if cfg.forecast.enabled else {}
         decision = register(pipeline, readings_example(frame, cfg), metrics, run_id, r.model_name,
-                            r.metric, {b: f"{b}_{r.metric}" for b in baseline_names()},
-                            r.baseline_margin, greater_is_better=True)
-    except KeyboardInterrupt:
-        finish(run_id, "KILLED")
-        raise
-    except BaseException:
-        finish(run_id, "FAILED")
-        raise
-    finish(run_id, "FINISHED")
-    out = {"tracking_uri": uri, "experiment": r.experiment, "run_id": run_id,
-           "model_name": decision.model_name, "version": decision.version, "alias": decision.alias,
-           "reason": decision.reason, "device": result.device, "best_epoch": result.best_epoch,
-           "metric": r.metric, "threshold": pipeline.threshold,
-           **{k: v for k, v in metrics.items() if k.endswith("test_f1_onset") or k.endswith("test_f1")},
-           **{f"forecast_{k}": forecast[k] for k in ("test_mae", "naive_test_mae", "ridge_test_mae")
-              if k in forecast}}
-    get_run_logger().info("done: %s", out)
-    return out
+                            **gate_spec("monitor", cfg))
+    return summary(uri, r.experiment, run_id, decision, result, r.metric, threshold=pipeline.threshold,
+                   **{k: v for k, v in metrics.items() if k.endswith("test_f1_onset") or k.endswith("test_f1")},
+                   **{f"forecast_{k}": forecast[k] for k in ("test_mae", "naive_test_mae", "ridge_test_mae")
+                      if k in forecast})
 
 
-def forecast_channel(cfg: MonitorConfig, prepared, frame, summary, parent_run_id: str) -> dict[str, float]:
+def forecast_channel(cfg: MonitorConfig, prepared, frame, data_summary, parent_run_id: str) -> dict[str, float]:
     """The optional channel forecaster, as a child run of the monitor run."""
     fc, fp = prepare_forecast(prepared, cfg)
-    child, checkpoint = start_run(fc, "monitor-forecaster", frame.fingerprint, str(frame.source), summary,
+    child, checkpoint = start_run(fc, "monitor-forecaster", frame.fingerprint, str(frame.source), data_summary,
                                   False, parent_run_id=parent_run_id,
                                   run_name=f"{cfg.forecast.channel}-forecaster")
-    try:
+    with run_status(child):
         pipeline = ForecastPipeline(fc, fp.preprocessor)
         train(pipeline.model, fp.windows("train"), fp.windows("val"), fc, child, checkpoint, False)
-        metrics = evaluate_forecast(pipeline, fp, child, parent_run_id, cfg.forecast.channel)
-    except BaseException:
-        finish(child, "FAILED")
-        raise
-    finish(child, "FINISHED")
-    return metrics
+        return evaluate_forecast(pipeline, fp, child, parent_run_id, cfg.forecast.channel)

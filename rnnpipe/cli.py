@@ -23,6 +23,7 @@ PIPELINES = {
     "monitor": ("rnnpipe.config:MonitorConfig", "flows.monitor:train_monitor"),
     "reviews": ("rnnpipe.config:ReviewsConfig", "flows.reviews:train_reviews"),
 }
+CONFIGS = {**{k: v[0] for k, v in PIPELINES.items()}, "schedule": "rnnpipe.config:ScheduleConfig"}
 DEFAULT_MODEL = "stocks-forecaster@champion"
 
 
@@ -104,47 +105,85 @@ def train(pipeline, config_path, overrides, resume):
 
 
 @cli.command("config")
-@click.argument("pipeline", type=click.Choice(sorted(PIPELINES)))
+@click.argument("name", type=click.Choice(sorted(CONFIGS)))
 @config_options
 @user_errors
-def show_config(pipeline, config_path, overrides):
-    """Print the settings of PIPELINE (defaults, then --config, then --set) as TOML."""
-    from rnnpipe.config import to_toml
+def show_config(name, config_path, overrides):
+    """Print the settings of a pipeline, or of `schedule`, (defaults, then --config, then
+    --set) as TOML."""
+    from rnnpipe.config import load_config, to_toml
 
-    click.echo(to_toml(_config(pipeline, config_path, overrides)), nl=False)
-
-
-def _model_uri(model: str) -> str:
-    if model.startswith(("models:/", "runs:/")) or "://" in model or os.path.isdir(model):
-        return model
-    return f"models:/{model}"
+    click.echo(to_toml(load_config(_load(CONFIGS[name]), config_path, list(overrides))), nl=False)
 
 
 @cli.command()
 @click.argument("model", required=False, default=DEFAULT_MODEL)
 @click.option("-i", "--input", "input_path", required=True, type=click.Path(),
-              help="Raw history: CSV or Parquet file, folder or partitioned dataset.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Write forecasts here (.csv or .parquet, written atomically); default: CSV to stdout.")
+              help="CSV, Parquet or JSON Lines file, folder or partitioned dataset.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Parquet file to write (atomically: it appears only when the job is complete).")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=50_000, show_default=True,
+              help="Rows read and predicted at a time; memory follows this, not the input size.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "csv", "parquet", "jsonl"]), default="auto",
+              show_default=True)
 @user_errors
-def predict(model, input_path, output):
-    """Forecast from raw history with MODEL (default: stocks-forecaster@champion).
+def predict(model, input_path, output, chunk_rows, fmt):
+    """Batch prediction with MODEL (default: stocks-forecaster@champion), as a Prefect flow.
 
-    MODEL is a registered NAME@ALIAS or NAME/VERSION, a models:/ or runs:/ URI, or a model
-    directory. The input holds the columns the model was trained on (series id, timestamp, target and any
-    extra features); the output has one row per series and step ahead.
+    MODEL is a registered NAME@ALIAS, NAME/VERSION or NAME (its champion); the version is
+    fixed when the job starts. The input holds the raw columns the model reads (price history,
+    patient readings, or a `text` column of reviews); the output has the input keys, the
+    predictions, and model name, version, alias and MLflow run id on every row.
+
+    \b
+    Examples:
+      rnnpipe predict -i history.parquet -o forecasts.parquet
+      rnnpipe predict reviews-sentiment@champion -i reviews/ -o scored.parquet --chunk-rows 10000
     """
-    from rnnpipe.io import read_table, write_table
-    from rnnpipe.registry import configure_tracking, load_model
+    from flows.predict import batch_predict
 
-    configure_tracking()
-    table, _ = read_table(input_path, columns=None)
-    result = load_model(_model_uri(model)).predict(table.to_pandas())
-    if output:
-        write_table(result, output)
-        click.echo(f"wrote {len(result)} forecasts to {output}", err=True)
-    else:
-        click.echo(result.to_csv(index=False), nl=False)
+    out = batch_predict(model, str(input_path), str(output), chunk_rows, fmt)
+    click.echo(f"{out['model']}: {out['rows_in']:,} rows -> {out['rows_out']:,} predictions in "
+               f"{out['seconds']:.1f} s ({out['rows_per_s']:,.0f} rows/s); wrote {out['output']}", err=True)
+
+
+def _mlflow_bin() -> str:
+    mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    if not Path(mlflow_bin).exists():
+        raise RnnpipeError("the mlflow command is not installed in this environment")
+    return mlflow_bin
+
+
+@cli.command()
+@click.argument("model", required=False, default=DEFAULT_MODEL)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5001, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1))
+@user_errors
+def serve(model, host, port, workers):
+    """Serve MODEL (default: stocks-forecaster@champion) over HTTP with MLflow's model server.
+
+    The served model takes the same raw input as `rnnpipe predict` (price history, readings,
+    review text) as JSON (`dataframe_split` or `dataframe_records`) at /invocations; /ping
+    and /health answer when it is ready. The version is fixed at start; restart to pick up a
+    new champion. Ctrl-C stops it.
+    """
+    from rnnpipe.registry import configure_tracking, resolve_model
+    from rnnpipe.serving import example_request
+
+    tracking = configure_tracking()
+    ref = resolve_model(model)
+    example = example_request(ref)
+    url = f"http://{host}:{port}"
+    click.echo(f"serving {ref} (MLflow run {ref.run_id}) on {url}", err=True)
+    click.echo(f"  curl -s {url}/invocations -H 'Content-Type: application/json' -d @{example}", err=True)
+    click.echo("  Ctrl-C stops it", err=True)
+    # the server starts `uvicorn` by name: the environment's bin folder must be on PATH
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "PATH": path}
+    mlflow_bin = _mlflow_bin()
+    os.execve(mlflow_bin, [mlflow_bin, "models", "serve", "-m", ref.uri, "--env-manager", "local",
+                           "-h", host, "-p", str(port), "-w", str(workers)], env)
 
 
 @cli.command()
@@ -154,15 +193,126 @@ def predict(model, input_path, output):
 def ui(host, port):
     """Open the MLflow UI on the project's tracking store (runs, curves, plots, registry)."""
     uri = settings.tracking_uri()
-    mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    if not Path(mlflow_bin).exists():
-        raise RnnpipeError("the mlflow command is not installed in this environment")
+    mlflow_bin = _mlflow_bin()
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     click.echo(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it", err=True)
+    click.echo(f"  open http://{host}:{port} in a browser", err=True)
     os.execve(mlflow_bin, [mlflow_bin, "server", "--backend-store-uri", uri, "--host", host,
                            "--port", str(port), "--workers", "1"], env)
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Choice(sorted(PIPELINES)))
+@config_options
+@click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2",
+              help="A swept setting and its values, e.g. --grid model.cell=lstm,gru (repeatable).")
+@click.option("--random", "random_n", type=click.IntRange(min=0), default=0,
+              help="Draw N combinations of the grid at random instead of all of them.")
+@click.option("--runner", type=click.Choice(["sequential", "local", "dask"]), default="local", show_default=True,
+              help="local: a process pool on this machine; dask: a Dask cluster (prefect-dask).")
+@click.option("--address", default="", metavar="tcp://HOST:PORT",
+              help="With --runner dask: an existing Dask scheduler; default: a LocalCluster here.")
+@click.option("--workers", type=click.IntRange(min=0), default=0,
+              help="Trials at a time (default: one per core, at most one per trial).")
+@click.option("--threads-per-trial", "threads", type=click.IntRange(min=0), default=0,
+              help="torch threads in each trial (default: cores / workers).")
+@click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Retries of a failed trial (not for bad config or data).")
+@click.option("--per-series", is_flag=True, help="One model per series (ticker, patient), each "
+                                                   "with its own sweep, best and registered model.")
+@click.option("--split-gpus", is_flag=True, help="Put trial i on GPU i mod (number of GPUs).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --random.")
+@user_errors
+def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, workers, threads, retries,
+          per_series, split_gpus, seed):
+    """Train one model per trial of PIPELINE in parallel; pick the best on validation (never on
+    test) and register it through the champion gate.
+
+    MLflow shows one parent run with a nested run per trial, and the summary table and plot
+    under the parent's `sweep/` artefacts. A trial that fails is reported as failed; the sweep
+    fails only if every trial does.
+
+    \b
+    Examples:
+      rnnpipe sweep stocks --grid model.cell=lstm,gru --grid model.hidden_size=64,128
+      rnnpipe sweep stocks --grid model.cell=lstm,gru --runner dask --address tcp://10.0.0.5:8786
+      rnnpipe sweep reviews --grid embed.dim=50,100,200 --grid model.pooling=max,attention --random 4
+      rnnpipe sweep stocks --per-series --grid window.lookback=30,60
+    """
+    from rnnpipe.config import to_dict
+    from rnnpipe.sweep import make_trials, parse_grid, plan_resources
+
+    cfg = _config(pipeline, config_path, overrides)
+    space = parse_grid(list(grid))
+    n = len(make_trials(space, random_n, seed))
+    if runner == "dask" and address:
+        workers = workers or 1
+        threads = threads or 1
+    else:
+        workers, threads = plan_resources(n, workers, threads)
+    from flows.sweep import sweep as sweep_flow, task_runner
+
+    flow = sweep_flow.with_options(task_runner=task_runner(runner, workers if runner != "sequential" else 1, address))
+    out = flow(pipeline, to_dict(cfg), space, random_n, seed, workers if runner != "sequential" else 1, threads,
+               retries, per_series, split_gpus, runner)
+    click.echo("")
+    click.echo(f"{out['trials']} trials, {out['failed']} failed; best trial {out['best_trial']} "
+               f"{out['best_params']} (val loss {out['best_val_loss']:.5f})")
+    for d in out["registered"].values():
+        click.echo(f"{d['model_name']} v{d['version']} -> {d['alias']}: {d['reason']}")
+    click.echo(f"MLflow parent run {out['parent_run_id']}; see it with: rnnpipe ui")
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="TOML file with the schedules (see `rnnpipe config schedule`).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override one setting, e.g. --set predict.interval_s=600 (repeatable).")
+@click.option("--start-server", is_flag=True, help="Start a Prefect server on server.host:server.port "
+                                                   "if none answers there (stopped again on exit).")
+@user_errors
+def schedule(config_path, overrides, start_server):
+    """Serve scheduled deployments of the training flows (cron, e.g. a nightly retrain) and of
+    batch prediction (interval) from a Prefect server on 127.0.0.1.
+
+    Schedules need a real server (the ephemeral API cannot run them). Retrains go through the
+    champion gate, so a worse model never displaces the champion; batch prediction resolves
+    the champion at every run. Runs show in the Prefect UI at the server's address, and each
+    one in MLflow. Ctrl-C (or SIGTERM) stops the runner, and the server if it started it.
+
+    \b
+    Examples:
+      rnnpipe schedule --start-server
+      rnnpipe schedule --set train.pipelines=stocks,reviews --set train.cron='30 1 * * *'
+      rnnpipe config schedule > schedule.toml   # edit, then: rnnpipe schedule --config schedule.toml
+    """
+    from rnnpipe.config import ScheduleConfig, load_config
+    from rnnpipe.server import PrefectServer
+
+    cfg = load_config(ScheduleConfig, config_path, list(overrides))
+    server = PrefectServer(cfg.server.host, cfg.server.port)
+    started = False
+    if not server.healthy():
+        if not start_server:
+            raise RnnpipeError(f"no Prefect server answers at {server.api_url}; start one with "
+                               f"`prefect server start --host {cfg.server.host} --port {cfg.server.port}` "
+                               "or pass --start-server")
+        click.echo(f"starting a Prefect server on {server.ui_url} (log: {server.log_path})", err=True)
+        server.start()
+        started = True
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        from flows.schedule import serve_deployments
+
+        click.echo(f"Prefect UI: {server.ui_url}  (MLflow UI: rnnpipe ui)", err=True)
+        serve_deployments(cfg, lambda pipeline: _load(PIPELINES[pipeline][1]),
+                          lambda pipeline, extra: _config(pipeline, None, tuple(extra)))
+    finally:
+        if started:
+            click.echo("stopping the Prefect server", err=True)
+            server.stop()
 
 
 @cli.group()

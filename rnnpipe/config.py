@@ -169,7 +169,7 @@ class ChannelForecastConfig:
 
 
 @dataclass
-class MonitorRegisterConfig:
+class ClassifierRegisterConfig:
     experiment: str = "monitor"
     model_name: str = "monitor-classifier"
     metric: str = "test_f1_onset"  # higher is better
@@ -188,7 +188,7 @@ class MonitorConfig:
         epochs=15, batch_size=256, lr=2e-3, weight_decay=1e-4, patience=4))
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     forecast: ChannelForecastConfig = field(default_factory=ChannelForecastConfig)
-    register: MonitorRegisterConfig = field(default_factory=MonitorRegisterConfig)
+    register: ClassifierRegisterConfig = field(default_factory=ClassifierRegisterConfig)
 
     def validate(self) -> "MonitorConfig":
         check_sections(self)
@@ -271,14 +271,6 @@ class TextClassifyConfig:
 
 
 @dataclass
-class TextRegisterConfig:
-    experiment: str = "reviews"
-    model_name: str = "reviews-sentiment"
-    metric: str = "test_macro_f1"  # higher is better
-    baseline_margin: float = 0.0  # champion only if metric >= best baseline x (1 - margin)
-
-
-@dataclass
 class ReviewsConfig:
     data: TextDataConfig = field(default_factory=TextDataConfig)
     split: TextSplitConfig = field(default_factory=TextSplitConfig)
@@ -289,7 +281,8 @@ class ReviewsConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=12, batch_size=32, lr=2e-3, weight_decay=1e-4, patience=3))
     classify: TextClassifyConfig = field(default_factory=TextClassifyConfig)
-    register: TextRegisterConfig = field(default_factory=TextRegisterConfig)
+    register: ClassifierRegisterConfig = field(default_factory=lambda: ClassifierRegisterConfig(
+        experiment="reviews", model_name="reviews-sentiment", metric="test_macro_f1"))
 
     def validate(self) -> "ReviewsConfig":
         check_sections(self)
@@ -300,6 +293,47 @@ class ReviewsConfig:
                 and (self.data.test_path or test > 0)):
             raise ConfigError(f"split.val={self.split.val}, split.test={self.split.test}: each must be "
                               "in (0, 1) and their sum below 1 (training gets the rest)")
+        return self
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"  # the Prefect server `rnnpipe schedule` uses (or starts)
+    port: int = 4200
+
+
+@dataclass
+class TrainScheduleConfig:
+    pipelines: list[str] = field(default_factory=lambda: ["stocks"])  # stocks, monitor, reviews
+    cron: str = "0 2 * * *"  # nightly retrain at 02:00 (server time zone) ...
+    interval_s: int = 0  # ... or every N seconds instead, when > 0
+    overrides: list[str] = field(default_factory=list)  # KEY=VALUE for every retrain, e.g. "train.epochs=10"
+
+
+@dataclass
+class PredictScheduleConfig:
+    POSITIVE: ClassVar = ("interval_s", "chunk_rows")
+    enabled: bool = True
+    model: str = "stocks-forecaster@champion"  # resolved at every run: always the current champion
+    input: str = "data/stocks.parquet"
+    output: str = "predictions/stocks-forecast.parquet"  # replaced atomically by each run
+    interval_s: int = 3600
+    chunk_rows: int = 50_000
+
+
+@dataclass
+class ScheduleConfig:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    train: TrainScheduleConfig = field(default_factory=TrainScheduleConfig)
+    predict: PredictScheduleConfig = field(default_factory=PredictScheduleConfig)
+
+    def validate(self) -> "ScheduleConfig":
+        check_sections(self)
+        unknown = [p for p in self.train.pipelines if p not in ("stocks", "monitor", "reviews")]
+        if unknown:
+            raise ConfigError(f"train.pipelines: unknown pipeline {unknown[0]!r} (stocks, monitor, reviews)")
+        if not self.train.interval_s and len(self.train.cron.split()) != 5:
+            raise ConfigError(f"train.cron={self.train.cron!r}: expected 5 fields, e.g. '0 2 * * *'")
         return self
 
 

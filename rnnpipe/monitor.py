@@ -210,6 +210,11 @@ class MonitorPipeline:
                 notes.append("")
         return grid, inputs, ends, notes
 
+    def batch_spec(self, available: list[str]) -> tuple[list[str], str | None]:
+        """(columns the model reads, the column whose groups it needs whole) for batch jobs."""
+        d = self.config.data
+        return [d.series_col, d.timestamp_col, *d.channels], d.series_col
+
     def predict(self, readings: pd.DataFrame) -> pd.DataFrame:
         """Raw recent readings of one or many patients -> per patient: the time of the last
         reading, the risk of an event within the horizon, and the alert flag. A patient whose

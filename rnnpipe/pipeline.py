@@ -211,6 +211,11 @@ class ForecastPipeline:
             "forecast": prices.reshape(-1),
         })
 
+    def batch_spec(self, available: list[str]) -> tuple[list[str], str | None]:
+        """(columns the model reads, the column whose groups it needs whole) for batch jobs."""
+        d = self.config.data
+        return [d.series_col, d.timestamp_col, d.target_col, *d.features], d.series_col
+
     def predict(self, history: pd.DataFrame) -> pd.DataFrame:
         """Raw history (series id, timestamp, target, extra features) -> one row per series
         and step ahead, with the forecast's timestamp."""

@@ -25,11 +25,12 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 
 from rnnpipe import settings
-from rnnpipe.errors import ModelError
-from rnnpipe.monitor import MonitorPipeline
+from rnnpipe.errors import ModelError, RnnpipeError
+from rnnpipe.monitor import MonitorPipeline, baseline_names
 from rnnpipe.pipeline import ForecastPipeline
 from rnnpipe.reviews import ReviewsPipeline
 
@@ -165,7 +166,16 @@ class PipelinePyfunc(mlflow.pyfunc.PythonModel):
         self.pipeline = PIPELINES[kind].load(context.artifacts["pipeline"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None):
-        return self.pipeline.predict(pd.DataFrame(model_input))
+        """User errors become MlflowException(INVALID_PARAMETER_VALUE): the scoring server
+        answers them 400 with the message, rather than a generic error. In the server, missing
+        values go out as JSON null rather than NaN."""
+        try:
+            out = self.pipeline.predict(pd.DataFrame(model_input))
+        except RnnpipeError as exc:
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+        if os.environ.get("_MLFLOW_IS_IN_SERVING_ENVIRONMENT") == "true":
+            out = out.astype(object).where(out.notna(), None)
+        return out
 
 
 def _requirements() -> list[str]:
@@ -198,6 +208,20 @@ def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame) -> 
         # leaving the block marks the run FINISHED; it is still being written to
         run.client.update_run(run.id, status="RUNNING")
     return info.model_uri
+
+
+def gate_spec(pipeline: str, cfg: Any) -> dict[str, Any]:
+    """How a model of `pipeline` (stocks, monitor, reviews) is judged for `champion`: the
+    keyword arguments of `register_and_gate` after the metrics."""
+    r = cfg.register
+    if pipeline == "stocks":
+        return dict(metric=r.metric, baselines={"naive": f"naive_{r.metric}"}, margin=r.naive_margin,
+                    greater_is_better=False)
+    if pipeline == "monitor":
+        return dict(metric=r.metric, baselines={b: f"{b}_{r.metric}" for b in baseline_names()},
+                    margin=r.baseline_margin, greater_is_better=True)
+    return dict(metric=r.metric, baselines={"tfidf": f"tfidf_{r.metric}", "majority": f"majority_{r.metric}"},
+                margin=r.baseline_margin, greater_is_better=True)
 
 
 @dataclass
@@ -277,6 +301,47 @@ def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[s
                   "registered_version": mv.version})
     log.info("%s v%s -> %s: %s", model_name, mv.version, alias, reason)
     return GateDecision(model_name, str(mv.version), alias, reason)
+
+
+@dataclass
+class ModelRef:
+    """One registered model version, as a user named it (alias kept for lineage)."""
+
+    name: str
+    version: str
+    alias: str
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}" + (f" (@{self.alias})" if self.alias else "")
+
+
+def resolve_model(spec: str) -> ModelRef:
+    """`NAME@ALIAS`, `NAME/VERSION`, `NAME` (its champion) or `models:/...` -> the version it
+    names now. Resolved once, so a job uses one version throughout even if the alias moves."""
+    client = MlflowClient()
+    text = spec.removeprefix("models:/").strip("/")
+    name, alias, version = text, "", ""
+    if "@" in text:
+        name, alias = text.split("@", 1)
+    elif "/" in text:
+        name, version = text.rsplit("/", 1)
+    else:
+        alias = CHAMPION
+    try:
+        mv = (client.get_model_version_by_alias(name, alias) if alias
+              else client.get_model_version(name, version))
+    except MlflowException:
+        known = sorted(m.name for m in client.search_registered_models(max_results=100))
+        what = f"alias @{alias}" if alias else f"version {version}"
+        raise ModelError(f"model {spec!r}: no {what} of {name!r} in the registry at "
+                         f"{mlflow.get_tracking_uri()} (registered models: "
+                         f"{', '.join(known) or 'none'})") from None
+    return ModelRef(mv.name, str(mv.version), alias, mv.run_id or "")
 
 
 def load_model(uri: str):

@@ -182,6 +182,10 @@ class ReviewsPipeline:
         out = np.exp(out - out.max(axis=1, keepdims=True))
         return out / out.sum(axis=1, keepdims=True)
 
+    def batch_spec(self, available: list[str]) -> tuple[list[str], str | None]:
+        """(the text column it reads, None: it answers row by row) for batch jobs."""
+        return [TEXT_COLUMN if TEXT_COLUMN in available else self.config.data.text_col], None
+
     def predict(self, reviews: pd.DataFrame) -> pd.DataFrame:
         """A `text` column (or the training text column) of raw reviews -> per review: the
         label, the probability of each class, the token count, the share of tokens outside

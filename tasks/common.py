@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -70,16 +72,19 @@ def train(model, train_data: BatchSource, val_data: BatchSource, cfg: Any, run_i
 
 @task(name="register", cache_policy=NO_CACHE, **IO)
 def register(pipeline: Any, input_example, metrics: dict[str, float], run_id: str,
-             model_name: str, metric: str, baselines: dict[str, str], margin: float,
+             model_name: str, *, metric: str, baselines: dict[str, str], margin: float,
              greater_is_better: bool) -> GateDecision:
     """Log the pipeline as a pyfunc model, register a version, and apply the gate."""
     run = Run(run_id)
     model_uri = log_pipeline_model(run, pipeline, input_example)
     decision = register_and_gate(run, model_uri, model_name, metrics, metric, baselines, margin,
                                  greater_is_better)
+    rows = [f"| `{k}` | {v:.4g} |" for k, v in sorted(metrics.items())
+            if "test_" in k and "." not in k and k.split("_")[-1] not in ("tp", "fp", "fn", "tn")]
     create_markdown_artifact(
         f"**{decision.model_name} v{decision.version} -> `{decision.alias}`**\n\n{decision.reason}\n\n"
-        f"MLflow run `{run_id}`", key=f"{model_name}-registration")
+        f"MLflow run `{run_id}` (tracking `{mlflow.get_tracking_uri()}`)\n\n| test metric | value |\n|---|---|\n"
+        + "\n".join(rows[:40]), key=f"{model_name}-registration".lower().replace("_", "-"))
     get_run_logger().info("%s v%s -> %s: %s", decision.model_name, decision.version,
                           decision.alias, decision.reason)
     return decision
@@ -87,3 +92,29 @@ def register(pipeline: Any, input_example, metrics: dict[str, float], run_id: st
 
 def finish(run_id: str, status: str) -> None:
     Run(run_id).end(status)
+
+
+@contextlib.contextmanager
+def run_status(run_id: str) -> Iterator[None]:
+    """Mark the MLflow run FINISHED when the block completes, KILLED on Ctrl-C (`--resume`
+    picks it up from the last checkpoint) and FAILED on any error."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        finish(run_id, "KILLED")
+        raise
+    except BaseException:
+        finish(run_id, "FAILED")
+        raise
+    finish(run_id, "FINISHED")
+
+
+def summary(uri: str, experiment: str, run_id: str, decision: GateDecision, result: FitResult,
+            metric: str, **extra: Any) -> dict[str, Any]:
+    """What a training flow returns (and the CLI prints)."""
+    out = {"tracking_uri": uri, "experiment": experiment, "run_id": run_id,
+           "model_name": decision.model_name, "version": decision.version, "alias": decision.alias,
+           "reason": decision.reason, "device": result.device, "best_epoch": result.best_epoch,
+           "metric": metric, **extra}
+    get_run_logger().info("done: %s", out)
+    return out

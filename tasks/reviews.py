@@ -12,6 +12,7 @@ from rnnpipe.registry import Run
 from rnnpipe.reviews import (ReviewsEvaluation, ReviewsPipeline, ReviewsPrepared, confidently_wrong,
                              evaluate_reviews, load_reviews, prepare_reviews)
 from rnnpipe.text import TextTable
+from rnnpipe.training import FitResult
 from tasks.common import IO
 
 
@@ -35,11 +36,15 @@ def prepare(tables: dict[str, TextTable], cfg: ReviewsConfig) -> ReviewsPrepared
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(pipeline: ReviewsPipeline, prepared: ReviewsPrepared, run_id: str) -> ReviewsEvaluation:
+def evaluate(pipeline: ReviewsPipeline, prepared: ReviewsPrepared, run_id: str,
+             fit_result: FitResult) -> ReviewsEvaluation:
     """Model, TF-IDF + logistic regression and majority class on test, side by side."""
     run = Run(run_id)
     ev = evaluate_reviews(pipeline, prepared)
     run.log_metrics(ev.metrics)
+    train = prepared.counts()["train"]
+    run.log_metrics({"train_tokens_per_s": fit_result.samples_per_s * train["tokens"] / train["reviews"],
+                     "vocabulary_size": len(prepared.preprocessor.vocab_)})
     run.log_metrics({f"data_skipped_{k}": v for k, v in prepared.skipped.items()})
     run.log_metrics({k: v for k, v in prepared.embedding_stats.items()})
     table = ev.comparison()

@@ -134,9 +134,12 @@ def test_cli_predict_writes_forecasts(first_run, tmp_path, stocks):
     assert result.exit_code == 0, result.output
     got = pd.read_parquet(out)
     assert len(got) == 1 and got.Ticker.iloc[0] == "AAPL" and np.isfinite(got.forecast).all()
-    missing = CliRunner().invoke(cli, ["predict", "no-such-model@champion", "-i", str(src)])
-    assert missing.exit_code == 2 and "cannot load model" in missing.output
+    assert (got.model_name == "e2e-forecaster").all() and (got.model_version == summary["version"]).all()
+    missing = CliRunner().invoke(cli, ["predict", "no-such-model@champion", "-i", str(src), "-o", str(out)])
+    assert missing.exit_code == 2 and "no alias @champion of 'no-such-model'" in missing.output
     short = tmp_path / "short.csv"
     stocks[stocks.Ticker == "AAPL"].tail(5).to_csv(short, index=False)
-    result = CliRunner().invoke(cli, ["predict", f"e2e-forecaster/{summary['version']}", "-i", str(short)])
+    result = CliRunner().invoke(cli, ["predict", f"e2e-forecaster/{summary['version']}", "-i", str(short),
+                                      "-o", str(tmp_path / "short.parquet")])
     assert result.exit_code == 2 and "series 'AAPL' has 5 rows of history" in result.output
+    assert not (tmp_path / "short.parquet").exists()

@@ -1,0 +1,151 @@
+"""Benchmarks of operating a model: the batch-prediction job against the bare model forward
+on the same rows and batch size, and the served model's latency. Figures, not assertions.
+
+    python bench/bench_serving.py                     # 1,000,000 reviews, then 200 HTTP requests
+    python bench/bench_serving.py --rows 100000 --requests 500
+
+It trains a reviews model on the bundled data first (default config but 2 epochs: speed, not
+quality, is measured here), registers it in a temporary store, and builds the input by cycling
+the bundled test reviews, written as a Parquet dataset of several files.
+
+  batch    rows/s of `batch_predict` (read with pyarrow in chunks, tokenise, encode, forward,
+           write Parquet with lineage, rename) against the bare forward pass over the same
+           rows, already encoded, with the same batch size (512); target: at least 80%
+  serving  `rnnpipe serve` on 127.0.0.1: time to ready, and p50 / p99 latency of requests
+           holding one review each, sent one after another
+
+Results go to stdout and to bench/results/serving-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RNNPIPE_HOME", tempfile.mkdtemp(prefix="rnnpipe-bench-"))
+
+from rnnpipe import settings  # noqa: E402
+
+settings.apply_environment()
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_input(rows: int, out: Path, files: int = 8) -> Path:
+    texts = pd.read_parquet(ROOT / "data" / "reviews_test.parquet").review.to_numpy()
+    out.mkdir(parents=True, exist_ok=True)
+    per = -(-rows // files)
+    for k in range(files):
+        lo, hi = k * per, min(rows, (k + 1) * per)
+        if lo >= hi:
+            break
+        idx = np.arange(lo, hi)
+        pd.DataFrame({"review_id": idx.astype(str), "text": texts[idx % len(texts)]}).to_parquet(
+            out / f"part-{k:03d}.parquet", row_group_size=50_000)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--chunk-rows", type=int, default=50_000)
+    ap.add_argument("--requests", type=int, default=200)
+    args = ap.parse_args()
+    from flows.predict import batch_predict
+    from flows.reviews import train_reviews
+    from rnnpipe.config import ReviewsConfig, load_config, to_dict
+    from rnnpipe.registry import load_model
+
+    home = Path(os.environ["RNNPIPE_HOME"])
+    cfg = load_config(ReviewsConfig, overrides=["train.epochs=2", "register.experiment=bench",
+                                                "register.model_name=bench-reviews"])
+    trained = train_reviews(config=to_dict(cfg))
+    model = f"bench-reviews/{trained['version']}"
+    src = make_input(args.rows, home / "bench-input")
+    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                           "threads": torch.get_num_threads()}, "rows": args.rows, "chunk_rows": args.chunk_rows}
+
+    # bare forward: the same rows, encoded beforehand (not timed), batch size 512
+    pipe = load_model(f"models:/{model}").unwrap_python_model().pipeline
+    texts = pd.read_parquet(src, columns=["text"]).text.tolist()
+    t0 = time.perf_counter()
+    enc = pipe.preprocessor.encode(texts)
+    encode_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pipe.predict_proba(enc, batch_size=512)
+    bare_s = time.perf_counter() - t0
+    del texts, enc
+    results["bare_forward"] = {"seconds": bare_s, "rows_per_s": args.rows / bare_s, "encode_s": encode_s}
+    print(f"bare forward   {args.rows / bare_s:>10,.0f} rows/s  ({bare_s:.1f} s; encoding alone took {encode_s:.1f} s)",
+          flush=True)
+
+    out = batch_predict(model, str(src), str(home / "bench-output.parquet"), args.chunk_rows)
+    job_s = out["seconds"]
+    results["batch_job"] = {**out, "share_of_bare": bare_s / job_s}
+    print(f"batch job      {out['rows_per_s']:>10,.0f} rows/s  ({job_s:.1f} s) = {bare_s / job_s:.0%} of the bare "
+          f"forward (target 80%)", flush=True)
+
+    # serving latency: single-review requests
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "serve", model, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        t0 = time.perf_counter()
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                if time.perf_counter() - t0 > 180:
+                    raise SystemExit("server did not start")
+                time.sleep(0.2)
+        ready_s = time.perf_counter() - t0
+        reviews = pd.read_parquet(ROOT / "data" / "reviews_test.parquet").review.tolist()
+        lat = []
+        for i in range(args.requests + 10):
+            body = json.dumps({"dataframe_records": [{"text": reviews[i % len(reviews)]}]}).encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+            t = time.perf_counter()
+            with urllib.request.urlopen(req, timeout=30) as r:
+                r.read()
+            if i >= 10:  # warm-up
+                lat.append(time.perf_counter() - t)
+        ms = np.array(lat) * 1000
+        results["serving"] = {"ready_s": ready_s, "requests": len(lat), "p50_ms": float(np.percentile(ms, 50)),
+                              "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+        s = results["serving"]
+        print(f"serving        ready in {ready_s:.1f} s; single review p50 {s['p50_ms']:.1f} ms, "
+              f"p99 {s['p99_ms']:.1f} ms over {len(lat)} requests", flush=True)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"serving-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

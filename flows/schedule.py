@@ -1,0 +1,56 @@
+"""Scheduled flow runs: the deployments `rnnpipe schedule` serves from a Prefect server, one
+per retrained pipeline (cron or interval) and one for batch prediction.
+
+Import this module only after PREFECT_API_URL points at the server: the deployments are
+registered with whatever API Prefect finds at import time."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import flows  # noqa: F401  (environment first)
+from prefect import serve
+
+from flows.predict import batch_predict
+from rnnpipe import settings
+from rnnpipe.config import ScheduleConfig, to_dict
+from rnnpipe.errors import RnnpipeError
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def deployments(cfg: ScheduleConfig, load_flow: Callable[[str], Any],
+                load_pipeline_config: Callable[[str, list[str]], Any]) -> list[Any]:
+    """One deployment per retrained pipeline (cron or interval) and one for batch prediction."""
+    t, p = cfg.train, cfg.predict
+    home = settings.project_home()
+    out = []
+    for name in t.pipelines:
+        pipe_cfg = load_pipeline_config(name, t.overrides)
+        when = {"interval": t.interval_s} if t.interval_s else {"cron": t.cron}
+        out.append(load_flow(name).to_deployment(
+            name=f"{name}-retrain", parameters={"config": to_dict(pipe_cfg)}, tags=["rnnpipe", "train"],
+            description=f"Retrain the {name} pipeline; the champion gate decides promotion.", **when))
+    if p.enabled:
+        out.append(batch_predict.to_deployment(
+            name="batch-predict", interval=p.interval_s, tags=["rnnpipe", "predict"],
+            parameters={"model": p.model, "input_path": str(home / p.input), "output_path": str(home / p.output),
+                        "chunk_rows": p.chunk_rows},
+            description=f"Batch prediction with {p.model}, resolved at each run."))
+    return out
+
+
+def serve_deployments(cfg: ScheduleConfig, load_flow, load_pipeline_config) -> None:
+    """Register the deployments with the server and run their scheduled runs until stopped."""
+    deps = deployments(cfg, load_flow, load_pipeline_config)
+    if not deps:
+        raise RnnpipeError("nothing to schedule: train.pipelines is empty and predict.enabled is false")
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        serve(*deps, print_starting_message=True)
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,69 @@
+"""A Prefect server on loopback as a child process: what scheduled runs need (the ephemeral
+API cannot run schedules). Only the `prefect` command is started; nothing here imports Prefect."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from rnnpipe import settings
+from rnnpipe.errors import RnnpipeError
+
+
+class PrefectServer:
+    """`prefect server start` on host:port, as a child process with its log in PREFECT_HOME."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 4200):
+        self.host, self.port = host, port
+        self.proc: subprocess.Popen | None = None
+        self.log_path = settings.prefect_home() / f"server-{port}.log"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.ui_url}/api"
+
+    def healthy(self, timeout: float = 2.0) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=timeout) as r:
+                return r.status == 200 and json.loads(r.read() or b"false") is True
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def start(self, timeout: float = 90.0) -> "PrefectServer":
+        prefect_bin = Path(sys.executable).with_name("prefect")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([str(prefect_bin), "server", "start", "--host", self.host,
+                                          "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT,
+                                         env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RnnpipeError(f"the Prefect server exited with code {self.proc.returncode}; see {self.log_path}")
+            if self.healthy():
+                return self
+            time.sleep(0.5)
+        self.stop()
+        raise RnnpipeError(f"the Prefect server did not become healthy in {timeout:.0f} s; see {self.log_path}")
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait()

@@ -1,0 +1,230 @@
+"""Hyper-parameter sweeps: trials as pure functions of (config, data reference).
+
+A trial reads its data itself from the path in its config, trains, evaluates, logs to its own
+MLflow run (created by id, nested under the sweep's parent run, never through MLflow's
+thread-local active run) and logs its model. What it returns is small: the run id, the
+validation loss it is ranked by, its metrics, or the error that stopped it. So a trial runs the
+same in this process, a local process pool or a Dask worker on another machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import os
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rnnpipe.config import ForecastConfig, MonitorConfig, ReviewsConfig, apply_overrides, flatten, from_dict
+from rnnpipe.errors import ConfigError, ModelError, RnnpipeError
+
+CONFIGS = {"stocks": ForecastConfig, "monitor": MonitorConfig, "reviews": ReviewsConfig}
+
+
+# --- the search space ----------------------------------------------------------------------
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    """["model.cell=lstm,gru", "model.hidden_size=64,128"] -> {key: [values as text]}."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key.strip() or not vals:
+            raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2,..., e.g. model.cell=lstm,gru")
+        grid[key.strip()] = vals
+    return grid
+
+
+def make_trials(grid: dict[str, list[str]], random_n: int = 0, seed: int = 0) -> list[dict[str, str]]:
+    """Every combination of the grid, or `random_n` of them drawn without replacement."""
+    keys = list(grid)
+    combos = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    if random_n:
+        combos = random.Random(seed).sample(combos, min(random_n, len(combos)))
+    return combos
+
+
+def trial_config(pipeline: str, base: dict[str, Any], params: dict[str, str]):
+    """The validated config of one trial: the base config with the trial's values."""
+    if pipeline not in CONFIGS:
+        raise ConfigError(f"unknown pipeline {pipeline!r} (known: {', '.join(CONFIGS)})")
+    data = apply_overrides(copy.deepcopy(base), [f"{k}={v}" for k, v in params.items()])
+    return from_dict(CONFIGS[pipeline], data).validate()
+
+
+def plan_resources(n_trials: int, workers: int = 0, threads: int = 0, cpus: int | None = None) -> tuple[int, int]:
+    """(concurrent trials, torch threads per trial) that do not oversubscribe the cores:
+    by default one trial per core, one thread each; given one, the other follows."""
+    cpus = cpus or os.cpu_count() or 1
+    if workers <= 0:
+        workers = max(1, cpus // max(threads, 1))
+    workers = max(1, min(workers, n_trials))
+    if threads <= 0:
+        threads = max(1, cpus // workers)
+    return workers, threads
+
+
+# --- one trial -----------------------------------------------------------------------------
+
+def train_and_evaluate(pipeline: str, cfg: Any):
+    """Load the data named in `cfg`, train, evaluate. -> (fitted pipeline, FitResult, metrics,
+    input example, data fingerprint)."""
+    from rnnpipe.training import fit
+
+    if pipeline == "stocks":
+        from rnnpipe.evaluation import evaluate_forecaster
+        from rnnpipe.features.splits import chronological_split
+        from rnnpipe.pipeline import ForecastPipeline, history_example, load_forecast_data, prepare
+
+        frame = load_forecast_data(cfg.data)
+        s = cfg.split
+        p = prepare(frame, chronological_split(frame, s.train, s.val, s.val_start, s.test_start), cfg)
+        pipe = ForecastPipeline(cfg, p.preprocessor)
+        result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
+        metrics = {k: v for part in ("val", "test") for k, v in evaluate_forecaster(pipe, p, part).metrics.items()}
+        return pipe, result, metrics, history_example(frame, cfg, n_series=2), frame.fingerprint
+    if pipeline == "monitor":
+        from rnnpipe.monitor import (MonitorPipeline, classification_loss, evaluate_monitor, load_monitor_data,
+                                     prepare_monitor, readings_example)
+
+        frame = load_monitor_data(cfg)
+        p = prepare_monitor(frame, cfg)
+        pipe = MonitorPipeline(cfg, p.preprocessor)
+        result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train,
+                     loss_fn=classification_loss(cfg, p), progress=False)
+        return pipe, result, evaluate_monitor(pipe, p), readings_example(frame, cfg), frame.fingerprint
+    from rnnpipe.reviews import ReviewsPipeline, evaluate_reviews, load_reviews, prepare_reviews, reviews_example, text_loss
+
+    p = prepare_reviews(load_reviews(cfg), cfg)
+    pipe = ReviewsPipeline(cfg, p.preprocessor, p.classes, embedding=p.embedding)
+    result = fit(pipe.model, p.batches("train"), p.batches("val"), cfg.train, loss_fn=text_loss(cfg, p),
+                 progress=False)
+    return pipe, result, evaluate_reviews(pipe, p).metrics, reviews_example(p), p.fingerprint
+
+
+@dataclass
+class TrialResult:
+    index: int
+    params: dict[str, str]
+    status: str  # FINISHED | FAILED
+    run_id: str = ""
+    val_loss: float = float("nan")
+    metrics: dict[str, float] = field(default_factory=dict)
+    model_uri: str = ""
+    error: str = ""
+    user_error: bool = False  # bad config or data: retrying cannot help
+    seconds: float = 0.0
+    worker: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "FINISHED"
+
+
+def run_trial(pipeline: str, base: dict[str, Any], params: dict[str, str], index: int, *,
+              experiment: str, parent_run_id: str, threads: int = 1, tracking_uri: str = "",
+              split_gpus: bool = False) -> TrialResult:
+    """Train and evaluate one trial in its own nested MLflow run; never raises for a failed
+    trial: the error is in the result and in the run (status FAILED, tag `error`)."""
+    import socket
+
+    import torch
+
+    from rnnpipe.registry import Run, configure_tracking, log_pipeline_model
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(threads)
+    if tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    configure_tracking()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    run = Run.start(experiment, run_name=f"trial-{index}",
+                    tags={"mlflow.parentRunId": parent_run_id, "sweep_trial": index, "pipeline": pipeline,
+                          "worker": worker, "torch_threads": threads,
+                          **{f"sweep.{k}": v for k, v in params.items()}})
+    try:
+        if split_gpus and torch.cuda.is_available():
+            params = {**params, "train.device": f"cuda:{index % torch.cuda.device_count()}"}
+        cfg = trial_config(pipeline, base, params)
+        run.log_params(flatten(cfg))
+        pipe, result, metrics, example, fingerprint = train_and_evaluate(pipeline, cfg)
+        if not math.isfinite(result.best_val_loss):
+            raise ModelError(f"validation loss is {result.best_val_loss} (diverged)")
+        for h in result.history:
+            run.log_metrics({k: h[k] for k in ("train_loss", "val_loss")}, step=int(h["epoch"]))
+        metrics = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+        metrics.update({"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch})
+        run.log_metrics(metrics)
+        run.set_tags({"data_fingerprint": fingerprint, "seed": cfg.train.seed, "device": result.device})
+        model_uri = log_pipeline_model(run, pipe, example)
+        run.end("FINISHED")
+        return TrialResult(index, params, "FINISHED", run.id, result.best_val_loss, metrics, model_uri,
+                           seconds=time.perf_counter() - t0, worker=worker)
+    except Exception as exc:  # a failed trial is a result, not a crash of the sweep
+        message = str(exc) if isinstance(exc, RnnpipeError) else f"{type(exc).__name__}: {exc}"
+        run.set_tags({"error": message[:5000]})
+        if not isinstance(exc, RnnpipeError):
+            run.log_text(traceback.format_exc(), "error.txt")
+        run.end("FAILED")
+        return TrialResult(index, params, "FAILED", run.id, error=message,
+                           user_error=isinstance(exc, RnnpipeError), seconds=time.perf_counter() - t0, worker=worker)
+
+
+def series_of(pipeline: str, cfg: Any) -> list[str]:
+    """The series (tickers, patients) of the configured data, for one model per series."""
+    if pipeline == "reviews":
+        raise ConfigError("--per-series needs a pipeline of series (stocks or monitor)")
+    if cfg.data.series:
+        return list(cfg.data.series)
+    from rnnpipe.io import read_table
+    from rnnpipe.settings import resolve_data_path
+
+    table, _ = read_table(resolve_data_path(cfg.data.path), [cfg.data.series_col], cfg.data.format,
+                          text_columns=[cfg.data.series_col])
+    return sorted({s for s in table[cfg.data.series_col].to_pylist() if s is not None})
+
+
+def best_trial(results: list[TrialResult]) -> TrialResult | None:
+    ok = [r for r in results if r.ok]
+    return min(ok, key=lambda r: (r.val_loss, r.index)) if ok else None
+
+
+def summary_rows(results: list[TrialResult], metric: str) -> list[dict[str, Any]]:
+    return [{"trial": r.index, **r.params, "status": r.status, "val_loss": round(r.val_loss, 6),
+             metric: round(r.metrics.get(metric, float("nan")), 6), "seconds": round(r.seconds, 1),
+             "run_id": r.run_id, "error": r.error[:200]} for r in sorted(results, key=lambda r: r.index)]
+
+
+def plot_sweep(results: list[TrialResult], grid: dict[str, list[str]]):
+    """Validation loss against each swept parameter, one panel per parameter."""
+    from rnnpipe.evaluation import plt
+
+    keys = list(grid) or ["trial"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4), squeeze=False)
+    ok = [r for r in results if r.ok]
+    best = best_trial(results)
+    for ax, key in zip(axes[0], keys):
+        values = grid.get(key, [str(r.index) for r in results])
+        pos = {v: i for i, v in enumerate(values)}
+        xs = [pos[r.params.get(key, str(r.index))] for r in ok]
+        ax.scatter(xs, [r.val_loss for r in ok], color="tab:blue", label="trial")
+        if best is not None:
+            ax.scatter([pos[best.params.get(key, str(best.index))]], [best.val_loss], color="tab:red",
+                       marker="*", s=160, label="best")
+        failed = [pos[r.params.get(key, str(r.index))] for r in results if not r.ok]
+        for x in failed:
+            ax.axvline(x, color="grey", ls=":", lw=1)
+        ax.set_xticks(range(len(values)), values)
+        ax.set_xlabel(key)
+        ax.set_ylabel("best val loss")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("sweep: validation loss per trial (dotted: failed trials)", fontsize=10)
+    fig.tight_layout()
+    return fig

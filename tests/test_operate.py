@@ -1,0 +1,267 @@
+"""Operating the models (issue: serving, batch prediction, schedules) with real servers on
+loopback, started and stopped here: one tiny model of each pipeline, served by `rnnpipe serve`
+and run through `rnnpipe predict`, and a scheduled run on a real `prefect server`."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+from test_monitor import SMALL as MONITOR_SMALL
+from test_monitor import patients
+
+from conftest import REPO
+from rnnpipe.cli import cli
+from rnnpipe.config import ForecastConfig, MonitorConfig, ReviewsConfig, load_config, to_dict
+from rnnpipe.registry import configure_tracking
+
+pytestmark = pytest.mark.slow
+LINEAGE = ["model_name", "model_version", "model_alias", "mlflow_run_id"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, stocks):
+    root = tmp_path_factory.mktemp("ops")
+    prices = stocks[stocks.Ticker.isin(["AAPL", "IBM"])].groupby("Ticker").tail(150)
+    prices.to_csv(root / "prices.csv", index=False)
+    vitals = patients(n=5)
+    vitals.to_parquet(root / "vitals.parquet")
+    reviews = pd.read_parquet(REPO / "data" / "reviews_train.parquet")
+    reviews.head(300).to_parquet(root / "reviews_train.parquet")
+    # a hive-partitioned dataset of 400 test reviews, many times the chunk size
+    test = pd.read_parquet(REPO / "data" / "reviews_test.parquet").head(400)
+    test["shard"] = np.arange(len(test)) // 100
+    for k, g in test.groupby("shard"):
+        (root / "reviews_in" / f"shard={k}").mkdir(parents=True)
+        g.drop(columns="shard").rename(columns={"review": "text"}).to_parquet(
+            root / "reviews_in" / f"shard={k}" / "part-0.parquet")
+    return root
+
+
+@pytest.fixture(scope="module")
+def models(prefect_harness, inputs):
+    """name -> (model name, version) of three freshly trained tiny models."""
+    from flows.forecast import train_stocks
+    from flows.monitor import train_monitor
+    from flows.reviews import train_reviews
+
+    stocks = load_config(ForecastConfig, overrides=[
+        f"data.path={inputs / 'prices.csv'}", "data.series=[]", "window.lookback=20", "model.hidden_size=8",
+        "model.num_layers=1", "train.epochs=1", "register.experiment=ops", "register.model_name=ops-stocks"])
+    monitor = load_config(MonitorConfig, overrides=MONITOR_SMALL + [
+        f"data.path={inputs / 'vitals.parquet'}", "forecast.enabled=false", "train.epochs=1",
+        "register.experiment=ops", "register.model_name=ops-monitor"])
+    reviews = load_config(ReviewsConfig, overrides=[
+        f"data.path={inputs / 'reviews_train.parquet'}", "data.test_path=''", "train.epochs=1",
+        "model.hidden_size=8", "embed.dim=16", "text.max_len=60", "register.experiment=ops",
+        "register.model_name=ops-reviews"])
+    out = {}
+    for key, flow, cfg in (("stocks", train_stocks, stocks), ("monitor", train_monitor, monitor),
+                           ("reviews", train_reviews, reviews)):
+        s = flow(config=to_dict(cfg))
+        out[key] = (s["model_name"], s["version"])
+    return out
+
+
+def run_batch(model, src, dst, chunk_rows):
+    result = CliRunner().invoke(cli, ["predict", model, "-i", str(src), "-o", str(dst),
+                                      "--chunk-rows", str(chunk_rows)])
+    assert result.exit_code == 0, result.output
+    return pd.read_parquet(dst)
+
+
+def test_batch_prediction_chunks_keeps_keys_and_lineage_and_is_idempotent(models, inputs, tmp_path):
+    name, version = models["reviews"]
+    out = run_batch(f"{name}/{version}", inputs / "reviews_in", tmp_path / "scored.parquet", 64)
+    src = pd.read_parquet(inputs / "reviews_in")
+    assert len(out) == 400
+    assert list(out.columns[:3]) == ["review_id", "product", "score"]  # input keys first
+    assert {"label", "prob_great", "prob_other", "note", *LINEAGE} <= set(out.columns)
+    assert sorted(out.review_id) == sorted(src.review_id) and out.review_id.is_unique
+    run_id = MlflowClient().get_model_version(name, version).run_id
+    assert (out.model_name == name).all() and (out.model_version == version).all()
+    assert (out.mlflow_run_id == run_id).all() and (out.model_alias == "").all()
+    again = run_batch(f"{name}/{version}", inputs / "reviews_in", tmp_path / "again.parquet", 100)
+    pd.testing.assert_frame_equal(out, again)  # other chunking, same result
+    # the job left an MLflow run pointing back at its Prefect flow run
+    jobs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("batch-predictions").experiment_id])
+    assert jobs[0].data.metrics["rows_in"] == 400 and jobs[0].data.tags["prefect_flow_run_id"]
+
+    # series models get whole series even when a series spans several chunks
+    name, version = models["stocks"]
+    fc = run_batch(f"{name}/{version}", inputs / "prices.csv",
+                   tmp_path / "fc.parquet", 40)
+    assert sorted(fc.Ticker) == ["AAPL", "IBM"] and (fc.model_version == version).all()
+
+
+def test_batch_job_that_fails_or_is_killed_leaves_no_output(models, inputs, tmp_path):
+    name, version = models["stocks"]
+    mixed = pd.read_csv(inputs / "prices.csv")
+    mixed = pd.concat([mixed.iloc[:100], mixed.iloc[200:], mixed.iloc[100:200]])  # AAPL rows split
+    mixed.to_csv(tmp_path / "unsorted.csv", index=False)
+    dst = tmp_path / "fc.parquet"
+    result = CliRunner().invoke(cli, ["predict", f"{name}/{version}", "-i", str(tmp_path / "unsorted.csv"),
+                                      "-o", str(dst), "--chunk-rows", "50"])
+    assert result.exit_code == 2 and "Ticker='AAPL' are not contiguous" in result.output
+    assert not dst.exists() and not list(tmp_path.glob(".fc.parquet.*"))
+
+    # killed with SIGKILL while writing: the final file never appears
+    from prefect.settings import PREFECT_API_URL
+
+    name, version = models["reviews"]
+    big = tmp_path / "big.parquet"
+    pd.read_parquet(REPO / "data" / "reviews_train.parquet").rename(columns={"review": "text"}).to_parquet(big)
+    dst = tmp_path / "killed.parquet"
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "predict", f"{name}/{version}", "-i", str(big),
+                             "-o", str(dst), "--chunk-rows", "20"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".killed.parquet.*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    assert proc.poll() is None, "the job ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not dst.exists()
+
+
+def post(url, body: bytes):
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def split_json(df: pd.DataFrame) -> bytes:
+    return json.dumps({"dataframe_split": json.loads(df.to_json(orient="split", index=False,
+                                                                date_format="iso"))}).encode()
+
+
+def test_served_models_answer_like_batch_prediction_and_refuse_bad_payloads(models, inputs, tmp_path):
+    prices = pd.read_csv(inputs / "prices.csv")
+    vitals = pd.read_parquet(inputs / "vitals.parquet").groupby("pid").tail(40)
+    vitals.to_parquet(tmp_path / "recent.parquet")
+    texts = pd.DataFrame({"text": ["Delicious and fresh, will buy again!", "", "stale and bland", "très bon"]})
+    texts.to_parquet(tmp_path / "texts.parquet")
+    cases = {"stocks": (prices[["Ticker", "Date", "Close"]], inputs / "prices.csv"),
+             "monitor": (vitals, tmp_path / "recent.parquet"),
+             "reviews": (texts, tmp_path / "texts.parquet")}
+    servers = {}
+    try:
+        for key, (name, version) in models.items():  # start all three, then wait
+            port = free_port()
+            servers[key] = (port, subprocess.Popen(
+                [sys.executable, "-m", "rnnpipe.cli", "serve", f"{name}/{version}", "--port", str(port)],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True))
+        for key, (port, proc) in servers.items():
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, proc.stdout.read()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.5)
+            else:
+                pytest.fail(f"{key}: server not ready")
+        for key, (port, _) in servers.items():
+            df, path = cases[key]
+            url = f"http://127.0.0.1:{port}/invocations"
+            status, body = post(url, split_json(df))
+            assert status == 200, body
+            served = pd.DataFrame(body["predictions"])
+            batch = run_batch("/".join(models[key]), path, tmp_path / f"{key}.parquet", 1000)
+            batch = batch[[c for c in served.columns]]
+            for col in served.columns:
+                if pd.api.types.is_float_dtype(batch[col]):
+                    np.testing.assert_allclose(served[col].astype(float), batch[col], rtol=1e-6, err_msg=col)
+                elif pd.api.types.is_datetime64_any_dtype(batch[col]):
+                    assert (pd.to_datetime(served[col]) == batch[col]).all(), col
+                else:
+                    assert served[col].tolist() == batch[col].tolist(), col
+            assert post(url, b"{not json")[0] == 400
+            status, body = post(url, json.dumps({"dataframe_split": {"columns": ["nope"], "data": [[1]]}}).encode())
+            assert status == 400 and "nope" in body["message"]
+        # a series too short for the model: 400 with the reason, not a 500
+        status, body = post(f"http://127.0.0.1:{servers['stocks'][0]}/invocations", split_json(prices.head(5)))
+        assert status == 400 and "rows of history" in body["message"]
+        # the empty review gets a clear answer, with JSON null where there is no label
+        status, body = post(f"http://127.0.0.1:{servers['reviews'][0]}/invocations", split_json(texts))
+        assert body["predictions"][1]["label"] is None and body["predictions"][1]["note"].startswith("empty text")
+    finally:
+        for _, proc in servers.values():
+            os.killpg(proc.pid, signal.SIGTERM)
+        for _, proc in servers.values():
+            proc.wait(30)
+
+
+def test_schedule_runs_a_deployment_on_a_real_prefect_server(inputs, tmp_path, monkeypatch, home):
+    from rnnpipe.server import PrefectServer
+
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "2")
+    server = PrefectServer("127.0.0.1", free_port())
+    server.start()
+    runner = None
+    try:
+        (tmp_path / "schedule.toml").write_text(f"""
+[server]
+port = {server.port}
+[train]
+pipelines = ["stocks"]
+interval_s = 20
+overrides = ["data.path={inputs / 'prices.csv'}", "data.series=[]", "window.lookback=20",
+             "model.hidden_size=8", "train.epochs=1", "register.experiment=scheduled",
+             "register.model_name=scheduled-stocks"]
+[predict]
+enabled = false
+""")
+        env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+        env.pop("PREFECT_API_URL", None)
+        runner = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "schedule", "--config",
+                                   str(tmp_path / "schedule.toml")], env=env, cwd=REPO,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  start_new_session=True)
+        body = json.dumps({"flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}}}).encode()
+        deadline, done = time.monotonic() + 300, []
+        while time.monotonic() < deadline and not done:
+            assert runner.poll() is None, runner.stdout.read()
+            req = urllib.request.Request(f"{server.api_url}/flow_runs/filter", data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                done = json.loads(r.read())
+            time.sleep(2)
+        assert done, "no scheduled run finished in time"
+        assert done[0]["state"]["type"] == "COMPLETED", done[0]["state"]
+        configure_tracking()  # the same store as the scheduled run's (RNNPIPE_HOME)
+        runs = MlflowClient().search_runs(
+            [MlflowClient().get_experiment_by_name("scheduled").experiment_id],
+            filter_string=f"tags.prefect_flow_run_id = '{done[0]['id']}'")
+        assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+        assert runs[0].data.tags["prefect_flow_run_name"] == done[0]["name"]
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(60) == 0
+    finally:
+        if runner is not None and runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+        server.stop()
+    assert not server.healthy() and server.proc.returncode is not None

@@ -11,7 +11,10 @@ Run it with `rnnpipe sweep stocks --grid model.cell=lstm,gru --runner dask`, or 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import flows  # noqa: F401  (environment first)
@@ -48,6 +51,24 @@ def task_runner(kind: str, workers: int = 1, address: str = ""):
     return ThreadPoolTaskRunner(max_workers=1)
 
 
+@contextlib.contextmanager
+def _api_for_workers() -> Iterator[None]:
+    """Worker processes (process pool, LocalCluster) inherit the environment; without
+    PREFECT_API_URL each would start an ephemeral API of its own and record its task runs
+    there. Point them at this flow's API for the duration of the flow."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        os.environ["PREFECT_API_URL"] = str(client.api_url)
+    try:
+        yield
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+
+
 def _collect(future, index: int, params: dict[str, str]) -> TrialResult:
     out = future.result(raise_on_failure=False)
     if isinstance(out, TrialResult):
@@ -77,10 +98,11 @@ def sweep(pipeline: str, config: dict[str, Any], grid: dict[str, list[str]], ran
     log.info("sweep of %d trials (%d at a time, %d torch threads each); MLflow parent run %s",
              len(planned), workers, threads, parent.id)
     try:
-        futures = [trial.with_options(retries=retries, task_run_name=f"trial-{i}").submit(
-                       pipeline, config, params, i, r.experiment, parent.id, threads, tracking_uri, split_gpus)
-                   for i, (_, params) in enumerate(planned)]
-        results = [_collect(f, i, params) for i, (f, (_, params)) in enumerate(zip(futures, planned))]
+        with _api_for_workers():
+            futures = [trial.with_options(retries=retries, task_run_name=f"trial-{i}").submit(
+                           pipeline, config, params, i, r.experiment, parent.id, threads, tracking_uri, split_gpus)
+                       for i, (_, params) in enumerate(planned)]
+            results = [_collect(f, i, params) for i, (f, (_, params)) in enumerate(zip(futures, planned))]
         gate = gate_spec(pipeline, base)
         rows = summary_rows(results, gate["metric"])
         parent.log_dict(rows, "sweep/summary.json")

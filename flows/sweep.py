@@ -40,6 +40,9 @@ def task_runner(kind: str, workers: int = 1, address: str = ""):
 
         if address:
             return DaskTaskRunner(address=address)
+        # Dask's worker profiler samples every thread's stack every 10 ms, which competes for
+        # the GIL with the training loop (7% of trial time in bench_sweep here): off
+        os.environ.setdefault("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", "False")
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
                                               "host": "127.0.0.1", "dashboard_address": None})
     if kind == "local":

@@ -247,16 +247,19 @@ def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, wor
     cfg = _config(pipeline, config_path, overrides)
     space = parse_grid(list(grid))
     n = len(make_trials(space, random_n, seed))
-    if runner == "dask" and address:
-        workers = workers or 1
-        threads = threads or 1
+    if per_series:  # times the number of series, known only once the data is read
+        n = max(n, os.cpu_count() or 1)
+    if runner == "sequential":  # one trial at a time, with every core
+        workers, threads = plan_resources(1, 1, threads)
+    elif runner == "dask" and address:  # the remote workers' cores are not ours to count
+        workers, threads = workers or 1, threads or 1
     else:
         workers, threads = plan_resources(n, workers, threads)
     from flows.sweep import sweep as sweep_flow, task_runner
 
-    flow = sweep_flow.with_options(task_runner=task_runner(runner, workers if runner != "sequential" else 1, address))
-    out = flow(pipeline, to_dict(cfg), space, random_n, seed, workers if runner != "sequential" else 1, threads,
-               retries, per_series, split_gpus, runner)
+    flow = sweep_flow.with_options(task_runner=task_runner(runner, workers, address))
+    out = flow(pipeline, to_dict(cfg), space, random_n, seed, workers, threads, retries, per_series,
+               split_gpus, runner)
     click.echo("")
     click.echo(f"{out['trials']} trials, {out['failed']} failed; best trial {out['best_trial']} "
                f"{out['best_params']} (val loss {out['best_val_loss']:.5f})")

@@ -61,6 +61,8 @@ def apply_environment() -> None:
     # Flows run on an ephemeral local API unless a server is configured; say so explicitly.
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
+        # it starts in 10-17 s on 2 busy cores; Prefect's default patience is 20 s
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
 def resolve_data_path(path: str) -> Path:

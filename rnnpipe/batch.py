@@ -120,6 +120,7 @@ def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_co
     rows_in = rows_out = n_chunks = 0
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
+
     def predicted() -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
         """(chunk, its predictions) in input order, `in_flight` chunks predicted at a time."""
         with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="predict") as pool:

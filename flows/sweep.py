@@ -91,6 +91,8 @@ def sweep(pipeline: str, config: dict[str, Any], grid: dict[str, list[str]], ran
     trials = make_trials(grid, random_n, seed)
     groups = series_of(pipeline, base) if per_series else [""]
     planned = [(g, {**params, **({"data.series": g} if g else {})}) for g in groups for params in trials]
+    for _, params in planned:  # every combination must be a valid config before any trial runs
+        trial_config(pipeline, config, params)
     parent = Run.start(r.experiment, run_name=f"sweep-{pipeline}-{len(planned)}-trials", tags={
         "prefect_flow_run_id": str(flow_run.id), "prefect_flow_run_name": str(flow_run.name),
         "pipeline": pipeline, "sweep": "true", "sweep_runner": runner})

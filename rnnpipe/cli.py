@@ -242,11 +242,14 @@ def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, wor
       rnnpipe sweep stocks --per-series --grid window.lookback=30,60
     """
     from rnnpipe.config import to_dict
-    from rnnpipe.sweep import make_trials, parse_grid, plan_resources
+    from rnnpipe.sweep import make_trials, parse_grid, plan_resources, trial_config
 
     cfg = _config(pipeline, config_path, overrides)
     space = parse_grid(list(grid))
-    n = len(make_trials(space, random_n, seed))
+    trials = make_trials(space, random_n, seed)
+    for params in trials:  # a misspelt key or a bad value fails here, before any trial runs
+        trial_config(pipeline, to_dict(cfg), params)
+    n = len(trials)
     if per_series:  # times the number of series, known only once the data is read
         n = max(n, os.cpu_count() or 1)
     if runner == "sequential":  # one trial at a time, with every core

@@ -84,3 +84,14 @@ def test_dask_and_local_runners_agree_on_the_best_trial(prefect_harness, small):
         "stocks", small, GRID, workers=2, threads=1, runner="local")
     best_local, _ = check_sweep(out, "local")
     assert best_local == best_dask
+
+
+def test_cli_refuses_a_bad_grid_before_any_trial_runs():
+    from click.testing import CliRunner
+
+    from rnnpipe.cli import cli
+
+    result = CliRunner().invoke(cli, ["sweep", "stocks", "--grid", "model.hidden=64,128"])
+    assert result.exit_code == 2 and "unknown config key 'model.hidden'" in result.output
+    result = CliRunner().invoke(cli, ["sweep", "stocks", "--grid", "model.cell=lstm,transformer"])
+    assert result.exit_code == 2 and "model.cell='transformer'" in result.output

@@ -19,7 +19,7 @@ from typing import Any
 
 import flows  # noqa: F401  (environment first)
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from rnnpipe.errors import ModelError
@@ -139,6 +139,14 @@ def sweep(pipeline: str, config: dict[str, Any], grid: dict[str, list[str]], ran
         raise
     parent.end("FINISHED")
     top = best_trial(results)
+    lines = [f"**Sweep of {len(results)} trials of `{pipeline}`** ({len(failed)} failed); MLflow parent run "
+             f"`{parent.id}`, best trial {top.index} `{json.dumps(top.params)}` (val loss {top.val_loss:.5f}, "
+             f"run `{top.run_id}`)", "", "| registered | version | alias | reason |", "|---|---|---|---|"]
+    lines += [f"| {d.model_name} | {d.version} | {d.alias} | {d.reason} |" for d in decisions.values()]
+    lines += ["", "| best trial metric | value |", "|---|---|"]
+    lines += [f"| `{k}` | {v:.4g} |" for k, v in sorted(top.metrics.items()) if k.startswith(("test_", "val_"))
+              and "." not in k][:30]
+    create_markdown_artifact("\n".join(lines), key="sweep-result")
     return {"parent_run_id": parent.id, "trials": len(results), "failed": len(failed),
             "best_trial": top.index, "best_params": top.params, "best_val_loss": top.val_loss,
             "results": [to_dict_result(x) for x in results],

@@ -95,3 +95,25 @@ def test_cli_refuses_a_bad_grid_before_any_trial_runs():
     assert result.exit_code == 2 and "unknown config key 'model.hidden'" in result.output
     result = CliRunner().invoke(cli, ["sweep", "stocks", "--grid", "model.cell=lstm,transformer"])
     assert result.exit_code == 2 and "model.cell='transformer'" in result.output
+
+
+@pytest.mark.slow
+def test_per_series_sweep_registers_one_model_per_series_and_retries_are_skipped_for_user_errors(
+        prefect_harness, small):
+    from flows.sweep import sweep, task_runner
+
+    cfg = {**small, "register": {**small["register"], "model_name": "per-series"}}
+    out = sweep.with_options(task_runner=task_runner("sequential"))(
+        "stocks", cfg, {"window.lookback": ["10", "100000"]}, per_series=True, retries=2, runner="sequential")
+    assert out["trials"] == 4 and out["failed"] == 2
+    assert set(out["registered"]) == {"AAPL", "IBM"}
+    client = MlflowClient()
+    for series in ("AAPL", "IBM"):
+        reg = out["registered"][series]
+        assert reg["model_name"] == f"per-series-{series}"
+        run = client.get_run(client.get_model_version(reg["model_name"], reg["version"]).run_id)
+        assert json.loads(run.data.params["data.series"]) == [series]
+    # a too-short window is a user error: no retry, so one run per trial
+    children = client.search_runs([client.get_experiment_by_name("sweeps").experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{out['parent_run_id']}'")
+    assert len(children) == 4

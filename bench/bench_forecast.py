@@ -16,7 +16,6 @@ Results go to stdout as a table and to bench/results/forecast-<time>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RNNPIPE_HOME", tempfile.mkdtemp(prefix="rnnpipe-bench-"))
 
+from _results import write_results  # noqa: E402
 from rnnpipe import settings  # noqa: E402
 
 settings.apply_environment()
@@ -161,11 +161,7 @@ def main() -> None:
               f"{f['flow_warm_s']:.1f} s second run, vs {f['bare_wall_s']:.1f} s bare (load + prepare "
               f"+ fit); per-run overhead {f['overhead_warm_s']:.1f} s (tasks, MLflow logging, model "
               f"logging, registration)")
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"forecast-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten to {out}")
+    write_results("forecast", results)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ minutes on 2 CPU cores. Results go to stdout and bench/results/monitor-<time>.js
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RNNPIPE_HOME", tempfile.mkdtemp(prefix="rnnpipe-bench-"))
 
 import torch  # noqa: E402
+from _results import write_results  # noqa: E402
 
 from rnnpipe.config import MonitorConfig, load_config  # noqa: E402
 from rnnpipe.monitor import MonitorPipeline  # noqa: E402
@@ -97,10 +97,7 @@ def main() -> None:
     print(f"train (1 epoch, stride {args.stride}): {t['train_windows_seen']:,} windows at "
           f"{t['windows_per_s']:,.0f} windows/s on {t['device']} ({t['precision']}); epoch {t['train_epoch_s']:.0f} s, "
           f"with validation {t['epoch_with_val_s']:.0f} s; peak RSS {t['peak_rss_mb']:.0f} MB")
-    out = ROOT / "bench" / "results" / f"monitor-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
-    print(f"written to {out}")
+    write_results("monitor", res)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Results go to stdout and to bench/results/reviews-<time>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RNNPIPE_HOME", tempfile.mkdtemp(prefix="rnnpipe-bench-"))
 
+from _results import write_results  # noqa: E402
 from rnnpipe import settings  # noqa: E402
 
 settings.apply_environment()
@@ -89,11 +89,7 @@ def main() -> None:
         m["speedup_vs_naive"] = m["tokens_per_s"] / base
     print(f"bucketed vs naive: {results['modes']['bucketed']['speedup_vs_naive']:.1f}x; random vs naive: "
           f"{results['modes']['random']['speedup_vs_naive']:.1f}x")
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"reviews-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    write_results("reviews", results)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ includes starting the LocalCluster. Results go to stdout and to bench/results/sw
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RNNPIPE_HOME", tempfile.mkdtemp(prefix="rnnpipe-bench-"))
 
+from _results import write_results  # noqa: E402
 from rnnpipe import settings  # noqa: E402
 
 settings.apply_environment()
@@ -70,11 +70,7 @@ def main() -> None:
     for mode, m in results["modes"].items():
         m["speedup"] = base / m["wall_s"]
     print("speed-up vs sequential: " + ", ".join(f"{k} {m['speedup']:.2f}x" for k, m in results["modes"].items()))
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2))
-    print(f"wrote {path}")
+    write_results("sweep", results)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ registered with whatever API Prefect finds at import time."""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +16,6 @@ from flows.predict import batch_predict
 from rnnpipe import settings
 from rnnpipe.config import ScheduleConfig, to_dict
 from rnnpipe.errors import RnnpipeError
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def deployments(cfg: ScheduleConfig, load_flow: Callable[[str], Any],
@@ -49,8 +44,7 @@ def serve_deployments(cfg: ScheduleConfig, load_flow, load_pipeline_config) -> N
     deps = deployments(cfg, load_flow, load_pipeline_config)
     if not deps:
         raise RnnpipeError("nothing to schedule: train.pipelines is empty and predict.enabled is false")
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
+    try:  # Prefect's runner handles SIGTERM itself (exit 0); Ctrl-C ends up here
         serve(*deps, print_starting_message=True)
     except KeyboardInterrupt:
         pass

@@ -25,7 +25,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from rnnpipe.errors import DataError
-from rnnpipe.io import _detect_format, atomic_path
+from rnnpipe.io import atomic_path
 
 LINEAGE = ("model_name", "model_version", "model_alias", "mlflow_run_id")
 
@@ -46,18 +46,6 @@ class BatchStats:
         return {"rows_in": self.rows_in, "rows_out": self.rows_out, "chunks": self.chunks,
                 "seconds": round(self.seconds, 3), "rows_per_s": round(self.rows_per_s, 1),
                 "output": self.output}
-
-
-def open_dataset(path: str | Path, fmt: str = "auto") -> ds.Dataset:
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"input not found: {p}")
-    kind = _detect_format(p, fmt)
-    file_format = {"csv": "csv", "parquet": "parquet", "jsonl": "json"}[kind]
-    try:
-        return ds.dataset(str(p), format=file_format, partitioning="hive")
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{p}: cannot read as {kind}: {exc}") from None
 
 
 def scan(dataset: ds.Dataset, chunk_rows: int, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
@@ -96,10 +84,11 @@ def whole_groups(chunks: Iterator[pd.DataFrame], column: str) -> Iterator[pd.Dat
 
 
 def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_columns: list[str],
-                       lineage: dict[str, str], input_path: str | Path, output_path: str | Path, *,
-                       group_column: str | None = None, chunk_rows: int = 50_000, fmt: str = "auto",
+                       lineage: dict[str, str], dataset: ds.Dataset, output_path: str | Path, *,
+                       group_column: str | None = None, chunk_rows: int = 50_000,
                        on_chunk: Callable[[int], None] | None = None, in_flight: int = 2) -> BatchStats:
-    """Run `predict` over the input chunk by chunk and write one Parquet file atomically.
+    """Run `predict` over `dataset` (`rnnpipe.io.open_dataset`) chunk by chunk and write one
+    Parquet file atomically.
 
     `input_columns` are the columns the model reads. With `group_column` the model answers
     per group (its output names the group); without, it answers row by row and the other input
@@ -108,11 +97,10 @@ def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_co
     out_path = Path(output_path)
     if out_path.suffix.lower() not in (".parquet", ".pq"):
         raise DataError(f"{out_path}: the output of a batch job is Parquet; name it *.parquet")
-    dataset = open_dataset(input_path, fmt)
     names = dataset.schema.names
     missing = [c for c in input_columns if c not in names]
     if missing:
-        raise DataError(f"{input_path}: column {missing[0]!r} not found (columns: {', '.join(names)})")
+        raise DataError(f"input: column {missing[0]!r} not found (columns: {', '.join(names)})")
     chunks = scan(dataset, chunk_rows)
     if group_column:
         chunks = whole_groups(chunks, group_column)
@@ -159,13 +147,12 @@ def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_co
             if writer is not None:
                 writer.close()
         if writer is None:
-            raise DataError(f"{input_path}: no rows to predict")
+            raise DataError("input: no rows to predict")
     return BatchStats(rows_in, rows_out, n_chunks, time.perf_counter() - t0, str(out_path))
 
 
-def count_rows(input_path: str | Path, fmt: str = "auto") -> int | None:
+def count_rows(dataset: ds.Dataset) -> int | None:
     """Rows in the input, when that is cheap to know (Parquet metadata); else None."""
-    dataset = open_dataset(input_path, fmt)
     if isinstance(dataset.format, ds.ParquetFileFormat):
         return dataset.count_rows()
     return None

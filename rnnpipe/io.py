@@ -59,7 +59,7 @@ class RowOrigin:
 
 # --- reading -------------------------------------------------------------------------------
 
-def _detect_format(path: Path, fmt: str) -> str:
+def detect_format(path: Path, fmt: str) -> str:
     if fmt != "auto":
         return fmt
     if path.is_file():
@@ -75,6 +75,28 @@ def _detect_format(path: Path, fmt: str) -> str:
     return found.pop()
 
 
+def open_dataset(path: str | Path, fmt: str = "auto",
+                 csv_types: dict[str, pa.DataType] | None = None) -> tuple[ds.Dataset, str]:
+    """A pyarrow dataset over a file, folder or hive-partitioned dataset, and its format.
+    `csv_types` fixes the type of CSV columns (the others are inferred)."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"data file not found: {p}")
+    kind = detect_format(p, fmt)
+    if kind == "csv":
+        file_format = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=csv_types or {}))
+    elif kind == "jsonl":
+        file_format = ds.JsonFileFormat()
+    else:
+        file_format = ds.ParquetFileFormat()
+    try:
+        dataset = ds.dataset(str(p), format=file_format, partitioning="hive", exclude_invalid_files=False)
+        _ = dataset.schema  # reads the first file: a bad file fails here, with its path
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{p}: cannot read as {kind}: {exc}") from None
+    return dataset, kind
+
+
 def read_table(path: str | Path, columns: Sequence[str] | None, fmt: str = "auto",
                text_columns: Sequence[str] = (), binary_columns: Sequence[str] = ()
                ) -> tuple[pa.Table, RowOrigin]:
@@ -86,23 +108,9 @@ def read_table(path: str | Path, columns: Sequence[str] | None, fmt: str = "auto
     `binary_columns` as raw bytes (CSV and Parquet), for the caller to decode row by row.
     """
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"data file not found: {p}")
-    kind = _detect_format(p, fmt)
-    if kind == "csv":
-        types = {c: pa.string() for c in columns or ()}
-        types.update({c: pa.binary() for c in binary_columns})
-        file_format = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=types))
-    elif kind == "jsonl":
-        file_format = ds.JsonFileFormat()
-    else:
-        file_format = ds.ParquetFileFormat()
-    try:
-        dataset = ds.dataset(str(p), format=file_format, partitioning="hive",
-                             exclude_invalid_files=False)
-        names = dataset.schema.names
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{p}: cannot read as {kind}: {exc}") from None
+    types = {c: pa.string() for c in columns or ()} | {c: pa.binary() for c in binary_columns}
+    dataset, kind = open_dataset(p, fmt, csv_types=types)
+    names = dataset.schema.names
     columns = list(names) if columns is None else list(columns)
     missing = [c for c in columns if c not in names]
     if missing:

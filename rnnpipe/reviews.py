@@ -25,8 +25,8 @@ from rnnpipe.errors import DataError
 from rnnpipe.evaluation import decide, text_classification_metrics, tune_binary_threshold
 from rnnpipe.features.splits import stratified_split
 from rnnpipe.models import TextClassifier
-from rnnpipe.text import (EncodedTexts, TextBatches, TextTable, Tokenizer, Vocabulary, encode_texts,
-                          load_vectors, read_texts)
+from rnnpipe.text import (EncodedTexts, TextBatches, TextTable, Tokenizer, Vocabulary, check_text,
+                          encode_texts, load_vectors, read_texts)
 from rnnpipe.training import predict_batches
 
 PARTS = ("train", "val", "test")
@@ -195,22 +195,12 @@ class ReviewsPipeline:
         if col not in reviews.columns:
             raise DataError(f"input: column {TEXT_COLUMN!r} not found (columns: "
                             f"{', '.join(map(str, reviews.columns))})")
-        values = reviews[col].tolist()
-        texts, notes, ok = [], [], []
-        for v in values:
-            if isinstance(v, bytes):
-                v = v.decode("utf-8", errors="replace")
-            if isinstance(v, str) and v.strip():
-                texts.append(v)
-                notes.append("")
-                ok.append(True)
-            else:
-                texts.append("")
-                notes.append("empty text: nothing to classify" if v is None or isinstance(v, str)
-                             or (isinstance(v, float) and np.isnan(v)) else
-                             f"not text ({type(v).__name__}): nothing to classify")
-                ok.append(False)
-        ok = np.array(ok, dtype=bool)
+        texts, notes = [], []
+        for v in reviews[col].tolist():
+            problem, text = check_text(None if isinstance(v, float) and np.isnan(v) else v)
+            texts.append(text)
+            notes.append("" if problem is None else f"{problem.partition(':')[2]}: nothing to classify")
+        ok = np.array([n == "" for n in notes], dtype=bool)
         proba = np.full((len(texts), len(self.classes)), np.nan)
         n_tokens = np.zeros(len(texts), np.int64)
         unknown = np.full(len(texts), np.nan)
@@ -286,7 +276,6 @@ class ReviewsEvaluation:
     metrics: dict[str, float]
     predictions: dict[str, np.ndarray]  # method -> test class codes
     probabilities: dict[str, np.ndarray]  # method -> test probabilities
-    choices: dict[str, Any]  # what was chosen on validation
 
     def comparison(self) -> list[dict[str, Any]]:
         rows = []
@@ -315,7 +304,7 @@ def evaluate_reviews(pipeline: ReviewsPipeline, p: ReviewsPrepared) -> ReviewsEv
         return tune_binary_threshold(p.y["val"], proba_val[:, 1]) if tuned else None
 
     metrics: dict[str, float] = {}
-    preds, probas, choices = {}, {}, {}
+    preds, probas = {}, {}
 
     def score(name: str, proba_val: np.ndarray, proba_test: np.ndarray, thr: float | None) -> None:
         pre = f"{name}_" if name else ""
@@ -341,13 +330,12 @@ def evaluate_reviews(pipeline: ReviewsPipeline, p: ReviewsPrepared) -> ReviewsEv
         if best is None or f1 > best[0]:
             best = (f1, C, b, bv, thr)
     _, C, b, bv, thr = best
-    choices["tfidf_C"] = C
     score("tfidf", bv, b.predict_proba(p.texts["test"]), thr)
     metrics["tfidf_C"] = C
 
     maj = MajorityClass().fit(p.texts["train"], p.y["train"])
     score("majority", maj.predict_proba(p.texts["val"]), maj.predict_proba(p.texts["test"]), None)
-    return ReviewsEvaluation(metrics, preds, probas, choices)
+    return ReviewsEvaluation(metrics, preds, probas)
 
 
 def confidently_wrong(p: ReviewsPrepared, ev: ReviewsEvaluation, n: int = 25, width: int = 400) -> pd.DataFrame:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import torch
 
 from rnnpipe.errors import DataError
-from rnnpipe.io import RowOrigin, _detect_format, read_table
+from rnnpipe.io import RowOrigin, detect_format, read_table
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def read_texts(path: str | Path, text_col: str, label_col: str, *, id_col: str =
     p = Path(path)
     if not p.exists():
         raise DataError(f"data file not found: {p}")
-    kind = _detect_format(p, fmt)
+    kind = detect_format(p, fmt)
     columns = [c for c in dict.fromkeys([text_col, label_col if require_labels else "", id_col]) if c]
     if kind == "jsonl":
         cols, origin, problems = _scan_jsonl(p, columns)
@@ -124,7 +124,7 @@ def read_texts(path: str | Path, text_col: str, label_col: str, *, id_col: str =
     for i, value in enumerate(raw_text):
         reason = problems[i]
         if reason is None:
-            reason, text = _check_text(value)
+            reason, text = check_text(value)
             if reason is not None:
                 key, _, message = reason.partition(":")
                 reason = f"{key}:column {text_col!r}: {message}"
@@ -158,8 +158,9 @@ def read_texts(path: str | Path, text_col: str, label_col: str, *, id_col: str =
                      {k: v for k, v in skipped.items() if v})
 
 
-def _check_text(value: Any) -> tuple[str | None, str]:
-    """(problem or None, text)."""
+def check_text(value: Any) -> tuple[str | None, str]:
+    """(None, the text) for usable text, else ("reason:message", ""): no text, bytes that
+    are not UTF-8, a value that is not text, or only white space."""
     if value is None:
         return "empty_text:empty text", ""
     if isinstance(value, bytes):

@@ -8,7 +8,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from tqdm.auto import tqdm
 
-from rnnpipe.batch import BatchStats, count_rows, open_dataset, predict_to_parquet
+from rnnpipe.batch import BatchStats, count_rows, predict_to_parquet
+from rnnpipe.io import open_dataset
 from rnnpipe.registry import ModelRef, Run, load_model, resolve_model
 from tasks.common import IO
 
@@ -26,13 +27,14 @@ def resolve(model: str) -> ModelRef:
 @task(name="predict", cache_policy=NO_CACHE)
 def predict(ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, fmt: str) -> BatchStats:
     pipeline = load_model(ref.uri).unwrap_python_model().pipeline
-    columns, group = pipeline.batch_spec(open_dataset(input_path, fmt).schema.names)
+    dataset, _ = open_dataset(input_path, fmt)
+    columns, group = pipeline.batch_spec(dataset.schema.names)
     lineage = {"model_name": ref.name, "model_version": ref.version, "model_alias": ref.alias,
                "mlflow_run_id": ref.run_id}
-    with tqdm(total=count_rows(input_path, fmt), unit="row", unit_scale=True, desc="predict",
+    with tqdm(total=count_rows(dataset), unit="row", unit_scale=True, desc="predict",
               disable=None, dynamic_ncols=True) as bar:
-        stats = predict_to_parquet(pipeline.predict, columns, lineage, input_path, output_path,
-                                   group_column=group, chunk_rows=chunk_rows, fmt=fmt, on_chunk=bar.update)
+        stats = predict_to_parquet(pipeline.predict, columns, lineage, dataset, output_path,
+                                   group_column=group, chunk_rows=chunk_rows, on_chunk=bar.update)
     get_run_logger().info("predicted %d rows in %d chunks -> %d output rows in %.1f s (%.0f rows/s); "
                           "wrote %s", stats.rows_in, stats.chunks, stats.rows_out, stats.seconds,
                           stats.rows_per_s, output_path)

@@ -2,6 +2,7 @@
 
     python bench/bench_forecast.py                  # all sections, CPU or the GPU if present
     python bench/bench_forecast.py --device cuda --skip-flow
+    python bench/bench_forecast.py --only highway   # one section
 
 Sections:
   windowing  zero-copy windows (strided view + per-batch gather) against a Python loop that
@@ -9,6 +10,11 @@ Sections:
   training   samples/s of the fit loop on the bundled stocks (default model)
   flow       wall time of the whole Prefect flow (ephemeral API, MLflow logging, registration)
              against the bare training loop on the same data and epochs
+  highway    model.highway=none vs linear with the defaults on every bundled set: the stocks,
+             glucose (30 min) and ECG (6 steps) forecasters against ridge and naive, and the
+             early-warning classifiers (glucose, synthetic vitals) against logreg; validation
+             figures choose the default (test figures are reported, never used), plus the
+             training samples/s with and without the linear part
 
 Results go to stdout as a table and to bench/results/forecast-<time>.json.
 """
@@ -36,7 +42,8 @@ settings.apply_environment()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from rnnpipe.config import ForecastConfig, load_config, to_dict  # noqa: E402
+from rnnpipe.config import ForecastConfig, MonitorConfig, load_config, to_dict  # noqa: E402
+from rnnpipe.evaluation import evaluate_forecasts  # noqa: E402
 from rnnpipe.features.splits import chronological_split  # noqa: E402
 from rnnpipe.features.windows import WindowSet, make_windows  # noqa: E402
 from rnnpipe.pipeline import ForecastPipeline, load_forecast_data, prepare  # noqa: E402
@@ -101,6 +108,96 @@ def bare_training(cfg) -> tuple[float, dict]:
                                       "epochs": len(result.history),
                                       "train_windows": len(p.ends["train"])}
 
+# -- highway: the linear part, with and without -------------------------------------------
+
+# the bundled ECG excerpt through the stocks pipeline, with a column mapping only
+ECG = ["data.path=data/ecg.parquet", "data.series_col=record", "data.timestamp_col=timestamp",
+       "data.target_col=ecg_mv", "data.series=[]", "window.target=diff", "window.horizon=6"]
+SYNTH = ["data.channels=heart_rate,spo2,resp_rate,sbp,temperature", 'data.event=""',
+         "data.label_col=deterioration", "resample.step=1min", "resample.max_gap=5min",
+         "forecast.channel=heart_rate"]
+
+
+def forecast_sets(device: str) -> dict:
+    """name -> (ForecastConfig, Prepared) of each bundled forecasting set, with the defaults."""
+    from rnnpipe.monitor import load_monitor_data, prepare_channel_forecast, prepare_monitor
+
+    out = {}
+    for name, overrides in (("stocks", []), ("ecg", ECG)):
+        cfg = load_config(ForecastConfig, overrides=overrides + [f"train.device={device}"])
+        out[name] = (cfg, stocks_prepared(cfg))
+    mc = load_config(MonitorConfig, overrides=[f"train.device={device}"])
+    out["glucose"] = prepare_channel_forecast(prepare_monitor(load_monitor_data(mc), mc), mc)
+    return out
+
+
+def with_highway(cfg, highway: str):
+    import dataclasses
+
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, highway=highway))
+
+
+def bench_highway_forecasters(device: str) -> list[dict]:
+    rows = []
+    for name, (base, p) in forecast_sets(device).items():
+        for hw in ("none", "linear"):
+            cfg = with_highway(base, hw)
+            pipe = ForecastPipeline(cfg, p.preprocessor)
+            t0 = time.perf_counter()
+            r = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
+            wall = time.perf_counter() - t0
+            ev = evaluate_forecasts(pipe, p)
+            v, t = ev["val"].metrics, ev["test"].metrics
+            rows.append({"set": name, "highway": hw, "best_epoch": r.best_epoch, "epochs": len(r.history),
+                         "samples_per_s": r.samples_per_s, "fit_s": wall,
+                         "warm_start_s": r.warm_start.get("warm_start_s", 0.0),
+                         **{k: v[k] for k in ("val_mae", "ridge_val_mae", "naive_val_mae")},
+                         **{k: t[k] for k in ("test_mae", "ridge_test_mae", "naive_test_mae",
+                                              "test_mae_vs_naive", "test_mae_vs_ridge")}})
+            print(f"  {name:8} highway={hw:6} val MAE {v['val_mae']:.4f}  test MAE {t['test_mae']:.4f} "
+                  f"(ridge {t['ridge_test_mae']:.4f}, naive {t['naive_test_mae']:.4f})  "
+                  f"{r.samples_per_s:,.0f} samples/s", flush=True)
+    return rows
+
+
+def bench_highway_classifiers(device: str) -> list[dict]:
+    from rnnpipe.monitor import MonitorPipeline, classification_loss, evaluate_monitor, load_monitor_data, prepare_monitor
+    from rnnpipe.synth import write_synthetic_vitals
+
+    synth = Path(tempfile.mkdtemp(prefix="vitals-")) / "vitals"
+    write_synthetic_vitals(synth, 40, 24, 0, 250)  # `rnnpipe data synth-vitals --patients 40`
+    rows = []
+    for name, overrides in (("glucose", []), ("synth-vitals-40", [f"data.path={synth}", *SYNTH])):
+        base = load_config(MonitorConfig, overrides=overrides + [f"train.device={device}"])
+        p = prepare_monitor(load_monitor_data(base), base)
+        for hw in ("none", "linear"):
+            cfg = with_highway(base, hw)
+            pipe = MonitorPipeline(cfg, p.preprocessor)
+            r = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train,
+                    loss_fn=classification_loss(cfg, p), progress=False)
+            m = evaluate_monitor(pipe, p)
+            rows.append({"set": name, "highway": hw, "best_epoch": r.best_epoch, "best_val_loss": r.best_val_loss,
+                         "samples_per_s": r.samples_per_s,
+                         **{k: m[k] for k in ("val_pr_auc_onset", "val_f1_onset", "test_f1_onset",
+                                              "logreg_test_f1_onset", "rule_test_f1_onset", "test_pr_auc_onset")}})
+            print(f"  {name:16} highway={hw:6} val loss {r.best_val_loss:.5f}  test onset F1 "
+                  f"{m['test_f1_onset']:.4f} (logreg {m['logreg_test_f1_onset']:.4f})", flush=True)
+    return rows
+
+
+def choose(rows: list[dict], key: str) -> dict:
+    """The default that wins on validation across every set: the geometric mean over sets of
+    the ratio linear / none of `key` (lower is better)."""
+    ratios = {}
+    for r in rows:
+        if r["highway"] == "linear":
+            none = next(x for x in rows if x["set"] == r["set"] and x["highway"] == "none")
+            ratios[r["set"]] = r[key] / none[key]
+    gmean = float(np.exp(np.mean(np.log(list(ratios.values())))))
+    return {"key": key, "ratio_linear_vs_none": ratios, "geometric_mean": gmean,
+            "winner": "linear" if gmean < 1 else "none"}
+
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,59 +205,96 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--skip-flow", action="store_true", help="skip the Prefect flow section")
     ap.add_argument("--synthetic-rows", type=int, default=1_000_000)
+    ap.add_argument("--only", choices=["windowing", "training", "highway"],
+                    help="run one section (training includes the flow unless --skip-flow)")
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                  "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                                  "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}}
 
-    # -- windowing ---------------------------------------------------------------------
-    cfg = load_config(ForecastConfig)
-    p = stocks_prepared(cfg)
-    rows = [bench_windowing(p.inputs, np.concatenate(list(p.ends.values())), cfg.window.lookback,
-                            "stocks (3 series)")]
-    rng = np.random.default_rng(0)
-    synth = rng.normal(size=(args.synthetic_rows, 4)).astype(np.float32)
-    ends = np.arange(59, args.synthetic_rows - 1)
-    rows.append(bench_windowing(synth, ends, 60, f"synthetic {args.synthetic_rows:,} rows"))
-    results["windowing"] = rows
+    run = (lambda section: args.only in (None, section))
 
-    # -- training and flow ---------------------------------------------------------------
-    overrides = [f"train.epochs={args.epochs}", f"train.patience={args.epochs + 1}",
-                 f"train.device={args.device}", "register.experiment=bench",
-                 "register.model_name=bench-forecaster"]
-    cfg = load_config(ForecastConfig, overrides=overrides)
-    (s1, _), (s2, train_info) = bare_training(cfg), bare_training(cfg)  # the first one warms up
-    bare_s = min(s1, s2)
-    results["training"] = {**train_info, "bare_wall_s": bare_s}
-    if not args.skip_flow:
-        from flows.forecast import train_stocks
+    if run("windowing"):
+        cfg = load_config(ForecastConfig)
+        p = stocks_prepared(cfg)
+        rows = [bench_windowing(p.inputs, np.concatenate(list(p.ends.values())), cfg.window.lookback,
+                                "stocks (3 series)")]
+        rng = np.random.default_rng(0)
+        synth = rng.normal(size=(args.synthetic_rows, 4)).astype(np.float32)
+        ends = np.arange(59, args.synthetic_rows - 1)
+        rows.append(bench_windowing(synth, ends, 60, f"synthetic {args.synthetic_rows:,} rows"))
+        results["windowing"] = rows
 
-        walls = []
-        for _ in range(2):  # the first run of a process also starts the ephemeral Prefect API
-            t0 = time.perf_counter()
-            summary = train_stocks(config=to_dict(cfg))
-            walls.append(time.perf_counter() - t0)
-        results["flow"] = {"flow_cold_s": walls[0], "flow_warm_s": walls[1], "bare_wall_s": bare_s,
-                           "overhead_warm_s": walls[1] - bare_s,
-                           "test_mae_vs_naive": summary["test_mae_vs_naive"]}
+    if run("training"):
+        overrides = [f"train.epochs={args.epochs}", f"train.patience={args.epochs + 1}",
+                     f"train.device={args.device}", "register.experiment=bench",
+                     "register.model_name=bench-forecaster"]
+        cfg = load_config(ForecastConfig, overrides=overrides)
+        (s1, _), (s2, train_info) = bare_training(cfg), bare_training(cfg)  # the first one warms up
+        bare_s = min(s1, s2)
+        results["training"] = {**train_info, "bare_wall_s": bare_s}
+        if not args.skip_flow:
+            from flows.forecast import train_stocks
+
+            walls = []
+            for _ in range(2):  # the first run of a process also starts the ephemeral Prefect API
+                t0 = time.perf_counter()
+                summary = train_stocks(config=to_dict(cfg))
+                walls.append(time.perf_counter() - t0)
+            results["flow"] = {"flow_cold_s": walls[0], "flow_warm_s": walls[1], "bare_wall_s": bare_s,
+                               "overhead_warm_s": walls[1] - bare_s,
+                               "test_mae_vs_naive": summary["test_mae_vs_naive"]}
+
+    if run("highway"):
+        print("highway: forecasters (defaults, one seed)", flush=True)
+        fc = bench_highway_forecasters(args.device)
+        print("highway: early-warning classifiers (defaults, one seed)", flush=True)
+        cl = bench_highway_classifiers(args.device)
+        results["highway"] = {"forecasters": fc, "classifiers": cl,
+                              "choice_forecasters": choose(fc, "val_mae"),
+                              "choice_classifiers": choose(cl, "best_val_loss")}
 
     # -- report ------------------------------------------------------------------------------
-    print("\nwindowing (best of 3; peak = Python heap allocations during the call)")
-    print(f"{'data':28} {'windows':>9} {'loop s':>8} {'loop MB':>8} {'view s':>9} {'view MB':>8} "
-          f"{'epoch gather s':>14}")
-    for r in results["windowing"]:
-        print(f"{r['data']:28} {r['windows']:>9,} {r['loop_s']:>8.3f} {r['loop_peak_mb']:>8.1f} "
-              f"{r['view_s']:>9.6f} {r['view_peak_mb']:>8.3f} {r['gather_one_epoch_s']:>14.3f}")
-    t = results["training"]
-    print(f"\ntraining: {t['samples_per_s']:,.0f} samples/s on {t['device']} ({t['precision']}), "
-          f"{t['epochs']} epochs of {t['train_windows']:,} windows")
+    if "windowing" in results:
+        print("\nwindowing (best of 3; peak = Python heap allocations during the call)")
+        print(f"{'data':28} {'windows':>9} {'loop s':>8} {'loop MB':>8} {'view s':>9} {'view MB':>8} "
+              f"{'epoch gather s':>14}")
+        for r in results["windowing"]:
+            print(f"{r['data']:28} {r['windows']:>9,} {r['loop_s']:>8.3f} {r['loop_peak_mb']:>8.1f} "
+                  f"{r['view_s']:>9.6f} {r['view_peak_mb']:>8.3f} {r['gather_one_epoch_s']:>14.3f}")
+    if "training" in results:
+        t = results["training"]
+        print(f"\ntraining: {t['samples_per_s']:,.0f} samples/s on {t['device']} ({t['precision']}), "
+              f"{t['epochs']} epochs of {t['train_windows']:,} windows")
     if "flow" in results:
         f = results["flow"]
         print(f"flow: {f['flow_cold_s']:.1f} s first run (starts the ephemeral Prefect API), "
               f"{f['flow_warm_s']:.1f} s second run, vs {f['bare_wall_s']:.1f} s bare (load + prepare "
               f"+ fit); per-run overhead {f['overhead_warm_s']:.1f} s (tasks, MLflow logging, model "
               f"logging, registration)")
+    if "highway" in results:
+        h = results["highway"]
+        print("\nforecasters: MAE in the series' units (val chooses, test reports)")
+        print(f"{'set':9} {'highway':8} {'val':>9} {'test':>9} {'ridge test':>10} {'naive test':>10} "
+              f"{'vs ridge':>8} {'vs naive':>8} {'best ep':>7} {'samples/s':>10} {'warm s':>7}")
+        for r in h["forecasters"]:
+            print(f"{r['set']:9} {r['highway']:8} {r['val_mae']:9.4f} {r['test_mae']:9.4f} "
+                  f"{r['ridge_test_mae']:10.4f} {r['naive_test_mae']:10.4f} {r['test_mae_vs_ridge']:8.4f} "
+                  f"{r['test_mae_vs_naive']:8.4f} {r['best_epoch']:7d} {r['samples_per_s']:10,.0f} "
+                  f"{r['warm_start_s']:7.2f}")
+        print("\nclassifiers: onset F1 on test (val loss chooses)")
+        print(f"{'set':16} {'highway':8} {'val loss':>9} {'val PR-AUC':>10} {'test F1':>8} {'logreg':>8} "
+              f"{'rule':>8} {'best ep':>7} {'samples/s':>10}")
+        for r in h["classifiers"]:
+            print(f"{r['set']:16} {r['highway']:8} {r['best_val_loss']:9.5f} {r['val_pr_auc_onset']:10.4f} "
+                  f"{r['test_f1_onset']:8.4f} {r['logreg_test_f1_onset']:8.4f} {r['rule_test_f1_onset']:8.4f} "
+                  f"{r['best_epoch']:7d} {r['samples_per_s']:10,.0f}")
+        for what in ("choice_forecasters", "choice_classifiers"):
+            c = h[what]
+            print(f"{what}: linear/none {c['key']} per set "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in c["ratio_linear_vs_none"].items())
+                  + f"; geometric mean {c['geometric_mean']:.4f} -> default {c['winner']}")
     write_results("forecast", results)
 
 

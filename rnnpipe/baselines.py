@@ -11,26 +11,28 @@ Early warning (windows of readings):
 Each exposes `fit(inputs, ends, y)` on training windows and `score(inputs, ends)`: higher
 means more likely an event.
 
-Forecasting: `RidgeForecast` on the window. Text classification: `TfidfLogisticRegression`
+Forecasting: `RidgeForecast` on the forecaster's scaled window (alpha chosen on validation). Text classification: `TfidfLogisticRegression`
 (word 1-2 grams) and `MajorityClass`, each with `fit(texts, y)` and `predict_proba(texts)`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from rnnpipe import models
+
 
 def window_summary(values: np.ndarray, ends: np.ndarray, lookback: int) -> np.ndarray:
-    """(N, 6 * C): last, mean, min, max, least-squares slope and std of each channel."""
-    w = values[ends[:, None] + np.arange(-lookback + 1, 1)]  # (N, L, C)
-    t = np.arange(lookback) - (lookback - 1) / 2
-    slope = np.einsum("nlc,l->nc", w - w.mean(axis=1, keepdims=True), t) / (t @ t)
-    parts = [w[:, -1], w.mean(axis=1), w.min(axis=1), w.max(axis=1), slope, w.std(axis=1)]
-    return np.concatenate(parts, axis=1)
+    """(N, 6 * C): last, mean, min, max, least-squares slope and std of each channel of the
+    windows ending at rows `ends` (the same statistics the wide part of a classifier reads)."""
+    w = torch.from_numpy(np.ascontiguousarray(values[ends[:, None] + np.arange(-lookback + 1, 1)],
+                                              dtype=np.float64))  # (N, L, C)
+    return models.window_summary(w).numpy()
 
 
 class MajorityBaseline:
@@ -75,30 +77,52 @@ class SummaryLogisticRegression:
         return self.model.decision_function(window_summary(values, ends, self.lookback))
 
 
+RIDGE_PENALTIES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)  # alpha / training rows
+
+
+def fit_ridge(X: np.ndarray, Y: np.ndarray, Xv: np.ndarray, Yv: np.ndarray,
+              penalties: tuple[float, ...] = RIDGE_PENALTIES) -> tuple[Ridge, float, float]:
+    """Ridge regression of Y on X (train), its penalty chosen by the mean squared error on
+    (Xv, Yv) (validation). The penalty is relative to the number of training rows (alpha =
+    penalty x rows), so on standardised features it means the same at any data size.
+    -> (fitted model, penalty, validation MSE)."""
+    best = None
+    for penalty in penalties:
+        model = Ridge(alpha=penalty * len(X)).fit(X, Y)
+        mse = float(np.mean((model.predict(Xv).reshape(Yv.shape) - Yv) ** 2))
+        if best is None or mse < best[2]:
+            best = (model, penalty, mse)
+    return best
+
+
 class RidgeForecast:
-    """Ridge regression from the last `lookback` values to the next `horizon` values, on the
-    change relative to the last value (so it extrapolates beyond the training range)."""
+    """Ridge regression on the forecaster's own inputs: the scaled window of every input
+    channel -> the scaled targets of every step ahead (the same encoding the recurrent model
+    learns, so it is a linear model of the same window), decoded like the model's output.
+    The penalty is chosen on validation windows (`fit_ridge`). The linear part of a
+    forecaster (`model.highway=linear`) starts from this same fit."""
 
     name = "ridge"
 
-    def __init__(self, lookback: int, horizon: int, alpha: float = 1.0):
-        self.lookback, self.horizon = lookback, horizon
-        self.model = Ridge(alpha=alpha)
+    def __init__(self, lookback: int):
+        self.lookback = lookback
 
-    def _xy(self, x: np.ndarray, ends: np.ndarray):
-        w = x[ends[:, None] + np.arange(-self.lookback + 1, 1)]
-        last = w[:, -1:]
-        return w - last, last
+    def _x(self, inputs: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        return inputs[ends[:, None] + np.arange(-self.lookback + 1, 1)].reshape(len(ends), -1)
 
-    def fit(self, x: np.ndarray, ends: np.ndarray):
-        X, last = self._xy(x, ends)
-        Y = x[ends[:, None] + np.arange(1, self.horizon + 1)] - last
-        self.model.fit(X, Y)
+    def fit(self, inputs: np.ndarray, targets: np.ndarray, train_ends: np.ndarray,
+            val_ends: np.ndarray) -> "RidgeForecast":
+        self.model, self.penalty_, _ = fit_ridge(self._x(inputs, train_ends), targets[train_ends],
+                                               self._x(inputs, val_ends), targets[val_ends])
         return self
 
-    def predict(self, x: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        X, last = self._xy(x, ends)
-        return self.model.predict(X).reshape(len(ends), -1) + last
+    def predict(self, inputs: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Scaled outputs (N, H), like the recurrent model's."""
+        return self.model.predict(self._x(inputs, ends)).reshape(len(ends), -1)
+
+    def forecast(self, prepared, ends: np.ndarray) -> np.ndarray:
+        """Forecasts (N, H) in the target's units for the windows ending at `ends`."""
+        return prepared.preprocessor.decode(self.predict(prepared.inputs, ends), prepared.frame, ends)
 
 
 class TfidfLogisticRegression:

@@ -50,7 +50,8 @@ class WindowConfig:
 
 @dataclass
 class ModelConfig:
-    CHOICES: ClassVar = {"cell": {"rnn", "lstm", "gru"}, "pooling": {"last", "mean", "max", "attention"}}
+    CHOICES: ClassVar = {"cell": {"rnn", "lstm", "gru"}, "pooling": {"last", "mean", "max", "attention"},
+                         "highway": {"none", "linear"}}
     POSITIVE: ClassVar = ("hidden_size", "num_layers")
 
     cell: str = "lstm"  # rnn | lstm | gru
@@ -59,6 +60,12 @@ class ModelConfig:
     dropout: float = 0.2
     bidirectional: bool = False
     pooling: str = "last"  # last | mean | max | attention
+    # none | linear: a linear part on the window beside the recurrent output, trained jointly
+    # (forecasters: an autoregressive "highway" on the window; window classifiers: a wide part
+    # on its summary statistics). The linear part fitted alone is the candidate to beat, so the
+    # model never ends worse on validation. Default chosen on validation over every bundled
+    # set (README, "How a model is judged")
+    highway: str = "linear"
 
     def check(self, section: str) -> None:
         if not 0 <= self.dropout < 1:
@@ -136,9 +143,16 @@ class ResampleConfig:
 
 @dataclass
 class MonitorSplitConfig:
-    train: float = 0.70  # by patient when there are several, in time order when there is one
+    POSITIVE: ClassVar = ("min_events",)
+    train: float = 0.70  # by patient when there are 3 or more, else in time order
     val: float = 0.15
     seed: int = 0  # shuffles patients for the grouped split
+    val_start: str = ""  # cut dates (ISO): when both are set, every patient is split in time
+    test_start: str = ""  # order at these dates instead
+    # val and test must each hold at least this many event windows (onset windows where
+    # onset metrics decide), or the run stops before training: a model cannot be judged
+    # (nor a threshold chosen) on a part without events
+    min_events: int = 5
 
 
 @dataclass
@@ -196,6 +210,8 @@ class MonitorConfig:
             raise ConfigError("data.channels: name at least one channel column")
         if bool(self.data.event) == bool(self.data.label_col):
             raise ConfigError("give exactly one of data.event (e.g. 'glucose < 70') and data.label_col")
+        if bool(self.split.val_start) != bool(self.split.test_start):
+            raise ConfigError("split.val_start and split.test_start must be given together")
         if not (0 < self.split.train < 1 and 0 < self.split.val < 1 and self.split.train + self.split.val < 1):
             raise ConfigError(f"split.train={self.split.train}, split.val={self.split.val}: each must be in "
                               "(0, 1) and their sum below 1 (the test part gets the rest)")
@@ -277,7 +293,8 @@ class ReviewsConfig:
     text: TextConfig = field(default_factory=TextConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(
-        cell="gru", hidden_size=64, num_layers=1, dropout=0.0, bidirectional=True, pooling="max"))
+        cell="gru", hidden_size=64, num_layers=1, dropout=0.0, bidirectional=True, pooling="max",
+        highway="none"))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=12, batch_size=32, lr=2e-3, weight_decay=1e-4, patience=3))
     classify: TextClassifyConfig = field(default_factory=TextClassifyConfig)
@@ -286,6 +303,9 @@ class ReviewsConfig:
 
     def validate(self) -> "ReviewsConfig":
         check_sections(self)
+        if self.model.highway != "none":
+            raise ConfigError(f"model.highway={self.model.highway!r}: the text classifier has no linear "
+                              "part on windows; use model.highway=none")
         if not self.data.text_col or not self.data.label_col:
             raise ConfigError("data.text_col and data.label_col must name columns")
         test = 0.0 if self.data.test_path else self.split.test

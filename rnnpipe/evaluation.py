@@ -4,7 +4,7 @@ warnings (binary, with a threshold) and text classes (any number of classes)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib
 
@@ -25,6 +25,8 @@ from sklearn.metrics import (  # noqa: E402
     root_mean_squared_error,
 )
 
+from rnnpipe.errors import DataError  # noqa: E402
+
 
 def _scores(pred: np.ndarray, actual: np.ndarray) -> dict[str, float]:
     a, p = actual.reshape(-1), pred.reshape(-1)
@@ -34,25 +36,35 @@ def _scores(pred: np.ndarray, actual: np.ndarray) -> dict[str, float]:
 
 
 def forecast_metrics(pred: np.ndarray, actual: np.ndarray, last: np.ndarray,
-                     series: Sequence[str], prefix: str = "test") -> dict[str, float]:
-    """Model and naive metrics in the target's units, overall and per series.
+                     series: Sequence[str], prefix: str = "test",
+                     baselines: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """Model and baseline metrics in the target's units, overall and per series.
 
     pred, actual: (N, H); last: (N,) last observed values (the naive forecast for every step);
-    series: (N,) series id of each window. Names: `test_mae`, `naive_test_mae`,
-    `test_mae_vs_naive` (model / naive; below 1 beats naive), per series `test_mae.AAPL`.
-    MAPE is in percent.
+    series: (N,) series id of each window; baselines: name -> (N, H) forecasts of other
+    methods on the same windows (naive is always included). Names: `test_mae`,
+    `naive_test_mae`, `ridge_test_mae`, `test_mae_vs_naive` (model / baseline; below 1 beats
+    it), per series `test_mae.AAPL`; the last step ahead alone: `test_mae_last_step`,
+    `naive_test_mae_last_step`. MAPE is in percent.
     """
     naive = np.repeat(np.asarray(last, dtype=np.float64)[:, None], pred.shape[1], axis=1)
+    methods = {"naive": naive, **(baselines or {})}
     series = np.asarray(series)
     out: dict[str, float] = {}
     groups = [("", np.ones(len(series), dtype=bool))] + [(f".{s}", series == s) for s in dict.fromkeys(series)]
     for suffix, m in groups:
-        model, base = _scores(pred[m], actual[m]), _scores(naive[m], actual[m])
+        model = _scores(pred[m], actual[m])
         for k in ("mae", "rmse", "mape"):
             out[f"{prefix}_{k}{suffix}"] = model[k]
-            out[f"naive_{prefix}_{k}{suffix}"] = base[k]
-        for k in ("mae", "rmse"):
-            out[f"{prefix}_{k}_vs_naive{suffix}"] = model[k] / base[k] if base[k] > 0 else float("nan")
+        for name, forecast in methods.items():
+            base = _scores(forecast[m], actual[m])
+            for k in ("mae", "rmse", "mape"):
+                out[f"{name}_{prefix}_{k}{suffix}"] = base[k]
+            for k in ("mae", "rmse"):
+                out[f"{prefix}_{k}_vs_{name}{suffix}"] = model[k] / base[k] if base[k] > 0 else float("nan")
+    for name, forecast in {"": pred, **methods}.items():
+        out[f"{name + '_' if name else ''}{prefix}_mae_last_step"] = float(
+            np.mean(np.abs(forecast[:, -1] - actual[:, -1])))
     return out
 
 
@@ -105,36 +117,71 @@ class ForecastEvaluation:
     pred: np.ndarray  # (N, H)
     last: np.ndarray  # (N,) last observed value: the naive forecast
     metrics: dict[str, float]
+    baselines: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, H), besides naive
+
+    def names(self) -> list[str]:
+        return ["naive", *self.baselines]
+
+    def best_baseline(self) -> str:
+        return min(self.names(), key=lambda n: self.metrics[f"{n}_{self.part}_mae"])
 
     def standing(self) -> str:
-        """One sentence: where the model stands against the naive forecast."""
+        """One sentence: where the model stands against each baseline."""
         m, p = self.metrics, self.part
-        ratio = m[f"{p}_mae_vs_naive"]
-        verdict = (f"beats naive by {100 * (1 - ratio):.3f}%" if ratio < 1
-                   else f"loses to naive by {100 * (ratio - 1):.3f}%")
-        return f"{p} MAE {m[f'{p}_mae']:.4f} vs naive {m[f'naive_{p}_mae']:.4f}: {verdict}"
+        parts = []
+        for name in self.names():
+            ratio = m[f"{p}_mae_vs_{name}"]
+            verdict = (f"beats it by {100 * (1 - ratio):.3f}%" if ratio < 1 else
+                       "ties it" if ratio == 1 else f"loses by {100 * (ratio - 1):.3f}%")
+            parts.append(f"{name} {m[f'{name}_{p}_mae']:.4f} ({verdict})")
+        return f"{p} MAE {m[f'{p}_mae']:.4f} vs " + ", ".join(parts)
 
     def per_series(self) -> list[dict[str, float | str]]:
         m, p = self.metrics, self.part
-        return [{"series": s, f"{p}_mae": m[f"{p}_mae.{s}"], f"naive_{p}_mae": m[f"naive_{p}_mae.{s}"],
-                 f"{p}_mae_vs_naive": m[f"{p}_mae_vs_naive.{s}"], f"{p}_mape": m[f"{p}_mape.{s}"]}
-                for s in dict.fromkeys(self.series)]
+        rows = []
+        for s in dict.fromkeys(self.series):
+            row: dict[str, float | str] = {"series": s, f"{p}_mae": m[f"{p}_mae.{s}"]}
+            for name in self.names():
+                row[f"{name}_{p}_mae"] = m[f"{name}_{p}_mae.{s}"]
+                row[f"{p}_mae_vs_{name}"] = m[f"{p}_mae_vs_{name}.{s}"]
+            row[f"{p}_mape"] = m[f"{p}_mape.{s}"]
+            rows.append(row)
+        return rows
 
     def plot(self):
         return plot_forecasts(self.timestamps, self.actual[:, 0], self.pred[:, 0], self.series,
                               title=f"{self.part}: forecast vs actual (1 step ahead)")
 
 
-def evaluate_forecaster(pipeline, prepared, part: str = "test") -> ForecastEvaluation:
-    """Score a trained `ForecastPipeline` on the windows of one part of `Prepared` data."""
+def fit_forecast_baselines(prepared) -> dict[str, object]:
+    """The forecasting baselines besides naive, fitted on the training windows of `Prepared`
+    data (settings chosen on validation): name -> an object with `forecast(prepared, ends)`."""
+    from rnnpipe.baselines import RidgeForecast
+
+    ridge = RidgeForecast(prepared.preprocessor.lookback)
+    ridge.fit(prepared.inputs, prepared.targets, prepared.ends["train"], prepared.ends["val"])
+    return {ridge.name: ridge}
+
+
+def evaluate_forecaster(pipeline, prepared, part: str = "test",
+                        baselines: dict[str, object] | None = None) -> ForecastEvaluation:
+    """Score a trained `ForecastPipeline` on the windows of one part of `Prepared` data, side
+    by side with the naive forecast and `baselines` (`fit_forecast_baselines`)."""
     frame, ends = prepared.frame, prepared.ends[part]
     H = prepared.preprocessor.horizon
     pred = pipeline.forecast_windows(frame, ends, prepared.inputs)
     actual = frame.target[ends[:, None] + np.arange(1, H + 1)]
     series = np.asarray(frame.series)[np.searchsorted(frame.offsets, ends, side="right") - 1]
     last = frame.target[ends]
+    others = {name: b.forecast(prepared, ends) for name, b in (baselines or {}).items()}
     return ForecastEvaluation(part, frame.timestamps[ends + 1], series, actual, pred, last,
-                              forecast_metrics(pred, actual, last, series, prefix=part))
+                              forecast_metrics(pred, actual, last, series, part, others), others)
+
+
+def evaluate_forecasts(pipeline, prepared, parts: Sequence[str] = ("val", "test")) -> dict[str, ForecastEvaluation]:
+    """`evaluate_forecaster` on several parts, the baselines fitted once."""
+    baselines = fit_forecast_baselines(prepared)
+    return {part: evaluate_forecaster(pipeline, prepared, part, baselines) for part in parts}
 
 
 # --- classification -----------------------------------------------------------------------
@@ -142,10 +189,12 @@ def evaluate_forecaster(pipeline, prepared, part: str = "test") -> ForecastEvalu
 def choose_threshold(y: np.ndarray, score: np.ndarray, objective: str = "f1",
                      target_recall: float = 0.8) -> float:
     """A decision threshold on validation scores: the one with the highest F1, or the highest
-    threshold that still reaches `target_recall`. Predict positive when score >= threshold."""
+    threshold that still reaches `target_recall`. Predict positive when score >= threshold.
+    Always finite: without a positive there is nothing to choose on, and that is an error
+    (`rnnpipe.monitor.check_event_counts` refuses such a split before training)."""
     y = np.asarray(y)
     if y.sum() == 0:
-        return float(np.inf)  # nothing to find: never alert
+        raise DataError("no event among the validation windows: a decision threshold cannot be chosen")
     precision, recall, thresholds = precision_recall_curve(y, score)
     precision, recall = precision[:-1], recall[:-1]
     if objective == "recall":
@@ -158,15 +207,20 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, objective: str = "f1",
 def classification_metrics(y: np.ndarray, score: np.ndarray, threshold: float,
                            prefix: str = "test", suffix: str = "") -> dict[str, float]:
     """F1, precision and recall of the event class, macro-F1, ROC-AUC and PR-AUC, plus the
-    confusion counts. Names like `test_f1`, `test_f1_onset` (suffix "_onset")."""
+    confusion counts. Names like `test_f1`, `test_f1_onset` (suffix "_onset").
+
+    Undefined is NaN, never 0: without an event, F1, recall and the AUCs are NaN (and
+    precision too when nothing was flagged), so a gate can tell "cannot judge" from "wrong"."""
     y = np.asarray(y).astype(int)
     pred = (np.asarray(score) >= threshold).astype(int)
     both = len(np.unique(y)) == 2
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    events = tp + fn > 0
+    nan = float("nan")
     out = {
-        "f1": f1_score(y, pred, zero_division=0),
-        "precision": precision_score(y, pred, zero_division=0),
-        "recall": recall_score(y, pred, zero_division=0),
+        "f1": f1_score(y, pred, zero_division=0) if events else nan,
+        "precision": precision_score(y, pred, zero_division=0) if events or tp + fp > 0 else nan,
+        "recall": recall_score(y, pred, zero_division=0) if events else nan,
         "macro_f1": f1_score(y, pred, average="macro", zero_division=0),
         "roc_auc": roc_auc_score(y, score) if both else float("nan"),
         "pr_auc": average_precision_score(y, score) if both else float("nan"),

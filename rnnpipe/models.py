@@ -5,6 +5,16 @@ of sequences and pools the outputs into one vector: the last state, the mean, th
 element-wise max, or an attention average whose weights are kept for inspection (which time
 steps drove the output). Padded batches of sequences of different lengths run as packed
 sequences, so padding changes neither the result nor (beyond the gather) the cost.
+
+A head may add a **linear part** on the same window (`highway="linear"`), summed with the
+recurrent output and trained jointly: the autoregressive "highway" of LSTNet (Lai et al.
+2018) for forecasters, and a wide part on window summary statistics (last, mean, min, max,
+slope, std of each channel: what the logistic-regression baseline reads) for the sequence
+classifier, as in wide-and-deep models. The recurrent head then starts at zero as well.
+`rnnpipe.training.fit` first fits the linear part alone on the training windows (closed form
+or convex, its penalty chosen on validation) and keeps that model as the candidate to beat,
+then trains both parts jointly from zero: the trained model never ends worse on validation
+than the best linear model of its own window.
 """
 
 from __future__ import annotations
@@ -15,6 +25,68 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 POOLINGS = ("last", "mean", "max", "attention")
+HIGHWAYS = ("none", "linear")
+SUMMARY_STATS = ("last", "mean", "min", "max", "slope", "std")
+
+
+def window_summary(w: torch.Tensor) -> torch.Tensor:
+    """(N, L, C) windows -> (N, 6 * C): the last value, mean, min, max, least-squares slope
+    per step and (population) std of each channel, in `SUMMARY_STATS` order."""
+    L = w.shape[1]
+    t = torch.arange(L, dtype=w.dtype, device=w.device) - (L - 1) / 2
+    centred = w - w.mean(dim=1, keepdim=True)
+    slope = torch.einsum("nlc,l->nc", centred, t) / (t @ t).clamp_min(1e-12)
+    return torch.cat([w[:, -1], w.mean(dim=1), w.amin(dim=1), w.amax(dim=1), slope,
+                      centred.pow(2).mean(dim=1).sqrt()], dim=1)
+
+
+class LinearPart(nn.Module):
+    """A linear map from features of the input window to the head's outputs, zero at first.
+
+    `features="window"`: the flattened window (L x C values: an autoregressive model on every
+    input channel); `features="summary"`: `window_summary`, standardised with statistics of
+    the training windows kept as buffers (set by `fit_standardisation`), so they travel with
+    the state dict.
+    """
+
+    def __init__(self, lookback: int, channels: int, outputs: int, features: str = "window",
+                 squeeze: bool = False):
+        super().__init__()
+        if features not in ("window", "summary"):
+            raise ValueError(f"features {features!r}: expected window or summary")
+        self.features, self.squeeze = features, squeeze
+        n = lookback * channels if features == "window" else len(SUMMARY_STATS) * channels
+        self.linear = nn.Linear(n, outputs)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+        self.register_buffer("center", torch.zeros(n))
+        self.register_buffer("scale", torch.ones(n))
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Weights back to zero (the standardisation stays)."""
+        self.linear.weight.zero_()
+        self.linear.bias.zero_()
+
+    def featurize(self, x: torch.Tensor) -> torch.Tensor:
+        z = x.flatten(1) if self.features == "window" else window_summary(x.float())
+        return (z - self.center) / self.scale
+
+    @torch.no_grad()
+    def fit_standardisation(self, z: torch.Tensor) -> None:
+        """Centre and scale from raw features `z` of training windows (summary features only:
+        the window's values are already scaled by the preprocessor)."""
+        if self.features == "summary":
+            self.center.copy_(z.mean(0))
+            self.scale.copy_(z.std(0, unbiased=False).clamp_min(1e-6))
+
+    def from_features(self, z: torch.Tensor) -> torch.Tensor:
+        """The part's output (as the model returns it) from standardised features."""
+        out = self.linear(z)
+        return out.squeeze(-1) if self.squeeze else out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.from_features(self.featurize(x))
 
 
 class RecurrentEncoder(nn.Module):
@@ -71,38 +143,58 @@ class RecurrentEncoder(nn.Module):
         return torch.bmm(weights.unsqueeze(1).to(out.dtype), out).squeeze(1)
 
 
-class Forecaster(nn.Module):
-    """Encoder + a linear head with one output per step ahead (direct multi-horizon).
+def _check_highway(highway: str, lookback: int) -> None:
+    if highway not in HIGHWAYS:
+        raise ValueError(f"highway {highway!r}: expected one of {', '.join(HIGHWAYS)}")
+    if highway != "none" and lookback < 1:
+        raise ValueError("a linear part needs the window length (lookback)")
 
-    The head starts at zero, so an untrained model predicts "no change" (the naive forecast
-    under difference or log-return targets); training moves it only where the data pays.
+
+class Forecaster(nn.Module):
+    """Encoder + a linear head with one output per step ahead (direct multi-horizon), plus an
+    optional linear autoregressive part on the window (`highway="linear"`).
+
+    Both start at zero, so an untrained model predicts "no change" (the naive forecast under
+    difference or log-return targets); training moves them only where the data pays.
     """
 
-    def __init__(self, input_size: int, horizon: int, **encoder_kwargs):
+    def __init__(self, input_size: int, horizon: int, lookback: int = 0, highway: str = "none",
+                 **encoder_kwargs):
         super().__init__()
+        _check_highway(highway, lookback)
         self.encoder = RecurrentEncoder(input_size, **encoder_kwargs)
         self.head = nn.Linear(self.encoder.out_features, horizon)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        self.linear_part = LinearPart(lookback, input_size, horizon) if highway == "linear" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))
+        out = self.head(self.encoder(x))
+        return out if self.linear_part is None else out + self.linear_part(x)
 
 
 class SequenceClassifier(nn.Module):
-    """Encoder + a linear head: one logit per sequence (binary: event or not).
+    """Encoder + a linear head: one logit per sequence (binary: event or not), plus an
+    optional wide part on the window's summary statistics (`highway="linear"`).
 
     With attention pooling, `attention()` returns the weights over time steps of the last
     batch, so a user can see which readings drove an alert.
     """
 
-    def __init__(self, input_size: int, **encoder_kwargs):
+    def __init__(self, input_size: int, lookback: int = 0, highway: str = "none", **encoder_kwargs):
         super().__init__()
+        _check_highway(highway, lookback)
         self.encoder = RecurrentEncoder(input_size, **encoder_kwargs)
         self.head = nn.Linear(self.encoder.out_features, 1)
+        self.linear_part = None
+        if highway == "linear":  # wide and deep: the deep part starts at zero beside it
+            self.linear_part = LinearPart(lookback, input_size, 1, features="summary", squeeze=True)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.encoder(x, lengths)).squeeze(-1)
+        out = self.head(self.encoder(x, lengths)).squeeze(-1)
+        return out if self.linear_part is None else out + self.linear_part(x)
 
     def attention(self) -> torch.Tensor | None:
         return self.encoder.last_attention

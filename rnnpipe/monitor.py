@@ -19,12 +19,12 @@ import pandas as pd
 import torch
 
 from rnnpipe import settings
-from rnnpipe.baselines import LastReadingRule, MajorityBaseline, RidgeForecast, SummaryLogisticRegression
+from rnnpipe.baselines import LastReadingRule, MajorityBaseline, SummaryLogisticRegression
 from rnnpipe.config import (DataConfig, ForecastConfig, MonitorConfig, RegisterConfig, WindowConfig,
                             from_dict, to_dict)
-from rnnpipe.errors import DataError
+from rnnpipe.errors import DataError, ModelError
 from rnnpipe.evaluation import (ForecastEvaluation, alert_lead_times, choose_threshold,
-                                 classification_metrics, evaluate_forecaster, forecast_metrics)
+                                 classification_metrics, evaluate_forecasts)
 from rnnpipe.features.events import event_flags, future_event_labels, parse_rule
 from rnnpipe.features.resample import resample
 from rnnpipe.features.scalers import SeriesScaler
@@ -142,7 +142,10 @@ def prepare_monitor(frame: SeriesFrame, cfg: MonitorConfig) -> MonitorPrepared:
     pre = MonitorPreprocessor(cfg)
     grid = pre.grid(frame)
     s = cfg.split
-    if len(grid.series) >= 3:
+    if s.val_start:
+        split, kind = chronological_split(grid, val_start=s.val_start, test_start=s.test_start), \
+            f"chronological at {s.val_start} / {s.test_start}"
+    elif len(grid.series) >= 3:
         split, kind = grouped_split(grid, s.train, s.val, s.seed), "grouped by patient"
     else:
         split, kind = chronological_split(grid, s.train, s.val), "chronological"
@@ -159,13 +162,39 @@ def prepare_monitor(frame: SeriesFrame, cfg: MonitorConfig) -> MonitorPrepared:
             raise DataError(f"{frame.source}: no complete {part} window: every candidate spans a gap "
                             f"longer than resample.max_gap={cfg.resample.max_gap} or the data is "
                             f"shorter than window.lookback + window.horizon")
-    classes = np.unique(labels[ends["train"]])
-    if len(classes) < 2:
-        what = "no event" if classes[0] == 0 else "only events"
-        raise DataError(f"{frame.source}: the training windows hold {what} ({len(ends['train'])} windows, "
-                        f"label = {cfg.data.event or cfg.data.label_col} within {w.horizon} steps); "
+    prepared = MonitorPrepared(grid, split, pre, inputs, events, labels, ends, kind)
+    check_event_counts(prepared, cfg, frame.source)
+    return prepared
+
+
+def check_event_counts(p: "MonitorPrepared", cfg: MonitorConfig, source: str) -> None:
+    """Refuse, before training, a split that cannot train or judge a classifier: the training
+    windows must hold both classes, and val and test at least `split.min_events` event windows
+    each: onset windows for the part whose decision is made on onset windows (val when
+    classify.threshold_on=onset, test when register.metric is an onset metric)."""
+    counts, w = p.counts(), cfg.window
+    label = f"label = {cfg.data.event or cfg.data.label_col} within {w.horizon} steps"
+    train = counts["train"]
+    if train["positive"] in (0, train["windows"]):
+        what = "no event" if train["positive"] == 0 else "only events"
+        raise DataError(f"{source}: the training windows hold {what} ({train['windows']} windows, {label}); "
                         "a classifier needs both classes in train")
-    return MonitorPrepared(grid, split, pre, inputs, events, labels, ends, kind)
+    onset_for = {"val": cfg.classify.threshold_on == "onset", "test": cfg.register.metric.endswith("_onset")}
+    need = cfg.split.min_events
+    for part in ("val", "test"):
+        key = "onset_positive" if onset_for[part] else "positive"
+        if counts[part][key] < need:
+            what = "onset event windows" if onset_for[part] else "event windows"
+            why = ("the decision threshold is chosen on them" if part == "val"
+                   else f"the gate's {cfg.register.metric} is computed on them")
+            per_part = ", ".join(f"{q} {counts[q]['positive']} (onset {counts[q]['onset_positive']})"
+                                 for q in ("train", "val", "test"))
+            raise DataError(
+                f"{source}: the {part} part holds {counts[part][key]} {what} ({label}; {why}); val and test "
+                f"each need at least split.min_events={need}. Event windows per part: {per_part}, "
+                f"{p.split_kind} split. Move the cut (split.train / split.val, or the cut dates "
+                f"split.val_start / split.test_start), split by patient (3 or more patients), or use a "
+                f"longer recording")
 
 
 class MonitorPipeline:
@@ -178,7 +207,8 @@ class MonitorPipeline:
             m = config.model
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.train.seed)
-                model = SequenceClassifier(len(preprocessor.input_names_), cell=m.cell,
+                model = SequenceClassifier(len(preprocessor.input_names_), lookback=config.window.lookback,
+                                           highway=m.highway, cell=m.cell,
                                            hidden_size=m.hidden_size, num_layers=m.num_layers,
                                            dropout=m.dropout, bidirectional=m.bidirectional,
                                            pooling=m.pooling)
@@ -244,11 +274,14 @@ class MonitorPipeline:
         return pd.DataFrame(rows, columns=[d.series_col, d.timestamp_col, "attention"])
 
     def save(self, path: str | Path) -> Path:
+        if not np.isfinite(self.threshold):
+            raise ModelError(f"the decision threshold is {self.threshold}: a model that can never raise "
+                             "an alert is not saved")
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
         (p / "config.json").write_text(json.dumps(to_dict(self.config), indent=2))
         (p / "preprocessor.json").write_text(json.dumps(
-            {**self.preprocessor.to_dict(), "threshold": self.threshold}))
+            {**self.preprocessor.to_dict(), "threshold": float(self.threshold)}))
         torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, p / "weights.pt")
         return p
 
@@ -297,10 +330,13 @@ def evaluate_monitor(pipeline: MonitorPipeline, p: MonitorPrepared) -> dict[str,
         else:
             sv, st = scorer.score(raw, p.ends["val"]), scorer.score(raw, p.ends["test"])
         thr = 0.5 if name == "majority" else threshold_on_val(sv)
+        prefix = f"{name}_test" if name else "test"
+        m = {}
         if name == "":
             pipeline.threshold = thr
-        prefix = f"{name}_test" if name else "test"
-        m = classification_metrics(y["test"], st, thr, prefix)
+            m.update(classification_metrics(y["val"], sv, thr, "val"))
+            m.update(classification_metrics(y["val"][onset["val"]], sv[onset["val"]], thr, "val", "_onset"))
+        m.update(classification_metrics(y["test"], st, thr, prefix))
         m.update(classification_metrics(y["test"][onset["test"]], st[onset["test"]], thr, prefix, "_onset"))
         leads = alert_lead_times(p.events, p.grid.offsets, p.ends["test"], st >= thr, w.horizon)
         step_min = pd.Timedelta(cfg.resample.step).total_seconds() / 60
@@ -388,18 +424,6 @@ def prepare_channel_forecast(p: MonitorPrepared, cfg: MonitorConfig):
 
 def evaluate_channel_forecast(pipeline, prepared) -> ForecastEvaluation:
     """Test metrics of the forecaster against the last value (naive) and a ridge regression
-    on the window, all in the channel's units."""
-    ev = evaluate_forecaster(pipeline, prepared, "test")
-    x = prepared.frame.target
-    ridge = RidgeForecast(prepared.preprocessor.lookback, prepared.preprocessor.horizon)
-    ridge.fit(x, prepared.ends["train"])
-    pred = ridge.predict(x, prepared.ends["test"])
-    scores = forecast_metrics(pred, ev.actual, ev.last, ev.series, prefix="test")
-    ev.metrics.update({f"ridge_{k}": v for k, v in scores.items()
-                       if k.startswith("test_") and "_vs_" not in k})
-    ev.metrics["test_mae_vs_ridge"] = ev.metrics["test_mae"] / ev.metrics["ridge_test_mae"]
-    # the metrics above average steps 1..H; the last step (e.g. 30 minutes ahead) on its own:
-    for name, p in (("", ev.pred), ("naive_", np.repeat(ev.last[:, None], ev.actual.shape[1], 1)),
-                    ("ridge_", pred)):
-        ev.metrics[f"{name}test_mae_last_step"] = float(np.mean(np.abs(p[:, -1] - ev.actual[:, -1])))
-    return ev
+    on the window, all in the channel's units (steps 1..H averaged, and the last step alone:
+    `*_mae_last_step`, e.g. 30 minutes ahead)."""
+    return evaluate_forecasts(pipeline, prepared, ("test",))["test"]

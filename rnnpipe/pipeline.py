@@ -172,6 +172,7 @@ class ForecastPipeline:
             with torch.random.fork_rng(devices=[]):  # initial weights follow train.seed
                 torch.manual_seed(config.train.seed)
                 model = Forecaster(1 + len(preprocessor.feature_names_), preprocessor.horizon,
+                                   lookback=preprocessor.lookback, highway=m.highway,
                                    cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
                                    dropout=m.dropout, bidirectional=m.bidirectional,
                                    pooling=m.pooling)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -210,18 +211,114 @@ def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame) -> 
     return info.model_uri
 
 
+def degenerate_value(metric: str, greater_is_better: bool) -> float | None:
+    """The value of `metric` that a model reaches without learning anything: 0 for F1,
+    precision and recall (it never finds an event), 0.5 for ROC-AUC (chance); None for errors
+    (MAE, RMSE), which have no such value."""
+    if not greater_is_better:
+        return None
+    return 0.5 if metric.endswith(("roc_auc", "roc_auc_onset")) else 0.0
+
+
 def gate_spec(pipeline: str, cfg: Any) -> dict[str, Any]:
     """How a model of `pipeline` (stocks, monitor, reviews) is judged for `champion`: the
     keyword arguments of `register_and_gate` after the metrics."""
     r = cfg.register
     if pipeline == "stocks":
-        return dict(metric=r.metric, baselines={"naive": f"naive_{r.metric}"}, margin=r.naive_margin,
+        spec = dict(metric=r.metric, baselines={"naive": f"naive_{r.metric}"}, margin=r.naive_margin,
                     greater_is_better=False)
-    if pipeline == "monitor":
-        return dict(metric=r.metric, baselines={b: f"{b}_{r.metric}" for b in baseline_names()},
+    elif pipeline == "monitor":
+        spec = dict(metric=r.metric, baselines={b: f"{b}_{r.metric}" for b in baseline_names()},
                     margin=r.baseline_margin, greater_is_better=True)
-    return dict(metric=r.metric, baselines={"tfidf": f"tfidf_{r.metric}", "majority": f"majority_{r.metric}"},
-                margin=r.baseline_margin, greater_is_better=True)
+    else:
+        spec = dict(metric=r.metric, baselines={"tfidf": f"tfidf_{r.metric}", "majority": f"majority_{r.metric}"},
+                    margin=r.baseline_margin, greater_is_better=True)
+    return {**spec, "degenerate": degenerate_value(r.metric, spec["greater_is_better"])}
+
+
+def _defined(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+@dataclass
+class Verdict:
+    """What the gate decided and why: `rule` names the rule that decided (one of
+    `GATE_RULES`), `reason` says it in a sentence that stays true after the alias moves."""
+
+    promoted: bool
+    rule: str
+    reason: str
+
+
+GATE_RULES = ("undefined-metric", "undefined-baseline", "degenerate", "baseline", "first",
+              "champion-undefined", "champion")
+
+
+def judge(metric: str, value: float | None, baselines: dict[str, float | None], *, margin: float = 0.0,
+          greater_is_better: bool = False, degenerate: float | None = None,
+          champion: tuple[str, float | None] | None = None) -> Verdict:
+    """The champion gate as a pure function, its rules in order:
+
+    1. undefined-metric: a missing, NaN or infinite metric never passes;
+    2. undefined-baseline: nor does a model judged against a baseline whose metric is
+       undefined (the test data cannot judge either);
+    3. degenerate: a metric no better than the value a model reaches without learning
+       (`degenerate`, e.g. F1 = 0) never passes, even when every baseline ties it;
+    4. baseline: the metric must not lose to the best baseline by more than `margin`;
+    5. first: with no champion yet, a model that passed 1-4 is promoted;
+    6. champion-undefined: a champion without a defined metric is replaced;
+    7. champion: otherwise the model must beat the champion (`(version, value)`).
+    """
+    worse = (lambda a, b: a < b) if greater_is_better else (lambda a, b: a > b)
+    if not _defined(value):
+        return Verdict(False, "undefined-metric", f"not promoted [undefined-metric]: {metric} is "
+                       f"{value} (undefined, e.g. no event in the test part), so the run cannot judge the model")
+    bad = [n for n, v in baselines.items() if not _defined(v)]
+    if bad:
+        return Verdict(False, "undefined-baseline", f"not promoted [undefined-baseline]: the {bad[0]} "
+                       f"baseline's {metric} is {baselines[bad[0]]} (undefined), so the run cannot judge "
+                       f"{metric}={value:.4f} against it")
+    if baselines:
+        pick = max if greater_is_better else min
+        name = pick(baselines, key=lambda n: baselines[n])
+        base = float(baselines[name])
+        if base == value:
+            vs = f"ties the {name} baseline ({base:.4f})"
+        elif not worse(value, base):
+            gain = abs(value - base) / abs(base) if base else math.inf
+            vs = f"beats the {name} baseline ({base:.4f}) by {100 * gain:.1f}%"
+        else:
+            gap = abs(value - base) / abs(base) if base else math.inf
+            vs = (f"within the {100 * margin:.1f}% margin of the {name} baseline ({base:.4f}; "
+                  f"{100 * gap:.2f}% worse)")
+    else:
+        name, base, vs = None, None, "no baseline was scored"
+    if degenerate is not None and not worse(degenerate, value):
+        tie = f"; {vs}" if baselines else ""
+        return Verdict(False, "degenerate", f"not promoted [degenerate]: {metric}={value:.4f} is no better "
+                       f"than {degenerate:g}, what a model reaches without learning anything{tie}")
+    if base is not None:
+        limit = base * (1 - margin) if greater_is_better else base * (1 + margin)
+        if base == 0 and not greater_is_better:
+            limit = 0.0
+        if worse(value, limit):
+            gap = abs(value - base) / abs(base) if base else math.inf
+            return Verdict(False, "baseline", f"not promoted [baseline]: {metric}={value:.4f} loses to the "
+                           f"{name} baseline ({base:.4f}) by {100 * gap:.1f}%, more than the allowed "
+                           f"{100 * margin:.1f}%")
+    if champion is None:
+        return Verdict(True, "first", f"promoted [first]: the first version to pass the gate "
+                       f"({metric}={value:.4f}; {vs})")
+    version, champ = champion
+    if not _defined(champ):
+        return Verdict(True, "champion-undefined", f"promoted [champion-undefined]: champion v{version} has "
+                       f"no defined {metric} to compare with ({metric}={value:.4f}; {vs})")
+    better = value > champ if greater_is_better else value < champ
+    if better:
+        return Verdict(True, "champion", f"promoted [champion]: {metric}={value:.4f} beats champion "
+                       f"v{version} ({champ:.4f}); {vs}")
+    return Verdict(False, "champion", f"not promoted [champion]: {metric}={value:.4f} does not beat "
+                   f"champion v{version} ({champ:.4f}); {vs}")
 
 
 @dataclass
@@ -230,6 +327,7 @@ class GateDecision:
     version: str
     alias: str
     reason: str
+    rule: str = ""
 
     @property
     def promoted(self) -> bool:
@@ -238,13 +336,12 @@ class GateDecision:
 
 def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[str, float],
                       metric: str, baselines: dict[str, str], margin: float = 0.0,
-                      greater_is_better: bool = False) -> GateDecision:
-    """Register a new version and give it `champion` or `challenger`.
-
-    Champion only if `metric` does not lose to the best baseline by more than `margin`
-    (baselines: name -> metric key of that baseline on the same data) and beats the current
-    champion's `metric`. The reason is written to the run and the model version.
-    """
+                      greater_is_better: bool = False, degenerate: float | None = None) -> GateDecision:
+    """Register a new version and give it `champion` or `challenger` by `judge`'s rules
+    (baselines: name -> metric key of that baseline on the same data). The reason, naming
+    the rule that decided, is written to the run and the model version; the version's tags
+    record the decision at registration (`gate_decision`), which stays true when the alias
+    later moves."""
     client = run.client
     try:
         client.get_registered_model(model_name)
@@ -252,55 +349,28 @@ def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[s
         client.create_registered_model(model_name, description="rnnpipe model; aliases champion "
                                        "(serving) and challenger (latest that did not pass the gate)")
     mv = client.create_model_version(model_name, source=model_uri, run_id=run.id)
-    value = metrics[metric]
-    pick = max if greater_is_better else min
-    base_name = pick(baselines, key=lambda n: metrics[baselines[n]]) if baselines else None
-    base = metrics[baselines[base_name]] if base_name else None
-    if base is None:
-        passes = True
-    elif greater_is_better:
-        passes = value >= base * (1 - margin)
-    else:
-        passes = value <= base * (1 + margin)
-    better = (lambda a, b: a > b) if greater_is_better else (lambda a, b: a < b)
-    vs = f"{value / base:.3f}x the {base_name} baseline" if base else "no baseline"
+    value = metrics.get(metric)
     try:
-        champion = client.get_model_version_by_alias(model_name, CHAMPION)
+        current = client.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException:
-        champion = None
-
-    if not passes:
-        alias = CHALLENGER
-        gap = abs(value - base) / abs(base) if base else float("inf")
-        reason = (f"not promoted: {metric}={value:.4f} loses to the {base_name} baseline "
-                  f"({base:.4f}) by {100 * gap:.1f}%, more than the allowed {100 * margin:.1f}%")
-    elif champion is None:
-        alias = CHAMPION
-        reason = f"promoted: first version to pass the baseline gate ({metric}={value:.4f}, {vs})"
-    else:
-        champ_value = client.get_run(champion.run_id).data.metrics.get(metric) if champion.run_id else None
-        if champ_value is None:
-            alias = CHAMPION
-            reason = f"promoted: champion v{champion.version} has no {metric} to compare with"
-        elif better(value, champ_value):
-            alias = CHAMPION
-            reason = (f"promoted: {metric}={value:.4f} beats champion v{champion.version} "
-                      f"({champ_value:.4f}); {vs}")
-        else:
-            alias = CHALLENGER
-            reason = (f"not promoted: {metric}={value:.4f} does not beat champion "
-                      f"v{champion.version} ({champ_value:.4f})")
+        current = None
+    champion = None
+    if current is not None:
+        champ_value = client.get_run(current.run_id).data.metrics.get(metric) if current.run_id else None
+        champion = (str(current.version), champ_value)
+    verdict = judge(metric, value, {n: metrics.get(k) for n, k in baselines.items()}, margin=margin,
+                    greater_is_better=greater_is_better, degenerate=degenerate, champion=champion)
+    alias, reason = (CHAMPION if verdict.promoted else CHALLENGER), verdict.reason
     client.set_registered_model_alias(model_name, alias, mv.version)
     client.update_model_version(model_name, mv.version, description=reason)
-    tags = {"gate": alias, "gate_reason": reason, metric: f"{value:.6g}"}
-    if base_name:
-        tags.update({"gate_baseline": base_name, f"{metric}_vs_{base_name}": f"{value / base:.4f}" if base else "inf"})
+    tags = {"gate_decision": "promoted" if verdict.promoted else "not promoted", "gate_rule": verdict.rule,
+            "gate_reason": reason, metric: f"{value:.6g}" if _defined(value) else str(value)}
     for k, v in tags.items():
         client.set_model_version_tag(model_name, mv.version, k, v)
-    run.set_tags({"gate": alias, "gate_reason": reason, "registered_model": model_name,
-                  "registered_version": mv.version})
+    run.set_tags({"gate": alias, "gate_rule": verdict.rule, "gate_reason": reason,
+                  "registered_model": model_name, "registered_version": mv.version})
     log.info("%s v%s -> %s: %s", model_name, mv.version, alias, reason)
-    return GateDecision(model_name, str(mv.version), alias, reason)
+    return GateDecision(model_name, str(mv.version), alias, reason, verdict.rule)
 
 
 @dataclass

@@ -78,7 +78,7 @@ def train_and_evaluate(pipeline: str, cfg: Any):
     from rnnpipe.training import fit
 
     if pipeline == "stocks":
-        from rnnpipe.evaluation import evaluate_forecaster
+        from rnnpipe.evaluation import evaluate_forecasts
         from rnnpipe.features.splits import chronological_split
         from rnnpipe.pipeline import ForecastPipeline, history_example, load_forecast_data, prepare
 
@@ -87,7 +87,7 @@ def train_and_evaluate(pipeline: str, cfg: Any):
         p = prepare(frame, chronological_split(frame, s.train, s.val, s.val_start, s.test_start), cfg)
         pipe = ForecastPipeline(cfg, p.preprocessor)
         result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
-        metrics = {k: v for part in ("val", "test") for k, v in evaluate_forecaster(pipe, p, part).metrics.items()}
+        metrics = {k: v for ev in evaluate_forecasts(pipe, p).values() for k, v in ev.metrics.items()}
         return pipe, result, metrics, history_example(frame, cfg, n_series=2), frame.fingerprint
     if pipeline == "monitor":
         from rnnpipe.monitor import (MonitorPipeline, classification_loss, evaluate_monitor, load_monitor_data,

@@ -63,9 +63,15 @@ def train(model, train_data: BatchSource, val_data: BatchSource, cfg: Any, run_i
                  resume=resume, on_epoch=on_epoch)
     run.log_metrics({"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                      "epochs_run": len(result.history), "train_samples_per_s": result.samples_per_s})
+    run.log_metrics({"initial_val_loss": result.initial_val_loss, **result.warm_start})
     run.set_tags({"device": result.device, "precision": result.precision,
                   "stopped_early": result.stopped_early,
                   "resumed_from_epoch": result.resumed_from_epoch})
+    if result.best_epoch == 0:
+        note = ("no epoch improved on the starting model on validation, so the model is that start: "
+                + ("the linear part alone" if result.warm_start else "its initial weights (a forecaster: the naive forecast)"))
+        run.set_tags({"training_note": note})
+        get_run_logger().warning(note)
     run.log_figure(plot_loss_curves(result.history, result.best_epoch), "plots/loss_curves.png")
     return result
 
@@ -73,12 +79,12 @@ def train(model, train_data: BatchSource, val_data: BatchSource, cfg: Any, run_i
 @task(name="register", cache_policy=NO_CACHE, **IO)
 def register(pipeline: Any, input_example, metrics: dict[str, float], run_id: str,
              model_name: str, *, metric: str, baselines: dict[str, str], margin: float,
-             greater_is_better: bool) -> GateDecision:
+             greater_is_better: bool, degenerate: float | None = None) -> GateDecision:
     """Log the pipeline as a pyfunc model, register a version, and apply the gate."""
     run = Run(run_id)
     model_uri = log_pipeline_model(run, pipeline, input_example)
     decision = register_and_gate(run, model_uri, model_name, metrics, metric, baselines, margin,
-                                 greater_is_better)
+                                 greater_is_better, degenerate)
     rows = [f"| `{k}` | {v:.4g} |" for k, v in sorted(metrics.items())
             if "test_" in k and "." not in k and k.split("_")[-1] not in ("tp", "fp", "fn", "tn")]
     create_markdown_artifact(

@@ -7,7 +7,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from rnnpipe.config import ForecastConfig
-from rnnpipe.evaluation import evaluate_forecaster
+from rnnpipe.evaluation import evaluate_forecasts
 from rnnpipe.features.splits import Split, chronological_split
 from rnnpipe.io import SeriesFrame
 from rnnpipe.pipeline import ForecastPipeline, Prepared, load_forecast_data, prepare
@@ -42,9 +42,10 @@ def prepare_windows(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Pr
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate(pipeline: ForecastPipeline, prepared: Prepared, run_id: str) -> dict[str, float]:
-    """Validation and test metrics in price units against the naive forecast."""
+    """Validation and test metrics in price units against the naive forecast and ridge."""
     run = Run(run_id)
-    val, test = (evaluate_forecaster(pipeline, prepared, part) for part in ("val", "test"))
+    evs = evaluate_forecasts(pipeline, prepared)
+    val, test = evs["val"], evs["test"]
     metrics = {**val.metrics, **test.metrics}
     run.log_metrics(metrics)
     run.log_figure(test.plot(), "plots/test_forecast_vs_actual.png")

@@ -24,7 +24,7 @@ def test_user_errors_are_one_line_with_exit_code_2():
     result = CliRunner().invoke(cli, ["train", "stocks", "--set", "model.hiden_size=3"])
     assert result.exit_code == 2
     assert result.output.strip() == ("error: unknown config key 'model.hiden_size' (known: "
-                                     "bidirectional, cell, dropout, hidden_size, num_layers, pooling)")
+                                     "bidirectional, cell, dropout, hidden_size, highway, num_layers, pooling)")
 
 
 def test_info_prints_the_tracking_uri(home):

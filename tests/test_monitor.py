@@ -23,7 +23,6 @@ def test_threshold_maximises_f1_or_reaches_recall():
     assert t == pytest.approx(0.35)  # F1 = 8/9, the best here
     assert classification_metrics(y, s, t)["test_f1"] == pytest.approx(8 / 9)
     assert choose_threshold(y, s, "recall", 0.75) == pytest.approx(0.6)
-    assert choose_threshold(np.zeros(3), np.ones(3)) == np.inf
 
 
 def test_alert_lead_time_counts_steps_before_onset():
@@ -110,3 +109,53 @@ def test_bundled_ecg_has_its_anomalies_only_in_the_last_part():
         "resample.max_gap=20ms", "window.lookback=72", "window.horizon=18", "forecast.enabled=false"])
     with pytest.raises(DataError, match="training windows hold no event .* label = anomaly"):
         prepare_monitor(load_monitor_data(cfg), cfg)
+
+
+def early_events(steps=1500, event_rows=range(200, 260, 6), seed=0):
+    """One patient's heart rate every minute with a 0/1 label column whose labelled minutes all
+    lie early in the recording: a chronological split leaves val and test without events."""
+    rng = np.random.default_rng(seed)
+    hr = 70 + 5 * np.sin(np.arange(steps) / 30) + rng.normal(0, 1, steps)
+    label = np.zeros(steps)
+    for r in event_rows:
+        label[r:r + 3] = 1
+    return pd.DataFrame({"pid": "p0", "ts": pd.date_range("2024-01-01", periods=steps, freq="1min"),
+                         "hr": hr, "label": label})
+
+
+EARLY = ["data.series_col=pid", "data.timestamp_col=ts", "data.channels=hr", 'data.event=""',
+         "data.label_col=label", "resample.step=1min", "resample.max_gap=5min", "window.lookback=12",
+         "window.horizon=3", "forecast.enabled=false"]
+
+
+def test_a_split_without_events_in_val_or_test_is_refused_before_training():
+    frame = to_series_frame(early_events(), timestamp_col="ts", series_col="pid", value_cols=["hr", "label"],
+                            nan_policy="keep", source="hr.csv")
+    with pytest.raises(DataError) as err:
+        prepare_monitor(frame, load_config(MonitorConfig, overrides=EARLY))
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("hr.csv: the val part holds 0 onset event windows")
+    assert "split.min_events=5" in msg and "val 0 (onset 0), test 0 (onset 0)" in msg
+    assert "split.val_start / split.test_start" in msg and "split by patient" in msg
+    # events in val but not in test: the test part is named, on all windows when the gate's
+    # metric is not an onset metric
+    late = early_events(event_rows=list(range(200, 260, 6)) + list(range(1100, 1160, 6)))
+    frame = to_series_frame(late, timestamp_col="ts", series_col="pid", value_cols=["hr", "label"],
+                            nan_policy="keep", source="hr.csv")
+    with pytest.raises(DataError, match=r"the test part holds 0 event windows .* the gate's test_f1 is computed"):
+        prepare_monitor(frame, load_config(MonitorConfig, overrides=EARLY + ["register.metric=test_f1"]))
+    # cut dates that put events in every part are accepted
+    spread = early_events(event_rows=[r for a in (100, 1000, 1300) for r in range(a, a + 60, 6)])
+    frame = to_series_frame(spread, timestamp_col="ts", series_col="pid", value_cols=["hr", "label"],
+                            nan_policy="keep")
+    p = prepare_monitor(frame, load_config(MonitorConfig, overrides=EARLY + [
+        "split.val_start=2024-01-01T15:00", "split.test_start=2024-01-01T20:00"]))
+    assert p.split_kind.startswith("chronological at") and p.counts()["test"]["onset_positive"] >= 5
+
+
+def test_thresholds_are_finite_or_refused():
+    with pytest.raises(DataError, match="no event among the validation windows"):
+        choose_threshold(np.zeros(3), np.ones(3))
+    m = classification_metrics(np.zeros(4), np.array([.1, .2, .9, .3]), 0.5)
+    assert np.isnan(m["test_f1"]) and np.isnan(m["test_recall"]) and m["test_precision"] == 0
+    assert np.isnan(classification_metrics(np.zeros(4), np.zeros(4), 0.5)["test_precision"])

@@ -63,3 +63,22 @@ def test_monitor_flow_registers_a_model_that_warns_from_raw_readings(prefect_har
     np.testing.assert_allclose(got.risk.to_numpy(), want.risk.to_numpy(), rtol=1e-5)
     assert got.threshold.iloc[0] == pytest.approx(out["threshold"])
     assert (got.alert == want.alert).all() and got.note.eq("").all()
+
+
+def test_a_split_without_events_stops_the_cli_with_one_line_and_registers_nothing(prefect_harness, tmp_path):
+    from click.testing import CliRunner
+    from test_monitor import EARLY, early_events
+
+    from rnnpipe.cli import cli
+
+    early_events().to_csv(tmp_path / "hr.csv", index=False)
+    args = ["train", "monitor", "--set", f"data.path={tmp_path / 'hr.csv'}",
+            "--set", "register.model_name=e2e-no-events", "--set", "register.experiment=e2e-no-events"]
+    for item in EARLY:
+        args += ["--set", item]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "the val part holds 0 onset event windows" in lines[0]
+    assert "Traceback" not in result.output
+    assert not [m for m in MlflowClient().search_registered_models() if m.name == "e2e-no-events"]

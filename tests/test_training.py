@@ -61,7 +61,10 @@ def test_training_is_reproducible_and_ends_on_best_weights():
     (a, ra), (b, rb) = runs
     for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()):
         torch.testing.assert_close(x, y, rtol=0, atol=0)
-    assert ra.best_val_loss == min(h["val_loss"] for h in ra.history)
+    # the starting model (here: the linear part fitted alone) is a candidate too, as epoch 0
+    assert ra.best_val_loss == min([ra.initial_val_loss] + [h["val_loss"] for h in ra.history])
+    assert ra.best_epoch == (0 if ra.best_val_loss == ra.initial_val_loss else
+                             min(ra.history, key=lambda h: h["val_loss"])["epoch"])
 
 
 def test_resume_continues_exactly_where_it_stopped(tmp_path):

@@ -1,0 +1,105 @@
+"""The champion gate: nothing is promoted on evidence that cannot judge it."""
+
+import math
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from rnnpipe.registry import GATE_RULES, Run, configure_tracking, degenerate_value, judge, register_and_gate
+
+F1 = dict(greater_is_better=True, degenerate=0.0)
+
+
+def test_undefined_metric_never_passes():
+    for value in (float("nan"), None, math.inf):
+        v = judge("test_f1_onset", value, {"logreg": 0.4}, **F1)
+        assert not v.promoted and v.rule == "undefined-metric" and "[undefined-metric]" in v.reason
+
+
+def test_undefined_baseline_never_passes():
+    v = judge("test_f1_onset", 0.6, {"logreg": 0.4, "rule": float("nan")}, **F1)
+    assert not v.promoted and v.rule == "undefined-baseline" and "rule baseline" in v.reason
+
+
+def test_a_tie_at_the_degenerate_value_does_not_promote():
+    v = judge("test_f1_onset", 0.0, {"majority": 0.0, "rule": 0.0, "logreg": 0.0}, **F1)
+    assert not v.promoted and v.rule == "degenerate"
+    assert "no baseline" not in v.reason and "ties the majority baseline" in v.reason
+    # the same holds with no baseline at all, and for ROC-AUC at chance
+    assert judge("test_f1", 0.0, {}, **F1).rule == "degenerate"
+    assert degenerate_value("test_roc_auc_onset", True) == 0.5 and degenerate_value("test_mae", False) is None
+    assert judge("test_roc_auc", 0.5, {}, greater_is_better=True, degenerate=0.5).rule == "degenerate"
+
+
+def test_no_baseline_is_said_only_when_none_was_scored():
+    with_zero = judge("test_mae", 1.0, {"naive": 0.0}, margin=0.05)
+    assert with_zero.rule == "baseline" and "no baseline" not in with_zero.reason
+    first = judge("test_mae", 1.0, {})
+    assert first.promoted and first.rule == "first" and "no baseline was scored" in first.reason
+
+
+def test_baseline_margin_and_wording():
+    lose = judge("test_mae", 1.10, {"naive": 1.0}, margin=0.05)
+    assert not lose.promoted and lose.rule == "baseline" and "loses to the naive baseline" in lose.reason
+    within = judge("test_mae", 1.0001, {"naive": 1.0}, margin=0.05)
+    assert within.promoted and "within the 5.0% margin of the naive baseline" in within.reason
+    assert "loses" not in within.reason
+    beat = judge("test_f1_onset", 0.5, {"logreg": 0.45, "rule": 0.39}, **F1)
+    assert beat.promoted and "beats the logreg baseline" in beat.reason
+
+
+def test_champion_rules():
+    assert judge("test_mae", 0.9, {"naive": 1.0}, champion=("3", 0.8)).rule == "champion"
+    assert not judge("test_mae", 0.9, {"naive": 1.0}, champion=("3", 0.8)).promoted
+    assert judge("test_mae", 0.7, {"naive": 1.0}, champion=("3", 0.8)).promoted
+    undefined = judge("test_mae", 0.9, {"naive": 1.0}, champion=("3", float("nan")))
+    assert undefined.promoted and undefined.rule == "champion-undefined"
+    assert set(GATE_RULES) >= {"undefined-metric", "degenerate", "baseline", "first", "champion"}
+
+
+@pytest.fixture(scope="module")
+def tracking(home):
+    configure_tracking()
+    return MlflowClient()
+
+
+def _register(metrics, name, **kw):
+    run = Run.start("gate-tests")
+    run.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
+    spec = dict(metric="test_f1_onset", baselines={b: f"{b}_test_f1_onset" for b in ("majority", "rule", "logreg")},
+                greater_is_better=True, degenerate=0.0)
+    spec.update(kw)
+    return register_and_gate(run, f"runs:/{run.id}/model", name, metrics, **spec), run
+
+
+def test_register_and_gate_refuses_the_model_that_can_never_alert(tracking):
+    """The reported failure: no event in test, F1 0 for the model and all three baselines."""
+    metrics = {"test_f1_onset": 0.0, "majority_test_f1_onset": 0.0, "rule_test_f1_onset": 0.0,
+               "logreg_test_f1_onset": 0.0}
+    decision, run = _register(metrics, "gate-degenerate")
+    assert decision.alias == "challenger" and decision.rule == "degenerate"
+    assert "no baseline" not in decision.reason
+    with pytest.raises(Exception):
+        tracking.get_model_version_by_alias("gate-degenerate", "champion")
+    tags = tracking.get_model_version("gate-degenerate", decision.version).tags
+    assert tags["gate_decision"] == "not promoted" and tags["gate_rule"] == "degenerate"
+    assert tracking.get_run(run.id).data.tags["gate_rule"] == "degenerate"
+
+
+def test_register_and_gate_refuses_nan_and_missing_metrics(tracking):
+    nan = {"test_f1_onset": float("nan"), "majority_test_f1_onset": 0.0, "rule_test_f1_onset": 0.3,
+           "logreg_test_f1_onset": 0.4}
+    assert _register(nan, "gate-nan")[0].rule == "undefined-metric"
+    missing = {k: v for k, v in nan.items() if k != "test_f1_onset"}  # e.g. a sweep dropped it
+    assert _register(missing, "gate-nan")[0].alias == "challenger"
+
+
+def test_version_tags_stay_true_after_the_alias_moves(tracking):
+    good = {"test_f1_onset": 0.5, "majority_test_f1_onset": 0.0, "rule_test_f1_onset": 0.3,
+            "logreg_test_f1_onset": 0.4}
+    first, _ = _register(good, "gate-moves")
+    better, _ = _register({**good, "test_f1_onset": 0.6}, "gate-moves")
+    assert first.promoted and better.promoted and better.rule == "champion"
+    old = tracking.get_model_version("gate-moves", first.version)
+    assert "gate" not in old.tags and old.tags["gate_decision"] == "promoted"  # at registration
+    assert str(tracking.get_model_version_by_alias("gate-moves", "champion").version) == better.version

@@ -236,6 +236,11 @@ def gate_spec(pipeline: str, cfg: Any) -> dict[str, Any]:
     return {**spec, "degenerate": degenerate_value(r.metric, spec["greater_is_better"])}
 
 
+def _pct(share: float) -> str:
+    """A share as a percentage with the digits that say something (0.007%, 4.2%)."""
+    return f"{100 * share:.3f}%" if abs(share) < 0.01 else f"{100 * share:.1f}%"
+
+
 def _defined(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
@@ -286,11 +291,11 @@ def judge(metric: str, value: float | None, baselines: dict[str, float | None], 
             vs = f"ties the {name} baseline ({base:.4f})"
         elif not worse(value, base):
             gain = abs(value - base) / abs(base) if base else math.inf
-            vs = f"beats the {name} baseline ({base:.4f}) by {100 * gain:.1f}%"
+            vs = f"beats the {name} baseline ({base:.4f}) by {_pct(gain)}"
         else:
             gap = abs(value - base) / abs(base) if base else math.inf
             vs = (f"within the {100 * margin:.1f}% margin of the {name} baseline ({base:.4f}; "
-                  f"{100 * gap:.2f}% worse)")
+                  f"{_pct(gap)} worse)")
     else:
         name, base, vs = None, None, "no baseline was scored"
     if degenerate is not None and not worse(degenerate, value):
@@ -304,7 +309,7 @@ def judge(metric: str, value: float | None, baselines: dict[str, float | None], 
         if worse(value, limit):
             gap = abs(value - base) / abs(base) if base else math.inf
             return Verdict(False, "baseline", f"not promoted [baseline]: {metric}={value:.4f} loses to the "
-                           f"{name} baseline ({base:.4f}) by {100 * gap:.1f}%, more than the allowed "
+                           f"{name} baseline ({base:.4f}) by {_pct(gap)}, more than the allowed "
                            f"{100 * margin:.1f}%")
     if champion is None:
         return Verdict(True, "first", f"promoted [first]: the first version to pass the gate "

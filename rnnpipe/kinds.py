@@ -1,0 +1,84 @@
+"""The pipeline kinds rnnpipe knows, declared once.
+
+This is the one place that enumerates pipelines. The CLI (`rnnpipe train NAME`, `rnnpipe
+config NAME`, `rnnpipe sweep NAME`), the schedule settings, the sweep trials, the champion
+gate and the pyfunc loader all read it. A new kind brings its own modules (config, library,
+tasks, flow) and one `PipelineKind` line here.
+
+References are `"module:attribute"` strings resolved on use, so importing this module (and
+`rnnpipe --help`) stays free of torch, Prefect and MLflow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from rnnpipe.errors import ConfigError
+
+
+def load(ref: str) -> Any:
+    """`"package.module:name"` -> the object."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class PipelineKind:
+    """What makes a pipeline: its settings, its flow, its fitted artefact, how it is judged and
+    how a sweep trains one trial."""
+
+    name: str  # `rnnpipe train NAME`
+    summary: str  # one line for --help and `rnnpipe info`
+    config: str  # the settings: a dataclass tree with `validate()`
+    flow: str  # the Prefect training flow: flow(config=dict, resume=bool) -> summary dict
+    pipeline: str  # the fitted artefact: save/load, predict(DataFrame), batch_spec; class attribute KIND
+    trial: str  # cfg -> TrialOutcome, for sweeps (the flow's steps without Prefect)
+    gate: str  # cfg -> the gate's keyword arguments (metric, baselines, margin, greater_is_better)
+    series: bool = False  # the data has series (tickers, patients): `--per-series` applies
+
+    def config_class(self) -> type:
+        return load(self.config)
+
+    def flow_function(self):
+        return load(self.flow)
+
+    def pipeline_class(self) -> type:
+        return load(self.pipeline)
+
+
+KINDS: dict[str, PipelineKind] = {k.name: k for k in (
+    PipelineKind("stocks", "daily price forecasting (bundled: AAPL, IBM, MSFT closes)",
+                 config="rnnpipe.config:ForecastConfig", flow="flows.forecast:train_stocks",
+                 pipeline="rnnpipe.pipeline:ForecastPipeline", trial="rnnpipe.pipeline:train_and_evaluate",
+                 gate="rnnpipe.pipeline:gate_spec", series=True),
+    PipelineKind("monitor", "early warning and vital-sign forecasting (bundled: a glucose monitor)",
+                 config="rnnpipe.config:MonitorConfig", flow="flows.monitor:train_monitor",
+                 pipeline="rnnpipe.monitor:MonitorPipeline", trial="rnnpipe.monitor:train_and_evaluate",
+                 gate="rnnpipe.monitor:gate_spec", series=True),
+    PipelineKind("reviews", "review sentiment, raw text in (bundled: Amazon fine-food reviews)",
+                 config="rnnpipe.config:ReviewsConfig", flow="flows.reviews:train_reviews",
+                 pipeline="rnnpipe.reviews:ReviewsPipeline", trial="rnnpipe.reviews:train_and_evaluate",
+                 gate="rnnpipe.reviews:gate_spec"),
+)}
+
+
+def names() -> list[str]:
+    return list(KINDS)
+
+
+def get(name: str) -> PipelineKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ConfigError(f"unknown pipeline {name!r} (known: {', '.join(KINDS)})") from None
+
+
+def artefact_class(kind: str) -> type:
+    """The fitted-pipeline class whose `KIND` is `kind` (what a logged pyfunc model records)."""
+    for k in KINDS.values():
+        cls = k.pipeline_class()
+        if cls.KIND == kind:
+            return cls
+    raise ConfigError(f"no pipeline kind makes artefacts of kind {kind!r}")

@@ -15,21 +15,11 @@ from pathlib import Path
 
 import click
 
-from rnnpipe import __version__, settings
+from rnnpipe import __version__, kinds, settings
 from rnnpipe.errors import RnnpipeError
 
-PIPELINES = {
-    "stocks": ("rnnpipe.config:ForecastConfig", "flows.forecast:train_stocks"),
-    "monitor": ("rnnpipe.config:MonitorConfig", "flows.monitor:train_monitor"),
-    "reviews": ("rnnpipe.config:ReviewsConfig", "flows.reviews:train_reviews"),
-}
-CONFIGS = {**{k: v[0] for k, v in PIPELINES.items()}, "schedule": "rnnpipe.config:ScheduleConfig"}
+CONFIGS = {**{k.name: k.config for k in kinds.KINDS.values()}, "schedule": "rnnpipe.config:ScheduleConfig"}
 DEFAULT_MODEL = "stocks-forecaster@champion"
-
-
-def _load(ref: str):
-    module, _, name = ref.partition(":")
-    return getattr(__import__(module, fromlist=[name]), name)
 
 
 def user_errors(fn):
@@ -61,7 +51,7 @@ def config_options(fn):
 def _config(pipeline: str, config_path: str | None, overrides: tuple[str, ...]):
     from rnnpipe.config import load_config
 
-    return load_config(_load(PIPELINES[pipeline][0]), config_path, list(overrides))
+    return load_config(kinds.get(pipeline).config_class(), config_path, list(overrides))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -75,7 +65,7 @@ def cli():
 
 
 @cli.command()
-@click.argument("pipeline", type=click.Choice(sorted(PIPELINES)))
+@click.argument("pipeline", type=click.Choice(kinds.names()))
 @config_options
 @click.option("--resume", is_flag=True, help="Continue an interrupted run of the same config and "
                                              "data from its last checkpoint.")
@@ -97,7 +87,7 @@ def train(pipeline, config_path, overrides, resume):
     from rnnpipe.config import to_dict
 
     cfg = _config(pipeline, config_path, overrides)
-    flow = _load(PIPELINES[pipeline][1])
+    flow = kinds.get(pipeline).flow_function()
     summary = flow(config=to_dict(cfg), resume=resume)
     click.echo("")
     click.echo(f"{summary['model_name']} v{summary['version']} -> {summary['alias']}: {summary['reason']}")
@@ -113,7 +103,7 @@ def show_config(name, config_path, overrides):
     --set) as TOML."""
     from rnnpipe.config import load_config, to_toml
 
-    click.echo(to_toml(load_config(_load(CONFIGS[name]), config_path, list(overrides))), nl=False)
+    click.echo(to_toml(load_config(kinds.load(CONFIGS[name]), config_path, list(overrides))), nl=False)
 
 
 @cli.command()
@@ -204,7 +194,7 @@ def ui(host, port):
 
 
 @cli.command()
-@click.argument("pipeline", type=click.Choice(sorted(PIPELINES)))
+@click.argument("pipeline", type=click.Choice(kinds.names()))
 @config_options
 @click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2",
               help="A swept setting and its values, e.g. --grid model.cell=lstm,gru (repeatable).")
@@ -313,7 +303,7 @@ def schedule(config_path, overrides, start_server):
         from flows.schedule import serve_deployments
 
         click.echo(f"Prefect UI: {server.ui_url}  (MLflow UI: rnnpipe ui)", err=True)
-        serve_deployments(cfg, lambda pipeline: _load(PIPELINES[pipeline][1]),
+        serve_deployments(cfg, lambda pipeline: kinds.get(pipeline).flow_function(),
                           lambda pipeline, extra: _config(pipeline, None, tuple(extra)))
     finally:
         if started:

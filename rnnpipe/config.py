@@ -324,7 +324,7 @@ class ServerConfig:
 
 @dataclass
 class TrainScheduleConfig:
-    pipelines: list[str] = field(default_factory=lambda: ["stocks"])  # stocks, monitor, reviews
+    pipelines: list[str] = field(default_factory=lambda: ["stocks"])  # any of `rnnpipe train`'s
     cron: str = "0 2 * * *"  # nightly retrain at 02:00 (server time zone) ...
     interval_s: int = 0  # ... or every N seconds instead, when > 0
     overrides: list[str] = field(default_factory=list)  # KEY=VALUE for every retrain, e.g. "train.epochs=10"
@@ -349,9 +349,11 @@ class ScheduleConfig:
 
     def validate(self) -> "ScheduleConfig":
         check_sections(self)
-        unknown = [p for p in self.train.pipelines if p not in ("stocks", "monitor", "reviews")]
+        from rnnpipe import kinds
+
+        unknown = [p for p in self.train.pipelines if p not in kinds.KINDS]
         if unknown:
-            raise ConfigError(f"train.pipelines: unknown pipeline {unknown[0]!r} (stocks, monitor, reviews)")
+            raise ConfigError(f"train.pipelines: unknown pipeline {unknown[0]!r} ({', '.join(kinds.names())})")
         if not self.train.interval_s and len(self.train.cron.split()) != 5:
             raise ConfigError(f"train.cron={self.train.cron!r}: expected 5 fields, e.g. '0 2 * * *'")
         return self

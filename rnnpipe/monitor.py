@@ -200,6 +200,8 @@ def check_event_counts(p: "MonitorPrepared", cfg: MonitorConfig, source: str) ->
 class MonitorPipeline:
     """Preprocessing + classifier + the decision threshold chosen on validation."""
 
+    KIND = "monitor"
+
     def __init__(self, config: MonitorConfig, preprocessor: MonitorPreprocessor,
                  model: SequenceClassifier | None = None, threshold: float = 0.5):
         self.config, self.preprocessor, self.threshold = config, preprocessor, threshold
@@ -351,6 +353,25 @@ def evaluate_monitor(pipeline: MonitorPipeline, p: MonitorPrepared) -> dict[str,
 
 def baseline_names() -> list[str]:
     return [b.name for b in (MajorityBaseline, LastReadingRule, SummaryLogisticRegression)]
+
+
+def gate_spec(cfg: MonitorConfig) -> dict[str, Any]:
+    """The monitor gate: `register.metric` (higher is better) against the best baseline."""
+    r = cfg.register
+    return dict(metric=r.metric, baselines={b: f"{b}_{r.metric}" for b in baseline_names()},
+                margin=r.baseline_margin, greater_is_better=True)
+
+
+def train_and_evaluate(cfg: MonitorConfig):
+    """One sweep trial: the monitor flow's classifier steps with no orchestration around them."""
+    from rnnpipe.training import Trained, fit
+
+    frame = load_monitor_data(cfg)
+    p = prepare_monitor(frame, cfg)
+    pipe = MonitorPipeline(cfg, p.preprocessor)
+    result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train,
+                 loss_fn=classification_loss(cfg, p), progress=False)
+    return Trained(pipe, result, evaluate_monitor(pipe, p), readings_example(frame, cfg), frame.fingerprint)
 
 
 def classification_loss(cfg: MonitorConfig, p: MonitorPrepared):

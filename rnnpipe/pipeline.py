@@ -164,6 +164,8 @@ def prepare(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Prepared:
 
 
 class ForecastPipeline:
+    KIND = "forecast"  # what a logged pyfunc model records (`rnnpipe.kinds.artefact_class`)
+
     def __init__(self, config: ForecastConfig, preprocessor: ForecastPreprocessor,
                  model: Forecaster | None = None):
         self.config, self.preprocessor = config, preprocessor
@@ -261,3 +263,26 @@ def history_example(frame: SeriesFrame, cfg: ForecastConfig, n_series: int = 2,
         parts.append(pd.DataFrame(part))
     return pd.concat(parts, ignore_index=True)
 
+
+
+def gate_spec(cfg: ForecastConfig) -> dict[str, Any]:
+    """The stocks gate: `register.metric` (lower is better) against the naive forecast, within
+    `register.naive_margin`."""
+    r = cfg.register
+    return dict(metric=r.metric, baselines={"naive": f"naive_{r.metric}"}, margin=r.naive_margin,
+                greater_is_better=False)
+
+
+def train_and_evaluate(cfg: ForecastConfig):
+    """One sweep trial: the stocks flow's steps with no orchestration around them."""
+    from rnnpipe.evaluation import evaluate_forecasts
+    from rnnpipe.features.splits import chronological_split
+    from rnnpipe.training import Trained, fit
+
+    frame = load_forecast_data(cfg.data)
+    s = cfg.split
+    p = prepare(frame, chronological_split(frame, s.train, s.val, s.val_start, s.test_start), cfg)
+    pipe = ForecastPipeline(cfg, p.preprocessor)
+    result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
+    metrics = {k: v for ev in evaluate_forecasts(pipe, p).values() for k, v in ev.metrics.items()}
+    return Trained(pipe, result, metrics, history_example(frame, cfg, n_series=2), frame.fingerprint)

@@ -29,11 +29,8 @@ from mlflow.models import infer_signature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 
-from rnnpipe import settings
+from rnnpipe import kinds, settings
 from rnnpipe.errors import ModelError, RnnpipeError
-from rnnpipe.monitor import MonitorPipeline, baseline_names
-from rnnpipe.pipeline import ForecastPipeline
-from rnnpipe.reviews import ReviewsPipeline
 
 log = logging.getLogger(__name__)
 
@@ -148,23 +145,13 @@ class Run:
         self.client.set_terminated(self.id, status=status)
 
 
-PIPELINES = {"forecast": ForecastPipeline, "monitor": MonitorPipeline, "reviews": ReviewsPipeline}
-
-
-def pipeline_kind(pipeline: Any) -> str:
-    for kind, cls in PIPELINES.items():
-        if isinstance(pipeline, cls):
-            return kind
-    raise TypeError(f"not an rnnpipe pipeline: {type(pipeline).__name__}")
-
-
 class PipelinePyfunc(mlflow.pyfunc.PythonModel):
     """A fitted rnnpipe pipeline as an MLflow model: raw input in, predictions out. The
     preprocessing travels inside it; `model_config["kind"]` says which pipeline it is."""
 
     def load_context(self, context) -> None:
         kind = (context.model_config or {}).get("kind", "forecast")
-        self.pipeline = PIPELINES[kind].load(context.artifacts["pipeline"])
+        self.pipeline = kinds.artefact_class(kind).load(context.artifacts["pipeline"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None):
         """User errors become MlflowException(INVALID_PARAMETER_VALUE): the scoring server
@@ -205,7 +192,7 @@ def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame) -> 
                 name="model", python_model=str(Path(__file__).with_name("pyfunc_model.py")), artifacts={"pipeline": str(pipe_dir)},
                 code_paths=[str(Path(__file__).resolve().parent)], signature=signature,
                 input_example=input_example, pip_requirements=_requirements(),
-                model_config={"kind": pipeline_kind(pipeline)})
+                model_config={"kind": type(pipeline).KIND})
         # leaving the block marks the run FINISHED; it is still being written to
         run.client.update_run(run.id, status="RUNNING")
     return info.model_uri
@@ -221,19 +208,11 @@ def degenerate_value(metric: str, greater_is_better: bool) -> float | None:
 
 
 def gate_spec(pipeline: str, cfg: Any) -> dict[str, Any]:
-    """How a model of `pipeline` (stocks, monitor, reviews) is judged for `champion`: the
-    keyword arguments of `register_and_gate` after the metrics."""
-    r = cfg.register
-    if pipeline == "stocks":
-        spec = dict(metric=r.metric, baselines={"naive": f"naive_{r.metric}"}, margin=r.naive_margin,
-                    greater_is_better=False)
-    elif pipeline == "monitor":
-        spec = dict(metric=r.metric, baselines={b: f"{b}_{r.metric}" for b in baseline_names()},
-                    margin=r.baseline_margin, greater_is_better=True)
-    else:
-        spec = dict(metric=r.metric, baselines={"tfidf": f"tfidf_{r.metric}", "majority": f"majority_{r.metric}"},
-                    margin=r.baseline_margin, greater_is_better=True)
-    return {**spec, "degenerate": degenerate_value(r.metric, spec["greater_is_better"])}
+    """How a model of `pipeline` (`rnnpipe.kinds`) is judged for `champion`: the keyword
+    arguments of `register_and_gate` after the metrics (the kind's own gate, plus the
+    metric's degenerate value)."""
+    spec = kinds.load(kinds.get(pipeline).gate)(cfg)
+    return {**spec, "degenerate": degenerate_value(spec["metric"], spec["greater_is_better"])}
 
 
 def _pct(share: float) -> str:

@@ -154,6 +154,8 @@ def prepare_reviews(tables: dict[str, TextTable], cfg: ReviewsConfig) -> Reviews
 class ReviewsPipeline:
     """Tokenizer + vocabulary + text classifier + the decision rule chosen on validation."""
 
+    KIND = "reviews"
+
     def __init__(self, config: ReviewsConfig, preprocessor: TextPreprocessor, classes: list[str],
                  model: TextClassifier | None = None, threshold: float | None = None,
                  embedding: np.ndarray | None = None, embed_dim: int | None = None):
@@ -357,3 +359,21 @@ def confidently_wrong(p: ReviewsPrepared, ev: ReviewsEvaluation, n: int = 25, wi
 def reviews_example(p: ReviewsPrepared, n: int = 3) -> pd.DataFrame:
     """Raw reviews as a user sends them."""
     return pd.DataFrame({TEXT_COLUMN: p.texts["test"][:n]})
+
+
+def gate_spec(cfg: ReviewsConfig) -> dict[str, Any]:
+    """The reviews gate: `register.metric` (higher is better) against TF-IDF and the majority."""
+    r = cfg.register
+    return dict(metric=r.metric, baselines={"tfidf": f"tfidf_{r.metric}", "majority": f"majority_{r.metric}"},
+                margin=r.baseline_margin, greater_is_better=True)
+
+
+def train_and_evaluate(cfg: ReviewsConfig):
+    """One sweep trial: the reviews flow's steps with no orchestration around them."""
+    from rnnpipe.training import Trained, fit
+
+    p = prepare_reviews(load_reviews(cfg), cfg)
+    pipe = ReviewsPipeline(cfg, p.preprocessor, p.classes, embedding=p.embedding)
+    result = fit(pipe.model, p.batches("train"), p.batches("val"), cfg.train, loss_fn=text_loss(cfg, p),
+                 progress=False)
+    return Trained(pipe, result, evaluate_reviews(pipe, p).metrics, reviews_example(p), p.fingerprint)

@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from rnnpipe.config import ForecastConfig, MonitorConfig, ReviewsConfig, apply_overrides, flatten, from_dict
+from rnnpipe import kinds
+from rnnpipe.config import apply_overrides, flatten, from_dict
 from rnnpipe.errors import ConfigError, ModelError, RnnpipeError
-
-CONFIGS = {"stocks": ForecastConfig, "monitor": MonitorConfig, "reviews": ReviewsConfig}
 
 
 # --- the search space ----------------------------------------------------------------------
@@ -52,10 +51,9 @@ def make_trials(grid: dict[str, list[str]], random_n: int = 0, seed: int = 0) ->
 
 def trial_config(pipeline: str, base: dict[str, Any], params: dict[str, str]):
     """The validated config of one trial: the base config with the trial's values."""
-    if pipeline not in CONFIGS:
-        raise ConfigError(f"unknown pipeline {pipeline!r} (known: {', '.join(CONFIGS)})")
+    kind = kinds.get(pipeline)
     data = apply_overrides(copy.deepcopy(base), [f"{k}={v}" for k, v in params.items()])
-    return from_dict(CONFIGS[pipeline], data).validate()
+    return from_dict(kind.config_class(), data).validate()
 
 
 def plan_resources(n_trials: int, workers: int = 0, threads: int = 0, cpus: int | None = None) -> tuple[int, int]:
@@ -71,42 +69,6 @@ def plan_resources(n_trials: int, workers: int = 0, threads: int = 0, cpus: int 
 
 
 # --- one trial -----------------------------------------------------------------------------
-
-def train_and_evaluate(pipeline: str, cfg: Any):
-    """Load the data named in `cfg`, train, evaluate. -> (fitted pipeline, FitResult, metrics,
-    input example, data fingerprint)."""
-    from rnnpipe.training import fit
-
-    if pipeline == "stocks":
-        from rnnpipe.evaluation import evaluate_forecasts
-        from rnnpipe.features.splits import chronological_split
-        from rnnpipe.pipeline import ForecastPipeline, history_example, load_forecast_data, prepare
-
-        frame = load_forecast_data(cfg.data)
-        s = cfg.split
-        p = prepare(frame, chronological_split(frame, s.train, s.val, s.val_start, s.test_start), cfg)
-        pipe = ForecastPipeline(cfg, p.preprocessor)
-        result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
-        metrics = {k: v for ev in evaluate_forecasts(pipe, p).values() for k, v in ev.metrics.items()}
-        return pipe, result, metrics, history_example(frame, cfg, n_series=2), frame.fingerprint
-    if pipeline == "monitor":
-        from rnnpipe.monitor import (MonitorPipeline, classification_loss, evaluate_monitor, load_monitor_data,
-                                     prepare_monitor, readings_example)
-
-        frame = load_monitor_data(cfg)
-        p = prepare_monitor(frame, cfg)
-        pipe = MonitorPipeline(cfg, p.preprocessor)
-        result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train,
-                     loss_fn=classification_loss(cfg, p), progress=False)
-        return pipe, result, evaluate_monitor(pipe, p), readings_example(frame, cfg), frame.fingerprint
-    from rnnpipe.reviews import ReviewsPipeline, evaluate_reviews, load_reviews, prepare_reviews, reviews_example, text_loss
-
-    p = prepare_reviews(load_reviews(cfg), cfg)
-    pipe = ReviewsPipeline(cfg, p.preprocessor, p.classes, embedding=p.embedding)
-    result = fit(pipe.model, p.batches("train"), p.batches("val"), cfg.train, loss_fn=text_loss(cfg, p),
-                 progress=False)
-    return pipe, result, evaluate_reviews(pipe, p).metrics, reviews_example(p), p.fingerprint
-
 
 @dataclass
 class TrialResult:
@@ -153,7 +115,9 @@ def run_trial(pipeline: str, base: dict[str, Any], params: dict[str, str], index
             params = {**params, "train.device": f"cuda:{index % torch.cuda.device_count()}"}
         cfg = trial_config(pipeline, base, params)
         run.log_params(flatten(cfg))
-        pipe, result, metrics, example, fingerprint = train_and_evaluate(pipeline, cfg)
+        trained = kinds.load(kinds.get(pipeline).trial)(cfg)
+        pipe, result, metrics = trained.pipeline, trained.fit, trained.metrics
+        example, fingerprint = trained.input_example, trained.fingerprint
         if not math.isfinite(result.best_val_loss):
             raise ModelError(f"validation loss is {result.best_val_loss} (diverged)")
         for h in result.history:
@@ -178,8 +142,9 @@ def run_trial(pipeline: str, base: dict[str, Any], params: dict[str, str], index
 
 def series_of(pipeline: str, cfg: Any) -> list[str]:
     """The series (tickers, patients) of the configured data, for one model per series."""
-    if pipeline == "reviews":
-        raise ConfigError("--per-series needs a pipeline of series (stocks or monitor)")
+    if not kinds.get(pipeline).series:
+        raise ConfigError(f"--per-series needs a pipeline of series "
+                          f"({', '.join(k.name for k in kinds.KINDS.values() if k.series)})")
     if cfg.data.series:
         return list(cfg.data.series)
     from rnnpipe.io import read_table

@@ -1,0 +1,34 @@
+"""The one declaration of pipeline kinds, and everything that reads it."""
+
+import pytest
+from click.testing import CliRunner
+
+from rnnpipe import kinds
+from rnnpipe.cli import cli
+from rnnpipe.config import ScheduleConfig, load_config
+from rnnpipe.errors import ConfigError
+from rnnpipe.registry import gate_spec
+
+
+@pytest.mark.parametrize("name", kinds.names())
+def test_every_kind_resolves(name):
+    kind = kinds.get(name)
+    cfg = load_config(kind.config_class())
+    spec = gate_spec(name, cfg)
+    assert {"metric", "baselines", "margin", "greater_is_better", "degenerate"} <= set(spec)
+    assert callable(kinds.load(kind.trial)) and callable(kind.flow_function())
+    cls = kind.pipeline_class()
+    assert kinds.artefact_class(cls.KIND) is cls
+    for method in ("save", "load", "predict", "batch_spec"):
+        assert hasattr(cls, method)
+
+
+def test_the_cli_and_the_schedule_read_the_declaration():
+    out = CliRunner().invoke(cli, ["train", "--help"]).output
+    for name in kinds.names():
+        assert name in out
+    assert CliRunner().invoke(cli, ["config", kinds.names()[-1]]).exit_code == 0
+    with pytest.raises(ConfigError, match="unknown pipeline 'nope'"):
+        load_config(ScheduleConfig, overrides=["train.pipelines=nope"])
+    with pytest.raises(ConfigError, match="unknown pipeline 'nope'"):
+        kinds.get("nope")

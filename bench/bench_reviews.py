@@ -13,7 +13,15 @@ config: BiGRU 64, max pooling), one timed training epoch each after a warm-up:
              over the padding too (no packing)
 
 tokens/s counts real tokens only (padding excluded), so the three figures compare directly.
-Results go to stdout and to bench/results/reviews-<time>.json.
+
+    python bench/bench_reviews.py --lm            # the language model instead
+
+`--lm`: the default `rnnpipe train lm` model (word-level LSTM 400, tied embedding) trained for
+one epoch on the first `--lm-tokens` tokens of the training stream (tokens/s of truncated
+backpropagation through time), then generated tokens/s: `--lm-prompts` prompts continued
+for `max_new_tokens` tokens each at the default sampling settings (one token per step,
+batch 1, as the served model runs).
+Results go to stdout and to bench/results/reviews-<time>.json (lm-<time>.json with --lm).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ settings.apply_environment()
 import torch  # noqa: E402
 
 from rnnpipe.config import ReviewsConfig, load_config  # noqa: E402
+from rnnpipe.lm import StreamBatches, lm_loss  # noqa: E402
 from rnnpipe.reviews import ReviewsPipeline, load_reviews, prepare_reviews, text_loss  # noqa: E402
 from rnnpipe.text import TextBatches  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
@@ -51,7 +60,12 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--epochs", type=int, default=1, help="timed epochs per mode")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--lm", action="store_true", help="benchmark the language model instead")
+    ap.add_argument("--lm-tokens", type=int, default=200_000, help="--lm: training tokens timed")
+    ap.add_argument("--lm-prompts", type=int, default=8, help="--lm: prompts generated from")
     args = ap.parse_args()
+    if args.lm:
+        return bench_lm(args)
     cfg = load_config(ReviewsConfig, overrides=[f"train.device={args.device}", "train.patience=99",
                                                 *args.overrides])
     p = prepare_reviews(load_reviews(cfg), cfg)
@@ -90,6 +104,44 @@ def main() -> None:
     print(f"bucketed vs naive: {results['modes']['bucketed']['speedup_vs_naive']:.1f}x; random vs naive: "
           f"{results['modes']['random']['speedup_vs_naive']:.1f}x")
     write_results("reviews", results)
+
+
+def bench_lm(args) -> None:
+    from rnnpipe.lm import LMConfig, LMPipeline, load_lm_texts, prepare_lm
+
+    cfg = load_config(LMConfig, overrides=[f"train.device={args.device}", "train.epochs=1", "train.patience=99",
+                                           *args.overrides])
+    p = prepare_lm(load_lm_texts(cfg), cfg)
+    stream = p.streams["train"][: args.lm_tokens + 1]
+    pipe = LMPipeline(cfg, p.preprocessor)
+    rows, bptt = cfg.train.batch_size, cfg.stream.bptt
+    warm = StreamBatches(stream[: rows * bptt * 4 + 1], rows, bptt)
+    fit(pipe.model, warm, warm, cfg.train, loss_fn=lm_loss, progress=False)  # warm-up
+    train = StreamBatches(stream, rows, bptt)
+    val = StreamBatches(p.streams["val"][: rows * bptt * 8 + 1], rows, bptt)
+    r = fit(pipe.model, train, val, cfg.train, loss_fn=lm_loss, progress=False)
+    train_s = sum(h["epoch_time_s"] for h in r.history)
+    gen = torch.Generator().manual_seed(0)
+    prompts = (list(cfg.generate.prompts) * args.lm_prompts)[: args.lm_prompts]
+    g = cfg.generate
+    t0, written = time.perf_counter(), 0
+    for prompt in prompts:
+        new, _ = pipe.generate(prompt, g.max_new_tokens, g.temperature, g.top_k, g.top_p, gen)
+        written += len(new)
+    gen_s = time.perf_counter() - t0
+    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                           "torch": torch.__version__, "threads": torch.get_num_threads()},
+               "model": {"cell": cfg.model.cell, "hidden_size": cfg.model.hidden_size,
+                         "num_layers": cfg.model.num_layers, "vocabulary": len(p.preprocessor.vocab_)},
+               "train": {"tokens": int(train.tokens), "seconds": train_s, "tokens_per_s": train.tokens / train_s,
+                         "rows": rows, "bptt": bptt, "device": r.device, "precision": r.precision},
+               "generate": {"prompts": len(prompts), "tokens": written, "seconds": gen_s,
+                            "tokens_per_s": written / gen_s}}
+    print(f"LM training   {results['train']['tokens_per_s']:>9,.0f} tokens/s ({train.tokens:,} tokens, "
+          f"{r.device}, {r.precision})")
+    print(f"LM generation {results['generate']['tokens_per_s']:>9,.0f} tokens/s ({written} tokens from "
+          f"{len(prompts)} prompts)")
+    write_results("lm", results)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The review-sentiment flow: ingest -> split, tokenise, encode -> train -> evaluate against
-TF-IDF + logistic regression -> register.
+"""The review-sentiment flow: ingest -> split, tokenise, encode, fit the TF-IDF baseline ->
+(pretrain the encoder as a language model) -> train -> evaluate against TF-IDF + logistic
+regression -> register.
 
 Run it with `rnnpipe train reviews`, or from Python:
 
@@ -19,7 +20,7 @@ from rnnpipe.registry import configure_tracking, gate_spec
 from rnnpipe.reviews import ReviewsPipeline, reviews_example, text_loss
 from tasks import hide_user_error_tracebacks
 from tasks.common import register, run_status, start_run, summary, train
-from tasks.reviews import evaluate, ingest, prepare
+from tasks.reviews import evaluate, ingest, prepare, pretrain
 
 hide_user_error_tracebacks()
 
@@ -34,13 +35,23 @@ def train_reviews(config: dict[str, Any] | None = None, resume: bool = False) ->
                                    prepared.summary(), resume)
     r = cfg.register
     with run_status(run_id):
-        pipeline = ReviewsPipeline(cfg, prepared.preprocessor, prepared.classes, embedding=prepared.embedding)
+        pretrained = pretrain(prepared, cfg, run_id) if cfg.pretrain.enabled else None
+        pipeline = ReviewsPipeline.from_prepared(cfg, prepared, pretrained)
         result = train(pipeline.model, prepared.batches("train"), prepared.batches("val"), cfg,
                        run_id, checkpoint, resume, text_loss(cfg, prepared))
         ev = evaluate(pipeline, prepared, run_id, result)  # also sets pipeline.threshold
-        decision = register(pipeline, reviews_example(prepared), ev.metrics, run_id, r.model_name,
-                            **gate_spec("reviews", cfg))
-    return summary(uri, r.experiment, run_id, decision, result, r.metric, threshold=pipeline.threshold,
+        gate = gate_spec("reviews", cfg)
+        decision = register(pipeline, reviews_example(prepared), ev.metrics, run_id, r.model_name, **gate)
+        baseline = None
+        if r.register_baseline and decision.rule == "baseline" and (
+                ev.metrics[f"tfidf_{r.metric}"] >= ev.metrics[f"majority_{r.metric}"]):
+            # the model lost to TF-IDF: the baseline itself becomes a servable version
+            baseline = register(ReviewsPipeline.tfidf_baseline(cfg, prepared), reviews_example(prepared),
+                                {r.metric: ev.metrics[f"tfidf_{r.metric}"]}, run_id, r.model_name,
+                                **gate, baseline_of="tfidf")
+    extra = {} if baseline is None else {"baseline_version": baseline.version, "baseline_alias": baseline.alias,
+                                         "baseline_reason": baseline.reason}
+    return summary(uri, r.experiment, run_id, decision, result, r.metric, threshold=pipeline.threshold, **extra,
                    standing=ev.standing(), **{k: ev.metrics[k] for k in (
                        "test_accuracy", "test_macro_f1", "test_roc_auc", "tfidf_test_accuracy",
                        "tfidf_test_macro_f1", "majority_test_macro_f1")})

@@ -17,6 +17,8 @@ Forecasting: `RidgeForecast` on the forecaster's scaled window (alpha chosen on 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -127,22 +129,54 @@ class RidgeForecast:
 
 class TfidfLogisticRegression:
     """TF-IDF of word unigrams and bigrams (sublinear tf, terms in 2+ training texts) and a
-    multinomial logistic regression with inverse regularisation `C`."""
+    multinomial logistic regression with inverse regularisation `C`. The fitted vectorizer
+    is also the n-gram part of a wide-and-deep text classifier (`vectorizer_to_dict` keeps
+    it in a model artefact as JSON)."""
 
     name = "tfidf"
 
     def __init__(self, C: float = 4.0, lowercase: bool = True, seed: int = 0):
-        self.C = C
-        self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True,
-                                          lowercase=lowercase, strip_accents=None)
+        self.C, self.seed = C, seed
+        self.vectorizer = make_tfidf_vectorizer(lowercase)
         self.model = LogisticRegression(C=C, max_iter=3000, random_state=seed)
 
     def fit(self, texts, y):
-        self.model.fit(self.vectorizer.fit_transform(texts), y)
+        return self.fit_features(self.vectorizer.fit_transform(texts), y)
+
+    def fit_features(self, X, y):
+        """Fit the regression on features of an already fitted vectorizer."""
+        self.model = LogisticRegression(C=self.C, max_iter=3000, random_state=self.seed).fit(X, y)
         return self
 
+    def features(self, texts):
+        return self.vectorizer.transform(texts)
+
     def predict_proba(self, texts) -> np.ndarray:
-        return self.model.predict_proba(self.vectorizer.transform(texts))
+        return self.model.predict_proba(self.features(texts))
+
+    def logit_weights(self, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        """(weight (K, F), bias (K,)) of a linear layer whose softmax equals `predict_proba`
+        (binary: logits 0 and the regression's)."""
+        W, b = self.model.coef_, self.model.intercept_
+        if n_classes == 2 and W.shape[0] == 1:
+            W, b = np.vstack([np.zeros_like(W), W]), np.array([0.0, b[0]])
+        return W, b
+
+
+def make_tfidf_vectorizer(lowercase: bool = True, vocabulary: dict | None = None) -> TfidfVectorizer:
+    return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=lowercase,
+                           strip_accents=None, vocabulary=vocabulary)
+
+
+def vectorizer_to_dict(v: TfidfVectorizer) -> dict:
+    return {"lowercase": v.lowercase, "vocabulary": {k: int(i) for k, i in v.vocabulary_.items()},
+            "idf": v.idf_.tolist()}
+
+
+def vectorizer_from_dict(d: dict) -> TfidfVectorizer:
+    v = make_tfidf_vectorizer(d["lowercase"], d["vocabulary"])
+    v.idf_ = np.asarray(d["idf"], dtype=np.float64)
+    return v
 
 
 class MajorityClass:
@@ -155,3 +189,117 @@ class MajorityClass:
 
     def predict_proba(self, texts) -> np.ndarray:
         return np.tile(self.proba_, (len(texts), 1))
+
+
+# --- language models -----------------------------------------------------------------------
+
+def _cached_kneser_ney():
+    """nltk's interpolated Kneser-Ney smoothing with its counts indexed once.
+
+    nltk computes each continuation count by scanning every higher-order n-gram, and each
+    context's totals by summing its followers, on every call: 37 scored tokens/s on the
+    bundled reviews. This subclass precomputes exactly those numbers once after fitting;
+    the formulas are nltk's own (`nltk.lm.smoothing.KneserNey.alpha_gamma`)."""
+    from collections import defaultdict
+
+    from nltk.lm.smoothing import KneserNey
+
+    class CachedKneserNey(KneserNey):
+        def __init__(self, vocabulary, counter, order, discount=0.75, **kwargs):
+            super().__init__(vocabulary, counter, order, discount=discount, **kwargs)
+            self._cont = None  # built on first use: the model is fitted after this is made
+            self._context_stats: dict = {}
+
+        def _index(self) -> None:
+            cont, total = defaultdict(int), defaultdict(int)
+            for k in range(2, self._order + 1):
+                for prefix, followers in self.counts[k].items():
+                    n = 0
+                    for word, count in followers.items():
+                        if count > 0:
+                            cont[(prefix[1:], word)] += 1
+                            n += 1
+                    total[prefix[1:]] += n
+            self._cont, self._total = dict(cont), dict(total)
+
+        def _continuation_counts(self, word, context=tuple()):
+            if self._cont is None:
+                self._index()
+            return self._cont.get((context, word), 0), self._total.get(context, 0)
+
+        def _stats(self, context):
+            stats = self._context_stats.get(context)
+            if stats is None:
+                followers = self.counts[context]
+                stats = (followers.N(), sum(1 for c in followers.values() if c > 0))
+                self._context_stats[context] = stats
+            return stats
+
+        def alpha_gamma(self, word, context):
+            n, n_plus = self._stats(context)
+            if len(context) + 1 == self._order:
+                count, total = self.counts[context][word], n
+            else:
+                count, total = self._continuation_counts(word, context)
+            alpha = max(count - self.discount, 0.0) / total
+            gamma = self.discount * n_plus / total
+            return alpha, gamma
+
+    return CachedKneserNey
+
+
+class KneserNeyLM:
+    """An interpolated Kneser-Ney n-gram language model (nltk.lm), the baseline of the
+    recurrent language model on the same tokens: each document's tokens and one end-of-text
+    token, every token outside the model's vocabulary mapped to its unknown token first.
+    The order and the discount are chosen on validation perplexity."""
+
+    name = "ngram"
+    ORDERS = (2, 3, 4)
+    DISCOUNTS = (0.5, 0.75, 0.9)
+
+    def __init__(self, eos: str = "</s>"):
+        self.eos = eos
+
+    def _fit_order(self, docs: list[list[str]], order: int):
+        from nltk.lm.models import InterpolatedLanguageModel
+        from nltk.lm.preprocessing import padded_everygram_pipeline
+
+        train, vocab = padded_everygram_pipeline(order, docs)
+        lm = InterpolatedLanguageModel(_cached_kneser_ney(), order, params={"order": order})
+        lm.fit(train, vocab)
+        return lm
+
+    def _log_prob(self, lm, docs: list[list[str]]) -> tuple[float, int]:
+        """(sum of natural-log probabilities, tokens scored): every token and one end per doc."""
+        order, total, n = lm.order, 0.0, 0
+        score = lm.unmasked_score
+        lookup = lm.vocab.lookup
+        for doc in docs:
+            padded = ["<s>"] * (order - 1) + list(lookup(doc)) + ["</s>"]
+            for i in range(order - 1, len(padded)):
+                p = score(padded[i], tuple(padded[i - order + 1:i]))
+                total += math.log(p) if p > 0 else -math.inf
+                n += 1
+        return total, n
+
+    def fit(self, train_docs: list[list[str]], val_docs: list[list[str]]) -> "KneserNeyLM":
+        best = None
+        self.val_perplexity_ = {}
+        for order in self.ORDERS:
+            lm = self._fit_order(train_docs, order)
+            for discount in self.DISCOUNTS:
+                lm.estimator.discount = discount
+                lp, n = self._log_prob(lm, val_docs)
+                ppl = math.exp(-lp / n)
+                self.val_perplexity_[f"{order}/{discount}"] = ppl
+                if best is None or ppl < best[0]:
+                    best = (ppl, order, discount, lm)
+        _, self.order_, self.discount_, self.lm_ = best
+        self.lm_.estimator.discount = self.discount_
+        return self
+
+    def perplexity(self, docs: list[list[str]]) -> tuple[float, float, int]:
+        """(perplexity, sum of natural-log probabilities, tokens scored)."""
+        lp, n = self._log_prob(self.lm_, docs)
+        return math.exp(-lp / n), lp, n

@@ -91,6 +91,10 @@ def train(pipeline, config_path, overrides, resume):
     summary = flow(config=to_dict(cfg), resume=resume)
     click.echo("")
     click.echo(f"{summary['model_name']} v{summary['version']} -> {summary['alias']}: {summary['reason']}")
+    if summary.get("baseline_version"):
+        name, alias = summary["model_name"], summary["baseline_alias"]
+        click.echo(f"{name} v{summary['baseline_version']} -> {alias}: {summary['baseline_reason']}")
+        click.echo(f"serve it with: rnnpipe serve {name}@{alias}")
     click.echo(f"MLflow run {summary['run_id']} in experiment {summary['experiment']}; see it with: rnnpipe ui")
 
 

@@ -191,6 +191,17 @@ class ClassifierRegisterConfig:
 
 
 @dataclass
+class ReviewsRegisterConfig(ClassifierRegisterConfig):
+    experiment: str = "reviews"
+    model_name: str = "reviews-sentiment"
+    metric: str = "test_macro_f1"
+    # when the recurrent model loses to TF-IDF, register the TF-IDF baseline too, as a version
+    # of the same model (alias `baseline`, tag baseline=tfidf; `champion` if it beats the
+    # champion), with the same raw-text input and output: there is always a model to serve
+    register_baseline: bool = True
+
+
+@dataclass
 class MonitorConfig:
     data: MonitorDataConfig = field(default_factory=MonitorDataConfig)
     resample: ResampleConfig = field(default_factory=ResampleConfig)
@@ -258,12 +269,7 @@ class TextConfig:
     bucketing: bool = True  # batch reviews of similar length together
 
     def check(self, section: str) -> None:
-        import re
-
-        try:
-            re.compile(self.pattern)
-        except re.error as exc:
-            raise ConfigError(f"{section}.pattern={self.pattern!r}: not a valid regex: {exc}") from None
+        check_pattern(self.pattern, f"{section}.pattern")
 
 
 @dataclass
@@ -287,6 +293,31 @@ class TextClassifyConfig:
 
 
 @dataclass
+class PretrainConfig:
+    POSITIVE: ClassVar = ("epochs", "bptt", "batch_size")
+    # start the embedding and encoder from a language model trained on the training texts
+    # (plus `path`; never on val or test texts), then fine-tune (Dai & Le 2015; ULMFiT)
+    enabled: bool = False
+    path: str = ""  # optional unlabelled texts (CSV, Parquet, JSON Lines) to pretrain on as well
+    text_col: str = ""  # its text column ("" = data.text_col)
+    epochs: int = 4
+    bptt: int = 50
+    batch_size: int = 32  # rows of the token stream
+    lr: float = 3e-3
+    dropout: float = 0.3
+    holdout: float = 0.1  # share of the training texts kept aside to stop the LM early
+    lr_mult: float = 0.5  # fine-tuning: the pretrained parts learn at train.lr x lr_mult
+
+    def check(self, section: str) -> None:
+        if not 0 < self.holdout < 0.5:
+            raise ConfigError(f"{section}.holdout={self.holdout}: must be in (0, 0.5)")
+        if not 0 < self.lr_mult <= 1:
+            raise ConfigError(f"{section}.lr_mult={self.lr_mult}: must be in (0, 1]")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"{section}.dropout={self.dropout}: must be in [0, 1)")
+
+
+@dataclass
 class ReviewsConfig:
     data: TextDataConfig = field(default_factory=TextDataConfig)
     split: TextSplitConfig = field(default_factory=TextSplitConfig)
@@ -294,18 +325,18 @@ class ReviewsConfig:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(
         cell="gru", hidden_size=64, num_layers=1, dropout=0.0, bidirectional=True, pooling="max",
-        highway="none"))
+        highway="linear"))  # linear: the TF-IDF features as a wide part (README, "Review sentiment")
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=12, batch_size=32, lr=2e-3, weight_decay=1e-4, patience=3))
     classify: TextClassifyConfig = field(default_factory=TextClassifyConfig)
-    register: ClassifierRegisterConfig = field(default_factory=lambda: ClassifierRegisterConfig(
-        experiment="reviews", model_name="reviews-sentiment", metric="test_macro_f1"))
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    register: ReviewsRegisterConfig = field(default_factory=ReviewsRegisterConfig)
 
     def validate(self) -> "ReviewsConfig":
         check_sections(self)
-        if self.model.highway != "none":
-            raise ConfigError(f"model.highway={self.model.highway!r}: the text classifier has no linear "
-                              "part on windows; use model.highway=none")
+        if self.pretrain.enabled and self.model.bidirectional and self.model.num_layers > 1:
+            raise ConfigError("pretrain.enabled with model.bidirectional: a stacked bidirectional encoder "
+                              "cannot take a language model's layers; use model.num_layers=1")
         if not self.data.text_col or not self.data.label_col:
             raise ConfigError("data.text_col and data.label_col must name columns")
         test = 0.0 if self.data.test_path else self.split.test
@@ -357,6 +388,16 @@ class ScheduleConfig:
         if not self.train.interval_s and len(self.train.cron.split()) != 5:
             raise ConfigError(f"train.cron={self.train.cron!r}: expected 5 fields, e.g. '0 2 * * *'")
         return self
+
+
+def check_pattern(pattern: str, key: str) -> None:
+    """A tokenizer regex must compile."""
+    import re
+
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"{key}={pattern!r}: not a valid regex: {exc}") from None
 
 
 def check_sections(cfg: Any) -> None:

@@ -61,6 +61,9 @@ KINDS: dict[str, PipelineKind] = {k.name: k for k in (
                  config="rnnpipe.config:ReviewsConfig", flow="flows.reviews:train_reviews",
                  pipeline="rnnpipe.reviews:ReviewsPipeline", trial="rnnpipe.reviews:train_and_evaluate",
                  gate="rnnpipe.reviews:gate_spec"),
+    PipelineKind("lm", "a recurrent language model of texts that continues a prompt (bundled: the reviews)",
+                 config="rnnpipe.lm:LMConfig", flow="flows.lm:train_lm", pipeline="rnnpipe.lm:LMPipeline",
+                 trial="rnnpipe.lm:train_and_evaluate", gate="rnnpipe.lm:gate_spec"),
 )}
 
 

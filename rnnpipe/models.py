@@ -68,6 +68,13 @@ class LinearPart(nn.Module):
         self.linear.weight.zero_()
         self.linear.bias.zero_()
 
+    def after_warm_start(self, resumed: bool = False) -> None:
+        """Joint training starts this part from zero, beside the recurrent head: started at
+        the linear optimum, the recurrent part sees only a small residual and stalls on a
+        plateau (measured: bench/bench_forecast.py --only highway)."""
+        if not resumed:
+            self.reset()
+
     def featurize(self, x: torch.Tensor) -> torch.Tensor:
         z = x.flatten(1) if self.features == "window" else window_summary(x.float())
         return (z - self.center) / self.scale
@@ -109,6 +116,11 @@ class RecurrentEncoder(nn.Module):
                           if pooling == "attention" else None)
         self.last_attention: torch.Tensor | None = None
         self.pack = True  # False: run over the padding too (only to measure what packing saves)
+
+    def steps(self, x: torch.Tensor, state=None):
+        """Per-step outputs (B, T, out_features) and the final state, for sequence models that
+        carry their state from one call to the next (a language model)."""
+        return self.rnn(x, state)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, T, F), lengths: (B,) valid steps of padded sequences -> (B, out_features)."""
@@ -200,16 +212,60 @@ class SequenceClassifier(nn.Module):
         return self.encoder.last_attention
 
 
+class NgramPart(nn.Module):
+    """The wide part of a text classifier: a linear map from sparse n-gram features (B, F)
+    (the TF-IDF baseline's) to the class logits. It starts at zero; `set_initial` keeps a
+    start (the baseline's own regression) that `warm_start` puts in place, so the model can
+    be judged as the baseline alone before training (see `rnnpipe.training.fit`)."""
+
+    def __init__(self, n_features: int, n_classes: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n_classes, n_features))
+        self.bias = nn.Parameter(torch.zeros(n_classes))
+        self.register_buffer("initial_weight", torch.zeros(n_classes, n_features), persistent=False)
+        self.register_buffer("initial_bias", torch.zeros(n_classes), persistent=False)
+
+    @torch.no_grad()
+    def set_initial(self, weight, bias) -> None:
+        self.initial_weight.copy_(torch.as_tensor(weight, dtype=self.weight.dtype))
+        self.initial_bias.copy_(torch.as_tensor(bias, dtype=self.bias.dtype))
+
+    @torch.no_grad()
+    def warm_start(self) -> dict[str, float]:
+        self.weight.copy_(self.initial_weight)
+        self.bias.copy_(self.initial_bias)
+        return {"warm_start_ngram_features": float(self.weight.shape[1])}
+
+    def after_warm_start(self, resumed: bool = False) -> None:
+        """The wide part keeps the baseline's regression and stays fixed; the recurrent part
+        learns what it leaves (a residual design). Chosen on validation over training it
+        jointly from that start or from zero (README, "How a model is judged")."""
+        self.weight.requires_grad_(False)
+        self.bias.requires_grad_(False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.sparse.mm(features, self.weight.T) + self.bias
+
+
 class TextClassifier(nn.Module):
-    """Token ids -> embedding -> encoder -> one logit per class.
+    """Token ids -> embedding -> encoder -> one logit per class, plus an optional wide part
+    on n-gram features (`ngram_features` > 0: the logits add `NgramPart`'s, and the recurrent
+    head starts at zero beside it).
 
     `pretrained` (vocab_size, embed_dim) initialises the embedding (row 0 is `<pad>` and stays
-    zero); `freeze` keeps it fixed. Input: (B, T) int64 ids padded with 0 and (B,) lengths.
+    zero); `freeze` keeps it fixed. Input: (B, T) int64 ids padded with 0, (B,) lengths and,
+    with the wide part, (B, F) sparse features. `pretrained_lr_mult` scales the learning rate
+    of the embedding and encoder when they come from a pretrained language model
+    (discriminative fine-tuning, `param_groups`).
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, n_classes: int, embed_dropout: float = 0.0,
-                 pretrained: torch.Tensor | None = None, freeze: bool = False, **encoder_kwargs):
+                 pretrained: torch.Tensor | None = None, freeze: bool = False, ngram_features: int = 0,
+                 recurrent: bool = True, **encoder_kwargs):
         super().__init__()
+        if not recurrent and not ngram_features:
+            raise ValueError("recurrent=False needs the wide part (ngram_features > 0)")
+        self.recurrent = recurrent  # False: the wide part alone (the TF-IDF baseline, servable)
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         if pretrained is not None:
             if tuple(pretrained.shape) != (vocab_size, embed_dim):
@@ -221,6 +277,66 @@ class TextClassifier(nn.Module):
         self.dropout = nn.Dropout(embed_dropout)
         self.encoder = RecurrentEncoder(embed_dim, **encoder_kwargs)
         self.head = nn.Linear(self.encoder.out_features, n_classes)
+        self.linear_part = NgramPart(ngram_features, n_classes) if ngram_features else None
+        if self.linear_part is not None:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+        self.pretrained_lr_mult = 1.0
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.dropout(self.encoder(self.dropout(self.embedding(tokens)), lengths)))
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimiser groups: the embedding and encoder at lr x `pretrained_lr_mult`, the rest at lr."""
+        slow = [p for m in (self.embedding, self.encoder) for p in m.parameters() if p.requires_grad]
+        ids = {id(p) for p in slow}
+        fast = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        return [{"params": slow, "lr": lr * self.pretrained_lr_mult}, {"params": fast, "lr": lr}]
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None,
+                ngrams: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.recurrent:
+            return self.linear_part(ngrams)
+        out = self.head(self.dropout(self.encoder(self.dropout(self.embedding(tokens)), lengths)))
+        return out if self.linear_part is None else out + self.linear_part(ngrams)
+
+
+class LanguageModel(nn.Module):
+    """Token ids -> embedding -> a unidirectional recurrent encoder -> next-token logits.
+
+    `tie_weights` shares the input embedding with the output layer (Press & Wolf 2017,
+    Inan et al. 2017), through a projection when the hidden size differs. Dropout on the
+    embedded tokens, between layers and before the output layer. For truncated
+    backpropagation through time the model carries its recurrent state from one call to the
+    next (detached, so gradients stop at the window); `reset=True` starts from zero.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int = 200, cell: str = "lstm", hidden_size: int = 200,
+                 num_layers: int = 2, dropout: float = 0.3, tie_weights: bool = True):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.encoder = RecurrentEncoder(embed_dim, cell=cell, hidden_size=hidden_size, num_layers=num_layers,
+                                        dropout=dropout)
+        self.project = nn.Linear(hidden_size, embed_dim) if tie_weights and hidden_size != embed_dim else None
+        self.decoder = nn.Linear(embed_dim if tie_weights else hidden_size, vocab_size)
+        if tie_weights:
+            self.decoder.weight = self.embedding.weight
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+        self.state = None
+
+    def _detached(self, state):
+        if state is None:
+            return None
+        return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+    def forward(self, tokens: torch.Tensor, reset: bool = True) -> torch.Tensor:
+        """tokens (B, T) -> logits (B, T, vocab)."""
+        state = None if reset else self._detached(self.state)
+        if state is not None:
+            n = state[0].shape[1] if isinstance(state, tuple) else state.shape[1]
+            if n != tokens.shape[0]:
+                state = None
+        out, self.state = self.encoder.steps(self.dropout(self.embedding(tokens)), state)
+        out = self.dropout(out)
+        if self.project is not None:
+            out = self.project(out)
+        return self.decoder(out)

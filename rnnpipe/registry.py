@@ -35,6 +35,7 @@ from rnnpipe.errors import ModelError, RnnpipeError
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+BASELINE = "baseline"  # alias of the latest version that is a baseline, registered beside a model that lost to it
 RUNTIME_PACKAGES = ("torch", "numpy", "pandas", "pyarrow", "scikit-learn", "mlflow")
 TRACKED_PACKAGES = RUNTIME_PACKAGES + ("prefect", "rnnpipe")
 
@@ -156,9 +157,14 @@ class PipelinePyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None):
         """User errors become MlflowException(INVALID_PARAMETER_VALUE): the scoring server
         answers them 400 with the message, rather than a generic error. In the server, missing
-        values go out as JSON null rather than NaN."""
+        values go out as JSON null rather than NaN. A pipeline with `inference_params()`
+        (the language model) gets the request's `params` (MLflow fills in the signature's
+        defaults)."""
         try:
-            out = self.pipeline.predict(pd.DataFrame(model_input))
+            if hasattr(self.pipeline, "inference_params"):
+                out = self.pipeline.predict(pd.DataFrame(model_input), **(params or {}))
+            else:
+                out = self.pipeline.predict(pd.DataFrame(model_input))
         except RnnpipeError as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         if os.environ.get("_MLFLOW_IS_IN_SERVING_ENVIRONMENT") == "true":
@@ -176,20 +182,21 @@ def _requirements() -> list[str]:
     return reqs
 
 
-def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame) -> str:
+def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame, name: str = "model") -> str:
     """Log a fitted pipeline as a pyfunc model of `run` and return its model URI.
 
     The model directory holds the pipeline (config, scaler statistics, state dict) and a copy
     of the rnnpipe package (code_paths), so it loads wherever torch, pandas and MLflow are.
     """
+    params = pipeline.inference_params() if hasattr(pipeline, "inference_params") else None
     with warnings.catch_warnings():  # the integer `step` column is never missing
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-        signature = infer_signature(input_example, pipeline.predict(input_example))
+        signature = infer_signature(input_example, pipeline.predict(input_example), params=params)
     with tempfile.TemporaryDirectory() as tmp:
         pipe_dir = pipeline.save(Path(tmp) / "pipeline")
         with mlflow.start_run(run_id=run.id):
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=str(Path(__file__).with_name("pyfunc_model.py")), artifacts={"pipeline": str(pipe_dir)},
+                name=name, python_model=str(Path(__file__).with_name("pyfunc_model.py")), artifacts={"pipeline": str(pipe_dir)},
                 code_paths=[str(Path(__file__).resolve().parent)], signature=signature,
                 input_example=input_example, pip_requirements=_requirements(),
                 model_config={"kind": type(pipeline).KIND})
@@ -305,6 +312,18 @@ def judge(metric: str, value: float | None, baselines: dict[str, float | None], 
                    f"champion v{version} ({champ:.4f}); {vs}")
 
 
+def _version_metric(client: MlflowClient, mv, metric: str) -> float | None:
+    """A version's gate metric: its own tag (a baseline version's differs from its run's
+    metric), else its run's."""
+    tag = (mv.tags or {}).get(metric)
+    if tag is not None:
+        try:
+            return float(tag)
+        except ValueError:
+            return None
+    return client.get_run(mv.run_id).data.metrics.get(metric) if mv.run_id else None
+
+
 @dataclass
 class GateDecision:
     model_name: str
@@ -320,12 +339,18 @@ class GateDecision:
 
 def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[str, float],
                       metric: str, baselines: dict[str, str], margin: float = 0.0,
-                      greater_is_better: bool = False, degenerate: float | None = None) -> GateDecision:
+                      greater_is_better: bool = False, degenerate: float | None = None,
+                      baseline_of: str = "") -> GateDecision:
     """Register a new version and give it `champion` or `challenger` by `judge`'s rules
     (baselines: name -> metric key of that baseline on the same data). The reason, naming
     the rule that decided, is written to the run and the model version; the version's tags
     record the decision at registration (`gate_decision`), which stays true when the alias
-    later moves."""
+    later moves.
+
+    `baseline_of`: the version is that baseline itself (the run's model lost to it), with
+    `metrics[metric]` the baseline's figure. It is judged against the champion alone (rules
+    1, 3, 5-7), gets the `baseline` alias (`champion` too if it wins) and a `baseline` tag;
+    the run's own tags keep the recurrent model's decision."""
     client = run.client
     try:
         client.get_registered_model(model_name)
@@ -340,19 +365,29 @@ def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[s
         current = None
     champion = None
     if current is not None:
-        champ_value = client.get_run(current.run_id).data.metrics.get(metric) if current.run_id else None
-        champion = (str(current.version), champ_value)
-    verdict = judge(metric, value, {n: metrics.get(k) for n, k in baselines.items()}, margin=margin,
-                    greater_is_better=greater_is_better, degenerate=degenerate, champion=champion)
+        champion = (str(current.version), _version_metric(client, current, metric))
+    judged = {} if baseline_of else {n: metrics.get(k) for n, k in baselines.items()}
+    verdict = judge(metric, value, judged, margin=margin, greater_is_better=greater_is_better,
+                    degenerate=degenerate, champion=champion)
     alias, reason = (CHAMPION if verdict.promoted else CHALLENGER), verdict.reason
+    if baseline_of:
+        reason = (f"the {baseline_of} baseline itself, registered because the run's model lost to it; "
+                  + reason.replace("; no baseline was scored", "").replace(" (no baseline was scored)", ""))
+        client.set_registered_model_alias(model_name, BASELINE, mv.version)
+        alias = CHAMPION if verdict.promoted else BASELINE
     client.set_registered_model_alias(model_name, alias, mv.version)
     client.update_model_version(model_name, mv.version, description=reason)
     tags = {"gate_decision": "promoted" if verdict.promoted else "not promoted", "gate_rule": verdict.rule,
             "gate_reason": reason, metric: f"{value:.6g}" if _defined(value) else str(value)}
+    if baseline_of:
+        tags["baseline"] = baseline_of
     for k, v in tags.items():
         client.set_model_version_tag(model_name, mv.version, k, v)
-    run.set_tags({"gate": alias, "gate_rule": verdict.rule, "gate_reason": reason,
-                  "registered_model": model_name, "registered_version": mv.version})
+    if baseline_of:
+        run.set_tags({"baseline_version": mv.version, "baseline_gate": alias})
+    else:
+        run.set_tags({"gate": alias, "gate_rule": verdict.rule, "gate_reason": reason,
+                      "registered_model": model_name, "registered_version": mv.version})
     log.info("%s v%s -> %s: %s", model_name, mv.version, alias, reason)
     return GateDecision(model_name, str(mv.version), alias, reason, verdict.rule)
 

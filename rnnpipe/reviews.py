@@ -8,6 +8,7 @@ and the evaluation against TF-IDF + logistic regression and the majority class.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import pandas as pd
 import torch
 
 from rnnpipe import settings
-from rnnpipe.baselines import MajorityClass, TfidfLogisticRegression
+from rnnpipe.baselines import MajorityClass, TfidfLogisticRegression, vectorizer_from_dict, vectorizer_to_dict
 from rnnpipe.config import ReviewsConfig, from_dict, to_dict
 from rnnpipe.errors import DataError
 from rnnpipe.evaluation import decide, text_classification_metrics, tune_binary_threshold
@@ -89,9 +90,13 @@ class ReviewsPrepared:
     skipped: dict[str, int] = field(default_factory=dict)
     embedding: np.ndarray | None = None
     embedding_stats: dict[str, float] = field(default_factory=dict)
+    tfidf: TfidfLogisticRegression | None = None  # the baseline, fitted on train, C chosen on val
+    tfidf_threshold: float | None = None
+    ngrams: dict[str, Any] | None = None  # part -> its TF-IDF features, for the wide part
 
     def batches(self, part: str) -> TextBatches:
-        return TextBatches(self.encoded[part], self.y[part], bucket=self.preprocessor.cfg.text.bucketing)
+        return TextBatches(self.encoded[part], self.y[part], bucket=self.preprocessor.cfg.text.bucketing,
+                           features=self.ngrams[part] if self.ngrams else None)
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {p: {"reviews": len(self.y[p]), "tokens": self.encoded[p].token_count(),
@@ -148,7 +153,37 @@ def prepare_reviews(tables: dict[str, TextTable], cfg: ReviewsConfig) -> Reviews
     if cfg.embed.path:
         prepared.embedding, prepared.embedding_stats = load_vectors(
             settings.resolve_data_path(cfg.embed.path), pre.vocab_, cfg.train.seed)
+    prepared.tfidf, prepared.tfidf_threshold = fit_tfidf_baseline(prepared, cfg)
+    if cfg.model.highway == "linear":
+        prepared.ngrams = {part: prepared.tfidf.features(texts[part]) for part in PARTS}
     return prepared
+
+
+TFIDF_C_GRID = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def _tuned(cfg: ReviewsConfig, classes: list[str]) -> bool:
+    return cfg.classify.decision == "tuned" and len(classes) == 2
+
+
+def fit_tfidf_baseline(p: ReviewsPrepared, cfg: ReviewsConfig) -> tuple[TfidfLogisticRegression, float | None]:
+    """TF-IDF + logistic regression on the training texts, its `C` and (binary) decision
+    threshold chosen on validation macro-F1: the baseline, and the start of the wide part."""
+    base = TfidfLogisticRegression(lowercase=cfg.text.lowercase, seed=cfg.train.seed)
+    X = base.vectorizer.fit_transform(p.texts["train"])
+    Xv = base.features(p.texts["val"])
+    best = None
+    for C in TFIDF_C_GRID:
+        base.C = C
+        base.fit_features(X, p.y["train"])
+        bv = base.model.predict_proba(Xv)
+        thr = tune_binary_threshold(p.y["val"], bv[:, 1]) if _tuned(cfg, p.classes) else None
+        f1 = text_classification_metrics(p.y["val"], bv, decide(bv, thr), p.classes, "v")["v_macro_f1"]
+        if best is None or f1 > best[0]:
+            best = (f1, C, thr)
+    _, base.C, thr = best
+    base.fit_features(X, p.y["train"])
+    return base, thr
 
 
 class ReviewsPipeline:
@@ -158,26 +193,64 @@ class ReviewsPipeline:
 
     def __init__(self, config: ReviewsConfig, preprocessor: TextPreprocessor, classes: list[str],
                  model: TextClassifier | None = None, threshold: float | None = None,
-                 embedding: np.ndarray | None = None, embed_dim: int | None = None):
+                 embedding: np.ndarray | None = None, embed_dim: int | None = None, ngram_vectorizer=None,
+                 baseline: str = ""):
         self.config, self.preprocessor, self.classes = config, preprocessor, list(classes)
         self.threshold = threshold
+        self.baseline = baseline  # "tfidf": the baseline's regression alone, no recurrent part
+        self.ngram_vectorizer = ngram_vectorizer  # the wide part's TF-IDF features (model.highway=linear)
         self.embed_dim = int(embedding.shape[1]) if embedding is not None else (embed_dim or config.embed.dim)
         if model is None:
             m, e = config.model, config.embed
+            n_features = len(ngram_vectorizer.vocabulary_) if ngram_vectorizer is not None else 0
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.train.seed)
                 model = TextClassifier(
                     len(preprocessor.vocab_), self.embed_dim, len(self.classes), embed_dropout=e.dropout,
                     pretrained=None if embedding is None else torch.as_tensor(embedding),
-                    freeze=e.freeze and embedding is not None, cell=m.cell, hidden_size=m.hidden_size,
-                    num_layers=m.num_layers, dropout=m.dropout, bidirectional=m.bidirectional,
-                    pooling=m.pooling)
+                    freeze=e.freeze and embedding is not None, ngram_features=n_features,
+                    recurrent=not baseline, cell=m.cell,
+                    hidden_size=m.hidden_size, num_layers=m.num_layers, dropout=m.dropout,
+                    bidirectional=m.bidirectional, pooling=m.pooling)
         self.model = model
 
-    def predict_proba(self, encoded: EncodedTexts, batch_size: int = 512) -> np.ndarray:
-        """(N, classes) probabilities, in the order of `encoded`."""
+    @classmethod
+    def from_prepared(cls, config: ReviewsConfig, p: ReviewsPrepared,
+                      pretrained: "Pretrained | None" = None) -> "ReviewsPipeline":
+        """The untrained pipeline for prepared data: the wide part (if any) gets the TF-IDF
+        baseline's regression as its start, and the embedding and encoder the pretrained
+        language model's weights (if any)."""
+        wide = config.model.highway == "linear"
+        pipe = cls(config, p.preprocessor, p.classes, embedding=p.embedding,
+                   ngram_vectorizer=p.tfidf.vectorizer if wide else None)
+        if wide:
+            pipe.model.linear_part.set_initial(*p.tfidf.logit_weights(len(p.classes)))
+        if pretrained is not None:
+            pretrained.load_into(pipe.model)
+            pipe.model.pretrained_lr_mult = config.pretrain.lr_mult
+        return pipe
+
+    @classmethod
+    def tfidf_baseline(cls, config: ReviewsConfig, p: ReviewsPrepared) -> "ReviewsPipeline":
+        """The run's TF-IDF + logistic regression baseline as a pipeline of its own: the same
+        raw-text input, checks, notes and output columns as the recurrent model, and the
+        baseline's own threshold (chosen on validation). Registered beside a recurrent model
+        that loses to it, so that there is always a model to serve."""
+        pipe = cls(config, p.preprocessor, p.classes, threshold=p.tfidf_threshold, embed_dim=8,
+                   ngram_vectorizer=p.tfidf.vectorizer, baseline="tfidf")
+        pipe.model.linear_part.set_initial(*p.tfidf.logit_weights(len(p.classes)))
+        pipe.model.linear_part.warm_start()
+        pipe.model.eval()
+        return pipe
+
+    def ngram_features(self, texts: list[str]):
+        return self.ngram_vectorizer.transform(texts) if self.ngram_vectorizer is not None else None
+
+    def predict_proba(self, encoded: EncodedTexts, ngrams=None, batch_size: int = 512) -> np.ndarray:
+        """(N, classes) probabilities, in the order of `encoded` (`ngrams`: the texts' n-gram
+        features, for a model with the wide part)."""
         device = next(self.model.parameters()).device
-        data = TextBatches(encoded, bucket=True)
+        data = TextBatches(encoded, bucket=True, features=ngrams)
         logits = predict_batches(self.model, data.to(device), batch_size)
         out = np.empty_like(logits)
         out[data.order()] = logits
@@ -207,8 +280,9 @@ class ReviewsPipeline:
         n_tokens = np.zeros(len(texts), np.int64)
         unknown = np.full(len(texts), np.nan)
         if ok.any():
-            enc = self.preprocessor.encode([t for t, k in zip(texts, ok) if k])
-            proba[ok] = self.predict_proba(enc)
+            kept_texts = [t for t, k in zip(texts, ok) if k]
+            enc = self.preprocessor.encode(kept_texts)
+            proba[ok] = self.predict_proba(enc, self.ngram_features(kept_texts))
             n_tokens[ok] = enc.n_tokens
             kept = enc.lengths
             unknown[ok] = np.where(enc.n_tokens > 0, enc.n_unknown / np.maximum(kept, 1), 1.0)
@@ -237,7 +311,9 @@ class ReviewsPipeline:
         (p / "config.json").write_text(json.dumps(to_dict(self.config), indent=2))
         (p / "preprocessor.json").write_text(json.dumps(
             {**self.preprocessor.to_dict(), "classes": self.classes, "threshold": self.threshold,
-             "embed_dim": self.embed_dim}))
+             "embed_dim": self.embed_dim, "baseline": self.baseline,
+             "ngram_vectorizer": (vectorizer_to_dict(self.ngram_vectorizer)
+                                  if self.ngram_vectorizer is not None else None)}))
         torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, p / "weights.pt")
         return p
 
@@ -246,11 +322,101 @@ class ReviewsPipeline:
         p = Path(path)
         cfg = from_dict(ReviewsConfig, json.loads((p / "config.json").read_text()))
         state = json.loads((p / "preprocessor.json").read_text())
+        vectorizer = state.get("ngram_vectorizer")
         pipe = cls(cfg, TextPreprocessor.from_dict(cfg, state), state["classes"],
-                   threshold=state["threshold"], embed_dim=state["embed_dim"])
+                   threshold=state["threshold"], embed_dim=state["embed_dim"],
+                   ngram_vectorizer=vectorizer_from_dict(vectorizer) if vectorizer else None,
+                   baseline=state.get("baseline", ""))
         pipe.model.load_state_dict(torch.load(p / "weights.pt", map_location=device, weights_only=True))
         pipe.model.to(device).eval()
         return pipe
+
+
+# --- pretraining as a language model --------------------------------------------------------
+
+@dataclass
+class Pretrained:
+    """Weights of language models trained on training text only, shaped for the classifier:
+    the embedding, and the encoder's recurrent layers (a forward LM for the forward direction,
+    a backward LM, on reversed text, for the reverse direction of a bidirectional encoder)."""
+
+    embedding: torch.Tensor
+    encoder: dict[str, torch.Tensor]
+    metrics: dict[str, float]
+
+    def load_into(self, model: TextClassifier) -> None:
+        with torch.no_grad():
+            model.embedding.weight.copy_(self.embedding)
+            model.embedding.weight[0].zero_()
+        model.encoder.rnn.load_state_dict(self.encoder)
+
+
+def pretraining_texts(p: ReviewsPrepared, cfg: ReviewsConfig) -> tuple[list[str], list[str]]:
+    """(texts to learn from, texts to stop on): the training part's texts (never val or test)
+    plus the unlabelled `pretrain.path`, and a held-out share of the training texts."""
+    train = p.texts["train"]
+    n_hold = max(1, int(round(len(train) * cfg.pretrain.holdout)))
+    order = np.random.default_rng(cfg.split.seed).permutation(len(train))
+    hold = sorted(order[:n_hold].tolist())
+    held = set(hold)
+    learn = [t for i, t in enumerate(train) if i not in held]
+    if cfg.pretrain.path:
+        extra = read_texts(settings.resolve_data_path(cfg.pretrain.path), cfg.pretrain.text_col or cfg.data.text_col,
+                           "", bad_rows=cfg.data.bad_rows, fmt="auto", require_labels=False)
+        learn = learn + extra.texts
+    return learn, [train[i] for i in hold]
+
+
+def _stream(encoded: EncodedTexts, reverse: bool) -> np.ndarray:
+    """Documents end to end, each followed by `<pad>` (id 0) as end-of-text."""
+    pieces = [np.zeros(1, np.int64)]
+    for i in range(len(encoded)):
+        ids = encoded.ids[encoded.offsets[i]:encoded.offsets[i + 1]]
+        pieces += [ids[::-1] if reverse else ids, np.zeros(1, np.int64)]
+    return np.concatenate(pieces)
+
+
+def pretrain_encoder(p: ReviewsPrepared, cfg: ReviewsConfig, progress: bool | None = False) -> Pretrained:
+    """Train a language model with the classifier's vocabulary, embedding and encoder shape
+    on `pretraining_texts` (two for a bidirectional encoder: forward and on reversed text),
+    with the shared fit loop, and return its weights for `ReviewsPipeline.from_prepared`."""
+    import time
+
+    from rnnpipe.lm import StreamBatches, lm_loss
+    from rnnpipe.models import LanguageModel
+    from rnnpipe.training import fit
+
+    m, t = cfg.model, cfg.pretrain
+    learn, hold = pretraining_texts(p, cfg)
+    enc_learn, enc_hold = p.preprocessor.encode(learn), p.preprocessor.encode(hold)
+    dim = int(p.embedding.shape[1]) if p.embedding is not None else cfg.embed.dim
+    lm_train = dataclasses.replace(cfg.train, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
+                                   patience=2, clip_grad_norm=0.25, lr_schedule="cosine")
+    metrics = {"pretrain_texts": float(len(learn)), "pretrain_tokens": float(enc_learn.token_count()),
+               "pretrain_holdout_texts": float(len(hold))}
+    t0 = time.perf_counter()
+    embedding, encoder = None, {}
+    for direction in (["forward", "backward"] if m.bidirectional else ["forward"]):
+        reverse = direction == "backward"
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.train.seed + reverse)
+            lm = LanguageModel(len(p.preprocessor.vocab_), dim, m.cell, m.hidden_size, m.num_layers,
+                               t.dropout, tie_weights=True)
+        if p.embedding is not None:
+            with torch.no_grad():
+                lm.embedding.weight.copy_(torch.as_tensor(p.embedding))
+        train = StreamBatches(_stream(enc_learn, reverse), t.batch_size, t.bptt)
+        val = StreamBatches(_stream(enc_hold, reverse), min(t.batch_size, 8), t.bptt)
+        result = fit(lm, train, val, lm_train, loss_fn=lm_loss, progress=progress)
+        metrics[f"pretrain_{direction}_val_perplexity"] = float(np.exp(result.best_val_loss))
+        metrics[f"pretrain_{direction}_epochs"] = float(len(result.history))
+        metrics["pretrain_tokens_per_s"] = result.samples_per_s * t.bptt
+        state = lm.encoder.rnn.state_dict()
+        encoder.update({(f"{k}_reverse" if reverse else k): v.detach().cpu().clone() for k, v in state.items()})
+        if embedding is None:
+            embedding = lm.embedding.weight.detach().cpu().clone()
+    metrics["pretrain_seconds"] = time.perf_counter() - t0
+    return Pretrained(embedding, encoder, metrics)
 
 
 def text_loss(cfg: ReviewsConfig, prepared: ReviewsPrepared):
@@ -269,8 +435,6 @@ def text_loss(cfg: ReviewsConfig, prepared: ReviewsPrepared):
 
 
 # --- evaluation ----------------------------------------------------------------------------
-
-TFIDF_C_GRID = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 @dataclass
@@ -299,8 +463,9 @@ def evaluate_reviews(pipeline: ReviewsPipeline, p: ReviewsPrepared) -> ReviewsEv
     """The model, TF-IDF + logistic regression and the majority class on test. Everything
     chosen is chosen on validation by the same rule for each method: the binary decision
     threshold (classify.decision=tuned) and the baseline's regularisation C. The model's
-    threshold is stored in `pipeline.threshold` and travels with the registered model."""
-    tuned = pipeline.config.classify.decision == "tuned" and len(p.classes) == 2
+    threshold is stored in `pipeline.threshold` and travels with the registered model. The
+    baseline was fitted when the data was prepared (`fit_tfidf_baseline`)."""
+    tuned = _tuned(pipeline.config, p.classes)
 
     def threshold(proba_val: np.ndarray) -> float | None:
         return tune_binary_threshold(p.y["val"], proba_val[:, 1]) if tuned else None
@@ -319,21 +484,15 @@ def evaluate_reviews(pipeline: ReviewsPipeline, p: ReviewsPrepared) -> ReviewsEv
         if thr is not None:
             metrics[f"{pre}threshold"] = thr
 
-    pv, pt = pipeline.predict_proba(p.encoded["val"]), pipeline.predict_proba(p.encoded["test"])
+    ngrams = p.ngrams or {}
+    pv = pipeline.predict_proba(p.encoded["val"], ngrams.get("val"))
+    pt = pipeline.predict_proba(p.encoded["test"], ngrams.get("test"))
     pipeline.threshold = threshold(pv)
     score("", pv, pt, pipeline.threshold)
 
-    best = None
-    for C in TFIDF_C_GRID:
-        b = TfidfLogisticRegression(C, lowercase=pipeline.config.text.lowercase).fit(p.texts["train"], p.y["train"])
-        bv = b.predict_proba(p.texts["val"])
-        thr = threshold(bv)
-        f1 = text_classification_metrics(p.y["val"], bv, decide(bv, thr), p.classes, "v")["v_macro_f1"]
-        if best is None or f1 > best[0]:
-            best = (f1, C, b, bv, thr)
-    _, C, b, bv, thr = best
-    score("tfidf", bv, b.predict_proba(p.texts["test"]), thr)
-    metrics["tfidf_C"] = C
+    b = p.tfidf
+    score("tfidf", b.predict_proba(p.texts["val"]), b.predict_proba(p.texts["test"]), p.tfidf_threshold)
+    metrics["tfidf_C"] = b.C
 
     maj = MajorityClass().fit(p.texts["train"], p.y["train"])
     score("majority", maj.predict_proba(p.texts["val"]), maj.predict_proba(p.texts["test"]), None)
@@ -373,7 +532,7 @@ def train_and_evaluate(cfg: ReviewsConfig):
     from rnnpipe.training import Trained, fit
 
     p = prepare_reviews(load_reviews(cfg), cfg)
-    pipe = ReviewsPipeline(cfg, p.preprocessor, p.classes, embedding=p.embedding)
+    pipe = ReviewsPipeline.from_prepared(cfg, p, pretrain_encoder(p, cfg) if cfg.pretrain.enabled else None)
     result = fit(pipe.model, p.batches("train"), p.batches("val"), cfg.train, loss_fn=text_loss(cfg, p),
                  progress=False)
     return Trained(pipe, result, evaluate_reviews(pipe, p).metrics, reviews_example(p), p.fingerprint)

@@ -54,6 +54,10 @@ def apply_environment() -> None:
     for key, value in TELEMETRY_OFF.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str(prefect_home()))
+    try:  # a new RNNPIPE_HOME is created, as Prefect and MLflow create their own folders
+        Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # unwritable: Prefect says so itself
     # rnnpipe's own log lines show up in Prefect's run logs.
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rnnpipe")
     # ...and the library used outside a flow (a notebook) does not warn about it

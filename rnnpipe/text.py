@@ -284,8 +284,9 @@ class TextBatches:
     """
 
     def __init__(self, encoded: EncodedTexts, labels: np.ndarray | None = None, bucket: bool = True,
-                 pad_to_longest: bool = False):
+                 pad_to_longest: bool = False, features=None):
         self.encoded, self.bucket, self.pad_to_longest = encoded, bucket, pad_to_longest
+        self.features = features  # optional (N, F) scipy sparse rows (n-gram features), per text
         self.ids = torch.as_tensor(encoded.ids)
         self.starts = torch.as_tensor(encoded.offsets[:-1])
         self.lengths = torch.as_tensor(encoded.lengths)
@@ -335,7 +336,18 @@ class TextBatches:
             pos = self.starts[idx_d][:, None] + steps[None, :]
             mask = steps[None, :] < lengths.to(device)[:, None]
             tokens = torch.where(mask, self.ids[pos.clamp_(max=len(self.ids) - 1)], PAD_ID)
-            yield (tokens, lengths), self.labels[idx_d]
+            if self.features is None:
+                yield (tokens, lengths), self.labels[idx_d]
+            else:
+                yield (tokens, lengths, sparse_rows(self.features, idx.numpy(), device)), self.labels[idx_d]
+
+
+def sparse_rows(matrix, rows: np.ndarray, device) -> torch.Tensor:
+    """Rows of a scipy sparse matrix as a torch sparse (COO) tensor on `device`."""
+    part = matrix[rows].tocoo()
+    index = torch.as_tensor(np.vstack([part.row, part.col]), dtype=torch.long)
+    values = torch.as_tensor(part.data, dtype=torch.float32)
+    return torch.sparse_coo_tensor(index, values, part.shape, check_invariants=False).to(device)
 
 
 # --- pretrained vectors ---------------------------------------------------------------------

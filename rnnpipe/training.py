@@ -257,7 +257,8 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
     seed_everything(cfg.seed)
     model.to(device)
     train, val = train.to(device), val.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = model.param_groups(cfg.lr) if hasattr(model, "param_groups") else model.parameters()
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.lr_schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     elif cfg.lr_schedule == "plateau":
@@ -294,24 +295,24 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
         log.info("resuming from %s after epoch %d", ckpt, state["epoch"])
     resumed_from = start_epoch - 1
 
+    part = getattr(model, "linear_part", None)
     if not resume:
         # the starting weights are a candidate (epoch 0): for a forecaster the naive forecast;
         # with a linear part, the best linear model of the window alone (fitted on train,
         # its penalty chosen on val). Training must improve on them on validation.
-        part = getattr(model, "linear_part", None)
         if part is not None:
             t_warm = time.perf_counter()
-            warm = warm_start_linear_part(model, train, val, loss_fn, cfg.seed)
+            warm = (part.warm_start() if hasattr(part, "warm_start")  # a start fitted elsewhere
+                    else warm_start_linear_part(model, train, val, loss_fn, cfg.seed))
             warm["warm_start_s"] = time.perf_counter() - t_warm
             log.info("linear part alone: %s", ", ".join(f"{k}={v:.4g}" for k, v in warm.items()))
         initial_val = evaluate_loss(model, val, loss_fn, max(cfg.batch_size, 1024), autocast)
         best_val, best_epoch = initial_val, 0
         best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        if part is not None:
-            # ... but joint training starts the linear part from zero, beside the recurrent
-            # head: started at the linear optimum, the recurrent part sees only a small
-            # residual and stalls on a plateau (measured: bench/bench_forecast.py)
-            part.reset()
+    if part is not None:
+        # what joint training starts from is the part's own rule (`after_warm_start`); on
+        # resume the weights come from the checkpoint and only the rule's freezing applies
+        part.after_warm_start(resumed=resume)
 
     n_batches = math.ceil(len(train) / cfg.batch_size)
     stopped_early = bad_epochs >= cfg.patience
@@ -341,7 +342,7 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
             torch.cuda.synchronize()
         train_time = time.perf_counter() - t0
         val_loss = evaluate_loss(model, val, loss_fn, max(cfg.batch_size, 1024), autocast)
-        lr = optimizer.param_groups[0]["lr"]
+        lr = optimizer.param_groups[-1]["lr"]  # the base rate (a slower group may come first)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_loss)
         elif scheduler is not None:

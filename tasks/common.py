@@ -50,12 +50,15 @@ def start_run(cfg: Any, pipeline: str, fingerprint: str, source: str, data_summa
 
 @task(name="train", cache_policy=NO_CACHE)
 def train(model, train_data: BatchSource, val_data: BatchSource, cfg: Any, run_id: str,
-          checkpoint: str, resume: bool, loss_fn: Callable | None = None) -> FitResult:
-    """The fit loop, with per-epoch metrics to MLflow, a checkpoint per epoch and the curves."""
+          checkpoint: str, resume: bool, loss_fn: Callable | None = None,
+          epoch_metrics: Callable[[dict[str, float]], dict[str, float]] | None = None) -> FitResult:
+    """The fit loop, with per-epoch metrics to MLflow (plus `epoch_metrics(record)`, e.g. the
+    validation perplexity), a checkpoint per epoch and the curves."""
     run = Run(run_id)
 
     def on_epoch(record: dict[str, float]) -> None:
-        run.log_metrics({k: record[k] for k in ("train_loss", "val_loss", "lr", "samples_per_s")},
+        metrics = {k: record[k] for k in ("train_loss", "val_loss", "lr", "samples_per_s")}
+        run.log_metrics({**metrics, **(epoch_metrics(record) if epoch_metrics else {})},
                         step=int(record["epoch"]))
 
     result = fit(model, train_data, val_data, cfg.train, loss_fn=loss_fn, checkpoint_path=checkpoint,
@@ -79,18 +82,20 @@ def train(model, train_data: BatchSource, val_data: BatchSource, cfg: Any, run_i
 @task(name="register", cache_policy=NO_CACHE, **IO)
 def register(pipeline: Any, input_example, metrics: dict[str, float], run_id: str,
              model_name: str, *, metric: str, baselines: dict[str, str], margin: float,
-             greater_is_better: bool, degenerate: float | None = None) -> GateDecision:
-    """Log the pipeline as a pyfunc model, register a version, and apply the gate."""
+             greater_is_better: bool, degenerate: float | None = None, baseline_of: str = "") -> GateDecision:
+    """Log the pipeline as a pyfunc model, register a version, and apply the gate
+    (`baseline_of`: the pipeline is that baseline, logged as the run's `baseline` model)."""
     run = Run(run_id)
-    model_uri = log_pipeline_model(run, pipeline, input_example)
+    model_uri = log_pipeline_model(run, pipeline, input_example, name="baseline" if baseline_of else "model")
     decision = register_and_gate(run, model_uri, model_name, metrics, metric, baselines, margin,
-                                 greater_is_better, degenerate)
+                                 greater_is_better, degenerate, baseline_of)
     rows = [f"| `{k}` | {v:.4g} |" for k, v in sorted(metrics.items())
             if "test_" in k and "." not in k and k.split("_")[-1] not in ("tp", "fp", "fn", "tn")]
     create_markdown_artifact(
         f"**{decision.model_name} v{decision.version} -> `{decision.alias}`**\n\n{decision.reason}\n\n"
         f"MLflow run `{run_id}` (tracking `{mlflow.get_tracking_uri()}`)\n\n| test metric | value |\n|---|---|\n"
-        + "\n".join(rows[:40]), key=f"{model_name}-registration".lower().replace("_", "-"))
+        + "\n".join(rows[:40]), key=f"{model_name}-{'baseline-' if baseline_of else ''}registration".lower()
+        .replace("_", "-"))
     get_run_logger().info("%s v%s -> %s: %s", decision.model_name, decision.version,
                           decision.alias, decision.reason)
     return decision

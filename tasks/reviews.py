@@ -9,8 +9,8 @@ from prefect.cache_policies import NO_CACHE
 from rnnpipe.config import ReviewsConfig
 from rnnpipe.evaluation import plot_comparison, plot_confusion_matrix
 from rnnpipe.registry import Run
-from rnnpipe.reviews import (ReviewsEvaluation, ReviewsPipeline, ReviewsPrepared, confidently_wrong,
-                             evaluate_reviews, load_reviews, prepare_reviews)
+from rnnpipe.reviews import (Pretrained, ReviewsEvaluation, ReviewsPipeline, ReviewsPrepared, confidently_wrong,
+                             evaluate_reviews, load_reviews, prepare_reviews, pretrain_encoder)
 from rnnpipe.text import TextTable
 from rnnpipe.training import FitResult
 from tasks.common import IO
@@ -33,6 +33,18 @@ def prepare(tables: dict[str, TextTable], cfg: ReviewsConfig) -> ReviewsPrepared
     create_table_artifact(rows, key="reviews-split", description=p.split_kind)
     get_run_logger().info("%s; vocabulary %d; %s", p.split_kind, len(p.preprocessor.vocab_), p.counts())
     return p
+
+
+@task(name="pretrain", cache_policy=NO_CACHE)
+def pretrain(prepared: ReviewsPrepared, cfg: ReviewsConfig, run_id: str) -> Pretrained:
+    """A language model on the training texts (and pretrain.path) for the classifier to start from."""
+    out = pretrain_encoder(prepared, cfg, progress=None)
+    Run(run_id).log_metrics(out.metrics)
+    get_run_logger().info("pretrained on %d texts (%d tokens) in %.0f s; held-out perplexity %s",
+                          out.metrics["pretrain_texts"], out.metrics["pretrain_tokens"], out.metrics["pretrain_seconds"],
+                          ", ".join(f"{k.split('_')[1]} {v:.1f}" for k, v in out.metrics.items()
+                                    if k.endswith("val_perplexity")))
+    return out
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)

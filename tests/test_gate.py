@@ -103,3 +103,32 @@ def test_version_tags_stay_true_after_the_alias_moves(tracking):
     old = tracking.get_model_version("gate-moves", first.version)
     assert "gate" not in old.tags and old.tags["gate_decision"] == "promoted"  # at registration
     assert str(tracking.get_model_version_by_alias("gate-moves", "champion").version) == better.version
+
+
+def test_a_baseline_that_wins_is_registered_as_a_servable_version(tracking):
+    """The model lost to its baseline: the baseline itself is registered beside it, judged
+    against the champion only, and its own figure (not its run's) is what later versions
+    must beat."""
+    lost = {"test_f1_onset": 0.3, "majority_test_f1_onset": 0.0, "rule_test_f1_onset": 0.2,
+            "logreg_test_f1_onset": 0.4}
+    decision, run = _register(lost, "gate-baseline")
+    assert decision.alias == "challenger" and decision.rule == "baseline"
+    base = register_and_gate(run, f"runs:/{run.id}/baseline", "gate-baseline", {"test_f1_onset": 0.4},
+                             "test_f1_onset", {"logreg": "logreg_test_f1_onset"}, greater_is_better=True,
+                             degenerate=0.0, baseline_of="logreg")
+    assert base.alias == "champion" and base.rule == "first" and "logreg baseline itself" in base.reason
+    for alias in ("champion", "baseline"):
+        assert str(tracking.get_model_version_by_alias("gate-baseline", alias).version) == base.version
+    tags = tracking.get_model_version("gate-baseline", base.version).tags
+    assert tags["baseline"] == "logreg" and float(tags["test_f1_onset"]) == 0.4
+    run_tags = tracking.get_run(run.id).data.tags
+    assert run_tags["gate"] == "challenger" and run_tags["baseline_version"] == base.version
+    # the champion's figure is its tag (0.4), not its run's test_f1_onset (0.3)
+    not_enough, _ = _register({**lost, "test_f1_onset": 0.35, "logreg_test_f1_onset": 0.3}, "gate-baseline")
+    assert not not_enough.promoted and not_enough.rule == "champion" and "(0.4000)" in not_enough.reason
+    # a baseline that does not beat the champion keeps only the baseline alias
+    better, run2 = _register({**lost, "test_f1_onset": 0.6, "logreg_test_f1_onset": 0.3}, "gate-baseline")
+    again = register_and_gate(run2, f"runs:/{run2.id}/baseline", "gate-baseline", {"test_f1_onset": 0.3},
+                              "test_f1_onset", {}, greater_is_better=True, degenerate=0.0, baseline_of="logreg")
+    assert better.promoted and again.alias == "baseline" and not again.promoted
+    assert str(tracking.get_model_version_by_alias("gate-baseline", "champion").version) == better.version

@@ -23,6 +23,7 @@ from test_monitor import patients
 from conftest import REPO
 from rnnpipe.cli import cli
 from rnnpipe.config import ForecastConfig, MonitorConfig, ReviewsConfig, load_config, to_dict
+from rnnpipe.lm import LMConfig
 from rnnpipe.registry import configure_tracking
 
 pytestmark = pytest.mark.slow
@@ -56,8 +57,9 @@ def inputs(tmp_path_factory, stocks):
 
 @pytest.fixture(scope="module")
 def models(prefect_harness, inputs):
-    """name -> (model name, version) of three freshly trained tiny models."""
+    """name -> (model name, version) of a freshly trained tiny model of each pipeline."""
     from flows.forecast import train_stocks
+    from flows.lm import train_lm
     from flows.monitor import train_monitor
     from flows.reviews import train_reviews
 
@@ -71,9 +73,13 @@ def models(prefect_harness, inputs):
         f"data.path={inputs / 'reviews_train.parquet'}", "data.test_path=''", "train.epochs=1",
         "model.hidden_size=8", "embed.dim=16", "text.max_len=60", "register.experiment=ops",
         "register.model_name=ops-reviews"])
+    lm = load_config(LMConfig, overrides=[
+        f"data.path={inputs / 'reviews_train.parquet'}", "data.test_path=''", "train.epochs=1", "train.batch_size=8",
+        "stream.bptt=20", "model.embed_dim=16", "model.hidden_size=16", "model.num_layers=1",
+        "generate.max_new_tokens=6", "register.experiment=ops", "register.model_name=ops-lm"])
     out = {}
     for key, flow, cfg in (("stocks", train_stocks, stocks), ("monitor", train_monitor, monitor),
-                           ("reviews", train_reviews, reviews)):
+                           ("reviews", train_reviews, reviews), ("lm", train_lm, lm)):
         s = flow(config=to_dict(cfg))
         out[key] = (s["model_name"], s["version"])
     return out
@@ -162,9 +168,12 @@ def test_served_models_answer_like_batch_prediction_and_refuse_bad_payloads(mode
     vitals.to_parquet(tmp_path / "recent.parquet")
     texts = pd.DataFrame({"text": ["Delicious and fresh, will buy again!", "", "stale and bland", "très bon"]})
     texts.to_parquet(tmp_path / "texts.parquet")
+    prompts = pd.DataFrame({"prompt": ["this tea is", "", "my dog"]})
+    prompts.to_parquet(tmp_path / "prompts.parquet")
     cases = {"stocks": (prices[["Ticker", "Date", "Close"]], inputs / "prices.csv"),
              "monitor": (vitals, tmp_path / "recent.parquet"),
-             "reviews": (texts, tmp_path / "texts.parquet")}
+             "reviews": (texts, tmp_path / "texts.parquet"),
+             "lm": (prompts, tmp_path / "prompts.parquet")}
     servers = {}
     try:
         for key, (name, version) in models.items():  # start all three, then wait
@@ -205,6 +214,17 @@ def test_served_models_answer_like_batch_prediction_and_refuse_bad_payloads(mode
         # a series too short for the model: 400 with the reason, not a 500
         status, body = post(f"http://127.0.0.1:{servers['stocks'][0]}/invocations", split_json(prices.head(5)))
         assert status == 400 and "rows of history" in body["message"]
+        # the language model's generation settings come from the request's params
+        lm_url = f"http://127.0.0.1:{servers['lm'][0]}/invocations"
+        body = json.loads(split_json(prompts))
+        status, short = post(lm_url, json.dumps({**body, "params": {"max_new_tokens": 2, "temperature": 0.0}}).encode())
+        assert status == 200, short
+        assert all(p["n_tokens"] <= 2 for p in short["predictions"])
+        assert all(p["n_tokens"] == 2 or p["note"] == "" for p in short["predictions"])  # or stopped at the end
+        greedy = post(lm_url, json.dumps({**body, "params": {"max_new_tokens": 2, "temperature": 0.0, "seed": 5}}).encode())
+        assert greedy[1]["predictions"] == short["predictions"]  # temperature 0 ignores the seed
+        status, bad = post(lm_url, json.dumps({**body, "params": {"top_p": 5.0}}).encode())
+        assert status == 400 and "top_p" in bad["message"]
         # the empty review gets a clear answer, with JSON null where there is no label
         status, body = post(f"http://127.0.0.1:{servers['reviews'][0]}/invocations", split_json(texts))
         assert body["predictions"][1]["label"] is None and body["predictions"][1]["note"].startswith("empty text")

@@ -80,13 +80,39 @@ def test_reviews_flow_registers_a_model_that_classifies_raw_text(prefect_harness
 
     # the registered model answers like the same config trained in memory
     p = prepare_reviews(load_reviews(cfg), cfg)
-    local = ReviewsPipeline(cfg, p.preprocessor, p.classes, embedding=p.embedding)
+    local = ReviewsPipeline.from_prepared(cfg, p)
     fit(local.model, p.batches("train"), p.batches("val"), cfg.train, loss_fn=text_loss(cfg, p), progress=False)
     ev = evaluate_reviews(local, p)
     assert ev.metrics["test_macro_f1"] == pytest.approx(m["test_macro_f1"])
     want = local.predict(pd.DataFrame({"text": texts}))
     np.testing.assert_allclose(got.prob_great[ok], want.prob_great[ok], rtol=1e-5)
     assert (got.label[ok] == want.label[ok]).all()
+
+
+def test_a_model_that_loses_to_tfidf_leaves_the_baseline_to_serve(prefect_harness, slice_files):
+    """A gate no recurrent model can pass here (it must beat TF-IDF by 90%): the run registers
+    the TF-IDF baseline as a version of the same model, and that version serves raw text."""
+    from flows.reviews import train_reviews
+
+    cfg = load_config(ReviewsConfig, overrides=SMALL + [
+        "train.epochs=1", f"data.path={slice_files / 'train.parquet'}", f"data.test_path={slice_files / 'test.csv'}",
+        "register.baseline_margin=-0.9", "register.experiment=e2e-reviews", "register.model_name=e2e-lost"])
+    out = train_reviews(config=to_dict(cfg))
+    client = MlflowClient()
+    m = client.get_run(out["run_id"]).data.metrics
+    assert out["alias"] == "challenger" and "[baseline]" in out["reason"]
+    assert out["baseline_alias"] == "champion" and "tfidf baseline itself" in out["baseline_reason"]
+    base = client.get_model_version_by_alias("e2e-lost", "baseline")
+    assert base.tags["baseline"] == "tfidf" and str(base.version) == out["baseline_version"]
+    assert float(base.tags["test_macro_f1"]) == pytest.approx(m["tfidf_test_macro_f1"], rel=1e-5)
+    served = mlflow.pyfunc.load_model("models:/e2e-lost@champion")
+    test = pd.read_csv(slice_files / "test.csv")
+    got = served.predict(pd.DataFrame({"text": test[cfg.data.text_col]}))
+    assert list(got.columns) == ["label", "prob_great", "prob_other", "n_tokens", "unknown_share", "note"]
+    # it is the baseline: its test macro-F1 through the served path is the run's TF-IDF figure
+    from sklearn.metrics import f1_score
+    f1 = f1_score(test[cfg.data.label_col], got.label, average="macro")
+    assert f1 == pytest.approx(m["tfidf_test_macro_f1"], abs=1e-6)
 
 
 def test_train_reviews_cli_reports_bad_rows_without_a_traceback(prefect_harness, tmp_path):

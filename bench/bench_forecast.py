@@ -15,6 +15,10 @@ Sections:
              early-warning classifiers (glucose, synthetic vitals) against logreg; validation
              figures choose the default (test figures are reported, never used), plus the
              training samples/s with and without the linear part
+  statistical  the StatsForecast baselines (AutoETS, AutoTheta) on every bundled forecasting
+             set: fit time per series and test-forecast time per series and per origin, with
+             the default history cap (baselines.history=3000) and, with --all-history, the whole history,
+             and the test MAE of each
 
 Results go to stdout as a table and to bench/results/forecast-<time>.json.
 """
@@ -185,6 +189,30 @@ def bench_highway_classifiers(device: str) -> list[dict]:
     return rows
 
 
+def bench_statistical(device: str, all_history: bool = False) -> list[dict]:
+    from rnnpipe.baselines import StatisticalForecast
+
+    rows = []
+    for name, (cfg, p) in forecast_sets(device).items():
+        ends = p.ends["test"]
+        H = p.preprocessor.horizon
+        actual = p.frame.target[ends[:, None] + np.arange(1, H + 1)]
+        n = len(p.frame.series)
+        for model in ("autoets", "autotheta"):
+            for history in ((3000, 0) if all_history else (3000,)):
+                b = StatisticalForecast(model, history=history).fit(p.frame, p.split)
+                t0 = time.perf_counter()
+                fc = b.forecast(p, ends)
+                wall = time.perf_counter() - t0
+                rows.append({"set": name, "model": model, "history": history or "all", "series": n,
+                             "origins": len(ends), "fit_s_per_series": b.fit_seconds_ / n,
+                             "forecast_s_per_series": wall / n, "ms_per_origin": 1000 * wall / len(ends),
+                             "test_mae": float(np.mean(np.abs(fc - actual))),
+                             "fallback_series": len(b.fallback_series)})
+                print(rows[-1], flush=True)
+    return rows
+
+
 def choose(rows: list[dict], key: str) -> dict:
     """The default that wins on validation across every set: the geometric mean over sets of
     the ratio linear / none of `key` (lower is better)."""
@@ -204,8 +232,10 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--skip-flow", action="store_true", help="skip the Prefect flow section")
+    ap.add_argument("--all-history", action="store_true",
+                    help="statistical: also with the whole history from every origin (minutes on glucose)")
     ap.add_argument("--synthetic-rows", type=int, default=1_000_000)
-    ap.add_argument("--only", choices=["windowing", "training", "highway"],
+    ap.add_argument("--only", choices=["windowing", "training", "highway", "statistical"],
                     help="run one section (training includes the flow unless --skip-flow)")
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
@@ -255,6 +285,9 @@ def main() -> None:
                               "choice_forecasters": choose(fc, "val_mae"),
                               "choice_classifiers": choose(cl, "best_val_loss")}
 
+    if run("statistical"):
+        results["statistical"] = bench_statistical(args.device, args.all_history)
+
     # -- report ------------------------------------------------------------------------------
     if "windowing" in results:
         print("\nwindowing (best of 3; peak = Python heap allocations during the call)")
@@ -295,6 +328,14 @@ def main() -> None:
             print(f"{what}: linear/none {c['key']} per set "
                   + ", ".join(f"{k} {v:.4f}" for k, v in c["ratio_linear_vs_none"].items())
                   + f"; geometric mean {c['geometric_mean']:.4f} -> default {c['winner']}")
+    if "statistical" in results:
+        print("\nstatistical baselines (seconds per series; test MAE in the series' units)")
+        print(f"{'set':9} {'model':10} {'history':>8} {'series':>6} {'origins':>8} {'fit s':>8} "
+              f"{'forecast s':>10} {'ms/origin':>9} {'test MAE':>9}")
+        for r in results["statistical"]:
+            print(f"{r['set']:9} {r['model']:10} {r['history']:>8} {r['series']:6d} {r['origins']:8,d} "
+                  f"{r['fit_s_per_series']:8.3f} {r['forecast_s_per_series']:10.3f} "
+                  f"{r['ms_per_origin']:9.3f} {r['test_mae']:9.4f}")
     write_results("forecast", results)
 
 

@@ -11,7 +11,9 @@ Early warning (windows of readings):
 Each exposes `fit(inputs, ends, y)` on training windows and `score(inputs, ends)`: higher
 means more likely an event.
 
-Forecasting: `RidgeForecast` on the forecaster's scaled window (alpha chosen on validation). Text classification: `TfidfLogisticRegression`
+Forecasting: `RidgeForecast` on the forecaster's scaled window (alpha chosen on validation);
+`StatisticalForecast`, StatsForecast's AutoETS / AutoTheta / AutoARIMA / SeasonalNaive per
+series, fitted on the training part only. Text classification: `TfidfLogisticRegression`
 (word 1-2 grams) and `MajorityClass`, each with `fit(texts, y)` and `predict_proba(texts)`.
 """
 
@@ -125,6 +127,98 @@ class RidgeForecast:
     def forecast(self, prepared, ends: np.ndarray) -> np.ndarray:
         """Forecasts (N, H) in the target's units for the windows ending at `ends`."""
         return prepared.preprocessor.decode(self.predict(prepared.inputs, ends), prepared.frame, ends)
+
+
+STATISTICAL = ("autoets", "autotheta", "autoarima", "seasonalnaive")
+
+
+def _statsforecast_model(name: str, season: int):
+    from statsforecast import models as sf
+
+    m = max(int(season), 1)
+    return {"autoets": lambda: sf.AutoETS(season_length=m), "autotheta": lambda: sf.AutoTheta(season_length=m),
+            "autoarima": lambda: sf.AutoARIMA(season_length=m),
+            "seasonalnaive": lambda: sf.SeasonalNaive(season_length=m)}[name]()
+
+
+class StatisticalForecast:
+    """A StatsForecast model (Nixtla) per series, fitted on that series' training part only
+    (its last `history` points), forecasting `horizon` steps from every origin it is asked
+    about.
+
+    From an origin the fitted model is applied, with its parameters fixed, to the series'
+    history up to and including the origin (StatsForecast's `forward`: no refit, nothing
+    after the origin is read), at most its last `history` points (0: all). The cap is an
+    approximation for speed: `forward` re-reads the whole history at every origin (AutoTheta
+    also re-estimates its trend line on it), which costs O(length) per origin, 47 ms for
+    AutoTheta at 8,000 points, and fitting AutoTheta to long series is slower still (153 s
+    for the bundled glucose patients' whole training parts). Gaps (NaN) in the history are filled by linear interpolation
+    between the readings around them, which all lie before the origin. A series the model
+    cannot be fitted to (too short, constant) gets the naive forecast, counted in
+    `fallback_series`.
+    """
+
+    def __init__(self, name: str, season: int = 0, history: int = 3000):
+        if name not in STATISTICAL:
+            raise ValueError(f"statistical baseline {name!r}: expected one of {', '.join(STATISTICAL)}")
+        if name == "seasonalnaive" and season < 2:
+            raise ValueError("seasonalnaive needs window.season >= 2")
+        self.name, self.season, self.history = name, season, history
+        self.models_: dict[int, object] = {}
+        self.fallback_series: list[str] = []
+        self.fit_seconds_ = 0.0
+
+    @staticmethod
+    def _filled(y: np.ndarray) -> np.ndarray:
+        bad = np.isnan(y)
+        if not bad.any():
+            return y
+        idx = np.arange(len(y))
+        out = y.copy()
+        out[bad] = np.interp(idx[bad], idx[~bad], y[~bad])
+        return out
+
+    def fit(self, frame, split) -> "StatisticalForecast":
+        import time
+        import warnings
+
+        t0 = time.perf_counter()
+        for i, (lo, train_end, _, _) in enumerate(split.bounds):
+            y = frame.target[max(lo, train_end - self.history) if self.history else lo:train_end]
+            train = self._filled(y) if (~np.isnan(y)).any() else y
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    if len(train) < max(2 * max(self.season, 1), 4) or np.isnan(train).any():
+                        raise ValueError("too short")
+                    self.models_[i] = _statsforecast_model(self.name, self.season).fit(train)
+            except Exception:  # noqa: BLE001 - any model failure: naive for this series
+                self.fallback_series.append(frame.series[i])
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def forecast(self, prepared, ends: np.ndarray) -> np.ndarray:
+        """Forecasts (N, H) in the target's units from the origins `ends` (row indices)."""
+        import warnings
+
+        frame, H = prepared.frame, prepared.preprocessor.horizon
+        index = np.searchsorted(frame.offsets, ends, side="right") - 1
+        out = np.repeat(frame.target[ends][:, None], H, axis=1).astype(np.float64)
+        filled: dict[int, np.ndarray] = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for j, (i, end) in enumerate(zip(index, ends)):
+                model = self.models_.get(int(i))
+                if model is None:
+                    continue
+                lo = int(frame.offsets[i])
+                if i not in filled:  # interpolated per series once; a gap's neighbours precede any origin after it
+                    filled[i] = self._filled(frame.target[lo:frame.offsets[i + 1]])
+                first = end + 1 - self.history if self.history else lo
+                fc = model.forward(filled[i][max(first, lo) - lo:end + 1 - lo], h=H)["mean"]
+                if np.isfinite(fc).all():
+                    out[j] = fc
+        return out
 
 
 class TfidfLogisticRegression:

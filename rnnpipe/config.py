@@ -46,6 +46,32 @@ class WindowConfig:
     horizon: int = 1
     target: str = "log_return"  # level | diff | log_return (relative to the last observed value)
     scaler: str = "standard"  # standard | minmax | robust, fitted per series on train only
+    season: int = 0  # steps per season (e.g. 5 trading days); >= 2 adds seasonal naive and a seasonal MASE scale
+
+    def check(self, section: str) -> None:
+        if self.season < 0 or self.season == 1:
+            raise ConfigError(f"{section}.season={self.season}: 0 (none) or the steps per season (>= 2)")
+
+
+STATISTICAL_BASELINES = ("autoets", "autotheta", "autoarima")
+
+
+@dataclass
+class BaselinesConfig:
+    # StatsForecast models fitted per series on the training part, scored on the model's own
+    # test points: autoets | autotheta | autoarima (slow on 2,000+ points)
+    statistical: list[str] = field(default_factory=lambda: ["autoets", "autotheta"])
+    # from each origin a model reads at most this many past points (0: all); an approximation
+    # for speed, as `forward` re-reads its whole history at every origin
+    history: int = 3000
+
+    def check(self, section: str) -> None:
+        if self.history < 0:
+            raise ConfigError(f"{section}.history={self.history}: 0 (all) or a number of points")
+        bad = [m for m in self.statistical if m not in STATISTICAL_BASELINES]
+        if bad:
+            raise ConfigError(f"{section}.statistical: unknown model {bad[0]!r} "
+                              f"(expected among {', '.join(STATISTICAL_BASELINES)})")
 
 
 @dataclass
@@ -93,7 +119,9 @@ class RegisterConfig:
     experiment: str = "stocks"
     model_name: str = "stocks-forecaster"
     metric: str = "test_mae"  # lower is better
-    naive_margin: float = 0.05  # champion only if metric <= naive * (1 + margin)
+    # champion only if metric <= the best of `gate_baselines` x (1 + margin)
+    naive_margin: float = 0.05
+    gate_baselines: list[str] = field(default_factory=lambda: ["naive", "autoets", "autotheta"])
 
 
 @dataclass
@@ -103,10 +131,18 @@ class ForecastConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
 
     def validate(self) -> "ForecastConfig":
         check_sections(self)
+        scored = {"naive", "ridge", *self.baselines.statistical, *(["seasonalnaive"] if self.window.season else [])}
+        missing = [b for b in self.register.gate_baselines if b not in scored]
+        if missing:
+            raise ConfigError(f"register.gate_baselines: {missing[0]!r} is not scored in this run "
+                              f"(scored: {', '.join(sorted(scored))}; see baselines.statistical, window.season)")
+        if not self.register.gate_baselines:
+            raise ConfigError("register.gate_baselines: name at least one baseline (e.g. naive)")
         if bool(self.split.val_start) != bool(self.split.test_start):
             raise ConfigError("split.val_start and split.test_start must be given together")
         if not self.split.val_start:

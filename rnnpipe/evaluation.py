@@ -3,6 +3,8 @@ warnings (binary, with a threshold) and text classes (any number of classes)."""
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,22 +32,43 @@ from rnnpipe.errors import DataError  # noqa: E402
 
 def _scores(pred: np.ndarray, actual: np.ndarray) -> dict[str, float]:
     a, p = actual.reshape(-1), pred.reshape(-1)
+    denom = np.abs(a) + np.abs(p)
+    smape = np.divide(2 * np.abs(a - p), denom, out=np.zeros_like(denom), where=denom > 0)
     return {"mae": float(mean_absolute_error(a, p)),
             "rmse": float(root_mean_squared_error(a, p)),
-            "mape": float(mean_absolute_percentage_error(a, p) * 100)}
+            "mape": float(mean_absolute_percentage_error(a, p) * 100),
+            "smape": float(smape.mean() * 100)}
+
+
+def mase_scales(frame, split, season: int = 0) -> dict[str, float]:
+    """Per series, the in-sample MAE of the (seasonal) naive forecast on the training part:
+    mean |y_t - y_{t-m}| with m = `season` (1 when 0). MASE divides a forecast's MAE by it
+    (Hyndman & Koehler 2006; the M4 competition's definition). Pairs with a gap are left out."""
+    m = max(int(season), 1)
+    out = {}
+    for sid, (lo, train_end, _, _) in zip(frame.series, split.bounds):
+        y = frame.target[lo:train_end]
+        d = np.abs(y[m:] - y[:-m]) if len(y) > m else np.array([])
+        d = d[np.isfinite(d)]
+        out[sid] = float(d.mean()) if len(d) else float("nan")
+    return out
 
 
 def forecast_metrics(pred: np.ndarray, actual: np.ndarray, last: np.ndarray,
                      series: Sequence[str], prefix: str = "test",
-                     baselines: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+                     baselines: dict[str, np.ndarray] | None = None,
+                     scales: dict[str, float] | None = None) -> dict[str, float]:
     """Model and baseline metrics in the target's units, overall and per series.
 
     pred, actual: (N, H); last: (N,) last observed values (the naive forecast for every step);
     series: (N,) series id of each window; baselines: name -> (N, H) forecasts of other
     methods on the same windows (naive is always included). Names: `test_mae`,
-    `naive_test_mae`, `ridge_test_mae`, `test_mae_vs_naive` (model / baseline; below 1 beats
-    it), per series `test_mae.AAPL`; the last step ahead alone: `test_mae_last_step`,
-    `naive_test_mae_last_step`. MAPE is in percent.
+    `naive_test_mae`, `ridge_test_mae`, `autoets_test_mae`, `test_mae_vs_naive` (model /
+    baseline; below 1 beats it), per series `test_mae.AAPL`; the last step ahead alone:
+    `test_mae_last_step`, `naive_test_mae_last_step`. MAPE and sMAPE are in percent.
+
+    With `scales` (`mase_scales`), MASE too: per series its MAE over the series' scale, and
+    overall (`test_mase`) the mean of the per-series figures, as M4 averages them.
     """
     naive = np.repeat(np.asarray(last, dtype=np.float64)[:, None], pred.shape[1], axis=1)
     methods = {"naive": naive, **(baselines or {})}
@@ -54,14 +77,25 @@ def forecast_metrics(pred: np.ndarray, actual: np.ndarray, last: np.ndarray,
     groups = [("", np.ones(len(series), dtype=bool))] + [(f".{s}", series == s) for s in dict.fromkeys(series)]
     for suffix, m in groups:
         model = _scores(pred[m], actual[m])
-        for k in ("mae", "rmse", "mape"):
+        for k in ("mae", "rmse", "mape", "smape"):
             out[f"{prefix}_{k}{suffix}"] = model[k]
         for name, forecast in methods.items():
             base = _scores(forecast[m], actual[m])
-            for k in ("mae", "rmse", "mape"):
+            for k in ("mae", "rmse", "mape", "smape"):
                 out[f"{name}_{prefix}_{k}{suffix}"] = base[k]
             for k in ("mae", "rmse"):
                 out[f"{prefix}_{k}_vs_{name}{suffix}"] = model[k] / base[k] if base[k] > 0 else float("nan")
+    if scales is not None:
+        names = list(dict.fromkeys(series))
+        for name in ["", *methods]:
+            base = f"{name + '_' if name else ''}{prefix}"
+            per = []
+            for s in names:
+                scale = scales.get(s, float("nan"))
+                v = out[f"{base}_mae.{s}"] / scale if scale > 0 else float("nan")
+                out[f"{base}_mase.{s}"] = v
+                per.append(v)
+            out[f"{base}_mase"] = float(np.mean(per))
     for name, forecast in {"": pred, **methods}.items():
         out[f"{name + '_' if name else ''}{prefix}_mae_last_step"] = float(
             np.mean(np.abs(forecast[:, -1] - actual[:, -1])))
@@ -153,35 +187,54 @@ class ForecastEvaluation:
                               title=f"{self.part}: forecast vs actual (1 step ahead)")
 
 
-def fit_forecast_baselines(prepared) -> dict[str, object]:
-    """The forecasting baselines besides naive, fitted on the training windows of `Prepared`
-    data (settings chosen on validation): name -> an object with `forecast(prepared, ends)`."""
-    from rnnpipe.baselines import RidgeForecast
+def fit_forecast_baselines(prepared, statistical: Sequence[str] = ("autoets", "autotheta"),
+                           season: int = 0, history: int = 3000) -> dict[str, object]:
+    """The forecasting baselines besides naive, fitted on the training part of `Prepared`
+    data only (settings chosen on validation): ridge on the window, and the `statistical`
+    StatsForecast models per series (`StatisticalForecast`); seasonal naive is added when
+    `season` >= 2. name -> an object with `forecast(prepared, ends)`."""
+    from rnnpipe.baselines import RidgeForecast, StatisticalForecast
 
     ridge = RidgeForecast(prepared.preprocessor.lookback)
     ridge.fit(prepared.inputs, prepared.targets, prepared.ends["train"], prepared.ends["val"])
-    return {ridge.name: ridge}
+    out: dict[str, object] = {ridge.name: ridge}
+    names = list(dict.fromkeys([*statistical, *(["seasonalnaive"] if season >= 2 else [])]))
+    for name in names:
+        out[name] = StatisticalForecast(name, season, history).fit(prepared.frame, prepared.split)
+    return out
 
 
 def evaluate_forecaster(pipeline, prepared, part: str = "test",
-                        baselines: dict[str, object] | None = None) -> ForecastEvaluation:
+                        baselines: dict[str, object] | None = None, season: int = 0) -> ForecastEvaluation:
     """Score a trained `ForecastPipeline` on the windows of one part of `Prepared` data, side
-    by side with the naive forecast and `baselines` (`fit_forecast_baselines`)."""
+    by side with the naive forecast and `baselines` (`fit_forecast_baselines`); MASE scaled
+    by the training part's (seasonal, with `season`) naive MAE."""
     frame, ends = prepared.frame, prepared.ends[part]
     H = prepared.preprocessor.horizon
     pred = pipeline.forecast_windows(frame, ends, prepared.inputs)
     actual = frame.target[ends[:, None] + np.arange(1, H + 1)]
     series = np.asarray(frame.series)[np.searchsorted(frame.offsets, ends, side="right") - 1]
     last = frame.target[ends]
-    others = {name: b.forecast(prepared, ends) for name, b in (baselines or {}).items()}
+    others, seconds = {}, {}
+    for name, b in (baselines or {}).items():
+        t0 = time.perf_counter()
+        others[name] = b.forecast(prepared, ends)
+        seconds[f"{name}_{part}_forecast_s"] = time.perf_counter() - t0
+        if getattr(b, "fit_seconds_", None) is not None:
+            seconds[f"{name}_fit_s"] = b.fit_seconds_
+            seconds[f"{name}_fallback_series"] = float(len(b.fallback_series))
+    scales = mase_scales(frame, prepared.split, season)
+    metrics = forecast_metrics(pred, actual, last, series, part, others, scales)
     return ForecastEvaluation(part, frame.timestamps[ends + 1], series, actual, pred, last,
-                              forecast_metrics(pred, actual, last, series, part, others), others)
+                              {**metrics, **seconds}, others)
 
 
-def evaluate_forecasts(pipeline, prepared, parts: Sequence[str] = ("val", "test")) -> dict[str, ForecastEvaluation]:
+def evaluate_forecasts(pipeline, prepared, parts: Sequence[str] = ("val", "test"),
+                       statistical: Sequence[str] = ("autoets", "autotheta"),
+                       season: int = 0, history: int = 3000) -> dict[str, ForecastEvaluation]:
     """`evaluate_forecaster` on several parts, the baselines fitted once."""
-    baselines = fit_forecast_baselines(prepared)
-    return {part: evaluate_forecaster(pipeline, prepared, part, baselines) for part in parts}
+    baselines = fit_forecast_baselines(prepared, statistical, season, history)
+    return {part: evaluate_forecaster(pipeline, prepared, part, baselines, season) for part in parts}
 
 
 # --- classification -----------------------------------------------------------------------

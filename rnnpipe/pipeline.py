@@ -266,11 +266,18 @@ def history_example(frame: SeriesFrame, cfg: ForecastConfig, n_series: int = 2,
 
 
 def gate_spec(cfg: ForecastConfig) -> dict[str, Any]:
-    """The stocks gate: `register.metric` (lower is better) against the naive forecast, within
+    """The stocks gate: `register.metric` (lower is better) against the best of
+    `register.gate_baselines` (naive, AutoETS, AutoTheta by default), within
     `register.naive_margin`."""
     r = cfg.register
-    return dict(metric=r.metric, baselines={"naive": f"naive_{r.metric}"}, margin=r.naive_margin,
-                greater_is_better=False)
+    return dict(metric=r.metric, baselines={b: f"{b}_{r.metric}" for b in r.gate_baselines},
+                margin=r.naive_margin, greater_is_better=False)
+
+
+def baseline_settings(cfg: ForecastConfig) -> dict[str, Any]:
+    """`evaluate_forecasts` keywords from the config: which statistical models, which season."""
+    return dict(statistical=tuple(cfg.baselines.statistical), season=cfg.window.season,
+                history=cfg.baselines.history)
 
 
 def train_and_evaluate(cfg: ForecastConfig):
@@ -284,5 +291,6 @@ def train_and_evaluate(cfg: ForecastConfig):
     p = prepare(frame, chronological_split(frame, s.train, s.val, s.val_start, s.test_start), cfg)
     pipe = ForecastPipeline(cfg, p.preprocessor)
     result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
-    metrics = {k: v for ev in evaluate_forecasts(pipe, p).values() for k, v in ev.metrics.items()}
+    metrics = {k: v for ev in evaluate_forecasts(pipe, p, **baseline_settings(cfg)).values()
+               for k, v in ev.metrics.items()}
     return Trained(pipe, result, metrics, history_example(frame, cfg, n_series=2), frame.fingerprint)

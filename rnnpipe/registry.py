@@ -378,7 +378,7 @@ def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[s
     client.set_registered_model_alias(model_name, alias, mv.version)
     client.update_model_version(model_name, mv.version, description=reason)
     tags = {"gate_decision": "promoted" if verdict.promoted else "not promoted", "gate_rule": verdict.rule,
-            "gate_reason": reason, metric: f"{value:.6g}" if _defined(value) else str(value)}
+            "gate_reason": reason, metric: repr(float(value)) if _defined(value) else str(value)}
     if baseline_of:
         tags["baseline"] = baseline_of
     for k, v in tags.items():

@@ -10,7 +10,7 @@ from rnnpipe.config import ForecastConfig
 from rnnpipe.evaluation import evaluate_forecasts
 from rnnpipe.features.splits import Split, chronological_split
 from rnnpipe.io import SeriesFrame
-from rnnpipe.pipeline import ForecastPipeline, Prepared, load_forecast_data, prepare
+from rnnpipe.pipeline import ForecastPipeline, Prepared, baseline_settings, load_forecast_data, prepare
 from rnnpipe.registry import Run
 from tasks.common import IO
 
@@ -44,7 +44,7 @@ def prepare_windows(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Pr
 def evaluate(pipeline: ForecastPipeline, prepared: Prepared, run_id: str) -> dict[str, float]:
     """Validation and test metrics in price units against the naive forecast and ridge."""
     run = Run(run_id)
-    evs = evaluate_forecasts(pipeline, prepared)
+    evs = evaluate_forecasts(pipeline, prepared, **baseline_settings(pipeline.config))
     val, test = evs["val"], evs["test"]
     metrics = {**val.metrics, **test.metrics}
     run.log_metrics(metrics)

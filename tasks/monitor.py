@@ -72,7 +72,8 @@ def prepare_forecast(prepared: MonitorPrepared, cfg: MonitorConfig):
 
 @task(name="evaluate-forecast", cache_policy=NO_CACHE)
 def evaluate_forecast(pipeline, prepared, run_id: str, parent_run_id: str, channel: str) -> dict[str, float]:
-    """The channel forecaster against the last value and ridge; summary also on the parent run."""
+    """The channel forecaster against the last value, ridge and the statistical models; the
+    summary also on the parent run (`forecast_test_mae`, `forecast_autoets_test_mae`, ...)."""
     ev = evaluate_channel_forecast(pipeline, prepared)
     m = ev.metrics
     run = Run(run_id)
@@ -83,10 +84,11 @@ def evaluate_forecast(pipeline, prepared, run_id: str, parent_run_id: str, chann
                 ("beats both" if m["test_mae"] < min(m["naive_test_mae"], m["ridge_test_mae"])
                  else "does not beat both"))
     run.set_tags({"mlflow.note.content": standing, "vs_baselines": standing})
-    keys = ("test_mae", "test_rmse", "naive_test_mae", "naive_test_rmse", "ridge_test_mae",
-            "ridge_test_rmse", "test_mae_vs_naive", "test_mae_vs_ridge", "test_mae_last_step",
-            "naive_test_mae_last_step", "ridge_test_mae_last_step")
-    Run(parent_run_id).log_metrics({f"forecast_{k}": m[k] for k in keys})
+    keys = [k for name in ["", *ev.names()] for k in (
+        f"{name + '_' if name else ''}test_mae", f"{name + '_' if name else ''}test_rmse",
+        f"{name + '_' if name else ''}test_mase", f"{name + '_' if name else ''}test_mae_last_step",
+        *([f"test_mae_vs_{name}"] if name else []))]
+    Run(parent_run_id).log_metrics({f"forecast_{k}": m[k] for k in keys if k in m})
     Run(parent_run_id).set_tags({"forecast_run_id": run_id, "forecast_vs_baselines": standing})
     get_run_logger().info(standing)
     return m

@@ -92,7 +92,8 @@ def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_co
 
     `input_columns` are the columns the model reads. With `group_column` the model answers
     per group (its output names the group); without, it answers row by row and the other input
-    columns are kept as keys in front of the predictions.
+    columns are kept as keys in front of the predictions (renamed `input_<name>` where an
+    output or lineage column has the same name, e.g. the `label` of a labelled test file).
     """
     out_path = Path(output_path)
     if out_path.suffix.lower() not in (".parquet", ".pq"):
@@ -129,6 +130,10 @@ def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_co
                     if len(pred) != len(chunk):
                         raise DataError(f"the model returned {len(pred)} rows for {len(chunk)} inputs")
                     keys = chunk[[c for c in chunk.columns if c not in input_columns]].reset_index(drop=True)
+                    # an input column named like an output one (a labelled file's `label`) is
+                    # kept as `input_<name>`: the output names stay those users script against
+                    taken = set(map(str, pred.columns)) | set(lineage)
+                    keys = keys.rename(columns={c: f"input_{c}" for c in keys.columns if str(c) in taken})
                     pred = pd.concat([keys, pred.reset_index(drop=True)], axis=1)
                 for k, v in lineage.items():
                     pred[k] = v

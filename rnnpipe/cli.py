@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from rnnpipe import __version__, kinds, settings
-from rnnpipe.errors import RnnpipeError
+from rnnpipe.errors import DataError, RnnpipeError
 
 CONFIGS = {**{k.name: k.config for k in kinds.KINDS.values()}, "schedule": "rnnpipe.config:ScheduleConfig"}
 DEFAULT_MODEL = "stocks-forecaster@champion"
@@ -120,8 +120,9 @@ def show_config(name, config_path, overrides):
               help="Rows read and predicted at a time; memory follows this, not the input size.")
 @click.option("--format", "fmt", type=click.Choice(["auto", "csv", "parquet", "jsonl"]), default="auto",
               show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists (else the job refuses).")
 @user_errors
-def predict(model, input_path, output, chunk_rows, fmt):
+def predict(model, input_path, output, chunk_rows, fmt, overwrite):
     """Batch prediction with MODEL (default: stocks-forecaster@champion), as a Prefect flow.
 
     MODEL is a registered NAME@ALIAS, NAME/VERSION or NAME (its champion); the version is
@@ -134,6 +135,13 @@ def predict(model, input_path, output, chunk_rows, fmt):
       rnnpipe predict -i history.parquet -o forecasts.parquet
       rnnpipe predict reviews-sentiment@champion -i reviews/ -o scored.parquet --chunk-rows 10000
     """
+    # what can be checked without the model is checked before any flow starts
+    if Path(output).suffix.lower() not in (".parquet", ".pq"):
+        raise DataError(f"{output}: the output of a batch job is Parquet; name it *.parquet")
+    if Path(output).exists() and not overwrite:
+        raise DataError(f"{output} exists; pass --overwrite to replace it")
+    if not Path(input_path).exists():
+        raise DataError(f"{input_path}: no such file or folder")
     from flows.predict import batch_predict
 
     out = batch_predict(model, str(input_path), str(output), chunk_rows, fmt)

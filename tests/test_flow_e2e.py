@@ -135,7 +135,15 @@ def test_cli_predict_writes_forecasts(first_run, tmp_path, stocks):
     got = pd.read_parquet(out)
     assert len(got) == 1 and got.Ticker.iloc[0] == "AAPL" and np.isfinite(got.forecast).all()
     assert (got.model_name == "e2e-forecaster").all() and (got.model_version == summary["version"]).all()
-    missing = CliRunner().invoke(cli, ["predict", "no-such-model@champion", "-i", str(src), "-o", str(out)])
+    again = CliRunner().invoke(cli, ["predict", f"e2e-forecaster/{summary['version']}", "-i", str(src), "-o", str(out)])
+    assert again.exit_code == 2 and "exists; pass --overwrite" in again.output  # refused at once
+    assert pd.read_parquet(out).equals(got)
+    for args, message in (([str(tmp_path / "nowhere.csv"), str(tmp_path / "x.parquet")], "no such file or folder"),
+                          ([str(src), str(tmp_path / "x.csv")], "name it *.parquet")):
+        bad = CliRunner().invoke(cli, ["predict", "no-such-model", "-i", args[0], "-o", args[1]])
+        assert bad.exit_code == 2 and message in bad.output and bad.output.count("error:") == 1
+    missing = CliRunner().invoke(cli, ["predict", "no-such-model@champion", "-i", str(src), "-o", str(out),
+                                       "--overwrite"])
     assert missing.exit_code == 2 and "no alias @champion of 'no-such-model'" in missing.output
     short = tmp_path / "short.csv"
     stocks[stocks.Ticker == "AAPL"].tail(5).to_csv(short, index=False)

@@ -251,7 +251,8 @@ pipelines = ["stocks"]
 interval_s = 20
 overrides = ["data.path={inputs / 'prices.csv'}", "data.series=[]", "window.lookback=20",
              "model.hidden_size=8", "train.epochs=1", "register.experiment=scheduled",
-             "register.model_name=scheduled-stocks"]
+             "register.model_name=scheduled-stocks", "baselines.statistical=[]",
+             "register.gate_baselines=['naive']"]
 [predict]
 enabled = false
 """)

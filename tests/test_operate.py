@@ -248,7 +248,7 @@ def test_schedule_runs_a_deployment_on_a_real_prefect_server(inputs, tmp_path, m
 port = {server.port}
 [train]
 pipelines = ["stocks"]
-interval_s = 20
+interval_s = 60
 overrides = ["data.path={inputs / 'prices.csv'}", "data.series=[]", "window.lookback=20",
              "model.hidden_size=8", "train.epochs=1", "register.experiment=scheduled",
              "register.model_name=scheduled-stocks", "baselines.statistical=[]",

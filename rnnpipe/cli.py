@@ -296,9 +296,14 @@ def schedule(config_path, overrides, start_server):
       rnnpipe schedule --set train.pipelines=stocks,reviews --set train.cron='30 1 * * *'
       rnnpipe config schedule > schedule.toml   # edit, then: rnnpipe schedule --config schedule.toml
     """
+    import signal
+
     from rnnpipe.config import ScheduleConfig, load_config
     from rnnpipe.server import PrefectServer
 
+    # started in the background by a non-interactive shell (`cmd &`), a process inherits SIGINT
+    # ignored, and Python then never raises KeyboardInterrupt: the runner could not be stopped
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = load_config(ScheduleConfig, config_path, list(overrides))
     server = PrefectServer(cfg.server.host, cfg.server.port)
     started = False

@@ -51,7 +51,19 @@ def config_options(fn):
 def _config(pipeline: str, config_path: str | None, overrides: tuple[str, ...]):
     from rnnpipe.config import load_config
 
-    return load_config(kinds.get(pipeline).config_class(), config_path, list(overrides))
+    import dataclasses
+
+    from rnnpipe import settings
+
+    cfg = load_config(kinds.get(pipeline).config_class(), config_path, list(overrides))
+    # every file the run will read exists, checked before any flow (and its API) starts
+    for section in dataclasses.fields(cfg):
+        sub = getattr(cfg, section.name)
+        for key in ("path", "test_path"):
+            value = getattr(sub, key, "")
+            if isinstance(value, str) and value and not settings.resolve_data_path(value).exists():
+                raise DataError(f"{section.name}.{key}={value}: no such file or folder")
+    return cfg
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -47,3 +47,13 @@ def test_bad_data_inside_the_flow_gives_no_traceback(tmp_path, stocks):
     assert f"error: {tmp_path / 'bad.csv'}, row 42 (line 43): column 'Close': 'twelve' is not a number" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert "Retries are exhausted" not in proc.stderr  # user errors are not retried
+
+
+def test_a_missing_data_file_fails_at_once_on_one_line():
+    from click.testing import CliRunner
+
+    from rnnpipe.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", "stocks", "--set", "data.path=does-not-exist.csv"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: data.path=does-not-exist.csv: no such file or folder"

@@ -42,4 +42,5 @@ def train_stocks(config: dict[str, Any] | None = None, resume: bool = False) -> 
                             **gate_spec("stocks", cfg))
     return summary(uri, r.experiment, run_id, decision, result, r.metric,
                    **{k: metrics[k] for k in ("test_mae", "test_rmse", "test_mape", "naive_test_mae",
-                                              "naive_test_rmse", "test_mae_vs_naive")})
+                                              "naive_test_rmse", "test_mae_vs_naive", "test_pinball",
+                                              "naive_test_pinball", "test_coverage_80") if k in metrics})

@@ -29,6 +29,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from rnnpipe import models
+from rnnpipe.features.targets import TargetEncoding
 
 
 def window_summary(values: np.ndarray, ends: np.ndarray, lookback: int) -> np.ndarray:
@@ -199,11 +200,21 @@ class StatisticalForecast:
 
     def forecast(self, prepared, ends: np.ndarray) -> np.ndarray:
         """Forecasts (N, H) in the target's units from the origins `ends` (row indices)."""
+        return self.forecast_with_quantiles(prepared, ends)[0]
+
+    def forecast_with_quantiles(self, prepared, ends: np.ndarray, quantiles=()) -> tuple[np.ndarray, np.ndarray | None]:
+        """Point forecasts (N, H) and, for `quantiles`, the model's own prediction intervals
+        read as quantiles (N, H, Q): level q < 0.5 is the lower end of the (1 - 2q) interval,
+        q > 0.5 the upper end of the (2q - 1) one, 0.5 the mean. Naive fallbacks (and
+        origins where the model gives no finite interval) get NaN quantiles."""
         import warnings
 
         frame, H = prepared.frame, prepared.preprocessor.horizon
         index = np.searchsorted(frame.offsets, ends, side="right") - 1
         out = np.repeat(frame.target[ends][:, None], H, axis=1).astype(np.float64)
+        keys = [_interval_key(q) for q in quantiles]
+        levels = sorted({int(k[3:]) for k in keys if k != "mean"})
+        bands = np.full((len(ends), H, len(keys)), np.nan) if keys else None
         filled: dict[int, np.ndarray] = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -215,10 +226,63 @@ class StatisticalForecast:
                 if i not in filled:  # interpolated per series once; a gap's neighbours precede any origin after it
                     filled[i] = self._filled(frame.target[lo:frame.offsets[i + 1]])
                 first = end + 1 - self.history if self.history else lo
-                fc = model.forward(filled[i][max(first, lo) - lo:end + 1 - lo], h=H)["mean"]
-                if np.isfinite(fc).all():
-                    out[j] = fc
-        return out
+                y = filled[i][max(first, lo) - lo:end + 1 - lo]
+                fc = model.forward(y, h=H, level=levels) if levels else model.forward(y, h=H)
+                if np.isfinite(fc["mean"]).all():
+                    out[j] = fc["mean"]
+                    for k, key in enumerate(keys):
+                        bands[j, :, k] = fc[key]
+        if bands is not None:
+            bands = np.sort(bands, axis=-1)  # NaN rows stay NaN (sorted last)
+        return out, bands
+
+
+def _interval_key(q: float) -> str:
+    """The StatsForecast output column that is quantile q: `lo-80` for 0.1, `hi-80` for 0.9."""
+    if abs(q - 0.5) < 1e-12:
+        return "mean"
+    level = round(100 * abs(2 * q - 1), 6)
+    if level != int(level):
+        raise ValueError(f"quantile {q}: StatsForecast intervals need whole-percent levels")
+    return f"{'lo' if q < 0.5 else 'hi'}-{int(level)}"
+
+
+class NaiveQuantiles:
+    """The naive forecast with empirical quantiles: persistence for every step, and as its
+    band the quantiles of persistence's own errors on the training and validation windows,
+    per series and step ahead. Errors are taken as changes in the target's encoding (log
+    returns for `log_return`, differences otherwise), so the band scales with the price
+    as the model's does."""
+
+    name = "naive"
+
+    def __init__(self, quantiles):
+        self.quantiles = tuple(quantiles)
+
+    def _encoding(self, prepared) -> TargetEncoding:
+        return TargetEncoding("log_return" if prepared.preprocessor.encoding.kind == "log_return" else "diff")
+
+    def fit(self, prepared) -> "NaiveQuantiles":
+        frame, H = prepared.frame, prepared.preprocessor.horizon
+        changes = self._encoding(prepared).encode(frame.target, frame.offsets, H)
+        ends = np.concatenate([prepared.ends["train"], prepared.ends["val"]])
+        index = np.searchsorted(frame.offsets, ends, side="right") - 1
+        self.levels_ = np.full((len(frame.series), H, len(self.quantiles)), np.nan)
+        for i in range(len(frame.series)):
+            err = changes[ends[index == i]]
+            for h in range(H):
+                e = err[:, h][np.isfinite(err[:, h])]
+                if len(e):
+                    self.levels_[i, h] = np.quantile(e, self.quantiles)
+        return self
+
+    def forecast_with_quantiles(self, prepared, ends: np.ndarray, quantiles=()) -> tuple[np.ndarray, np.ndarray]:
+        frame, H = prepared.frame, prepared.preprocessor.horizon
+        index = np.searchsorted(frame.offsets, ends, side="right") - 1
+        last = frame.target[ends].astype(np.float64)
+        enc = self._encoding(prepared)
+        bands = np.stack([enc.decode(self.levels_[index, :, k], last) for k in range(len(self.quantiles))], axis=-1)
+        return np.repeat(last[:, None], H, axis=1), bands
 
 
 class TfidfLogisticRegression:

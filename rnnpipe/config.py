@@ -92,10 +92,20 @@ class ModelConfig:
     # model never ends worse on validation. Default chosen on validation over every bundled
     # set (README, "How a model is judged")
     highway: str = "linear"
+    # forecasters only (stocks, the monitor's channel forecaster): also forecast these
+    # quantiles of each step, trained with the pinball loss beside the point forecast (which
+    # stays the mean head); [] for point forecasts only. The outermost pair gives the
+    # interval whose coverage is reported (0.1 and 0.9: test_coverage_80)
+    quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
 
     def check(self, section: str) -> None:
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"{section}.dropout={self.dropout}: must be in [0, 1)")
+        q = self.quantiles
+        if any(not 0 < v < 1 for v in q) or list(q) != sorted(set(q)):
+            raise ConfigError(f"{section}.quantiles={q}: distinct levels in (0, 1), in increasing order")
+        if len(q) == 1:
+            raise ConfigError(f"{section}.quantiles={q}: give at least two levels (an interval), or []")
 
 
 @dataclass
@@ -529,10 +539,12 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
 
 def _parse_value(text: str) -> Any:
     """A `--set` value as TOML would read it (numbers, booleans, lists, quoted strings),
-    otherwise the bare text."""
+    otherwise the bare text; a list of bare words (`[naive, autoets]`) is a list of them."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
+        if text.startswith("[") and text.endswith("]"):
+            return [_parse_value(item.strip()) for item in text[1:-1].split(",") if item.strip()]
         return text
 
 

@@ -102,16 +102,82 @@ def forecast_metrics(pred: np.ndarray, actual: np.ndarray, last: np.ndarray,
     return out
 
 
+def interval_name(quantiles: Sequence[float]) -> str:
+    """`coverage_80` for the outermost pair 0.1 / 0.9 (its nominal coverage in percent)."""
+    return f"coverage_{round(100 * (quantiles[-1] - quantiles[0])):g}"
+
+
+def quantile_metrics(bands: np.ndarray, actual: np.ndarray, quantiles: Sequence[float],
+                     series: Sequence[str], prefix: str = "test", name: str = "") -> dict[str, float]:
+    """Scores of quantile forecasts `bands` (N, H, Q) of `actual` (N, H), in the target's
+    units, overall and per series (`.SERIES`):
+
+    - `pinball`: the pinball (quantile) loss mean(max(q (y - f), (q - 1) (y - f))) over
+      windows, steps and levels; lower is better, and for q = 0.5 it is half the MAE;
+    - `coverage_80` (named after the outermost pair's nominal coverage): the share of
+      targets inside [lowest, highest] quantile; `interval_width`: the mean width of it;
+    - `share_below_q0.1`, ...: the share of targets at or below each quantile (a calibrated
+      forecast has it equal to the level; the calibration plot shows it).
+
+    Windows whose band is not finite (a statistical baseline's naive fallback) are left out.
+    Names take the method's prefix: `test_pinball`, `naive_test_pinball`.
+    """
+    q = np.asarray(quantiles, dtype=np.float64)
+    base = f"{name + '_' if name else ''}{prefix}"
+    cover = interval_name(quantiles)
+    series = np.asarray(series)
+    ok = np.isfinite(bands).all(axis=(1, 2))
+    out: dict[str, float] = {}
+    groups = [("", ok)] + [(f".{s}", ok & (series == s)) for s in dict.fromkeys(series)]
+    for suffix, m in groups:
+        b, y = bands[m], actual[m][..., None]
+        if len(b) == 0:
+            continue
+        diff = y - b
+        out[f"{base}_pinball{suffix}"] = float(np.maximum(q * diff, (q - 1) * diff).mean())
+        inside = (y[..., 0] >= b[..., 0]) & (y[..., 0] <= b[..., -1])
+        out[f"{base}_{cover}{suffix}"] = float(inside.mean())
+        out[f"{base}_interval_width{suffix}"] = float((b[..., -1] - b[..., 0]).mean())
+        if not suffix:
+            for k, level in enumerate(quantiles):
+                out[f"{base}_share_below_q{level:g}"] = float((y[..., 0] <= b[..., k]).mean())
+    return out
+
+
+def plot_calibration(metrics: dict[str, float], quantiles: Sequence[float], methods: Sequence[str],
+                     part: str = "test"):
+    """Nominal level vs the observed share of targets at or below each quantile, per method."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="gray", ls="--", lw=1, label="calibrated")
+    for name in methods:
+        base = f"{name + '_' if name else ''}{part}"
+        keys = [f"{base}_share_below_q{q:g}" for q in quantiles]
+        if all(k in metrics for k in keys):
+            ax.plot(quantiles, [metrics[k] for k in keys], marker="o", label=name or "model")
+    ax.set_xlabel("nominal level")
+    ax.set_ylabel(f"share of {part} targets at or below the quantile")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{part}: quantile calibration")
+    fig.tight_layout()
+    return fig
+
+
 def plot_forecasts(timestamps: np.ndarray, actual: np.ndarray, pred: np.ndarray,
-                   series: Sequence[str], title: str = "test: forecast vs actual (1 step ahead)"):
-    """One panel per series: actual vs the model's 1-step forecast, with the absolute errors of
-    the model and of the naive forecast below."""
+                   series: Sequence[str], title: str = "test: forecast vs actual (1 step ahead)",
+                   band: tuple[np.ndarray, np.ndarray, str] | None = None):
+    """One panel per series: actual vs the model's 1-step forecast, and the quantile band
+    (lower, upper, label) around it when given."""
     series = np.asarray(series)
     names = list(dict.fromkeys(series))
     fig, axes = plt.subplots(len(names), 1, figsize=(11, 3.2 * len(names)), squeeze=False)
     for ax, name in zip(axes[:, 0], names):
         m = series == name
         t, a, p = timestamps[m], actual[m], pred[m]
+        if band is not None:
+            ax.fill_between(t, band[0][m], band[1][m], color="tab:blue", alpha=0.2, lw=0, label=band[2])
         ax.plot(t, a, color="black", lw=1.0, label="actual")
         ax.plot(t, p, color="tab:blue", lw=1.0, alpha=0.85, label="forecast")
         mae = np.mean(np.abs(p - a))
@@ -152,6 +218,8 @@ class ForecastEvaluation:
     last: np.ndarray  # (N,) last observed value: the naive forecast
     metrics: dict[str, float]
     baselines: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, H), besides naive
+    quantiles: tuple[float, ...] = ()
+    bands: dict[str, np.ndarray] = field(default_factory=dict)  # "" (the model), "naive", ... -> (N, H, Q)
 
     def names(self) -> list[str]:
         return ["naive", *self.baselines]
@@ -183,17 +251,44 @@ class ForecastEvaluation:
         return rows
 
     def plot(self):
+        band = None
+        if "" in self.bands:
+            b, q = self.bands[""], self.quantiles
+            band = (b[:, 0, 0], b[:, 0, -1], f"q{q[0]:g} to q{q[-1]:g}")
         return plot_forecasts(self.timestamps, self.actual[:, 0], self.pred[:, 0], self.series,
-                              title=f"{self.part}: forecast vs actual (1 step ahead)")
+                              title=f"{self.part}: forecast vs actual (1 step ahead)", band=band)
+
+    def plot_calibration(self):
+        return plot_calibration(self.metrics, self.quantiles, list(self.bands), self.part)
+
+    def figures(self) -> dict[str, object]:
+        """The run's plots: artefact path -> figure (the calibration plot with quantiles)."""
+        out = {f"plots/{self.part}_forecast_vs_actual.png": self.plot()}
+        if self.bands:
+            out[f"plots/{self.part}_quantile_calibration.png"] = self.plot_calibration()
+        return out
+
+    def interval_standing(self) -> str:
+        """One sentence on the quantile forecasts against each baseline's ('' without them)."""
+        if "" not in self.bands:
+            return ""
+        m, p, cover = self.metrics, self.part, interval_name(self.quantiles)
+        parts = [f"{name} {m[f'{name}_{p}_pinball']:.4f} ({cover} {m[f'{name}_{p}_{cover}']:.3f})"
+                 for name in self.bands if name and f"{name}_{p}_pinball" in m]
+        return (f"{p} pinball {m[f'{p}_pinball']:.4f}, {cover} {m[f'{p}_{cover}']:.3f}, "
+                f"width {m[f'{p}_interval_width']:.3f} vs " + ", ".join(parts))
 
 
 def fit_forecast_baselines(prepared, statistical: Sequence[str] = ("autoets", "autotheta"),
-                           season: int = 0, history: int = 3000) -> dict[str, object]:
+                           season: int = 0, history: int = 3000,
+                           quantiles: Sequence[float] = ()) -> dict[str, object]:
     """The forecasting baselines besides naive, fitted on the training part of `Prepared`
     data only (settings chosen on validation): ridge on the window, and the `statistical`
     StatsForecast models per series (`StatisticalForecast`); seasonal naive is added when
-    `season` >= 2. name -> an object with `forecast(prepared, ends)`."""
-    from rnnpipe.baselines import RidgeForecast, StatisticalForecast
+    `season` >= 2; with `quantiles`, "naive" is the naive forecast with empirical quantiles
+    (`NaiveQuantiles`). name -> an object with `forecast(prepared, ends)`, and
+    `forecast_with_quantiles(prepared, ends, quantiles)` where it gives intervals."""
+    from rnnpipe.baselines import NaiveQuantiles, RidgeForecast, StatisticalForecast
 
     ridge = RidgeForecast(prepared.preprocessor.lookback)
     ridge.fit(prepared.inputs, prepared.targets, prepared.ends["train"], prepared.ends["val"])
@@ -201,6 +296,8 @@ def fit_forecast_baselines(prepared, statistical: Sequence[str] = ("autoets", "a
     names = list(dict.fromkeys([*statistical, *(["seasonalnaive"] if season >= 2 else [])]))
     for name in names:
         out[name] = StatisticalForecast(name, season, history).fit(prepared.frame, prepared.split)
+    if quantiles:
+        out["naive"] = NaiveQuantiles(quantiles).fit(prepared)
     return out
 
 
@@ -211,29 +308,44 @@ def evaluate_forecaster(pipeline, prepared, part: str = "test",
     by the training part's (seasonal, with `season`) naive MAE."""
     frame, ends = prepared.frame, prepared.ends[part]
     H = prepared.preprocessor.horizon
-    pred = pipeline.forecast_windows(frame, ends, prepared.inputs)
+    quantiles = tuple(getattr(pipeline, "quantiles", ()))
+    pred, band = pipeline.predict_windows(frame, ends, prepared.inputs)
     actual = frame.target[ends[:, None] + np.arange(1, H + 1)]
     series = np.asarray(frame.series)[np.searchsorted(frame.offsets, ends, side="right") - 1]
     last = frame.target[ends]
-    others, seconds = {}, {}
+    others, seconds, bands = {}, {}, {}
+    if band is not None:
+        bands[""] = band
     for name, b in (baselines or {}).items():
         t0 = time.perf_counter()
-        others[name] = b.forecast(prepared, ends)
+        if quantiles and hasattr(b, "forecast_with_quantiles"):
+            point, b_band = b.forecast_with_quantiles(prepared, ends, quantiles)
+            if b_band is not None:
+                bands[name] = b_band
+        else:
+            point = b.forecast(prepared, ends)
+        if name != "naive":  # naive's point forecast is the last value, scored as always
+            others[name] = point
         seconds[f"{name}_{part}_forecast_s"] = time.perf_counter() - t0
         if getattr(b, "fit_seconds_", None) is not None:
             seconds[f"{name}_fit_s"] = b.fit_seconds_
             seconds[f"{name}_fallback_series"] = float(len(b.fallback_series))
     scales = mase_scales(frame, prepared.split, season)
     metrics = forecast_metrics(pred, actual, last, series, part, others, scales)
+    for name, b_band in bands.items():
+        metrics.update(quantile_metrics(b_band, actual, quantiles, series, part, name))
+    if "" in bands and "naive" in bands:
+        metrics[f"{part}_pinball_vs_naive"] = metrics[f"{part}_pinball"] / metrics[f"naive_{part}_pinball"]
     return ForecastEvaluation(part, frame.timestamps[ends + 1], series, actual, pred, last,
-                              {**metrics, **seconds}, others)
+                              {**metrics, **seconds}, others, quantiles, bands)
 
 
 def evaluate_forecasts(pipeline, prepared, parts: Sequence[str] = ("val", "test"),
                        statistical: Sequence[str] = ("autoets", "autotheta"),
                        season: int = 0, history: int = 3000) -> dict[str, ForecastEvaluation]:
     """`evaluate_forecaster` on several parts, the baselines fitted once."""
-    baselines = fit_forecast_baselines(prepared, statistical, season, history)
+    baselines = fit_forecast_baselines(prepared, statistical, season, history,
+                                       tuple(getattr(pipeline, "quantiles", ())))
     return {part: evaluate_forecaster(pipeline, prepared, part, baselines, season) for part in parts}
 
 

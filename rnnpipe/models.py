@@ -162,16 +162,31 @@ def _check_highway(highway: str, lookback: int) -> None:
         raise ValueError("a linear part needs the window length (lookback)")
 
 
+def pinball_loss(qpred: torch.Tensor, y: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Mean pinball (quantile) loss of forecasts qpred (..., Q) of y (...) at levels q (Q,)."""
+    diff = y.unsqueeze(-1) - qpred
+    return torch.maximum(q * diff, (q - 1) * diff).mean()
+
+
 class Forecaster(nn.Module):
     """Encoder + a linear head with one output per step ahead (direct multi-horizon), plus an
     optional linear autoregressive part on the window (`highway="linear"`).
 
     Both start at zero, so an untrained model predicts "no change" (the naive forecast under
     difference or log-return targets); training moves them only where the data pays.
+
+    With `quantiles` (levels in (0, 1)) the model also forecasts those quantiles of each step
+    (output (B, H, 1 + Q): the point forecast, then the quantiles). A quantile is the point
+    forecast plus an offset: a linear map of the encoder's state and of the window's summary
+    statistics (its std: recent volatility widens the band), with a constant per step and
+    level. The point forecast is trained as without quantiles (squared error; the offsets
+    read the encoder's state with gradients stopped); the offsets are fitted afterwards on
+    the point forecast's residuals (`rnnpipe.training.fit_band`). Quantiles may cross; the
+    pipeline sorts them after decoding.
     """
 
     def __init__(self, input_size: int, horizon: int, lookback: int = 0, highway: str = "none",
-                 **encoder_kwargs):
+                 quantiles=(), **encoder_kwargs):
         super().__init__()
         _check_highway(highway, lookback)
         self.encoder = RecurrentEncoder(input_size, **encoder_kwargs)
@@ -179,10 +194,37 @@ class Forecaster(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self.linear_part = LinearPart(lookback, input_size, horizon) if highway == "linear" else None
+        self.horizon, self.quantiles = horizon, tuple(float(q) for q in quantiles)
+        self.band_head = self.band_part = None
+        if self.quantiles:
+            if any(not 0 < q < 1 for q in self.quantiles):
+                raise ValueError(f"quantiles {self.quantiles}: each must be in (0, 1)")
+            if lookback < 1:
+                raise ValueError("a quantile band needs the window length (lookback)")
+            n = horizon * len(self.quantiles)
+            self.band_head = nn.Linear(self.encoder.out_features, n)
+            nn.init.zeros_(self.band_head.weight)
+            nn.init.zeros_(self.band_head.bias)
+            self.band_part = LinearPart(lookback, input_size, n, features="summary")
+            for p in (*self.band_head.parameters(), *self.band_part.parameters()):
+                p.requires_grad_(False)  # fitted by `fit_band`, not by the training loop
+
+    def point_and_state(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encoder(x)
+        out = self.head(z)
+        return (out if self.linear_part is None else out + self.linear_part(x)), z
+
+    def band(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Offsets (B, H, Q) of the quantiles from the point forecast."""
+        offsets = self.band_head(z.detach()) + self.band_part(x)
+        return offsets.view(len(x), self.horizon, len(self.quantiles))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.head(self.encoder(x))
-        return out if self.linear_part is None else out + self.linear_part(x)
+        point, z = self.point_and_state(x)
+        if not self.quantiles:
+            return point
+        # the training loss sees the point forecast only (`rnnpipe.training.fit` slices it)
+        return torch.cat([point.unsqueeze(-1), point.detach().unsqueeze(-1) + self.band(z, x)], dim=-1)
 
 
 class SequenceClassifier(nn.Module):

@@ -163,6 +163,11 @@ def prepare(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Prepared:
     return Prepared(frame, split, pre, ends, inputs, targets)
 
 
+def quantile_column(q: float) -> str:
+    """The output column of quantile level q: `q0.1`, `q0.05`, `q0.9`."""
+    return f"q{q:g}"
+
+
 class ForecastPipeline:
     KIND = "forecast"  # what a logged pyfunc model records (`rnnpipe.kinds.artefact_class`)
 
@@ -177,20 +182,41 @@ class ForecastPipeline:
                                    lookback=preprocessor.lookback, highway=m.highway,
                                    cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
                                    dropout=m.dropout, bidirectional=m.bidirectional,
-                                   pooling=m.pooling)
+                                   pooling=m.pooling, quantiles=m.quantiles)
         self.model = model
 
     # -- prediction ----------------------------------------------------------------------
-    def forecast_windows(self, frame: SeriesFrame, ends: np.ndarray,
-                         inputs: np.ndarray | None = None, batch_size: int = 2048) -> np.ndarray:
-        """Forecasts (N, H), in the target's units, for the windows ending at rows `ends`."""
+    @property
+    def quantiles(self) -> tuple[float, ...]:
+        return self.model.quantiles
+
+    def quantile_columns(self) -> list[str]:
+        """The output columns of the quantile forecasts: `q0.1`, `q0.5`, `q0.9`, ..."""
+        return [quantile_column(q) for q in self.quantiles]
+
+    def predict_windows(self, frame: SeriesFrame, ends: np.ndarray, inputs: np.ndarray | None = None,
+                        batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray | None]:
+        """For the windows ending at rows `ends`, in the target's units: point forecasts
+        (N, H), and the quantile forecasts (N, H, Q) in `quantiles` order (None without
+        quantiles). Quantiles are sorted after decoding, so they never cross."""
         if inputs is None:
             inputs, _ = self.preprocessor.transform(frame)
         device = next(self.model.parameters()).device
-        dummy = np.zeros((len(inputs), self.preprocessor.horizon), dtype=np.float32)
+        H = self.preprocessor.horizon
+        dummy = np.zeros((len(inputs), H), dtype=np.float32)
         data = WindowSet(inputs, dummy, ends, self.preprocessor.lookback).to(device)
-        outputs = predict_batches(self.model, data, batch_size).reshape(len(ends), -1)
-        return self.preprocessor.decode(outputs, frame, ends)
+        outputs = predict_batches(self.model, data, batch_size).reshape(len(ends), H, -1)
+        point = self.preprocessor.decode(outputs[:, :, 0], frame, ends)
+        if outputs.shape[2] == 1:
+            return point, None
+        bands = np.stack([self.preprocessor.decode(outputs[:, :, 1 + j], frame, ends)
+                          for j in range(outputs.shape[2] - 1)], axis=-1)
+        return point, np.sort(bands, axis=-1)
+
+    def forecast_windows(self, frame: SeriesFrame, ends: np.ndarray,
+                         inputs: np.ndarray | None = None, batch_size: int = 2048) -> np.ndarray:
+        """Point forecasts (N, H), in the target's units, for the windows ending at rows `ends`."""
+        return self.predict_windows(frame, ends, inputs, batch_size)[0]
 
     def predict_frame(self, frame: SeriesFrame) -> pd.DataFrame:
         need = self.preprocessor.min_history
@@ -201,18 +227,21 @@ class ForecastPipeline:
                             f"(window.lookback={self.preprocessor.lookback}"
                             f"{' + 1 for the first change' if self.preprocessor.encoding.skip else ''})")
         ends = frame.offsets[1:] - 1
-        prices = self.forecast_windows(frame, ends)
+        prices, bands = self.predict_windows(frame, ends)
         H = prices.shape[1]
         step = pd.tseries.frequencies.to_offset(self.preprocessor.step_)
         last = pd.DatetimeIndex(frame.timestamps[ends])
         d = self.config.data
         stamps = [last[i] + h * step for i in range(len(ends)) for h in range(1, H + 1)]
-        return pd.DataFrame({
+        out = pd.DataFrame({
             d.series_col: np.repeat(frame.series, H),
             "step": np.tile(np.arange(1, H + 1), len(ends)),
             d.timestamp_col: pd.DatetimeIndex(stamps).astype("datetime64[ns]"),
             "forecast": prices.reshape(-1),
         })
+        for j, name in enumerate(self.quantile_columns()):
+            out[name] = bands[:, :, j].reshape(-1)
+        return out
 
     def batch_spec(self, available: list[str]) -> tuple[list[str], str | None]:
         """(columns the model reads, the column whose groups it needs whole) for batch jobs."""
@@ -240,7 +269,9 @@ class ForecastPipeline:
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "ForecastPipeline":
         p = Path(path)
-        config = from_dict(ForecastConfig, json.loads((p / "config.json").read_text()))
+        raw = json.loads((p / "config.json").read_text())
+        raw.setdefault("model", {}).setdefault("quantiles", [])  # saved before quantile heads existed
+        config = from_dict(ForecastConfig, raw)
         pre = ForecastPreprocessor.from_dict(json.loads((p / "preprocessor.json").read_text()))
         pipe = cls(config, pre)
         pipe.model.load_state_dict(torch.load(p / "weights.pt", map_location=device, weights_only=True))

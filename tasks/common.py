@@ -66,7 +66,7 @@ def train(model, train_data: BatchSource, val_data: BatchSource, cfg: Any, run_i
                  resume=resume, on_epoch=on_epoch)
     run.log_metrics({"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                      "epochs_run": len(result.history), "train_samples_per_s": result.samples_per_s})
-    run.log_metrics({"initial_val_loss": result.initial_val_loss, **result.warm_start})
+    run.log_metrics({"initial_val_loss": result.initial_val_loss, **result.warm_start, **result.band})
     run.set_tags({"device": result.device, "precision": result.precision,
                   "stopped_early": result.stopped_early,
                   "resumed_from_epoch": result.resumed_from_epoch})

@@ -48,9 +48,12 @@ def evaluate(pipeline: ForecastPipeline, prepared: Prepared, run_id: str) -> dic
     val, test = evs["val"], evs["test"]
     metrics = {**val.metrics, **test.metrics}
     run.log_metrics(metrics)
-    run.log_figure(test.plot(), "plots/test_forecast_vs_actual.png")
+    for path, fig in test.figures().items():
+        run.log_figure(fig, path)
     run.log_dict(test.per_series(), "metrics/per_series.json")
-    run.set_tags({"vs_naive": test.standing(), "mlflow.note.content": test.standing()})
-    create_table_artifact(test.per_series(), key="stocks-test-metrics", description=test.standing())
-    get_run_logger().info(test.standing())
+    note = "\n\n".join(filter(None, [test.standing(), test.interval_standing()]))
+    run.set_tags({"vs_naive": test.standing(), "mlflow.note.content": note})
+    create_table_artifact(test.per_series(), key="stocks-test-metrics", description=note)
+    for line in note.split("\n\n"):
+        get_run_logger().info(line)
     return metrics

@@ -78,15 +78,19 @@ def evaluate_forecast(pipeline, prepared, run_id: str, parent_run_id: str, chann
     m = ev.metrics
     run = Run(run_id)
     run.log_metrics(m)
-    run.log_figure(ev.plot(), "plots/test_forecast_vs_actual.png")
+    for path, fig in ev.figures().items():
+        run.log_figure(fig, path)
     standing = (f"{channel} forecast test MAE {m['test_mae']:.3f} vs last value {m['naive_test_mae']:.3f} "
                 f"and ridge {m['ridge_test_mae']:.3f}: " +
                 ("beats both" if m["test_mae"] < min(m["naive_test_mae"], m["ridge_test_mae"])
                  else "does not beat both"))
-    run.set_tags({"mlflow.note.content": standing, "vs_baselines": standing})
+    run.set_tags({"mlflow.note.content": "\n\n".join(filter(None, [standing, ev.interval_standing()])),
+                  "vs_baselines": standing})
     keys = [k for name in ["", *ev.names()] for k in (
         f"{name + '_' if name else ''}test_mae", f"{name + '_' if name else ''}test_rmse",
         f"{name + '_' if name else ''}test_mase", f"{name + '_' if name else ''}test_mae_last_step",
+        f"{name + '_' if name else ''}test_pinball", f"{name + '_' if name else ''}test_coverage_80",
+        f"{name + '_' if name else ''}test_interval_width",
         *([f"test_mae_vs_{name}"] if name else []))]
     Run(parent_run_id).log_metrics({f"forecast_{k}": m[k] for k in keys if k in m})
     Run(parent_run_id).set_tags({"forecast_run_id": run_id, "forecast_vs_baselines": standing})

@@ -199,6 +199,9 @@ def test_served_models_answer_like_batch_prediction_and_refuse_bad_payloads(mode
             status, body = post(url, split_json(df))
             assert status == 200, body
             served = pd.DataFrame(body["predictions"])
+            if key == "stocks":  # the quantile forecasts beside the point forecast, never crossing
+                assert {"forecast", "q0.1", "q0.5", "q0.9"} <= set(served.columns)
+                assert (served["q0.1"] <= served["q0.5"]).all() and (served["q0.5"] <= served["q0.9"]).all()
             batch = run_batch("/".join(models[key]), path, tmp_path / f"{key}.parquet", 1000)
             batch = batch[[c for c in served.columns]]
             for col in served.columns:

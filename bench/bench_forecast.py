@@ -19,6 +19,12 @@ Sections:
              set: fit time per series and test-forecast time per series and per origin, with
              the default history cap (baselines.history=3000) and, with --all-history, the whole history,
              and the test MAE of each
+  intervals  the quantile band (model.quantiles=[0.1, 0.5, 0.9]) on every bundled forecasting
+             set: val and test coverage_80 and pinball of the model, of naive with empirical
+             quantiles and of the StatsForecast intervals (AutoETS, AutoTheta)
+  backtest   `rnnpipe backtest stocks` (5 folds of 60 days, refit every fold) through the
+             Prefect flow with --runner local (2 processes) and sequential: wall time, and the
+             overall MAE of the model and every baseline
 
 Results go to stdout as a table and to bench/results/forecast-<time>.json.
 """
@@ -50,7 +56,7 @@ from rnnpipe.config import ForecastConfig, MonitorConfig, load_config, to_dict  
 from rnnpipe.evaluation import evaluate_forecasts  # noqa: E402
 from rnnpipe.features.splits import chronological_split  # noqa: E402
 from rnnpipe.features.windows import WindowSet, make_windows  # noqa: E402
-from rnnpipe.pipeline import ForecastPipeline, load_forecast_data, prepare  # noqa: E402
+from rnnpipe.pipeline import ForecastPipeline, baseline_settings, load_forecast_data, prepare  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
 
 
@@ -213,6 +219,44 @@ def bench_statistical(device: str, all_history: bool = False) -> list[dict]:
     return rows
 
 
+def bench_intervals(device: str) -> list[dict]:
+    rows = []
+    for name, (cfg, p) in forecast_sets(device).items():
+        pipe = ForecastPipeline(cfg, p.preprocessor)
+        t0 = time.perf_counter()
+        r = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
+        wall = time.perf_counter() - t0
+        ev = evaluate_forecasts(pipe, p, **baseline_settings(cfg))
+        row = {"set": name, "fit_s": wall, "band_fit_s": r.band.get("band_fit_s", 0.0)}
+        for part in ("val", "test"):
+            m = ev[part].metrics
+            for method in ("", "naive", "autoets", "autotheta"):
+                pre = f"{method}_" if method else ""
+                for score in ("pinball", "coverage_80", "interval_width"):
+                    row[f"{pre}{part}_{score}"] = m.get(f"{pre}{part}_{score}", float("nan"))
+            row[f"{part}_mae_vs_naive"] = m[f"{part}_mae_vs_naive"]
+        rows.append(row)
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    return rows
+
+
+def bench_backtest(workers: int = 2) -> list[dict]:
+    from flows.backtest import backtest
+    from flows.sweep import task_runner
+
+    cfg = to_dict(load_config(ForecastConfig, overrides=["register.experiment=bench-backtest"]))
+    rows = []
+    for runner, n in (("local", workers), ("sequential", 1)):
+        threads = max(1, (os.cpu_count() or 1) // n)
+        t0 = time.perf_counter()
+        out = backtest.with_options(task_runner=task_runner(runner, n))(cfg, n, threads, runner)
+        rows.append({"runner": runner, "workers": n, "threads_per_fold": threads,
+                     "wall_s": time.perf_counter() - t0,
+                     **{k: v for k, v in out["metrics"].items() if k.endswith("backtest_mae")}})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def choose(rows: list[dict], key: str) -> dict:
     """The default that wins on validation across every set: the geometric mean over sets of
     the ratio linear / none of `key` (lower is better)."""
@@ -235,7 +279,8 @@ def main() -> None:
     ap.add_argument("--all-history", action="store_true",
                     help="statistical: also with the whole history from every origin (minutes on glucose)")
     ap.add_argument("--synthetic-rows", type=int, default=1_000_000)
-    ap.add_argument("--only", choices=["windowing", "training", "highway", "statistical"],
+    ap.add_argument("--only", choices=["windowing", "training", "highway", "statistical", "intervals",
+                                       "backtest"],
                     help="run one section (training includes the flow unless --skip-flow)")
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
@@ -288,6 +333,12 @@ def main() -> None:
     if run("statistical"):
         results["statistical"] = bench_statistical(args.device, args.all_history)
 
+    if run("intervals"):
+        results["intervals"] = bench_intervals(args.device)
+
+    if run("backtest"):
+        results["backtest"] = bench_backtest()
+
     # -- report ------------------------------------------------------------------------------
     if "windowing" in results:
         print("\nwindowing (best of 3; peak = Python heap allocations during the call)")
@@ -336,6 +387,21 @@ def main() -> None:
             print(f"{r['set']:9} {r['model']:10} {r['history']:>8} {r['series']:6d} {r['origins']:8,d} "
                   f"{r['fit_s_per_series']:8.3f} {r['forecast_s_per_series']:10.3f} "
                   f"{r['ms_per_origin']:9.3f} {r['test_mae']:9.4f}")
+    if "intervals" in results:
+        print("\nintervals: pinball (coverage_80) per method; val is where the band is calibrated")
+        print(f"{'set':9} {'part':5} {'model':>16} {'naive emp.':>16} {'autoets':>16} {'autotheta':>16} {'MAE/naive':>9}")
+        for r in results["intervals"]:
+            for part in ("val", "test"):
+                cells = [f"{r[f'{pre}{part}_pinball']:.4f} ({r[f'{pre}{part}_coverage_80']:.3f})"
+                         for pre in ("", "naive_", "autoets_", "autotheta_")]
+                print(f"{r['set']:9} {part:5} " + " ".join(f"{c:>16}" for c in cells)
+                      + f" {r[f'{part}_mae_vs_naive']:9.4f}")
+    if "backtest" in results:
+        print("\nbacktest of stocks (5 folds x 60 days, refit every fold)")
+        for r in results["backtest"]:
+            print(f"  --runner {r['runner']:10} {r['workers']} x {r['threads_per_fold']} threads: "
+                  f"{r['wall_s']:.1f} s; MAE " + ", ".join(f"{k}: {v:.4f}" for k, v in r.items()
+                                                           if k.endswith("backtest_mae")))
     write_results("forecast", results)
 
 

@@ -55,7 +55,7 @@ def task_runner(kind: str, workers: int = 1, address: str = ""):
 
 
 @contextlib.contextmanager
-def _api_for_workers() -> Iterator[None]:
+def api_for_workers() -> Iterator[None]:
     """Worker processes (process pool, LocalCluster) inherit the environment; without
     PREFECT_API_URL each would start an ephemeral API of its own and record its task runs
     there. Point them at this flow's API for the duration of the flow."""
@@ -103,7 +103,7 @@ def sweep(pipeline: str, config: dict[str, Any], grid: dict[str, list[str]], ran
     log.info("sweep of %d trials (%d at a time, %d torch threads each); MLflow parent run %s",
              len(planned), workers, threads, parent.id)
     try:
-        with _api_for_workers():
+        with api_for_workers():
             futures = [trial.with_options(retries=retries, task_run_name=f"trial-{i}").submit(
                            pipeline, config, params, i, r.experiment, parent.id, threads, tracking_uri, split_gpus)
                        for i, (_, params) in enumerate(planned)]

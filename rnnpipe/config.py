@@ -135,6 +135,17 @@ class RegisterConfig:
 
 
 @dataclass
+class BacktestConfig:
+    CHOICES: ClassVar = {"refit": {"every", "once"}}
+    POSITIVE: ClassVar = ("folds", "step")
+    # `rnnpipe backtest stocks`: expanding-window folds at the end of every series; fold k
+    # trains on the rows before its origin and forecasts the next `step` rows
+    folds: int = 5
+    step: int = 60  # rows (trading days for the bundled stocks) of each fold's test block
+    refit: str = "every"  # every: a model per fold | once: fold 1's model serves every fold
+
+
+@dataclass
 class ForecastConfig:
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -143,6 +154,7 @@ class ForecastConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
 
     def validate(self) -> "ForecastConfig":
         check_sections(self)

@@ -37,6 +37,7 @@ class PipelineKind:
     trial: str  # cfg -> TrialOutcome, for sweeps (the flow's steps without Prefect)
     gate: str  # cfg -> the gate's keyword arguments (metric, baselines, margin, greater_is_better)
     series: bool = False  # the data has series (tickers, patients): `--per-series` applies
+    backtest: str = ""  # the Prefect backtest flow (`rnnpipe backtest NAME`), for forecasters
 
     def config_class(self) -> type:
         return load(self.config)
@@ -52,7 +53,7 @@ KINDS: dict[str, PipelineKind] = {k.name: k for k in (
     PipelineKind("stocks", "daily price forecasting (bundled: AAPL, IBM, MSFT closes)",
                  config="rnnpipe.config:ForecastConfig", flow="flows.forecast:train_stocks",
                  pipeline="rnnpipe.pipeline:ForecastPipeline", trial="rnnpipe.pipeline:train_and_evaluate",
-                 gate="rnnpipe.pipeline:gate_spec", series=True),
+                 gate="rnnpipe.pipeline:gate_spec", series=True, backtest="flows.backtest:backtest"),
     PipelineKind("monitor", "early warning and vital-sign forecasting (bundled: a glucose monitor)",
                  config="rnnpipe.config:MonitorConfig", flow="flows.monitor:train_monitor",
                  pipeline="rnnpipe.monitor:MonitorPipeline", trial="rnnpipe.monitor:train_and_evaluate",
@@ -69,6 +70,10 @@ KINDS: dict[str, PipelineKind] = {k.name: k for k in (
 
 def names() -> list[str]:
     return list(KINDS)
+
+
+def backtest_names() -> list[str]:
+    return [k.name for k in KINDS.values() if k.backtest]
 
 
 def get(name: str) -> PipelineKind:

@@ -1,0 +1,47 @@
+"""Tasks of the backtest flow: one fold per task, wherever the task runner puts it."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from rnnpipe.backtest import FoldResult, run_fold
+from rnnpipe.config import ForecastConfig, flatten, from_dict
+from rnnpipe.io import SeriesFrame
+from rnnpipe.registry import Run, configure_tracking
+
+
+@task(name="fold", cache_policy=NO_CACHE)
+def fold(config: dict[str, Any], frame: SeriesFrame, k: int, parent_run_id: str, tracking_uri: str,
+         threads: int, trained=None) -> FoldResult:
+    """Fold k in a nested MLflow run (tag `backtest_fold=K`): trained on the rows before its
+    origin (or scored with fold 1's model, `trained`), its test metrics under the usual names."""
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # a worker process: the flow's store
+    configure_tracking()
+    cfg = from_dict(ForecastConfig, config).validate()
+    run = Run.start(cfg.register.experiment, run_name=f"fold-{k}", tags={
+        "mlflow.parentRunId": parent_run_id, "backtest_fold": k, "pipeline": "stocks",
+        "data_fingerprint": frame.fingerprint, "seed": cfg.train.seed, "torch_threads": threads})
+    try:
+        run.log_params(flatten(cfg))
+        result = run_fold(cfg, frame, k, trained)
+        for h in result.history:
+            run.log_metrics({key: h[key] for key in ("train_loss", "val_loss")}, step=int(h["epoch"]))
+        run.log_metrics({key: v for key, v in result.metrics.items() if math.isfinite(v)})
+        run.set_tags({f"origin.{s}": t for s, t in result.origins.items()})
+        run.end("FINISHED")
+    except BaseException:
+        run.end("FAILED")
+        raise
+    m = result.metrics
+    get_run_logger().info("fold %d (origin %s): MAE %.4f, naive %.4f%s", k, min(result.origins.values()),
+                          m["test_mae"], m["naive_test_mae"],
+                          f", coverage_80 {m['test_coverage_80']:.3f}" if "test_coverage_80" in m else "")
+    return result

@@ -2,8 +2,11 @@
 
 The input is scanned with pyarrow `chunk_rows` rows at a time, so memory follows the chunk
 size, not the input size. Models that read whole series (forecasts, early warning) get whole
-series: rows of the series at the end of a chunk wait for the next chunk, which needs each
-series' rows to be contiguous (sorted or partitioned by series), and this is checked. Row-wise
+series: rows of the series at the end of a chunk wait for the next chunk. When a series'
+rows are not contiguous (rows in any order, newest first, a dataset partitioned by day so one
+patient lies in several files), the job starts again through `regrouped`: one pass hashes
+every row to a bucket file by series, then each bucket is put in series order and predicted
+whole (memory: about one bucket). Output rows then come bucket by bucket. Row-wise
 models (review sentiment) keep every input column they do not read as a key beside their
 predictions. Every output row carries the model's name, version, alias and MLflow run id. The
 Parquet output is written to a temporary file and renamed when complete.
@@ -11,6 +14,11 @@ Parquet output is written to a temporary file and renamed when complete.
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import shutil
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -19,15 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from rnnpipe.errors import DataError
-from rnnpipe.io import atomic_path
+from rnnpipe.io import atomic_path, clean_stale_temps, open_dataset, temp_prefix
 
 LINEAGE = ("model_name", "model_version", "model_alias", "mlflow_run_id")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,31 +66,88 @@ def scan(dataset: ds.Dataset, chunk_rows: int, columns: list[str] | None = None)
             yield batch.to_pandas()
 
 
-def whole_groups(chunks: Iterator[pd.DataFrame], column: str) -> Iterator[pd.DataFrame]:
+class NotGrouped(DataError):
+    """A series' rows are not contiguous in the input (the job regroups them)."""
+
+
+def whole_groups(chunks: Iterator[pd.DataFrame], column: str, source: str = "input") -> Iterator[pd.DataFrame]:
     """Re-cut chunks so that no group (series) is split between two of them: the rows of the
     last group of a chunk are held back and joined to the next. A group that shows up again
-    after it was passed on means the input is not grouped, and is an error."""
+    after it was passed on means the input is not grouped: `NotGrouped`."""
     held: pd.DataFrame | None = None
-    done: set = set()
+    done: set[str] = set()
     for chunk in chunks:
         if column not in chunk.columns:
-            raise DataError(f"input: column {column!r} not found (columns: {', '.join(map(str, chunk.columns))})")
-        if held is not None:
+            raise DataError(f"{source}: column {column!r} not found (columns: {', '.join(map(str, chunk.columns))})")
+        if held is not None and len(held):
             chunk = pd.concat([held, chunk], ignore_index=True)
         keys = chunk[column].astype(str)
-        starts = keys.ne(keys.shift())
-        runs = keys[starts]
-        repeated = runs[runs.duplicated() | runs.isin(done)]
+        starts = keys.ne(keys.shift()).to_numpy()
+        starts[0] = True
+        run_keys = keys[starts]
+        repeated = run_keys[run_keys.duplicated() | run_keys.isin(done)]
         if len(repeated):
-            raise DataError(f"input: the rows of {column}={repeated.iloc[0]!r} are not contiguous; sort the "
-                            f"input by {column!r} or partition it by {column!r}")
-        last_start = int(starts.to_numpy().nonzero()[0][-1])
+            raise NotGrouped(f"{source}: the rows of {column}={repeated.iloc[0]!r} are not contiguous")
+        last_start = int(np.flatnonzero(starts)[-1])
         ready, held = chunk.iloc[:last_start], chunk.iloc[last_start:]
         if len(ready):
-            done.update(runs.iloc[:-1])
-            yield ready
+            done.update(run_keys.iloc[:-1])
+            yield ready.reset_index(drop=True)
     if held is not None and len(held):
-        yield held
+        yield held.reset_index(drop=True)
+
+
+def regrouped(dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Path,
+              columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """The rows of `dataset` with each group's rows together, for input in any order: one
+    pass writes every row to one of B bucket files (B = rows / `chunk_rows`, at most 4,096)
+    by a hash of its group, then each bucket is read, stably sorted by group (the rows of
+    a group keep their input order; the model sorts by time) and yielded whole."""
+    n = dataset.count_rows()
+    buckets = max(1, min(4096, math.ceil(n / chunk_rows)))
+    writers: dict[int, pq.ParquetWriter] = {}
+    try:
+        for batch in dataset.to_batches(columns=columns, batch_size=chunk_rows):
+            if not batch.num_rows:
+                continue
+            table = pa.Table.from_batches([batch])
+            keys = table[column].cast(pa.string()).to_pandas()
+            bucket = (pd.util.hash_array(keys.fillna("").to_numpy(object)) % buckets).astype(np.int64)
+            order = np.argsort(bucket, kind="stable")
+            bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
+            for b in np.flatnonzero(np.diff(bounds)):
+                part = table.take(order[bounds[b]:bounds[b + 1]])
+                if b not in writers:
+                    writers[b] = pq.ParquetWriter(workdir / f"bucket-{b:05d}.parquet", table.schema)
+                writers[b].write_table(part)
+    finally:
+        for w in writers.values():
+            w.close()
+    for b in sorted(writers):
+        df = pq.read_table(workdir / f"bucket-{b:05d}.parquet").to_pandas()
+        order = np.argsort(df[column].astype(str).to_numpy(), kind="stable")
+        (workdir / f"bucket-{b:05d}.parquet").unlink()
+        yield df.iloc[order].reset_index(drop=True)
+
+
+def dataset_source(dataset: ds.Dataset) -> str:
+    """What error messages call the input: its file, or the folder its files share."""
+    files = list(getattr(dataset, "files", []) or [])
+    if len(files) == 1:
+        return files[0]
+    return os.path.commonpath(files) if files else "input"
+
+
+def open_input(path: str | Path, fmt: str, spec: Callable[[list[str]], tuple[list[str], str | None]]):
+    """The input of a batch job as training reads it: (dataset, the model's columns, its group
+    column). In CSV files the model's columns are read as text, so that every value is parsed
+    (and every bad value reported) by the same code as in training (`rnnpipe.io`)."""
+    dataset, kind = open_dataset(path, fmt)
+    columns, group = spec(dataset.schema.names)
+    if kind == "csv":
+        present = set(dataset.schema.names)
+        dataset, _ = open_dataset(path, fmt, csv_types={c: pa.string() for c in columns if c in present})
+    return dataset, columns, group
 
 
 def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_columns: list[str],
@@ -98,14 +165,42 @@ def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_co
     out_path = Path(output_path)
     if out_path.suffix.lower() not in (".parquet", ".pq"):
         raise DataError(f"{out_path}: the output of a batch job is Parquet; name it *.parquet")
+    source = dataset_source(dataset)
     names = dataset.schema.names
     missing = [c for c in input_columns if c not in names]
     if missing:
-        raise DataError(f"input: column {missing[0]!r} not found (columns: {', '.join(names)})")
-    chunks = scan(dataset, chunk_rows)
-    if group_column:
-        chunks = whole_groups(chunks, group_column)
+        raise DataError(f"{source}: column {missing[0]!r} not found (columns: {', '.join(names)})")
     t0 = time.perf_counter()
+    clean_stale_temps(out_path)
+    if group_column:
+        counted = [0]
+
+        def count(n: int) -> None:
+            counted[0] += n
+            if on_chunk is not None:
+                on_chunk(n)
+
+        try:
+            return _predict_chunks(predict, input_columns, lineage, whole_groups(
+                scan(dataset, chunk_rows), group_column, source), out_path, source, group_column, count,
+                in_flight, t0)
+        except NotGrouped as exc:
+            log.info("%s; regrouping the input by %s", exc, group_column)
+            if on_chunk is not None and counted[0]:
+                on_chunk(-counted[0])  # the progress starts again
+        workdir = Path(tempfile.mkdtemp(prefix=temp_prefix(out_path), suffix=".regroup", dir=out_path.parent))
+        try:
+            return _predict_chunks(predict, input_columns, lineage,
+                                   regrouped(dataset, group_column, chunk_rows, workdir), out_path, source,
+                                   group_column, on_chunk, in_flight, t0)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return _predict_chunks(predict, input_columns, lineage, scan(dataset, chunk_rows), out_path, source,
+                           None, on_chunk, in_flight, t0)
+
+
+def _predict_chunks(predict, input_columns, lineage, chunks, out_path: Path, source: str,
+                    group_column: str | None, on_chunk, in_flight: int, t0: float) -> BatchStats:
     rows_in = rows_out = n_chunks = 0
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
@@ -148,11 +243,16 @@ def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_co
                 n_chunks += 1
                 if on_chunk is not None:
                     on_chunk(len(chunk))
+        except NotGrouped:
+            raise
+        except DataError as exc:  # the model's own validation: say which input it was
+            message = str(exc)
+            raise DataError(message if message.startswith(source) else f"{source}: {message}") from None
         finally:
             if writer is not None:
                 writer.close()
         if writer is None:
-            raise DataError("input: no rows to predict")
+            raise DataError(f"{source}: no rows to predict (the input has a header and no rows)")
     return BatchStats(rows_in, rows_out, n_chunks, time.perf_counter() - t0, str(out_path))
 
 

@@ -11,6 +11,8 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -342,12 +344,50 @@ def load_series(path: str | Path, *, timestamp_col: str, series_col: str,
 
 # --- writing -------------------------------------------------------------------------------
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def temp_prefix(final: Path) -> str:
+    """The name prefix of our temporary files and folders beside `final`: `.<name>.<pid>.`"""
+    return f".{final.name}.{os.getpid()}."
+
+
+def clean_stale_temps(final: Path) -> list[Path]:
+    """Remove what an earlier job that died (SIGKILL, power loss) left beside `final`: only
+    our own temporary names (`.<name>.<pid>.*.tmp` / `.regroup`) and only those whose process
+    is gone. Returns what was removed."""
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.(\d+)\..+\.(tmp|regroup)$")
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    for p in final.parent.iterdir():
+        m = pattern.match(p.name)
+        if not m or _alive(int(m.group(1))):
+            continue
+        try:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        except FileNotFoundError:  # another job cleaned it first
+            continue
+        removed.append(p)
+        log.warning("removed %s, left by an earlier job that did not finish (process %s)", p, m.group(1))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds.
+    Temporary files of earlier jobs that died are removed first (`clean_stale_temps`)."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    clean_stale_temps(final)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(final), suffix=".tmp", dir=final.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

@@ -8,8 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from tqdm.auto import tqdm
 
-from rnnpipe.batch import BatchStats, count_rows, predict_to_parquet
-from rnnpipe.io import open_dataset
+from rnnpipe.batch import BatchStats, count_rows, open_input, predict_to_parquet
 from rnnpipe.registry import ModelRef, Run, load_model, resolve_model
 from tasks.common import IO
 
@@ -27,8 +26,7 @@ def resolve(model: str) -> ModelRef:
 @task(name="predict", cache_policy=NO_CACHE)
 def predict(ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, fmt: str) -> BatchStats:
     pipeline = load_model(ref.uri).unwrap_python_model().pipeline
-    dataset, _ = open_dataset(input_path, fmt)
-    columns, group = pipeline.batch_spec(dataset.schema.names)
+    dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
     lineage = {"model_name": ref.name, "model_version": ref.version, "model_alias": ref.alias,
                "mlflow_run_id": ref.run_id}
     with tqdm(total=count_rows(dataset), unit="row", unit_scale=True, desc="predict",

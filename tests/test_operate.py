@@ -116,17 +116,33 @@ def test_batch_prediction_chunks_keeps_keys_and_lineage_and_is_idempotent(models
     assert sorted(fc.Ticker) == ["AAPL", "IBM"] and (fc.model_version == version).all()
 
 
-def test_batch_job_that_fails_or_is_killed_leaves_no_output(models, inputs, tmp_path):
+def test_batch_prediction_takes_what_training_takes_in_any_order(models, inputs, tmp_path):
+    """Rows in random order, newest first, and a dataset partitioned by month (each series in
+    several files) give the same forecasts as the sorted file (issue 13 item 1)."""
     name, version = models["stocks"]
-    mixed = pd.read_csv(inputs / "prices.csv")
-    mixed = pd.concat([mixed.iloc[:100], mixed.iloc[200:], mixed.iloc[100:200]])  # AAPL rows split
-    mixed.to_csv(tmp_path / "unsorted.csv", index=False)
-    dst = tmp_path / "fc.parquet"
-    result = CliRunner().invoke(cli, ["predict", f"{name}/{version}", "-i", str(tmp_path / "unsorted.csv"),
-                                      "-o", str(dst), "--chunk-rows", "50"])
-    assert result.exit_code == 2 and "Ticker='AAPL' are not contiguous" in result.output
-    assert not dst.exists() and not list(tmp_path.glob(".fc.parquet.*"))
+    prices = pd.read_csv(inputs / "prices.csv")
+    expected = run_batch(f"{name}/{version}", inputs / "prices.csv", tmp_path / "sorted.parquet", 1000)
+    prices.sample(frac=1, random_state=0).to_csv(tmp_path / "shuffled.csv", index=False)
+    prices.iloc[::-1].to_parquet(tmp_path / "newest_first.parquet")
+    for month, g in prices.groupby(prices.Date.str[:7]):
+        (tmp_path / "by_month" / f"month={month}").mkdir(parents=True)
+        g.to_parquet(tmp_path / "by_month" / f"month={month}" / "part-0.parquet")
+    cols = ["Ticker", "step", "Date", "forecast", "q0.1", "q0.9"]
+    want = expected[cols].sort_values(["Ticker", "step"]).reset_index(drop=True)
+    for src in ("shuffled.csv", "newest_first.parquet", "by_month"):
+        got = run_batch(f"{name}/{version}", tmp_path / src, tmp_path / f"{src}.out.parquet", 50)
+        pd.testing.assert_frame_equal(got[cols].sort_values(["Ticker", "step"]).reset_index(drop=True), want,
+                                      obj=src)
+    assert not list(tmp_path.glob(".*.regroup")) and not list(tmp_path.glob(".*.tmp"))
+    # a header and no rows: the file is named
+    prices.head(0).to_csv(tmp_path / "empty.csv", index=False)
+    result = CliRunner().invoke(cli, ["predict", f"{name}/{version}", "-i", str(tmp_path / "empty.csv"),
+                                      "-o", str(tmp_path / "empty.parquet")])
+    assert result.exit_code == 2 and "empty.csv" in result.output and "no rows" in result.output
+    assert not (tmp_path / "empty.parquet").exists()
 
+
+def test_batch_job_killed_leaves_no_output_and_the_next_run_cleans_up(models, inputs, tmp_path):
     # killed with SIGKILL while writing: the final file never appears
     from prefect.settings import PREFECT_API_URL
 
@@ -146,6 +162,12 @@ def test_batch_job_that_fails_or_is_killed_leaves_no_output(models, inputs, tmp_
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not dst.exists()
+    left = list(tmp_path.glob(".killed.parquet.*"))
+    assert left  # the dead job's temp file, until the next job into the same output
+    mine = tmp_path / f".killed.parquet.{os.getpid()}.x.tmp"  # a live job's: never touched
+    mine.write_text("in use")
+    run_batch(f"{name}/{version}", inputs / "reviews_in", dst, 100)
+    assert dst.exists() and not any(p.exists() for p in left) and mine.exists()
 
 
 def post(url, body: bytes):

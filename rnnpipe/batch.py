@@ -130,6 +130,30 @@ def regrouped(dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Path,
         yield df.iloc[order].reset_index(drop=True)
 
 
+def check_input(model: str, input_path: str | Path, fmt: str = "auto"):
+    """What a batch job can check before it starts, in about a second: the model reference
+    (-> its `ModelRef`) and the input's columns against the ones the model needs (read from
+    the schema, not the data). Models logged before this check existed skip the column part."""
+    import mlflow
+
+    from rnnpipe.registry import resolve_model
+
+    ref = resolve_model(model)
+    dataset, _ = open_dataset(input_path, fmt)
+    try:
+        choices = (mlflow.models.get_model_info(ref.uri).metadata or {}).get("rnnpipe_input_columns")
+    except Exception:  # noqa: BLE001 - an unreadable model is reported when the job loads it
+        choices = None
+    names = set(dataset.schema.names)
+    for accepted in choices or []:
+        if not names.intersection(accepted):
+            raise DataError(f"{dataset_source(dataset)}: column {accepted[0]!r} not found"
+                            f"{' (nor ' + ', '.join(map(repr, accepted[1:])) + ')' if accepted[1:] else ''}; "
+                            f"{ref} reads {', '.join(c[0] for c in choices)} "
+                            f"(columns: {', '.join(dataset.schema.names)})")
+    return ref
+
+
 def dataset_source(dataset: ds.Dataset) -> str:
     """What error messages call the input: its file, or the folder its files share."""
     files = list(getattr(dataset, "files", []) or [])

@@ -154,6 +154,11 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite):
         raise DataError(f"{output} exists; pass --overwrite to replace it")
     if not Path(input_path).exists():
         raise DataError(f"{input_path}: no such file or folder")
+    from rnnpipe.batch import check_input
+    from rnnpipe.registry import configure_tracking
+
+    configure_tracking()
+    check_input(model, input_path, fmt)  # the model reference and the columns, before the flow
     from flows.predict import batch_predict
 
     out = batch_predict(model, str(input_path), str(output), chunk_rows, fmt)

@@ -189,6 +189,10 @@ def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame, nam
     of the rnnpipe package (code_paths), so it loads wherever torch, pandas and MLflow are.
     """
     params = pipeline.inference_params() if hasattr(pipeline, "inference_params") else None
+    # the input columns a batch job must find (each a list of accepted names), for the check
+    # before a job starts (`rnnpipe.batch.check_input`)
+    choices = (pipeline.column_choices() if hasattr(pipeline, "column_choices")
+               else [[c] for c in pipeline.batch_spec(list(input_example.columns))[0]])
     with warnings.catch_warnings():  # the integer `step` column is never missing
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         signature = infer_signature(input_example, pipeline.predict(input_example), params=params)
@@ -199,7 +203,7 @@ def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame, nam
                 name=name, python_model=str(Path(__file__).with_name("pyfunc_model.py")), artifacts={"pipeline": str(pipe_dir)},
                 code_paths=[str(Path(__file__).resolve().parent)], signature=signature,
                 input_example=input_example, pip_requirements=_requirements(),
-                model_config={"kind": type(pipeline).KIND})
+                model_config={"kind": type(pipeline).KIND}, metadata={"rnnpipe_input_columns": choices})
         # leaving the block marks the run FINISHED; it is still being written to
         run.client.update_run(run.id, status="RUNNING")
     return info.model_uri

@@ -257,6 +257,10 @@ class ReviewsPipeline:
         out = np.exp(out - out.max(axis=1, keepdims=True))
         return out / out.sum(axis=1, keepdims=True)
 
+    def column_choices(self) -> list[list[str]]:
+        """The input column it needs, under either of its accepted names."""
+        return [list(dict.fromkeys([TEXT_COLUMN, self.config.data.text_col]))]
+
     def batch_spec(self, available: list[str]) -> tuple[list[str], str | None]:
         """(the text column it reads, None: it answers row by row) for batch jobs."""
         return [TEXT_COLUMN if TEXT_COLUMN in available else self.config.data.text_col], None

@@ -61,7 +61,8 @@ def test_run_is_fully_tracked(first_run, slice_path):
     assert m["test_mae_vs_naive"] == pytest.approx(m["test_mae"] / m["naive_test_mae"])
     assert {"test_rmse", "test_mape", "naive_test_rmse", "test_mae.AAPL", "test_mae.MSFT"} <= set(m)
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert plots == {"plots/loss_curves.png", "plots/test_forecast_vs_actual.png"}
+    assert plots == {"plots/loss_curves.png", "plots/test_forecast_vs_actual.png",
+                     "plots/test_quantile_calibration.png"}
     assert "vs naive" in tags["vs_naive"]
 
 
@@ -86,7 +87,7 @@ def test_gate_and_registered_model_predicts_like_the_in_memory_model(first_run, 
     fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
     local = pipe.predict(history)
 
-    assert list(served.columns) == ["Ticker", "step", "Date", "forecast"]
+    assert list(served.columns) == ["Ticker", "step", "Date", "forecast", "q0.1", "q0.5", "q0.9"]
     assert list(served.Ticker) == ["AAPL", "MSFT"]
     assert list(served.Date) == [pd.Timestamp("2013-03-04")] * 2  # next business day
     np.testing.assert_allclose(served.forecast.to_numpy(), local.forecast.to_numpy(), rtol=1e-6)
@@ -145,6 +146,13 @@ def test_cli_predict_writes_forecasts(first_run, tmp_path, stocks):
     missing = CliRunner().invoke(cli, ["predict", "no-such-model@champion", "-i", str(src), "-o", str(out),
                                        "--overwrite"])
     assert missing.exit_code == 2 and "no alias @champion of 'no-such-model'" in missing.output
+    assert missing.output.count("error:") == 1 and "Flow run" not in missing.output  # before any flow
+    misspelt = tmp_path / "misspelt.csv"
+    stocks[stocks.Ticker == "AAPL"].tail(80).rename(columns={"Close": "close"}).to_csv(misspelt, index=False)
+    result = CliRunner().invoke(cli, ["predict", f"e2e-forecaster/{summary['version']}", "-i", str(misspelt),
+                                      "-o", str(tmp_path / "m.parquet")])
+    assert result.exit_code == 2 and "misspelt.csv: column 'Close' not found" in result.output
+    assert result.output.count("error:") == 1 and "Flow run" not in result.output
     short = tmp_path / "short.csv"
     stocks[stocks.Ticker == "AAPL"].tail(5).to_csv(short, index=False)
     result = CliRunner().invoke(cli, ["predict", f"e2e-forecaster/{summary['version']}", "-i", str(short),

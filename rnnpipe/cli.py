@@ -63,7 +63,35 @@ def _config(pipeline: str, config_path: str | None, overrides: tuple[str, ...]):
             value = getattr(sub, key, "")
             if isinstance(value, str) and value and not settings.resolve_data_path(value).exists():
                 raise DataError(f"{section.name}.{key}={value}: no such file or folder")
+    _check_columns(cfg)
     return cfg
+
+
+def _check_columns(cfg) -> None:
+    """The data files hold the columns the config names (`data.*_col`, `data.features`,
+    `data.channels`), read from their schema only: a misspelt column fails before any flow."""
+    from rnnpipe import settings
+    from rnnpipe.io import open_dataset
+
+    d = getattr(cfg, "data", None)
+    if d is None:
+        return
+    wanted = {f"data.{k}": v for k, v in vars(d).items()
+              if k.endswith("_col") and k != "id_col" and isinstance(v, str) and v}
+    for k in ("features", "channels"):
+        for v in getattr(d, k, None) or []:
+            wanted[f"data.{k}[{v}]"] = v
+    for key in ("path", "test_path"):
+        value = getattr(d, key, "")
+        if not value:
+            continue
+        path = settings.resolve_data_path(value)
+        dataset, _ = open_dataset(path, getattr(d, "format", "auto"))
+        names = set(dataset.schema.names)
+        for setting, column in wanted.items():
+            if column not in names:
+                raise DataError(f"{path}: column {column!r} not found ({setting.split('[')[0]}={column}; "
+                                f"columns: {', '.join(dataset.schema.names)})")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -24,7 +24,7 @@ def test_user_errors_are_one_line_with_exit_code_2():
     result = CliRunner().invoke(cli, ["train", "stocks", "--set", "model.hiden_size=3"])
     assert result.exit_code == 2
     assert result.output.strip() == ("error: unknown config key 'model.hiden_size' (known: "
-                                     "bidirectional, cell, dropout, hidden_size, highway, num_layers, pooling)")
+                                     "bidirectional, cell, dropout, hidden_size, highway, num_layers, pooling, quantiles)")
 
 
 def test_info_prints_the_tracking_uri(home):
@@ -57,3 +57,17 @@ def test_a_missing_data_file_fails_at_once_on_one_line():
     result = CliRunner().invoke(cli, ["train", "stocks", "--set", "data.path=does-not-exist.csv"])
     assert result.exit_code == 2
     assert result.output.strip() == "error: data.path=does-not-exist.csv: no such file or folder"
+
+
+def test_a_misspelt_column_fails_at_once_on_one_line_for_every_pipeline(tmp_path):
+    from click.testing import CliRunner
+
+    from rnnpipe.cli import cli
+
+    for pipeline, setting in (("stocks", "data.target_col=close"), ("monitor", "data.timestamp_col=time"),
+                              ("reviews", "data.label_col=stars"), ("lm", "data.text_col=body")):
+        result = CliRunner().invoke(cli, ["train", pipeline, "--set", setting])
+        column = setting.split("=")[1]
+        assert result.exit_code == 2, (pipeline, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and f"column {column!r} not found ({setting};" in lines[0], lines

@@ -194,6 +194,17 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite):
                f"{out['seconds']:.1f} s ({out['rows_per_s']:,.0f} rows/s); wrote {out['output']}", err=True)
 
 
+def _check_port(host: str, port: int) -> None:
+    """A busy port is a user error said in one line, before any server starts."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise RnnpipeError(f"port {port} on {host} is not free ({exc.strerror}); pick another with --port") from None
+
+
 def _mlflow_bin() -> str:
     mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     if not Path(mlflow_bin).exists():
@@ -218,6 +229,7 @@ def serve(model, host, port, workers):
     from rnnpipe.registry import configure_tracking, resolve_model
     from rnnpipe.serving import example_request
 
+    _check_port(host, port)
     tracking = configure_tracking()
     ref = resolve_model(model)
     example = example_request(ref)
@@ -239,6 +251,7 @@ def serve(model, host, port, workers):
 @user_errors
 def ui(host, port):
     """Open the MLflow UI on the project's tracking store (runs, curves, plots, registry)."""
+    _check_port(host, port)
     uri = settings.tracking_uri()
     mlflow_bin = _mlflow_bin()
     if uri.startswith("sqlite:///"):

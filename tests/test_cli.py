@@ -71,3 +71,21 @@ def test_a_misspelt_column_fails_at_once_on_one_line_for_every_pipeline(tmp_path
         assert result.exit_code == 2, (pipeline, result.output)
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and f"column {column!r} not found ({setting};" in lines[0], lines
+
+
+def test_a_busy_port_is_one_line_and_exit_2_for_serve_and_ui():
+    import socket
+
+    from click.testing import CliRunner
+
+    from rnnpipe.cli import cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args in (["serve", "any-model", "--port", str(port)], ["ui", "--port", str(port)]):
+            result = CliRunner().invoke(cli, args)
+            assert result.exit_code == 2, result.output
+            assert result.output.strip().splitlines() == [
+                f"error: port {port} on 127.0.0.1 is not free (Address already in use); pick another with --port"]

@@ -250,7 +250,8 @@ def _interval_key(q: float) -> str:
 class NaiveQuantiles:
     """The naive forecast with empirical quantiles: persistence for every step, and as its
     band the quantiles of persistence's own errors on the training and validation windows,
-    per series and step ahead. Errors are taken as changes in the target's encoding (log
+    per series and step ahead (pooled over series for one with no train or val window, such
+    as a patient of the test part). Errors are taken as changes in the target's encoding (log
     returns for `log_return`, differences otherwise), so the band scales with the price
     as the model's does."""
 
@@ -268,10 +269,13 @@ class NaiveQuantiles:
         ends = np.concatenate([prepared.ends["train"], prepared.ends["val"]])
         index = np.searchsorted(frame.offsets, ends, side="right") - 1
         self.levels_ = np.full((len(frame.series), H, len(self.quantiles)), np.nan)
+        pooled = changes[ends]  # for a series with no train or val window (a test patient)
         for i in range(len(frame.series)):
             err = changes[ends[index == i]]
             for h in range(H):
                 e = err[:, h][np.isfinite(err[:, h])]
+                if not len(e):
+                    e = pooled[:, h][np.isfinite(pooled[:, h])]
                 if len(e):
                     self.levels_[i, h] = np.quantile(e, self.quantiles)
         return self

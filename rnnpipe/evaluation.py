@@ -334,7 +334,7 @@ def evaluate_forecaster(pipeline, prepared, part: str = "test",
     metrics = forecast_metrics(pred, actual, last, series, part, others, scales)
     for name, b_band in bands.items():
         metrics.update(quantile_metrics(b_band, actual, quantiles, series, part, name))
-    if "" in bands and "naive" in bands:
+    if f"{part}_pinball" in metrics and f"naive_{part}_pinball" in metrics:
         metrics[f"{part}_pinball_vs_naive"] = metrics[f"{part}_pinball"] / metrics[f"naive_{part}_pinball"]
     return ForecastEvaluation(part, frame.timestamps[ends + 1], series, actual, pred, last,
                               {**metrics, **seconds}, others, quantiles, bands)

@@ -263,6 +263,34 @@ def ui(host, port):
                            "--port", str(port), "--workers", "1"], env)
 
 
+def runner_options(unit: str):
+    """--runner, --address and --workers of commands that run one Prefect task per `unit`."""
+    def wrap(f):
+        for opt in reversed([
+            click.option("--runner", type=click.Choice(["sequential", "local", "dask"]), default="local",
+                         show_default=True, help=f"Where {unit}s run: local (a process pool on this machine), "
+                                                 "dask (a Dask cluster, prefect-dask), sequential."),
+            click.option("--address", default="", metavar="tcp://HOST:PORT",
+                         help="With --runner dask: an existing Dask scheduler; default: a LocalCluster here."),
+            click.option("--workers", type=click.IntRange(min=0), default=0,
+                         help=f"{unit.capitalize()}s at a time (default: one per core, at most one per {unit})."),
+        ]):
+            f = opt(f)
+        return f
+    return wrap
+
+
+def _plan(runner: str, address: str, n: int, workers: int, threads: int) -> tuple[int, int]:
+    """(tasks at a time, torch threads each) for sweeps and backtests on a task runner."""
+    from rnnpipe.sweep import plan_resources
+
+    if runner == "sequential":  # one task at a time, with every core
+        return plan_resources(1, 1, threads)
+    if runner == "dask" and address:  # the remote workers' cores are not ours to count
+        return workers or 1, threads or 1
+    return plan_resources(n, workers, threads)
+
+
 @cli.command()
 @click.argument("pipeline", type=click.Choice(kinds.names()))
 @config_options
@@ -270,12 +298,7 @@ def ui(host, port):
               help="A swept setting and its values, e.g. --grid model.cell=lstm,gru (repeatable).")
 @click.option("--random", "random_n", type=click.IntRange(min=0), default=0,
               help="Draw N combinations of the grid at random instead of all of them.")
-@click.option("--runner", type=click.Choice(["sequential", "local", "dask"]), default="local", show_default=True,
-              help="local: a process pool on this machine; dask: a Dask cluster (prefect-dask).")
-@click.option("--address", default="", metavar="tcp://HOST:PORT",
-              help="With --runner dask: an existing Dask scheduler; default: a LocalCluster here.")
-@click.option("--workers", type=click.IntRange(min=0), default=0,
-              help="Trials at a time (default: one per core, at most one per trial).")
+@runner_options("trial")
 @click.option("--threads-per-trial", "threads", type=click.IntRange(min=0), default=0,
               help="torch threads in each trial (default: cores / workers).")
 @click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
@@ -302,7 +325,7 @@ def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, wor
       rnnpipe sweep stocks --per-series --grid window.lookback=30,60
     """
     from rnnpipe.config import to_dict
-    from rnnpipe.sweep import make_trials, parse_grid, plan_resources, trial_config
+    from rnnpipe.sweep import make_trials, parse_grid, trial_config
 
     cfg = _config(pipeline, config_path, overrides)
     space = parse_grid(list(grid))
@@ -312,12 +335,7 @@ def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, wor
     n = len(trials)
     if per_series:  # times the number of series, known only once the data is read
         n = max(n, os.cpu_count() or 1)
-    if runner == "sequential":  # one trial at a time, with every core
-        workers, threads = plan_resources(1, 1, threads)
-    elif runner == "dask" and address:  # the remote workers' cores are not ours to count
-        workers, threads = workers or 1, threads or 1
-    else:
-        workers, threads = plan_resources(n, workers, threads)
+    workers, threads = _plan(runner, address, n, workers, threads)
     from flows.sweep import sweep as sweep_flow, task_runner
 
     flow = sweep_flow.with_options(task_runner=task_runner(runner, workers, address))
@@ -339,12 +357,7 @@ def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, wor
               help="Rows of each fold's test block, e.g. trading days (default: backtest.step, 60).")
 @click.option("--refit", type=click.Choice(["every", "once"]), default=None,
               help="every: train a model per fold; once: fold 1's model serves every fold (default: backtest.refit).")
-@click.option("--runner", type=click.Choice(["sequential", "local", "dask"]), default="local", show_default=True,
-              help="Where folds run: local (a process pool here), dask (a Dask cluster), sequential.")
-@click.option("--address", default="", metavar="tcp://HOST:PORT",
-              help="With --runner dask: an existing Dask scheduler; default: a LocalCluster here.")
-@click.option("--workers", type=click.IntRange(min=0), default=0,
-              help="Folds at a time (default: one per core, at most one per fold).")
+@runner_options("fold")
 @user_errors
 def backtest(pipeline, config_path, overrides, folds, step, refit, runner, address, workers):
     """Rolling-origin backtest of PIPELINE: fold k trains on every row before its origin and
@@ -362,17 +375,11 @@ def backtest(pipeline, config_path, overrides, folds, step, refit, runner, addre
       rnnpipe backtest stocks --runner dask --workers 2
     """
     from rnnpipe.config import to_dict
-    from rnnpipe.sweep import plan_resources
 
     extra = [f"backtest.{k}={v}" for k, v in (("folds", folds), ("step", step), ("refit", refit)) if v is not None]
     cfg = _config(pipeline, config_path, [*overrides, *extra])
     n = cfg.backtest.folds if cfg.backtest.refit == "every" else 1
-    if runner == "sequential":
-        workers, threads = plan_resources(1, 1, 0)
-    elif runner == "dask" and address:
-        workers, threads = workers or 1, 1
-    else:
-        workers, threads = plan_resources(n, workers, 0)
+    workers, threads = _plan(runner, address, n, workers, 0)
     from flows.sweep import task_runner
 
     flow = kinds.load(kinds.get(pipeline).backtest)

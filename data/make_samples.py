@@ -52,7 +52,13 @@ def make_glucose() -> Path:
         "glucose": raw["glucose"].astype("float64"),
         "isig": pd.to_numeric(raw["isig"].str.strip(), errors="coerce").astype("float64"),
     }).sort_values("timestamp", kind="stable")
-    return _write(df, "glucose.parquet")
+    return _write(average_repeats(df, ["patient_id", "timestamp"]), "glucose.parquet")
+
+
+def average_repeats(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per key: readings logged twice at the same time are averaged (missing values
+    skipped), so that the bundled sample passes rnnpipe's default duplicate check."""
+    return df.groupby(keys, sort=False, as_index=False).mean()
 
 
 def make_ecg() -> Path:

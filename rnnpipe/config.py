@@ -187,7 +187,9 @@ class MonitorDataConfig:
     event: str = "glucose < 70"  # rule on a channel ...
     label_col: str = ""  # ... or a 0/1 column (give exactly one)
     series: list[str] = field(default_factory=list)  # [] = all patients
-    duplicates: str = "mean"  # error | mean (readings logged twice are averaged)
+    # error: a repeated (patient, timestamp) stops the run, naming both rows | mean: readings
+    # logged twice are averaged (the bundled sample was cleaned this way when it was built)
+    duplicates: str = "error"
 
 
 @dataclass

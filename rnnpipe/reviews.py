@@ -267,7 +267,8 @@ class ReviewsPipeline:
 
     def predict(self, reviews: pd.DataFrame) -> pd.DataFrame:
         """A `text` column (or the training text column) of raw reviews -> per review: the
-        label, the probability of each class, the token count, the share of tokens outside
+        label, the probability of each class, for two classes the decision threshold (the
+        label is the second class when its probability reaches `threshold_<class>`), the token count, the share of tokens outside
         the vocabulary, and a note when the answer deserves one (empty or non-text input: no
         label; no known word; cut to text.max_len tokens)."""
         col = TEXT_COLUMN if TEXT_COLUMN in reviews.columns else self.config.data.text_col
@@ -306,6 +307,8 @@ class ReviewsPipeline:
         out = {"label": labels}
         for i, c in enumerate(self.classes):
             out[f"prob_{c}"] = proba[:, i]
+        if len(self.classes) == 2:  # the label is the second class when its probability reaches this
+            out[f"threshold_{self.classes[1]}"] = 0.5 if self.threshold is None else float(self.threshold)
         out.update({"n_tokens": n_tokens, "unknown_share": unknown, "note": notes})
         return pd.DataFrame(out, index=reviews.index).reset_index(drop=True)
 

@@ -67,7 +67,7 @@ def test_reviews_flow_registers_a_model_that_classifies_raw_text(prefect_harness
              "", "   ", "stale, bland and overpriced. " * 200, "Très bon café, je recommande",
              "很好吃，推荐", "☺☺☺ ..."]
     got = served.predict(pd.DataFrame({"text": texts}))
-    assert list(got.columns) == ["label", "prob_great", "prob_other", "n_tokens", "unknown_share", "note"]
+    assert list(got.columns) == ["label", "prob_great", "prob_other", "threshold_other", "n_tokens", "unknown_share", "note"]
     assert got.label[0] in ("great", "other") and got.note[0] == ""
     assert pd.isna(got.label[1]) and got.note[1].startswith("empty text") and pd.isna(got.label[2])
     assert np.isnan(got.prob_great[1])
@@ -77,6 +77,9 @@ def test_reviews_flow_registers_a_model_that_classifies_raw_text(prefect_harness
     assert "no words found" in got.note[6]
     ok = got.label.notna()
     np.testing.assert_allclose(got.prob_great[ok] + got.prob_other[ok], 1.0, rtol=1e-6)
+    # the output explains each label: "other" exactly when prob_other reaches the threshold
+    assert got.threshold_other.nunique() == 1 and 0 < got.threshold_other[0] < 1
+    assert ((got.prob_other[ok] >= got.threshold_other[ok]) == (got.label[ok] == "other")).all()
 
     # the registered model answers like the same config trained in memory
     p = prepare_reviews(load_reviews(cfg), cfg)
@@ -108,7 +111,7 @@ def test_a_model_that_loses_to_tfidf_leaves_the_baseline_to_serve(prefect_harnes
     served = mlflow.pyfunc.load_model("models:/e2e-lost@champion")
     test = pd.read_csv(slice_files / "test.csv")
     got = served.predict(pd.DataFrame({"text": test[cfg.data.text_col]}))
-    assert list(got.columns) == ["label", "prob_great", "prob_other", "n_tokens", "unknown_share", "note"]
+    assert list(got.columns) == ["label", "prob_great", "prob_other", "threshold_other", "n_tokens", "unknown_share", "note"]
     # it is the baseline: its test macro-F1 through the served path is the run's TF-IDF figure
     from sklearn.metrics import f1_score
     f1 = f1_score(test[cfg.data.label_col], got.label, average="macro")

@@ -104,7 +104,7 @@ def bench_windowing(values: np.ndarray, ends: np.ndarray, lookback: int, label: 
 
 
 def stocks_prepared(cfg):
-    frame = load_forecast_data(cfg.data)
+    frame = load_forecast_data(cfg)
     return prepare(frame, chronological_split(frame, cfg.split.train, cfg.split.val), cfg)
 
 

@@ -66,6 +66,17 @@ def scan(dataset: ds.Dataset, chunk_rows: int, columns: list[str] | None = None)
             yield batch.to_pandas()
 
 
+# a `batch_spec` group column meaning "the whole input is one group": a series model trained
+# on a file without a series column reads the input as one series, in one piece
+WHOLE_INPUT = "<the whole input>"
+
+
+def whole_input(dataset: ds.Dataset) -> Iterator[pd.DataFrame]:
+    table = dataset.to_table()
+    if table.num_rows:
+        yield table.to_pandas()
+
+
 class NotGrouped(DataError):
     """A series' rows are not contiguous in the input (the job regroups them)."""
 
@@ -196,6 +207,9 @@ def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_co
         raise DataError(f"{source}: column {missing[0]!r} not found (columns: {', '.join(names)})")
     t0 = time.perf_counter()
     clean_stale_temps(out_path)
+    if group_column == WHOLE_INPUT:
+        return _predict_chunks(predict, input_columns, lineage, whole_input(dataset), out_path, source,
+                               group_column, on_chunk, in_flight, t0)
     if group_column:
         counted = [0]
 

@@ -67,6 +67,13 @@ def _config(pipeline: str, config_path: str | None, overrides: tuple[str, ...]):
     return cfg
 
 
+def _preload(pipeline: str, cfg) -> None:
+    """Read and validate the run's data now, before any flow (and its API) starts: a bad value,
+    date or duplicate fails in seconds and is printed once. The flow's ingest task takes the
+    result instead of reading the files again (`rnnpipe.io.preloadable`)."""
+    kinds.load(kinds.get(pipeline).ingest).preload(cfg)
+
+
 def _check_columns(cfg) -> None:
     """The data files hold the columns the config names (`data.*_col`, `data.features`,
     `data.channels`), read from their schema only: a misspelt column fails before any flow."""
@@ -118,15 +125,23 @@ def train(pipeline, config_path, overrides, resume):
     Examples:
       rnnpipe train stocks
       rnnpipe train stocks --set train.epochs=5 --set model.cell=gru
-      rnnpipe train stocks --set data.path=prices.csv --set data.series='[]'
+      rnnpipe train stocks --set data.path=prices.csv --set data.series_col=symbol
+      rnnpipe train stocks --set data.path=one_series.csv --set data.series_col='""' \\
+        --set data.timestamp_col=time --set data.target_col=value
       rnnpipe train monitor
       rnnpipe train monitor --set data.path=vitals/ --set data.channels=hr,spo2 --set data.event='spo2 < 90'
       rnnpipe train reviews
-      rnnpipe train reviews --set data.path=reviews.jsonl --set data.test_path='""' --set data.label_col=stars
+      rnnpipe train reviews --set data.path=reviews.jsonl --set data.text_col=body --set data.label_col=stars
+
+    \b
+    With your own data.path, the defaults that describe the bundled sample give way: all
+    series (not the three bundled tickers), no separate test file for reviews (split.test is
+    held out) and no id column. Without a series column the file is one series.
     """
     from rnnpipe.config import to_dict
 
     cfg = _config(pipeline, config_path, overrides)
+    _preload(pipeline, cfg)
     flow = kinds.get(pipeline).flow_function()
     summary = flow(config=to_dict(cfg), resume=resume)
     click.echo("")
@@ -328,6 +343,7 @@ def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, wor
     from rnnpipe.sweep import make_trials, parse_grid, trial_config
 
     cfg = _config(pipeline, config_path, overrides)
+    kinds.load(kinds.get(pipeline).ingest)(cfg)  # a bad file fails here; each trial reads the data itself
     space = parse_grid(list(grid))
     trials = make_trials(space, random_n, seed)
     for params in trials:  # a misspelt key or a bad value fails here, before any trial runs
@@ -378,6 +394,7 @@ def backtest(pipeline, config_path, overrides, folds, step, refit, runner, addre
 
     extra = [f"backtest.{k}={v}" for k, v in (("folds", folds), ("step", step), ("refit", refit)) if v is not None]
     cfg = _config(pipeline, config_path, [*overrides, *extra])
+    _preload(pipeline, cfg)
     n = cfg.backtest.folds if cfg.backtest.refit == "every" else 1
     workers, threads = _plan(runner, address, n, workers, 0)
     from flows.sweep import task_runner

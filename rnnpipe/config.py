@@ -20,14 +20,21 @@ from rnnpipe.errors import ConfigError
 @dataclass
 class DataConfig:
     CHOICES: ClassVar = {"format": {"auto", "csv", "parquet"}, "nan_policy": {"error", "ffill", "drop"}}
+    # defaults that describe the bundled sample only: with another data.path they take these
+    # values unless the config or --set gives them (see `sample_defaults`)
+    SAMPLE_ONLY: ClassVar = {"series": []}
     path: str = "data/stocks.parquet"  # file, folder or partitioned dataset (CSV or Parquet)
     format: str = "auto"  # auto | csv | parquet
     timestamp_col: str = "Date"
-    series_col: str = "Ticker"
+    series_col: str = "Ticker"  # "" = the whole file is one series, named `series_name`
+    series_name: str = ""  # the one series' name without series_col ("" = the file's name)
     target_col: str = "Close"
     features: list[str] = field(default_factory=list)  # extra numeric input columns
     series: list[str] = field(default_factory=lambda: ["AAPL", "IBM", "MSFT"])  # [] = all
     nan_policy: str = "error"  # error | ffill | drop
+
+    def check(self, section: str) -> None:
+        check_series_name(self, section)
 
 
 @dataclass
@@ -182,7 +189,8 @@ class MonitorDataConfig:
     path: str = "data/glucose.parquet"  # long format: one row per patient and timestamp
     format: str = "auto"
     timestamp_col: str = "timestamp"
-    series_col: str = "patient_id"
+    series_col: str = "patient_id"  # "" = the whole file is one patient, named `series_name`
+    series_name: str = ""  # that patient's name without series_col ("" = the file's name)
     channels: list[str] = field(default_factory=lambda: ["glucose"])
     event: str = "glucose < 70"  # rule on a channel ...
     label_col: str = ""  # ... or a 0/1 column (give exactly one)
@@ -190,6 +198,9 @@ class MonitorDataConfig:
     # error: a repeated (patient, timestamp) stops the run, naming both rows | mean: readings
     # logged twice are averaged (the bundled sample was cleaned this way when it was built)
     duplicates: str = "error"
+
+    def check(self, section: str) -> None:
+        check_series_name(self, section)
 
 
 @dataclass
@@ -238,7 +249,7 @@ class ClassifyConfig:
 class ChannelForecastConfig:
     CHOICES: ClassVar = {"target": {"level", "diff"}}
     enabled: bool = True  # also train a forecaster of one channel, logged as a child run
-    channel: str = "glucose"  # forecast this channel window.horizon steps ahead
+    channel: str = ""  # forecast this channel window.horizon steps ahead ("" = the first of data.channels)
     target: str = "diff"  # level | diff (change from the last reading)
 
 
@@ -286,6 +297,8 @@ class MonitorConfig:
         if not (0 < self.split.train < 1 and 0 < self.split.val < 1 and self.split.train + self.split.val < 1):
             raise ConfigError(f"split.train={self.split.train}, split.val={self.split.val}: each must be in "
                               "(0, 1) and their sum below 1 (the test part gets the rest)")
+        if not self.forecast.channel:
+            self.forecast.channel = self.data.channels[0]
         if self.forecast.enabled and self.forecast.channel not in self.data.channels:
             raise ConfigError(f"forecast.channel={self.forecast.channel!r} is not among data.channels "
                               f"({', '.join(self.data.channels)}); set forecast.enabled=false to skip it")
@@ -297,6 +310,9 @@ class MonitorConfig:
 @dataclass
 class TextDataConfig:
     CHOICES: ClassVar = {"format": {"auto", "csv", "parquet", "jsonl"}, "bad_rows": {"error", "skip"}}
+    # with another data.path, these bundled-sample defaults give way (see `sample_defaults`):
+    # no separate test file (split.test of `path` is held out) and no id column
+    SAMPLE_ONLY: ClassVar = {"test_path": "", "id_col": ""}
     path: str = "data/reviews_train.parquet"  # CSV, Parquet or JSON Lines; file, folder or dataset
     test_path: str = "data/reviews_test.parquet"  # "" = hold out split.test of `path` instead
     format: str = "auto"  # auto | csv | parquet | jsonl
@@ -450,6 +466,16 @@ class ScheduleConfig:
         return self
 
 
+def check_series_name(d: Any, section: str) -> None:
+    """Without a series column the file is one series: it is named `series_name`, or after
+    the file (its name without the extension)."""
+    if not d.series_col and not d.series_name:
+        d.series_name = Path(d.path.rstrip("/")).stem or "series"
+    if not d.series_col and d.series:
+        raise ConfigError(f"{section}.series={d.series}: there is no {section}.series_col, so the file "
+                          "is one series; leave series empty")
+
+
 def check_pattern(pattern: str, key: str) -> None:
     """A tokenizer regex must compile."""
     import re
@@ -580,6 +606,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | None = None):
     """Defaults, then the TOML file, then the `key=value` overrides; validated."""
     data: dict[str, Any] = to_dict(cls())
+    file_data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -590,8 +617,33 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
         _merge(data, file_data)
     apply_overrides(data, overrides or [])
+    sample_defaults(cls, data, given=_keys(file_data) | _keys(apply_overrides({}, overrides or [])))
     cfg = from_dict(cls, data)
     return cfg.validate() if hasattr(cfg, "validate") else cfg
+
+
+def sample_defaults(cls: type, data: dict[str, Any], given: set[str]) -> None:
+    """A section whose `path` is not its default (the bundled sample) drops the defaults that
+    describe that sample only (its SAMPLE_ONLY keys, e.g. the three tickers of
+    data/stocks.parquet), unless the user gave them: a user's own file works with the obvious
+    column mapping alone."""
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        section = getattr(defaults, f.name)
+        sample = getattr(section, "SAMPLE_ONLY", {})
+        values = data.get(f.name)
+        if not sample or not isinstance(values, dict) or values.get("path") == section.path:
+            continue
+        for key, value in sample.items():
+            if f"{f.name}.{key}" not in given:
+                values[key] = value
+
+
+def _keys(data: dict[str, Any], prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for k, v in data.items():
+        out |= _keys(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}"}
+    return out
 
 
 def _merge(base: dict[str, Any], new: dict[str, Any]) -> None:

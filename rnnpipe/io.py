@@ -8,13 +8,15 @@ that every later error can say where the bad value is.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,8 +193,13 @@ class SeriesFrame:
                            self.fingerprint)
 
 
+def series_id_column(series_col: str, ids: Any) -> dict[str, Any]:
+    """The series id column of an output frame, or none when the data is one unnamed series."""
+    return {series_col: ids} if series_col else {}
+
+
 def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str,
-                    value_cols: Sequence[str], series: Sequence[str] = (),
+                    value_cols: Sequence[str], series: Sequence[str] = (), series_name: str = "series",
                     nan_policy: str = "error", duplicates: str = "error",
                     origin: RowOrigin | None = None, source: str = "input") -> SeriesFrame:
     """Validate a long table and turn it into a SeriesFrame.
@@ -200,17 +207,18 @@ def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str,
     Errors name the column and the row (file and row when `origin` says where rows came
     from): missing columns, non-numeric values, unparseable or missing dates, duplicate
     timestamps within a series, and missing values unless `nan_policy` says to fill or drop.
+    With no `series_col` ("") every row belongs to one series called `series_name`.
     """
     origin = origin or RowOrigin(np.arange(len(df)), label=source)
     value_cols = list(value_cols)
-    needed = [timestamp_col, series_col, *value_cols]
+    needed = [timestamp_col, *([series_col] if series_col else []), *value_cols]
     for c in needed:
         if c not in df.columns:
             raise DataError(f"{source}: column {c!r} not found (columns: {', '.join(map(str, df.columns))})")
     if len(df) == 0:
         raise DataError(f"{source}: no rows")
 
-    sid = df[series_col]
+    sid = df[series_col] if series_col else pd.Series(series_name, index=df.index, dtype=object)
     bad = sid.isna().to_numpy()
     if bad.any():
         raise DataError(f"{origin.describe(int(np.argmax(bad)))}: column {series_col!r} is empty")
@@ -278,6 +286,9 @@ def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str,
                        fingerprint(series_ids, offsets, ts, values, names))
 
 
+_OFFSET = r":\d{2}(?:\.\d+)?\s?(?:[zZ]|[+-]\d{2}(?::?\d{2})?|UTC|GMT)$"  # a time, then its offset
+
+
 def _parse_timestamps(col: pd.Series, name: str, origin: RowOrigin) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(col):
         parsed = col
@@ -288,6 +299,14 @@ def _parse_timestamps(col: pd.Series, name: str, origin: RowOrigin) -> np.ndarra
                         f"(e.g. 2024-01-31 or 2024-01-31T09:30:00)")
     else:
         text = col.astype("string")
+        # a UTC offset is honoured (converted to UTC); values with and without one in the same
+        # column have no common clock, so they are refused rather than read as both UTC
+        offset = text.str.strip().str.contains(_OFFSET, regex=True, na=False).to_numpy()
+        if offset.any() and not offset[text.notna().to_numpy()].all():
+            i, j = int(np.argmax(offset)), int(np.argmax(~offset & text.notna().to_numpy()))
+            raise DataError(f"{origin.describe(j)}: column {name!r}: {text.iloc[j]!r} has no UTC offset "
+                            f"but {origin.describe(i)} has one ({text.iloc[i]!r}); give every time an "
+                            f"offset, or none")
         parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True).dt.tz_localize(None)
         bad = (parsed.isna() & text.notna()).to_numpy()
         if bad.any():
@@ -330,16 +349,66 @@ def fingerprint(series: Sequence[str], offsets: np.ndarray, timestamps: np.ndarr
 
 
 def load_series(path: str | Path, *, timestamp_col: str, series_col: str,
-                value_cols: Sequence[str], series: Sequence[str] = (),
+                value_cols: Sequence[str], series: Sequence[str] = (), series_name: str = "series",
                 nan_policy: str = "error", duplicates: str = "error",
                 fmt: str = "auto") -> SeriesFrame:
     """Read and validate a series table from disk."""
-    columns = list(dict.fromkeys([series_col, timestamp_col, *value_cols]))
-    table, origin = read_table(path, columns, fmt, text_columns=[series_col])
+    ids = [series_col] if series_col else []
+    columns = list(dict.fromkeys([*ids, timestamp_col, *value_cols]))
+    table, origin = read_table(path, columns, fmt, text_columns=ids)
     df = table.to_pandas()
-    return to_series_frame(df, timestamp_col=timestamp_col, series_col=series_col,
+    return to_series_frame(df, timestamp_col=timestamp_col, series_col=series_col, series_name=series_name,
                            value_cols=value_cols, series=series, nan_policy=nan_policy,
                            duplicates=duplicates, origin=origin, source=str(path))
+
+
+# --- validating before a flow starts ---------------------------------------------------------
+
+_PRELOADED: dict[str, tuple[str, Any]] = {}
+
+
+def _files_state(value: Any) -> list[tuple[str, int, int]]:
+    """(path, size, mtime) of every file behind the `path` / `test_path` settings in `value`."""
+    from rnnpipe.settings import resolve_data_path
+
+    out = []
+    for key, v in (value.items() if isinstance(value, dict) else ()):
+        if isinstance(v, dict):
+            out += _files_state(v)
+        elif key in ("path", "test_path") and isinstance(v, str) and v:
+            p = resolve_data_path(v)
+            for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
+                with contextlib.suppress(OSError):
+                    st = f.stat()
+                    out.append((str(f), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def preloadable(load: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Make a loader of a config's data preloadable: `load.preload(cfg)` reads and validates
+    the data now (the CLI does it before any flow starts, so that a bad file fails at once
+    and is reported once), and the next `load(cfg)` with the same settings and unchanged files
+    (the flow's ingest task, in the same process) takes that result instead of reading again.
+    A preloaded result is handed out once; every other call reads the files."""
+    import dataclasses
+    import json
+
+    def key(cfg: Any) -> str:
+        state = dataclasses.asdict(cfg)
+        return json.dumps([state, _files_state(state)], sort_keys=True, default=str)
+
+    @functools.wraps(load)
+    def wrapper(cfg: Any) -> Any:
+        slot = _PRELOADED.pop(load.__qualname__, None)
+        if slot is not None and slot[0] == key(cfg):
+            return slot[1]
+        return load(cfg)
+
+    def preload(cfg: Any) -> None:
+        _PRELOADED[load.__qualname__] = (key(cfg), load(cfg))
+
+    wrapper.preload = preload  # type: ignore[attr-defined]
+    return wrapper
 
 
 # --- writing -------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ class PipelineKind:
     pipeline: str  # the fitted artefact: save/load, predict(DataFrame), batch_spec; class attribute KIND
     trial: str  # cfg -> TrialOutcome, for sweeps (the flow's steps without Prefect)
     gate: str  # cfg -> the gate's keyword arguments (metric, baselines, margin, greater_is_better)
+    ingest: str  # cfg -> the validated data, as the flow's ingest task reads it (`rnnpipe.io.preloadable`)
     series: bool = False  # the data has series (tickers, patients): `--per-series` applies
     backtest: str = ""  # the Prefect backtest flow (`rnnpipe backtest NAME`), for forecasters
 
@@ -53,18 +54,19 @@ KINDS: dict[str, PipelineKind] = {k.name: k for k in (
     PipelineKind("stocks", "daily price forecasting (bundled: AAPL, IBM, MSFT closes)",
                  config="rnnpipe.config:ForecastConfig", flow="flows.forecast:train_stocks",
                  pipeline="rnnpipe.pipeline:ForecastPipeline", trial="rnnpipe.pipeline:train_and_evaluate",
-                 gate="rnnpipe.pipeline:gate_spec", series=True, backtest="flows.backtest:backtest"),
+                 gate="rnnpipe.pipeline:gate_spec", ingest="rnnpipe.pipeline:load_forecast_data", series=True, backtest="flows.backtest:backtest"),
     PipelineKind("monitor", "early warning and vital-sign forecasting (bundled: a glucose monitor)",
                  config="rnnpipe.config:MonitorConfig", flow="flows.monitor:train_monitor",
                  pipeline="rnnpipe.monitor:MonitorPipeline", trial="rnnpipe.monitor:train_and_evaluate",
-                 gate="rnnpipe.monitor:gate_spec", series=True),
+                 gate="rnnpipe.monitor:gate_spec", ingest="rnnpipe.monitor:load_monitor_data", series=True),
     PipelineKind("reviews", "review sentiment, raw text in (bundled: Amazon fine-food reviews)",
                  config="rnnpipe.config:ReviewsConfig", flow="flows.reviews:train_reviews",
                  pipeline="rnnpipe.reviews:ReviewsPipeline", trial="rnnpipe.reviews:train_and_evaluate",
-                 gate="rnnpipe.reviews:gate_spec"),
+                 gate="rnnpipe.reviews:gate_spec", ingest="rnnpipe.reviews:load_reviews"),
     PipelineKind("lm", "a recurrent language model of texts that continues a prompt (bundled: the reviews)",
                  config="rnnpipe.lm:LMConfig", flow="flows.lm:train_lm", pipeline="rnnpipe.lm:LMPipeline",
-                 trial="rnnpipe.lm:train_and_evaluate", gate="rnnpipe.lm:gate_spec"),
+                 trial="rnnpipe.lm:train_and_evaluate", gate="rnnpipe.lm:gate_spec",
+                 ingest="rnnpipe.lm:load_lm_texts"),
 )}
 
 

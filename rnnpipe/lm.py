@@ -30,6 +30,7 @@ from rnnpipe import settings
 from rnnpipe.baselines import KneserNeyLM
 from rnnpipe.config import TrainConfig, check_pattern, check_sections, from_dict, to_dict
 from rnnpipe.errors import ConfigError, DataError, ModelError
+from rnnpipe.io import preloadable
 from rnnpipe.features.splits import stratified_split
 from rnnpipe.models import LanguageModel
 from rnnpipe.text import UNK, Tokenizer, Vocabulary, check_text, read_texts
@@ -288,6 +289,7 @@ class LMPrepared:
                 "train_tokens_in_vocabulary": round(v.covered_tokens / max(v.total_tokens, 1), 4)}
 
 
+@preloadable
 def load_lm_texts(cfg: LMConfig) -> dict[str, Any]:
     d = cfg.data
     kw = dict(bad_rows=d.bad_rows, fmt=d.format, require_labels=False)

@@ -30,7 +30,8 @@ from rnnpipe.features.resample import resample
 from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, Split, chronological_split, grouped_split
 from rnnpipe.features.windows import WindowSet, window_ends
-from rnnpipe.io import SeriesFrame, load_series, to_series_frame
+from rnnpipe.batch import WHOLE_INPUT
+from rnnpipe.io import SeriesFrame, load_series, preloadable, series_id_column, to_series_frame
 from rnnpipe.models import SequenceClassifier
 from rnnpipe.training import predict_batches
 
@@ -40,11 +41,15 @@ def value_columns(cfg: MonitorConfig) -> list[str]:
     return list(dict.fromkeys([*d.channels, *([d.label_col] if d.label_col else [])]))
 
 
+@preloadable
 def load_monitor_data(cfg: MonitorConfig) -> SeriesFrame:
+    """The readings a config names, every channel checked to hold values."""
     d = cfg.data
-    return load_series(settings.resolve_data_path(d.path), timestamp_col=d.timestamp_col,
+    frame = load_series(settings.resolve_data_path(d.path), timestamp_col=d.timestamp_col,
                        series_col=d.series_col, value_cols=value_columns(cfg), series=d.series,
-                       nan_policy="keep", duplicates=d.duplicates, fmt=d.format)
+                       series_name=d.series_name, nan_policy="keep", duplicates=d.duplicates, fmt=d.format)
+    check_channels(frame, d.channels)
+    return frame
 
 
 class MonitorPreprocessor:
@@ -132,6 +137,15 @@ class MonitorPrepared:
                     "onset": int(self.onset(p).sum()),
                     "onset_positive": int(self.labels[e][self.onset(p)].sum())}
                 for p, e in self.ends.items()}
+
+
+def check_channels(frame: SeriesFrame, channels: list[str]) -> None:
+    """Every channel has at least one reading (train and predict alike): a channel that is
+    missing throughout is named, rather than reported as windows that cannot be filled."""
+    for c in channels:
+        if np.isnan(frame.values[:, frame.columns.index(c)]).all():
+            raise DataError(f"{frame.source}: column {c!r} (one of data.channels) has no values in any of "
+                            f"its {len(frame)} rows")
 
 
 def prepare_monitor(frame: SeriesFrame, cfg: MonitorConfig) -> MonitorPrepared:
@@ -227,14 +241,19 @@ class MonitorPipeline:
     def _latest(self, readings: pd.DataFrame) -> tuple[SeriesFrame, np.ndarray, np.ndarray, list[str]]:
         d = self.config.data
         frame = to_series_frame(readings, timestamp_col=d.timestamp_col, series_col=d.series_col,
-                                value_cols=d.channels, nan_policy="keep", duplicates=d.duplicates)
+                                series_name=d.series_name, value_cols=d.channels, nan_policy="keep", duplicates=d.duplicates)
+        check_channels(frame, d.channels)
         grid = self.preprocessor.grid(frame)
         inputs, valid = self.preprocessor.transform(grid)
         L = self.config.window.lookback
         ends, notes = grid.offsets[1:] - 1, []
+        channels = grid.values[:, [grid.columns.index(c) for c in d.channels]]
         for i, t in enumerate(ends):
             lo = grid.offsets[i]
-            if t - lo + 1 < L:
+            absent = [c for j, c in enumerate(d.channels) if np.isnan(channels[lo:t + 1, j]).all()]
+            if absent:
+                notes.append(f"no reading of {absent[0]!r}")
+            elif t - lo + 1 < L:
                 notes.append(f"needs {L} steps of {self.config.resample.step}, has {t - lo + 1}")
             elif not valid[t - L + 1:t + 1].all():
                 notes.append(f"a gap longer than {self.config.resample.max_gap} in the last {L} steps")
@@ -245,7 +264,7 @@ class MonitorPipeline:
     def batch_spec(self, available: list[str]) -> tuple[list[str], str | None]:
         """(columns the model reads, the column whose groups it needs whole) for batch jobs."""
         d = self.config.data
-        return [d.series_col, d.timestamp_col, *d.channels], d.series_col
+        return [*([d.series_col] if d.series_col else []), d.timestamp_col, *d.channels], d.series_col or WHOLE_INPUT
 
     def predict(self, readings: pd.DataFrame) -> pd.DataFrame:
         """Raw recent readings of one or many patients -> per patient: the time of the last
@@ -257,7 +276,7 @@ class MonitorPipeline:
         if ok.any():
             risk[ok] = self.risk(inputs, ends[ok])
         d = self.config.data
-        return pd.DataFrame({d.series_col: grid.series, d.timestamp_col: grid.timestamps[ends],
+        return pd.DataFrame({**series_id_column(d.series_col, grid.series), d.timestamp_col: grid.timestamps[ends],
                              "risk": risk, "alert": ok & (risk >= self.threshold),
                              "threshold": self.threshold, "note": notes})
 
@@ -273,7 +292,7 @@ class MonitorPipeline:
         L, d = self.config.window.lookback, self.config.data
         rows = [(grid.series[i], grid.timestamps[t - L + 1 + k], float(weights[j, k]))
                 for j, (i, t) in enumerate(zip(ok, ends[ok])) for k in range(L)]
-        return pd.DataFrame(rows, columns=[d.series_col, d.timestamp_col, "attention"])
+        return pd.DataFrame(rows, columns=[d.series_col or "series", d.timestamp_col, "attention"])
 
     def save(self, path: str | Path) -> Path:
         if not np.isfinite(self.threshold):
@@ -396,7 +415,7 @@ def readings_example(frame: SeriesFrame, cfg: MonitorConfig, n_series: int = 2) 
     for i, sid in enumerate(frame.series[:n_series]):
         lo, hi = frame.bounds(i)
         rows = slice(max(lo, hi - n), hi)
-        part = {d.series_col: sid, d.timestamp_col: frame.timestamps[rows]}
+        part = {**series_id_column(d.series_col, sid), d.timestamp_col: frame.timestamps[rows]}
         for c in d.channels:
             part[c] = frame.values[rows, frame.columns.index(c)]
         parts.append(pd.DataFrame(part))
@@ -426,7 +445,8 @@ def channel_forecast_config(cfg: MonitorConfig) -> ForecastConfig:
     d, f, w = cfg.data, cfg.forecast, cfg.window
     return ForecastConfig(
         data=DataConfig(path=d.path, format=d.format, timestamp_col=d.timestamp_col,
-                        series_col=d.series_col, target_col=f.channel, features=[], series=d.series,
+                        series_col=d.series_col, series_name=d.series_name, target_col=f.channel,
+                        features=[], series=d.series,
                         nan_policy="error"),
         window=WindowConfig(lookback=w.lookback, horizon=w.horizon, target=f.target, scaler=w.scaler),
         model=cfg.model, train=cfg.train,

@@ -19,22 +19,25 @@ import pandas as pd
 import torch
 
 from rnnpipe import settings
-from rnnpipe.config import DataConfig, ForecastConfig, from_dict, to_dict
+from rnnpipe.config import ForecastConfig, from_dict, to_dict
 from rnnpipe.errors import DataError
 from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, Split
 from rnnpipe.features.targets import TargetEncoding
 from rnnpipe.features.windows import WindowSet, window_ends
-from rnnpipe.io import SeriesFrame, load_series, to_series_frame
+from rnnpipe.batch import WHOLE_INPUT
+from rnnpipe.io import SeriesFrame, load_series, preloadable, series_id_column, to_series_frame
 from rnnpipe.models import Forecaster
 from rnnpipe.training import predict_batches
 
 
-def load_forecast_data(d: DataConfig) -> SeriesFrame:
+@preloadable
+def load_forecast_data(cfg: ForecastConfig) -> SeriesFrame:
     """The forecasting table a config names: target first, then the extra features."""
+    d = cfg.data
     return load_series(settings.resolve_data_path(d.path), timestamp_col=d.timestamp_col,
                        series_col=d.series_col, value_cols=[d.target_col, *d.features],
-                       series=d.series, nan_policy=d.nan_policy, fmt=d.format)
+                       series=d.series, series_name=d.series_name, nan_policy=d.nan_policy, fmt=d.format)
 
 
 def infer_step(frame: SeriesFrame) -> str:
@@ -234,7 +237,7 @@ class ForecastPipeline:
         d = self.config.data
         stamps = [last[i] + h * step for i in range(len(ends)) for h in range(1, H + 1)]
         out = pd.DataFrame({
-            d.series_col: np.repeat(frame.series, H),
+            **series_id_column(d.series_col, np.repeat(frame.series, H)),
             "step": np.tile(np.arange(1, H + 1), len(ends)),
             d.timestamp_col: pd.DatetimeIndex(stamps).astype("datetime64[ns]"),
             "forecast": prices.reshape(-1),
@@ -246,14 +249,16 @@ class ForecastPipeline:
     def batch_spec(self, available: list[str]) -> tuple[list[str], str | None]:
         """(columns the model reads, the column whose groups it needs whole) for batch jobs."""
         d = self.config.data
-        return [d.series_col, d.timestamp_col, d.target_col, *d.features], d.series_col
+        ids = [d.series_col] if d.series_col else []
+        return [*ids, d.timestamp_col, d.target_col, *d.features], d.series_col or WHOLE_INPUT
 
     def predict(self, history: pd.DataFrame) -> pd.DataFrame:
         """Raw history (series id, timestamp, target, extra features) -> one row per series
         and step ahead, with the forecast's timestamp."""
         d = self.config.data
         frame = to_series_frame(history, timestamp_col=d.timestamp_col, series_col=d.series_col,
-                                value_cols=[d.target_col, *d.features], nan_policy=d.nan_policy)
+                                series_name=d.series_name, value_cols=[d.target_col, *d.features],
+                                nan_policy=d.nan_policy)
         return self.predict_frame(frame)
 
     # -- persistence ---------------------------------------------------------------------
@@ -288,7 +293,8 @@ def history_example(frame: SeriesFrame, cfg: ForecastConfig, n_series: int = 2,
     for i, sid in enumerate(frame.series[:n_series]):
         lo, hi = frame.bounds(i)
         rows = slice(max(lo, hi - need), hi)
-        part = {d.series_col: sid, d.timestamp_col: frame.timestamps[rows], d.target_col: frame.target[rows]}
+        part = {**series_id_column(d.series_col, sid), d.timestamp_col: frame.timestamps[rows],
+                d.target_col: frame.target[rows]}
         for j, name in enumerate(frame.feature_names):
             part[name] = frame.features[rows, j]
         parts.append(pd.DataFrame(part))
@@ -317,7 +323,7 @@ def train_and_evaluate(cfg: ForecastConfig):
     from rnnpipe.features.splits import chronological_split
     from rnnpipe.training import Trained, fit
 
-    frame = load_forecast_data(cfg.data)
+    frame = load_forecast_data(cfg)
     s = cfg.split
     p = prepare(frame, chronological_split(frame, s.train, s.val, s.val_start, s.test_start), cfg)
     pipe = ForecastPipeline(cfg, p.preprocessor)

@@ -25,6 +25,7 @@ from rnnpipe.config import ReviewsConfig, from_dict, to_dict
 from rnnpipe.errors import DataError
 from rnnpipe.evaluation import decide, text_classification_metrics, tune_binary_threshold
 from rnnpipe.features.splits import stratified_split
+from rnnpipe.io import preloadable
 from rnnpipe.models import TextClassifier
 from rnnpipe.text import (EncodedTexts, TextBatches, TextTable, Tokenizer, Vocabulary, check_text,
                           encode_texts, load_vectors, read_texts)
@@ -34,6 +35,7 @@ PARTS = ("train", "val", "test")
 TEXT_COLUMN = "text"  # what the served model reads
 
 
+@preloadable
 def load_reviews(cfg: ReviewsConfig) -> dict[str, TextTable]:
     """The training file ("data") and, when data.test_path is set, the test file ("test").
     Labels are those of data.labels, else the ones found in the training file."""

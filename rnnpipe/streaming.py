@@ -43,7 +43,7 @@ def shard_files(path: str | Path) -> list[str]:
 
 def _load_part(file: str, cfg: MonitorConfig, part: str) -> SeriesFrame | None:
     d = cfg.data
-    frame = load_series(file, timestamp_col=d.timestamp_col, series_col=d.series_col,
+    frame = load_series(file, timestamp_col=d.timestamp_col, series_col=d.series_col, series_name=d.series_name,
                         value_cols=value_columns(cfg), nan_policy="keep", duplicates=d.duplicates)
     keep = [i for i, s in enumerate(frame.series) if part_of(s, cfg.split.train, cfg.split.val) == part]
     if not keep:

@@ -147,6 +147,8 @@ def series_of(pipeline: str, cfg: Any) -> list[str]:
                           f"({', '.join(k.name for k in kinds.KINDS.values() if k.series)})")
     if cfg.data.series:
         return list(cfg.data.series)
+    if not cfg.data.series_col:
+        return [cfg.data.series_name]
     from rnnpipe.io import read_table
     from rnnpipe.settings import resolve_data_path
 

@@ -17,7 +17,7 @@ from tasks.common import IO
 
 @task(name="ingest", cache_policy=NO_CACHE, **IO)
 def ingest(cfg: ForecastConfig) -> SeriesFrame:
-    frame = load_forecast_data(cfg.data)
+    frame = load_forecast_data(cfg)
     get_run_logger().info("read %d rows of %d series from %s (sha256 %s)", len(frame),
                           len(frame.series), frame.source, frame.fingerprint[:12])
     return frame

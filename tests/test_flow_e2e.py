@@ -182,3 +182,33 @@ def test_ecg_forecaster_through_the_stocks_pipeline_does_not_lose_to_ridge(prefe
     assert {"ridge_test_mae", "naive_test_mae", "test_mae_vs_ridge", "ridge_test_mae.mitdb-excerpt"} <= set(m)
     assert m["test_mae"] <= m["ridge_test_mae"] * (1 + 1e-6), (m["test_mae"], m["ridge_test_mae"])
     assert m["initial_val_loss"] >= m["best_val_loss"] and "warm_start_ridge_penalty" in m
+
+
+def test_a_single_series_file_trains_and_predicts_with_the_column_mapping_alone(prefect_harness, tmp_path):
+    """A user's own file with no series column: the obvious mapping is enough (no data.series,
+    no constant column added by hand); predict takes the same kind of file and its output
+    has no series column."""
+    from pathlib import Path
+
+    ecg = pd.read_parquet(Path(__file__).resolve().parent.parent / "data" / "ecg.parquet")
+    own = ecg[["timestamp", "ecg_mv"]].head(1500)
+    own.to_csv(tmp_path / "heart.csv", index=False)
+    args = ["train", "stocks", "--set", f"data.path={tmp_path / 'heart.csv'}", "--set", 'data.series_col=""',
+            "--set", "data.timestamp_col=timestamp", "--set", "data.target_col=ecg_mv",
+            "--set", "window.target=diff", "--set", "window.lookback=20", "--set", "model.hidden_size=8",
+            "--set", "model.num_layers=1", "--set", "train.epochs=1", "--set", "baselines.statistical=[]",
+            "--set", "register.gate_baselines=[naive]", "--set", "register.experiment=e2e-one",
+            "--set", "register.model_name=e2e-one"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    run = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("e2e-one").experiment_id])[0]
+    assert run.data.params["data.series_name"] == "heart" and run.data.params["data.series"] == "[]"
+    assert "test_mae.heart" in run.data.metrics
+    ecg[["timestamp", "ecg_mv"]].iloc[1500:1560].sample(frac=1, random_state=0).to_csv(tmp_path / "recent.csv",
+                                                                                      index=False)
+    out = tmp_path / "next.parquet"
+    result = CliRunner().invoke(cli, ["predict", "e2e-one", "-i", str(tmp_path / "recent.csv"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    got = pd.read_parquet(out)
+    assert len(got) == 1 and "record" not in got.columns and np.isfinite(got.forecast).all()
+    assert got.timestamp.iloc[0] > pd.Timestamp(ecg.timestamp.iloc[1559])

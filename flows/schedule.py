@@ -11,11 +11,17 @@ from typing import Any
 
 import flows  # noqa: F401  (environment first)
 from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
 from flows.predict import batch_predict
 from rnnpipe import settings
 from rnnpipe.config import ScheduleConfig, to_dict
 from rnnpipe.errors import RnnpipeError
+
+
+# one run of each deployment at a time: a run due while the previous one still runs is
+# cancelled (retrains on 2 cores must not pile up; the next scheduled run comes soon enough)
+ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
 
 
 def deployments(cfg: ScheduleConfig, load_flow: Callable[[str], Any],
@@ -29,10 +35,12 @@ def deployments(cfg: ScheduleConfig, load_flow: Callable[[str], Any],
         when = {"interval": t.interval_s} if t.interval_s else {"cron": t.cron}
         out.append(load_flow(name).to_deployment(
             name=f"{name}-retrain", parameters={"config": to_dict(pipe_cfg)}, tags=["rnnpipe", "train"],
+            concurrency_limit=ONE_AT_A_TIME,
             description=f"Retrain the {name} pipeline; the champion gate decides promotion.", **when))
     if p.enabled:
         out.append(batch_predict.to_deployment(
             name="batch-predict", interval=p.interval_s, tags=["rnnpipe", "predict"],
+            concurrency_limit=ONE_AT_A_TIME,
             parameters={"model": p.model, "input_path": str(home / p.input), "output_path": str(home / p.output),
                         "chunk_rows": p.chunk_rows},
             description=f"Batch prediction with {p.model}, resolved at each run."))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -34,7 +35,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from rnnpipe.errors import DataError
-from rnnpipe.io import atomic_path, clean_stale_temps, open_dataset, temp_prefix
+from rnnpipe.io import RowOrigin, atomic_path, clean_stale_temps, open_dataset, temp_prefix
 
 LINEAGE = ("model_name", "model_version", "model_alias", "mlflow_run_id")
 log = logging.getLogger(__name__)
@@ -58,12 +59,56 @@ class BatchStats:
                 "output": self.output}
 
 
-def scan(dataset: ds.Dataset, chunk_rows: int, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-    """The dataset as DataFrames of at most `chunk_rows` rows, reading ahead one batch."""
-    for batch in dataset.to_batches(columns=columns, batch_size=chunk_rows, batch_readahead=1,
-                                    fragment_readahead=1):
-        if batch.num_rows:
-            yield batch.to_pandas()
+ROW_ID = "__rnnpipe_row__"  # a job's running row number, carried beside the input columns
+
+
+class RowMap:
+    """Where the job's row numbers come from: file and row, for the model's error messages
+    (the model is handed each chunk with ROW_ID as its index, so its "input row N" is a row
+    number of the job; `describe` turns it into the file, row and line that training names)."""
+
+    def __init__(self, kind: str):
+        self.kind, self.starts, self.files, self.first_rows = kind, [], [], []
+
+    def add(self, start: int, file: str, first_row: int) -> None:
+        self.starts.append(start)
+        self.files.append(file)
+        self.first_rows.append(first_row)
+
+    def describe(self, row_id: int) -> str:
+        i = int(np.searchsorted(self.starts, row_id, side="right")) - 1
+        if i < 0:
+            return f"input row {row_id}"
+        r = self.first_rows[i] + row_id - self.starts[i]
+        return RowOrigin(np.array([r]), [self.files[i]], np.zeros(1, np.int32), self.kind).describe(0)
+
+    def rewrite(self, message: str) -> str:
+        return re.sub(r"\binput row (\d+)", lambda m: self.describe(int(m.group(1))), message)
+
+
+def numbered(dataset: ds.Dataset, chunk_rows: int, rows: RowMap | None = None,
+             columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """The dataset file by file, as tables of at most `chunk_rows` rows with a ROW_ID column,
+    each file's rows recorded in `rows`."""
+    next_id = 0
+    for fragment in dataset.get_fragments():
+        first = 0
+        for batch in fragment.to_batches(schema=dataset.schema, columns=columns, batch_size=chunk_rows):
+            if not batch.num_rows:
+                continue
+            if rows is not None and first == 0:
+                rows.add(next_id, fragment.path, 0)
+            table = pa.Table.from_batches([batch])
+            ids = pa.array(np.arange(next_id, next_id + batch.num_rows, dtype=np.int64))
+            yield table.append_column(ROW_ID, ids)
+            next_id += batch.num_rows
+            first += batch.num_rows
+
+
+def scan(dataset: ds.Dataset, chunk_rows: int, rows: RowMap | None = None) -> Iterator[pd.DataFrame]:
+    """The dataset as numbered DataFrames of at most `chunk_rows` rows."""
+    for table in numbered(dataset, chunk_rows, rows):
+        yield table.to_pandas()
 
 
 # a `batch_spec` group column meaning "the whole input is one group": a series model trained
@@ -71,10 +116,10 @@ def scan(dataset: ds.Dataset, chunk_rows: int, columns: list[str] | None = None)
 WHOLE_INPUT = "<the whole input>"
 
 
-def whole_input(dataset: ds.Dataset) -> Iterator[pd.DataFrame]:
-    table = dataset.to_table()
-    if table.num_rows:
-        yield table.to_pandas()
+def whole_input(dataset: ds.Dataset, rows: RowMap | None = None) -> Iterator[pd.DataFrame]:
+    tables = list(numbered(dataset, 1 << 20, rows))
+    if tables:
+        yield pa.concat_tables(tables).to_pandas()
 
 
 class NotGrouped(DataError):
@@ -109,7 +154,7 @@ def whole_groups(chunks: Iterator[pd.DataFrame], column: str, source: str = "inp
 
 
 def regrouped(dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Path,
-              columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+              rows: RowMap | None = None) -> Iterator[pd.DataFrame]:
     """The rows of `dataset` with each group's rows together, for input in any order: one
     pass writes every row to one of B bucket files (B = rows / `chunk_rows`, at most 4,096)
     by a hash of its group, then each bucket is read, stably sorted by group (the rows of
@@ -118,10 +163,7 @@ def regrouped(dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Path,
     buckets = max(1, min(4096, math.ceil(n / chunk_rows)))
     writers: dict[int, pq.ParquetWriter] = {}
     try:
-        for batch in dataset.to_batches(columns=columns, batch_size=chunk_rows):
-            if not batch.num_rows:
-                continue
-            table = pa.Table.from_batches([batch])
+        for table in numbered(dataset, chunk_rows, rows):
             keys = table[column].cast(pa.string()).to_pandas()
             bucket = (pd.util.hash_array(keys.fillna("").to_numpy(object)) % buckets).astype(np.int64)
             order = np.argsort(bucket, kind="stable")
@@ -207,9 +249,10 @@ def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_co
         raise DataError(f"{source}: column {missing[0]!r} not found (columns: {', '.join(names)})")
     t0 = time.perf_counter()
     clean_stale_temps(out_path)
+    rows = RowMap(_kind(dataset))
     if group_column == WHOLE_INPUT:
-        return _predict_chunks(predict, input_columns, lineage, whole_input(dataset), out_path, source,
-                               group_column, on_chunk, in_flight, t0)
+        return _predict_chunks(predict, input_columns, lineage, whole_input(dataset, rows), out_path, source,
+                               group_column, on_chunk, in_flight, t0, rows)
     if group_column:
         counted = [0]
 
@@ -220,8 +263,8 @@ def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_co
 
         try:
             return _predict_chunks(predict, input_columns, lineage, whole_groups(
-                scan(dataset, chunk_rows), group_column, source), out_path, source, group_column, count,
-                in_flight, t0)
+                scan(dataset, chunk_rows, rows), group_column, source), out_path, source, group_column, count,
+                in_flight, t0, rows)
         except NotGrouped as exc:
             log.info("%s; regrouping the input by %s", exc, group_column)
             if on_chunk is not None and counted[0]:
@@ -229,16 +272,20 @@ def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_co
         workdir = Path(tempfile.mkdtemp(prefix=temp_prefix(out_path), suffix=".regroup", dir=out_path.parent))
         try:
             return _predict_chunks(predict, input_columns, lineage,
-                                   regrouped(dataset, group_column, chunk_rows, workdir), out_path, source,
-                                   group_column, on_chunk, in_flight, t0)
+                                   regrouped(dataset, group_column, chunk_rows, workdir, rows), out_path, source,
+                                   group_column, on_chunk, in_flight, t0, rows)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-    return _predict_chunks(predict, input_columns, lineage, scan(dataset, chunk_rows), out_path, source,
-                           None, on_chunk, in_flight, t0)
+    return _predict_chunks(predict, input_columns, lineage, scan(dataset, chunk_rows, rows), out_path, source,
+                           None, on_chunk, in_flight, t0, rows)
+
+
+def _kind(dataset: ds.Dataset) -> str:
+    return {ds.CsvFileFormat: "csv", ds.JsonFileFormat: "jsonl"}.get(type(dataset.format), "parquet")
 
 
 def _predict_chunks(predict, input_columns, lineage, chunks, out_path: Path, source: str,
-                    group_column: str | None, on_chunk, in_flight: int, t0: float) -> BatchStats:
+                    group_column: str | None, on_chunk, in_flight: int, t0: float, rows: RowMap) -> BatchStats:
     rows_in = rows_out = n_chunks = 0
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
@@ -248,7 +295,9 @@ def _predict_chunks(predict, input_columns, lineage, chunks, out_path: Path, sou
         with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="predict") as pool:
             pending: deque = deque()
             for chunk in chunks:
-                pending.append((chunk, pool.submit(predict, chunk[input_columns])))
+                # the model sees the job's row numbers as the index: its errors name them
+                model_input = chunk[input_columns].set_axis(pd.Index(chunk[ROW_ID].to_numpy()))
+                pending.append((chunk, pool.submit(predict, model_input)))
                 if len(pending) >= in_flight:
                     c, f = pending.popleft()
                     yield c, f.result()
@@ -262,7 +311,7 @@ def _predict_chunks(predict, input_columns, lineage, chunks, out_path: Path, sou
                 if group_column is None:
                     if len(pred) != len(chunk):
                         raise DataError(f"the model returned {len(pred)} rows for {len(chunk)} inputs")
-                    keys = chunk[[c for c in chunk.columns if c not in input_columns]].reset_index(drop=True)
+                    keys = chunk[[c for c in chunk.columns if c not in (*input_columns, ROW_ID)]].reset_index(drop=True)
                     # an input column named like an output one (a labelled file's `label`) is
                     # kept as `input_<name>`: the output names stay those users script against
                     taken = set(map(str, pred.columns)) | set(lineage)
@@ -283,8 +332,8 @@ def _predict_chunks(predict, input_columns, lineage, chunks, out_path: Path, sou
                     on_chunk(len(chunk))
         except NotGrouped:
             raise
-        except DataError as exc:  # the model's own validation: say which input it was
-            message = str(exc)
+        except DataError as exc:  # the model's own validation: say which file and row
+            message = rows.rewrite(str(exc))
             raise DataError(message if message.startswith(source) else f"{source}: {message}") from None
         finally:
             if writer is not None:

@@ -458,6 +458,8 @@ def schedule(config_path, overrides, start_server):
         from flows.schedule import serve_deployments
 
         click.echo(f"Prefect UI: {server.ui_url}  (MLflow UI: rnnpipe ui)", err=True)
+        click.echo(f"  to run a deployment by hand: export PREFECT_API_URL={server.api_url}; "
+                   "prefect deployment run 'train-stocks/stocks-retrain'", err=True)
         serve_deployments(cfg, lambda pipeline: kinds.get(pipeline).flow_function(),
                           lambda pipeline, extra: _config(pipeline, None, tuple(extra)))
     finally:

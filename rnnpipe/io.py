@@ -209,7 +209,9 @@ def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str,
     timestamps within a series, and missing values unless `nan_policy` says to fill or drop.
     With no `series_col` ("") every row belongs to one series called `series_name`.
     """
-    origin = origin or RowOrigin(np.arange(len(df)), label=source)
+    # a DataFrame's integer index names its rows (a batch job numbers them; see rnnpipe.batch)
+    rows = df.index.to_numpy() if pd.api.types.is_integer_dtype(df.index) else np.arange(len(df))
+    origin = origin or RowOrigin(rows, label=source)
     value_cols = list(value_cols)
     needed = [timestamp_col, *([series_col] if series_col else []), *value_cols]
     for c in needed:

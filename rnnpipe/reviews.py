@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,29 @@ def load_reviews(cfg: ReviewsConfig) -> dict[str, TextTable]:
     kw = dict(id_col=d.id_col, bad_rows=d.bad_rows, fmt=d.format)
     tables = {"data": read_texts(settings.resolve_data_path(d.path), d.text_col, d.label_col,
                                  labels=d.labels or None, **kw)}
+    if not d.labels:
+        check_classes(tables["data"], d.label_col)
     if d.test_path:
         known = d.labels or sorted(set(tables["data"].labels))
         tables["test"] = read_texts(settings.resolve_data_path(d.test_path), d.text_col, d.label_col,
                                     labels=known, **kw)
     return tables
+
+
+# a label found in the training file on fewer rows than this is refused: too few to learn,
+# to stratify into val and test, or to judge (and most often a typo)
+MIN_CLASS_ROWS = 5
+
+
+def check_classes(table: TextTable, label_col: str) -> None:
+    """Each label of a training file that defines the classes (no data.labels) is a class."""
+    counts = Counter(table.labels)
+    rare = sorted((n, label) for label, n in counts.items() if n < MIN_CLASS_ROWS)
+    if rare:
+        n, label = rare[0]
+        raise DataError(f"{table.origin.describe(table.labels.index(label))}: column {label_col!r}: label "
+                        f"{label!r} is on {n} of {len(table)} rows, too few to learn or judge a class "
+                        f"(a typo?); fix it, or set data.labels to the classes you mean and data.bad_rows=skip")
 
 
 class TextPreprocessor:

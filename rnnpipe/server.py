@@ -44,6 +44,8 @@ class PrefectServer:
         prefect_bin = Path(sys.executable).with_name("prefect")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        # the UI in the browser calls the API at this URL; by default it assumes port 4200
+        env["PREFECT_SERVER_UI_API_URL"] = self.api_url
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([str(prefect_bin), "server", "start", "--host", self.host,
                                           "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT,

@@ -153,7 +153,8 @@ def read_texts(path: str | Path, text_col: str, label_col: str, *, id_col: str =
         if n:
             log.warning("%s: skipped %d rows (%s), e.g. %s", p, n, key.replace("_", " "), first_bad[key])
     if not texts:
-        raise DataError(f"{p}: no usable rows ({sum(skipped.values())} bad)")
+        bad = sum(skipped.values())
+        raise DataError(f"{p}: no usable rows ({bad} bad)" if bad else f"{p}: no rows")
     return TextTable(texts, out_labels, ids, origin.take(np.asarray(keep)), str(p),
                      {k: v for k, v in skipped.items() if v})
 

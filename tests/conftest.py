@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,3 +48,59 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def inputs(tmp_path_factory, stocks):
+    """Small clean inputs of each pipeline (the files the `models` are trained on)."""
+    from test_monitor import patients
+
+    root = tmp_path_factory.mktemp("ops")
+    prices = stocks[stocks.Ticker.isin(["AAPL", "IBM"])].groupby("Ticker").tail(150)
+    prices.to_csv(root / "prices.csv", index=False)
+    vitals = patients(n=5)
+    vitals.to_parquet(root / "vitals.parquet")
+    reviews = pd.read_parquet(REPO / "data" / "reviews_train.parquet")
+    reviews.head(300).to_parquet(root / "reviews_train.parquet")
+    # a hive-partitioned dataset of 400 test reviews, many times the chunk size
+    test = pd.read_parquet(REPO / "data" / "reviews_test.parquet").head(400)
+    test["shard"] = np.arange(len(test)) // 100
+    for k, g in test.groupby("shard"):
+        (root / "reviews_in" / f"shard={k}").mkdir(parents=True)
+        g.drop(columns="shard").rename(columns={"review": "text"}).to_parquet(
+            root / "reviews_in" / f"shard={k}" / "part-0.parquet")
+    return root
+
+
+@pytest.fixture(scope="session")
+def models(prefect_harness, inputs):
+    """name -> (model name, version) of a freshly trained tiny model of each pipeline."""
+    from flows.forecast import train_stocks
+    from flows.lm import train_lm
+    from flows.monitor import train_monitor
+    from flows.reviews import train_reviews
+    from test_monitor import SMALL as MONITOR_SMALL
+
+    from rnnpipe.config import ForecastConfig, MonitorConfig, ReviewsConfig, load_config, to_dict
+    from rnnpipe.lm import LMConfig
+
+    stocks = load_config(ForecastConfig, overrides=[
+        f"data.path={inputs / 'prices.csv'}", "data.series=[]", "window.lookback=20", "model.hidden_size=8",
+        "model.num_layers=1", "train.epochs=1", "register.experiment=ops", "register.model_name=ops-stocks"])
+    monitor = load_config(MonitorConfig, overrides=MONITOR_SMALL + [
+        f"data.path={inputs / 'vitals.parquet'}", "forecast.enabled=false", "train.epochs=1",
+        "register.experiment=ops", "register.model_name=ops-monitor"])
+    reviews = load_config(ReviewsConfig, overrides=[
+        f"data.path={inputs / 'reviews_train.parquet'}", "data.test_path=''", "train.epochs=1",
+        "model.hidden_size=8", "embed.dim=16", "text.max_len=60", "register.experiment=ops",
+        "register.model_name=ops-reviews"])
+    lm = load_config(LMConfig, overrides=[
+        f"data.path={inputs / 'reviews_train.parquet'}", "data.test_path=''", "train.epochs=1", "train.batch_size=8",
+        "stream.bptt=20", "model.embed_dim=16", "model.hidden_size=16", "model.num_layers=1",
+        "generate.max_new_tokens=6", "register.experiment=ops", "register.model_name=ops-lm"])
+    out = {}
+    for key, flow, cfg in (("stocks", train_stocks, stocks), ("monitor", train_monitor, monitor),
+                           ("reviews", train_reviews, reviews), ("lm", train_lm, lm)):
+        s = flow(config=to_dict(cfg))
+        out[key] = (s["model_name"], s["version"])
+    return out

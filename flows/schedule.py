@@ -6,6 +6,8 @@ registered with whatever API Prefect finds at import time."""
 
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -52,7 +54,41 @@ def serve_deployments(cfg: ScheduleConfig, load_flow, load_pipeline_config) -> N
     deps = deployments(cfg, load_flow, load_pipeline_config)
     if not deps:
         raise RnnpipeError("nothing to schedule: train.pipelines is empty and predict.enabled is false")
-    try:  # Prefect's runner handles SIGTERM itself (exit 0); Ctrl-C ends up here
+    interrupted: list[int] = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:  # Prefect's runner stops on SIGTERM and on Ctrl-C, and returns
         serve(*deps, print_starting_message=True)
     except KeyboardInterrupt:
-        pass
+        interrupted.append(signal.SIGINT)
+    stopped = cancel_in_flight()
+    if stopped:
+        print(f"cancelled {len(stopped)} run(s) in flight (Prefect: Cancelled, MLflow: KILLED)", file=sys.stderr)
+    if interrupted:
+        raise KeyboardInterrupt  # exit 130, as every rnnpipe command on Ctrl-C
+
+
+def cancel_in_flight() -> list[str]:
+    """The runs of rnnpipe's deployments that a stopped runner leaves behind (pending, running):
+    cancelled in Prefect, and their MLflow runs marked KILLED. Returns their flow-run ids."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
+                                                FlowRunFilterTags)
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelled
+
+    from rnnpipe.registry import mark_killed
+
+    live = FlowRunFilter(tags=FlowRunFilterTags(all_=["rnnpipe"]), state=FlowRunFilterState(
+        type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING, StateType.CANCELLING])))
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=live)
+        for run in runs:
+            client.set_flow_run_state(run.id, Cancelled(message="rnnpipe schedule was stopped"), force=True)
+    ids = [str(r.id) for r in runs]
+    mark_killed(ids)
+    return ids

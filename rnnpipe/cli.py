@@ -32,8 +32,11 @@ def user_errors(fn):
         except RnnpipeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted; `rnnpipe train ... --resume` continues from the last epoch", err=True)
+        except KeyboardInterrupt:  # Ctrl-C: 130 from every command, as shells expect
+            command = click.get_current_context(silent=True)
+            hint = ("; `rnnpipe train ... --resume` continues from the last epoch"
+                    if command is not None and command.info_name == "train" else "")
+            click.echo(f"interrupted{hint}", err=True)
             sys.exit(130)
 
     return wrapper
@@ -256,8 +259,8 @@ def serve(model, host, port, workers):
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "PATH": path}
     mlflow_bin = _mlflow_bin()
-    os.execve(mlflow_bin, [mlflow_bin, "models", "serve", "-m", ref.uri, "--env-manager", "local",
-                           "-h", host, "-p", str(port), "-w", str(workers)], env)
+    _foreground([mlflow_bin, "models", "serve", "-m", ref.uri, "--env-manager", "local",
+                 "-h", host, "-p", str(port), "-w", str(workers)], env)
 
 
 @cli.command()
@@ -274,8 +277,32 @@ def ui(host, port):
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     click.echo(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it", err=True)
     click.echo(f"  open http://{host}:{port} in a browser", err=True)
-    os.execve(mlflow_bin, [mlflow_bin, "server", "--backend-store-uri", uri, "--host", host,
-                           "--port", str(port), "--workers", "1"], env)
+    _foreground([mlflow_bin, "server", "--backend-store-uri", uri, "--host", host,
+                 "--port", str(port), "--workers", "1"], env)
+
+
+def _foreground(argv: list[str], env: dict[str, str]) -> None:
+    """Run a server command until it exits (its exit code is ours) or until Ctrl-C / SIGTERM,
+    which it is given too and waited for (exit 130 / 143, as for every rnnpipe command)."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(argv, env=env)
+
+    def stop(signum, _frame):
+        proc.send_signal(signum)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        stop(signal.SIGINT, None)
+    sys.exit(rc)
 
 
 def runner_options(unit: str):

@@ -142,8 +142,37 @@ class Run:
     def log_text(self, text: str, path: str) -> None:
         self.client.log_text(self.id, text, path)
 
+    def log_dataset(self, source: str, digest: str, context: str = "training") -> None:
+        """The run's input dataset (MLflow's Datasets field): the file or folder it read and the
+        sha256 of the data as the model sees it."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local files
+            warnings.simplefilter("ignore", UserWarning)
+            origin = resolve_dataset_source(str(source))
+        dataset = MetaDataset(origin, name=Path(str(source)).name or str(source), digest=digest[:36])
+        self.client.log_inputs(self.id, [DatasetInput(dataset._to_mlflow_entity(),
+                                                      [InputTag("mlflow.data.context", context)])])
+
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.id, status=status)
+
+
+def mark_killed(prefect_flow_run_ids: list[str]) -> int:
+    """MLflow runs still RUNNING whose Prefect flow run was stopped: status KILLED."""
+    configure_tracking()
+    client, n = MlflowClient(), 0
+    exps = [e.experiment_id for e in client.search_experiments()]
+    for fid in prefect_flow_run_ids:
+        if not exps:
+            break
+        for r in client.search_runs(exps, filter_string=f"tags.prefect_flow_run_id = '{fid}' "
+                                                        "and attributes.status = 'RUNNING'"):
+            client.set_terminated(r.info.run_id, status="KILLED")
+            n += 1
+    return n
 
 
 class PipelinePyfunc(mlflow.pyfunc.PythonModel):

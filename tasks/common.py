@@ -41,7 +41,11 @@ def start_run(cfg: Any, pipeline: str, fingerprint: str, source: str, data_summa
             "pipeline": pipeline, "checkpoint": str(ckpt)}
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
-    run = Run.start(cfg.register.experiment, run_name=run_name, tags=tags, run_id=run_id)
+    # one name in both UIs: the MLflow run is named after its Prefect flow run
+    name = str(flow_run.name) if run_name is None else f"{flow_run.name}-{run_name}"
+    run = Run.start(cfg.register.experiment, run_name=name, tags=tags, run_id=run_id)
+    if not run_id:
+        run.log_dataset(source, fingerprint)
     run.log_params(flatten(cfg))
     run.log_dict(data_summary, "data/split.json")
     get_run_logger().info("MLflow run %s (%s)", run.id, "resumed" if run_id else "new")

@@ -55,6 +55,10 @@ def test_run_is_fully_tracked(first_run, slice_path):
     tags = run.data.tags
     assert tags["data_fingerprint"] == frame.fingerprint
     assert tags["prefect_flow_run_id"] and tags["prefect_flow_run_id"] != "None"
+    assert run.info.run_name == tags["prefect_flow_run_name"]  # one name in both UIs
+    (data,) = run.inputs.dataset_inputs  # MLflow's Datasets field: what the run read
+    assert data.dataset.digest == frame.fingerprint[:36] and "slice.parquet" in data.dataset.source
+    assert [t.value for t in data.tags if t.key == "mlflow.data.context"] == ["training"]
     assert tags["version.torch"] and tags["version.mlflow"] and tags["seed"] == "42"
     assert tags["device"] == "cpu"
     m = run.data.metrics

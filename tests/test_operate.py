@@ -213,6 +213,9 @@ def test_schedule_runs_a_deployment_on_a_real_prefect_server(inputs, tmp_path, m
     monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "2")
     server = PrefectServer("127.0.0.1", free_port())
     server.start()
+    # the UI in the browser is told to call this server's API, not the default port 4200
+    with urllib.request.urlopen(f"{server.ui_url}/ui-settings", timeout=10) as r:
+        assert json.loads(r.read())["api_url"] == server.api_url
     runner = None
     try:
         (tmp_path / "schedule.toml").write_text(f"""
@@ -220,7 +223,7 @@ def test_schedule_runs_a_deployment_on_a_real_prefect_server(inputs, tmp_path, m
 port = {server.port}
 [train]
 pipelines = ["stocks"]
-interval_s = 60
+interval_s = 15
 overrides = ["data.path={inputs / 'prices.csv'}", "data.series=[]", "window.lookback=20",
              "model.hidden_size=8", "train.epochs=1", "register.experiment=scheduled",
              "register.model_name=scheduled-stocks", "baselines.statistical=[]",
@@ -250,14 +253,40 @@ enabled = false
             [MlflowClient().get_experiment_by_name("scheduled").experiment_id],
             filter_string=f"tags.prefect_flow_run_id = '{done[0]['id']}'")
         assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-        assert runs[0].data.tags["prefect_flow_run_name"] == done[0]["name"]
-        runner.send_signal(signal.SIGINT)
-        try:  # a retrain still in flight is waited for (stopping mid-run is issue 13's)
-            rc = runner.wait(180)
+        assert runs[0].data.tags["prefect_flow_run_name"] == done[0]["name"] == runs[0].info.run_name
+        with urllib.request.urlopen(urllib.request.Request(
+                f"{server.api_url}/deployments/filter", data=b"{}", headers={"Content-Type": "application/json"}),
+                timeout=10) as r:
+            (dep,) = json.loads(r.read())
+        assert dep["global_concurrency_limit"]["limit"] == 1
+        assert dep["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+        # the next retrain, caught in flight by Ctrl-C (the terminal signals the whole group)
+        body = json.dumps({"flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}}}).encode()
+        deadline, live, mlflow_run = time.monotonic() + 120, [], []
+        while time.monotonic() < deadline and not mlflow_run:
+            req = urllib.request.Request(f"{server.api_url}/flow_runs/filter", data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                live = json.loads(r.read())
+            if live:
+                mlflow_run = MlflowClient().search_runs(
+                    [MlflowClient().get_experiment_by_name("scheduled").experiment_id],
+                    filter_string=f"tags.prefect_flow_run_id = '{live[0]['id']}'")
+            time.sleep(0.5)
+        assert mlflow_run, "no second retrain started"
+        os.killpg(runner.pid, signal.SIGINT)
+        try:
+            rc = runner.wait(120)
         except subprocess.TimeoutExpired:
             os.killpg(runner.pid, signal.SIGKILL)
-            pytest.fail("rnnpipe schedule did not stop within 180 s of SIGINT:\n" + runner.stdout.read()[-4000:])
-        assert rc == 0
+            pytest.fail("rnnpipe schedule did not stop within 120 s of SIGINT:\n" + runner.stdout.read()[-4000:])
+        out = runner.stdout.read()
+        assert rc == 130, out[-3000:]
+        with urllib.request.urlopen(f"{server.api_url}/flow_runs/{live[0]['id']}", timeout=10) as r:
+            state = json.loads(r.read())["state"]["type"]
+        status = MlflowClient().get_run(mlflow_run[0].info.run_id).info.status
+        assert (state, status) in (("CANCELLED", "KILLED"), ("COMPLETED", "FINISHED")), out[-3000:]
+        assert state == "CANCELLED" or "cancelled" not in out  # a run that finished first is left alone
     finally:
         if runner is not None and runner.poll() is None:
             os.killpg(runner.pid, signal.SIGKILL)

@@ -6,6 +6,7 @@ User mistakes print one line on stderr and exit with code 2; bugs keep their tra
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -217,6 +218,9 @@ def _check_port(host: str, port: int) -> None:
     import socket
 
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as the servers themselves do: connections of a server just stopped (TIME_WAIT) do
+        # not make the port busy; a listening socket still does
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -283,26 +287,37 @@ def ui(host, port):
 
 def _foreground(argv: list[str], env: dict[str, str]) -> None:
     """Run a server command until it exits (its exit code is ours) or until Ctrl-C / SIGTERM,
-    which it is given too and waited for (exit 130 / 143, as for every rnnpipe command)."""
+    which is passed on to it (to its whole process group: the mlflow command and the web
+    server it starts) and waited for; then exit 130 / 143, as every rnnpipe command does."""
     import signal
     import subprocess
+    import threading
 
-    proc = subprocess.Popen(argv, env=env)
+    proc = subprocess.Popen(argv, env=env, start_new_session=True)
+    got: list[int] = []
 
-    def stop(signum, _frame):
-        proc.send_signal(signum)
+    def signal_group(signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signum)
+
+    def forward(signum, _frame=None):
+        # no waiting in here: the main thread's wait() holds the child's lock
+        if got:
+            return
+        got.append(signum)
+        signal_group(signum)
+        timer = threading.Timer(15, signal_group, [signal.SIGKILL])  # one that does not stop
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, forward)
+    while True:
         try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        sys.exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        rc = proc.wait()
-    except KeyboardInterrupt:
-        stop(signal.SIGINT, None)
-    sys.exit(rc)
+            rc = proc.wait()
+            break
+        except KeyboardInterrupt:
+            forward(signal.SIGINT)
+    sys.exit(128 + got[0] if got else rc)
 
 
 def runner_options(unit: str):

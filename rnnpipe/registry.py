@@ -26,6 +26,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.types.schema import AnyType, ColSpec, Schema
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 
@@ -175,6 +176,24 @@ def mark_killed(prefect_flow_run_ids: list[str]) -> int:
     return n
 
 
+class InputError(MlflowException):
+    """A user error in a request: 400 with the reason alone. MLflow's scoring server puts
+    "Failed to predict data '<the whole input frame>'" in front of an exception's message; the
+    message of this one keeps the reason first and short (the prefix is not taken)."""
+
+    def __init__(self, reason: str):
+        self._reason = reason
+        super().__init__(reason, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._reason
+
+    @message.setter
+    def message(self, _value: str) -> None:
+        pass
+
+
 class PipelinePyfunc(mlflow.pyfunc.PythonModel):
     """A fitted rnnpipe pipeline as an MLflow model: raw input in, predictions out. The
     preprocessing travels inside it; `model_config["kind"]` says which pipeline it is."""
@@ -195,7 +214,7 @@ class PipelinePyfunc(mlflow.pyfunc.PythonModel):
             else:
                 out = self.pipeline.predict(pd.DataFrame(model_input))
         except RnnpipeError as exc:
-            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+            raise InputError(str(exc)) from None
         if os.environ.get("_MLFLOW_IS_IN_SERVING_ENVIRONMENT") == "true":
             out = out.astype(object).where(out.notna(), None)
         return out
@@ -225,6 +244,11 @@ def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame, nam
     with warnings.catch_warnings():  # the integer `step` column is never missing
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         signature = infer_signature(input_example, pipeline.predict(input_example), params=params)
+    # the input columns are named but neither required nor typed: MLflow's own enforcement
+    # answers a missing column or a text in a number column with a dump of the whole frame and
+    # schema; the pipeline's validation (the one training uses) says what is wrong first, in
+    # one line, and a served 400 carries it
+    signature.inputs = Schema([ColSpec(AnyType(), c.name, required=False) for c in signature.inputs.inputs])
     with tempfile.TemporaryDirectory() as tmp:
         pipe_dir = pipeline.save(Path(tmp) / "pipeline")
         with mlflow.start_run(run_id=run.id):

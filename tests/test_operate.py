@@ -182,10 +182,16 @@ def test_served_models_answer_like_batch_prediction_and_refuse_bad_payloads(mode
                     assert served[col].tolist() == batch[col].tolist(), col
             assert post(url, b"{not json")[0] == 400
             status, body = post(url, json.dumps({"dataframe_split": {"columns": ["nope"], "data": [[1]]}}).encode())
-            assert status == 400 and "nope" in body["message"]
+            # the reason first, in one short line: the model's own check, not a dump of the frame
+            assert status == 400 and body["message"].startswith("input: column ") and "not found" in body["message"]
+            assert len(body["message"]) < 300 and "\n" not in body["message"], body["message"]
         # a series too short for the model: 400 with the reason, not a 500
         status, body = post(f"http://127.0.0.1:{servers['stocks'][0]}/invocations", split_json(prices.head(5)))
         assert status == 400 and "rows of history" in body["message"]
+        bad = prices.head(80).astype({"Close": object})
+        bad.loc[bad.index[3], "Close"] = "n/a"  # a text in a number column: named with its row
+        status, body = post(f"http://127.0.0.1:{servers['stocks'][0]}/invocations", split_json(bad))
+        assert status == 400 and body["message"].startswith("input row 3: column 'Close': 'n/a' is not a number")
         # the language model's generation settings come from the request's params
         lm_url = f"http://127.0.0.1:{servers['lm'][0]}/invocations"
         body = json.loads(split_json(prompts))
@@ -201,10 +207,11 @@ def test_served_models_answer_like_batch_prediction_and_refuse_bad_payloads(mode
         status, body = post(f"http://127.0.0.1:{servers['reviews'][0]}/invocations", split_json(texts))
         assert body["predictions"][1]["label"] is None and body["predictions"][1]["note"].startswith("empty text")
     finally:
-        for _, proc in servers.values():
-            os.killpg(proc.pid, signal.SIGTERM)
-        for _, proc in servers.values():
-            proc.wait(30)
+        # Ctrl-C stops a server with 130, SIGTERM with 143, as every rnnpipe command
+        for i, (_, proc) in enumerate(servers.values()):
+            os.killpg(proc.pid, signal.SIGINT if i == 0 else signal.SIGTERM)
+        codes = [proc.wait(30) for _, proc in servers.values()]
+    assert codes == [130] + [143] * (len(codes) - 1), codes
 
 
 def test_schedule_runs_a_deployment_on_a_real_prefect_server(inputs, tmp_path, monkeypatch, home):

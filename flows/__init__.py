@@ -6,7 +6,8 @@ from rnnpipe import settings
 settings.apply_environment()
 
 import logging  # noqa: E402
+import os  # noqa: E402
 
 # Prefect attaches its handlers to the extra loggers (PREFECT_LOGGING_EXTRA_LOGGERS=rnnpipe)
-# but leaves their level at the root's WARNING; the per-epoch lines are INFO.
-logging.getLogger("rnnpipe").setLevel(logging.INFO)
+# but leaves their level at the root's WARNING; the per-epoch lines are INFO (rnnpipe -q: WARNING)
+logging.getLogger("rnnpipe").setLevel(os.environ.get("RNNPIPE_LOG_LEVEL", "INFO"))

@@ -107,12 +107,15 @@ def _check_columns(cfg) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rnnpipe")
-def cli():
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the result (Prefect's and MLflow's logs too).")
+@click.option("-v", "--verbose", count=True, help="More log lines: -v rnnpipe's debug lines, -vv Prefect's and MLflow's too.")
+def cli(quiet, verbose):
     """Train, track and serve recurrent sequence models.
 
     Every run is a Prefect flow logged to MLflow; `rnnpipe info` shows where things are kept.
     """
     settings.apply_environment()
+    settings.apply_verbosity(-1 if quiet else verbose)
 
 
 @cli.command()
@@ -154,7 +157,7 @@ def train(pipeline, config_path, overrides, resume):
         name, alias = summary["model_name"], summary["baseline_alias"]
         click.echo(f"{name} v{summary['baseline_version']} -> {alias}: {summary['baseline_reason']}")
         click.echo(f"serve it with: rnnpipe serve {name}@{alias}")
-    click.echo(f"MLflow run {summary['run_id']} in experiment {summary['experiment']}; see it with: rnnpipe ui")
+    click.echo(f"MLflow run {summary['run_id']} in experiment {summary['experiment']}: {_run_link(summary['run_id'])}")
 
 
 @cli.command("config")
@@ -211,6 +214,18 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite):
     out = batch_predict(model, str(input_path), str(output), chunk_rows, fmt)
     click.echo(f"{out['model']}: {out['rows_in']:,} rows -> {out['rows_out']:,} predictions in "
                f"{out['seconds']:.1f} s ({out['rows_per_s']:,.0f} rows/s); wrote {out['output']}", err=True)
+    click.echo(f"MLflow run of the job: {_run_link(out['job_run_id'])}", err=True)
+
+
+UI_URL = "http://127.0.0.1:5000"  # where `rnnpipe ui` serves by default
+
+
+def _run_link(run_id: str) -> str:
+    """The run's page in the MLflow UI (as MLflow's own clients print it), and how to open it."""
+    from mlflow.tracking import MlflowClient
+
+    exp = MlflowClient().get_run(run_id).info.experiment_id
+    return f"{UI_URL}/#/experiments/{exp}/runs/{run_id}  (start the UI with: rnnpipe ui)"
 
 
 def _check_port(host: str, port: int) -> None:
@@ -404,7 +419,7 @@ def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, wor
                f"{out['best_params']} (val loss {out['best_val_loss']:.5f})")
     for d in out["registered"].values():
         click.echo(f"{d['model_name']} v{d['version']} -> {d['alias']}: {d['reason']}")
-    click.echo(f"MLflow parent run {out['parent_run_id']}; see it with: rnnpipe ui")
+    click.echo(f"MLflow parent run {out['parent_run_id']}: {_run_link(out['parent_run_id'])}")
 
 
 @cli.command()
@@ -450,7 +465,8 @@ def backtest(pipeline, config_path, overrides, folds, step, refit, runner, addre
     for r in rows:
         click.echo("  ".join(f"{r[c]:>14.4f}" if isinstance(r[c], float) else f"{r[c]!s:>14}" for c in cols))
     click.echo(out["standing"])
-    click.echo(f"MLflow parent run {out['parent_run_id']} in experiment {out['experiment']}; see it with: rnnpipe ui")
+    click.echo(f"MLflow parent run {out['parent_run_id']} in experiment {out['experiment']}: "
+               f"{_run_link(out['parent_run_id'])}")
 
 
 @cli.command()

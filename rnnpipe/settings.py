@@ -49,6 +49,24 @@ def checkpoint_dir() -> Path:
     return project_home() / ".rnnpipe" / "checkpoints"
 
 
+def apply_verbosity(level: int) -> None:
+    """-1 quiet (warnings and errors), 0 the default (INFO), 1 rnnpipe DEBUG, 2 Prefect and
+    MLflow DEBUG too. Set before Prefect is imported: it reads its logging level then."""
+    import logging
+
+    name = {-1: "WARNING", 0: "INFO", 1: "INFO"}.get(level, "DEBUG")
+    for key in ("PREFECT_LOGGING_LEVEL", "MLFLOW_LOGGING_LEVEL"):
+        if level == 0:
+            os.environ.setdefault(key, name)  # the user's own setting stands
+        else:
+            os.environ[key] = name
+    for logger in ("prefect", "mlflow"):
+        logging.getLogger(logger).setLevel(os.environ["PREFECT_LOGGING_LEVEL" if logger == "prefect"
+                                                      else "MLFLOW_LOGGING_LEVEL"])
+    os.environ["RNNPIPE_LOG_LEVEL"] = "WARNING" if level < 0 else "DEBUG" if level > 0 else "INFO"
+    logging.getLogger("rnnpipe").setLevel(os.environ["RNNPIPE_LOG_LEVEL"])
+
+
 def apply_environment() -> None:
     """Set telemetry off and point Prefect at the project, unless the user chose otherwise."""
     for key, value in TELEMETRY_OFF.items():

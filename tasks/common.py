@@ -131,5 +131,5 @@ def summary(uri: str, experiment: str, run_id: str, decision: GateDecision, resu
            "model_name": decision.model_name, "version": decision.version, "alias": decision.alias,
            "reason": decision.reason, "device": result.device, "best_epoch": result.best_epoch,
            "metric": metric, **extra}
-    get_run_logger().info("done: %s", out)
+    get_run_logger().info("%s v%s -> %s (MLflow run %s)", out["model_name"], out["version"], out["alias"], run_id)
     return out

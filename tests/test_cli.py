@@ -35,7 +35,8 @@ def test_info_prints_the_tracking_uri(home):
 
 @pytest.mark.slow
 def test_bad_data_inside_the_flow_gives_no_traceback(tmp_path, stocks):
-    """A data error raised inside a Prefect task reaches the user as one line, exit code 2."""
+    """A bad value in the data reaches the user as one line, exit code 2, before any flow
+    starts (the data is read and checked first): printed once, no Prefect lines."""
     bad = stocks[stocks.Ticker == "IBM"].head(100).astype({"Close": object})
     bad.loc[bad.index[41], "Close"] = "twelve"
     bad.to_csv(tmp_path / "bad.csv", index=False)
@@ -47,6 +48,23 @@ def test_bad_data_inside_the_flow_gives_no_traceback(tmp_path, stocks):
     assert f"error: {tmp_path / 'bad.csv'}, row 42 (line 43): column 'Close': 'twelve' is not a number" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert "Retries are exhausted" not in proc.stderr  # user errors are not retried
+    assert proc.stderr.count("twelve") == 1 and "Flow run" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_quiet_train_prints_the_result_and_a_link_to_the_run(tmp_path):
+    env = {**os.environ, "RNNPIPE_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / ".prefect")}
+    corpus = os.path.join(os.path.dirname(__file__), "bad_inputs", "stocks", "ok_unsorted.csv")
+    sets = [f"data.path={corpus}", "window.lookback=20", "train.epochs=1", "model.hidden_size=8",
+            "baselines.statistical=[]", "register.gate_baselines=[naive]"]
+    proc = subprocess.run([sys.executable, "-m", "rnnpipe.cli", "-q", "train", "stocks",
+                           *[a for s in sets for a in ("--set", s)]], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert not [line for line in lines if "| INFO" in line], lines
+    assert lines[0].startswith("stocks-forecaster v1 -> ")
+    assert "http://127.0.0.1:5000/#/experiments/1/runs/" in lines[1] and "rnnpipe ui" in lines[1]
 
 
 def test_a_missing_data_file_fails_at_once_on_one_line():

@@ -49,3 +49,24 @@ def test_toml_round_trip(tmp_path):
 def test_missing_config_file_is_a_user_error(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(ForecastConfig, tmp_path / "nope.toml")
+
+
+def test_bundled_sample_defaults_give_way_to_a_users_own_file():
+    """With another data.path the three bundled tickers, the bundled reviews test file and its
+    id column no longer apply, unless the user sets them; the bundled run keeps them."""
+    from rnnpipe.config import MonitorConfig, ReviewsConfig
+
+    assert load_config(ForecastConfig).data.series == ["AAPL", "IBM", "MSFT"]
+    own = load_config(ForecastConfig, overrides=["data.path=prices.csv", "data.series_col=symbol"])
+    assert own.data.series == [] and own.data.series_name == ""
+    kept = load_config(ForecastConfig, overrides=["data.path=prices.csv", "data.series=[KITE]"])
+    assert kept.data.series == ["KITE"]
+    one = load_config(ForecastConfig, overrides=["data.path=dir/heart.csv", 'data.series_col=""'])
+    assert one.data.series_name == "heart"
+    with pytest.raises(ConfigError, match="no data.series_col"):
+        load_config(ForecastConfig, overrides=["data.path=x.csv", 'data.series_col=""', "data.series=[a]"])
+    reviews = load_config(ReviewsConfig, overrides=["data.path=mine.jsonl"])
+    assert reviews.data.test_path == "" and reviews.data.id_col == ""
+    assert load_config(ReviewsConfig).data.test_path == "data/reviews_test.parquet"
+    monitor = load_config(MonitorConfig, overrides=["data.path=v.csv", "data.channels=hr,spo2", "data.event=hr > 120"])
+    assert monitor.forecast.channel == "hr" and monitor.data.duplicates == "error"

@@ -78,6 +78,12 @@ def test_pipeline_on_raw_readings_of_two_patients():
     assert list(out.pid) == ["p0", "p1"] and out.note.eq("").all()
     assert ((out.risk > 0) & (out.risk < 1)).all()
     assert (out.alert == (out.risk >= pipe.threshold)).all()
+    blank = recent.copy()
+    blank.loc[blank.pid == "p1", "glucose"] = np.nan  # one patient's channel missing throughout
+    got = pipe.predict(blank)
+    assert got.note.tolist() == ["", "no reading of 'glucose'"] and np.isnan(got.risk[1]) and not got.alert[1]
+    with pytest.raises(DataError, match=r"column 'glucose' \(one of data.channels\) has no values"):
+        pipe.predict(blank.assign(glucose=np.nan))
     too_short = pipe.predict(df.groupby("pid").tail(5))
     assert too_short.risk.isna().all() and too_short.note.str.contains("needs 12 steps").all()
     weights = pipe.explain(recent)

@@ -194,9 +194,10 @@ def check_input(model: str, input_path: str | Path, fmt: str = "auto"):
     ref = resolve_model(model)
     dataset, _ = open_dataset(input_path, fmt)
     try:
-        choices = (mlflow.models.get_model_info(ref.uri).metadata or {}).get("rnnpipe_input_columns")
+        info = mlflow.models.get_model_info(ref.uri)
+        choices = (info.metadata or {}).get("rnnpipe_input_columns")
     except Exception:  # noqa: BLE001 - an unreadable model is reported when the job loads it
-        choices = None
+        info, choices = None, None
     names = set(dataset.schema.names)
     for accepted in choices or []:
         if not names.intersection(accepted):
@@ -204,7 +205,36 @@ def check_input(model: str, input_path: str | Path, fmt: str = "auto"):
                             f"{' (nor ' + ', '.join(map(repr, accepted[1:])) + ')' if accepted[1:] else ''}; "
                             f"{ref} reads {', '.join(c[0] for c in choices)} "
                             f"(columns: {', '.join(dataset.schema.names)})")
+    if choices and info is not None and _input_bytes(dataset) <= PRECHECK_BYTES:
+        _check_values(ref, info, input_path, fmt)
     return ref
+
+
+# inputs up to this size are read and checked whole before a batch job starts (the values, as
+# training checks them); larger ones are checked chunk by chunk as the job reads them
+PRECHECK_BYTES = 256 * 2**20
+
+
+def _input_bytes(dataset: ds.Dataset) -> int:
+    return sum(os.path.getsize(f) for f in getattr(dataset, "files", []) if os.path.exists(f))
+
+
+def _check_values(ref, info, input_path: str | Path, fmt: str) -> None:
+    """The input's values read with the training loader of the model's pipeline, under the
+    model's own settings (numbers, dates, offsets, duplicates, empty channels): a bad value
+    fails here, naming its file and row, before the flow and its API start."""
+    import json
+
+    import mlflow
+
+    from rnnpipe import kinds
+
+    kind = (info.flavors.get("python_function", {}).get("config") or {}).get("kind")
+    cls = kinds.artefact_class(kind) if kind else None
+    if cls is None or not hasattr(cls, "check_values"):
+        return
+    config = mlflow.artifacts.download_artifacts(f"{ref.uri}/artifacts/pipeline/config.json")
+    cls.check_values(json.loads(Path(config).read_text()), input_path, fmt)
 
 
 def dataset_source(dataset: ds.Dataset) -> str:

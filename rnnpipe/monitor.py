@@ -307,6 +307,16 @@ class MonitorPipeline:
         return p
 
     @classmethod
+    def check_values(cls, raw_config: dict[str, Any], path: str | Path, fmt: str = "auto") -> None:
+        """The readings of a batch input checked as training checks them (the same loader under
+        the model's settings: dates, offsets, numbers, duplicates, empty channels), before a job
+        starts."""
+        d = from_dict(MonitorConfig, raw_config).data
+        frame = load_series(path, timestamp_col=d.timestamp_col, series_col=d.series_col, series_name=d.series_name,
+                            value_cols=d.channels, nan_policy="keep", duplicates=d.duplicates, fmt=fmt)
+        check_channels(frame, d.channels)
+
+    @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "MonitorPipeline":
         p = Path(path)
         cfg = from_dict(MonitorConfig, json.loads((p / "config.json").read_text()))

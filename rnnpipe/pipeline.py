@@ -271,12 +271,23 @@ class ForecastPipeline:
         torch.save(state, p / "weights.pt")
         return p
 
+    @staticmethod
+    def saved_config(raw: dict[str, Any]) -> ForecastConfig:
+        raw.setdefault("model", {}).setdefault("quantiles", [])  # saved before quantile heads existed
+        return from_dict(ForecastConfig, raw)
+
+    @classmethod
+    def check_values(cls, raw_config: dict[str, Any], path: str | Path, fmt: str = "auto") -> None:
+        """The values of a batch input checked as training checks them (the same loader under
+        the model's settings), before a job starts."""
+        d = cls.saved_config(raw_config).data
+        load_series(path, timestamp_col=d.timestamp_col, series_col=d.series_col, series_name=d.series_name,
+                    value_cols=[d.target_col, *d.features], nan_policy=d.nan_policy, fmt=fmt)
+
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "ForecastPipeline":
         p = Path(path)
-        raw = json.loads((p / "config.json").read_text())
-        raw.setdefault("model", {}).setdefault("quantiles", [])  # saved before quantile heads existed
-        config = from_dict(ForecastConfig, raw)
+        config = cls.saved_config(json.loads((p / "config.json").read_text()))
         pre = ForecastPreprocessor.from_dict(json.loads((p / "preprocessor.json").read_text()))
         pipe = cls(config, pre)
         pipe.model.load_state_dict(torch.load(p / "weights.pt", map_location=device, weights_only=True))

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -64,7 +65,8 @@ def test_quiet_train_prints_the_result_and_a_link_to_the_run(tmp_path):
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert not [line for line in lines if "| INFO" in line], lines
     assert lines[0].startswith("stocks-forecaster v1 -> ")
-    assert "http://127.0.0.1:5000/#/experiments/1/runs/" in lines[1] and "rnnpipe ui" in lines[1]
+    assert re.search(r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/[0-9a-f]{32} ", lines[1]), lines[1]
+    assert "rnnpipe ui" in lines[1]
 
 
 def test_a_missing_data_file_fails_at_once_on_one_line():

@@ -37,6 +37,7 @@ def test_reviews_flow_registers_a_model_that_classifies_raw_text(prefect_harness
 
     cfg = load_config(ReviewsConfig, overrides=SMALL + [
         f"data.path={slice_files / 'train.parquet'}", f"data.test_path={slice_files / 'test.csv'}",
+        "data.id_col=review_id",  # with a user's own file the id column is mapped, not assumed
         f"embed.path={slice_files / 'vectors.txt'}", "register.experiment=e2e-reviews",
         "register.model_name=e2e-reviews"])
     out = train_reviews(config=to_dict(cfg))

@@ -68,41 +68,37 @@ class RowMap:
     number of the job; `describe` turns it into the file, row and line that training names)."""
 
     def __init__(self, kind: str):
-        self.kind, self.starts, self.files, self.first_rows = kind, [], [], []
+        self.kind, self.starts, self.files = kind, [], []
 
-    def add(self, start: int, file: str, first_row: int) -> None:
+    def add(self, start: int, file: str) -> None:
+        """The rows of `file` are numbered from `start` on."""
         self.starts.append(start)
         self.files.append(file)
-        self.first_rows.append(first_row)
 
     def describe(self, row_id: int) -> str:
         i = int(np.searchsorted(self.starts, row_id, side="right")) - 1
         if i < 0:
             return f"input row {row_id}"
-        r = self.first_rows[i] + row_id - self.starts[i]
-        return RowOrigin(np.array([r]), [self.files[i]], np.zeros(1, np.int32), self.kind).describe(0)
+        row = np.array([row_id - self.starts[i]])
+        return RowOrigin(row, [self.files[i]], np.zeros(1, np.int32), self.kind).describe(0)
 
     def rewrite(self, message: str) -> str:
         return re.sub(r"\binput row (\d+)", lambda m: self.describe(int(m.group(1))), message)
 
 
-def numbered(dataset: ds.Dataset, chunk_rows: int, rows: RowMap | None = None,
-             columns: list[str] | None = None) -> Iterator[pa.Table]:
+def numbered(dataset: ds.Dataset, chunk_rows: int, rows: RowMap | None = None) -> Iterator[pa.Table]:
     """The dataset file by file, as tables of at most `chunk_rows` rows with a ROW_ID column,
-    each file's rows recorded in `rows`."""
+    where each file's numbers start recorded in `rows`."""
     next_id = 0
     for fragment in dataset.get_fragments():
-        first = 0
-        for batch in fragment.to_batches(schema=dataset.schema, columns=columns, batch_size=chunk_rows):
+        if rows is not None:
+            rows.add(next_id, fragment.path)
+        for batch in fragment.to_batches(schema=dataset.schema, batch_size=chunk_rows):
             if not batch.num_rows:
                 continue
-            if rows is not None and first == 0:
-                rows.add(next_id, fragment.path, 0)
-            table = pa.Table.from_batches([batch])
             ids = pa.array(np.arange(next_id, next_id + batch.num_rows, dtype=np.int64))
-            yield table.append_column(ROW_ID, ids)
+            yield pa.Table.from_batches([batch]).append_column(ROW_ID, ids)
             next_id += batch.num_rows
-            first += batch.num_rows
 
 
 def scan(dataset: ds.Dataset, chunk_rows: int, rows: RowMap | None = None) -> Iterator[pd.DataFrame]:

@@ -217,7 +217,7 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite):
     click.echo(f"MLflow run of the job: {_run_link(out['job_run_id'])}", err=True)
 
 
-UI_URL = "http://127.0.0.1:5000"  # where `rnnpipe ui` serves by default
+UI_HOST, UI_PORT = "127.0.0.1", 5000  # where `rnnpipe ui` serves by default
 
 
 def _run_link(run_id: str) -> str:
@@ -225,7 +225,7 @@ def _run_link(run_id: str) -> str:
     from mlflow.tracking import MlflowClient
 
     exp = MlflowClient().get_run(run_id).info.experiment_id
-    return f"{UI_URL}/#/experiments/{exp}/runs/{run_id}  (start the UI with: rnnpipe ui)"
+    return f"http://{UI_HOST}:{UI_PORT}/#/experiments/{exp}/runs/{run_id}  (start the UI with: rnnpipe ui)"
 
 
 def _check_port(host: str, port: int) -> None:
@@ -283,8 +283,8 @@ def serve(model, host, port, workers):
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--host", default=UI_HOST, show_default=True)
+@click.option("--port", default=UI_PORT, show_default=True, type=int)
 @user_errors
 def ui(host, port):
     """Open the MLflow UI on the project's tracking store (runs, curves, plots, registry)."""
@@ -516,8 +516,8 @@ def schedule(config_path, overrides, start_server):
         from flows.schedule import serve_deployments
 
         click.echo(f"Prefect UI: {server.ui_url}  (MLflow UI: rnnpipe ui)", err=True)
-        click.echo(f"  to run a deployment by hand: export PREFECT_API_URL={server.api_url}; "
-                   "prefect deployment run 'train-stocks/stocks-retrain'", err=True)
+        click.echo(f"  to run a deployment by hand: export PREFECT_API_URL={server.api_url}, then "
+                   "`prefect deployment ls` and `prefect deployment run FLOW/DEPLOYMENT`", err=True)
         serve_deployments(cfg, lambda pipeline: kinds.get(pipeline).flow_function(),
                           lambda pipeline, extra: _config(pipeline, None, tuple(extra)))
     finally:

@@ -617,7 +617,7 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
         _merge(data, file_data)
     apply_overrides(data, overrides or [])
-    sample_defaults(cls, data, given=_keys(file_data) | _keys(apply_overrides({}, overrides or [])))
+    sample_defaults(cls, data, given=_keys(file_data) | {o.partition("=")[0].strip() for o in overrides or []})
     cfg = from_dict(cls, data)
     return cfg.validate() if hasattr(cfg, "validate") else cfg
 

@@ -20,7 +20,7 @@ import torch
 
 from rnnpipe import settings
 from rnnpipe.baselines import LastReadingRule, MajorityBaseline, SummaryLogisticRegression
-from rnnpipe.config import (DataConfig, ForecastConfig, MonitorConfig, RegisterConfig, WindowConfig,
+from rnnpipe.config import (DataConfig, ForecastConfig, MonitorConfig, MonitorDataConfig, RegisterConfig, WindowConfig,
                             from_dict, to_dict)
 from rnnpipe.errors import DataError, ModelError
 from rnnpipe.evaluation import (ForecastEvaluation, alert_lead_times, choose_threshold,
@@ -45,9 +45,16 @@ def value_columns(cfg: MonitorConfig) -> list[str]:
 def load_monitor_data(cfg: MonitorConfig) -> SeriesFrame:
     """The readings a config names, every channel checked to hold values."""
     d = cfg.data
-    frame = load_series(settings.resolve_data_path(d.path), timestamp_col=d.timestamp_col,
-                       series_col=d.series_col, value_cols=value_columns(cfg), series=d.series,
-                       series_name=d.series_name, nan_policy="keep", duplicates=d.duplicates, fmt=d.format)
+    return read_readings(d, settings.resolve_data_path(d.path), d.format, value_columns(cfg), d.series)
+
+
+def read_readings(d: MonitorDataConfig, path: str | Path, fmt: str, columns: list[str],
+                  series: list[str] | tuple = ()) -> SeriesFrame:
+    """Readings read and checked under `d`'s columns and rules, every channel holding values
+    (training, and the check of a batch input before its job starts)."""
+    frame = load_series(path, timestamp_col=d.timestamp_col, series_col=d.series_col, value_cols=columns,
+                        series=series, series_name=d.series_name, nan_policy="keep", duplicates=d.duplicates,
+                        fmt=fmt)
     check_channels(frame, d.channels)
     return frame
 
@@ -312,9 +319,7 @@ class MonitorPipeline:
         the model's settings: dates, offsets, numbers, duplicates, empty channels), before a job
         starts."""
         d = from_dict(MonitorConfig, raw_config).data
-        frame = load_series(path, timestamp_col=d.timestamp_col, series_col=d.series_col, series_name=d.series_name,
-                            value_cols=d.channels, nan_policy="keep", duplicates=d.duplicates, fmt=fmt)
-        check_channels(frame, d.channels)
+        read_readings(d, path, fmt, d.channels)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "MonitorPipeline":

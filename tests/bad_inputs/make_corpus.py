@@ -30,6 +30,19 @@ def csv(df: pd.DataFrame, path: Path, encoding: str = "utf-8") -> None:
     df.to_csv(path, index=False, encoding=encoding)
 
 
+def one_cell(df: pd.DataFrame, path: Path, row: int, col: str, value, encoding: str = "utf-8") -> None:
+    """`df` written with one value changed: the file's one defect."""
+    bad = df.copy()
+    bad.loc[row, col] = value
+    csv(bad, path, encoding)
+
+
+def empty_files(df: pd.DataFrame, out: Path) -> None:
+    """A header with no rows, and a file with nothing in it."""
+    csv(df.head(0), out / "header_only.csv")
+    (out / "empty.csv").write_bytes(b"")
+
+
 def hive(df: pd.DataFrame, root: Path, key: pd.Series, name: str) -> None:
     for value, part in df.groupby(key.to_numpy()):
         (root / f"{name}={value}").mkdir(parents=True)
@@ -45,26 +58,15 @@ def stocks(out: Path) -> None:
     hive(ok.iloc[::-1], out / "ok_by_month", ok.iloc[::-1].Date.str[:7], "month")
     small = ok.groupby("Ticker").tail(30).reset_index(drop=True).astype({"Close": object})
     csv(small.drop(columns="Close"), out / "missing_column.csv")
-    bad = small.copy()
-    bad.loc[7, "Close"] = "12,5x"
-    csv(bad, out / "bad_number.csv")
-    bad = small.copy()
-    bad.loc[9, "Date"] = "31/02/2013"
-    csv(bad, out / "bad_date.csv")
-    bad = small.copy()
-    bad.loc[11, "Date"] = bad.loc[10, "Date"]
-    csv(bad, out / "duplicate.csv")
-    bad = small.copy()
-    bad.loc[5, "Close"] = None
-    csv(bad, out / "empty_value.csv")
+    one_cell(small, out / "bad_number.csv", 7, "Close", "12,5x")
+    one_cell(small, out / "bad_date.csv", 9, "Date", "31/02/2013")
+    one_cell(small, out / "duplicate.csv", 11, "Date", small.loc[10, "Date"])
+    one_cell(small, out / "empty_value.csv", 5, "Close", None)
     bad = small.copy()
     bad["Date"] = bad.Date + "T16:00:00" + np.where(bad.index % 2 == 0, "-05:00", "")
     csv(bad, out / "mixed_offsets.csv")
-    csv(small.head(0), out / "header_only.csv")
-    (out / "empty.csv").write_bytes(b"")
-    bad = small.copy()
-    bad.loc[bad.Ticker == "IBM", "Ticker"] = "SOCIÉTÉ"
-    csv(bad, out / "latin1.csv", encoding="latin-1")
+    empty_files(small, out)
+    one_cell(small, out / "latin1.csv", small.Ticker == "IBM", "Ticker", "SOCIÉTÉ", encoding="latin-1")
 
 
 def monitor(out: Path) -> None:
@@ -81,22 +83,15 @@ def monitor(out: Path) -> None:
     small = ok.groupby("pid").head(40).reset_index(drop=True)
     small["ts"] = small.ts.dt.strftime("%Y-%m-%d %H:%M:%S")
     csv(small.drop(columns="glucose"), out / "missing_column.csv")
-    bad = small.copy()
-    bad["glucose"] = bad.glucose.round(1).astype(str)  # text, so that one value can be a word
-    bad.loc[13, "glucose"] = "high"
-    csv(bad, out / "bad_number.csv")
-    bad = small.copy()
-    bad.loc[17, "ts"] = "yesterday"
-    csv(bad, out / "bad_date.csv")
-    bad = small.copy()
-    bad.loc[45, "ts"] = bad.loc[44, "ts"]  # patient p1 logs a reading twice
-    csv(bad, out / "duplicate.csv")
+    as_text = small.assign(glucose=small.glucose.round(1).astype(str))  # so that one value can be a word
+    one_cell(as_text, out / "bad_number.csv", 13, "glucose", "high")
+    one_cell(small, out / "bad_date.csv", 17, "ts", "yesterday")
+    one_cell(small, out / "duplicate.csv", 45, "ts", small.loc[44, "ts"])  # patient p1 logs a reading twice
     bad = small.copy()
     bad["ts"] = bad.ts.str.replace(" ", "T") + np.where(bad.index % 3 == 0, "+01:00", "")
     csv(bad, out / "mixed_offsets.csv")
     csv(small.assign(glucose=np.nan), out / "all_missing_channel.csv")
-    csv(small.head(0), out / "header_only.csv")
-    (out / "empty.csv").write_bytes(b"")
+    empty_files(small, out)
 
 
 def reviews(out: Path) -> None:
@@ -105,17 +100,10 @@ def reviews(out: Path) -> None:
     ok.to_parquet(out / "ok_labelled.parquet", index=False)  # for predict: scored with its labels on
     small = ok.head(30).copy()
     csv(small.drop(columns="review"), out / "missing_column.csv")
-    bad = small.copy()
-    bad.loc[6, "review"] = "   "
-    csv(bad, out / "empty_text.csv")
-    bad = small.copy()
-    bad.loc[8, "score"] = "maybe"
-    csv(bad, out / "unknown_label.csv")
-    bad = small.copy()
-    bad.loc[4, "review"] = "Très bon café, un goût doux et rond"
-    csv(bad, out / "latin1.csv", encoding="latin-1")
-    csv(small.head(0), out / "header_only.csv")
-    (out / "empty.csv").write_bytes(b"")
+    one_cell(small, out / "empty_text.csv", 6, "review", "   ")
+    one_cell(small, out / "unknown_label.csv", 8, "score", "maybe")
+    one_cell(small, out / "latin1.csv", 4, "review", "Très bon café, un goût doux et rond", encoding="latin-1")
+    empty_files(small, out)
 
 
 def main() -> None:

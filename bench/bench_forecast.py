@@ -56,7 +56,8 @@ from rnnpipe.config import ForecastConfig, MonitorConfig, load_config, to_dict  
 from rnnpipe.evaluation import evaluate_forecasts  # noqa: E402
 from rnnpipe.features.splits import chronological_split  # noqa: E402
 from rnnpipe.features.windows import WindowSet, make_windows  # noqa: E402
-from rnnpipe.pipeline import ForecastPipeline, baseline_settings, load_forecast_data, prepare  # noqa: E402
+from rnnpipe.ingest import load_forecast_data, load_monitor_data  # noqa: E402
+from rnnpipe.pipeline import ForecastPipeline, baseline_settings, prepare  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
 
 
@@ -130,7 +131,7 @@ SYNTH = ["data.channels=heart_rate,spo2,resp_rate,sbp,temperature", 'data.event=
 
 def forecast_sets(device: str) -> dict:
     """name -> (ForecastConfig, Prepared) of each bundled forecasting set, with the defaults."""
-    from rnnpipe.monitor import load_monitor_data, prepare_channel_forecast, prepare_monitor
+    from rnnpipe.monitor import prepare_channel_forecast, prepare_monitor
 
     out = {}
     for name, overrides in (("stocks", []), ("ecg", ECG)):
@@ -171,7 +172,7 @@ def bench_highway_forecasters(device: str) -> list[dict]:
 
 
 def bench_highway_classifiers(device: str) -> list[dict]:
-    from rnnpipe.monitor import MonitorPipeline, classification_loss, evaluate_monitor, load_monitor_data, prepare_monitor
+    from rnnpipe.monitor import MonitorPipeline, classification_loss, evaluate_monitor, prepare_monitor
     from rnnpipe.synth import write_synthetic_vitals
 
     synth = Path(tempfile.mkdtemp(prefix="vitals-")) / "vitals"

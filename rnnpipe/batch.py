@@ -226,11 +226,11 @@ def _check_values(ref, info, input_path: str | Path, fmt: str) -> None:
     from rnnpipe import kinds
 
     kind = (info.flavors.get("python_function", {}).get("config") or {}).get("kind")
-    cls = kinds.artefact_class(kind) if kind else None
-    if cls is None or not hasattr(cls, "check_values"):
+    check = kinds.of_artefact(kind).check if kind else ""
+    if not check:
         return
     config = mlflow.artifacts.download_artifacts(f"{ref.uri}/artifacts/pipeline/config.json")
-    cls.check_values(json.loads(Path(config).read_text()), input_path, fmt)
+    kinds.load(check)(json.loads(Path(config).read_text()), input_path, fmt)
 
 
 def dataset_source(dataset: ds.Dataset) -> str:

@@ -34,11 +34,15 @@ class PipelineKind:
     config: str  # the settings: a dataclass tree with `validate()`
     flow: str  # the Prefect training flow: flow(config=dict, resume=bool) -> summary dict
     pipeline: str  # the fitted artefact: save/load, predict(DataFrame), batch_spec; class attribute KIND
+    artefact: str  # that KIND: what a logged pyfunc model records (`model_config["kind"]`)
     trial: str  # cfg -> TrialOutcome, for sweeps (the flow's steps without Prefect)
     gate: str  # cfg -> the gate's keyword arguments (metric, baselines, margin, greater_is_better)
     ingest: str  # cfg -> the validated data, as the flow's ingest task reads it (`rnnpipe.io.preloadable`)
     series: bool = False  # the data has series (tickers, patients): `--per-series` applies
     backtest: str = ""  # the Prefect backtest flow (`rnnpipe backtest NAME`), for forecasters
+    # (saved config.json, path, fmt) -> None: a batch input's values checked as training reads
+    # them, before the job starts; torch-free, so that a bad file fails fast ("" = no such check)
+    check: str = ""
 
     def config_class(self) -> type:
         return load(self.config)
@@ -53,18 +57,23 @@ class PipelineKind:
 KINDS: dict[str, PipelineKind] = {k.name: k for k in (
     PipelineKind("stocks", "daily price forecasting (bundled: AAPL, IBM, MSFT closes)",
                  config="rnnpipe.config:ForecastConfig", flow="flows.forecast:train_stocks",
-                 pipeline="rnnpipe.pipeline:ForecastPipeline", trial="rnnpipe.pipeline:train_and_evaluate",
-                 gate="rnnpipe.pipeline:gate_spec", ingest="rnnpipe.pipeline:load_forecast_data", series=True, backtest="flows.backtest:backtest"),
+                 pipeline="rnnpipe.pipeline:ForecastPipeline", artefact="forecast",
+                 trial="rnnpipe.pipeline:train_and_evaluate",
+                 gate="rnnpipe.pipeline:gate_spec", ingest="rnnpipe.ingest:load_forecast_data", series=True,
+                 backtest="flows.backtest:backtest", check="rnnpipe.ingest:check_history"),
     PipelineKind("monitor", "early warning and vital-sign forecasting (bundled: a glucose monitor)",
                  config="rnnpipe.config:MonitorConfig", flow="flows.monitor:train_monitor",
-                 pipeline="rnnpipe.monitor:MonitorPipeline", trial="rnnpipe.monitor:train_and_evaluate",
-                 gate="rnnpipe.monitor:gate_spec", ingest="rnnpipe.monitor:load_monitor_data", series=True),
+                 pipeline="rnnpipe.monitor:MonitorPipeline", artefact="monitor",
+                 trial="rnnpipe.monitor:train_and_evaluate",
+                 gate="rnnpipe.monitor:gate_spec", ingest="rnnpipe.ingest:load_monitor_data", series=True,
+                 check="rnnpipe.ingest:check_readings"),
     PipelineKind("reviews", "review sentiment, raw text in (bundled: Amazon fine-food reviews)",
                  config="rnnpipe.config:ReviewsConfig", flow="flows.reviews:train_reviews",
-                 pipeline="rnnpipe.reviews:ReviewsPipeline", trial="rnnpipe.reviews:train_and_evaluate",
+                 pipeline="rnnpipe.reviews:ReviewsPipeline", artefact="reviews",
+                 trial="rnnpipe.reviews:train_and_evaluate",
                  gate="rnnpipe.reviews:gate_spec", ingest="rnnpipe.reviews:load_reviews"),
     PipelineKind("lm", "a recurrent language model of texts that continues a prompt (bundled: the reviews)",
-                 config="rnnpipe.lm:LMConfig", flow="flows.lm:train_lm", pipeline="rnnpipe.lm:LMPipeline",
+                 config="rnnpipe.lm:LMConfig", flow="flows.lm:train_lm", pipeline="rnnpipe.lm:LMPipeline", artefact="lm",
                  trial="rnnpipe.lm:train_and_evaluate", gate="rnnpipe.lm:gate_spec",
                  ingest="rnnpipe.lm:load_lm_texts"),
 )}
@@ -85,10 +94,15 @@ def get(name: str) -> PipelineKind:
         raise ConfigError(f"unknown pipeline {name!r} (known: {', '.join(KINDS)})") from None
 
 
-def artefact_class(kind: str) -> type:
-    """The fitted-pipeline class whose `KIND` is `kind` (what a logged pyfunc model records)."""
+def of_artefact(kind: str) -> PipelineKind:
+    """The pipeline kind whose fitted artefacts record `kind` (a logged pyfunc model's
+    `model_config["kind"]`), found without importing any pipeline."""
     for k in KINDS.values():
-        cls = k.pipeline_class()
-        if cls.KIND == kind:
-            return cls
+        if k.artefact == kind:
+            return k
     raise ConfigError(f"no pipeline kind makes artefacts of kind {kind!r}")
+
+
+def artefact_class(kind: str) -> type:
+    """The fitted-pipeline class whose `KIND` is `kind`."""
+    return of_artefact(kind).pipeline_class()

@@ -18,9 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rnnpipe import settings
 from rnnpipe.baselines import LastReadingRule, MajorityBaseline, SummaryLogisticRegression
-from rnnpipe.config import (DataConfig, ForecastConfig, MonitorConfig, MonitorDataConfig, RegisterConfig, WindowConfig,
+from rnnpipe.config import (DataConfig, ForecastConfig, MonitorConfig, RegisterConfig, WindowConfig,
                             from_dict, to_dict)
 from rnnpipe.errors import DataError, ModelError
 from rnnpipe.evaluation import (ForecastEvaluation, alert_lead_times, choose_threshold,
@@ -31,32 +30,10 @@ from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, Split, chronological_split, grouped_split
 from rnnpipe.features.windows import WindowSet, window_ends
 from rnnpipe.batch import WHOLE_INPUT
-from rnnpipe.io import SeriesFrame, load_series, preloadable, series_id_column, to_series_frame
+from rnnpipe.ingest import check_channels, load_monitor_data
+from rnnpipe.io import SeriesFrame, series_id_column, to_series_frame
 from rnnpipe.models import SequenceClassifier
 from rnnpipe.training import predict_batches
-
-
-def value_columns(cfg: MonitorConfig) -> list[str]:
-    d = cfg.data
-    return list(dict.fromkeys([*d.channels, *([d.label_col] if d.label_col else [])]))
-
-
-@preloadable
-def load_monitor_data(cfg: MonitorConfig) -> SeriesFrame:
-    """The readings a config names, every channel checked to hold values."""
-    d = cfg.data
-    return read_readings(d, settings.resolve_data_path(d.path), d.format, value_columns(cfg), d.series)
-
-
-def read_readings(d: MonitorDataConfig, path: str | Path, fmt: str, columns: list[str],
-                  series: list[str] | tuple = ()) -> SeriesFrame:
-    """Readings read and checked under `d`'s columns and rules, every channel holding values
-    (training, and the check of a batch input before its job starts)."""
-    frame = load_series(path, timestamp_col=d.timestamp_col, series_col=d.series_col, value_cols=columns,
-                        series=series, series_name=d.series_name, nan_policy="keep", duplicates=d.duplicates,
-                        fmt=fmt)
-    check_channels(frame, d.channels)
-    return frame
 
 
 class MonitorPreprocessor:
@@ -144,15 +121,6 @@ class MonitorPrepared:
                     "onset": int(self.onset(p).sum()),
                     "onset_positive": int(self.labels[e][self.onset(p)].sum())}
                 for p, e in self.ends.items()}
-
-
-def check_channels(frame: SeriesFrame, channels: list[str]) -> None:
-    """Every channel has at least one reading (train and predict alike): a channel that is
-    missing throughout is named, rather than reported as windows that cannot be filled."""
-    for c in channels:
-        if np.isnan(frame.values[:, frame.columns.index(c)]).all():
-            raise DataError(f"{frame.source}: column {c!r} (one of data.channels) has no values in any of "
-                            f"its {len(frame)} rows")
 
 
 def prepare_monitor(frame: SeriesFrame, cfg: MonitorConfig) -> MonitorPrepared:
@@ -312,14 +280,6 @@ class MonitorPipeline:
             {**self.preprocessor.to_dict(), "threshold": float(self.threshold)}))
         torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, p / "weights.pt")
         return p
-
-    @classmethod
-    def check_values(cls, raw_config: dict[str, Any], path: str | Path, fmt: str = "auto") -> None:
-        """The readings of a batch input checked as training checks them (the same loader under
-        the model's settings: dates, offsets, numbers, duplicates, empty channels), before a job
-        starts."""
-        d = from_dict(MonitorConfig, raw_config).data
-        read_readings(d, path, fmt, d.channels)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "MonitorPipeline":

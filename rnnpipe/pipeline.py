@@ -18,32 +18,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rnnpipe import settings
-from rnnpipe.config import DataConfig, ForecastConfig, from_dict, to_dict
+from rnnpipe.config import ForecastConfig, from_dict, to_dict
 from rnnpipe.errors import DataError
 from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, Split
 from rnnpipe.features.targets import TargetEncoding
 from rnnpipe.features.windows import WindowSet, window_ends
 from rnnpipe.batch import WHOLE_INPUT
-from rnnpipe.io import SeriesFrame, load_series, preloadable, series_id_column, to_series_frame
+from rnnpipe.ingest import load_forecast_data
+from rnnpipe.io import SeriesFrame, series_id_column, to_series_frame
 from rnnpipe.models import Forecaster
 from rnnpipe.training import predict_batches
-
-
-@preloadable
-def load_forecast_data(cfg: ForecastConfig) -> SeriesFrame:
-    """The forecasting table a config names: target first, then the extra features."""
-    d = cfg.data
-    return read_history(d, settings.resolve_data_path(d.path), d.format, d.series)
-
-
-def read_history(d: DataConfig, path: str | Path, fmt: str, series: list[str] | tuple = ()) -> SeriesFrame:
-    """A history table read and checked under `d`'s columns and rules (training and the check
-    of a batch input before its job starts)."""
-    return load_series(path, timestamp_col=d.timestamp_col, series_col=d.series_col,
-                       value_cols=[d.target_col, *d.features], series=series, series_name=d.series_name,
-                       nan_policy=d.nan_policy, fmt=fmt)
 
 
 def infer_step(frame: SeriesFrame) -> str:
@@ -281,12 +266,6 @@ class ForecastPipeline:
     def saved_config(raw: dict[str, Any]) -> ForecastConfig:
         raw.setdefault("model", {}).setdefault("quantiles", [])  # saved before quantile heads existed
         return from_dict(ForecastConfig, raw)
-
-    @classmethod
-    def check_values(cls, raw_config: dict[str, Any], path: str | Path, fmt: str = "auto") -> None:
-        """The values of a batch input checked as training checks them (the same loader under
-        the model's settings), before a job starts."""
-        read_history(cls.saved_config(raw_config).data, path, fmt)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "ForecastPipeline":

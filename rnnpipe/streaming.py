@@ -25,7 +25,8 @@ from rnnpipe.features.events import future_event_labels
 from rnnpipe.features.splits import PARTS, Split
 from rnnpipe.features.windows import WindowSet, window_ends
 from rnnpipe.io import SeriesFrame, load_series
-from rnnpipe.monitor import MonitorPreprocessor, value_columns
+from rnnpipe.ingest import value_columns
+from rnnpipe.monitor import MonitorPreprocessor
 
 
 def part_of(patient_id: str, train: float, val: float) -> str:

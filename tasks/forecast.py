@@ -9,8 +9,9 @@ from prefect.cache_policies import NO_CACHE
 from rnnpipe.config import ForecastConfig
 from rnnpipe.evaluation import evaluate_forecasts
 from rnnpipe.features.splits import Split, chronological_split
+from rnnpipe.ingest import load_forecast_data
 from rnnpipe.io import SeriesFrame
-from rnnpipe.pipeline import ForecastPipeline, Prepared, baseline_settings, load_forecast_data, prepare
+from rnnpipe.pipeline import ForecastPipeline, Prepared, baseline_settings, prepare
 from rnnpipe.registry import Run
 from tasks.common import IO
 

@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from rnnpipe.config import MonitorConfig
 from rnnpipe.evaluation import plot_comparison, plot_confusion
+from rnnpipe.ingest import load_monitor_data
 from rnnpipe.io import SeriesFrame
 from rnnpipe.monitor import (
     MonitorPipeline,
@@ -15,7 +16,6 @@ from rnnpipe.monitor import (
     comparison_table,
     evaluate_channel_forecast,
     evaluate_monitor,
-    load_monitor_data,
     prepare_channel_forecast,
     prepare_monitor,
 )

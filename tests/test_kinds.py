@@ -18,7 +18,8 @@ def test_every_kind_resolves(name):
     assert {"metric", "baselines", "margin", "greater_is_better", "degenerate"} <= set(spec)
     assert callable(kinds.load(kind.trial)) and callable(kind.flow_function())
     cls = kind.pipeline_class()
-    assert kinds.artefact_class(cls.KIND) is cls
+    assert cls.KIND == kind.artefact and kinds.artefact_class(cls.KIND) is cls
+    assert callable(kinds.load(kind.ingest)) and (not kind.check or callable(kinds.load(kind.check)))
     for method in ("save", "load", "predict", "batch_spec"):
         assert hasattr(cls, method)
 
@@ -32,3 +33,17 @@ def test_the_cli_and_the_schedule_read_the_declaration():
         load_config(ScheduleConfig, overrides=["train.pipelines=nope"])
     with pytest.raises(ConfigError, match="unknown pipeline 'nope'"):
         kinds.get("nope")
+
+
+def test_the_checks_before_a_job_stay_free_of_torch_and_mlflow():
+    """What `rnnpipe train` and `rnnpipe predict` run before any flow starts (reading and
+    checking the data) imports neither torch nor MLflow, so a user error comes back fast."""
+    import subprocess
+    import sys
+
+    refs = [r for k in kinds.KINDS.values() for r in (k.check, k.ingest if k.series else "") if r]
+    code = ("import sys\nfrom rnnpipe import kinds\n"
+            f"for ref in {refs!r}: kinds.load(ref)\n"
+            "print(sorted(m for m in ('torch', 'mlflow', 'prefect') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

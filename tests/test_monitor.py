@@ -37,7 +37,7 @@ def test_alert_lead_time_counts_steps_before_onset():
 def test_window_summary_statistics():
     x = np.arange(10, dtype=float)[:, None]
     f = window_summary(x, np.array([4]), 5)
-    assert f.tolist() == [[4, 2, 0, 4, 1, np.std([0, 1, 2, 3, 4])]]
+    assert f.shape == (1, 6) and f[0].tolist() == pytest.approx([4, 2, 0, 4, 1, np.std([0, 1, 2, 3, 4])], rel=1e-12)
 
 
 def patients(n=4, hours=30, seed=0):
@@ -107,7 +107,7 @@ def test_bad_monitor_inputs_are_named():
 def test_bundled_ecg_has_its_anomalies_only_in_the_last_part():
     """Real data, real limit: the MIT-BIH excerpt's anomalies lie in one block at the end, so a
     chronological split leaves the training part without events, and the pipeline says so."""
-    from rnnpipe.monitor import load_monitor_data
+    from rnnpipe.ingest import load_monitor_data
 
     cfg = load_config(MonitorConfig, overrides=[
         f"data.path={Path(__file__).resolve().parent.parent / 'data' / 'ecg.parquet'}", "data.series_col=record", "data.channels=ecg_mv",

@@ -7,7 +7,8 @@ from mlflow.tracking import MlflowClient
 from test_monitor import SMALL, patients
 
 from rnnpipe.config import MonitorConfig, load_config, to_dict
-from rnnpipe.monitor import (MonitorPipeline, classification_loss, evaluate_monitor, load_monitor_data,
+from rnnpipe.ingest import load_monitor_data
+from rnnpipe.monitor import (MonitorPipeline, classification_loss, evaluate_monitor,
                              prepare_monitor)
 from rnnpipe.training import fit
 

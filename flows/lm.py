@@ -39,7 +39,7 @@ def train_lm(config: dict[str, Any] | None = None, resume: bool = False) -> dict
     run_id, checkpoint = start_run(cfg, "lm", prepared.fingerprint, prepared.source, prepared.summary(), resume)
     r, rows, bptt = cfg.register, cfg.train.batch_size, cfg.stream.bptt
     with run_status(run_id):
-        pipeline = LMPipeline(cfg, prepared.preprocessor)
+        pipeline = LMPipeline(cfg, prepared.preprocessor, seen=prepared.seen())
         result = train(pipeline.model, prepared.batches("train", rows, bptt), prepared.batches("val", rows, bptt),
                        cfg, run_id, checkpoint, resume, lm_loss, epoch_metrics=_perplexity)
         ev = evaluate(pipeline, prepared, run_id, result)

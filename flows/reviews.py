@@ -1,5 +1,5 @@
 """The review-sentiment flow: ingest -> split, tokenise, encode, fit the TF-IDF baseline ->
-(pretrain the encoder as a language model) -> train -> evaluate against TF-IDF + logistic
+(pretrain the encoder as a language model, or take a registered one) -> train -> evaluate against TF-IDF + logistic
 regression -> register.
 
 Run it with `rnnpipe train reviews`, or from Python:
@@ -16,11 +16,11 @@ import flows  # noqa: F401  (environment first)
 from prefect import flow
 
 from rnnpipe.config import ReviewsConfig, from_dict, to_dict
-from rnnpipe.registry import configure_tracking, gate_spec
+from rnnpipe.registry import Run, configure_tracking, gate_spec
 from rnnpipe.reviews import ReviewsPipeline, reviews_example, text_loss
 from tasks import hide_user_error_tracebacks
 from tasks.common import register, run_status, start_run, summary, train
-from tasks.reviews import evaluate, ingest, prepare, pretrain
+from tasks.reviews import evaluate, ingest, language_model, prepare, pretrain
 
 hide_user_error_tracebacks()
 
@@ -31,11 +31,18 @@ def train_reviews(config: dict[str, Any] | None = None, resume: bool = False) ->
     uri = configure_tracking()
     tables = ingest(cfg)
     prepared = prepare(tables, cfg)
+    pretrained = None
+    if cfg.pretrain.model:  # before the run starts: its params record the encoder it takes
+        cfg, pretrained = language_model(prepared, cfg)
     run_id, checkpoint = start_run(cfg, "reviews", prepared.fingerprint, prepared.source,
                                    prepared.summary(), resume)
     r = cfg.register
     with run_status(run_id):
-        pretrained = pretrain(prepared, cfg, run_id) if cfg.pretrain.enabled else None
+        if pretrained is not None:
+            Run(run_id).log_metrics(pretrained.metrics)
+            Run(run_id).set_tags(pretrained.tags)
+        elif cfg.pretrain.enabled:
+            pretrained = pretrain(prepared, cfg, run_id)
         pipeline = ReviewsPipeline.from_prepared(cfg, prepared, pretrained)
         result = train(pipeline.model, prepared.batches("train"), prepared.batches("val"), cfg,
                        run_id, checkpoint, resume, text_loss(cfg, prepared))

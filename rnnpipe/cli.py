@@ -76,6 +76,13 @@ def _preload(pipeline: str, cfg) -> None:
     date or duplicate fails in seconds and is printed once. The flow's ingest task takes the
     result instead of reading the files again (`rnnpipe.io.preloadable`)."""
     kinds.load(kinds.get(pipeline).ingest).preload(cfg)
+    references = getattr(cfg, "model_references", list)()
+    if references:  # a registered model the run starts from: an unknown name fails now
+        from rnnpipe.registry import configure_tracking, resolve_model
+
+        configure_tracking()
+        for spec in references:
+            resolve_model(spec)
 
 
 def _check_columns(cfg) -> None:

@@ -374,6 +374,9 @@ class PretrainConfig:
     # start the embedding and encoder from a language model trained on the training texts
     # (plus `path`; never on val or test texts), then fine-tune (Dai & Le 2015; ULMFiT)
     enabled: bool = False
+    # ... or start from a registered word-level language model instead (`rnnpipe train lm`):
+    # NAME@ALIAS, NAME/VERSION or NAME (its champion); the encoder takes its shape
+    model: str = ""
     path: str = ""  # optional unlabelled texts (CSV, Parquet, JSON Lines) to pretrain on as well
     text_col: str = ""  # its text column ("" = data.text_col)
     epochs: int = 4
@@ -408,8 +411,15 @@ class ReviewsConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     register: ReviewsRegisterConfig = field(default_factory=ReviewsRegisterConfig)
 
+    def model_references(self) -> list[str]:
+        """Registered models the run starts from (resolved before any flow starts)."""
+        return [self.pretrain.model] if self.pretrain.model else []
+
     def validate(self) -> "ReviewsConfig":
         check_sections(self)
+        if self.pretrain.model and (self.pretrain.enabled or self.embed.path):
+            raise ConfigError(f"pretrain.model={self.pretrain.model!r} gives the embedding and encoder; "
+                              "it does not go with pretrain.enabled or embed.path")
         if self.pretrain.enabled and self.model.bidirectional and self.model.num_layers > 1:
             raise ConfigError("pretrain.enabled with model.bidirectional: a stacked bidirectional encoder "
                               "cannot take a language model's layers; use model.num_layers=1")

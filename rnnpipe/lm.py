@@ -33,7 +33,7 @@ from rnnpipe.errors import ConfigError, DataError, ModelError
 from rnnpipe.io import preloadable
 from rnnpipe.features.splits import stratified_split
 from rnnpipe.models import LanguageModel
-from rnnpipe.text import UNK, Tokenizer, Vocabulary, check_text, read_texts
+from rnnpipe.text import UNK, Tokenizer, Vocabulary, check_text, read_texts, text_digests
 
 EOS = "<eos>"
 PROMPT_COLUMN = "prompt"
@@ -273,6 +273,11 @@ class LMPrepared:
     def batches(self, part: str, rows: int, bptt: int) -> StreamBatches:
         return StreamBatches(self.streams[part], rows, bptt)
 
+    def seen(self) -> np.ndarray:
+        """Digests of the texts the model learns from or stops on (train and val), kept in
+        its artefact: a classifier that starts from it checks that none is its val or test."""
+        return text_digests(self.texts["train"] + self.texts["val"])
+
     def docs(self, part: str) -> list[list[str]]:
         """The part's documents as in-vocabulary tokens (what the n-gram baseline reads)."""
         p = self.preprocessor
@@ -334,8 +339,10 @@ class LMPipeline:
     KIND = "lm"
     INFERENCE_PARAMS: ClassVar = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
 
-    def __init__(self, config: LMConfig, preprocessor: LMPreprocessor, model: LanguageModel | None = None):
+    def __init__(self, config: LMConfig, preprocessor: LMPreprocessor, model: LanguageModel | None = None,
+                 seen: np.ndarray | None = None):
         self.config, self.preprocessor = config, preprocessor
+        self.seen = seen  # `LMPrepared.seen`: digests of the texts it learned from (None: not recorded)
         if model is None:
             m = config.model
             with torch.random.fork_rng(devices=[]):
@@ -447,13 +454,16 @@ class LMPipeline:
         (p / "config.json").write_text(json.dumps(to_dict(self.config), indent=2))
         (p / "preprocessor.json").write_text(json.dumps(self.preprocessor.to_dict()))
         torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, p / "weights.pt")
+        if self.seen is not None:
+            np.save(p / "seen_texts.npy", self.seen)
         return p
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "LMPipeline":
         p = Path(path)
         cfg = from_dict(LMConfig, json.loads((p / "config.json").read_text()))
-        pipe = cls(cfg, LMPreprocessor.from_dict(cfg, json.loads((p / "preprocessor.json").read_text())))
+        seen = np.load(p / "seen_texts.npy") if (p / "seen_texts.npy").exists() else None
+        pipe = cls(cfg, LMPreprocessor.from_dict(cfg, json.loads((p / "preprocessor.json").read_text())), seen=seen)
         pipe.model.load_state_dict(torch.load(p / "weights.pt", map_location=device, weights_only=True))
         pipe.model.to(device).eval()
         return pipe
@@ -563,7 +573,7 @@ def train_and_evaluate(cfg: LMConfig):
     from rnnpipe.training import Trained, fit
 
     p = prepare_lm(load_lm_texts(cfg), cfg)
-    pipe = LMPipeline(cfg, p.preprocessor)
+    pipe = LMPipeline(cfg, p.preprocessor, seen=p.seen())
     b, t = cfg.train.batch_size, cfg.stream.bptt
     result = fit(pipe.model, p.batches("train", b, t), p.batches("val", b, t), cfg.train, loss_fn=lm_loss,
                  progress=False)

@@ -490,6 +490,21 @@ def resolve_model(spec: str) -> ModelRef:
     return ModelRef(mv.name, str(mv.version), alias, mv.run_id or "")
 
 
+def load_pipeline(ref: ModelRef, kind: str) -> Any:
+    """The fitted pipeline inside a registered version (not its pyfunc wrapper), checked to be
+    of `kind` (e.g. a language model that a classifier starts from)."""
+    try:
+        info = mlflow.models.get_model_info(ref.uri)
+    except MlflowException as exc:
+        raise ModelError(f"cannot read {ref}: {exc.message.splitlines()[0]}") from None
+    found = (info.flavors.get("python_function", {}).get("config") or {}).get("kind")
+    if found != kind:
+        raise ModelError(f"{ref} is {'a ' + repr(found) if found else 'not an rnnpipe'} model, "
+                         f"not a {kind!r} model")
+    path = mlflow.artifacts.download_artifacts(f"{ref.uri}/artifacts/pipeline")
+    return kinds.artefact_class(kind).load(path)
+
+
 def load_model(uri: str):
     """A registered model as a pyfunc, e.g. `models:/stocks-forecaster@champion`."""
     try:

@@ -23,13 +23,13 @@ import torch
 from rnnpipe import settings
 from rnnpipe.baselines import MajorityClass, TfidfLogisticRegression, vectorizer_from_dict, vectorizer_to_dict
 from rnnpipe.config import ReviewsConfig, from_dict, to_dict
-from rnnpipe.errors import DataError
+from rnnpipe.errors import DataError, ModelError
 from rnnpipe.evaluation import decide, text_classification_metrics, tune_binary_threshold
 from rnnpipe.features.splits import stratified_split
 from rnnpipe.io import preloadable
 from rnnpipe.models import TextClassifier
 from rnnpipe.text import (EncodedTexts, TextBatches, TextTable, Tokenizer, Vocabulary, check_text,
-                          encode_texts, load_vectors, read_texts)
+                          encode_texts, load_vectors, read_texts, text_digest, vectors_from_vocabulary)
 from rnnpipe.training import predict_batches
 
 PARTS = ("train", "val", "test")
@@ -371,6 +371,7 @@ class Pretrained:
     embedding: torch.Tensor
     encoder: dict[str, torch.Tensor]
     metrics: dict[str, float]
+    tags: dict[str, str] = field(default_factory=dict)  # where it came from (a registered LM)
 
     def load_into(self, model: TextClassifier) -> None:
         with torch.no_grad():
@@ -393,6 +394,50 @@ def pretraining_texts(p: ReviewsPrepared, cfg: ReviewsConfig) -> tuple[list[str]
                            "", bad_rows=cfg.data.bad_rows, fmt="auto", require_labels=False)
         learn = learn + extra.texts
     return learn, [train[i] for i in hold]
+
+
+def from_language_model(p: ReviewsPrepared, cfg: ReviewsConfig) -> tuple[ReviewsConfig, Pretrained]:
+    """The classifier's start from the registered language model `pretrain.model` (ULMFiT's
+    transfer step): its embedding, mapped word by word onto the classifier's vocabulary (words
+    it lacks drawn at random, as for `embed.path`), and its recurrent layers. The encoder takes
+    the language model's shape (cell, hidden size, layers; one direction), and the returned
+    settings say so. Refused when the language model learned from (or stopped on) any of this
+    run's validation or test texts, or when it does not record which texts it saw."""
+    from rnnpipe.registry import load_pipeline, resolve_model
+
+    spec = cfg.pretrain.model
+    ref = resolve_model(spec)
+    lm = load_pipeline(ref, "lm")
+    if lm.preprocessor.level != "word":
+        raise ModelError(f"pretrain.model={spec!r}: {ref} is a {lm.preprocessor.level}-level language model; "
+                         "a classifier can start only from a word-level one")
+    if lm.seen is None:
+        raise ModelError(f"pretrain.model={spec!r}: {ref} does not record the texts it learned from (it was "
+                         "logged before rnnpipe kept them), so it cannot be shown not to have seen this run's "
+                         "validation and test texts; train it again with rnnpipe train lm")
+    seen = set(lm.seen.tolist())
+    for part in ("val", "test"):
+        hits = [i for i, t in enumerate(p.texts[part]) if text_digest(t) in seen]
+        if hits:
+            raise DataError(
+                f"pretrain.model={spec!r}: {ref} learned from {len(hits)} of this run's {len(p.texts[part])} "
+                f"{part} reviews (e.g. {p.ids[part][hits[0]]!r}); a language model to start from must never "
+                "have seen the classifier's validation or test texts. Train it on other text, e.g. "
+                "rnnpipe train lm --set data.path=unlabelled.parquet")
+    m = lm.config.model
+    adopted = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
+                                       bidirectional=False),
+        embed=dataclasses.replace(cfg.embed, dim=m.embed_dim))
+    weights = lm.model.embedding.weight.detach().cpu().numpy()
+    matrix, stats = vectors_from_vocabulary(p.preprocessor.vocab_, lm.preprocessor.vocab_.tokens, weights,
+                                            cfg.train.seed)
+    encoder = {k: v.detach().cpu().clone() for k, v in lm.model.encoder.rnn.state_dict().items()}
+    metrics = {f"pretrain_{k}": v for k, v in stats.items()}
+    metrics["pretrain_lm_texts_seen"] = float(len(lm.seen))
+    tags = {"pretrain_model": str(ref), "pretrain_model_run_id": ref.run_id,
+            "pretrain_encoder": f"{m.cell} {m.hidden_size} x {m.num_layers}, one direction"}
+    return adopted, Pretrained(torch.as_tensor(matrix), encoder, metrics, tags)
 
 
 def _stream(encoded: EncodedTexts, reverse: bool) -> np.ndarray:
@@ -560,7 +605,12 @@ def train_and_evaluate(cfg: ReviewsConfig):
     from rnnpipe.training import Trained, fit
 
     p = prepare_reviews(load_reviews(cfg), cfg)
-    pipe = ReviewsPipeline.from_prepared(cfg, p, pretrain_encoder(p, cfg) if cfg.pretrain.enabled else None)
+    pretrained = None
+    if cfg.pretrain.model:
+        cfg, pretrained = from_language_model(p, cfg)
+    elif cfg.pretrain.enabled:
+        pretrained = pretrain_encoder(p, cfg)
+    pipe = ReviewsPipeline.from_prepared(cfg, p, pretrained)
     result = fit(pipe.model, p.batches("train"), p.batches("val"), cfg.train, loss_fn=text_loss(cfg, p),
                  progress=False)
     return Trained(pipe, result, evaluate_reviews(pipe, p).metrics, reviews_example(p), p.fingerprint)

@@ -9,6 +9,7 @@ padding nor its compute grows with the longest review in the data.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -234,6 +235,16 @@ class Vocabulary:
         return np.fromiter((get(t, UNK_ID) for t in tokens), dtype=np.int64, count=len(tokens))
 
 
+def text_digests(texts: Sequence[str]) -> np.ndarray:
+    """Sorted unique 64-bit digests of texts: what a model records of the texts it learned
+    from, so that a later model can check it never saw its own validation or test texts."""
+    return np.unique(np.array([text_digest(t) for t in texts], dtype=np.uint64))
+
+
+def text_digest(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
 @dataclass
 class EncodedTexts:
     """Token ids of many texts end to end: text i is `ids[offsets[i]:offsets[i+1]]`, cut to
@@ -391,17 +402,38 @@ def load_vectors(path: str | Path, vocab: Vocabulary, seed: int = 0) -> tuple[np
                 raise DataError(f"{p}, line {n}: the numbers after {word!r} are not all numbers") from None
     if dim is None:
         raise DataError(f"{p}: no vectors in the file")
+    matrix, stats = _embedding_matrix(vocab, found, dim, seed)
+    log.info("%s: %d of %d vocabulary words found (%.1f%% of training tokens)", p, len(found), len(wanted),
+             100 * stats["embedding_coverage_tokens"])
+    return matrix, stats
+
+
+def vectors_from_vocabulary(vocab: Vocabulary, tokens: Sequence[str], vectors: np.ndarray,
+                            seed: int = 0) -> tuple[np.ndarray, dict[str, float]]:
+    """An embedding matrix for `vocab` from another model's embedding (`tokens[i]` has row
+    `vectors[i]`, e.g. a language model's), matched and filled as `load_vectors` does."""
+    index = {t: i for i, t in enumerate(tokens)}
+    found = {}
+    for i, t in enumerate(vocab.tokens):
+        j = index.get(t, index.get(t.lower())) if i > UNK_ID else None
+        if j is not None:
+            found[i] = np.asarray(vectors[j], np.float32)
+    return _embedding_matrix(vocab, found, int(vectors.shape[1]), seed)
+
+
+def _embedding_matrix(vocab: Vocabulary, found: dict[int, np.ndarray], dim: int,
+                      seed: int) -> tuple[np.ndarray, dict[str, float]]:
+    """Rows of the words found; the others drawn at random with the found vectors' spread;
+    `<pad>` zero. -> (matrix, coverage: of vocabulary words and of training tokens)."""
     rng = np.random.default_rng(seed)
     scale = float(np.std(np.stack(list(found.values())))) if found else 0.1
     matrix = rng.normal(0, scale, size=(len(vocab), dim)).astype(np.float32)
     matrix[PAD_ID] = 0
     for i, v in found.items():
         matrix[i] = v
-    words = len(wanted)
+    words = len(vocab) - 2
     counts = vocab.counts or [1] * words
     covered = sum(counts[i - 2] for i in found)
     stats = {"embedding_dim": float(dim), "embedding_coverage_vocab": len(found) / max(words, 1),
              "embedding_coverage_tokens": covered / max(sum(counts), 1), "embedding_words_found": float(len(found))}
-    log.info("%s: %d of %d vocabulary words found (%.1f%% of training tokens)", p, len(found), words,
-             100 * stats["embedding_coverage_tokens"])
     return matrix, stats

@@ -10,7 +10,8 @@ from rnnpipe.config import ReviewsConfig
 from rnnpipe.evaluation import plot_comparison, plot_confusion_matrix
 from rnnpipe.registry import Run
 from rnnpipe.reviews import (Pretrained, ReviewsEvaluation, ReviewsPipeline, ReviewsPrepared, confidently_wrong,
-                             evaluate_reviews, load_reviews, prepare_reviews, pretrain_encoder)
+                             evaluate_reviews, from_language_model, load_reviews, prepare_reviews,
+                             pretrain_encoder)
 from rnnpipe.text import TextTable
 from rnnpipe.training import FitResult
 from tasks.common import IO
@@ -45,6 +46,17 @@ def pretrain(prepared: ReviewsPrepared, cfg: ReviewsConfig, run_id: str) -> Pret
                           ", ".join(f"{k.split('_')[1]} {v:.1f}" for k, v in out.metrics.items()
                                     if k.endswith("val_perplexity")))
     return out
+
+
+@task(name="language-model", cache_policy=NO_CACHE)
+def language_model(prepared: ReviewsPrepared, cfg: ReviewsConfig) -> tuple[ReviewsConfig, Pretrained]:
+    """The registered language model `pretrain.model` to start from, checked never to have
+    seen this run's validation or test texts; the settings come back with its encoder shape."""
+    cfg, out = from_language_model(prepared, cfg)
+    get_run_logger().info("starting from %s (%s); %.0f%% of the classifier's vocabulary is in its vocabulary",
+                          out.tags["pretrain_model"], out.tags["pretrain_encoder"],
+                          100 * out.metrics["pretrain_embedding_coverage_vocab"])
+    return cfg, out
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)

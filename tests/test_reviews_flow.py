@@ -5,6 +5,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from rnnpipe.config import ReviewsConfig, load_config, to_dict
@@ -130,4 +131,71 @@ def test_train_reviews_cli_reports_bad_rows_without_a_traceback(prefect_harness,
                                       "--set", "data.test_path=''", "--set", "data.id_col=''"])
     assert result.exit_code == 2
     assert "bad.csv, row 2 (line 3): column 'review': empty text" in result.output
+    assert "Traceback" not in result.output
+
+
+LM_TINY = ["train.epochs=1", "train.batch_size=8", "stream.bptt=20", "model.embed_dim=16", "model.hidden_size=16",
+           "model.num_layers=1", "generate.max_new_tokens=4", "register.experiment=e2e-reviews"]
+
+
+def test_a_registered_language_model_starts_the_classifier_unless_it_saw_val_or_test(prefect_harness, slice_files):
+    """`pretrain.model`: a word-level LM trained on other reviews than the classifier's gives
+    the embedding (word by word) and the encoder, whose shape the run takes; an LM that learned
+    from the classifier's validation texts is refused, naming one."""
+    from flows.lm import train_lm
+    from flows.reviews import train_reviews
+    from rnnpipe.errors import DataError
+    from rnnpipe.lm import LMConfig
+    from rnnpipe.registry import load_pipeline, resolve_model
+    from rnnpipe.reviews import from_language_model
+
+    other = pd.read_parquet(REPO / "data" / "reviews_train.parquet").iloc[400:700]
+    # none of the classifier's texts (the data repeats a few reviews word for word: the check finds them)
+    mine = pd.concat([pd.read_parquet(slice_files / "train.parquet").review, pd.read_csv(slice_files / "test.csv").review])
+    other[~other.review.isin(mine)][["review"]].to_parquet(slice_files / "unlabelled.parquet")
+    lm_cfg = load_config(LMConfig, overrides=LM_TINY + [
+        f"data.path={slice_files / 'unlabelled.parquet'}", "data.test_path=''", "register.model_name=e2e-lm"])
+    lm_out = train_lm(config=to_dict(lm_cfg))
+    spec = f"e2e-lm/{lm_out['version']}"
+    cfg = load_config(ReviewsConfig, overrides=SMALL + [
+        "train.epochs=1", f"data.path={slice_files / 'train.parquet'}", f"data.test_path={slice_files / 'test.csv'}",
+        "data.id_col=review_id", f"pretrain.model={spec}", "register.experiment=e2e-reviews",
+        "register.model_name=e2e-from-lm"])
+    p = prepare_reviews(load_reviews(cfg), cfg)
+    adopted, pre = from_language_model(p, cfg)
+    assert (adopted.model.cell, adopted.model.hidden_size, adopted.model.bidirectional, adopted.embed.dim) == (
+        "lstm", 16, False, 16)
+    lm = load_pipeline(resolve_model(spec), "lm")
+    lm_index, emb = lm.preprocessor.vocab_.index, lm.model.embedding.weight.detach()
+    shared = [(i, lm_index[t]) for i, t in enumerate(p.preprocessor.vocab_.tokens) if i > 1 and t in lm_index]
+    assert len(shared) > 50 and pre.metrics["pretrain_embedding_words_found"] == len(shared)
+    assert all(torch.equal(pre.embedding[i], emb[j]) for i, j in shared)  # word by word, not row by row
+    assert all(torch.equal(pre.encoder[k], v) for k, v in lm.model.encoder.rnn.state_dict().items())
+
+    out = train_reviews(config=to_dict(cfg))
+    run = MlflowClient().get_run(out["run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["pretrain_model"] == f"e2e-lm v{lm_out['version']}"
+    assert (run.data.params["model.cell"], run.data.params["model.bidirectional"]) == ("lstm", "False")
+    served = mlflow.pyfunc.load_model(f"models:/e2e-from-lm/{out['version']}")
+    assert served.predict(pd.DataFrame({"text": ["lovely tea", "stale and bland"]})).label.notna().all()
+
+    # an LM whose training part holds the classifier's validation reviews is refused
+    seen = pd.read_parquet(slice_files / "train.parquet")[["review"]]
+    seen.to_parquet(slice_files / "seen.parquet")
+    leaky = train_lm(config=to_dict(load_config(LMConfig, overrides=LM_TINY + [
+        f"data.path={slice_files / 'seen.parquet'}", "data.test_path=''", "split.val=0.1", "split.test=0.1",
+        "register.model_name=e2e-lm-leaky"])))
+    cfg.pretrain.model = f"e2e-lm-leaky/{leaky['version']}"
+    with pytest.raises(DataError, match=r"learned from \d+ of this run's \d+ val reviews \(e\.g\. 'train-"):
+        from_language_model(p, cfg)
+
+
+def test_train_reviews_refuses_an_unknown_language_model_before_any_flow(tmp_path):
+    from click.testing import CliRunner
+
+    from rnnpipe.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", "reviews", "--set", "pretrain.model=no-such-lm@champion"])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("error: model 'no-such-lm@champion': no alias @champion") == 1
     assert "Traceback" not in result.output

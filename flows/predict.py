@@ -1,5 +1,7 @@
 """The batch-prediction flow: resolve the model version -> predict chunk by chunk into a
-temporary Parquet file, renamed when complete -> log the job to MLflow.
+temporary Parquet file, renamed when complete -> log the job to MLflow. On a Dask cluster
+(`--runner dask`) the input's parts are predicted by the workers into the files of an
+output folder, committed with `_SUCCESS` and a rename (`tasks.predict.predict_in_parts`).
 
 Run it with `rnnpipe predict MODEL -i INPUT -o OUTPUT.parquet`, or from Python:
 
@@ -16,16 +18,24 @@ from prefect import flow
 
 from rnnpipe.registry import configure_tracking
 from tasks import hide_user_error_tracebacks
-from tasks.predict import log_job, predict, resolve
+from tasks.predict import log_job, predict, predict_in_parts, resolve
 
 hide_user_error_tracebacks()
 
 
 @flow(name="batch-predict", description="Predict with a registered model over a file or dataset, in chunks.")
 def batch_predict(model: str, input_path: str, output_path: str, chunk_rows: int = 50_000,
-                  input_format: str = "auto") -> dict[str, Any]:
+                  input_format: str = "auto", runner: str = "local", workers: int = 1, threads: int = 1,
+                  overwrite: bool = False) -> dict[str, Any]:
     configure_tracking()
     ref = resolve(model)
-    stats = predict(ref, input_path, output_path, chunk_rows, input_format)
-    job_run = log_job(ref, stats, input_path, chunk_rows)
+    if runner == "dask":  # the flow runs with_options(task_runner=a DaskTaskRunner)
+        from flows.sweep import api_for_workers
+
+        with api_for_workers():
+            stats = predict_in_parts(ref, input_path, output_path, chunk_rows, input_format, workers, threads,
+                                     overwrite)
+    else:
+        stats = predict(ref, input_path, output_path, chunk_rows, input_format)
+    job_run = log_job(ref, stats, input_path, chunk_rows, runner)
     return {**stats.as_dict(), "model": str(ref), "model_version": ref.version, "job_run_id": job_run}

@@ -14,6 +14,7 @@ Parquet output is written to a temporary file and renamed when complete.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -89,6 +90,11 @@ class RowMap:
 def numbered(dataset: ds.Dataset, chunk_rows: int, rows: RowMap | None = None) -> Iterator[pa.Table]:
     """The dataset file by file, as tables of at most `chunk_rows` rows with a ROW_ID column,
     where each file's numbers start recorded in `rows`."""
+    if ROW_ID in dataset.schema.names:  # already numbered by the job (a regrouped part)
+        for batch in dataset.to_batches(batch_size=chunk_rows):
+            if batch.num_rows:
+                yield pa.Table.from_batches([batch])
+        return
     next_id = 0
     for fragment in dataset.get_fragments():
         if rows is not None:
@@ -151,12 +157,23 @@ def whole_groups(chunks: Iterator[pd.DataFrame], column: str, source: str = "inp
 
 def regrouped(dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Path,
               rows: RowMap | None = None) -> Iterator[pd.DataFrame]:
-    """The rows of `dataset` with each group's rows together, for input in any order: one
-    pass writes every row to one of B bucket files (B = rows / `chunk_rows`, at most 4,096)
-    by a hash of its group, then each bucket is read, stably sorted by group (the rows of
-    a group keep their input order; the model sorts by time) and yielded whole."""
+    """The rows of `dataset` with each group's rows together, for input in any order: the
+    buckets of `write_buckets`, each read, stably sorted by group (the rows of a group keep
+    their input order; the model sorts by time) and yielded whole."""
+    for path in write_buckets(dataset, column, chunk_rows, workdir, rows):
+        df = pq.read_table(path).to_pandas()
+        order = np.argsort(df[column].astype(str).to_numpy(), kind="stable")
+        path.unlink()
+        yield df.iloc[order].reset_index(drop=True)
+
+
+def write_buckets(dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Path,
+                  rows: RowMap | None = None, min_buckets: int = 1) -> list[Path]:
+    """One pass that writes every row (numbered, ROW_ID) to one of B Parquet bucket files by
+    a hash of its group, so that each group lies whole in one bucket (B = rows /
+    `chunk_rows`, at least `min_buckets`, at most 4,096). -> the bucket files."""
     n = dataset.count_rows()
-    buckets = max(1, min(4096, math.ceil(n / chunk_rows)))
+    buckets = max(1, min(4096, max(math.ceil(n / chunk_rows), min_buckets)))
     writers: dict[int, pq.ParquetWriter] = {}
     try:
         for table in numbered(dataset, chunk_rows, rows):
@@ -172,11 +189,7 @@ def regrouped(dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Path,
     finally:
         for w in writers.values():
             w.close()
-    for b in sorted(writers):
-        df = pq.read_table(workdir / f"bucket-{b:05d}.parquet").to_pandas()
-        order = np.argsort(df[column].astype(str).to_numpy(), kind="stable")
-        (workdir / f"bucket-{b:05d}.parquet").unlink()
-        yield df.iloc[order].reset_index(drop=True)
+    return [workdir / f"bucket-{b:05d}.parquet" for b in sorted(writers)]
 
 
 def check_input(model: str, input_path: str | Path, fmt: str = "auto"):
@@ -374,3 +387,114 @@ def count_rows(dataset: ds.Dataset) -> int | None:
     if isinstance(dataset.format, ds.ParquetFileFormat):
         return dataset.count_rows()
     return None
+
+
+# --- batch jobs split into parts (a Dask cluster's workers) ---------------------------------
+#
+# The input is split into parts: one per input file; for a series model whose series span
+# files, the hash buckets of `write_buckets` instead (a shuffle by series id, written by the
+# job before the parts run). Each part is predicted into one Parquet file of an output
+# *folder*, in a temporary folder beside it; when every part has succeeded the job writes
+# `_SUCCESS` (its counts, as JSON) and renames the folder into place, so an output folder
+# that exists is complete. A job that fails or is killed leaves no output (the next job
+# removes what a killed one left, as for single files).
+
+SUCCESS = "_SUCCESS"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a job: fragment `index` of the input, a bucket file, or the whole input."""
+
+    number: int
+    index: int | None = None
+    bucket: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"part-{self.number:05d}.parquet"
+
+
+def plan_parts(dataset: ds.Dataset, group_column: str | None, chunk_rows: int, workdir: Path,
+               rows: RowMap, min_parts: int = 1) -> list[Part]:
+    """The parts of a job over `dataset` (see above)."""
+    n = len(list(dataset.get_fragments()))
+    if group_column == WHOLE_INPUT:
+        return [Part(0)]
+    if not group_column or _groups_within_files(dataset, group_column):
+        return [Part(i, index=i) for i in range(n)]
+    log.info("the series of %s span its files: grouping the rows by %s first", dataset_source(dataset), group_column)
+    buckets = write_buckets(dataset, group_column, chunk_rows, workdir, rows, min_buckets=min_parts)
+    for path in buckets:  # each bucket's groups in one run of rows each, in input order
+        table = pq.read_table(path)
+        order = np.argsort(table[group_column].cast(pa.string()).to_numpy(zero_copy_only=False), kind="stable")
+        pq.write_table(table.take(order), path)
+    return [Part(i, bucket=str(p)) for i, p in enumerate(buckets)]
+
+
+def _groups_within_files(dataset: ds.Dataset, column: str) -> bool:
+    """Whether no group (series) has rows in two input files (read: the group column only)."""
+    seen: set[str] = set()
+    for fragment in dataset.get_fragments():
+        keys = set(fragment.to_table(columns=[column], schema=dataset.schema)[column].cast(pa.string())
+                   .to_pylist())
+        if keys & seen:
+            return False
+        seen |= keys
+    return True
+
+
+def part_dataset(dataset: ds.Dataset, part: Part) -> ds.Dataset:
+    """The rows of `part` as a dataset of their own (partition columns kept)."""
+    if part.bucket:
+        return ds.dataset(part.bucket, format="parquet")
+    if part.index is None:
+        return dataset
+    fragment = list(dataset.get_fragments())[part.index]
+    return ds.FileSystemDataset([fragment], dataset.schema, dataset.format, dataset.filesystem)
+
+
+def predict_part(predict: Callable[[pd.DataFrame], pd.DataFrame], input_columns: list[str],
+                 lineage: dict[str, str], dataset: ds.Dataset, part: Part, folder: Path, *,
+                 group_column: str | None, chunk_rows: int) -> BatchStats:
+    """One part predicted into `folder`/part-NNNNN.parquet (what a worker runs)."""
+    return predict_to_parquet(predict, input_columns, lineage, part_dataset(dataset, part), folder / part.name,
+                              group_column=group_column, chunk_rows=chunk_rows, in_flight=1)
+
+
+def part_error(exc: DataError, part: Part, source: str, rows: RowMap) -> DataError:
+    """A part's error as the whole job's: a bucket's rows named by input file and row."""
+    message = str(exc)
+    if part.bucket:
+        message = rows.rewrite(message.replace(part.bucket, source, 1))
+    return DataError(message)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary folder beside `path`, renamed into place (with `_SUCCESS` written last by
+    the caller) only if the block succeeds; removed otherwise."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(final)
+    if final.exists() and not overwrite:
+        raise DataError(f"{final} exists; pass --overwrite to replace it")
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        if not (tmp / SUCCESS).exists():
+            raise RuntimeError(f"{tmp}: no {SUCCESS}; the job did not finish")
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=".tmp", dir=final.parent))
+            os.replace(final, old / "old") if final.is_dir() else os.replace(final, old / final.name)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def combine(stats: list[BatchStats], seconds: float, output: str) -> BatchStats:
+    return BatchStats(sum(s.rows_in for s in stats), sum(s.rows_out for s in stats), sum(s.chunks for s in stats),
+                      seconds, output)

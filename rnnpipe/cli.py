@@ -183,15 +183,24 @@ def show_config(name, config_path, overrides):
 @click.argument("model", required=False, default=DEFAULT_MODEL)
 @click.option("-i", "--input", "input_path", required=True, type=click.Path(),
               help="CSV, Parquet or JSON Lines file, folder or partitioned dataset.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Parquet file to write (atomically: it appears only when the job is complete).")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Parquet file to write (atomically: it appears only when the job is complete); "
+                   "with --runner dask, a folder of Parquet part files and _SUCCESS.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=50_000, show_default=True,
               help="Rows read and predicted at a time; memory follows this, not the input size.")
 @click.option("--format", "fmt", type=click.Choice(["auto", "csv", "parquet", "jsonl"]), default="auto",
               show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists (else the job refuses).")
+@click.option("--runner", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: this process, one output file; dask: the input's files (or, for a series "
+                   "model whose series span files, buckets of whole series) on Dask workers.")
+@click.option("--address", default="", metavar="tcp://HOST:PORT",
+              help="With --runner dask: an existing Dask scheduler (input and output on a file system "
+                   "every worker sees); default: a LocalCluster here.")
+@click.option("--workers", type=click.IntRange(min=0), default=0,
+              help="With --runner dask: workers of the LocalCluster (default: one per core).")
 @user_errors
-def predict(model, input_path, output, chunk_rows, fmt, overwrite):
+def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, address, workers):
     """Batch prediction with MODEL (default: stocks-forecaster@champion), as a Prefect flow.
 
     MODEL is a registered NAME@ALIAS, NAME/VERSION or NAME (its champion); the version is
@@ -205,7 +214,7 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite):
       rnnpipe predict reviews-sentiment@champion -i reviews/ -o scored.parquet --chunk-rows 10000
     """
     # what can be checked without the model is checked before any flow starts
-    if Path(output).suffix.lower() not in (".parquet", ".pq"):
+    if runner == "local" and Path(output).suffix.lower() not in (".parquet", ".pq"):
         raise DataError(f"{output}: the output of a batch job is Parquet; name it *.parquet")
     if Path(output).exists() and not overwrite:
         raise DataError(f"{output} exists; pass --overwrite to replace it")
@@ -218,7 +227,15 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite):
     check_input(model, input_path, fmt)  # the model reference and the columns, before the flow
     from flows.predict import batch_predict
 
-    out = batch_predict(model, str(input_path), str(output), chunk_rows, fmt)
+    if runner == "dask":
+        from flows.sweep import task_runner
+
+        n = workers or (os.cpu_count() or 1)
+        threads = 1 if address else max(1, (os.cpu_count() or 1) // n)
+        out = batch_predict.with_options(task_runner=task_runner("dask", n, address))(
+            model, str(input_path), str(output), chunk_rows, fmt, "dask", n, threads, overwrite)
+    else:
+        out = batch_predict(model, str(input_path), str(output), chunk_rows, fmt)
     click.echo(f"{out['model']}: {out['rows_in']:,} rows -> {out['rows_out']:,} predictions in "
                f"{out['seconds']:.1f} s ({out['rows_per_s']:,.0f} rows/s); wrote {out['output']}", err=True)
     click.echo(f"MLflow run of the job: {_run_link(out['job_run_id'])}", err=True)

@@ -8,7 +8,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from tqdm.auto import tqdm
 
-from rnnpipe.batch import BatchStats, count_rows, open_input, predict_to_parquet
+import functools
+import json
+import time
+from pathlib import Path
+
+from rnnpipe.batch import (SUCCESS, BatchStats, Part, RowMap, atomic_folder, combine, count_rows, dataset_source,
+                           open_input, part_error, plan_parts, predict_part, predict_to_parquet)
+from rnnpipe.errors import DataError
+from rnnpipe.io import open_dataset
 from rnnpipe.registry import ModelRef, Run, load_model, resolve_model
 from tasks.common import IO
 
@@ -25,10 +33,9 @@ def resolve(model: str) -> ModelRef:
 
 @task(name="predict", cache_policy=NO_CACHE)
 def predict(ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, fmt: str) -> BatchStats:
-    pipeline = load_model(ref.uri).unwrap_python_model().pipeline
+    pipeline = _pipeline(ref.uri)
     dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
-    lineage = {"model_name": ref.name, "model_version": ref.version, "model_alias": ref.alias,
-               "mlflow_run_id": ref.run_id}
+    lineage = _lineage(ref)
     with tqdm(total=count_rows(dataset), unit="row", unit_scale=True, desc="predict",
               disable=None, dynamic_ncols=True) as bar:
         stats = predict_to_parquet(pipeline.predict, columns, lineage, dataset, output_path,
@@ -39,15 +46,81 @@ def predict(ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, f
     return stats
 
 
+@functools.lru_cache(maxsize=2)
+def _pipeline(uri: str):
+    """The model, loaded once per worker process."""
+    return load_model(uri).unwrap_python_model().pipeline
+
+
+def _lineage(ref: ModelRef) -> dict[str, str]:
+    return {"model_name": ref.name, "model_version": ref.version, "model_alias": ref.alias,
+            "mlflow_run_id": ref.run_id}
+
+
+@task(name="plan-parts", cache_policy=NO_CACHE)
+def plan(ref: ModelRef, input_path: str, fmt: str, chunk_rows: int, workdir: str,
+         min_parts: int) -> tuple[list[Part], RowMap]:
+    """Split the input into parts: its files, or (a series model whose series span files)
+    hash buckets of whole series."""
+    dataset, _, group = open_input(input_path, fmt, _pipeline(ref.uri).batch_spec)
+    rows = RowMap("parquet")
+    parts = plan_parts(dataset, group, chunk_rows, Path(workdir), rows, min_parts)
+    get_run_logger().info("%s: %d parts%s", input_path, len(parts), " (series regrouped)" if parts[0].bucket else "")
+    return parts, rows
+
+
+@task(name="predict-part", cache_policy=NO_CACHE)
+def predict_one(ref: ModelRef, input_path: str, fmt: str, part: Part, folder: str, chunk_rows: int,
+                threads: int) -> BatchStats:
+    """One part on a worker: the model is loaded once per worker process."""
+    import torch
+
+    torch.set_num_threads(threads)
+    pipeline = _pipeline(ref.uri)
+    dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
+    return predict_part(pipeline.predict, columns, _lineage(ref), dataset, part, Path(folder), group_column=group,
+                        chunk_rows=chunk_rows)
+
+
+def predict_in_parts(ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, fmt: str,
+                     workers: int, threads: int, overwrite: bool) -> BatchStats:
+    """The job on the flow's task runner (a Dask cluster): parts predicted by the workers into
+    a temporary folder, `_SUCCESS` written last and the folder renamed into place."""
+    t0 = time.perf_counter()
+    out = Path(output_path)
+    with atomic_folder(out, overwrite) as tmp:
+        workdir = tmp / "_regroup"
+        workdir.mkdir()
+        parts, rows = plan(ref, input_path, fmt, chunk_rows, str(workdir), workers)
+        futures = [predict_one.submit(ref, input_path, fmt, part, str(tmp), chunk_rows, threads) for part in parts]
+        stats = []
+        for part, future in zip(parts, futures):
+            try:
+                stats.append(future.result())
+            except DataError as exc:
+                source = dataset_source(open_dataset(input_path, fmt)[0])
+                raise part_error(exc, part, source, rows) from None
+        for f in workdir.iterdir():
+            f.unlink()
+        workdir.rmdir()
+        total = combine(stats, time.perf_counter() - t0, str(out))
+        (tmp / SUCCESS).write_text(json.dumps({**total.as_dict(), "parts": len(parts), "model": str(ref)}))
+    get_run_logger().info("predicted %d rows in %d parts on %d workers -> %d output rows in %.1f s (%.0f rows/s); "
+                          "wrote %s/", total.rows_in, len(parts), workers, total.rows_out, total.seconds,
+                          total.rows_per_s, out)
+    return total
+
+
 @task(name="log-job", cache_policy=NO_CACHE, **IO)
-def log_job(ref: ModelRef, stats: BatchStats, input_path: str, chunk_rows: int) -> str:
+def log_job(ref: ModelRef, stats: BatchStats, input_path: str, chunk_rows: int, runner: str = "local") -> str:
     """An MLflow run for the job (experiment batch-predictions) and a Prefect artifact that
     point at each other."""
     run = Run.start(EXPERIMENT, run_name=f"{ref.name}-v{ref.version}",
                     tags={"prefect_flow_run_id": str(flow_run.id), "prefect_flow_run_name": str(flow_run.name),
                           "model_name": ref.name, "model_version": ref.version, "model_alias": ref.alias,
                           "model_run_id": ref.run_id})
-    run.log_params({"model": ref.uri, "input": input_path, "output": stats.output, "chunk_rows": chunk_rows})
+    run.log_params({"model": ref.uri, "input": input_path, "output": stats.output, "chunk_rows": chunk_rows,
+                    "runner": runner})
     run.log_metrics({"rows_in": stats.rows_in, "rows_out": stats.rows_out, "chunks": stats.chunks,
                      "seconds": stats.seconds, "rows_per_s": stats.rows_per_s})
     run.end()

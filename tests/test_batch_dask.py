@@ -1,0 +1,67 @@
+"""Batch prediction on a real Dask LocalCluster (2 workers, loopback): the input's parts on
+the workers, one output folder committed with `_SUCCESS` and a rename (issue 14, item 2)."""
+
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from rnnpipe.cli import cli
+
+pytestmark = pytest.mark.slow
+
+
+def predict(model, src, dst, *extra):
+    return CliRunner().invoke(cli, ["predict", model, "-i", str(src), "-o", str(dst), "--chunk-rows", "64", *extra])
+
+
+def on_dask(model, src, dst, *extra):
+    result = predict(model, src, dst, "--runner", "dask", "--workers", "2", *extra)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in dst.iterdir()) == sorted(
+        ["_SUCCESS", *(f"part-{i:05d}.parquet" for i in range(json.loads((dst / "_SUCCESS").read_text())["parts"]))])
+    return pd.read_parquet(dst)
+
+
+def test_dask_workers_predict_the_same_rows_as_the_local_runner(models, inputs, tmp_path):
+    name, version = models["reviews"]
+    local = predict(f"{name}/{version}", inputs / "reviews_in", tmp_path / "local.parquet")
+    assert local.exit_code == 0, local.output
+    want = pd.read_parquet(tmp_path / "local.parquet")
+    got = on_dask(f"{name}/{version}", inputs / "reviews_in", tmp_path / "scored")  # 4 files, 4 parts
+    assert json.loads((tmp_path / "scored" / "_SUCCESS").read_text())["parts"] == 4
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    again = predict(f"{name}/{version}", inputs / "reviews_in", tmp_path / "scored", "--runner", "dask")
+    assert again.exit_code == 2 and "exists; pass --overwrite" in again.output
+
+
+def test_a_series_model_gets_whole_series_when_series_span_files(models, inputs, tmp_path):
+    name, version = models["stocks"]
+    prices = pd.read_csv(inputs / "prices.csv")
+    (tmp_path / "halves").mkdir()
+    for i, half in enumerate((prices.iloc[::2], prices.iloc[1::2])):  # every series in both files
+        half.to_parquet(tmp_path / "halves" / f"part-{i}.parquet")
+    local = predict(f"{name}/{version}", inputs / "prices.csv", tmp_path / "local.parquet")
+    assert local.exit_code == 0, local.output
+    cols = ["Ticker", "step", "Date", "forecast"]
+    want = pd.read_parquet(tmp_path / "local.parquet")[cols].sort_values(["Ticker", "step"]).reset_index(drop=True)
+    got = on_dask(f"{name}/{version}", tmp_path / "halves", tmp_path / "fc")
+    got = got[cols].sort_values(["Ticker", "step"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+
+def test_a_failing_part_leaves_no_output_and_names_its_file(models, inputs, tmp_path):
+    """One part fails on a worker (a series too short to forecast, which only the model can
+    tell): the job fails with the model's reason and the file, and leaves nothing behind."""
+    name, version = models["stocks"]
+    prices = pd.read_csv(inputs / "prices.csv")
+    src = tmp_path / "in"
+    src.mkdir()
+    prices[prices.Ticker == "AAPL"].to_parquet(src / "a.parquet")
+    prices[prices.Ticker == "IBM"].tail(5).to_parquet(src / "b.parquet")
+    result = predict(f"{name}/{version}", src, tmp_path / "out", "--runner", "dask", "--workers", "2")
+    assert result.exit_code == 2, result.output
+    assert "b.parquet" in result.output and "'IBM' has 5 rows of history" in result.output
+    assert "Traceback" not in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["in"]  # no output, no temporary folder

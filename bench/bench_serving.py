@@ -11,6 +11,8 @@ the bundled test reviews, written as a Parquet dataset of several files.
   batch    rows/s of `batch_predict` (read with pyarrow in chunks, tokenise, encode, forward,
            write Parquet with lineage, rename) against the bare forward pass over the same
            rows, already encoded, with the same batch size (512); target: at least 80%
+  dask     the same job with `--runner dask` on a LocalCluster of `--dask-workers` (default 2)
+           single-threaded workers, one part per input file (0 workers: skipped)
   serving  `rnnpipe serve` on 127.0.0.1: time to ready, and p50 / p99 latency of requests
            holding one review each, sent one after another
 
@@ -71,6 +73,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--chunk-rows", type=int, default=50_000)
     ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--dask-workers", type=int, default=2)
     args = ap.parse_args()
     from flows.predict import batch_predict
     from flows.reviews import train_reviews
@@ -105,6 +108,21 @@ def main() -> None:
     results["batch_job"] = {**out, "share_of_bare": bare_s / job_s}
     print(f"batch job      {out['rows_per_s']:>10,.0f} rows/s  ({job_s:.1f} s) = {bare_s / job_s:.0%} of the bare "
           f"forward (target 80%)", flush=True)
+
+    if args.dask_workers:
+        from flows.sweep import task_runner
+
+        w = args.dask_workers
+        threads = max(1, (os.cpu_count() or 1) // w)
+        t0 = time.perf_counter()
+        out = batch_predict.with_options(task_runner=task_runner("dask", w, ""))(
+            model, str(src), str(home / "bench-output-dask"), args.chunk_rows, "auto", "dask", w, threads)
+        wall = time.perf_counter() - t0
+        results["dask_job"] = {**out, "workers": w, "threads_per_worker": threads, "wall_s": wall,
+                               "vs_local": out["rows_per_s"] / results["batch_job"]["rows_per_s"]}
+        print(f"dask job       {out['rows_per_s']:>10,.0f} rows/s  ({out['seconds']:.1f} s in the job, {wall:.1f} s "
+              f"with the cluster's start) on {w} workers = {results['dask_job']['vs_local']:.2f}x the local job",
+              flush=True)
 
     # serving latency: single-review requests
     port = free_port()

@@ -103,6 +103,10 @@ def predict_in_parts(ref: ModelRef, input_path: str, output_path: str, chunk_row
         for f in workdir.iterdir():
             f.unlink()
         workdir.rmdir()
+        names = {part.name for part in parts}
+        for f in tmp.iterdir():  # what a worker that died mid-part left (its part was run again)
+            if f.name not in names:
+                f.unlink()
         total = combine(stats, time.perf_counter() - t0, str(out))
         (tmp / SUCCESS).write_text(json.dumps({**total.as_dict(), "parts": len(parts), "model": str(ref)}))
     get_run_logger().info("predicted %d rows in %d parts on %d workers -> %d output rows in %.1f s (%.0f rows/s); "

@@ -416,20 +416,22 @@ class Part:
 
 
 def plan_parts(dataset: ds.Dataset, group_column: str | None, chunk_rows: int, workdir: Path,
-               rows: RowMap, min_parts: int = 1) -> list[Part]:
-    """The parts of a job over `dataset` (see above)."""
+               min_parts: int = 1) -> tuple[list[Part], RowMap]:
+    """The parts of a job over `dataset` (see above), and where the rows of bucket parts
+    come from (for their error messages)."""
     n = len(list(dataset.get_fragments()))
+    rows = RowMap(_kind(dataset))
     if group_column == WHOLE_INPUT:
-        return [Part(0)]
+        return [Part(0)], rows
     if not group_column or _groups_within_files(dataset, group_column):
-        return [Part(i, index=i) for i in range(n)]
+        return [Part(i, index=i) for i in range(n)], rows
     log.info("the series of %s span its files: grouping the rows by %s first", dataset_source(dataset), group_column)
     buckets = write_buckets(dataset, group_column, chunk_rows, workdir, rows, min_buckets=min_parts)
     for path in buckets:  # each bucket's groups in one run of rows each, in input order
         table = pq.read_table(path)
         order = np.argsort(table[group_column].cast(pa.string()).to_numpy(zero_copy_only=False), kind="stable")
         pq.write_table(table.take(order), path)
-    return [Part(i, bucket=str(p)) for i, p in enumerate(buckets)]
+    return [Part(i, bucket=str(p)) for i, p in enumerate(buckets)], rows
 
 
 def _groups_within_files(dataset: ds.Dataset, column: str) -> bool:

@@ -63,8 +63,7 @@ def plan(ref: ModelRef, input_path: str, fmt: str, chunk_rows: int, workdir: str
     """Split the input into parts: its files, or (a series model whose series span files)
     hash buckets of whole series."""
     dataset, _, group = open_input(input_path, fmt, _pipeline(ref.uri).batch_spec)
-    rows = RowMap("parquet")
-    parts = plan_parts(dataset, group, chunk_rows, Path(workdir), rows, min_parts)
+    parts, rows = plan_parts(dataset, group, chunk_rows, Path(workdir), min_parts)
     get_run_logger().info("%s: %d parts%s", input_path, len(parts), " (series regrouped)" if parts[0].bucket else "")
     return parts, rows
 

@@ -65,3 +65,45 @@ def test_a_failing_part_leaves_no_output_and_names_its_file(models, inputs, tmp_
     assert "b.parquet" in result.output and "'IBM' has 5 rows of history" in result.output
     assert "Traceback" not in result.output
     assert [p.name for p in tmp_path.iterdir()] == ["in"]  # no output, no temporary folder
+
+
+def test_a_job_killed_mid_way_leaves_no_output_and_the_next_one_cleans_up(models, tmp_path):
+    """SIGKILL to the job and its workers while parts are being written: no OUTDIR appears;
+    the hidden temporary folder stays until the next job into the same OUTDIR removes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from prefect.settings import PREFECT_API_URL
+
+    from conftest import REPO
+
+    name, version = models["reviews"]
+    src = tmp_path / "big"
+    src.mkdir()
+    reviews = pd.read_parquet(REPO / "data" / "reviews_train.parquet").rename(columns={"review": "text"})
+    for i in range(4):
+        reviews.iloc[i::4].to_parquet(src / f"part-{i}.parquet")
+    dst = tmp_path / "out"
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "predict", f"{name}/{version}", "-i", str(src),
+                             "-o", str(dst), "--chunk-rows", "20", "--runner", "dask", "--workers", "2"],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+
+    def writing():
+        return [f for d in tmp_path.glob(".out.*.tmp") for f in d.iterdir() if f.name.startswith(".part-")]
+
+    while not writing() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the job ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1)  # the workers' nannies go with the group
+    assert not dst.exists()
+    left = list(tmp_path.glob(".out.*.tmp"))
+    assert left
+    got = on_dask(f"{name}/{version}", src, dst)
+    assert len(got) == len(reviews) and not any(p.exists() for p in left)

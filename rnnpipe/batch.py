@@ -161,10 +161,16 @@ def regrouped(dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Path,
     buckets of `write_buckets`, each read, stably sorted by group (the rows of a group keep
     their input order; the model sorts by time) and yielded whole."""
     for path in write_buckets(dataset, column, chunk_rows, workdir, rows):
-        df = pq.read_table(path).to_pandas()
-        order = np.argsort(df[column].astype(str).to_numpy(), kind="stable")
+        df = sorted_bucket(path, column).to_pandas()
         path.unlink()
-        yield df.iloc[order].reset_index(drop=True)
+        yield df
+
+
+def sorted_bucket(path: Path, column: str) -> pa.Table:
+    """A bucket's rows stably sorted by group: each group one run of rows, in input order."""
+    table = pq.read_table(path)
+    order = np.argsort(table[column].to_pandas().astype(str).to_numpy(), kind="stable")
+    return table.take(order)
 
 
 def write_buckets(dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Path,
@@ -237,8 +243,9 @@ def _check_values(ref, info, input_path: str | Path, fmt: str) -> None:
     import mlflow
 
     from rnnpipe import kinds
+    from rnnpipe.registry import artefact_kind
 
-    kind = (info.flavors.get("python_function", {}).get("config") or {}).get("kind")
+    kind = artefact_kind(info)
     check = kinds.of_artefact(kind).check if kind else ""
     if not check:
         return
@@ -427,10 +434,8 @@ def plan_parts(dataset: ds.Dataset, group_column: str | None, chunk_rows: int, w
         return [Part(i, index=i) for i in range(n)], rows
     log.info("the series of %s span its files: grouping the rows by %s first", dataset_source(dataset), group_column)
     buckets = write_buckets(dataset, group_column, chunk_rows, workdir, rows, min_buckets=min_parts)
-    for path in buckets:  # each bucket's groups in one run of rows each, in input order
-        table = pq.read_table(path)
-        order = np.argsort(table[group_column].cast(pa.string()).to_numpy(zero_copy_only=False), kind="stable")
-        pq.write_table(table.take(order), path)
+    for path in buckets:
+        pq.write_table(sorted_bucket(path, group_column), path)
     return [Part(i, bucket=str(p)) for i, p in enumerate(buckets)], rows
 
 

@@ -490,6 +490,12 @@ def resolve_model(spec: str) -> ModelRef:
     return ModelRef(mv.name, str(mv.version), alias, mv.run_id or "")
 
 
+def artefact_kind(info) -> str | None:
+    """The pipeline kind a logged model records (`log_pipeline_model`'s model_config), from
+    its `mlflow.models.ModelInfo`; None for a model rnnpipe did not log."""
+    return (info.flavors.get("python_function", {}).get("config") or {}).get("kind")
+
+
 def load_pipeline(ref: ModelRef, kind: str) -> Any:
     """The fitted pipeline inside a registered version (not its pyfunc wrapper), checked to be
     of `kind` (e.g. a language model that a classifier starts from)."""
@@ -497,7 +503,7 @@ def load_pipeline(ref: ModelRef, kind: str) -> Any:
         info = mlflow.models.get_model_info(ref.uri)
     except MlflowException as exc:
         raise ModelError(f"cannot read {ref}: {exc.message.splitlines()[0]}") from None
-    found = (info.flavors.get("python_function", {}).get("config") or {}).get("kind")
+    found = artefact_kind(info)
     if found != kind:
         raise ModelError(f"{ref} is {'a ' + repr(found) if found else 'not an rnnpipe'} model, "
                          f"not a {kind!r} model")

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import time
+from pathlib import Path
+
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from tqdm.auto import tqdm
-
-import functools
-import json
-import time
-from pathlib import Path
 
 from rnnpipe.batch import (SUCCESS, BatchStats, Part, RowMap, atomic_folder, combine, count_rows, dataset_source,
                            open_input, part_error, plan_parts, predict_part, predict_to_parquet)

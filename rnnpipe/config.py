@@ -129,6 +129,9 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda, mps, cpu) | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto (bf16 on CUDA) | bf16 | fp32
     seed: int = 42
+    # reshuffle the training windows every epoch; false keeps them in order (batch for batch
+    # comparable runs, e.g. a streamed run against the same data in memory)
+    shuffle: bool = True
 
 
 @dataclass
@@ -198,9 +201,25 @@ class MonitorDataConfig:
     # error: a repeated (patient, timestamp) stops the run, naming both rows | mean: readings
     # logged twice are averaged (the bundled sample was cleaned this way when it was built)
     duplicates: str = "error"
+    # streamed training for data larger than memory (rnnpipe.streaming): true | false | auto
+    # (auto: a Parquet dataset of more than `stream_above_rows` readings, from its metadata)
+    streaming: str = "auto"
+    stream_above_rows: int = 20_000_000
+    # the scaler and the baselines are fitted on a seeded sample of training patients, up to
+    # this many readings (all of them when the training part is smaller)
+    stream_sample_rows: int = 2_000_000
 
     def check(self, section: str) -> None:
         check_series_name(self, section)
+        words = {"true": "true", "1": "true", "yes": "true", "on": "true", "false": "false", "0": "false",
+                 "no": "false", "off": "false", "auto": "auto"}
+        value = str(self.streaming).strip().lower()
+        if value not in words:
+            raise ConfigError(f"{section}.streaming={self.streaming!r}: expected true, false or auto")
+        self.streaming = words[value]
+        for key in ("stream_above_rows", "stream_sample_rows"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{section}.{key}={getattr(self, key)}: must be at least 1")
 
 
 @dataclass
@@ -294,6 +313,11 @@ class MonitorConfig:
             raise ConfigError("give exactly one of data.event (e.g. 'glucose < 70') and data.label_col")
         if bool(self.split.val_start) != bool(self.split.test_start):
             raise ConfigError("split.val_start and split.test_start must be given together")
+        if self.data.streaming == "true" and self.split.val_start:
+            raise ConfigError("data.streaming=true splits by patient; split.val_start / split.test_start "
+                              "(a split in time) needs the whole data set in memory")
+        if self.data.streaming == "true" and not self.data.series_col:
+            raise ConfigError("data.streaming=true needs data.series_col: shards are groups of patients")
         if not (0 < self.split.train < 1 and 0 < self.split.val < 1 and self.split.train + self.split.val < 1):
             raise ConfigError(f"split.train={self.split.train}, split.val={self.split.val}: each must be in "
                               "(0, 1) and their sum below 1 (the test part gets the rest)")

@@ -102,9 +102,10 @@ def open_dataset(path: str | Path, fmt: str = "auto",
 
 
 def read_table(path: str | Path, columns: Sequence[str] | None, fmt: str = "auto",
-               text_columns: Sequence[str] = (), binary_columns: Sequence[str] = ()
-               ) -> tuple[pa.Table, RowOrigin]:
-    """Read `columns` (None: all) from a file, folder or partitioned dataset.
+               text_columns: Sequence[str] = (), binary_columns: Sequence[str] = (),
+               files: Sequence[str] | None = None) -> tuple[pa.Table, RowOrigin]:
+    """Read `columns` (None: all) from a file, folder or partitioned dataset (only the data
+    files named in `files`, when given: one shard of it, its partition columns kept).
 
     In CSV files every requested column is read as text, so that a malformed value becomes
     our own error message (with its row) rather than a parser failure; Parquet and JSON keep
@@ -120,15 +121,18 @@ def read_table(path: str | Path, columns: Sequence[str] | None, fmt: str = "auto
     if missing:
         raise DataError(f"{p}: column {missing[0]!r} not found (columns: {', '.join(names)})")
 
+    wanted = None if files is None else set(files)
     tables, file_ids, rows, files = [], [], [], []
-    for i, fragment in enumerate(dataset.get_fragments()):
+    for fragment in dataset.get_fragments():
+        if wanted is not None and fragment.path not in wanted:
+            continue
         try:
             part = fragment.to_table(schema=dataset.schema, columns=columns)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(f"{fragment.path}: cannot read as {kind}: {exc}") from None
+        file_ids.append(np.full(part.num_rows, len(files), dtype=np.int32))
         files.append(fragment.path)
         tables.append(part)
-        file_ids.append(np.full(part.num_rows, i, dtype=np.int32))
         rows.append(np.arange(part.num_rows, dtype=np.int64))
     if not tables:
         raise DataError(f"{p}: no data files found")
@@ -353,11 +357,11 @@ def fingerprint(series: Sequence[str], offsets: np.ndarray, timestamps: np.ndarr
 def load_series(path: str | Path, *, timestamp_col: str, series_col: str,
                 value_cols: Sequence[str], series: Sequence[str] = (), series_name: str = "series",
                 nan_policy: str = "error", duplicates: str = "error",
-                fmt: str = "auto") -> SeriesFrame:
-    """Read and validate a series table from disk."""
+                fmt: str = "auto", files: Sequence[str] | None = None) -> SeriesFrame:
+    """Read and validate a series table from disk (only `files` of a dataset, when given)."""
     ids = [series_col] if series_col else []
     columns = list(dict.fromkeys([*ids, timestamp_col, *value_cols]))
-    table, origin = read_table(path, columns, fmt, text_columns=ids)
+    table, origin = read_table(path, columns, fmt, text_columns=ids, files=files)
     df = table.to_pandas()
     return to_series_frame(df, timestamp_col=timestamp_col, series_col=series_col, series_name=series_name,
                            value_cols=value_cols, series=series, nan_policy=nan_policy,

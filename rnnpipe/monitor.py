@@ -98,6 +98,46 @@ class MonitorPreprocessor:
 
 
 @dataclass
+class Chunk:
+    """Whole patients on the grid, with the windows of one part ending in them: what evaluation
+    scores at a time (all of the data in memory, or one shard of a streamed data set)."""
+
+    raw: np.ndarray  # (T, channels) readings on the grid, unscaled (the baselines' inputs)
+    inputs: np.ndarray  # (T, C) scaled model inputs
+    events: np.ndarray  # (T,) event now (NaN unknown)
+    labels: np.ndarray  # (T,) event within the next K steps
+    offsets: np.ndarray  # patients' bounds on the grid
+    ends: np.ndarray  # last rows of the part's windows
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.labels[self.ends]
+
+    @property
+    def onset(self) -> np.ndarray:
+        """Mask over the windows: the last observed reading is not an event."""
+        return self.events[self.ends] == 0
+
+
+def part_ends(split: Split, part: str, cfg: MonitorConfig, valid: np.ndarray, labels: np.ndarray,
+              events: np.ndarray) -> np.ndarray:
+    """The part's windows: none spans a gap or a split boundary, each has a known label."""
+    w = cfg.window
+    e = window_ends(split, part, w.lookback, w.horizon, valid=valid)
+    return e[~np.isnan(labels[e]) & ~np.isnan(events[e])]
+
+
+def window_counts(labels: np.ndarray, events: np.ndarray, ends: np.ndarray) -> dict[str, int]:
+    onset = events[ends] == 0
+    return {"windows": len(ends), "positive": int(labels[ends].sum()), "onset": int(onset.sum()),
+            "onset_positive": int(labels[ends][onset].sum())}
+
+
+def channel_values(grid: SeriesFrame, cfg: MonitorConfig) -> np.ndarray:
+    return grid.values[:, [grid.columns.index(ch) for ch in cfg.data.channels]]
+
+
+@dataclass
 class MonitorPrepared:
     grid: SeriesFrame
     split: Split
@@ -107,6 +147,13 @@ class MonitorPrepared:
     labels: np.ndarray  # (T,) event within the next K steps
     ends: dict[str, np.ndarray]
     split_kind: str
+    fingerprint: str = ""  # of the readings as read
+    source: str = ""
+    example: pd.DataFrame | None = None  # raw recent readings of a few patients
+
+    @property
+    def patients(self) -> list[str]:
+        return self.grid.series
 
     def windows(self, part: str) -> WindowSet:
         return WindowSet(self.inputs, self.labels[:, None], self.ends[part],
@@ -117,15 +164,31 @@ class MonitorPrepared:
         return self.events[self.ends[part]] == 0
 
     def counts(self) -> dict[str, dict[str, int]]:
-        return {p: {"windows": len(e), "positive": int(self.labels[e].sum()),
-                    "onset": int(self.onset(p).sum()),
-                    "onset_positive": int(self.labels[e][self.onset(p)].sum())}
-                for p, e in self.ends.items()}
+        return {p: window_counts(self.labels, self.events, e) for p, e in self.ends.items()}
+
+    def chunks(self, part: str):
+        """The part's windows for evaluation: all of them at once."""
+        yield Chunk(channel_values(self.grid, self.preprocessor.cfg), self.inputs, self.events, self.labels,
+                    self.grid.offsets, self.ends[part])
+
+    def baseline_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(raw readings, training window ends, their labels): what the baselines are fitted on."""
+        e = self.ends["train"]
+        return channel_values(self.grid, self.preprocessor.cfg), e, self.labels[e]
 
 
-def prepare_monitor(frame: SeriesFrame, cfg: MonitorConfig) -> MonitorPrepared:
+def prepare_monitor(data, cfg: MonitorConfig, on_shard=None):
     """Grid, split (by patient when there are 3 or more, else in time order), scaling fitted on
-    train, labels, and the windows of each part (none spans a gap or a split boundary)."""
+    train, labels, and the windows of each part (none spans a gap or a split boundary).
+    `data` is a SeriesFrame, or the `Shards` of a streamed data set (`rnnpipe.streaming`; then
+    `on_shard(what, done, total)` is called after each shard read, in this step and later)."""
+    from rnnpipe.ingest import Shards
+
+    if isinstance(data, Shards):
+        from rnnpipe.streaming import prepare_streamed
+
+        return prepare_streamed(data, cfg, on_shard)
+    frame = data
     if cfg.data.label_col:
         event_flags(frame, label_col=cfg.data.label_col)  # 0/1 check on the raw readings
     pre = MonitorPreprocessor(cfg)
@@ -141,27 +204,31 @@ def prepare_monitor(frame: SeriesFrame, cfg: MonitorConfig) -> MonitorPrepared:
     pre.fit(grid, split)
     inputs, valid = pre.transform(grid)
     events = pre.events(grid)
-    w = cfg.window
-    labels = future_event_labels(events, grid.offsets, w.horizon)
-    ends = {}
-    for part in PARTS:
-        e = window_ends(split, part, w.lookback, w.horizon, valid=valid)
-        ends[part] = e[~np.isnan(labels[e]) & ~np.isnan(events[e])]
-        if len(ends[part]) == 0:
-            raise DataError(f"{frame.source}: no complete {part} window: every candidate spans a gap "
-                            f"longer than resample.max_gap={cfg.resample.max_gap} or the data is "
-                            f"shorter than window.lookback + window.horizon")
-    prepared = MonitorPrepared(grid, split, pre, inputs, events, labels, ends, kind)
-    check_event_counts(prepared, cfg, frame.source)
+    labels = future_event_labels(events, grid.offsets, cfg.window.horizon)
+    ends = {part: part_ends(split, part, cfg, valid, labels, events) for part in PARTS}
+    prepared = MonitorPrepared(grid, split, pre, inputs, events, labels, ends, kind, frame.fingerprint,
+                               str(frame.source), readings_example(frame, cfg))
+    check_event_counts(prepared.counts(), kind, cfg, frame.source)
     return prepared
 
 
-def check_event_counts(p: "MonitorPrepared", cfg: MonitorConfig, source: str) -> None:
-    """Refuse, before training, a split that cannot train or judge a classifier: the training
-    windows must hold both classes, and val and test at least `split.min_events` event windows
-    each: onset windows for the part whose decision is made on onset windows (val when
-    classify.threshold_on=onset, test when register.metric is an onset metric)."""
-    counts, w = p.counts(), cfg.window
+def no_window_error(source: str, part: str, cfg: MonitorConfig) -> DataError:
+    return DataError(f"{source}: no complete {part} window: every candidate spans a gap "
+                     f"longer than resample.max_gap={cfg.resample.max_gap} or the data is "
+                     f"shorter than window.lookback + window.horizon")
+
+
+def check_event_counts(counts: dict[str, dict[str, int]], split_kind: str, cfg: MonitorConfig,
+                       source: str) -> None:
+    """Refuse, before training, a split that cannot train or judge a classifier: every part
+    needs a complete window, the training windows must hold both classes, and val and test at
+    least `split.min_events` event windows each: onset windows for the part whose decision is
+    made on onset windows (val when classify.threshold_on=onset, test when register.metric is
+    an onset metric)."""
+    w = cfg.window
+    for part in PARTS:
+        if counts[part]["windows"] == 0:
+            raise no_window_error(source, part, cfg)
     label = f"label = {cfg.data.event or cfg.data.label_col} within {w.horizon} steps"
     train = counts["train"]
     if train["positive"] in (0, train["windows"]):
@@ -181,7 +248,7 @@ def check_event_counts(p: "MonitorPrepared", cfg: MonitorConfig, source: str) ->
             raise DataError(
                 f"{source}: the {part} part holds {counts[part][key]} {what} ({label}; {why}); val and test "
                 f"each need at least split.min_events={need}. Event windows per part: {per_part}, "
-                f"{p.split_kind} split. Move the cut (split.train / split.val, or the cut dates "
+                f"{split_kind} split. Move the cut (split.train / split.val, or the cut dates "
                 f"split.val_start / split.test_start), split by patient (3 or more patients), or use a "
                 f"longer recording")
 
@@ -300,46 +367,74 @@ def _rule_sign(cfg: MonitorConfig) -> tuple[int, float]:
     return 0, 1.0
 
 
-def evaluate_monitor(pipeline: MonitorPipeline, p: MonitorPrepared) -> dict[str, float]:
+def evaluate_monitor(pipeline: MonitorPipeline, p) -> dict[str, float]:
     """The model and the baselines on test, all windows and onset windows; each threshold is
     chosen on validation by the same rule, and the model's is stored in `pipeline.threshold`
-    (it travels with the registered model)."""
+    (it travels with the registered model).
+
+    `p` gives its windows as `chunks` of whole patients (`MonitorPrepared`: one; a streamed
+    data set: one per shard): scores, labels and onset flags are gathered chunk by chunk (one
+    float per window and scorer: thresholds and PR-AUC need every score), and alert lead times
+    are computed per chunk once the thresholds are known, so the metrics are exactly those of
+    the whole part in memory."""
     cfg = pipeline.config
     c, w = cfg.classify, cfg.window
-    y = {part: p.labels[p.ends[part]] for part in ("train", "val", "test")}
-    onset = {part: p.onset(part) for part in ("val", "test")}
-
-    def threshold_on_val(score_val: np.ndarray) -> float:
-        m = onset["val"] if c.threshold_on == "onset" else np.ones(len(score_val), bool)
-        return choose_threshold(y["val"][m], score_val[m], c.threshold, c.target_recall)
-
     column, sign = _rule_sign(cfg)
-    raw = p.grid.values[:, [p.grid.columns.index(ch) for ch in cfg.data.channels]]
+    raw, train_ends, y_train = p.baseline_data()
     scorers: dict[str, Any] = {"": None}
     for b in (MajorityBaseline(), LastReadingRule(column, sign), SummaryLogisticRegression(w.lookback)):
-        scorers[b.name] = b.fit(raw, p.ends["train"], y["train"])
+        scorers[b.name] = b.fit(raw, train_ends, y_train)
+    del raw
+
+    def score(name: str, ch: Chunk) -> np.ndarray:
+        scorer = scorers[name]
+        return pipeline.risk(ch.inputs, ch.ends) if scorer is None else scorer.score(ch.raw, ch.ends)
+
+    val = {name: [] for name in scorers}
+    y_val, onset_val = [], []
+    for ch in p.chunks("val"):
+        for name in scorers:
+            val[name].append(score(name, ch))
+        y_val.append(ch.y)
+        onset_val.append(ch.onset)
+    yv, ov = np.concatenate(y_val), np.concatenate(onset_val)
+
+    thresholds = {}
+    for name in scorers:
+        sv = val[name] = np.concatenate(val[name])
+        m = ov if c.threshold_on == "onset" else np.ones(len(sv), bool)
+        thresholds[name] = 0.5 if name == "majority" else choose_threshold(yv[m], sv[m], c.threshold,
+                                                                           c.target_recall)
+
+    test = {name: [] for name in scorers}
+    leads: dict[str, list[np.ndarray]] = {name: [] for name in scorers}
+    y_test, onset_test = [], []
+    for ch in p.chunks("test"):
+        for name in scorers:
+            st = score(name, ch)
+            test[name].append(st)
+            leads[name].append(alert_lead_times(ch.events, ch.offsets, ch.ends, st >= thresholds[name], w.horizon))
+        y_test.append(ch.y)
+        onset_test.append(ch.onset)
+    yt, ot = np.concatenate(y_test), np.concatenate(onset_test)
+
+    step_min = pd.Timedelta(cfg.resample.step).total_seconds() / 60
     metrics: dict[str, float] = {}
-    for name, scorer in scorers.items():
-        if scorer is None:
-            sv = pipeline.risk(p.inputs, p.ends["val"])
-            st = pipeline.risk(p.inputs, p.ends["test"])
-        else:
-            sv, st = scorer.score(raw, p.ends["val"]), scorer.score(raw, p.ends["test"])
-        thr = 0.5 if name == "majority" else threshold_on_val(sv)
+    for name in scorers:
+        sv, st, thr = val[name], np.concatenate(test[name]), thresholds[name]
         prefix = f"{name}_test" if name else "test"
         m = {}
         if name == "":
             pipeline.threshold = thr
-            m.update(classification_metrics(y["val"], sv, thr, "val"))
-            m.update(classification_metrics(y["val"][onset["val"]], sv[onset["val"]], thr, "val", "_onset"))
-        m.update(classification_metrics(y["test"], st, thr, prefix))
-        m.update(classification_metrics(y["test"][onset["test"]], st[onset["test"]], thr, prefix, "_onset"))
-        leads = alert_lead_times(p.events, p.grid.offsets, p.ends["test"], st >= thr, w.horizon)
-        step_min = pd.Timedelta(cfg.resample.step).total_seconds() / 60
-        m[f"{prefix}_events"] = float(len(leads))
-        m[f"{prefix}_events_warned"] = float((leads > 0).mean()) if len(leads) else float("nan")
-        m[f"{prefix}_alert_lead_min_median"] = (float(np.median(leads[leads > 0]) * step_min)
-                                                if (leads > 0).any() else 0.0)
+            m.update(classification_metrics(yv, sv, thr, "val"))
+            m.update(classification_metrics(yv[ov], sv[ov], thr, "val", "_onset"))
+        m.update(classification_metrics(yt, st, thr, prefix))
+        m.update(classification_metrics(yt[ot], st[ot], thr, prefix, "_onset"))
+        lead = np.concatenate(leads[name])
+        m[f"{prefix}_events"] = float(len(lead))
+        m[f"{prefix}_events_warned"] = float((lead > 0).mean()) if len(lead) else float("nan")
+        m[f"{prefix}_alert_lead_min_median"] = (float(np.median(lead[lead > 0]) * step_min)
+                                                if (lead > 0).any() else 0.0)
         m[f"{(name + '_') if name else ''}threshold"] = float(thr) if np.isfinite(thr) else float("nan")
         metrics.update(m)
     return metrics
@@ -360,21 +455,20 @@ def train_and_evaluate(cfg: MonitorConfig):
     """One sweep trial: the monitor flow's classifier steps with no orchestration around them."""
     from rnnpipe.training import Trained, fit
 
-    frame = load_monitor_data(cfg)
-    p = prepare_monitor(frame, cfg)
+    p = prepare_monitor(load_monitor_data(cfg), cfg)
     pipe = MonitorPipeline(cfg, p.preprocessor)
     result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train,
                  loss_fn=classification_loss(cfg, p), progress=False)
-    return Trained(pipe, result, evaluate_monitor(pipe, p), readings_example(frame, cfg), frame.fingerprint)
+    return Trained(pipe, result, evaluate_monitor(pipe, p), p.example, p.fingerprint)
 
 
-def classification_loss(cfg: MonitorConfig, p: MonitorPrepared):
+def classification_loss(cfg: MonitorConfig, p):
     """Binary cross-entropy on logits; with classify.class_weight=balanced the rare event class
     is weighted by (negatives / positives) of the training windows."""
     pos_weight = None
     if cfg.classify.class_weight == "balanced":
-        y = p.labels[p.ends["train"]]
-        pos_weight = torch.tensor(float((y == 0).sum() / max((y == 1).sum(), 1)))
+        n = p.counts()["train"]
+        pos_weight = torch.tensor(float((n["windows"] - n["positive"]) / max(n["positive"], 1)))
 
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         w = None if pos_weight is None else pos_weight.to(logits.device)

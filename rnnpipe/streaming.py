@@ -1,136 +1,254 @@
-"""Training on data sets larger than memory: windows streamed shard by shard.
+"""Monitor training on data sets larger than memory: the same steps, shard by shard.
 
-`ShardStream` reads a partitioned dataset one file at a time, keeps the patients of one part
-(train / val / test, assigned by a stable hash of the patient id, so no global pass and no
-patient in two parts), resamples them, scales them with an already fitted preprocessor, and
-yields batches of windows. At most one shard's rows are in memory (plus the scaler's fitting
-sample, `fit_streaming_preprocessor(max_rows=...)`). It has the same
-`batches` / `__len__` / `to` interface as `WindowSet`, so the one fit loop trains on it.
+A shard is one data file of a dataset (a file, a folder or a hive-partitioned dataset), and
+holds whole patients (`rnnpipe.ingest.scan_shards` refuses a patient split over files). At
+most one shard's readings are in memory at a time, plus what is bounded on purpose:
+
+- the split: the patients' ids, put in parts by the rule of the in-memory path
+  (`grouped_parts` over the sorted ids, `split.seed`), so both paths split alike;
+- the fitted statistics: the scaler and the baselines are fitted on a seeded sample of
+  training patients of at most `data.stream_sample_rows` readings (every training patient
+  when the training part is smaller: then they equal the in-memory path's);
+- evaluation: one score per held-out window and scorer (`rnnpipe.monitor.evaluate_monitor`).
+
+`prepare_streamed` makes one pass over the shards to check every reading (the in-memory
+path's checks, file by file) and to count each part's windows exactly; `StreamedMonitor`
+then offers what `MonitorPrepared` offers: `windows(part)` (a `ShardStream`, which the shared
+fit loop trains on like a `WindowSet`), `chunks(part)` for evaluation, `counts()`, the
+preprocessor and an input example. The artefact is the same `MonitorPipeline`.
+
+Without shuffling, a `ShardStream` yields exactly the batches of the in-memory `WindowSet`
+(batches run on across shard ends); with shuffling (training), the shards come in a seeded
+random order and windows are shuffled within a shard, not across the whole part.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from rnnpipe.config import MonitorConfig
 from rnnpipe.errors import DataError
-from rnnpipe.features.events import future_event_labels
-from rnnpipe.features.splits import PARTS, Split
-from rnnpipe.features.windows import WindowSet, window_ends
+from rnnpipe.features.events import event_flags, future_event_labels
+from rnnpipe.features.splits import PARTS, Split, grouped_parts
+from rnnpipe.features.windows import WindowSet
+from rnnpipe.ingest import Shards, value_columns
 from rnnpipe.io import SeriesFrame, load_series
-from rnnpipe.ingest import value_columns
-from rnnpipe.monitor import MonitorPreprocessor
+from rnnpipe.monitor import (Chunk, MonitorPreprocessor, channel_values, check_event_counts, part_ends,
+                             readings_example, window_counts)
+
+PART_INDEX = {p: i for i, p in enumerate(PARTS)}
+OnShard = Callable[[str, int, int], None]  # (what, shards done, shards in all)
 
 
-def part_of(patient_id: str, train: float, val: float) -> str:
-    """Stable assignment of a patient to a part: the same id always lands in the same part."""
-    u = int.from_bytes(hashlib.sha1(patient_id.encode()).digest()[:8], "big") / 2**64
-    return "train" if u < train else "val" if u < train + val else "test"
-
-
-def shard_files(path: str | Path) -> list[str]:
-    files = sorted(ds.dataset(str(path), format="parquet", partitioning="hive").files)
-    if not files:
-        raise DataError(f"{path}: no Parquet files")
-    return files
-
-
-def _load_part(file: str, cfg: MonitorConfig, part: str) -> SeriesFrame | None:
+def read_shard(shards: Shards, k: int, cfg: MonitorConfig, patients: list[str] | None = None) -> SeriesFrame:
+    """The readings of shard `k` (only `patients` of it, when given), checked as the
+    in-memory path checks them; errors name the file and row."""
     d = cfg.data
-    frame = load_series(file, timestamp_col=d.timestamp_col, series_col=d.series_col, series_name=d.series_name,
-                        value_cols=value_columns(cfg), nan_policy="keep", duplicates=d.duplicates)
-    keep = [i for i, s in enumerate(frame.series) if part_of(s, cfg.split.train, cfg.split.val) == part]
-    if not keep:
-        return None
-    rows = np.concatenate([np.arange(*frame.bounds(i)) for i in keep])
-    offsets = np.concatenate([[0], np.cumsum(frame.lengths()[keep])])
-    return SeriesFrame([frame.series[i] for i in keep], offsets, frame.timestamps[rows],
-                       frame.values[rows], frame.columns, frame.source, frame.fingerprint)
+    keep = patients if patients is not None else (shards.patients[k] if d.series else ())
+    return load_series(shards.path, timestamp_col=d.timestamp_col, series_col=d.series_col,
+                       series_name=d.series_name, value_cols=value_columns(cfg), series=keep,
+                       nan_policy="keep", duplicates=d.duplicates, fmt=d.format, files=[shards.files[k]])
 
 
-def _whole(frame: SeriesFrame, part: str) -> Split:
-    """Every row of every series in `part`."""
-    if part not in PARTS:
-        raise ValueError(part)
+def _whole(frame: SeriesFrame, parts: np.ndarray) -> Split:
+    """The split of a shard whose patients each lie in one part (`parts`, 0/1/2 per patient)."""
     lo, hi = frame.offsets[:-1], frame.offsets[1:]
-    val_start = hi if part == "train" else lo
-    test_start = lo if part == "test" else hi
-    return Split(np.column_stack([lo, val_start, test_start, hi]))
+    return Split(np.column_stack([lo, np.where(parts == 0, hi, lo), np.where(parts <= 1, hi, lo), hi]))
 
 
-def fit_streaming_preprocessor(path: str | Path, cfg: MonitorConfig, max_rows: int = 300_000) -> MonitorPreprocessor:
-    """Fit the scaler on the training patients of the first shards, up to `max_rows` readings
-    (a sample: memory stays bounded whatever the size of the data set)."""
-    frames, n = [], 0
-    for f in shard_files(path):
-        fr = _load_part(f, cfg, "train")
-        if fr is not None:
-            frames.append(fr)
-            n += len(fr)
-        if n >= max_rows:
-            break
-    if not frames:
-        raise DataError(f"{path}: no training patients")
-    pre = MonitorPreprocessor(cfg)
-    grids = [pre.grid(f) for f in frames]
-    offsets = np.concatenate([[0], np.cumsum(np.concatenate([g.lengths() for g in grids]))])
-    grid = SeriesFrame(sum((g.series for g in grids), []), offsets,
-                       np.concatenate([g.timestamps for g in grids]), np.concatenate([g.values for g in grids]),
-                       grids[0].columns, str(path), "")
-    return pre.fit(grid, _whole(grid, "train"))
+def _concat(frames: list[SeriesFrame], source: str) -> SeriesFrame:
+    """Frames of distinct patients as one, patients in sorted order (as one read would give)."""
+    pieces = sorted(((f, i) for f in frames for i in range(len(f.series))), key=lambda t: t[0].series[t[1]])
+    lengths = np.array([f.bounds(i)[1] - f.bounds(i)[0] for f, i in pieces], dtype=np.int64)
+    rows = [slice(*f.bounds(i)) for f, i in pieces]
+    return SeriesFrame([f.series[i] for f, i in pieces], np.concatenate([[0], np.cumsum(lengths)]),
+                       np.concatenate([f.timestamps[r] for (f, _), r in zip(pieces, rows)]),
+                       np.concatenate([f.values[r] for (f, _), r in zip(pieces, rows)]),
+                       frames[0].columns, source, "")
+
+
+@dataclass
+class StreamedMonitor:
+    """A streamed data set, prepared: the `MonitorPrepared` interface without the data."""
+
+    shards: Shards
+    cfg: MonitorConfig
+    parts: dict[str, int]  # patient -> 0 train, 1 val, 2 test
+    preprocessor: MonitorPreprocessor
+    counts_: dict[str, dict[str, int]]
+    shard_windows: np.ndarray  # (shards, 3): windows of each part in each shard
+    fingerprint: str
+    sample: dict[str, int]  # the fitting sample: patients, readings
+    baseline_data_: tuple[np.ndarray, np.ndarray, np.ndarray]
+    example: pd.DataFrame
+    split_kind: str = "grouped by patient"
+    on_shard: OnShard | None = field(default=None, repr=False)
+
+    @property
+    def source(self) -> str:
+        return self.shards.source
+
+    @property
+    def patients(self) -> list[str]:
+        return sorted(self.parts)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return self.counts_
+
+    def baseline_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.baseline_data_
+
+    def _shard_chunk(self, k: int, part: str) -> Chunk | None:
+        """Shard `k`'s patients of `part` on the grid, scaled, with their windows."""
+        mine = [p for p in self.shards.patients[k] if self.parts.get(p) == PART_INDEX[part]]
+        if not mine:
+            return None
+        frame = read_shard(self.shards, k, self.cfg, mine)
+        pre = self.preprocessor
+        grid = pre.grid(frame)
+        inputs, valid = pre.transform(grid)
+        events = pre.events(grid)
+        labels = future_event_labels(events, grid.offsets, self.cfg.window.horizon)
+        split = _whole(grid, np.full(len(grid.series), PART_INDEX[part]))
+        ends = part_ends(split, part, self.cfg, valid, labels, events)
+        return Chunk(channel_values(grid, self.cfg), inputs, events, labels, grid.offsets, ends)
+
+    def chunks(self, part: str) -> Iterator[Chunk]:
+        """The part's windows shard by shard, for evaluation."""
+        todo = np.flatnonzero(self.shard_windows[:, PART_INDEX[part]])
+        for done, k in enumerate(todo, 1):
+            ch = self._shard_chunk(int(k), part)
+            if ch is not None and len(ch.ends):
+                yield ch
+            if self.on_shard:
+                self.on_shard(f"evaluate {part}", done, len(todo))
+
+    def windows(self, part: str) -> "ShardStream":
+        return ShardStream(self, part)
 
 
 class ShardStream:
-    def __init__(self, path: str | Path, cfg: MonitorConfig, preprocessor: MonitorPreprocessor,
-                 part: str, device: torch.device | str = "cpu", stride: int = 1):
-        """`stride` keeps every stride-th window (all patients, fewer overlapping windows)."""
-        self.path, self.cfg, self.pre, self.part = str(path), cfg, preprocessor, part
-        self.stride = stride
-        self.files = shard_files(path)
-        self.device = torch.device(device)
-        self._estimate: int | None = None
+    """The windows of one part of a streamed data set, with `WindowSet`'s `batches` /
+    `__len__` / `to`: what the shared fit loop trains on. Its length is exact (counted when
+    the data set was prepared)."""
 
-    def to(self, device) -> "ShardStream":
-        s = ShardStream.__new__(ShardStream)
-        s.__dict__.update(self.__dict__)
-        s.device = torch.device(device)
-        return s
-
-    def shard_windows(self, file: str) -> WindowSet | None:
-        frame = _load_part(file, self.cfg, self.part)
-        if frame is None:
-            return None
-        grid = self.pre.grid(frame)
-        inputs, valid = self.pre.transform(grid)
-        events = self.pre.events(grid)
-        w = self.cfg.window
-        labels = future_event_labels(events, grid.offsets, w.horizon)
-        ends = window_ends(_whole(grid, self.part), self.part, w.lookback, w.horizon, valid=valid)
-        ends = ends[~np.isnan(labels[ends]) & ~np.isnan(events[ends])][::self.stride]
-        return WindowSet(inputs, np.nan_to_num(labels)[:, None], ends, w.lookback)
+    def __init__(self, data: StreamedMonitor, part: str, device: torch.device | str = "cpu"):
+        self.data, self.part, self.device = data, part, torch.device(device)
+        self.shards = np.flatnonzero(data.shard_windows[:, PART_INDEX[part]])
 
     def __len__(self) -> int:
-        """Windows in the part, estimated from the first shard and the files' row counts
-        (exact counting would need a pass over the data)."""
-        if self._estimate is None:
-            first = self.shard_windows(self.files[0])
-            rows = [pq.ParquetFile(f).metadata.num_rows for f in self.files]
-            per_row = (len(first) if first is not None else 0) / max(rows[0], 1)
-            self._estimate = int(per_row * sum(rows))
-        return self._estimate
+        return int(self.data.shard_windows[:, PART_INDEX[self.part]].sum())
+
+    def to(self, device) -> "ShardStream":
+        return ShardStream(self.data, self.part, device)
+
+    def shard_sets(self, order) -> Iterator[WindowSet]:
+        L = self.data.cfg.window.lookback
+        for done, k in enumerate(order, 1):
+            ch = self.data._shard_chunk(int(self.shards[k]), self.part)
+            if ch is not None and len(ch.ends):
+                yield WindowSet(ch.inputs, np.nan_to_num(ch.labels)[:, None], ch.ends, L).to(self.device)
+            if self.data.on_shard:
+                self.data.on_shard(self.part, done, len(order))
 
     def batches(self, batch_size: int, shuffle: bool = False,
                 generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = (torch.randperm(len(self.files), generator=generator).tolist() if shuffle
-                 else range(len(self.files)))
-        for i in order:
-            ws = self.shard_windows(self.files[i])
-            if ws is not None and len(ws):
-                yield from ws.to(self.device).batches(batch_size, shuffle, generator)
+        """Batches of `batch_size` windows; a shard's last windows run on into the next
+        shard's, so only the part's last batch is short (as with a `WindowSet`)."""
+        n = len(self.shards)
+        order = torch.randperm(n, generator=generator).tolist() if shuffle and n > 1 else range(n)
+        held_x: list[torch.Tensor] = []
+        held_y: list[torch.Tensor] = []
+        held = 0
+        for ws in self.shard_sets(order):
+            for x, y in ws.batches(batch_size, shuffle, generator):
+                if held == 0 and len(y) == batch_size:
+                    yield x, y
+                    continue
+                start = 0
+                while start < len(y):
+                    take = min(batch_size - held, len(y) - start)
+                    held_x.append(x[start:start + take])
+                    held_y.append(y[start:start + take])
+                    held, start = held + take, start + take
+                    if held == batch_size:
+                        yield torch.cat(held_x), torch.cat(held_y)
+                        held_x, held_y, held = [], [], 0
+        if held:
+            yield torch.cat(held_x), torch.cat(held_y)
+
+
+def prepare_streamed(shards: Shards, cfg: MonitorConfig, on_shard: OnShard | None = None,
+                     progress: bool | None = None) -> StreamedMonitor:
+    """Split the patients, read every shard once (checks, exact window counts, fingerprint),
+    and fit the scaler and the baselines' data on a seeded sample of training patients."""
+    d = cfg.data
+    ids = shards.series
+    part_of = grouped_parts(len(ids), cfg.split.train, cfg.split.val, cfg.split.seed)
+    parts = dict(zip(ids, part_of.tolist()))
+    pre = MonitorPreprocessor(cfg)
+    counts = {p: {"windows": 0, "positive": 0, "onset": 0, "onset_positive": 0} for p in PARTS}
+    per_shard = np.zeros((len(shards.files), len(PARTS)), dtype=np.int64)
+    seen = np.zeros(len(d.channels), dtype=bool)
+    digest = hashlib.sha256()
+    bar = tqdm(range(len(shards.files)), desc="reading shards", unit="shard", leave=False,
+               disable=None if progress is None else not progress)
+    for k in bar:
+        frame = read_shard(shards, k, cfg)
+        if d.label_col:
+            event_flags(frame, label_col=d.label_col)  # 0/1 check on the raw readings
+        digest.update(frame.fingerprint.encode())
+        seen |= ~np.isnan(frame.values[:, [frame.columns.index(c) for c in d.channels]]).all(axis=0)
+        grid = pre.grid(frame)
+        X, _ = pre._raw_inputs(grid)
+        valid = ~np.isnan(X).any(axis=1)  # what `transform` marks, before any scaler is fitted
+        events = pre.events(grid)
+        labels = future_event_labels(events, grid.offsets, cfg.window.horizon)
+        split = _whole(grid, np.array([parts[s] for s in grid.series]))
+        for j, part in enumerate(PARTS):
+            e = part_ends(split, part, cfg, valid, labels, events)
+            per_shard[k, j] = len(e)
+            for key, v in window_counts(labels, events, e).items():
+                counts[part][key] += v
+        if on_shard:
+            on_shard("read", k + 1, len(shards.files))
+    for c, ok in zip(d.channels, seen):
+        if not ok:
+            raise DataError(f"{shards.source}: column {c!r} (one of data.channels) has no values in any of "
+                            f"its {len(shards)} rows")
+    kind = "grouped by patient"
+    check_event_counts(counts, kind, cfg, shards.source)
+
+    # the fitting sample: training patients in a seeded random order, up to the row budget
+    rows = {p: n for r in shards.rows for p, n in r.items()}
+    train = [p for p in ids if parts[p] == 0]
+    chosen, budget = set(), d.stream_sample_rows
+    for i in np.random.default_rng(cfg.split.seed).permutation(len(train)):
+        if budget <= 0:
+            break
+        chosen.add(train[i])
+        budget -= rows[train[i]]
+    frames = []
+    for k, ps in enumerate(shards.patients):
+        mine = [p for p in ps if p in chosen]
+        if mine:
+            frames.append(read_shard(shards, k, cfg, mine))
+    sample = _concat(frames, shards.source)
+    grid = pre.grid(sample)
+    split = _whole(grid, np.zeros(len(grid.series), dtype=np.int64))
+    pre.fit(grid, split)
+    _, valid = pre.transform(grid)
+    events = pre.events(grid)
+    labels = future_event_labels(events, grid.offsets, cfg.window.horizon)
+    e = part_ends(split, "train", cfg, valid, labels, events)
+    return StreamedMonitor(shards, cfg, parts, pre, counts, per_shard, digest.hexdigest(),
+                           {"patients": len(chosen), "readings": len(sample), "of_patients": len(train)},
+                           (channel_values(grid, cfg), e, labels[e]), readings_example(sample, cfg), kind,
+                           on_shard)

@@ -423,7 +423,7 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
         t0, seen, total = time.perf_counter(), 0, 0.0
         bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
                    disable=(None if progress is None else not progress), dynamic_ncols=True)
-        for x, y in train.batches(cfg.batch_size, shuffle=True, generator=generator):
+        for x, y in train.batches(cfg.batch_size, shuffle=cfg.shuffle, generator=generator):
             with autocast():
                 pred = _forward(model, x)
             loss = loss_fn(pred.float(), y)

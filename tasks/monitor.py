@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prefect import get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from rnnpipe.config import MonitorConfig
 from rnnpipe.evaluation import plot_comparison, plot_confusion
-from rnnpipe.ingest import load_monitor_data
+from rnnpipe.ingest import Shards, load_monitor_data
 from rnnpipe.io import SeriesFrame
 from rnnpipe.monitor import (
     MonitorPipeline,
@@ -20,28 +22,55 @@ from rnnpipe.monitor import (
     prepare_monitor,
 )
 from rnnpipe.registry import Run
+from rnnpipe.streaming import StreamedMonitor
 from tasks.common import IO
 
 
 @task(name="ingest", cache_policy=NO_CACHE, **IO)
-def ingest(cfg: MonitorConfig) -> SeriesFrame:
-    frame = load_monitor_data(cfg)
-    get_run_logger().info("read %d readings of %d patients from %s (sha256 %s)", len(frame),
-                          len(frame.series), frame.source, frame.fingerprint[:12])
-    return frame
+def ingest(cfg: MonitorConfig) -> SeriesFrame | Shards:
+    """The readings, or for streamed training (`data.streaming`) the shards they lie in."""
+    data = load_monitor_data(cfg)
+    if isinstance(data, Shards):
+        get_run_logger().info("streamed training: %d readings of %d patients in %d shards of %s", len(data),
+                              len(data.series), len(data.files), data.source)
+    else:
+        get_run_logger().info("read %d readings of %d patients from %s (sha256 %s)", len(data),
+                              len(data.series), data.source, data.fingerprint[:12])
+    return data
+
+
+def shard_progress(shards: Shards):
+    """A Prefect progress artifact that follows a streamed run shard by shard (reading, each
+    epoch's training and validation passes, evaluation); its description says which pass."""
+    artifact = create_progress_artifact(0.0, key="monitor-shards",
+                                        description=f"{len(shards.files)} shards of {shards.source}")
+
+    def on_shard(what: str, done: int, total: int) -> None:
+        with contextlib.suppress(Exception):  # a progress bar that cannot update stops nothing
+            update_progress_artifact(artifact, 100.0 * done / total,
+                                     description=f"{what}: shard {done} of {total}")
+
+    return on_shard
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
-def prepare(frame: SeriesFrame, cfg: MonitorConfig) -> MonitorPrepared:
-    p = prepare_monitor(frame, cfg)
+def prepare(data: SeriesFrame | Shards, cfg: MonitorConfig) -> MonitorPrepared | StreamedMonitor:
+    """Grid, split, scaling and windows; for a streamed data set, one pass over its shards
+    (checks and exact window counts) and the scaler fitted on a sample of training patients."""
+    p = prepare_monitor(data, cfg, shard_progress(data) if isinstance(data, Shards) else None)
     rows = [{"part": k, **v} for k, v in p.counts().items()]
     create_table_artifact(rows, key="monitor-windows", description=f"split: {p.split_kind}")
     get_run_logger().info("split %s; windows %s", p.split_kind, p.counts())
+    if isinstance(p, StreamedMonitor):
+        s = p.sample
+        get_run_logger().info("scaler and baselines fitted on %d of %d training patients (%d readings, "
+                              "data.stream_sample_rows=%d)", s["patients"], s["of_patients"], s["readings"],
+                              cfg.data.stream_sample_rows)
     return p
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(pipeline: MonitorPipeline, prepared: MonitorPrepared, run_id: str) -> dict[str, float]:
+def evaluate(pipeline: MonitorPipeline, prepared: MonitorPrepared | StreamedMonitor, run_id: str) -> dict[str, float]:
     """Model and baselines on test (all and onset windows), thresholds chosen on validation."""
     run = Run(run_id)
     metrics = evaluate_monitor(pipeline, prepared)

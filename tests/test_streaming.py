@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from rnnpipe.config import MonitorConfig, load_config
-from rnnpipe.errors import ConfigError
-from rnnpipe.monitor import MonitorPipeline
-from rnnpipe.streaming import ShardStream, _load_part, fit_streaming_preprocessor, part_of, shard_files
+from rnnpipe.errors import ConfigError, DataError
+from rnnpipe.ingest import load_monitor_data, streamed
+from rnnpipe.monitor import MonitorPipeline, evaluate_monitor, prepare_monitor
+from rnnpipe.streaming import StreamedMonitor
 from rnnpipe.synth import CHANNELS, write_synthetic_vitals
-from rnnpipe.training import fit
 
 VITALS = ["data.channels=" + ",".join(CHANNELS), 'data.event=""', "data.label_col=deterioration",
           "resample.step=1min", "resample.max_gap=5min", "window.lookback=30", "window.horizon=15",
@@ -26,7 +26,7 @@ def vitals(tmp_path_factory):
 
 def test_generator_is_seeded_partitioned_and_plausible(vitals, tmp_path):
     out, summary = vitals
-    assert summary["shards"] == 3 and len(shard_files(out)) == 3
+    assert summary["shards"] == 3 and len(list(out.rglob("*.parquet"))) == 3
     df = pd.read_parquet(out)
     assert df.patient_id.nunique() == 30 and len(df) == summary["rows"]
     assert 0.9 * 30 * 360 < len(df) < 30 * 360  # some readings are missing, by design
@@ -38,27 +38,124 @@ def test_generator_is_seeded_partitioned_and_plausible(vitals, tmp_path):
         write_synthetic_vitals(out, patients=1, hours=1)
 
 
-def test_streamed_parts_are_disjoint_and_train(vitals):
-    out, _ = vitals
-    cfg = load_config(MonitorConfig, overrides=VITALS + [f"data.path={out}"])
-    parts = {}
-    for f in shard_files(out):
-        for part in ("train", "val", "test"):
-            frame = _load_part(f, cfg, part)
-            for s in (frame.series if frame else []):
-                assert part_of(s, 0.7, 0.15) == part
-                parts.setdefault(s, set()).add(part)
-    assert len(parts) == 30 and all(len(p) == 1 for p in parts.values())
+def _configs(path, *extra):
+    memory = load_config(MonitorConfig, overrides=VITALS + [f"data.path={path}", "data.streaming=false", *extra])
+    streamed = load_config(MonitorConfig, overrides=VITALS + [f"data.path={path}", "data.streaming=true", *extra])
+    return memory, streamed
 
-    pre = fit_streaming_preprocessor(out, cfg)
-    train = ShardStream(out, cfg, pre, "train")
-    val = ShardStream(out, cfg, pre, "val")
-    x, y = next(train.batches(64))
-    assert x.shape == (64, 30, 10) and set(torch.unique(y).tolist()) <= {0.0, 1.0}
-    n = sum(len(b[1]) for b in train.batches(512))
-    assert abs(n - len(train)) / n < 0.5  # the length is an estimate from one shard
-    assert sum(len(b[1]) for b in ShardStream(out, cfg, pre, "train", stride=4).batches(512)) == pytest.approx(n / 4, rel=0.02)
-    pipe = MonitorPipeline(cfg, pre)
-    loss = lambda p, t: torch.nn.functional.binary_cross_entropy_with_logits(p, t[:, 0])
-    result = fit(pipe.model, train, val, cfg.train, loss_fn=loss, progress=False)
-    assert np.isfinite(result.history[0]["val_loss"]) and result.history[0]["samples_per_s"] > 0
+
+def test_streamed_preparation_windows_and_evaluation_equal_the_in_memory_path(vitals):
+    out, _ = vitals
+    cm, cs = _configs(out)
+    pm = prepare_monitor(load_monitor_data(cm), cm)
+    seen = []
+    ps = prepare_monitor(load_monitor_data(cs), cs, on_shard=lambda *a: seen.append(a))
+    assert isinstance(ps, StreamedMonitor) and not isinstance(pm, StreamedMonitor)
+    assert seen == [("read", 1, 3), ("read", 2, 3), ("read", 3, 3)]
+    # the same patients in each part, the same windows, the same scaler (the sample holds
+    # every training patient here)
+    assert ps.counts() == pm.counts() and ps.patients == pm.patients
+    n_train = int((pm.split.part("train")[:, 1] > pm.split.part("train")[:, 0]).sum())
+    assert ps.sample["patients"] == ps.sample["of_patients"] == n_train
+    assert ps.preprocessor.to_dict() == pm.preprocessor.to_dict()
+    for part in ("train", "val"):
+        a, b = list(pm.windows(part).batches(100)), list(ps.windows(part).batches(100))
+        assert len(a) == len(b) and all(torch.equal(x, u) and torch.equal(y, v) for (x, y), (u, v) in zip(a, b))
+        assert len(ps.windows(part)) == len(pm.windows(part))
+    # shuffled: the same windows, in another order, batches still full across shard ends
+    g = torch.Generator().manual_seed(0)
+    sizes, total = [], 0.0
+    for x, y in ps.windows("train").batches(100, shuffle=True, generator=g):
+        sizes.append(len(y))
+        total += float(x.double().sum())
+    assert all(n == 100 for n in sizes[:-1]) and sum(sizes) == len(pm.windows("train"))
+    assert total == pytest.approx(sum(float(x.double().sum()) for x, _ in pm.windows("train").batches(512)))
+    # one model, scored shard by shard: the metrics of the whole part in memory
+    pipe = MonitorPipeline(cm, pm.preprocessor)
+    m_memory, m_streamed = evaluate_monitor(pipe, pm), evaluate_monitor(pipe, ps)
+    assert m_streamed.keys() == m_memory.keys()
+    for k, v in m_memory.items():
+        assert m_streamed[k] == pytest.approx(v, rel=1e-9, nan_ok=True), k
+
+
+def test_a_smaller_fitting_sample_is_seeded_and_its_scaler_close(vitals):
+    out, _ = vitals
+    _, full = _configs(out)
+    _, small = _configs(out, "data.stream_sample_rows=3000")
+    pf = prepare_monitor(load_monitor_data(full), full)
+    ps = prepare_monitor(load_monitor_data(small), small)
+    assert 0 < ps.sample["patients"] < pf.sample["patients"] and ps.sample["readings"] < pf.sample["readings"]
+    again = prepare_monitor(load_monitor_data(small), small)
+    assert again.preprocessor.to_dict() == ps.preprocessor.to_dict()  # seeded: the same sample
+    a, b = pf.preprocessor.scaler_, ps.preprocessor.scaler_
+    # a sample of n patients puts the centres about (spread between patients) / sqrt(n) off
+    # (README): with ~9 of 21 patients here, within half a standard deviation
+    assert np.all(np.abs(a.center_pooled_ - b.center_pooled_) < 0.5 * a.scale_pooled_)
+    assert np.all(np.abs(np.log(a.scale_pooled_ / b.scale_pooled_)) < np.log(1.5))
+    assert ps.counts() == pf.counts()  # counts and labels never depend on the sample
+
+
+def test_streaming_is_chosen_by_config_and_size_and_refuses_what_it_cannot_do(vitals, tmp_path):
+    out, summary = vitals
+    cm, cs = _configs(out)
+    assert not streamed(cm.data, out) and streamed(cs.data, out)
+    auto = load_config(MonitorConfig, overrides=VITALS + [f"data.path={out}"])
+    assert auto.data.streaming == "auto" and not streamed(auto.data, out)
+    auto.data.stream_above_rows = summary["rows"] - 1
+    assert streamed(auto.data, out)
+    csv = tmp_path / "vitals.csv"
+    pd.read_parquet(out).to_csv(csv, index=False)
+    assert not streamed(auto.data, csv)  # a row count needs Parquet metadata
+    with pytest.raises(ConfigError, match="split in time"):
+        load_config(MonitorConfig, overrides=VITALS + ["data.streaming=true", "split.val_start=2024-01-01",
+                                                      "split.test_start=2024-01-02"])
+    with pytest.raises(ConfigError, match="expected true, false or auto"):
+        load_config(MonitorConfig, overrides=VITALS + ["data.streaming=sometimes"])
+    # a patient whose readings lie in two files cannot be streamed: both files are named
+    split = tmp_path / "split"
+    df = pd.read_parquet(out).drop(columns="shard")
+    for k, (lo, hi) in enumerate([(0, len(df) // 2), (len(df) // 2, len(df))]):
+        (split / f"shard={k}").mkdir(parents=True)
+        df.iloc[lo:hi].to_parquet(split / f"shard={k}" / "part-0.parquet")
+    _, bad = _configs(split)
+    with pytest.raises(DataError, match=r"has readings in .*shard=0.* and in .*shard=1"):
+        load_monitor_data(bad)
+
+
+@pytest.mark.slow
+def test_a_streamed_run_equals_the_in_memory_run(prefect_harness, vitals):
+    """The whole flow both ways on data small enough for both: with the training windows in
+    order (train.shuffle=false) and a fitting sample holding every training patient, every
+    logged metric and the registered model's answers are the same."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from prefect.artifacts import Artifact
+
+    from flows.monitor import train_monitor
+    from rnnpipe.config import to_dict
+
+    out, _ = vitals
+    extra = ["train.shuffle=false", "train.epochs=2", "register.experiment=streamed"]
+    cm, cs = _configs(out, *extra, "register.model_name=in-memory")
+    cs.register.model_name, cs.forecast.enabled = "streamed", True
+    runs = {name: train_monitor(config=to_dict(c)) for name, c in (("memory", cm), ("streamed", cs))}
+    client = MlflowClient()
+    data = {k: client.get_run(r["run_id"]).data for k, r in runs.items()}
+    timing = ("samples_per_s", "epoch_time_s", "_s")
+    metrics = {k: {m: v for m, v in d.metrics.items() if not m.endswith(timing)} for k, d in data.items()}
+    assert len(metrics["memory"]) > 100 and metrics["streamed"].keys() == metrics["memory"].keys()
+    for m, v in metrics["memory"].items():
+        assert metrics["streamed"][m] == pytest.approx(v, rel=1e-6, nan_ok=True), m
+    for m in ("val_loss", "train_loss"):
+        h = [[x.value for x in client.get_metric_history(r["run_id"], m)] for r in runs.values()]
+        assert h[0] == pytest.approx(h[1], rel=1e-6)
+    tags = data["streamed"].tags
+    assert tags["streamed"].startswith("3 shards") and tags["forecast"] == "skipped: streamed data set"
+    assert "streamed" not in data["memory"].tags
+    assert Artifact.get("monitor-shards").data == pytest.approx(100.0)
+    models = {k: mlflow.pyfunc.load_model(f"models:/{r['model_name']}/{r['version']}") for k, r in runs.items()}
+    recent = pd.read_parquet(out).groupby("patient_id").tail(40)
+    a, b = (models[k].predict(recent) for k in ("memory", "streamed"))
+    assert a["risk"].notna().sum() > 20
+    np.testing.assert_allclose(a["risk"], b["risk"], rtol=1e-5)
+    assert (a["alert"] == b["alert"]).all()

@@ -70,10 +70,10 @@ def chronological_split(frame: SeriesFrame, train: float = 0.7, val: float = 0.1
     return Split(bounds)
 
 
-def grouped_split(frame: SeriesFrame, train: float = 0.7, val: float = 0.15, seed: int = 0) -> Split:
-    """Whole series (patients) to train, val or test, shuffled with `seed`: no series is in two
-    parts. Needs at least three series."""
-    n = len(frame.series)
+def grouped_parts(n: int, train: float = 0.7, val: float = 0.15, seed: int = 0) -> np.ndarray:
+    """The part (0 train, 1 val, 2 test) of each of `n` series in their sorted order, shuffled
+    with `seed`: the rule of `grouped_split`, also used where the series are never all in
+    memory at once (`rnnpipe.streaming`). Needs at least three series."""
     if n < 3:
         raise ConfigError(f"a grouped split needs at least 3 series (patients); the data has {n}")
     order = np.random.default_rng(seed).permutation(n)
@@ -81,6 +81,14 @@ def grouped_split(frame: SeriesFrame, train: float = 0.7, val: float = 0.15, see
     n_val = min(max(1, int(round(n * val))), n - n_train - 1)
     part = np.empty(n, dtype=np.int64)
     part[order[:n_train]], part[order[n_train:n_train + n_val]], part[order[n_train + n_val:]] = 0, 1, 2
+    return part
+
+
+def grouped_split(frame: SeriesFrame, train: float = 0.7, val: float = 0.15, seed: int = 0) -> Split:
+    """Whole series (patients) to train, val or test, shuffled with `seed`: no series is in two
+    parts. Needs at least three series."""
+    n = len(frame.series)
+    part = grouped_parts(n, train, val, seed)
     bounds = np.empty((n, 4), dtype=np.int64)
     for i in range(n):
         lo, hi = frame.bounds(i)

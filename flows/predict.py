@@ -26,7 +26,7 @@ hide_user_error_tracebacks()
 @flow(name="batch-predict", description="Predict with a registered model over a file or dataset, in chunks.")
 def batch_predict(model: str, input_path: str, output_path: str, chunk_rows: int = 50_000,
                   input_format: str = "auto", runner: str = "local", workers: int = 1, threads: int = 1,
-                  overwrite: bool = False) -> dict[str, Any]:
+                  overwrite: bool = False, device: str = "auto", split_gpus: bool = False) -> dict[str, Any]:
     configure_tracking()
     ref = resolve(model)
     if runner == "dask":  # the flow runs with_options(task_runner=a DaskTaskRunner)
@@ -34,8 +34,8 @@ def batch_predict(model: str, input_path: str, output_path: str, chunk_rows: int
 
         with api_for_workers():
             stats = predict_in_parts(ref, input_path, output_path, chunk_rows, input_format, workers, threads,
-                                     overwrite)
+                                     overwrite, device, split_gpus)
     else:
-        stats = predict(ref, input_path, output_path, chunk_rows, input_format)
-    job_run = log_job(ref, stats, input_path, chunk_rows, runner)
+        stats = predict(ref, input_path, output_path, chunk_rows, input_format, device)
+    job_run = log_job(ref, stats, input_path, chunk_rows, runner, device, split_gpus)
     return {**stats.as_dict(), "model": str(ref), "model_version": ref.version, "job_run_id": job_run}

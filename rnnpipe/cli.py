@@ -10,6 +10,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import click
 
 from rnnpipe import __version__, kinds, settings
-from rnnpipe.errors import DataError, RnnpipeError
+from rnnpipe.errors import ConfigError, DataError, RnnpipeError
 
 CONFIGS = {**{k.name: k.config for k in kinds.KINDS.values()}, "schedule": "rnnpipe.config:ScheduleConfig"}
 DEFAULT_MODEL = "stocks-forecaster@champion"
@@ -199,8 +200,12 @@ def show_config(name, config_path, overrides):
                    "every worker sees); default: a LocalCluster here.")
 @click.option("--workers", type=click.IntRange(min=0), default=0,
               help="With --runner dask: workers of the LocalCluster (default: one per core).")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|mps",
+              help="Where the model runs: auto takes the GPU when there is one.")
+@click.option("--split-gpus", is_flag=True,
+              help="With --runner dask: worker k holds its model on GPU k mod (number of GPUs).")
 @user_errors
-def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, address, workers):
+def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, address, workers, device, split_gpus):
     """Batch prediction with MODEL (default: stocks-forecaster@champion), as a Prefect flow.
 
     MODEL is a registered NAME@ALIAS, NAME/VERSION or NAME (its champion); the version is
@@ -220,6 +225,9 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, addre
         raise DataError(f"{output} exists; pass --overwrite to replace it")
     if not Path(input_path).exists():
         raise DataError(f"{input_path}: no such file or folder")
+    if split_gpus and runner != "dask":
+        raise click.UsageError("--split-gpus places Dask workers; use it with --runner dask")
+    _check_device(device)
     from rnnpipe.batch import check_input
     from rnnpipe.registry import configure_tracking
 
@@ -233,12 +241,25 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, addre
         n = workers or (os.cpu_count() or 1)
         threads = 1 if address else max(1, (os.cpu_count() or 1) // n)
         out = batch_predict.with_options(task_runner=task_runner("dask", n, address))(
-            model, str(input_path), str(output), chunk_rows, fmt, "dask", n, threads, overwrite)
+            model, str(input_path), str(output), chunk_rows, fmt, "dask", n, threads, overwrite, device, split_gpus)
     else:
-        out = batch_predict(model, str(input_path), str(output), chunk_rows, fmt)
+        out = batch_predict(model, str(input_path), str(output), chunk_rows, fmt, device=device)
     click.echo(f"{out['model']}: {out['rows_in']:,} rows -> {out['rows_out']:,} predictions in "
                f"{out['seconds']:.1f} s ({out['rows_per_s']:,.0f} rows/s); wrote {out['output']}", err=True)
     click.echo(f"MLflow run of the job: {_run_link(out['job_run_id'])}", err=True)
+
+
+def _check_device(device: str) -> None:
+    """A device that is misspelt, or a GPU this machine lacks, fails before any flow starts."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+        raise click.BadParameter(f"{device!r}: expected auto, cpu, cuda, cuda:N or mps", param_hint="--device")
+    if device != "auto" and device != "cpu":
+        from rnnpipe.training import select_device
+
+        try:
+            select_device(device)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc).replace("train.device=", ""), param_hint="--device") from None
 
 
 UI_HOST, UI_PORT = "127.0.0.1", 5000  # where `rnnpipe ui` serves by default

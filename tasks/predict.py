@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -32,8 +33,9 @@ def resolve(model: str) -> ModelRef:
 
 
 @task(name="predict", cache_policy=NO_CACHE)
-def predict(ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, fmt: str) -> BatchStats:
-    pipeline = _pipeline(ref.uri)
+def predict(ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, fmt: str,
+            device: str = "auto") -> BatchStats:
+    pipeline = _pipeline(ref.uri, device)
     dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
     lineage = _lineage(ref)
     with tqdm(total=count_rows(dataset), unit="row", unit_scale=True, desc="predict",
@@ -47,9 +49,28 @@ def predict(ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, f
 
 
 @functools.lru_cache(maxsize=2)
-def _pipeline(uri: str):
-    """The model, loaded once per worker process."""
-    return load_model(uri).unwrap_python_model().pipeline
+def _pipeline(uri: str, device: str = "cpu"):
+    """The model, loaded once per worker process, on `device` (`auto`: the GPU when there is one)."""
+    from rnnpipe.training import select_device
+
+    pipeline = load_model(uri).unwrap_python_model().pipeline
+    pipeline.model.to(select_device(device)).eval()
+    return pipeline
+
+
+def worker_device(device: str, split_gpus: bool) -> str:
+    """A Dask worker's device: with `split_gpus` and CUDA, worker k of a LocalCluster (or a
+    worker named otherwise, by a stable hash of its name) takes GPU k mod (number of GPUs),
+    so each worker holds its model on one GPU."""
+    import torch
+
+    if not split_gpus or not torch.cuda.is_available():
+        return device
+    from distributed import get_worker
+
+    name = get_worker().name
+    k = name if isinstance(name, int) else int(hashlib.sha1(str(name).encode()).hexdigest(), 16)
+    return f"cuda:{k % torch.cuda.device_count()}"
 
 
 def _lineage(ref: ModelRef) -> dict[str, str]:
@@ -62,7 +83,7 @@ def plan(ref: ModelRef, input_path: str, fmt: str, chunk_rows: int, workdir: str
          min_parts: int) -> tuple[list[Part], RowMap]:
     """Split the input into parts: its files, or (a series model whose series span files)
     hash buckets of whole series."""
-    dataset, _, group = open_input(input_path, fmt, _pipeline(ref.uri).batch_spec)
+    dataset, _, group = open_input(input_path, fmt, _pipeline(ref.uri, "cpu").batch_spec)
     parts, rows = plan_parts(dataset, group, chunk_rows, Path(workdir), min_parts)
     get_run_logger().info("%s: %d parts%s", input_path, len(parts), " (series regrouped)" if parts[0].bucket else "")
     return parts, rows
@@ -70,19 +91,20 @@ def plan(ref: ModelRef, input_path: str, fmt: str, chunk_rows: int, workdir: str
 
 @task(name="predict-part", cache_policy=NO_CACHE)
 def predict_one(ref: ModelRef, input_path: str, fmt: str, part: Part, folder: str, chunk_rows: int,
-                threads: int) -> BatchStats:
+                threads: int, device: str = "auto", split_gpus: bool = False) -> BatchStats:
     """One part on a worker: the model is loaded once per worker process."""
     import torch
 
     torch.set_num_threads(threads)
-    pipeline = _pipeline(ref.uri)
+    pipeline = _pipeline(ref.uri, worker_device(device, split_gpus))
     dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
     return predict_part(pipeline.predict, columns, _lineage(ref), dataset, part, Path(folder), group_column=group,
                         chunk_rows=chunk_rows)
 
 
 def predict_in_parts(ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, fmt: str,
-                     workers: int, threads: int, overwrite: bool) -> BatchStats:
+                     workers: int, threads: int, overwrite: bool, device: str = "auto",
+                     split_gpus: bool = False) -> BatchStats:
     """The job on the flow's task runner (a Dask cluster): parts predicted by the workers into
     a temporary folder, `_SUCCESS` written last and the folder renamed into place."""
     t0 = time.perf_counter()
@@ -91,7 +113,8 @@ def predict_in_parts(ref: ModelRef, input_path: str, output_path: str, chunk_row
         workdir = tmp / "_regroup"
         workdir.mkdir()
         parts, rows = plan(ref, input_path, fmt, chunk_rows, str(workdir), workers)
-        futures = [predict_one.submit(ref, input_path, fmt, part, str(tmp), chunk_rows, threads) for part in parts]
+        futures = [predict_one.submit(ref, input_path, fmt, part, str(tmp), chunk_rows, threads, device, split_gpus)
+                   for part in parts]
         stats = []
         for part, future in zip(parts, futures):
             try:
@@ -115,7 +138,8 @@ def predict_in_parts(ref: ModelRef, input_path: str, output_path: str, chunk_row
 
 
 @task(name="log-job", cache_policy=NO_CACHE, **IO)
-def log_job(ref: ModelRef, stats: BatchStats, input_path: str, chunk_rows: int, runner: str = "local") -> str:
+def log_job(ref: ModelRef, stats: BatchStats, input_path: str, chunk_rows: int, runner: str = "local",
+            device: str = "auto", split_gpus: bool = False) -> str:
     """An MLflow run for the job (experiment batch-predictions) and a Prefect artifact that
     point at each other."""
     run = Run.start(EXPERIMENT, run_name=f"{ref.name}-v{ref.version}",
@@ -123,7 +147,7 @@ def log_job(ref: ModelRef, stats: BatchStats, input_path: str, chunk_rows: int, 
                           "model_name": ref.name, "model_version": ref.version, "model_alias": ref.alias,
                           "model_run_id": ref.run_id})
     run.log_params({"model": ref.uri, "input": input_path, "output": stats.output, "chunk_rows": chunk_rows,
-                    "runner": runner})
+                    "runner": runner, "device": device, "split_gpus": split_gpus})
     run.log_metrics({"rows_in": stats.rows_in, "rows_out": stats.rows_out, "chunks": stats.chunks,
                      "seconds": stats.seconds, "rows_per_s": stats.rows_per_s})
     run.end()

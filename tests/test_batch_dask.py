@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 from click.testing import CliRunner
 
 from rnnpipe.cli import cli
@@ -29,9 +30,13 @@ def test_dask_workers_predict_the_same_rows_as_the_local_runner(models, inputs, 
     local = predict(f"{name}/{version}", inputs / "reviews_in", tmp_path / "local.parquet")
     assert local.exit_code == 0, local.output
     want = pd.read_parquet(tmp_path / "local.parquet")
-    got = on_dask(f"{name}/{version}", inputs / "reviews_in", tmp_path / "scored")  # 4 files, 4 parts
+    # 4 files, 4 parts; --split-gpus places workers on GPUs (none here: each keeps --device)
+    got = on_dask(f"{name}/{version}", inputs / "reviews_in", tmp_path / "scored", "--split-gpus", "--device", "cpu")
     assert json.loads((tmp_path / "scored" / "_SUCCESS").read_text())["parts"] == 4
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    job = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("batch-predictions").experiment_id],
+                                     max_results=1)[0]
+    assert job.data.params["runner"] == "dask" and job.data.params["split_gpus"] == "True"
     again = predict(f"{name}/{version}", inputs / "reviews_in", tmp_path / "scored", "--runner", "dask")
     assert again.exit_code == 2 and "exists; pass --overwrite" in again.output
 
@@ -78,14 +83,9 @@ def test_a_job_killed_mid_way_leaves_no_output_and_the_next_one_cleans_up(models
 
     from prefect.settings import PREFECT_API_URL
 
-    from conftest import REPO
-
     name, version = models["reviews"]
     src = tmp_path / "big"
-    src.mkdir()
-    reviews = pd.read_parquet(REPO / "data" / "reviews_train.parquet").rename(columns={"review": "text"})
-    for i in range(4):
-        reviews.iloc[i::4].to_parquet(src / f"part-{i}.parquet")
+    reviews = _reviews_in_four_files(src)
     dst = tmp_path / "out"
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "predict", f"{name}/{version}", "-i", str(src),
@@ -107,3 +107,75 @@ def test_a_job_killed_mid_way_leaves_no_output_and_the_next_one_cleans_up(models
     assert left
     got = on_dask(f"{name}/{version}", src, dst)
     assert len(got) == len(reviews) and not any(p.exists() for p in left)
+
+
+def _reviews_in_four_files(folder):
+    from conftest import REPO
+
+    folder.mkdir()
+    reviews = pd.read_parquet(REPO / "data" / "reviews_train.parquet").rename(columns={"review": "text"})
+    for i in range(4):
+        reviews.iloc[i::4].to_parquet(folder / f"part-{i}.parquet")
+    return reviews
+
+
+def test_a_worker_killed_mid_job_never_leaves_output_that_looks_complete(models, tmp_path):
+    """SIGKILL to one Dask worker while parts are being written: its nanny restarts it and the
+    scheduler runs its parts again, so the job either completes with every row once, or fails
+    and leaves no OUTDIR; either way a re-run succeeds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+    from prefect.settings import PREFECT_API_URL
+
+    name, version = models["reviews"]
+    reviews = _reviews_in_four_files(tmp_path / "big")
+    dst = tmp_path / "out"
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "predict", f"{name}/{version}", "-i",
+                             str(tmp_path / "big"), "-o", str(dst), "--chunk-rows", "20", "--runner", "dask",
+                             "--workers", "2"], env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 180
+
+    def workers():
+        return [c for c in psutil.Process(proc.pid).children(recursive=True)
+                if "spawn_main" in " ".join(c.cmdline()) or "forkserver" in " ".join(c.cmdline())]
+
+    def writing():
+        return [f for d in tmp_path.glob(".out.*.tmp") for f in d.iterdir() if f.name.startswith(".part-")]
+
+    while not writing() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the job ended before a worker could be killed"
+    victims = workers()
+    assert len(victims) >= 2
+    os.kill(victims[0].pid, signal.SIGKILL)
+    output, _ = proc.communicate(timeout=300)
+    if proc.returncode == 0:
+        assert (dst / "_SUCCESS").exists(), output
+        got = pd.read_parquet(dst)
+        assert len(got) == len(reviews) and got.review_id.is_unique
+    else:
+        assert not dst.exists(), output
+        assert "Traceback" not in output
+    again = on_dask(f"{name}/{version}", tmp_path / "big", tmp_path / "again")
+    assert len(again) == len(reviews)
+
+
+def test_a_device_this_machine_lacks_fails_before_the_job(models, inputs, tmp_path):
+    import torch
+
+    name, version = models["reviews"]
+    ref, src, dst = f"{name}/{version}", inputs / "reviews_in", tmp_path / "out.parquet"
+    bad = predict(ref, src, dst, "--device", "gpu")
+    assert bad.exit_code == 2 and "expected auto, cpu, cuda, cuda:N or mps" in bad.output
+    assert predict(ref, src, dst, "--split-gpus").exit_code == 2  # needs --runner dask
+    if not torch.cuda.is_available():
+        missing = predict(ref, src, dst, "--device", "cuda")
+        assert missing.exit_code == 2 and "CUDA is not available" in missing.output
+    assert not dst.exists()

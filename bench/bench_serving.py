@@ -11,8 +11,11 @@ the bundled test reviews, written as a Parquet dataset of several files.
   batch    rows/s of `batch_predict` (read with pyarrow in chunks, tokenise, encode, forward,
            write Parquet with lineage, rename) against the bare forward pass over the same
            rows, already encoded, with the same batch size (512); target: at least 80%
+           (`--no-bare` skips the bare pass, which holds every row in memory)
   dask     the same job with `--runner dask` on a LocalCluster of `--dask-workers` (default 2)
            single-threaded workers, one part per input file (0 workers: skipped)
+  memory   peak RSS, sampled every 0.2 s: of the process during the local job, and of each
+           Dask worker (and the flow's process) during the Dask job
   serving  `rnnpipe serve` on 127.0.0.1: time to ready, and p50 / p99 latency of requests
            holding one review each, sent one after another
 
@@ -30,6 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -68,12 +72,45 @@ def make_input(rows: int, out: Path, files: int = 8) -> Path:
     return out
 
 
+class PeakRss:
+    """Peak resident memory, sampled every 0.2 s while the block runs: this process's, and each
+    Dask worker's (child processes started by multiprocessing)."""
+
+    def __init__(self):
+        import psutil
+
+        self.me, self.stop = psutil.Process(), threading.Event()
+        self.self_mb, self.workers_mb = 0.0, {}
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self.stop.wait(0.2):
+            self.self_mb = max(self.self_mb, self.me.memory_info().rss / 2**20)
+            for c in self.me.children(recursive=True):
+                try:
+                    if "spawn_main" in " ".join(c.cmdline()):
+                        self.workers_mb[c.pid] = max(self.workers_mb.get(c.pid, 0.0), c.memory_info().rss / 2**20)
+                except psutil.Error:
+                    pass
+
+    def __enter__(self) -> "PeakRss":
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--chunk-rows", type=int, default=50_000)
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--dask-workers", type=int, default=2)
+    ap.add_argument("--no-bare", action="store_true", help="skip the bare forward pass (it holds every row)")
     args = ap.parse_args()
     from flows.predict import batch_predict
     from flows.reviews import train_reviews
@@ -89,26 +126,30 @@ def main() -> None:
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                            "threads": torch.get_num_threads()}, "rows": args.rows, "chunk_rows": args.chunk_rows}
 
-    # bare forward: the same rows, encoded beforehand (not timed), batch size 512
-    pipe = load_model(f"models:/{model}").unwrap_python_model().pipeline
-    texts = pd.read_parquet(src, columns=["text"]).text.tolist()
-    t0 = time.perf_counter()
-    enc = pipe.preprocessor.encode(texts)
-    ngrams = pipe.ngram_features(texts)  # the wide part's features (None without one)
-    encode_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    pipe.predict_proba(enc, ngrams, batch_size=512)
-    bare_s = time.perf_counter() - t0
-    del texts, enc, ngrams
-    results["bare_forward"] = {"seconds": bare_s, "rows_per_s": args.rows / bare_s, "encode_s": encode_s}
-    print(f"bare forward   {args.rows / bare_s:>10,.0f} rows/s  ({bare_s:.1f} s; encoding and n-gram features alone took {encode_s:.1f} s)",
-          flush=True)
-
-    out = batch_predict(model, str(src), str(home / "bench-output.parquet"), args.chunk_rows)
+    with PeakRss() as local:
+        out = batch_predict(model, str(src), str(home / "bench-output.parquet"), args.chunk_rows)
     job_s = out["seconds"]
-    results["batch_job"] = {**out, "share_of_bare": bare_s / job_s}
-    print(f"batch job      {out['rows_per_s']:>10,.0f} rows/s  ({job_s:.1f} s) = {bare_s / job_s:.0%} of the bare "
-          f"forward (target 80%)", flush=True)
+    results["batch_job"] = {**out, "peak_rss_mb": local.self_mb}
+    print(f"batch job      {out['rows_per_s']:>10,.0f} rows/s  ({job_s:.1f} s), peak RSS of the process "
+          f"{local.self_mb:,.0f} MB", flush=True)
+
+    if not args.no_bare:
+        # bare forward: the same rows, encoded beforehand (not timed), batch size 512
+        pipe = load_model(f"models:/{model}").unwrap_python_model().pipeline
+        texts = pd.read_parquet(src, columns=["text"]).text.tolist()
+        t0 = time.perf_counter()
+        enc = pipe.preprocessor.encode(texts)
+        ngrams = pipe.ngram_features(texts)  # the wide part's features (None without one)
+        encode_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pipe.predict_proba(enc, ngrams, batch_size=512)
+        bare_s = time.perf_counter() - t0
+        del texts, enc, ngrams
+        results["bare_forward"] = {"seconds": bare_s, "rows_per_s": args.rows / bare_s, "encode_s": encode_s}
+        results["batch_job"]["share_of_bare"] = bare_s / job_s
+        print(f"bare forward   {args.rows / bare_s:>10,.0f} rows/s  ({bare_s:.1f} s; encoding and n-gram features "
+              f"alone took {encode_s:.1f} s); the batch job ran at {bare_s / job_s:.0%} of it (target 80%)",
+              flush=True)
 
     if args.dask_workers:
         from flows.sweep import task_runner
@@ -116,14 +157,18 @@ def main() -> None:
         w = args.dask_workers
         threads = max(1, (os.cpu_count() or 1) // w)
         t0 = time.perf_counter()
-        out = batch_predict.with_options(task_runner=task_runner("dask", w, ""))(
-            model, str(src), str(home / "bench-output-dask"), args.chunk_rows, "auto", "dask", w, threads)
+        with PeakRss() as dask:
+            out = batch_predict.with_options(task_runner=task_runner("dask", w, ""))(
+                model, str(src), str(home / "bench-output-dask"), args.chunk_rows, "auto", "dask", w, threads)
         wall = time.perf_counter() - t0
+        per_worker = sorted(dask.workers_mb.values(), reverse=True)
         results["dask_job"] = {**out, "workers": w, "threads_per_worker": threads, "wall_s": wall,
-                               "vs_local": out["rows_per_s"] / results["batch_job"]["rows_per_s"]}
+                               "vs_local": out["rows_per_s"] / results["batch_job"]["rows_per_s"],
+                               "peak_rss_mb_per_worker": per_worker, "peak_rss_mb_flow_process": dask.self_mb}
         print(f"dask job       {out['rows_per_s']:>10,.0f} rows/s  ({out['seconds']:.1f} s in the job, {wall:.1f} s "
-              f"with the cluster's start) on {w} workers = {results['dask_job']['vs_local']:.2f}x the local job",
-              flush=True)
+              f"with the cluster's start) on {w} workers = {results['dask_job']['vs_local']:.2f}x the local job; "
+              f"peak RSS per worker {', '.join(f'{m:,.0f}' for m in per_worker)} MB, flow process "
+              f"{dask.self_mb:,.0f} MB", flush=True)
 
     # serving latency: single-review requests
     port = free_port()

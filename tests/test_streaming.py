@@ -1,5 +1,7 @@
 """Synthetic vitals and training streamed shard by shard."""
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,6 +113,16 @@ def test_streaming_is_chosen_by_config_and_size_and_refuses_what_it_cannot_do(vi
                                                       "split.test_start=2024-01-02"])
     with pytest.raises(ConfigError, match="expected true, false or auto"):
         load_config(MonitorConfig, overrides=VITALS + ["data.streaming=sometimes"])
+    # a bad value is found by the pass over the shards, naming its file and row
+    bad_value = tmp_path / "bad_value"
+    shutil.copytree(out, bad_value)
+    f = sorted(bad_value.rglob("*.parquet"))[1]
+    df = pd.read_parquet(f)
+    df.loc[17, "spo2"] = np.inf
+    df.to_parquet(f)
+    with pytest.raises(DataError, match=r"shard=0001.*row 18: column 'spo2' is infinite"):
+        _, bad_cfg = _configs(bad_value)
+        prepare_monitor(load_monitor_data(bad_cfg), bad_cfg)
     # a patient whose readings lie in two files cannot be streamed: both files are named
     split = tmp_path / "split"
     df = pd.read_parquet(out).drop(columns="shard")

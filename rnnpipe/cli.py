@@ -595,6 +595,9 @@ def synth_vitals(patients, hours, out, seed, patients_per_file):
         --set data.channels=heart_rate,spo2,resp_rate,sbp,temperature \\
         --set data.event='""' --set data.label_col=deterioration \\
         --set resample.step=1min --set resample.max_gap=5min --set forecast.channel=heart_rate
+
+    Add --set data.streaming=true to train shard by shard, as on a data set larger than
+    memory (the default, auto, streams above data.stream_above_rows readings).
     """
     from tqdm.auto import tqdm
 

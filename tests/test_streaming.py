@@ -80,6 +80,17 @@ def test_streamed_preparation_windows_and_evaluation_equal_the_in_memory_path(vi
         assert m_streamed[k] == pytest.approx(v, rel=1e-9, nan_ok=True), k
 
 
+def test_a_sweep_trial_streams_too(vitals):
+    from rnnpipe.monitor import train_and_evaluate
+
+    out, _ = vitals
+    _, cs = _configs(out)
+    trained = train_and_evaluate(cs)
+    assert np.isfinite(trained.metrics["test_f1"]) and trained.fingerprint
+    assert set(trained.input_example.columns) >= {"patient_id", "timestamp", *CHANNELS}
+    assert trained.pipeline.predict(trained.input_example)["risk"].notna().any()
+
+
 def test_a_smaller_fitting_sample_is_seeded_and_its_scaler_close(vitals):
     out, _ = vitals
     _, full = _configs(out)

@@ -182,3 +182,21 @@ def test_a_streamed_run_equals_the_in_memory_run(prefect_harness, vitals):
     assert a["risk"].notna().sum() > 20
     np.testing.assert_allclose(a["risk"], b["risk"], rtol=1e-5)
     assert (a["alert"] == b["alert"]).all()
+
+
+def test_a_dataset_partitioned_by_patient_streams_like_it_reads(tmp_path):
+    """Hive folders by patient (`pid=p1/part-0.parquet`): the patient column is the partition
+    key, kept when each shard is read on its own."""
+    from test_monitor import SMALL, patients
+
+    for pid, g in patients(n=5).groupby("pid"):
+        (tmp_path / f"pid={pid}").mkdir()
+        g.drop(columns="pid").to_parquet(tmp_path / f"pid={pid}" / "part-0.parquet")
+    cm = load_config(MonitorConfig, overrides=SMALL + [f"data.path={tmp_path}", "data.streaming=false"])
+    cs = load_config(MonitorConfig, overrides=SMALL + [f"data.path={tmp_path}", "data.streaming=true"])
+    pm, ps = prepare_monitor(load_monitor_data(cm), cm), prepare_monitor(load_monitor_data(cs), cs)
+    assert ps.shards.patients == [[f"p{i}"] for i in range(5)] and ps.counts() == pm.counts()
+    pipe = MonitorPipeline(cm, pm.preprocessor)
+    m_memory, m_streamed = evaluate_monitor(pipe, pm), evaluate_monitor(pipe, ps)
+    for k, v in m_memory.items():
+        assert m_streamed[k] == pytest.approx(v, rel=1e-9, nan_ok=True), k

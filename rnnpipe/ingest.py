@@ -108,8 +108,6 @@ def scan_shards(d: MonitorDataConfig, path: str | Path) -> Shards:
 
     from rnnpipe.io import open_dataset
 
-    if not d.series_col:
-        raise DataError("streamed training needs data.series_col: shards are groups of patients")
     dataset, kind = open_dataset(path, d.format, csv_types={d.series_col: pa.string()})
     if d.series_col not in dataset.schema.names:
         raise DataError(f"{path}: column {d.series_col!r} not found (columns: {', '.join(dataset.schema.names)})")
@@ -165,7 +163,17 @@ def check_readings(raw_config: dict[str, Any], path: str | Path, fmt: str = "aut
 def check_channels(frame: SeriesFrame, channels: list[str]) -> None:
     """Every channel has at least one reading (train and predict alike): a channel that is
     missing throughout is named, rather than reported as windows that cannot be filled."""
-    for c in channels:
-        if np.isnan(frame.values[:, frame.columns.index(c)]).all():
-            raise DataError(f"{frame.source}: column {c!r} (one of data.channels) has no values in any of "
-                            f"its {len(frame)} rows")
+    require_channels(channels_seen(frame, channels), channels, frame.source, len(frame))
+
+
+def channels_seen(frame: SeriesFrame, channels: list[str]) -> np.ndarray:
+    """Per channel: whether it has at least one reading in `frame`."""
+    return ~np.isnan(frame.values[:, [frame.columns.index(c) for c in channels]]).all(axis=0)
+
+
+def require_channels(seen: np.ndarray, channels: list[str], source: str, rows: int) -> None:
+    """`check_channels` over data read in parts (`seen`: `channels_seen` of every part, or-ed)."""
+    for c, ok in zip(channels, seen):
+        if not ok:
+            raise DataError(f"{source}: column {c!r} (one of data.channels) has no values in any of "
+                            f"its {rows} rows")

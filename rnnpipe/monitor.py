@@ -72,12 +72,21 @@ class MonitorPreprocessor:
         self.scaler_ = SeriesScaler(self.cfg.window.scaler).fit(X[rows], np.zeros(rows.sum(), int), 1)
         return self
 
+    def valid(self, grid: SeriesFrame) -> np.ndarray:
+        """The (T,) mask of rows whose inputs are fully known (no scaler needed)."""
+        return ~np.isnan(self._raw_inputs(grid)[0]).any(axis=1)
+
     def transform(self, grid: SeriesFrame) -> tuple[np.ndarray, np.ndarray]:
         """-> inputs (T, C) float32 (0 where unknown) and the (T,) mask of rows fully known."""
         X, _ = self._raw_inputs(grid)
         valid = ~np.isnan(X).any(axis=1)
         Z = self.scaler_.transform(X, np.zeros(len(X), int))
         return np.nan_to_num(Z).astype(np.float32), valid
+
+    def targets(self, grid: SeriesFrame) -> tuple[np.ndarray, np.ndarray]:
+        """-> (event now, event within the next window.horizon steps), NaN where unknown."""
+        events = self.events(grid)
+        return events, future_event_labels(events, grid.offsets, self.cfg.window.horizon)
 
     def events(self, grid: SeriesFrame) -> np.ndarray:
         d = self.cfg.data
@@ -159,10 +168,6 @@ class MonitorPrepared:
         return WindowSet(self.inputs, self.labels[:, None], self.ends[part],
                          self.preprocessor.cfg.window.lookback)
 
-    def onset(self, part: str) -> np.ndarray:
-        """Mask over the part's windows: the last observed reading is not an event."""
-        return self.events[self.ends[part]] == 0
-
     def counts(self) -> dict[str, dict[str, int]]:
         return {p: window_counts(self.labels, self.events, e) for p, e in self.ends.items()}
 
@@ -203,19 +208,12 @@ def prepare_monitor(data, cfg: MonitorConfig, on_shard=None):
         split, kind = chronological_split(grid, s.train, s.val), "chronological"
     pre.fit(grid, split)
     inputs, valid = pre.transform(grid)
-    events = pre.events(grid)
-    labels = future_event_labels(events, grid.offsets, cfg.window.horizon)
+    events, labels = pre.targets(grid)
     ends = {part: part_ends(split, part, cfg, valid, labels, events) for part in PARTS}
     prepared = MonitorPrepared(grid, split, pre, inputs, events, labels, ends, kind, frame.fingerprint,
                                str(frame.source), readings_example(frame, cfg))
     check_event_counts(prepared.counts(), kind, cfg, frame.source)
     return prepared
-
-
-def no_window_error(source: str, part: str, cfg: MonitorConfig) -> DataError:
-    return DataError(f"{source}: no complete {part} window: every candidate spans a gap "
-                     f"longer than resample.max_gap={cfg.resample.max_gap} or the data is "
-                     f"shorter than window.lookback + window.horizon")
 
 
 def check_event_counts(counts: dict[str, dict[str, int]], split_kind: str, cfg: MonitorConfig,
@@ -228,7 +226,9 @@ def check_event_counts(counts: dict[str, dict[str, int]], split_kind: str, cfg: 
     w = cfg.window
     for part in PARTS:
         if counts[part]["windows"] == 0:
-            raise no_window_error(source, part, cfg)
+            raise DataError(f"{source}: no complete {part} window: every candidate spans a gap "
+                            f"longer than resample.max_gap={cfg.resample.max_gap} or the data is "
+                            f"shorter than window.lookback + window.horizon")
     label = f"label = {cfg.data.event or cfg.data.label_col} within {w.horizon} steps"
     train = counts["train"]
     if train["positive"] in (0, train["windows"]):

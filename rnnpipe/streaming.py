@@ -34,11 +34,10 @@ import torch
 from tqdm.auto import tqdm
 
 from rnnpipe.config import MonitorConfig
-from rnnpipe.errors import DataError
-from rnnpipe.features.events import event_flags, future_event_labels
-from rnnpipe.features.splits import PARTS, Split, grouped_parts
+from rnnpipe.features.events import event_flags
+from rnnpipe.features.splits import PARTS, grouped_parts, split_by_series
 from rnnpipe.features.windows import WindowSet
-from rnnpipe.ingest import Shards, value_columns
+from rnnpipe.ingest import Shards, channels_seen, require_channels, value_columns
 from rnnpipe.io import SeriesFrame, load_series
 from rnnpipe.monitor import (Chunk, MonitorPreprocessor, channel_values, check_event_counts, part_ends,
                              readings_example, window_counts)
@@ -55,12 +54,6 @@ def read_shard(shards: Shards, k: int, cfg: MonitorConfig, patients: list[str] |
     return load_series(shards.path, timestamp_col=d.timestamp_col, series_col=d.series_col,
                        series_name=d.series_name, value_cols=value_columns(cfg), series=keep,
                        nan_policy="keep", duplicates=d.duplicates, fmt=d.format, files=[shards.files[k]])
-
-
-def _whole(frame: SeriesFrame, parts: np.ndarray) -> Split:
-    """The split of a shard whose patients each lie in one part (`parts`, 0/1/2 per patient)."""
-    lo, hi = frame.offsets[:-1], frame.offsets[1:]
-    return Split(np.column_stack([lo, np.where(parts == 0, hi, lo), np.where(parts <= 1, hi, lo), hi]))
 
 
 def _concat(frames: list[SeriesFrame], source: str) -> SeriesFrame:
@@ -114,9 +107,8 @@ class StreamedMonitor:
         pre = self.preprocessor
         grid = pre.grid(frame)
         inputs, valid = pre.transform(grid)
-        events = pre.events(grid)
-        labels = future_event_labels(events, grid.offsets, self.cfg.window.horizon)
-        split = _whole(grid, np.full(len(grid.series), PART_INDEX[part]))
+        events, labels = pre.targets(grid)
+        split = split_by_series(grid, np.full(len(grid.series), PART_INDEX[part]))
         ends = part_ends(split, part, self.cfg, valid, labels, events)
         return Chunk(channel_values(grid, self.cfg), inputs, events, labels, grid.offsets, ends)
 
@@ -205,13 +197,11 @@ def prepare_streamed(shards: Shards, cfg: MonitorConfig, on_shard: OnShard | Non
         if d.label_col:
             event_flags(frame, label_col=d.label_col)  # 0/1 check on the raw readings
         digest.update(frame.fingerprint.encode())
-        seen |= ~np.isnan(frame.values[:, [frame.columns.index(c) for c in d.channels]]).all(axis=0)
+        seen |= channels_seen(frame, d.channels)
         grid = pre.grid(frame)
-        X, _ = pre._raw_inputs(grid)
-        valid = ~np.isnan(X).any(axis=1)  # what `transform` marks, before any scaler is fitted
-        events = pre.events(grid)
-        labels = future_event_labels(events, grid.offsets, cfg.window.horizon)
-        split = _whole(grid, np.array([parts[s] for s in grid.series]))
+        valid = pre.valid(grid)  # before any scaler is fitted
+        events, labels = pre.targets(grid)
+        split = split_by_series(grid, np.array([parts[s] for s in grid.series]))
         for j, part in enumerate(PARTS):
             e = part_ends(split, part, cfg, valid, labels, events)
             per_shard[k, j] = len(e)
@@ -219,10 +209,7 @@ def prepare_streamed(shards: Shards, cfg: MonitorConfig, on_shard: OnShard | Non
                 counts[part][key] += v
         if on_shard:
             on_shard("read", k + 1, len(shards.files))
-    for c, ok in zip(d.channels, seen):
-        if not ok:
-            raise DataError(f"{shards.source}: column {c!r} (one of data.channels) has no values in any of "
-                            f"its {len(shards)} rows")
+    require_channels(seen, d.channels, shards.source, len(shards))
     kind = "grouped by patient"
     check_event_counts(counts, kind, cfg, shards.source)
 
@@ -242,12 +229,10 @@ def prepare_streamed(shards: Shards, cfg: MonitorConfig, on_shard: OnShard | Non
             frames.append(read_shard(shards, k, cfg, mine))
     sample = _concat(frames, shards.source)
     grid = pre.grid(sample)
-    split = _whole(grid, np.zeros(len(grid.series), dtype=np.int64))
+    split = split_by_series(grid, np.zeros(len(grid.series), dtype=np.int64))
     pre.fit(grid, split)
-    _, valid = pre.transform(grid)
-    events = pre.events(grid)
-    labels = future_event_labels(events, grid.offsets, cfg.window.horizon)
-    e = part_ends(split, "train", cfg, valid, labels, events)
+    events, labels = pre.targets(grid)
+    e = part_ends(split, "train", cfg, pre.valid(grid), labels, events)
     return StreamedMonitor(shards, cfg, parts, pre, counts, per_shard, digest.hexdigest(),
                            {"patients": len(chosen), "readings": len(sample), "of_patients": len(train)},
                            (channel_values(grid, cfg), e, labels[e]), readings_example(sample, cfg), kind,

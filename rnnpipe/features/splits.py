@@ -87,14 +87,13 @@ def grouped_parts(n: int, train: float = 0.7, val: float = 0.15, seed: int = 0) 
 def grouped_split(frame: SeriesFrame, train: float = 0.7, val: float = 0.15, seed: int = 0) -> Split:
     """Whole series (patients) to train, val or test, shuffled with `seed`: no series is in two
     parts. Needs at least three series."""
-    n = len(frame.series)
-    part = grouped_parts(n, train, val, seed)
-    bounds = np.empty((n, 4), dtype=np.int64)
-    for i in range(n):
-        lo, hi = frame.bounds(i)
-        # a train series is all train, a val series all val, a test series all test
-        bounds[i] = (lo, hi if part[i] == 0 else lo, hi if part[i] <= 1 else lo, hi)
-    return Split(bounds)
+    return split_by_series(frame, grouped_parts(len(frame.series), train, val, seed))
+
+
+def split_by_series(frame: SeriesFrame, part: np.ndarray) -> Split:
+    """Each series wholly in one part: `part[i]` is 0 (train), 1 (val) or 2 (test)."""
+    lo, hi = frame.offsets[:-1], frame.offsets[1:]
+    return Split(np.column_stack([lo, np.where(part == 0, hi, lo), np.where(part <= 1, hi, lo), hi]))
 
 
 def stratified_split(labels: np.ndarray, fractions: dict[str, float], seed: int = 0) -> dict[str, np.ndarray]:

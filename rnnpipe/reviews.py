@@ -24,7 +24,7 @@ from rnnpipe import settings
 from rnnpipe.baselines import MajorityClass, TfidfLogisticRegression, vectorizer_from_dict, vectorizer_to_dict
 from rnnpipe.config import ReviewsConfig, from_dict, to_dict
 from rnnpipe.errors import DataError, ModelError
-from rnnpipe.evaluation import decide, text_classification_metrics, tune_binary_threshold
+from rnnpipe.evaluation import decide, paired_bootstrap_macro_f1, text_classification_metrics, tune_binary_threshold
 from rnnpipe.features.splits import stratified_split
 from rnnpipe.io import preloadable
 from rnnpipe.models import TextClassifier
@@ -527,9 +527,13 @@ class ReviewsEvaluation:
     def standing(self) -> str:
         m, t = self.metrics["test_macro_f1"], self.metrics["tfidf_test_macro_f1"]
         verdict = "reaches" if m >= t else "does NOT reach"
+        lo, hi = self.metrics["test_macro_f1_minus_tfidf_ci_low"], self.metrics["test_macro_f1_minus_tfidf_ci_high"]
+        noise = ("within the noise of this test set" if lo <= 0 <= hi
+                 else "beyond the noise of this test set" if lo > 0 else "a real shortfall on this test set")
         return (f"test macro-F1 {m:.3f} (accuracy {self.metrics['test_accuracy']:.3f}) vs TF-IDF + "
                 f"logistic regression {t:.3f} ({self.metrics['tfidf_test_accuracy']:.3f}) and majority "
-                f"{self.metrics['majority_test_macro_f1']:.3f}: the recurrent model {verdict} the baseline")
+                f"{self.metrics['majority_test_macro_f1']:.3f}: the recurrent model {verdict} the baseline; "
+                f"the difference {m - t:+.3f} (95% paired-bootstrap interval {lo:+.3f} to {hi:+.3f}) is {noise}")
 
 
 def evaluate_reviews(pipeline: ReviewsPipeline, p: ReviewsPrepared) -> ReviewsEvaluation:
@@ -569,6 +573,13 @@ def evaluate_reviews(pipeline: ReviewsPipeline, p: ReviewsPrepared) -> ReviewsEv
 
     maj = MajorityClass().fit(p.texts["train"], p.y["train"])
     score("majority", maj.predict_proba(p.texts["val"]), maj.predict_proba(p.texts["test"]), None)
+    # is the difference from the baseline more than this test set's noise? (the gate still
+    # compares the point figures; this says how much one run's verdict can be trusted)
+    boot = paired_bootstrap_macro_f1(p.y["test"], preds["model"], preds["tfidf"], len(p.classes),
+                                     seed=pipeline.config.train.seed)
+    metrics.update({"test_macro_f1_minus_tfidf": boot["diff"], "test_macro_f1_minus_tfidf_ci_low": boot["ci_low"],
+                    "test_macro_f1_minus_tfidf_ci_high": boot["ci_high"],
+                    "test_macro_f1_p_not_better_than_tfidf": boot["p_not_better"]})
     return ReviewsEvaluation(metrics, preds, probas)
 
 

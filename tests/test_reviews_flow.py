@@ -53,6 +53,10 @@ def test_reviews_flow_registers_a_model_that_classifies_raw_text(prefect_harness
     assert m["embedding_words_found"] == 8  # all but "NotInVocab" (not in the reviews, in any case)
     assert params["embed.path"].endswith("vectors.txt") and run.data.tags["data_fingerprint"]
     assert 0 < m["majority_test_macro_f1"] < 0.5  # one class predicted: half of macro-F1 at most
+    diff = m["test_macro_f1_minus_tfidf"]
+    assert diff == pytest.approx(m["test_macro_f1"] - m["tfidf_test_macro_f1"], abs=1e-9)
+    assert m["test_macro_f1_minus_tfidf_ci_low"] <= diff <= m["test_macro_f1_minus_tfidf_ci_high"]
+    assert "95% paired-bootstrap interval" in run.data.tags["mlflow.note.content"]
     best = max(m["tfidf_test_macro_f1"], m["majority_test_macro_f1"])
     assert out["alias"] == ("champion" if m["test_macro_f1"] >= best else "challenger")
     assert run.data.tags["mlflow.note.content"].startswith("test macro-F1")

@@ -173,3 +173,31 @@ def test_load_vectors_glove_and_word2vec_text_files(tmp_path):
     model = TextClassifier(5, 3, 2, pretrained=torch.as_tensor(m), freeze=True)
     assert not model.embedding.weight.requires_grad
     torch.testing.assert_close(model.embedding.weight[2], torch.tensor([1.0, 2, 3]))
+
+
+def test_paired_bootstrap_of_macro_f1_difference():
+    from sklearn.metrics import f1_score
+
+    from rnnpipe.evaluation import paired_bootstrap_macro_f1
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 600)
+    good = np.where(rng.random(600) < 0.85, y, rng.integers(0, 3, 600))  # right 85%+ of the time
+    poor = np.where(rng.random(600) < 0.55, y, rng.integers(0, 3, 600))
+    r = paired_bootstrap_macro_f1(y, good, poor, 3)
+    exact = f1_score(y, good, average="macro") - f1_score(y, poor, average="macro")
+    assert r["diff"] == pytest.approx(exact, abs=1e-12)
+    assert 0 < r["ci_low"] < r["diff"] < r["ci_high"] and r["p_not_better"] == 0.0
+    assert paired_bootstrap_macro_f1(y, good, poor, 3) == r  # seeded
+    # the same predictions: no difference in any replicate, so the interval is the point 0
+    same = paired_bootstrap_macro_f1(y, good, good, 3)
+    assert same["diff"] == same["ci_low"] == same["ci_high"] == 0.0 and same["p_not_better"] == 1.0
+    # b differs from a on 2 of 600 rows, where a is right: a is never worse on a draw, and no
+    # better exactly on draws that miss both rows, (1 - 2/600)^600 = e^-2 of them
+    a = good.copy()
+    a[:2] = y[:2]
+    b = a.copy()
+    b[:2] = (y[:2] + 1) % 3
+    tiny = paired_bootstrap_macro_f1(y, a, b, 3)
+    assert tiny["diff"] > 0 and tiny["ci_low"] == 0.0 and tiny["ci_high"] < 0.02
+    assert tiny["p_not_better"] == pytest.approx(np.exp(-2), abs=0.03)

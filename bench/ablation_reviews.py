@@ -19,12 +19,15 @@ Variants (`--variant NAME` picks built-in ones, `NAME="KEY=VALUE ..."` defines o
   default   (no overrides)                               + the wide TF-IDF part
   both      pretrain.enabled=true                        pretraining and the wide part
 
-Results go to stdout and bench/results/ablation-reviews-<time>.json.
+`--max-s 200` chooses only among variants that train in 200 s (the default `rnnpipe train
+reviews` must finish in 4 minutes on 2 cores). Results go to stdout and
+bench/results/ablation-reviews-<time>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
@@ -67,8 +70,6 @@ def variants(specs: list[str]) -> dict[str, list[str]]:
 
 
 def merge(paths: list[str]) -> dict:
-    import json
-
     out = {"merged": paths, "variants": {}}
     for path in paths:
         for name, v in json.loads(Path(path).read_text())["variants"].items():
@@ -80,11 +81,13 @@ def merge(paths: list[str]) -> dict:
     return out
 
 
-def report(results: dict) -> None:
+def report(results: dict, max_s: float = 0.0) -> None:
     """Per variant: mean macro-F1 on val and test, and its difference from TF-IDF on the same
     splits; then the choice: the best mean validation figure, and by the one-standard-error
     rule (Breiman et al. 1984; Hastie et al., ESL 7.10) the cheapest variant whose mean is
-    within one standard error of the best's (the error of the per-split differences from it)."""
+    within one standard error of the best's (the error of the per-split differences from it).
+    `max_s` > 0: only variants whose mean seconds a run are at most this take part in the choice
+    (a time budget); the others are still reported."""
     vs = results["variants"]
     for v in vs.values():
         runs, summary = v["runs"], {}
@@ -108,22 +111,27 @@ def report(results: dict) -> None:
              for v in vs.values() for r in v["runs"]}
     tv, tt = np.mean(list(tfidf.values()), axis=0)
     print(f"{'TF-IDF':10} {len(tfidf):>6} {tv:7.4f} {'':8} {'':5}   {tt:7.4f}  (the baseline, refitted on each split)")
-    best = max(vs, key=lambda k: vs[k]["summary"]["val_macro_f1_mean"])
+    eligible = [k for k in vs if not max_s or vs[k]["summary"]["wall_s_mean"] <= max_s]
+    if not eligible:
+        raise SystemExit(f"--max-s {max_s:g}: no variant trains in that time")
+    best = max(eligible, key=lambda k: vs[k]["summary"]["val_macro_f1_mean"])
     by_seed = {r["split_seed"]: r["val_macro_f1"] for r in vs[best]["runs"]}
     within = []
-    for name, v in vs.items():
+    for name in eligible:
+        v = vs[name]
         d = np.array([by_seed[r["split_seed"]] - r["val_macro_f1"] for r in v["runs"] if r["split_seed"] in by_seed])
         se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
         v["summary"]["val_behind_best"], v["summary"]["val_behind_best_se"] = float(d.mean()), float(se)
         if name == best or (len(d) > 1 and d.mean() <= se):
             within.append(name)
     pick = min(within, key=lambda k: vs[k]["summary"]["wall_s_mean"])
-    for name in vs:
+    for name in eligible:
         s = vs[name]["summary"]
         if name != best:
             print(f"  {name}: {s['val_behind_best']:+.4f} behind {best} on val "
                   f"(standard error {s['val_behind_best_se']:.4f})")
-    print(f"best on mean validation macro-F1: {best}; the cheapest within one standard error of it: {pick}")
+    budget = f" among those under {max_s:g} s a run" if max_s else ""
+    print(f"best on mean validation macro-F1{budget}: {best}; the cheapest within one standard error of it: {pick}")
     results["best_on_val"], results["one_se_choice"] = best, pick
     if "merged" not in results:
         write_results("ablation-reviews", results)
@@ -138,9 +146,11 @@ def main() -> None:
                     help="applied to every variant")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="no training: the summary of earlier results "
                     "files together (runs of the same variant and split are taken once)")
+    ap.add_argument("--max-s", type=float, default=0.0, metavar="SECONDS",
+                    help="choose only among variants whose mean run takes at most this (a time budget)")
     args = ap.parse_args()
     if args.merge:
-        return report(merge(args.merge))
+        return report(merge(args.merge), args.max_s)
     chosen = variants(args.variant)
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                            "threads": torch.get_num_threads()},
@@ -158,7 +168,7 @@ def main() -> None:
                   f"test {run['test_macro_f1']:.4f} (tfidf {run['tfidf_test_macro_f1']:.4f})  "
                   f"{run['wall_s']:.0f} s", flush=True)
         results["variants"][name] = {"settings": sets, "runs": runs}
-    report(results)
+    report(results, args.max_s)
 
 
 if __name__ == "__main__":

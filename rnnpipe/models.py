@@ -115,7 +115,9 @@ class RecurrentEncoder(nn.Module):
                                         nn.Linear(self.out_features, 1, bias=False))
                           if pooling == "attention" else None)
         self.last_attention: torch.Tensor | None = None
-        self.pack = True  # False: run over the padding too (only to measure what packing saves)
+        # False: a bidirectional encoder runs over the padding too (only to measure what packing
+        # saves); one direction never packs (see `forward`)
+        self.pack = True
 
     def steps(self, x: torch.Tensor, state=None):
         """Per-step outputs (B, T, out_features) and the final state, for sequence models that
@@ -123,18 +125,27 @@ class RecurrentEncoder(nn.Module):
         return self.rnn(x, state)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, T, F), lengths: (B,) valid steps of padded sequences -> (B, out_features)."""
-        if lengths is not None and not self.pack:
-            out, h = self.rnn(x)
-            mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]
-        elif lengths is not None:
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            out, h = self.rnn(packed)
-            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-            mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]
-        else:
+        """x: (B, T, F), lengths: (B,) valid steps of padded sequences -> (B, out_features).
+
+        With one direction the padded batch runs as it is: steps after a sequence's end cannot
+        change the outputs before it, so masking the pooling (and taking `last` at each
+        sequence's own last step) gives what packed sequences give, about 3x faster on CPU
+        (LSTM 200, batches of 32 reviews of similar length; `bench/bench_reviews.py`). A
+        bidirectional encoder packs, since its backward direction would start in the padding."""
+        if lengths is None:
             out, h = self.rnn(x)
             mask = None
+        else:
+            lengths = lengths.to(x.device)
+            mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+            if self.directions == 1 or not self.pack:
+                out, h = self.rnn(x)
+                if self.pooling == "last" and self.directions == 1:
+                    return out[torch.arange(x.shape[0], device=x.device), lengths.clamp_min(1) - 1]
+            else:
+                packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                out, h = self.rnn(packed)
+                out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         if self.pooling == "last":
             h_n = h[0] if isinstance(h, tuple) else h  # (layers * dirs, B, H)
             return torch.cat([h_n[-d] for d in range(self.directions, 0, -1)], dim=-1)

@@ -13,11 +13,15 @@ The test file is the same for every split and is only reported (its mean over sp
 same figures `rnnpipe train reviews` logs). Each run is the library's own trial function
 (`rnnpipe.reviews.train_and_evaluate`: the flow's steps without the orchestration).
 
-Variants (`--variant NAME` picks built-in ones, `NAME="KEY=VALUE ..."` defines one):
-  plain     model.highway=none                           the BiGRU alone
+Variants (`--variant NAME` picks built-in ones, `NAME="KEY=VALUE ..."` defines one; without
+`--variant`, the first four):
+  plain     model.highway=none                           the default's LSTM 400 alone
   pretrain  model.highway=none pretrain.enabled=true     + language-model pretraining
-  default   (no overrides)                               + the wide TF-IDF part
+  default   (no overrides)                               + the wide TF-IDF part (the default)
   both      pretrain.enabled=true                        pretraining and the wide part
+  bigru, bigru-plain, bigru-pretrain, bigru-both         the same four on the default until
+            2026-12-04, a bidirectional GRU 64 with 100-dimensional embeddings (ENCODERS below)
+  lstm200, lstm200-plain, lstm200-pretrain, lstm200-both the same four on an LSTM 200
 
 `--max-s 200` chooses only among variants that train in 200 s (the default `rnnpipe train
 reviews` must finish in 4 minutes on 2 cores). Results go to stdout and
@@ -51,15 +55,20 @@ import torch  # noqa: E402
 from rnnpipe.config import ReviewsConfig, load_config  # noqa: E402
 from rnnpipe.reviews import train_and_evaluate  # noqa: E402
 
-VARIANTS = {"plain": "model.highway=none", "pretrain": "model.highway=none pretrain.enabled=true",
-            "default": "", "both": "pretrain.enabled=true"}
+FOUR = {"plain": "model.highway=none", "pretrain": "model.highway=none pretrain.enabled=true",
+        "default": "", "both": "pretrain.enabled=true"}
+ENCODERS = {"bigru": "model.cell=gru model.hidden_size=64 model.bidirectional=true embed.dim=100",
+            "lstm200": "model.hidden_size=200"}  # the default until 2026-12-04, and a narrower LSTM
+VARIANTS = dict(FOUR) | {(enc if name == "default" else f"{enc}-{name}"): f"{sets} {extra}".strip()
+                         for enc, sets in ENCODERS.items() for name, extra in FOUR.items()}
+DEFAULT_VARIANTS = tuple(FOUR)
 KEYS = ("val_macro_f1", "tfidf_val_macro_f1", "test_macro_f1", "tfidf_test_macro_f1", "val_roc_auc",
         "tfidf_val_roc_auc", "test_roc_auc", "tfidf_test_roc_auc")
 
 
 def variants(specs: list[str]) -> dict[str, list[str]]:
     out = {}
-    for spec in specs or list(VARIANTS):
+    for spec in specs or DEFAULT_VARIANTS:
         name, sep, sets = spec.partition("=")
         if not sep:
             if name not in VARIANTS:

@@ -1,16 +1,22 @@
-"""Benchmark of the review-sentiment training loop: tokens/s with length bucketing and packed
-sequences against naive padding. Figures, not assertions.
+"""Benchmark of the review-sentiment training loop: tokens/s with length bucketing against
+naive padding. Figures, not assertions.
 
     python bench/bench_reviews.py                 # CPU here, or the GPU if present
     python bench/bench_reviews.py --device cuda --epochs 2
+    python bench/bench_reviews.py --set model.cell=gru --set model.hidden_size=64 \
+        --set model.bidirectional=true --set embed.dim=100     # a packed (bidirectional) encoder
 
-Three ways to batch the same 3,400 training reviews for the same model (default reviews
-config: BiGRU 64, max pooling), one timed training epoch each after a warm-up:
+Three ways to batch the same 3,400 training reviews for the same model (the default reviews
+encoder: LSTM 400, max pooling; without the wide part, which batching does not touch), one
+timed training epoch each after a warm-up:
 
-  bucketed   reviews of similar length batched together, packed sequences (the default)
-  random     random batches padded to their own longest review, packed sequences
-  naive      random batches padded to the longest review of the data set, and the RNN run
-             over the padding too (no packing)
+  bucketed   reviews of similar length batched together (the default)
+  random     random batches padded to their own longest review
+  naive      random batches padded to the longest review of the data set, and a
+             bidirectional RNN run over the padding too (no packing)
+
+A one-direction encoder runs each padded batch as it is and masks the padding in the pooling;
+a bidirectional one packs it (`rnnpipe.models.RecurrentEncoder.forward`).
 
 tokens/s counts real tokens only (padding excluded), so the three figures compare directly.
 

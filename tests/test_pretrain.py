@@ -28,7 +28,8 @@ def reviews_table():
 
 @pytest.fixture(scope="module")
 def prepared():
-    cfg = load_config(ReviewsConfig, overrides=TINY + ["pretrain.enabled=true", "model.highway=none"])
+    cfg = load_config(ReviewsConfig, overrides=TINY + ["pretrain.enabled=true", "model.highway=none",
+                                                       "model.cell=gru", "model.bidirectional=true"])
     return cfg, prepare_reviews(reviews_table(), cfg)
 
 
@@ -59,6 +60,18 @@ def test_pretrained_weights_reach_the_classifier(prepared):
     assert all(torch.equal(rnn[k], v) for k, v in pre.encoder.items())
     plain = ReviewsPipeline.from_prepared(cfg, p, None)
     assert not torch.equal(plain.model.encoder.rnn.state_dict()["weight_hh_l0"], rnn["weight_hh_l0"])
+
+
+def test_a_one_direction_encoder_pretrains_one_language_model():
+    cfg = load_config(ReviewsConfig, overrides=TINY + ["pretrain.enabled=true", "model.highway=none"])
+    assert (cfg.model.cell, cfg.model.bidirectional) == ("lstm", False)  # the default encoder
+    p = prepare_reviews(reviews_table(), cfg)
+    pre = pretrain_encoder(p, cfg)
+    assert "pretrain_forward_val_perplexity" in pre.metrics
+    assert not any("backward" in k for k in pre.metrics)
+    assert pre.encoder and not any(k.endswith("_reverse") for k in pre.encoder)
+    rnn = ReviewsPipeline.from_prepared(cfg, p, pre).model.encoder.rnn.state_dict()
+    assert all(torch.equal(rnn[k], v) for k, v in pre.encoder.items())
 
 
 def test_wide_part_starts_as_the_tfidf_regression_and_stays_fixed():

@@ -15,7 +15,7 @@ from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["train.epochs=2", "train.batch_size=32", "model.hidden_size=8", "text.max_len=80",
+SMALL = ["train.epochs=2", "train.batch_size=32", "model.hidden_size=8", "embed.dim=32", "text.max_len=80",
          "text.min_freq=2"]
 
 

@@ -3,8 +3,8 @@
 `RecurrentEncoder` runs an RNN, LSTM or GRU (stacked, optionally bidirectional) over a batch
 of sequences and pools the outputs into one vector: the last state, the mean, the
 element-wise max, or an attention average whose weights are kept for inspection (which time
-steps drove the output). Padded batches of sequences of different lengths run as packed
-sequences, so padding changes neither the result nor (beyond the gather) the cost.
+steps drove the output). Padding never changes the result: a one-direction encoder runs the
+padded batch and masks the pooling, a bidirectional one runs packed sequences.
 
 A head may add a **linear part** on the same window (`highway="linear"`), summed with the
 recurrent output and trained jointly: the autoregressive "highway" of LSTNet (Lai et al.

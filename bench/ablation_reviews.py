@@ -23,6 +23,12 @@ Variants (`--variant NAME` picks built-in ones, `NAME="KEY=VALUE ..."` defines o
             2026-12-04, a bidirectional GRU 64 with 100-dimensional embeddings (ENCODERS below)
   lstm200, lstm200-plain, lstm200-pretrain, lstm200-both the same four on an LSTM 200
 
+`--members K` trains K models per split (`train.seed` S..S+K-1 from the configured S, the
+data prepared once; the first is the variant's own model) and
+scores the average of their probabilities (a seed ensemble; the decision threshold tuned on
+the average's validation figures), with the library's own evaluation; the variant is reported
+as NAME-xK. It measures what averaging independent runs buys; rnnpipe itself trains one model.
+
 `--max-s 200` chooses only among variants that train in 200 s (the default `rnnpipe train
 reviews` must finish in 4 minutes on 2 cores). Results go to stdout and
 bench/results/ablation-reviews-<time>.json.
@@ -53,7 +59,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from rnnpipe.config import ReviewsConfig, load_config  # noqa: E402
-from rnnpipe.reviews import train_and_evaluate  # noqa: E402
+from rnnpipe.reviews import (ReviewsPipeline, evaluate_reviews, load_reviews, prepare_reviews,  # noqa: E402
+                             text_loss, train_and_evaluate)
+from rnnpipe.training import fit  # noqa: E402
 
 FOUR = {"plain": "model.highway=none", "pretrain": "model.highway=none pretrain.enabled=true",
         "default": "", "both": "pretrain.enabled=true"}
@@ -76,6 +84,29 @@ def variants(specs: list[str]) -> dict[str, list[str]]:
             sets = VARIANTS[name]
         out[name] = shlex.split(sets)
     return out
+
+
+class SeedEnsemble:
+    """Reviews pipelines trained alike but for `train.seed`, answering with their mean
+    probabilities: the interface `rnnpipe.reviews.evaluate_reviews` scores."""
+
+    def __init__(self, members: list[ReviewsPipeline]):
+        self.members, self.config, self.threshold = members, members[0].config, None
+
+    def predict_proba(self, encoded, ngrams=None) -> np.ndarray:
+        return np.mean([m.predict_proba(encoded, ngrams) for m in self.members], axis=0)
+
+
+def ensemble_metrics(overrides: list[str], members: int) -> dict[str, float]:
+    seed = load_config(ReviewsConfig, overrides=overrides).train.seed
+    cfgs = [load_config(ReviewsConfig, overrides=[*overrides, f"train.seed={seed + k}"]) for k in range(members)]
+    p = prepare_reviews(load_reviews(cfgs[0]), cfgs[0])
+    pipes = []
+    for cfg in cfgs:
+        pipe = ReviewsPipeline.from_prepared(cfg, p)
+        fit(pipe.model, p.batches("train"), p.batches("val"), cfg.train, loss_fn=text_loss(cfg, p), progress=False)
+        pipes.append(pipe)
+    return evaluate_reviews(SeedEnsemble(pipes), p).metrics
 
 
 def merge(paths: list[str]) -> dict:
@@ -155,22 +186,30 @@ def main() -> None:
                     help="applied to every variant")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="no training: the summary of earlier results "
                     "files together (runs of the same variant and split are taken once)")
+    ap.add_argument("--members", type=int, default=1, metavar="K",
+                    help="average K models per split (train.seed S..S+K-1): a seed ensemble (default 1)")
     ap.add_argument("--max-s", type=float, default=0.0, metavar="SECONDS",
                     help="choose only among variants whose mean run takes at most this (a time budget)")
     args = ap.parse_args()
     if args.merge:
         return report(merge(args.merge), args.max_s)
     chosen = variants(args.variant)
+    if args.members < 1:
+        raise SystemExit("--members: at least 1")
+    if args.members > 1:
+        chosen = {f"{name}-x{args.members}": sets for name, sets in chosen.items()}
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                            "threads": torch.get_num_threads()},
                "splits": list(range(args.first_split, args.first_split + args.splits)), "overrides": args.overrides,
+               "members": args.members,
                "variants": {}}
     for name, sets in chosen.items():
         runs = []
         for seed in range(args.first_split, args.first_split + args.splits):
-            cfg = load_config(ReviewsConfig, overrides=[*args.overrides, *sets, f"split.seed={seed}"])
+            overrides = [*args.overrides, *sets, f"split.seed={seed}"]
             t0 = time.perf_counter()
-            m = train_and_evaluate(cfg).metrics
+            m = (ensemble_metrics(overrides, args.members) if args.members > 1
+                 else train_and_evaluate(load_config(ReviewsConfig, overrides=overrides)).metrics)
             run = {k: m[k] for k in KEYS} | {"split_seed": seed, "wall_s": time.perf_counter() - t0}
             runs.append(run)
             print(f"{name:10} split {seed}: val {run['val_macro_f1']:.4f} (tfidf {run['tfidf_val_macro_f1']:.4f})  "

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from rnnpipe import __version__, kinds, settings
-from rnnpipe.errors import ConfigError, DataError, RnnpipeError
+from rnnpipe.errors import ConfigError, DataError, ModelError, RnnpipeError
 
 CONFIGS = {**{k.name: k.config for k in kinds.KINDS.values()}, "schedule": "rnnpipe.config:ScheduleConfig"}
 DEFAULT_MODEL = "stocks-forecaster@champion"
@@ -79,11 +79,24 @@ def _preload(pipeline: str, cfg) -> None:
     kinds.load(kinds.get(pipeline).ingest).preload(cfg)
     references = getattr(cfg, "model_references", list)()
     if references:  # a registered model the run starts from: an unknown name fails now
+        _check_store(references[0])
         from rnnpipe.registry import configure_tracking, resolve_model
 
         configure_tracking()
         for spec in references:
             resolve_model(spec)
+
+
+def _check_store(spec: str) -> None:
+    """A model reference where no store exists yet (a fresh clone) fails at once: before
+    MLflow is imported (about 3 s) and without leaving an empty store behind."""
+    store = settings.missing_store()
+    if store is not None:
+        name = re.split(r"[@/]", spec.removeprefix("models:/").strip("/"))[0]
+        kind = next((k for k in kinds.names() if kinds.get(k).config_class()().register.model_name == name),
+                    kinds.names()[0])
+        raise ModelError(f"model {spec!r}: nothing is registered yet (no MLflow store at {store}); "
+                         f"train a model first, e.g. `rnnpipe train {kind}`")
 
 
 def _check_columns(cfg) -> None:
@@ -228,6 +241,7 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, addre
     if split_gpus and runner != "dask":
         raise click.UsageError("--split-gpus places Dask workers; use it with --runner dask")
     _check_device(device)
+    _check_store(model)
     from rnnpipe.batch import check_input
     from rnnpipe.registry import configure_tracking
 
@@ -308,10 +322,11 @@ def serve(model, host, port, workers):
     and /health answer when it is ready. The version is fixed at start; restart to pick up a
     new champion. Ctrl-C stops it.
     """
+    _check_port(host, port)
+    _check_store(model)
     from rnnpipe.registry import configure_tracking, resolve_model
     from rnnpipe.serving import example_request
 
-    _check_port(host, port)
     tracking = configure_tracking()
     ref = resolve_model(model)
     example = example_request(ref)

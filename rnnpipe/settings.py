@@ -41,6 +41,17 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
 
 
+def missing_store() -> Path | None:
+    """The SQLite file of the tracking URI when it does not exist yet (nothing was ever
+    trained or registered with this store), else None: it exists, or the URI is not SQLite."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.exists():
+            return path
+    return None
+
+
 def prefect_home() -> Path:
     return Path(os.environ.get("PREFECT_HOME") or project_home() / ".prefect")
 

@@ -109,3 +109,33 @@ def test_a_busy_port_is_one_line_and_exit_2_for_serve_and_ui():
             assert result.exit_code == 2, result.output
             assert result.output.strip().splitlines() == [
                 f"error: port {port} on 127.0.0.1 is not free (Address already in use); pick another with --port"]
+
+
+def test_a_model_reference_before_anything_was_trained_fails_at_once(tmp_path, monkeypatch):
+    """On a fresh clone (no MLflow store yet) `predict`, `serve` and a run that starts from a
+    registered model say which pipeline to train, on one line, before MLflow is imported,
+    and leave no empty store behind."""
+    import socket
+
+    monkeypatch.setenv("RNNPIPE_HOME", str(tmp_path))
+    src = tmp_path / "reviews.csv"
+    src.write_text("text\nlovely tea\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cases = ((["predict", "reviews-sentiment@champion", "-i", str(src), "-o", str(tmp_path / "out.parquet")],
+              "reviews-sentiment@champion", "reviews"),
+             (["serve", "models:/reviews-lm/2", "--port", str(port)], "models:/reviews-lm/2", "lm"),
+             (["train", "reviews", "--set", "pretrain.model=reviews-lm"], "reviews-lm", "lm"))
+    for args, spec, kind in cases:
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().splitlines() == [
+            f"error: model {spec!r}: nothing is registered yet (no MLflow store at "
+            f"{tmp_path / 'mlruns' / 'mlflow.db'}); train a model first, e.g. `rnnpipe train {kind}`"]
+    assert not (tmp_path / "mlruns").exists()
+    code = ("import sys\nfrom rnnpipe.cli import cli\ntry:\n    cli.main(sys.argv[1:])\n"
+            "except SystemExit as e:\n    print('mlflow' in sys.modules, e.code)")
+    out = subprocess.run([sys.executable, "-c", code, *cases[0][0]], capture_output=True, text=True,
+                         env={**os.environ, "RNNPIPE_HOME": str(tmp_path)})
+    assert out.stdout.strip().splitlines()[-1] == "False 2", out.stdout + out.stderr

@@ -118,6 +118,7 @@ def test_a_model_reference_before_anything_was_trained_fails_at_once(tmp_path, m
     import socket
 
     monkeypatch.setenv("RNNPIPE_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # set by MLflow once a test used it
     src = tmp_path / "reviews.csv"
     src.write_text("text\nlovely tea\n")
     with socket.socket() as s:
@@ -137,5 +138,5 @@ def test_a_model_reference_before_anything_was_trained_fails_at_once(tmp_path, m
     code = ("import sys\nfrom rnnpipe.cli import cli\ntry:\n    cli.main(sys.argv[1:])\n"
             "except SystemExit as e:\n    print('mlflow' in sys.modules, e.code)")
     out = subprocess.run([sys.executable, "-c", code, *cases[0][0]], capture_output=True, text=True,
-                         env={**os.environ, "RNNPIPE_HOME": str(tmp_path)})
+                         env=os.environ | {"RNNPIPE_HOME": str(tmp_path)})
     assert out.stdout.strip().splitlines()[-1] == "False 2", out.stdout + out.stderr

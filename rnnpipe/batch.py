@@ -35,8 +35,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from rnnpipe import localstore
 from rnnpipe.errors import DataError
 from rnnpipe.io import RowOrigin, atomic_path, clean_stale_temps, open_dataset, temp_prefix
+from rnnpipe.localstore import ModelRef
 
 LINEAGE = ("model_name", "model_version", "model_alias", "mlflow_run_id")
 log = logging.getLogger(__name__)
@@ -198,21 +200,31 @@ def write_buckets(dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Pa
     return [workdir / f"bucket-{b:05d}.parquet" for b in sorted(writers)]
 
 
-def check_input(model: str, input_path: str | Path, fmt: str = "auto"):
-    """What a batch job can check before it starts, in about a second: the model reference
-    (-> its `ModelRef`) and the input's columns against the ones the model needs (read from
-    the schema, not the data). Models logged before this check existed skip the column part."""
-    import mlflow
+def check_input(model: str, input_path: str | Path, fmt: str = "auto") -> ModelRef:
+    """What a batch job can check before it starts: the model reference (-> its `ModelRef`)
+    and the input's columns against the ones the model needs (read from the schema, not the
+    data), and for an input up to PRECHECK_BYTES its values. From the local store this takes
+    well under a second (`rnnpipe.localstore`, no MLflow import); otherwise through MLflow.
+    Models logged before this check existed skip the column part."""
+    local = localstore.find(model)
+    if local is not None:
+        ref, info, artifact = local.ref, local.info, local.artifact
+    else:
+        import mlflow
 
-    from rnnpipe.registry import resolve_model
+        from rnnpipe.registry import configure_tracking, resolve_model
 
-    ref = resolve_model(model)
+        configure_tracking()
+        ref = resolve_model(model)
+        try:
+            info = mlflow.models.get_model_info(ref.uri)
+        except Exception:  # noqa: BLE001 - an unreadable model is reported when the job loads it
+            info = None
+
+        def artifact(relative: str) -> Path:
+            return Path(mlflow.artifacts.download_artifacts(f"{ref.uri}/artifacts/{relative}"))
     dataset, _ = open_dataset(input_path, fmt)
-    try:
-        info = mlflow.models.get_model_info(ref.uri)
-        choices = (info.metadata or {}).get("rnnpipe_input_columns")
-    except Exception:  # noqa: BLE001 - an unreadable model is reported when the job loads it
-        info, choices = None, None
+    choices = (info.metadata or {}).get("rnnpipe_input_columns") if info is not None else None
     names = set(dataset.schema.names)
     for accepted in choices or []:
         if not names.intersection(accepted):
@@ -220,8 +232,8 @@ def check_input(model: str, input_path: str | Path, fmt: str = "auto"):
                             f"{' (nor ' + ', '.join(map(repr, accepted[1:])) + ')' if accepted[1:] else ''}; "
                             f"{ref} reads {', '.join(c[0] for c in choices)} "
                             f"(columns: {', '.join(dataset.schema.names)})")
-    if choices and info is not None and _input_bytes(dataset) <= PRECHECK_BYTES:
-        _check_values(ref, info, input_path, fmt)
+    if choices and _input_bytes(dataset) <= PRECHECK_BYTES:
+        _check_values(info, artifact, input_path, fmt)
     return ref
 
 
@@ -234,22 +246,19 @@ def _input_bytes(dataset: ds.Dataset) -> int:
     return sum(os.path.getsize(f) for f in getattr(dataset, "files", []) if os.path.exists(f))
 
 
-def _check_values(ref, info, input_path: str | Path, fmt: str) -> None:
+def _check_values(info, artifact: Callable[[str], Path], input_path: str | Path, fmt: str) -> None:
     """The input's values read with the training loader of the model's pipeline, under the
     model's own settings (numbers, dates, offsets, duplicates, empty channels): a bad value
     fails here, naming its file and row, before the flow and its API start."""
     import json
 
-    import mlflow
-
     from rnnpipe import kinds
-    from rnnpipe.registry import artefact_kind
 
-    kind = artefact_kind(info)
+    kind = localstore.artefact_kind(info)
     check = kinds.of_artefact(kind).check if kind else ""
     if not check:
         return
-    config = mlflow.artifacts.download_artifacts(f"{ref.uri}/artifacts/pipeline/config.json")
+    config = artifact("pipeline/config.json")
     kinds.load(check)(json.loads(Path(config).read_text()), input_path, fmt)
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import click
 
-from rnnpipe import __version__, kinds, settings
-from rnnpipe.errors import ConfigError, DataError, ModelError, RnnpipeError
+from rnnpipe import __version__, kinds, localstore, settings
+from rnnpipe.errors import ConfigError, DataError, RnnpipeError
 
 CONFIGS = {**{k.name: k.config for k in kinds.KINDS.values()}, "schedule": "rnnpipe.config:ScheduleConfig"}
 DEFAULT_MODEL = "stocks-forecaster@champion"
@@ -78,25 +78,15 @@ def _preload(pipeline: str, cfg) -> None:
     result instead of reading the files again (`rnnpipe.io.preloadable`)."""
     kinds.load(kinds.get(pipeline).ingest).preload(cfg)
     references = getattr(cfg, "model_references", list)()
-    if references:  # a registered model the run starts from: an unknown name fails now
-        _check_store(references[0])
+    # a registered model the run starts from: an unknown name fails now, from the local store
+    # when it can tell (`rnnpipe.localstore`), else through MLflow
+    unsure = [spec for spec in references if localstore.find(spec) is None]
+    if unsure:
         from rnnpipe.registry import configure_tracking, resolve_model
 
         configure_tracking()
-        for spec in references:
+        for spec in unsure:
             resolve_model(spec)
-
-
-def _check_store(spec: str) -> None:
-    """A model reference where no store exists yet (a fresh clone) fails at once: before
-    MLflow is imported (about 3 s) and without leaving an empty store behind."""
-    store = settings.missing_store()
-    if store is not None:
-        name = re.split(r"[@/]", spec.removeprefix("models:/").strip("/"))[0]
-        kind = next((k for k in kinds.names() if kinds.get(k).config_class()().register.model_name == name),
-                    kinds.names()[0])
-        raise ModelError(f"model {spec!r}: nothing is registered yet (no MLflow store at {store}); "
-                         f"train a model first, e.g. `rnnpipe train {kind}`")
 
 
 def _check_columns(cfg) -> None:
@@ -241,12 +231,9 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, addre
     if split_gpus and runner != "dask":
         raise click.UsageError("--split-gpus places Dask workers; use it with --runner dask")
     _check_device(device)
-    _check_store(model)
     from rnnpipe.batch import check_input
-    from rnnpipe.registry import configure_tracking
 
-    configure_tracking()
-    check_input(model, input_path, fmt)  # the model reference and the columns, before the flow
+    check_input(model, input_path, fmt)  # the model reference, columns and values, before the flow
     from flows.predict import batch_predict
 
     if runner == "dask":
@@ -323,7 +310,7 @@ def serve(model, host, port, workers):
     new champion. Ctrl-C stops it.
     """
     _check_port(host, port)
-    _check_store(model)
+    localstore.find(model)  # a wrong reference fails now, before MLflow is imported
     from rnnpipe.registry import configure_tracking, resolve_model
     from rnnpipe.serving import example_request
 

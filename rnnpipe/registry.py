@@ -32,10 +32,11 @@ from mlflow.tracking import MlflowClient
 
 from rnnpipe import kinds, settings
 from rnnpipe.errors import ModelError, RnnpipeError
+from rnnpipe.localstore import CHAMPION, ModelRef, artefact_kind, not_registered, parse_spec  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-CHAMPION, CHALLENGER = "champion", "challenger"
+CHALLENGER = "challenger"  # CHAMPION: rnnpipe.localstore
 BASELINE = "baseline"  # alias of the latest version that is a baseline, registered beside a model that lost to it
 RUNTIME_PACKAGES = ("torch", "numpy", "pandas", "pyarrow", "scikit-learn", "mlflow")
 TRACKED_PACKAGES = RUNTIME_PACKAGES + ("prefect", "rnnpipe")
@@ -449,51 +450,18 @@ def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[s
     return GateDecision(model_name, str(mv.version), alias, reason, verdict.rule)
 
 
-@dataclass
-class ModelRef:
-    """One registered model version, as a user named it (alias kept for lineage)."""
-
-    name: str
-    version: str
-    alias: str
-    run_id: str
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
-
-    def __str__(self) -> str:
-        return f"{self.name} v{self.version}" + (f" (@{self.alias})" if self.alias else "")
-
-
 def resolve_model(spec: str) -> ModelRef:
     """`NAME@ALIAS`, `NAME/VERSION`, `NAME` (its champion) or `models:/...` -> the version it
     names now. Resolved once, so a job uses one version throughout even if the alias moves."""
     client = MlflowClient()
-    text = spec.removeprefix("models:/").strip("/")
-    name, alias, version = text, "", ""
-    if "@" in text:
-        name, alias = text.split("@", 1)
-    elif "/" in text:
-        name, version = text.rsplit("/", 1)
-    else:
-        alias = CHAMPION
+    name, alias, version = parse_spec(spec)
     try:
         mv = (client.get_model_version_by_alias(name, alias) if alias
               else client.get_model_version(name, version))
     except MlflowException:
         known = sorted(m.name for m in client.search_registered_models(max_results=100))
-        what = f"alias @{alias}" if alias else f"version {version}"
-        raise ModelError(f"model {spec!r}: no {what} of {name!r} in the registry at "
-                         f"{mlflow.get_tracking_uri()} (registered models: "
-                         f"{', '.join(known) or 'none'})") from None
+        raise not_registered(spec, mlflow.get_tracking_uri(), known) from None
     return ModelRef(mv.name, str(mv.version), alias, mv.run_id or "")
-
-
-def artefact_kind(info) -> str | None:
-    """The pipeline kind a logged model records (`log_pipeline_model`'s model_config), from
-    its `mlflow.models.ModelInfo`; None for a model rnnpipe did not log."""
-    return (info.flavors.get("python_function", {}).get("config") or {}).get("kind")
 
 
 def load_pipeline(ref: ModelRef, kind: str) -> Any:

@@ -165,6 +165,58 @@ def test_cli_predict_writes_forecasts(first_run, tmp_path, stocks):
     assert not (tmp_path / "short.parquet").exists()
 
 
+def test_the_local_store_reader_agrees_with_mlflow(first_run, tmp_path, stocks):
+    """`rnnpipe.localstore` (the checks before a job, without MLflow) names the same version,
+    metadata and artefacts as MLflow, refuses what MLflow refuses with the same message
+    (deleted versions included), and lets `predict` report a missing column without MLflow."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from rnnpipe import localstore
+    from rnnpipe.errors import ModelError
+    from rnnpipe.registry import configure_tracking, resolve_model
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    _, summary = first_run
+    configure_tracking()
+    for spec in (f"e2e-forecaster/{summary['version']}", f"e2e-forecaster@{summary['alias']}"):
+        local = localstore.find(spec)
+        assert local is not None and local.ref == resolve_model(spec)
+        info = mlflow.models.get_model_info(local.ref.uri)
+        assert local.info.metadata == info.metadata and local.info.metadata["rnnpipe_input_columns"]
+        assert localstore.artefact_kind(local.info) == localstore.artefact_kind(info) == "forecast"
+        assert local.artifact("pipeline/config.json").is_file()
+    client = MlflowClient()
+    mv = client.get_model_version("e2e-forecaster", summary["version"])
+    client.create_registered_model("e2e-localstore")
+    copy = client.create_model_version("e2e-localstore", mv.source, run_id=mv.run_id)
+    assert localstore.find(f"e2e-localstore/{copy.version}").ref.name == "e2e-localstore"
+    client.delete_model_version("e2e-localstore", copy.version)
+    for spec in (f"e2e-localstore/{copy.version}", "e2e-localstore", "no-such-model@x", "e2e-forecaster/x"):
+        with pytest.raises(ModelError) as mlflow_says:
+            resolve_model(spec)
+        with pytest.raises(ModelError) as local_says:
+            localstore.find(spec)
+        assert str(local_says.value) == str(mlflow_says.value)
+    served = CliRunner().invoke(cli, ["serve", "e2e-forecaster/x", "--port", str(free_port())])
+    assert served.exit_code == 2 and served.output.strip().splitlines() == [f"error: {local_says.value}"]
+    misspelt = tmp_path / "misspelt.csv"
+    stocks[stocks.Ticker == "AAPL"].tail(80).rename(columns={"Close": "close"}).to_csv(misspelt, index=False)
+    code = ("import sys\nfrom rnnpipe.cli import cli\ntry:\n    cli.main(sys.argv[1:])\n"
+            "except SystemExit as e:\n    print('mlflow' in sys.modules, e.code)")
+    out = subprocess.run([sys.executable, "-c", code, "predict", f"e2e-forecaster/{summary['version']}",
+                          "-i", str(misspelt), "-o", str(tmp_path / "m.parquet")], capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"})
+    assert "column 'Close' not found" in out.stderr, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False 2", out.stdout + out.stderr
+
+
 def test_ecg_forecaster_through_the_stocks_pipeline_does_not_lose_to_ridge(prefect_harness, tmp_path):
     """Real data the pipeline was not written for, with a column mapping only: the bundled
     MIT-BIH excerpt, 6 samples ahead. Ridge and naive are scored beside the model, and the

@@ -15,13 +15,18 @@ same figures `rnnpipe train reviews` logs). Each run is the library's own trial 
 
 Variants (`--variant NAME` picks built-in ones, `NAME="KEY=VALUE ..."` defines one; without
 `--variant`, the first four):
-  plain     model.highway=none                           the default's LSTM 400 alone
+  plain     model.highway=none                           the default's LSTM 400 on the bundled vectors alone
   pretrain  model.highway=none pretrain.enabled=true     + language-model pretraining
   default   (no overrides)                               + the wide TF-IDF part (the default)
   both      pretrain.enabled=true                        pretraining and the wide part
+  random, random-plain, random-pretrain, random-both     the same four with an embedding learnt
+            from scratch (embed.path="": the default until 2026-12-05)
   bigru, bigru-plain, bigru-pretrain, bigru-both         the same four on the default until
-            2026-12-04, a bidirectional GRU 64 with 100-dimensional embeddings (ENCODERS below)
-  lstm200, lstm200-plain, lstm200-pretrain, lstm200-both the same four on an LSTM 200
+            2026-12-04, a bidirectional GRU 64 with 100-dimensional embeddings learnt from scratch
+  lstm200, lstm200-plain, lstm200-pretrain, lstm200-both the same four on an LSTM 200 (from scratch)
+  finetune  embed.freeze=false                           the default with its vectors fine-tuned
+  extend    embed.extend_vocab=true                      ... with the vector file's words in the vocabulary
+  default200 model.hidden_size=200                       ... on an LSTM 200
 
 `--members K` trains K models per split (`train.seed` S..S+K-1 from the configured S, the
 data prepared once; the first is the variant's own model) and
@@ -65,10 +70,14 @@ from rnnpipe.training import fit  # noqa: E402
 
 FOUR = {"plain": "model.highway=none", "pretrain": "model.highway=none pretrain.enabled=true",
         "default": "", "both": "pretrain.enabled=true"}
-ENCODERS = {"bigru": "model.cell=gru model.hidden_size=64 model.bidirectional=true embed.dim=100",
-            "lstm200": "model.hidden_size=200"}  # the default until 2026-12-04, and a narrower LSTM
+RANDOM = "embed.path= embed.freeze=false"  # an embedding learnt from scratch (the default until 2026-12-05)
+ENCODERS = {"random": RANDOM,
+            "bigru": f"model.cell=gru model.hidden_size=64 model.bidirectional=true embed.dim=100 {RANDOM}",
+            "lstm200": f"model.hidden_size=200 {RANDOM}"}  # the default until 2026-12-04, and a narrower LSTM
 VARIANTS = dict(FOUR) | {(enc if name == "default" else f"{enc}-{name}"): f"{sets} {extra}".strip()
                          for enc, sets in ENCODERS.items() for name, extra in FOUR.items()}
+VARIANTS |= {"finetune": "embed.freeze=false", "extend": "embed.extend_vocab=true",
+             "default200": "model.hidden_size=200"}  # the default's vectors tuned / its vocabulary extended / an LSTM 200
 DEFAULT_VARIANTS = tuple(FOUR)
 KEYS = ("val_macro_f1", "tfidf_val_macro_f1", "test_macro_f1", "tfidf_test_macro_f1", "val_roc_auc",
         "tfidf_val_roc_auc", "test_roc_auc", "tfidf_test_roc_auc")

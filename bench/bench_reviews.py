@@ -4,7 +4,7 @@ naive padding. Figures, not assertions.
     python bench/bench_reviews.py                 # CPU here, or the GPU if present
     python bench/bench_reviews.py --device cuda --epochs 2
     python bench/bench_reviews.py --set model.cell=gru --set model.hidden_size=64 \
-        --set model.bidirectional=true --set embed.dim=100     # a packed (bidirectional) encoder
+        --set model.bidirectional=true --set embed.dim=100 --set embed.path=   # a packed (bidirectional) encoder
 
 Three ways to batch the same 3,400 training reviews for the same model (the default reviews
 encoder: LSTM 400, max pooling; without the wide part, which batching does not touch), one

@@ -440,7 +440,7 @@ def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, wor
     Examples:
       rnnpipe sweep stocks --grid model.cell=lstm,gru --grid model.hidden_size=64,128
       rnnpipe sweep stocks --grid model.cell=lstm,gru --runner dask --address tcp://10.0.0.5:8786
-      rnnpipe sweep reviews --grid embed.dim=50,100,200 --grid model.pooling=max,attention --random 4
+      rnnpipe sweep reviews --grid embed.freeze=true,false --grid model.pooling=max,attention --random 4
       rnnpipe sweep stocks --per-series --grid window.lookback=30,60
     """
     from rnnpipe.config import to_dict

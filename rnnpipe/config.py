@@ -60,6 +60,7 @@ class WindowConfig:
             raise ConfigError(f"{section}.season={self.season}: 0 (none) or the steps per season (>= 2)")
 
 
+BUNDLED_VECTORS = "data/word_vectors.parquet"  # the reviews embedding's default start (data/SOURCES.md)
 STATISTICAL_BASELINES = ("autoets", "autotheta", "autoarima")
 
 
@@ -376,8 +377,9 @@ class TextConfig:
 class EmbedConfig:
     POSITIVE: ClassVar = ("dim",)
     dim: int = 100  # ignored when `path` is given (the file decides)
-    path: str = ""  # local GloVe / word2vec text file to initialise from ("" = random)
+    path: str = ""  # local vector file to initialise from: GloVe / word2vec text, or Parquet (word, vector); "" = random
     freeze: bool = False  # keep the loaded vectors fixed
+    extend_vocab: bool = False  # the file's words join the training vocabulary (a word unseen in training keeps its vector)
     dropout: float = 0.3  # on the embedded tokens and the pooled vector
 
     def check(self, section: str) -> None:
@@ -425,9 +427,12 @@ class ReviewsConfig:
     data: TextDataConfig = field(default_factory=TextDataConfig)
     split: TextSplitConfig = field(default_factory=TextSplitConfig)
     text: TextConfig = field(default_factory=TextConfig)
-    embed: EmbedConfig = field(default_factory=lambda: EmbedConfig(dim=200))
-    # an LSTM 400 with the TF-IDF features as a wide part (highway=linear), chosen on five
-    # validation splits within the 4-minute budget (README, "How the defaults were chosen")
+    # the bundled word vectors (data/word_vectors.parquet, distilled from a pretrained sentence
+    # encoder; data/SOURCES.md), kept fixed; an LSTM 400 with the TF-IDF features as a wide part
+    # (highway=linear): chosen on five validation splits within the 4-minute budget (README,
+    # "How the defaults were chosen")
+    embed: EmbedConfig = field(default_factory=lambda: EmbedConfig(
+        dim=200, path=BUNDLED_VECTORS, freeze=True))
     model: ModelConfig = field(default_factory=lambda: ModelConfig(
         cell="lstm", hidden_size=400, num_layers=1, dropout=0.0, bidirectional=False, pooling="max",
         highway="linear"))
@@ -436,6 +441,9 @@ class ReviewsConfig:
     classify: TextClassifyConfig = field(default_factory=TextClassifyConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     register: ReviewsRegisterConfig = field(default_factory=ReviewsRegisterConfig)
+    # a language model given as pretrain.model brings its own embedding: the bundled vectors
+    # give way unless embed.* is given too (`replaced_defaults`)
+    REPLACES: ClassVar = {"pretrain.model": {"embed.path": "", "embed.freeze": False, "embed.extend_vocab": False}}
 
     def model_references(self) -> list[str]:
         """Registered models the run starts from (resolved before any flow starts)."""
@@ -445,7 +453,7 @@ class ReviewsConfig:
         check_sections(self)
         if self.pretrain.model and (self.pretrain.enabled or self.embed.path):
             raise ConfigError(f"pretrain.model={self.pretrain.model!r} gives the embedding and encoder; "
-                              "it does not go with pretrain.enabled or embed.path")
+                              f"it does not go with pretrain.enabled or embed.path={self.embed.path!r}")
         if self.pretrain.enabled and self.model.bidirectional and self.model.num_layers > 1:
             raise ConfigError("pretrain.enabled with model.bidirectional: a stacked bidirectional encoder "
                               "cannot take a language model's layers; use model.num_layers=1")
@@ -653,7 +661,9 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
         _merge(data, file_data)
     apply_overrides(data, overrides or [])
-    sample_defaults(cls, data, given=_keys(file_data) | {o.partition("=")[0].strip() for o in overrides or []})
+    given = _keys(file_data) | {o.partition("=")[0].strip() for o in overrides or []}
+    sample_defaults(cls, data, given)
+    replaced_defaults(cls, data, given)
     cfg = from_dict(cls, data)
     return cfg.validate() if hasattr(cfg, "validate") else cfg
 
@@ -673,6 +683,20 @@ def sample_defaults(cls: type, data: dict[str, Any], given: set[str]) -> None:
         for key, value in sample.items():
             if f"{f.name}.{key}" not in given:
                 values[key] = value
+
+
+def replaced_defaults(cls: type, data: dict[str, Any], given: set[str]) -> None:
+    """A setting the user gives that brings what some defaults provide (its class's REPLACES:
+    `pretrain.model`, a language model that gives the embedding) turns those defaults off
+    (the bundled word vectors), unless the user gave them too: then `validate` names the clash."""
+    for key, replaced in getattr(cls, "REPLACES", {}).items():
+        section, name = key.split(".")
+        if key not in given or not data.get(section, {}).get(name):
+            continue
+        for other, value in replaced.items():
+            if other not in given:
+                part, field_name = other.split(".")
+                data[part][field_name] = value
 
 
 def _keys(data: dict[str, Any], prefix: str = "") -> set[str]:

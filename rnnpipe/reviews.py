@@ -111,6 +111,7 @@ class ReviewsPrepared:
     skipped: dict[str, int] = field(default_factory=dict)
     embedding: np.ndarray | None = None
     embedding_stats: dict[str, float] = field(default_factory=dict)
+    embedding_tags: dict[str, str] = field(default_factory=dict)  # the vector file and its sha256
     tfidf: TfidfLogisticRegression | None = None  # the baseline, fitted on train, C chosen on val
     tfidf_threshold: float | None = None
     ngrams: dict[str, Any] | None = None  # part -> its TF-IDF features, for the wide part
@@ -165,15 +166,20 @@ def prepare_reviews(tables: dict[str, TextTable], cfg: ReviewsConfig) -> Reviews
     if missing:
         raise DataError(f"{data.source}: no training review has label {missing[0]!r}")
     pre = TextPreprocessor(cfg).fit(texts["train"])
+    embedding, embedding_stats, embedding_tags = None, {}, {}
+    if cfg.embed.path:  # with embed.extend_vocab the file's words join the vocabulary (none from val/test)
+        path = settings.resolve_data_path(cfg.embed.path)
+        pre.vocab_, embedding, embedding_stats = load_vectors(path, pre.vocab_, cfg.train.seed,
+                                                              cfg.embed.extend_vocab, cfg.text.lowercase)
+        with open(path, "rb") as fh:
+            embedding_tags = {"embedding_file": str(path), "embedding_sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
     encoded = {p: pre.encode(texts[p]) for p in PARTS}
     h = hashlib.sha256()
     for p in PARTS:
         for i, t_, c in zip(ids[p], texts[p], y[p]):
             h.update(f"{p}\x1f{i}\x1f{classes[c]}\x1f{t_}\x1e".encode())
-    prepared = ReviewsPrepared(classes, texts, ids, y, encoded, pre, kind, h.hexdigest(), data.source, skipped)
-    if cfg.embed.path:
-        prepared.embedding, prepared.embedding_stats = load_vectors(
-            settings.resolve_data_path(cfg.embed.path), pre.vocab_, cfg.train.seed)
+    prepared = ReviewsPrepared(classes, texts, ids, y, encoded, pre, kind, h.hexdigest(), data.source, skipped,
+                               embedding, embedding_stats, embedding_tags)
     prepared.tfidf, prepared.tfidf_threshold = fit_tfidf_baseline(prepared, cfg)
     if cfg.model.highway == "linear":
         prepared.ngrams = {part: prepared.tfidf.features(texts[part]) for part in PARTS}
@@ -478,6 +484,7 @@ def pretrain_encoder(p: ReviewsPrepared, cfg: ReviewsConfig, progress: bool | No
         if p.embedding is not None:
             with torch.no_grad():
                 lm.embedding.weight.copy_(torch.as_tensor(p.embedding))
+            lm.embedding.weight.requires_grad_(not cfg.embed.freeze)  # fixed vectors stay fixed here too
         train = StreamBatches(_stream(enc_learn, reverse), t.batch_size, t.bptt)
         val = StreamBatches(_stream(enc_hold, reverse), min(t.batch_size, 8), t.bptt)
         result = fit(lm, train, val, lm_train, loss_fn=lm_loss, progress=progress)

@@ -84,7 +84,8 @@ def evaluate(pipeline: ReviewsPipeline, prepared: ReviewsPrepared, run_id: str,
     run.client.log_table(run_id, wrong, "errors/confidently_wrong.json")
     run.log_text(wrong.to_csv(index=False), "errors/confidently_wrong.csv")
     standing = ev.standing()
-    run.set_tags({"vs_baselines": standing, "mlflow.note.content": standing, "split": prepared.split_kind})
+    run.set_tags({"vs_baselines": standing, "mlflow.note.content": standing, "split": prepared.split_kind,
+                  **prepared.embedding_tags})
     create_table_artifact(table, key="reviews-test-comparison", description=standing)
     get_run_logger().info(standing)
     return ev

@@ -70,3 +70,19 @@ def test_bundled_sample_defaults_give_way_to_a_users_own_file():
     assert load_config(ReviewsConfig).data.test_path == "data/reviews_test.parquet"
     monitor = load_config(MonitorConfig, overrides=["data.path=v.csv", "data.channels=hr,spo2", "data.event=hr > 120"])
     assert monitor.forecast.channel == "hr" and monitor.data.duplicates == "error"
+
+
+def test_a_language_model_given_replaces_the_bundled_vectors(tmp_path):
+    """pretrain.model brings its own embedding: the default bundled vectors give way, from an
+    override or a TOML file, unless the user also names a vector file (then the clash is named)."""
+    from rnnpipe.config import BUNDLED_VECTORS, ReviewsConfig
+
+    assert load_config(ReviewsConfig).embed.path == BUNDLED_VECTORS and load_config(ReviewsConfig).embed.freeze
+    lm = load_config(ReviewsConfig, overrides=["pretrain.model=reviews-lm@champion"])
+    assert (lm.embed.path, lm.embed.freeze, lm.embed.extend_vocab) == ("", False, False)
+    path = tmp_path / "c.toml"
+    path.write_text('[pretrain]\nmodel = "reviews-lm/3"\n')
+    assert load_config(ReviewsConfig, path).embed.path == ""
+    with pytest.raises(ConfigError, match="does not go with pretrain.enabled or embed.path='v.txt'"):
+        load_config(ReviewsConfig, overrides=["pretrain.model=reviews-lm", "embed.path=v.txt"])
+    assert load_config(ReviewsConfig, overrides=['pretrain.model=""']).embed.path == BUNDLED_VECTORS

@@ -1,6 +1,8 @@
 """The review-sentiment flow end to end on a slice of the bundled reviews (Prefect test
 harness, MLflow), and the registered pyfunc on raw strings."""
 
+import hashlib
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -52,6 +54,7 @@ def test_reviews_flow_registers_a_model_that_classifies_raw_text(prefect_harness
         assert k in m, k
     assert m["embedding_words_found"] == 8  # all but "NotInVocab" (not in the reviews, in any case)
     assert params["embed.path"].endswith("vectors.txt") and run.data.tags["data_fingerprint"]
+    assert run.data.tags["embedding_sha256"] == hashlib.sha256((slice_files / "vectors.txt").read_bytes()).hexdigest()
     assert 0 < m["majority_test_macro_f1"] < 0.5  # one class predicted: half of macro-F1 at most
     diff = m["test_macro_f1_minus_tfidf"]
     assert diff == pytest.approx(m["test_macro_f1"] - m["tfidf_test_macro_f1"], abs=1e-9)

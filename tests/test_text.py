@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -159,14 +161,15 @@ def test_load_vectors_glove_and_word2vec_text_files(tmp_path):
     v = Vocabulary(["good", "bad", "meh"], counts=[10, 5, 1])
     glove = tmp_path / "glove.txt"
     glove.write_text("good 1 2 3\nBad 4 5 6\nother 7 8 9\n")
-    m, stats = load_vectors(glove, v)
+    same, m, stats = load_vectors(glove, v)
+    assert same.tokens == v.tokens and stats["embedding_words_added"] == 0
     assert m.shape == (5, 3) and (m[PAD_ID] == 0).all()
     assert list(m[2]) == [1, 2, 3] and list(m[3]) == [4, 5, 6]  # "Bad" matched lower-cased
     assert stats["embedding_coverage_vocab"] == pytest.approx(2 / 3)
     assert stats["embedding_coverage_tokens"] == pytest.approx(15 / 16)
     w2v = tmp_path / "w2v.txt"
     w2v.write_text("2 3\ngood 1 2 3\nmeh 0 0 1\n")
-    assert load_vectors(w2v, v)[1]["embedding_words_found"] == 2
+    assert load_vectors(w2v, v)[2]["embedding_words_found"] == 2
     bad = tmp_path / "bad.txt"
     bad.write_text("good 1 2 3\nbad 1 2\n")
     with pytest.raises(DataError, match=r"bad.txt, line 2: expected a word and 3 numbers, found 2"):
@@ -174,6 +177,34 @@ def test_load_vectors_glove_and_word2vec_text_files(tmp_path):
     model = TextClassifier(5, 3, 2, pretrained=torch.as_tensor(m), freeze=True)
     assert not model.embedding.weight.requires_grad
     torch.testing.assert_close(model.embedding.weight[2], torch.tensor([1.0, 2, 3]))
+
+
+def test_parquet_vector_file_and_vocabulary_extended_with_its_words(tmp_path):
+    """The bundled vectors' format (Parquet: word, vector), and `extend`: the file's words join
+    the training vocabulary after its own (count 0), lower-cased as the tokenizer would give
+    them, while coverage still counts training words only."""
+    v = Vocabulary(["good", "bad", "meh"], counts=[10, 5, 1])
+    path = tmp_path / "vectors.parquet"
+    table = pa.table({"word": ["good", "Tasty", "bad", "good"],
+                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.arange(8, dtype=np.float16)), 2)})
+    pq.write_table(table, path)
+    same, m, stats = load_vectors(path, v)
+    assert same is v and m.shape == (5, 2)
+    assert list(m[2]) == [0, 1] and list(m[3]) == [4, 5]  # the first row of a repeated word wins
+    assert stats["embedding_words_found"] == 2 and stats["embedding_coverage_tokens"] == pytest.approx(15 / 16)
+    bigger, m, stats = load_vectors(path, v, extend=True, lowercase=True)
+    assert bigger.tokens == [*v.tokens, "tasty"] and bigger.counts == [10, 5, 1, 0]
+    assert list(m[5]) == [2, 3]  # "Tasty" is found for the token "tasty"
+    assert stats["embedding_coverage_vocab"] == pytest.approx(2 / 3) and stats["embedding_words_added"] == 1
+    assert list(bigger.encode(["tasty", "good", "yum"])) == [5, 2, UNK_ID]
+    ragged = tmp_path / "ragged.parquet"
+    pq.write_table(pa.table({"word": ["a", "b"], "vector": [[1.0, 2.0], [3.0]]}), ragged)
+    with pytest.raises(DataError, match=r"ragged.parquet, row 2, column 'vector': 1 numbers where row 1 has 2"):
+        load_vectors(ragged, v)
+    unnamed = tmp_path / "unnamed.parquet"
+    pq.write_table(pa.table({"token": ["a"], "vector": [[1.0]]}), unnamed)
+    with pytest.raises(DataError, match="needs columns 'word' and 'vector'; missing 'word'"):
+        load_vectors(unnamed, v)
 
 
 def test_paired_bootstrap_of_macro_f1_difference():

@@ -32,7 +32,7 @@ from mlflow.tracking import MlflowClient
 
 from rnnpipe import kinds, settings
 from rnnpipe.errors import ModelError, RnnpipeError
-from rnnpipe.localstore import CHAMPION, ModelRef, artefact_kind, not_registered, parse_spec  # noqa: F401 - re-exported
+from rnnpipe.localstore import CHAMPION, ModelRef, artefact_kind, not_registered, parse_spec  # ModelRef: also imported from here
 
 log = logging.getLogger(__name__)
 

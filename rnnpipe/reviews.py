@@ -172,7 +172,8 @@ def prepare_reviews(tables: dict[str, TextTable], cfg: ReviewsConfig) -> Reviews
         pre.vocab_, embedding, embedding_stats = load_vectors(path, pre.vocab_, cfg.train.seed,
                                                               cfg.embed.extend_vocab, cfg.text.lowercase)
         with open(path, "rb") as fh:
-            embedding_tags = {"embedding_file": str(path), "embedding_sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        embedding_tags = {"embedding_file": str(path), "embedding_sha256": digest}
     encoded = {p: pre.encode(texts[p]) for p in PARTS}
     h = hashlib.sha256()
     for p in PARTS:

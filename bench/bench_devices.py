@@ -5,7 +5,7 @@ Figures, not assertions; one short script for a machine with a GPU.
     python bench/bench_devices.py                  # CPU only here; CPU and GPU where CUDA is
     python bench/bench_devices.py --epochs 3 --predict-rows 50000
 
-For each of stocks, monitor (bundled glucose) and reviews the data is prepared once, then a
+For each of stocks, monitor (bundled glucose), reviews and lm the data is prepared once, then a
 fresh default model (same seed) is trained `--epochs` epochs under each setting: `cpu fp32`,
 and where CUDA is available `cuda fp32` and `cuda bf16` (`train.device`, `train.precision`).
 The figure is the last epoch's samples/s (the first warms up cuDNN and the allocator).
@@ -37,6 +37,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from rnnpipe.config import ForecastConfig, MonitorConfig, ReviewsConfig, load_config  # noqa: E402
+from rnnpipe.lm import LMConfig  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
 
 
@@ -67,9 +68,18 @@ def reviews(cfg):
                       text_loss(c, p))
 
 
+def lm(cfg):
+    from rnnpipe.lm import LMPipeline, lm_loss, load_lm_texts, prepare_lm
+
+    p = prepare_lm(load_lm_texts(cfg), cfg)
+    b, t = cfg.train.batch_size, cfg.stream.bptt
+    return lambda c: (LMPipeline(c, p.preprocessor, seen=p.seen()), p.batches("train", b, t),
+                      p.batches("val", b, t), lm_loss)
+
+
 # name -> (config class, its extra settings here, data prepared once -> a fresh model and its data)
 PIPELINES = {"stocks": (ForecastConfig, [], stocks), "monitor": (MonitorConfig, ["forecast.enabled=false"], monitor),
-             "reviews": (ReviewsConfig, [], reviews)}
+             "reviews": (ReviewsConfig, [], reviews), "lm": (LMConfig, [], lm)}
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RNNPIPE_HOME", tempfile.mkdtemp(prefix="rnnpipe-bench-"))
 
 from _results import write_results  # noqa: E402
+from _serve import start_server  # noqa: E402
 from rnnpipe import settings  # noqa: E402
 
 settings.apply_environment()
@@ -50,12 +50,6 @@ settings.apply_environment()
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_input(rows: int, out: Path, files: int = 8) -> Path:
@@ -171,20 +165,8 @@ def main() -> None:
               f"{dask.self_mb:,.0f} MB", flush=True)
 
     # serving latency: single-review requests
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "serve", model, "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc, port, ready_s = start_server(model)
     try:
-        t0 = time.perf_counter()
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                    break
-            except OSError:
-                if time.perf_counter() - t0 > 180:
-                    raise SystemExit("server did not start")
-                time.sleep(0.2)
-        ready_s = time.perf_counter() - t0
         reviews = pd.read_parquet(ROOT / "data" / "reviews_test.parquet").review.tolist()
         lat = []
         for i in range(args.requests + 10):

@@ -19,6 +19,7 @@ import click
 
 from rnnpipe import __version__, kinds, localstore, settings
 from rnnpipe.errors import ConfigError, DataError, RnnpipeError
+from rnnpipe.server import flow_api
 
 CONFIGS = {**{k.name: k.config for k in kinds.KINDS.values()}, "schedule": "rnnpipe.config:ScheduleConfig"}
 DEFAULT_MODEL = "stocks-forecaster@champion"
@@ -160,8 +161,10 @@ def train(pipeline, config_path, overrides, resume):
 
     cfg = _config(pipeline, config_path, overrides)
     _preload(pipeline, cfg)
-    flow = kinds.get(pipeline).flow_function()
-    summary = flow(config=to_dict(cfg), resume=resume)
+    with flow_api() as ready:
+        flow = kinds.get(pipeline).flow_function()
+        ready()
+        summary = flow(config=to_dict(cfg), resume=resume)
     click.echo("")
     click.echo(f"{summary['model_name']} v{summary['version']} -> {summary['alias']}: {summary['reason']}")
     if summary.get("baseline_version"):
@@ -234,17 +237,22 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, addre
     from rnnpipe.batch import check_input
 
     check_input(model, input_path, fmt)  # the model reference, columns and values, before the flow
-    from flows.predict import batch_predict
+    with flow_api() as ready:
+        from flows.predict import batch_predict
 
-    if runner == "dask":
-        from flows.sweep import task_runner
+        ready()
+        if runner == "dask":
+            from flows.sweep import task_runner
 
-        n = workers or (os.cpu_count() or 1)
-        threads = 1 if address else max(1, (os.cpu_count() or 1) // n)
-        out = batch_predict.with_options(task_runner=task_runner("dask", n, address))(
-            model, str(input_path), str(output), chunk_rows, fmt, "dask", n, threads, overwrite, device, split_gpus)
-    else:
-        out = batch_predict(model, str(input_path), str(output), chunk_rows, fmt, device=device)
+            from rnnpipe.threads import available_cpus
+
+            n = workers or available_cpus()
+            threads = 1 if address else max(1, available_cpus() // n)
+            out = batch_predict.with_options(task_runner=task_runner("dask", n, address))(
+                model, str(input_path), str(output), chunk_rows, fmt, "dask", n, threads, overwrite, device,
+                split_gpus)
+        else:
+            out = batch_predict(model, str(input_path), str(output), chunk_rows, fmt, device=device)
     click.echo(f"{out['model']}: {out['rows_in']:,} rows -> {out['rows_out']:,} predictions in "
                f"{out['seconds']:.1f} s ({out['rows_per_s']:,.0f} rows/s); wrote {out['output']}", err=True)
     click.echo(f"MLflow run of the job: {_run_link(out['job_run_id'])}", err=True)
@@ -456,11 +464,13 @@ def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, wor
     if per_series:  # times the number of series, known only once the data is read
         n = max(n, os.cpu_count() or 1)
     workers, threads = _plan(runner, address, n, workers, threads)
-    from flows.sweep import sweep as sweep_flow, task_runner
+    with flow_api() as ready:
+        from flows.sweep import sweep as sweep_flow, task_runner
 
-    flow = sweep_flow.with_options(task_runner=task_runner(runner, workers, address))
-    out = flow(pipeline, to_dict(cfg), space, random_n, seed, workers, threads, retries, per_series,
-               split_gpus, runner)
+        flow = sweep_flow.with_options(task_runner=task_runner(runner, workers, address))
+        ready()
+        out = flow(pipeline, to_dict(cfg), space, random_n, seed, workers, threads, retries, per_series,
+                   split_gpus, runner)
     click.echo("")
     click.echo(f"{out['trials']} trials, {out['failed']} failed; best trial {out['best_trial']} "
                f"{out['best_params']} (val loss {out['best_val_loss']:.5f})")
@@ -501,10 +511,13 @@ def backtest(pipeline, config_path, overrides, folds, step, refit, runner, addre
     _preload(pipeline, cfg)
     n = cfg.backtest.folds if cfg.backtest.refit == "every" else 1
     workers, threads = _plan(runner, address, n, workers, 0)
-    from flows.sweep import task_runner
+    with flow_api() as ready:
+        from flows.sweep import task_runner
 
-    flow = kinds.load(kinds.get(pipeline).backtest)
-    out = flow.with_options(task_runner=task_runner(runner, workers, address))(to_dict(cfg), workers, threads, runner)
+        flow = kinds.load(kinds.get(pipeline).backtest)
+        ready()
+        out = flow.with_options(task_runner=task_runner(runner, workers, address))(to_dict(cfg), workers, threads,
+                                                                                    runner)
     click.echo("")
     rows = out["folds"]
     cols = [c for c in rows[0] if c.endswith("_mae") or c in ("fold", "origin", "model_coverage_80")]

@@ -133,6 +133,14 @@ class TrainConfig:
     # reshuffle the training windows every epoch; false keeps them in order (batch for batch
     # comparable runs, e.g. a streamed run against the same data in memory)
     shuffle: bool = True
+    # CPU threads of torch: auto (the cores this process may use, its share in a sweep,
+    # backtest or batch worker) | a number; the number used is the run's tag `torch_threads`
+    threads: str = "auto"
+
+    def check(self, section: str) -> None:
+        from rnnpipe.threads import parse
+
+        parse(self.threads)
 
 
 @dataclass

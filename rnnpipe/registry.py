@@ -31,6 +31,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 
 from rnnpipe import kinds, settings
+from rnnpipe import threads as rnnpipe_threads
 from rnnpipe.errors import ModelError, RnnpipeError
 from rnnpipe.localstore import CHAMPION, ModelRef, artefact_kind, not_registered, parse_spec  # ModelRef: also imported from here
 
@@ -202,6 +203,8 @@ class PipelinePyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         kind = (context.model_config or {}).get("kind", "forecast")
         self.pipeline = kinds.artefact_class(kind).load(context.artifacts["pipeline"])
+        if os.environ.get("_MLFLOW_IS_IN_SERVING_ENVIRONMENT") == "true":  # `rnnpipe serve`
+            rnnpipe_threads.apply("auto")
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None):
         """User errors become MlflowException(INVALID_PARAMETER_VALUE): the scoring server

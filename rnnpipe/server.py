@@ -1,16 +1,20 @@
 """A Prefect server on loopback as a child process: what scheduled runs need (the ephemeral
-API cannot run schedules). Only the `prefect` command is started; nothing here imports Prefect."""
+API cannot run schedules), and the temporary API of a command that runs flows (`flow_api`).
+Only the `prefect` command is started; nothing here imports Prefect."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rnnpipe import settings
@@ -18,12 +22,14 @@ from rnnpipe.errors import RnnpipeError
 
 
 class PrefectServer:
-    """`prefect server start` on host:port, as a child process with its log in PREFECT_HOME."""
+    """`prefect server start` on host:port, as a child process with its log in PREFECT_HOME.
+    `api_only`: the API alone, without the UI and the background services (scheduler,
+    late runs...), as Prefect's own temporary server runs."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 4200):
-        self.host, self.port = host, port
+    def __init__(self, host: str = "127.0.0.1", port: int = 4200, api_only: bool = False):
+        self.host, self.port, self.api_only = host, port, api_only
         self.proc: subprocess.Popen | None = None
-        self.log_path = settings.prefect_home() / f"server-{port}.log"
+        self.log_path = settings.prefect_home() / (f"api-{os.getpid()}.log" if api_only else f"server-{port}.log")
 
     @property
     def ui_url(self) -> str:
@@ -41,22 +47,32 @@ class PrefectServer:
             return False
 
     def start(self, timeout: float = 90.0) -> "PrefectServer":
+        return self.launch().wait(timeout)
+
+    def launch(self) -> "PrefectServer":
+        """Start the process and return at once (`wait` for it to answer). It runs in its own
+        session: Ctrl-C in the terminal reaches this process, which stops the server last."""
         prefect_bin = Path(sys.executable).with_name("prefect")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
         # the UI in the browser calls the API at this URL; by default it assumes port 4200
         env["PREFECT_SERVER_UI_API_URL"] = self.api_url
+        extra = ["--no-services", "--no-ui"] if self.api_only else []
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([str(prefect_bin), "server", "start", "--host", self.host,
-                                          "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT,
-                                         env=env, start_new_session=True)
+                                          "--port", str(self.port), *extra], stdout=log,
+                                         stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                         preexec_fn=_end_with_parent if self.api_only else None)
+        return self
+
+    def wait(self, timeout: float = 90.0) -> "PrefectServer":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RnnpipeError(f"the Prefect server exited with code {self.proc.returncode}; see {self.log_path}")
             if self.healthy():
                 return self
-            time.sleep(0.5)
+            time.sleep(0.1)
         self.stop()
         raise RnnpipeError(f"the Prefect server did not become healthy in {timeout:.0f} s; see {self.log_path}")
 
@@ -69,3 +85,82 @@ class PrefectServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             return self.proc.wait()
+
+
+def _end_with_parent() -> None:
+    """In the child, before it runs: SIGTERM when the parent dies (Linux), so that a temporary
+    server outlives no command, even one killed with SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _api_configured() -> bool:
+    """A Prefect server is configured: in the environment, or in this process's Prefect
+    settings (a test harness sets them in code)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    if "prefect.settings" in sys.modules:
+        from prefect.settings import PREFECT_API_URL
+
+        return bool(PREFECT_API_URL.value())
+    return False
+
+
+def _drain_prefect() -> None:
+    """Send what Prefect still holds for the API (log lines, events) while it answers."""
+    try:
+        if "prefect.logging.handlers" in sys.modules:
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=5)  # what Prefect's own APILogHandler.flush does
+        if "prefect.events.worker" in sys.modules:
+            from prefect.events.worker import EventsWorker
+
+            EventsWorker.drain_all()
+    except Exception:  # noqa: BLE001 - best effort: the run's outcome is already decided
+        pass
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def flow_api() -> Iterator[Callable[[], None]]:
+    """The Prefect API for a command that runs flows. A configured server (`PREFECT_API_URL`)
+    is used as it is. Otherwise a temporary API-only server (`prefect server start
+    --no-services --no-ui`) on a free loopback port, with its state in PREFECT_HOME, as
+    Prefect's ephemeral mode has; but started by the command itself, before it imports
+    torch, MLflow and the flows, so that its 5-12 s start overlaps them, and without
+    importing the server's code into this process (~90 MB) as the ephemeral mode does.
+    It stops when the block ends. SIGTERM ends
+    the block like Ctrl-C (KeyboardInterrupt), so a killed run is marked so and the server
+    never outlives the command. Yields `ready()`: call it before the first flow (it waits for
+    the temporary server to answer; with a configured server it returns at once)."""
+    if _api_configured():
+        yield lambda: None
+        return
+    server = PrefectServer("127.0.0.1", _free_port(), api_only=True).launch()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ["PREFECT_UI_URL"] = ""  # no UI: Prefect prints no "View at" link to nowhere
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or 90)
+    try:
+        yield lambda: server.wait(timeout) and None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _drain_prefect()
+        os.environ.pop("PREFECT_API_URL", None)
+        os.environ.pop("PREFECT_UI_URL", None)
+        if server.stop() in (0, -signal.SIGTERM, None):
+            server.log_path.unlink(missing_ok=True)  # kept when the server failed

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from rnnpipe import kinds
+from rnnpipe import threads as rnnpipe_threads
 from rnnpipe.config import apply_overrides, flatten, from_dict
 from rnnpipe.errors import ConfigError, ModelError, RnnpipeError
 
@@ -59,7 +60,7 @@ def trial_config(pipeline: str, base: dict[str, Any], params: dict[str, str]):
 def plan_resources(n_trials: int, workers: int = 0, threads: int = 0, cpus: int | None = None) -> tuple[int, int]:
     """(concurrent trials, torch threads per trial) that do not oversubscribe the cores:
     by default one trial per core, one thread each; given one, the other follows."""
-    cpus = cpus or os.cpu_count() or 1
+    cpus = cpus or rnnpipe_threads.available_cpus()
     if workers <= 0:
         workers = max(1, cpus // max(threads, 1))
     workers = max(1, min(workers, n_trials))
@@ -101,7 +102,8 @@ def run_trial(pipeline: str, base: dict[str, Any], params: dict[str, str], index
     from rnnpipe.registry import Run, configure_tracking, log_pipeline_model
 
     t0 = time.perf_counter()
-    torch.set_num_threads(threads)
+    rnnpipe_threads.share(threads)  # the trial's training never takes more than its share
+    rnnpipe_threads.apply(threads)
     if tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     configure_tracking()

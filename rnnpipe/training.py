@@ -30,6 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rnnpipe import settings
+from rnnpipe import threads as rnnpipe_threads
 from rnnpipe.config import TrainConfig, flatten
 from rnnpipe.errors import ConfigError, ModelError
 
@@ -84,6 +85,7 @@ class FitResult:
     initial_val_loss: float = float("nan")  # before the first epoch (after the warm start)
     warm_start: dict[str, float] = field(default_factory=dict)
     band: dict[str, float] = field(default_factory=dict)  # a quantile forecaster's `fit_band`
+    threads: int = 0  # torch's intra-op threads during training (`train.threads`)
 
     @property
     def samples_per_s(self) -> float:
@@ -132,6 +134,7 @@ def evaluate_loss(model: nn.Module, data: BatchSource, loss_fn: Callable, batch_
     model.eval()
     total, n = 0.0, 0
     for x, y in data.batches(batch_size):
+        rnnpipe_threads.tick()
         with autocast():
             pred = _forward(model, x)
         total += float(loss_fn(pred.float(), y)) * len(y)
@@ -322,7 +325,10 @@ def fit_band(model: nn.Module, train: BatchSource, val: BatchSource, seed: int =
 def predict_batches(model: nn.Module, data: BatchSource, batch_size: int = 1024) -> np.ndarray:
     """Model outputs for every window of `data`, in order, as float64 numpy."""
     model.eval()
-    outs = [_forward(model, x).float().cpu() for x, _ in data.batches(batch_size)]
+    outs = []
+    for x, _ in data.batches(batch_size):
+        rnnpipe_threads.tick()
+        outs.append(_forward(model, x).float().cpu())
     return torch.cat(outs).double().numpy() if outs else np.empty((0,))
 
 
@@ -354,6 +360,7 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
     def autocast():
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
+    threads = rnnpipe_threads.apply(cfg.threads)
     seed_everything(cfg.seed)
     model.to(device)
     train, val = train.to(device), val.to(device)
@@ -424,6 +431,7 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
         bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
                    disable=(None if progress is None else not progress), dynamic_ncols=True)
         for x, y in train.batches(cfg.batch_size, shuffle=cfg.shuffle, generator=generator):
+            rnnpipe_threads.tick()
             with autocast():
                 pred = _forward(model, x)
             loss = loss_fn(pred.float(), y)
@@ -486,4 +494,4 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
         band["band_fit_s"] = time.perf_counter() - t_band
         log.info("quantile band: %s", ", ".join(f"{k}={v:.4g}" for k, v in band.items()))
     return FitResult(history, best_epoch, best_val, stopped_early, str(device),
-                     "bf16" if use_bf16 else "fp32", resumed_from, meta, initial_val, warm, band)
+                     "bf16" if use_bf16 else "fp32", resumed_from, meta, initial_val, warm, band, threads)

@@ -20,9 +20,10 @@ def fold(config: dict[str, Any], frame: SeriesFrame, k: int, parent_run_id: str,
          threads: int, trained=None) -> FoldResult:
     """Fold k in a nested MLflow run (tag `backtest_fold=K`): trained on the rows before its
     origin (or scored with fold 1's model, `trained`), its test metrics under the usual names."""
-    import torch
+    from rnnpipe import threads as rnnpipe_threads
 
-    torch.set_num_threads(threads)
+    rnnpipe_threads.share(threads)  # the fold's training never takes more than its share
+    rnnpipe_threads.apply(threads)
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # a worker process: the flow's store
     configure_tracking()
     cfg = from_dict(ForecastConfig, config).validate()

@@ -71,7 +71,7 @@ def train(model, train_data: BatchSource, val_data: BatchSource, cfg: Any, run_i
     run.log_metrics({"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                      "epochs_run": len(result.history), "train_samples_per_s": result.samples_per_s})
     run.log_metrics({"initial_val_loss": result.initial_val_loss, **result.warm_start, **result.band})
-    run.set_tags({"device": result.device, "precision": result.precision,
+    run.set_tags({"device": result.device, "precision": result.precision, "torch_threads": result.threads,
                   "stopped_early": result.stopped_early,
                   "resumed_from_epoch": result.resumed_from_epoch})
     if result.best_epoch == 0:

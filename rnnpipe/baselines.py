@@ -12,6 +12,7 @@ Each exposes `fit(inputs, ends, y)` on training windows and `score(inputs, ends)
 means more likely an event.
 
 Forecasting: `RidgeForecast` on the forecaster's scaled window (alpha chosen on validation);
+`GradientBoostingForecast` on the same window and the inputs known in advance;
 `StatisticalForecast`, StatsForecast's AutoETS / AutoTheta / AutoARIMA / SeasonalNaive per
 series, fitted on the training part only. Text classification: `TfidfLogisticRegression`
 (word 1-2 grams) and `MajorityClass`, each with `fit(texts, y)` and `predict_proba(texts)`.
@@ -102,32 +103,138 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, Xv: np.ndarray, Yv: np.ndarray,
 
 class RidgeForecast:
     """Ridge regression on the forecaster's own inputs: the scaled window of every input
-    channel -> the scaled targets of every step ahead (the same encoding the recurrent model
-    learns, so it is a linear model of the same window), decoded like the model's output.
-    The penalty is chosen on validation windows (`fit_ridge`). The linear part of a
-    forecaster (`model.highway=linear`) starts from this same fit."""
+    channel, and the inputs known for the forecast steps -> the scaled targets of every step
+    ahead (the same encoding the recurrent model learns, so it is a linear model of the same
+    inputs), decoded like the model's output. The penalty is chosen on validation windows
+    (`fit_ridge`). The linear part of a forecaster (`model.highway=linear`) starts from this
+    same fit."""
 
     name = "ridge"
 
-    def __init__(self, lookback: int):
-        self.lookback = lookback
+    def __init__(self, lookback: int, horizon: int = 1):
+        self.lookback, self.horizon = lookback, horizon
 
-    def _x(self, inputs: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        return inputs[ends[:, None] + np.arange(-self.lookback + 1, 1)].reshape(len(ends), -1)
+    def _x(self, inputs: np.ndarray, ends: np.ndarray, future: np.ndarray | None = None) -> np.ndarray:
+        x = inputs[ends[:, None] + np.arange(-self.lookback + 1, 1)].reshape(len(ends), -1)
+        if future is None or not future.shape[1]:
+            return x
+        return np.hstack([x, future[ends[:, None] + 1 + np.arange(self.horizon)].reshape(len(ends), -1)])
 
     def fit(self, inputs: np.ndarray, targets: np.ndarray, train_ends: np.ndarray,
-            val_ends: np.ndarray) -> "RidgeForecast":
-        self.model, self.penalty_, _ = fit_ridge(self._x(inputs, train_ends), targets[train_ends],
-                                               self._x(inputs, val_ends), targets[val_ends])
+            val_ends: np.ndarray, future: np.ndarray | None = None) -> "RidgeForecast":
+        self.model, self.penalty_, _ = fit_ridge(self._x(inputs, train_ends, future), targets[train_ends],
+                                               self._x(inputs, val_ends, future), targets[val_ends])
         return self
 
-    def predict(self, inputs: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    def predict(self, inputs: np.ndarray, ends: np.ndarray, future: np.ndarray | None = None) -> np.ndarray:
         """Scaled outputs (N, H), like the recurrent model's."""
-        return self.model.predict(self._x(inputs, ends)).reshape(len(ends), -1)
+        return self.model.predict(self._x(inputs, ends, future)).reshape(len(ends), -1)
 
     def forecast(self, prepared, ends: np.ndarray) -> np.ndarray:
         """Forecasts (N, H) in the target's units for the windows ending at `ends`."""
-        return prepared.preprocessor.decode(self.predict(prepared.inputs, ends), prepared.frame, ends)
+        return prepared.preprocessor.decode(self.predict(prepared.inputs, ends, prepared.future),
+                                            prepared.frame, ends)
+
+
+class GradientBoostingForecast:
+    """Gradient boosting on the forecaster's own inputs, the practitioner's strongest
+    non-neural baseline on seasonal data with covariates (the M5 winners' recipe):
+    scikit-learn's `HistGradientBoostingRegressor`, one model for every step ahead with the
+    step as a feature, early stopping on the validation windows.
+
+    A row is one (window, step h) pair, its target the model's own scaled target of step h
+    as a change from the window's last value (trees do not extrapolate a level outside the
+    training years' range), decoded like the model's output. Its features, all from the window and the inputs known
+    for the step (nothing after the window's last row but those):
+    - the target's level relative to the window's last value, `lags` steps back and at one
+      and two seasons back (`window.season`), and at h steps less than a season back (the
+      seasonal naive forecast of step h, relative);
+    - the window's mean and std of the target channel, the last value of every input channel
+      (extra features, known features and calendar at the window's end);
+    - the inputs known in advance at step h (calendar, known features) and h itself.
+    At most `max_rows` training rows (a seeded sample of the pairs) and `max_rows // 4`
+    validation rows.
+    """
+
+    name = "gbm"
+
+    def __init__(self, lookback: int, horizon: int, centered: bool, season: int = 0, lags: int = 24,
+                 max_rows: int = 200_000, seed: int = 0):
+        self.lookback, self.horizon, self.centered = lookback, horizon, centered
+        self.season, self.lags, self.max_rows, self.seed = season, lags, max_rows, seed
+
+    def _relative(self, x0: np.ndarray) -> np.ndarray:
+        """(N, L) windows of the target channel -> (N, L): column k-1 holds the level k steps
+        before the window's last one minus its last level (k = 1..L-1; the last column 0)."""
+        if self.centered:  # level inputs
+            rel = x0[:, ::-1] - x0[:, -1:]
+            return np.concatenate([rel[:, 1:], np.zeros((len(x0), 1))], axis=1)
+        return -np.cumsum(x0[:, ::-1], axis=1)  # the sum of the last k changes, negated
+
+    def _design(self, inputs: np.ndarray, future: np.ndarray | None, ends: np.ndarray,
+                future_starts: np.ndarray | None = None) -> np.ndarray:
+        """(N x H, F) features, rows window-major (window n, step h at n * H + h - 1)."""
+        L, H = self.lookback, self.horizon
+        W = inputs[ends[:, None] + np.arange(-L + 1, 1)]  # (N, L, C)
+        rel = self._relative(W[:, :, 0].astype(np.float64))  # (N, L)
+        m = self.season if 2 <= self.season < L else 0  # a season the window reaches back over
+        lags = sorted({k for k in range(1, min(L, self.lags + 1))} | {k for k in (m, 2 * m) if 0 < k < L})
+        per_window = np.column_stack([rel[:, [k - 1 for k in lags]], W[:, :, 0].mean(1), W[:, :, 0].std(1),
+                                      W[:, -1, :]])
+        rows = [np.repeat(per_window, H, axis=0)]
+        steps = np.tile(np.arange(1, H + 1), len(ends))
+        if m:  # the seasonal naive forecast of step h: the level at t + h - m (or - 2m), relative
+            back = np.where(steps <= m, m - steps, 2 * m - steps)
+            ok = (back >= 1) & (back < L)
+            snaive = np.where(ok, rel[np.repeat(np.arange(len(ends)), H), np.clip(back - 1, 0, L - 1)], np.nan)
+            rows.append(snaive[:, None])
+        if future is not None and future.shape[1]:
+            start = ends + 1 if future_starts is None else future_starts
+            rows.append(future[(start[:, None] + np.arange(H)).reshape(-1)])
+        rows.append(steps[:, None])
+        return np.column_stack(rows).astype(np.float32)
+
+    def _sample(self, n_windows: int, limit: int, rng: np.random.Generator) -> np.ndarray:
+        rows = n_windows * self.horizon
+        return np.arange(rows) if rows <= limit else np.sort(rng.choice(rows, limit, replace=False))
+
+    def fit(self, prepared) -> "GradientBoostingForecast":
+        import time
+
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(self.seed)
+        parts = {}
+        for part, limit in (("train", self.max_rows), ("val", self.max_rows // 4)):
+            ends = prepared.ends[part]
+            keep = self._sample(len(ends), limit, rng)
+            X = self._design(prepared.inputs, prepared.future, ends)[keep]
+            y = (prepared.targets[ends] - self._last(prepared.inputs, ends)).reshape(-1)[keep]
+            parts[part] = (X, y)
+        self.model = HistGradientBoostingRegressor(
+            max_iter=1000, learning_rate=0.05, max_leaf_nodes=31, min_samples_leaf=40, early_stopping=True,
+            n_iter_no_change=30, random_state=self.seed)
+        self.model.fit(*parts["train"], X_val=parts["val"][0], y_val=parts["val"][1])
+        self.fit_seconds_ = time.perf_counter() - t0
+        self.fallback_series: list[str] = []
+        return self
+
+    def _last(self, inputs: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """(N, 1) what a change is measured from in the scaled target: the window's last level
+        for level targets, 0 for targets that are changes already."""
+        return inputs[ends, :1].astype(np.float64) if self.centered else np.zeros((len(ends), 1))
+
+    def predict(self, inputs: np.ndarray, future: np.ndarray | None, ends: np.ndarray,
+                future_starts: np.ndarray | None = None) -> np.ndarray:
+        """Scaled outputs (N, H), like the recurrent model's."""
+        X = self._design(inputs, future, ends, future_starts)
+        return self.model.predict(X).reshape(len(ends), self.horizon) + self._last(inputs, ends)
+
+    def forecast(self, prepared, ends: np.ndarray) -> np.ndarray:
+        """Forecasts (N, H) in the target's units for the windows ending at `ends`."""
+        out = self.predict(prepared.inputs, prepared.future, ends)
+        return prepared.preprocessor.decode(out, prepared.frame, ends)
 
 
 STATISTICAL = ("autoets", "autotheta", "autoarima", "seasonalnaive")

@@ -220,6 +220,7 @@ class ForecastEvaluation:
     baselines: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, H), besides naive
     quantiles: tuple[float, ...] = ()
     bands: dict[str, np.ndarray] = field(default_factory=dict)  # "" (the model), "naive", ... -> (N, H, Q)
+    fitted: dict[str, object] = field(default_factory=dict)  # name -> the fitted baseline that scored
 
     def names(self) -> list[str]:
         return ["naive", *self.baselines]
@@ -281,18 +282,23 @@ class ForecastEvaluation:
 
 def fit_forecast_baselines(prepared, statistical: Sequence[str] = ("autoets", "autotheta"),
                            season: int = 0, history: int = 3000,
-                           quantiles: Sequence[float] = ()) -> dict[str, object]:
+                           quantiles: Sequence[float] = (), gbm: bool = False, seed: int = 0) -> dict[str, object]:
     """The forecasting baselines besides naive, fitted on the training part of `Prepared`
     data only (settings chosen on validation): ridge on the window, and the `statistical`
     StatsForecast models per series (`StatisticalForecast`); seasonal naive is added when
-    `season` >= 2; with `quantiles`, "naive" is the naive forecast with empirical quantiles
+    `season` >= 2; `gbm`, gradient boosting (`GradientBoostingForecast`); with `quantiles`,
+    "naive" is the naive forecast with empirical quantiles
     (`NaiveQuantiles`). name -> an object with `forecast(prepared, ends)`, and
     `forecast_with_quantiles(prepared, ends, quantiles)` where it gives intervals."""
-    from rnnpipe.baselines import NaiveQuantiles, RidgeForecast, StatisticalForecast
+    from rnnpipe.baselines import GradientBoostingForecast, NaiveQuantiles, RidgeForecast, StatisticalForecast
 
-    ridge = RidgeForecast(prepared.preprocessor.lookback)
-    ridge.fit(prepared.inputs, prepared.targets, prepared.ends["train"], prepared.ends["val"])
+    pre = prepared.preprocessor
+    ridge = RidgeForecast(pre.lookback, pre.horizon)
+    ridge.fit(prepared.inputs, prepared.targets, prepared.ends["train"], prepared.ends["val"], prepared.future)
     out: dict[str, object] = {ridge.name: ridge}
+    if gbm:
+        out["gbm"] = GradientBoostingForecast(pre.lookback, pre.horizon, pre.encoding.centered, season,
+                                              seed=seed).fit(prepared)
     names = list(dict.fromkeys([*statistical, *(["seasonalnaive"] if season >= 2 else [])]))
     for name in names:
         out[name] = StatisticalForecast(name, season, history).fit(prepared.frame, prepared.split)
@@ -337,12 +343,13 @@ def evaluate_forecaster(pipeline, prepared, part: str = "test",
     if f"{part}_pinball" in metrics and f"naive_{part}_pinball" in metrics:
         metrics[f"{part}_pinball_vs_naive"] = metrics[f"{part}_pinball"] / metrics[f"naive_{part}_pinball"]
     return ForecastEvaluation(part, frame.timestamps[ends + 1], series, actual, pred, last,
-                              {**metrics, **seconds}, others, quantiles, bands)
+                              {**metrics, **seconds}, others, quantiles, bands, dict(baselines or {}))
 
 
 def evaluate_forecasts(pipeline, prepared, parts: Sequence[str] = ("val", "test"),
                        statistical: Sequence[str] = ("autoets", "autotheta"),
-                       season: int = 0, history: int = 3000) -> dict[str, ForecastEvaluation]:
+                       season: int = 0, history: int = 3000, gbm: bool = False,
+                       seed: int = 0) -> dict[str, ForecastEvaluation]:
     """`evaluate_forecaster` on several parts, the baselines fitted once. The statistical
     models forecast the test part only: forecasting from every origin is most of an
     evaluation's time (`forward` per origin), and no choice is made on their validation
@@ -350,7 +357,7 @@ def evaluate_forecasts(pipeline, prepared, parts: Sequence[str] = ("val", "test"
     from rnnpipe.baselines import StatisticalForecast
 
     baselines = fit_forecast_baselines(prepared, statistical, season, history,
-                                       tuple(getattr(pipeline, "quantiles", ())))
+                                       tuple(getattr(pipeline, "quantiles", ())), gbm, seed)
     cheap = {k: b for k, b in baselines.items() if not isinstance(b, StatisticalForecast)}
     return {part: evaluate_forecaster(pipeline, prepared, part, baselines if part == "test" else cheap, season)
             for part in parts}

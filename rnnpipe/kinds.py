@@ -43,6 +43,9 @@ class PipelineKind:
     # (saved config.json, path, fmt) -> None: a batch input's values checked as training reads
     # them, before the job starts; torch-free, so that a bad file fails fast ("" = no such check)
     check: str = ""
+    # a servable baseline registered when the model loses to it: its artefact kind and class
+    baseline_artefact: str = ""
+    baseline: str = ""
 
     def config_class(self) -> type:
         return load(self.config)
@@ -60,7 +63,8 @@ KINDS: dict[str, PipelineKind] = {k.name: k for k in (
                  pipeline="rnnpipe.pipeline:ForecastPipeline", artefact="forecast",
                  trial="rnnpipe.pipeline:train_and_evaluate",
                  gate="rnnpipe.pipeline:gate_spec", ingest="rnnpipe.ingest:load_forecast_data", series=True,
-                 backtest="flows.backtest:backtest", check="rnnpipe.ingest:check_history"),
+                 backtest="flows.backtest:backtest", check="rnnpipe.ingest:check_history",
+                 baseline_artefact="forecast-baseline", baseline="rnnpipe.forecast_baseline:BaselineForecastPipeline"),
     PipelineKind("monitor", "early warning and vital-sign forecasting (bundled: a glucose monitor)",
                  config="rnnpipe.config:MonitorConfig", flow="flows.monitor:train_monitor",
                  pipeline="rnnpipe.monitor:MonitorPipeline", artefact="monitor",
@@ -98,11 +102,12 @@ def of_artefact(kind: str) -> PipelineKind:
     """The pipeline kind whose fitted artefacts record `kind` (a logged pyfunc model's
     `model_config["kind"]`), found without importing any pipeline."""
     for k in KINDS.values():
-        if k.artefact == kind:
+        if kind in (k.artefact, k.baseline_artefact):
             return k
     raise ConfigError(f"no pipeline kind makes artefacts of kind {kind!r}")
 
 
 def artefact_class(kind: str) -> type:
     """The fitted-pipeline class whose `KIND` is `kind`."""
-    return of_artefact(kind).pipeline_class()
+    k = of_artefact(kind)
+    return load(k.baseline) if kind == k.baseline_artefact else k.pipeline_class()

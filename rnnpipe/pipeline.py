@@ -20,13 +20,14 @@ import torch
 
 from rnnpipe.config import ForecastConfig, from_dict, to_dict
 from rnnpipe.errors import DataError
+from rnnpipe.features import calendar
 from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, Split
 from rnnpipe.features.targets import TargetEncoding
 from rnnpipe.features.windows import WindowSet, window_ends
 from rnnpipe.batch import WHOLE_INPUT
-from rnnpipe.ingest import load_forecast_data
-from rnnpipe.io import SeriesFrame, series_id_column, to_series_frame
+from rnnpipe.ingest import load_forecast_data, read_forecast_input
+from rnnpipe.io import SeriesFrame, series_id_column
 from rnnpipe.models import Forecaster
 from rnnpipe.training import predict_batches
 
@@ -48,12 +49,18 @@ class ForecastPreprocessor:
     """Input channels and targets of a forecaster, fitted on the training rows only.
 
     Channel 0 is the target series encoded as `window.target` says (level, one-step difference
-    or log return); further channels are the extra features. All are scaled per series.
+    or log return); further channels are the extra features (`data.features`, then
+    `data.known_features`), all scaled per series; then the calendar features of each row's
+    timestamp (`data.calendar`; sin and cos, unscaled). The inputs known in advance of a row
+    (`future`): its known features (scaled) and its calendar features; a window reads them
+    for its forecast steps.
     """
 
-    def __init__(self, target: str, scaler: str, lookback: int, horizon: int):
+    def __init__(self, target: str, scaler: str, lookback: int, horizon: int, known: list[str] | tuple = (),
+                 calendar: list[str] | tuple | str = "none"):
         self.encoding = TargetEncoding(target)
         self.scaler_kind, self.lookback, self.horizon = scaler, lookback, horizon
+        self.known, self.calendar = list(known), calendar
 
     @property
     def min_history(self) -> int:
@@ -69,10 +76,27 @@ class ForecastPreprocessor:
         per_series = np.array([index.get(s, -1) for s in frame.series], dtype=np.int64)
         return per_series[frame.codes()]
 
+    @property
+    def input_size(self) -> int:
+        return 1 + len(self.feature_names_) + 2 * len(self.calendar_)
+
+    @property
+    def known_size(self) -> int:
+        """Inputs known in advance per forecast step: known features and calendar features."""
+        return len(self.known_) + 2 * len(self.calendar_)
+
+    def _known_columns(self) -> list[int]:
+        """Columns of the inputs that are known in advance (`future`)."""
+        n = 1 + len(self.feature_names_)
+        return [1 + self.feature_names_.index(k) for k in self.known_] + list(range(n, self.input_size))
+
     def fit(self, frame: SeriesFrame, split: Split) -> "ForecastPreprocessor":
         self.series_ = list(frame.series)
         self.feature_names_ = list(frame.feature_names)
         self.step_ = infer_step(frame)
+        self.known_ = list(self.known)
+        span = pd.Timedelta(int(frame.timestamps.max().astype("int64") - frame.timestamps.min().astype("int64")))
+        self.calendar_ = calendar.choose(self.calendar, self.step_, span)
         X = self._channels(frame)
         rows = split.mask("train", len(frame)) & ~np.isnan(X).any(axis=1)
         self.scaler_ = SeriesScaler(self.scaler_kind).fit(X[rows], self.codes(frame)[rows],
@@ -83,11 +107,27 @@ class ForecastPreprocessor:
         """-> inputs (T, F) and scaled targets (T, H), float32; rows no window uses hold 0."""
         codes = self.codes(frame)
         inputs = self.scaler_.transform(self._channels(frame), codes)
+        if self.calendar_:
+            inputs = np.column_stack([inputs, calendar.calendar_features(frame.timestamps, self.calendar_)])
         targets = self.encoding.encode(frame.target, frame.offsets, self.horizon)
         center, scale = self.scaler_.column_center(codes), self.scaler_.column_scale(codes)
         targets = ((targets - center[:, None]) if self.encoding.centered else targets) / scale[:, None]
         return (np.nan_to_num(inputs).astype(np.float32),
                 np.nan_to_num(targets).astype(np.float32))
+
+    def future(self, inputs: np.ndarray) -> np.ndarray:
+        """(T, K) the inputs of each row that are known in advance, from `transform`'s inputs."""
+        return np.ascontiguousarray(inputs[:, self._known_columns()])
+
+    def future_block(self, known: np.ndarray, timestamps: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """(n, K) inputs known in advance for forecast steps given as raw known-feature values
+        (n, len(known_)), their timestamps and series codes: scaled as in training."""
+        cols = [np.nan_to_num((known[:, j] - self.scaler_.column_center(codes, c)) / self.scaler_.column_scale(codes, c))
+                for j, c in enumerate(1 + self.feature_names_.index(k) for k in self.known_)]
+        out = np.column_stack(cols) if cols else np.zeros((len(timestamps), 0))
+        if self.calendar_:
+            out = np.column_stack([out, calendar.calendar_features(timestamps, self.calendar_)])
+        return out.astype(np.float32)
 
     def decode(self, outputs: np.ndarray, frame: SeriesFrame, ends: np.ndarray) -> np.ndarray:
         """Model outputs for windows ending at rows `ends` -> forecasts in the target's units."""
@@ -101,12 +141,14 @@ class ForecastPreprocessor:
         return {"target": self.encoding.kind, "scaler": self.scaler_kind, "lookback": self.lookback,
                 "horizon": self.horizon, "series_": self.series_,
                 "feature_names_": self.feature_names_, "step_": self.step_,
-                "scaler_": self.scaler_.to_dict()}
+                "known_": self.known_, "calendar_": self.calendar_, "scaler_": self.scaler_.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ForecastPreprocessor":
-        p = cls(d["target"], d["scaler"], d["lookback"], d["horizon"])
+        # saved before inputs known in advance existed: none
+        p = cls(d["target"], d["scaler"], d["lookback"], d["horizon"], d.get("known_", []), d.get("calendar_", []))
         p.series_, p.feature_names_, p.step_ = d["series_"], d["feature_names_"], d["step_"]
+        p.known_, p.calendar_ = list(d.get("known_", [])), list(d.get("calendar_", []))
         p.scaler_ = SeriesScaler.from_dict(d["scaler_"])
         return p
 
@@ -121,9 +163,10 @@ class Prepared:
     ends: dict[str, np.ndarray]
     inputs: np.ndarray
     targets: np.ndarray
+    future: np.ndarray  # (T, K) inputs known in advance of each row (K may be 0)
 
     def windows(self, part: str) -> WindowSet:
-        return WindowSet(self.inputs, self.targets, self.ends[part], self.preprocessor.lookback)
+        return WindowSet(self.inputs, self.targets, self.ends[part], self.preprocessor.lookback, self.future)
 
     def counts(self) -> dict[str, int]:
         return {part: len(e) for part, e in self.ends.items()}
@@ -134,8 +177,9 @@ def prepare(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Prepared:
 
     Rows with a missing value (a gap left by resampling) are never inside a window.
     """
-    w = cfg.window
-    pre = ForecastPreprocessor(w.target, w.scaler, w.lookback, w.horizon).fit(frame, split)
+    w, d = cfg.window, cfg.data
+    pre = ForecastPreprocessor(w.target, w.scaler, w.lookback, w.horizon, d.known_features,
+                               d.calendar).fit(frame, split)
     for i, sid in enumerate(frame.series):
         one = Split(split.bounds[i:i + 1])
         for k, part in enumerate(PARTS):
@@ -154,7 +198,7 @@ def prepare(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Prepared:
         if len(e) == 0:
             raise DataError(f"{frame.source}: no complete {part} window (gaps everywhere?)")
     inputs, targets = pre.transform(frame)
-    return Prepared(frame, split, pre, ends, inputs, targets)
+    return Prepared(frame, split, pre, ends, inputs, targets, pre.future(inputs))
 
 
 def quantile_column(q: float) -> str:
@@ -172,11 +216,14 @@ class ForecastPipeline:
             m = config.model
             with torch.random.fork_rng(devices=[]):  # initial weights follow train.seed
                 torch.manual_seed(config.train.seed)
-                model = Forecaster(1 + len(preprocessor.feature_names_), preprocessor.horizon,
+                model = Forecaster(preprocessor.input_size, preprocessor.horizon,
                                    lookback=preprocessor.lookback, highway=m.highway,
                                    cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
                                    dropout=m.dropout, bidirectional=m.bidirectional,
-                                   pooling=m.pooling, quantiles=m.quantiles)
+                                   pooling=m.pooling, quantiles=m.quantiles,
+                                   known_size=preprocessor.known_size, recipe=m.recipe,
+                                   encoder_lookback=m.encoder_lookback, season=config.window.season,
+                                   level_input=preprocessor.encoding.centered, linear_lr_mult=m.linear_lr_mult)
         self.model = model
 
     # -- prediction ----------------------------------------------------------------------
@@ -189,16 +236,23 @@ class ForecastPipeline:
         return [quantile_column(q) for q in self.quantiles]
 
     def predict_windows(self, frame: SeriesFrame, ends: np.ndarray, inputs: np.ndarray | None = None,
-                        batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray | None]:
+                        batch_size: int = 2048, future: np.ndarray | None = None,
+                        future_starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """For the windows ending at rows `ends`, in the target's units: point forecasts
         (N, H), and the quantile forecasts (N, H, Q) in `quantiles` order (None without
-        quantiles). Quantiles are sorted after decoding, so they never cross."""
+        quantiles). Quantiles are sorted after decoding, so they never cross.
+
+        A model with inputs known in advance reads them from `future` (R, K) at rows
+        `future_starts[i] .. + H` for window i; by default the frame's own rows after each
+        window (evaluation, where those rows exist)."""
         if inputs is None:
             inputs, _ = self.preprocessor.transform(frame)
+        if future is None and self.preprocessor.known_size:
+            future = self.preprocessor.future(inputs)
         device = next(self.model.parameters()).device
         H = self.preprocessor.horizon
         dummy = np.zeros((len(inputs), H), dtype=np.float32)
-        data = WindowSet(inputs, dummy, ends, self.preprocessor.lookback).to(device)
+        data = WindowSet(inputs, dummy, ends, self.preprocessor.lookback, future, future_starts).to(device)
         outputs = predict_batches(self.model, data, batch_size).reshape(len(ends), H, -1)
         point = self.preprocessor.decode(outputs[:, :, 0], frame, ends)
         if outputs.shape[2] == 1:
@@ -212,7 +266,47 @@ class ForecastPipeline:
         """Point forecasts (N, H), in the target's units, for the windows ending at rows `ends`."""
         return self.predict_windows(frame, ends, inputs, batch_size)[0]
 
-    def predict_frame(self, frame: SeriesFrame) -> pd.DataFrame:
+    def forecast_stamps(self, frame: SeriesFrame) -> np.ndarray:
+        """(S, H) timestamps of the forecast steps after each series' last row."""
+        step = pd.tseries.frequencies.to_offset(self.preprocessor.step_)
+        last = pd.DatetimeIndex(frame.timestamps[frame.offsets[1:] - 1])
+        H = self.preprocessor.horizon
+        stamps = [last[i] + h * step for i in range(len(last)) for h in range(1, H + 1)]
+        return pd.DatetimeIndex(stamps).astype("datetime64[ns]").to_numpy().reshape(len(last), H)
+
+    def future_inputs(self, frame: SeriesFrame, ahead: SeriesFrame | None) -> np.ndarray | None:
+        """(S x H, K) inputs known in advance for every series' forecast steps: the calendar of
+        their timestamps and the known features' values from the input's future rows (`ahead`),
+        which must hold exactly those steps. None for a model without such inputs."""
+        pre = self.preprocessor
+        if not pre.known_size:
+            return None
+        stamps, H, d = self.forecast_stamps(frame), pre.horizon, self.config.data
+        known = np.full((len(frame.series), H, len(pre.known_)), np.nan)
+        if ahead is not None:
+            index = {s: i for i, s in enumerate(ahead.series)}
+            for i, sid in enumerate(frame.series):
+                if sid not in index:
+                    continue
+                lo, hi = ahead.bounds(index[sid])
+                pos = {t: r for r, t in enumerate(ahead.timestamps[lo:hi])}
+                for h, t in enumerate(stamps[i]):
+                    if t in pos:
+                        known[i, h] = ahead.values[lo + pos[t]]
+        for i, sid in enumerate(frame.series):
+            gaps = [h for h in range(H) if np.isnan(known[i, h]).any()]
+            if gaps and pre.known_:
+                when = ", ".join(str(pd.Timestamp(stamps[i][h])) for h in gaps[:4]) + (", ..." if len(gaps) > 4 else "")
+                who = f"series {sid!r}" if d.series_col else "the series"
+                raise DataError(
+                    f"{who}: no future value of {', '.join(map(repr, pre.known_))} (data.known_features) at "
+                    f"{len(gaps)} of the {H} forecast steps ({when}); send a row for each of the {H} steps "
+                    f"after the history ({d.timestamp_col} {pd.Timestamp(stamps[i][0])} to "
+                    f"{pd.Timestamp(stamps[i][-1])}) with {', '.join(pre.known_)} and the target empty")
+        codes = np.repeat(self.preprocessor.codes(frame)[frame.offsets[1:] - 1], H)
+        return pre.future_block(known.reshape(len(frame.series) * H, len(pre.known_)), stamps.reshape(-1), codes)
+
+    def predict_frame(self, frame: SeriesFrame, ahead: SeriesFrame | None = None) -> pd.DataFrame:
         need = self.preprocessor.min_history
         short = [(s, int(n)) for s, n in zip(frame.series, frame.lengths()) if n < need]
         if short:
@@ -221,16 +315,15 @@ class ForecastPipeline:
                             f"(window.lookback={self.preprocessor.lookback}"
                             f"{' + 1 for the first change' if self.preprocessor.encoding.skip else ''})")
         ends = frame.offsets[1:] - 1
-        prices, bands = self.predict_windows(frame, ends)
-        H = prices.shape[1]
-        step = pd.tseries.frequencies.to_offset(self.preprocessor.step_)
-        last = pd.DatetimeIndex(frame.timestamps[ends])
+        future = self.future_inputs(frame, ahead)
+        H = self.preprocessor.horizon
+        starts = None if future is None else np.arange(len(ends)) * H
+        prices, bands = self.predict_windows(frame, ends, future=future, future_starts=starts)
         d = self.config.data
-        stamps = [last[i] + h * step for i in range(len(ends)) for h in range(1, H + 1)]
         out = pd.DataFrame({
             **series_id_column(d.series_col, np.repeat(frame.series, H)),
             "step": np.tile(np.arange(1, H + 1), len(ends)),
-            d.timestamp_col: pd.DatetimeIndex(stamps).astype("datetime64[ns]"),
+            d.timestamp_col: self.forecast_stamps(frame).reshape(-1),
             "forecast": prices.reshape(-1),
         })
         for j, name in enumerate(self.quantile_columns()):
@@ -241,16 +334,15 @@ class ForecastPipeline:
         """(columns the model reads, the column whose groups it needs whole) for batch jobs."""
         d = self.config.data
         ids = [d.series_col] if d.series_col else []
-        return [*ids, d.timestamp_col, d.target_col, *d.features], d.series_col or WHOLE_INPUT
+        return [*ids, d.timestamp_col, d.target_col, *d.features, *d.known_features], d.series_col or WHOLE_INPUT
 
     def predict(self, history: pd.DataFrame) -> pd.DataFrame:
         """Raw history (series id, timestamp, target, extra features) -> one row per series
-        and step ahead, with the forecast's timestamp."""
-        d = self.config.data
-        frame = to_series_frame(history, timestamp_col=d.timestamp_col, series_col=d.series_col,
-                                series_name=d.series_name, value_cols=[d.target_col, *d.features],
-                                nan_policy=d.nan_policy)
-        return self.predict_frame(frame)
+        and step ahead, with the forecast's timestamp. A model with `data.known_features`
+        also takes, after each series' history, one row per forecast step with those
+        columns' planned values and the target empty."""
+        frame, ahead = read_forecast_input(history, self.config.data)
+        return self.predict_frame(frame, ahead)
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -265,6 +357,10 @@ class ForecastPipeline:
     @staticmethod
     def saved_config(raw: dict[str, Any]) -> ForecastConfig:
         raw.setdefault("model", {}).setdefault("quantiles", [])  # saved before quantile heads existed
+        raw["model"].setdefault("recipe", "joint")  # saved before the residual recipe
+        if "encoder_lookback" not in raw["model"]:  # ... and before its decoder read seasonal lags
+            raw.setdefault("window", {})["season"] = 0
+        raw.setdefault("data", {}).setdefault("calendar", [])  # ... and before calendar inputs
         return from_dict(ForecastConfig, raw)
 
     @classmethod
@@ -281,14 +377,19 @@ class ForecastPipeline:
 def history_example(frame: SeriesFrame, cfg: ForecastConfig, n_series: int = 2,
                     extra_rows: int = 5) -> pd.DataFrame:
     """Raw history of the last rows of a few series, as a user would send it (the pyfunc's
-    input example)."""
-    need = cfg.window.lookback + 1 + extra_rows
+    input example). With known features, the last `window.horizon` rows of each series
+    follow as the future rows: their planned values, the target empty."""
+    ahead = cfg.window.horizon if cfg.data.known_features else 0
+    need = cfg.window.lookback + 1 + extra_rows + ahead
     d, parts = cfg.data, []
     for i, sid in enumerate(frame.series[:n_series]):
         lo, hi = frame.bounds(i)
         rows = slice(max(lo, hi - need), hi)
+        target = frame.target[rows].copy()
+        if ahead:
+            target[-ahead:] = np.nan
         part = {**series_id_column(d.series_col, sid), d.timestamp_col: frame.timestamps[rows],
-                d.target_col: frame.target[rows]}
+                d.target_col: target}
         for j, name in enumerate(frame.feature_names):
             part[name] = frame.features[rows, j]
         parts.append(pd.DataFrame(part))
@@ -306,9 +407,10 @@ def gate_spec(cfg: ForecastConfig) -> dict[str, Any]:
 
 
 def baseline_settings(cfg: ForecastConfig) -> dict[str, Any]:
-    """`evaluate_forecasts` keywords from the config: which statistical models, which season."""
+    """`evaluate_forecasts` keywords from the config: which statistical models, which season,
+    gradient boosting or not."""
     return dict(statistical=tuple(cfg.baselines.statistical), season=cfg.window.season,
-                history=cfg.baselines.history)
+                history=cfg.baselines.history, gbm=cfg.baselines.gbm, seed=cfg.train.seed)
 
 
 def train_and_evaluate(cfg: ForecastConfig):

@@ -7,6 +7,7 @@ threads) and never opens a stray run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -234,6 +235,25 @@ def _requirements() -> list[str]:
     return reqs
 
 
+class _ModelConfigParams(logging.Filter):
+    """MLflow also logs a model's `model_config` as params of its run; a run that logs a second
+    model (a baseline that won: its `kind` differs) gets a warning that the param cannot change.
+    The model's own MLmodel holds its kind; the run's param stays the first model's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to log model config as params" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_model_config_params():
+    logger, f = logging.getLogger("mlflow.models.model"), _ModelConfigParams()
+    logger.addFilter(f)
+    try:
+        yield
+    finally:
+        logger.removeFilter(f)
+
+
 def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame, name: str = "model") -> str:
     """Log a fitted pipeline as a pyfunc model of `run` and return its model URI.
 
@@ -253,7 +273,7 @@ def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame, nam
     # schema; the pipeline's validation (the one training uses) says what is wrong first, in
     # one line, and a served 400 carries it
     signature.inputs = Schema([ColSpec(AnyType(), c.name, required=False) for c in signature.inputs.inputs])
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _quiet_model_config_params():
         pipe_dir = pipeline.save(Path(tmp) / "pipeline")
         with mlflow.start_run(run_id=run.id):
             info = mlflow.pyfunc.log_model(

@@ -151,15 +151,12 @@ WARM_START_WINDOWS = 200_000
 @torch.no_grad()
 def _features(part: nn.Module, data: BatchSource, limit: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw (unstandardised) features of the linear part and the targets of at most `limit`
-    windows (a seeded sample when there are more), float64 on the CPU."""
-    from rnnpipe.models import window_summary
-
+    windows (a seeded sample when there are more), float64 on the CPU. A batch's input may be
+    a pair: windows and the inputs known for their forecast steps."""
     zs, ys, n = [], [], 0
     generator = torch.Generator().manual_seed(seed)
     for x, y in data.batches(4096, shuffle=len(data) > limit, generator=generator):
-        if isinstance(x, tuple):
-            raise ModelError("a linear part needs fixed-length windows, not padded sequences")
-        z = x.flatten(1) if part.features == "window" else window_summary(x.float())
+        z = part.raw_features(*x) if isinstance(x, tuple) else part.raw_features(x)
         zs.append(z.double().cpu())
         ys.append(y.double().cpu().reshape(len(y), -1))
         n += len(y)
@@ -190,6 +187,11 @@ def warm_start_linear_part(model: nn.Module, train: BatchSource, val: BatchSourc
         weight = torch.as_tensor(ridge.coef_).reshape(lin.out_features, -1)
         bias = torch.as_tensor(ridge.intercept_).reshape(-1)
         chosen = {"warm_start_ridge_penalty": penalty, "warm_start_val_loss": v}
+        if getattr(model, "residual_scale", None) is not None:  # the residual recipe
+            spread = (Y - torch.as_tensor(ridge.predict(Z.numpy())).reshape(Y.shape)).std(0)
+            with torch.no_grad():
+                model.residual_scale.copy_(spread.clamp_min(1e-6).to(model.residual_scale))
+            chosen["residual_scale_mean"] = float(spread.mean())
     else:
         A = torch.cat([Z, torch.ones(len(Z), 1, dtype=Z.dtype)], 1)
         Av = torch.cat([Zv, torch.ones(len(Zv), 1, dtype=Zv.dtype)], 1)
@@ -250,9 +252,10 @@ def _band_inputs(model: nn.Module, data: BatchSource, limit: int, seed: int):
     zs, ss, rs, n = [], [], [], 0
     generator = torch.Generator().manual_seed(seed)
     for x, y in data.batches(4096, shuffle=len(data) > limit, generator=generator):
-        point, z = model.point_and_state(x)
+        point, z = model.point_and_state(*x) if isinstance(x, tuple) else model.point_and_state(x)
+        window = x[0] if isinstance(x, tuple) else x
         zs.append(z.float().cpu())
-        ss.append(window_summary(x.float()).cpu())
+        ss.append(window_summary(window.float()).cpu())
         rs.append((y.float() - point.float()).cpu())
         n += len(y)
         if n >= limit:

@@ -42,8 +42,9 @@ def prepare_windows(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Pr
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(pipeline: ForecastPipeline, prepared: Prepared, run_id: str) -> dict[str, float]:
-    """Validation and test metrics in price units against the naive forecast and ridge."""
+def evaluate(pipeline: ForecastPipeline, prepared: Prepared, run_id: str) -> tuple[dict[str, float], dict[str, object]]:
+    """Validation and test metrics in price units against the naive forecast and the other
+    baselines; and the fitted baselines (one may be registered when the model loses)."""
     run = Run(run_id)
     evs = evaluate_forecasts(pipeline, prepared, **baseline_settings(pipeline.config))
     val, test = evs["val"], evs["test"]
@@ -57,4 +58,4 @@ def evaluate(pipeline: ForecastPipeline, prepared: Prepared, run_id: str) -> dic
     create_table_artifact(test.per_series(), key="stocks-test-metrics", description=note)
     for line in note.split("\n\n"):
         get_run_logger().info(line)
-    return metrics
+    return metrics, test.fitted

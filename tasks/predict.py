@@ -56,7 +56,8 @@ def _pipeline(uri: str, device: str = "cpu"):
     from rnnpipe.training import select_device
 
     pipeline = load_model(uri).unwrap_python_model().pipeline
-    pipeline.model.to(select_device(device)).eval()
+    if pipeline.model is not None:  # a servable baseline has no torch model
+        pipeline.model.to(select_device(device)).eval()
     return pipeline
 
 

@@ -25,7 +25,8 @@ def test_user_errors_are_one_line_with_exit_code_2():
     result = CliRunner().invoke(cli, ["train", "stocks", "--set", "model.hiden_size=3"])
     assert result.exit_code == 2
     assert result.output.strip() == ("error: unknown config key 'model.hiden_size' (known: "
-                                     "bidirectional, cell, dropout, hidden_size, highway, num_layers, pooling, quantiles)")
+                                     "bidirectional, cell, dropout, encoder_lookback, hidden_size, highway, "
+                                     "linear_lr_mult, num_layers, pooling, quantiles, recipe)")
 
 
 def test_info_prints_the_tracking_uri(home):

@@ -82,7 +82,10 @@ def test_seasonal_naive_repeats_the_last_season_and_short_series_fall_back_to_na
 
 def test_gate_baselines_must_be_scored_in_the_run():
     cfg = load_config(ForecastConfig)
-    assert cfg.register.gate_baselines == ["naive", "autoets", "autotheta"]
+    assert cfg.register.gate_baselines == ["naive", "autoets", "autotheta", "gbm"]
+    assert cfg.register.naive_margin == 0.0  # champion means best of what was scored
+    with pytest.raises(ConfigError, match="'gbm' is not scored"):
+        load_config(ForecastConfig, overrides=["baselines.gbm=false"])
     with pytest.raises(ConfigError, match="autoarima"):
         load_config(ForecastConfig, overrides=["register.gate_baselines=[\"naive\", \"autoarima\"]"])
     with pytest.raises(ConfigError, match="unknown model 'prophet'"):

@@ -117,6 +117,19 @@ def test_batch_job_killed_leaves_no_output_and_the_next_run_cleans_up(models, in
     assert dst.exists() and not any(p.exists() for p in left) and mine.exists()
 
 
+def wait_until_serving(port: int, proc: subprocess.Popen, what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"{what}: server not ready")
+
+
 def post(url, body: bytes):
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     try:
@@ -151,17 +164,7 @@ def test_served_models_answer_like_batch_prediction_and_refuse_bad_payloads(mode
                 [sys.executable, "-m", "rnnpipe.cli", "serve", f"{name}/{version}", "--port", str(port)],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True))
         for key, (port, proc) in servers.items():
-            deadline = time.monotonic() + 180
-            while time.monotonic() < deadline:
-                assert proc.poll() is None, proc.stdout.read()
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    time.sleep(0.5)
-            else:
-                pytest.fail(f"{key}: server not ready")
+            wait_until_serving(port, proc, key)
         for key, (port, _) in servers.items():
             df, path = cases[key]
             url = f"http://127.0.0.1:{port}/invocations"
@@ -299,3 +302,56 @@ enabled = false
             os.killpg(runner.pid, signal.SIGKILL)
         server.stop()
     assert not server.healthy() and server.proc.returncode is not None
+
+
+def serve(model: str) -> tuple[int, subprocess.Popen]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "serve", model, "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_until_serving(port, proc, model)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return port, proc
+
+
+def test_a_forecaster_that_loses_leaves_its_baseline_as_a_servable_champion(prefect_harness, tmp_path):
+    """A pure daily cycle: the seasonal naive forecast is exact, so the recurrent model loses
+    to it; the baseline is registered as a version of the same model, becomes champion and
+    serves raw history through a real `rnnpipe serve`."""
+    from flows.forecast import train_stocks
+
+    from rnnpipe.config import ForecastConfig, load_config, to_dict
+
+    t = np.arange(600)
+    df = pd.DataFrame({"time": pd.date_range("2024-01-01", periods=600, freq="h"),
+                       "load": 100 + 10 * np.sin(2 * np.pi * t / 12)})
+    df.to_csv(tmp_path / "cycle.csv", index=False)
+    cfg = load_config(ForecastConfig, overrides=[
+        f"data.path={tmp_path / 'cycle.csv'}", 'data.series_col=""', "data.series_name=cycle", "data.series=[]",
+        "data.timestamp_col=time", "data.target_col=load", "window.lookback=24", "window.horizon=3",
+        "window.season=12", "window.target=diff", "model.hidden_size=8", "model.num_layers=1", "train.epochs=1",
+        "baselines.statistical=[]", "baselines.gbm=false", "register.gate_baselines=[seasonalnaive]",
+        "register.experiment=ops-baseline", "register.model_name=ops-cycle"])
+    summary = train_stocks(config=to_dict(cfg))
+    assert summary["alias"] == "challenger" and "loses to the seasonalnaive baseline" in summary["reason"]
+    assert summary["baseline_alias"] == "champion" and "the seasonalnaive baseline itself" in summary["baseline_reason"]
+    configure_tracking()
+    mv = MlflowClient().get_model_version_by_alias("ops-cycle", "champion")
+    assert str(mv.version) == summary["baseline_version"] and mv.tags["baseline"] == "seasonalnaive"
+    port, proc = serve("ops-cycle@champion")
+    try:
+        history = df.tail(40)
+        status, body = post(f"http://127.0.0.1:{port}/invocations", split_json(history))
+        assert status == 200, body
+        served = pd.DataFrame(body["predictions"])
+        assert list(served.columns) == ["step", "time", "forecast", "q0.1", "q0.5", "q0.9"]
+        expected = 100 + 10 * np.sin(2 * np.pi * (600 + np.arange(3) - 12) / 12)  # one season back
+        np.testing.assert_allclose(served.forecast, expected, atol=1e-6)
+        assert (pd.to_datetime(served.time) == pd.date_range("2024-01-26", periods=3, freq="h")).all()
+        status, body = post(f"http://127.0.0.1:{port}/invocations", split_json(history.head(5)))
+        assert status == 400 and "rows of history" in body["message"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)

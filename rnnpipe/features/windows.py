@@ -48,34 +48,55 @@ class WindowSet:
 
     Tensors live on the training device (the GPU when there is one); `batches` gathers each
     batch from a strided `unfold` view, so memory stays at one copy of the series.
+
+    With `future` (R, K), the inputs known in advance (calendar, known features), a batch's
+    input is a pair: the windows (B, L, F) and their forecast steps' known inputs (B, H, K),
+    rows `future_starts[i] .. + H` of `future` for window i (by default `ends + 1`: the rows
+    after the window's last one, as in training data; a prediction passes its own rows).
     """
 
     def __init__(self, inputs: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor,
-                 ends: np.ndarray | torch.Tensor, lookback: int):
+                 ends: np.ndarray | torch.Tensor, lookback: int, future: np.ndarray | torch.Tensor | None = None,
+                 future_starts: np.ndarray | torch.Tensor | None = None):
         self.inputs = torch.as_tensor(inputs, dtype=torch.float32)
         self.targets = torch.as_tensor(targets, dtype=torch.float32)
         self.ends = torch.as_tensor(ends, dtype=torch.long)
         self.lookback = lookback
+        self.future = None if future is None or future.shape[1] == 0 else torch.as_tensor(future, dtype=torch.float32)
+        self.future_starts = (None if self.future is None else self.ends + 1 if future_starts is None
+                              else torch.as_tensor(future_starts, dtype=torch.long))
 
     def __len__(self) -> int:
         return int(self.ends.numel())
 
     def to(self, device: torch.device | str) -> "WindowSet":
-        return WindowSet(self.inputs.to(device), self.targets.to(device), self.ends.to(device),
-                         self.lookback)
+        moved = WindowSet(self.inputs.to(device), self.targets.to(device), self.ends.to(device), self.lookback)
+        if self.future is not None:
+            moved.future, moved.future_starts = self.future.to(device), self.future_starts.to(device)
+        return moved
 
     @property
     def device(self) -> torch.device:
         return self.inputs.device
 
+    @property
+    def horizon(self) -> int:
+        return self.targets.shape[1]
+
     def nbytes(self) -> int:
-        return sum(t.element_size() * t.numel() for t in (self.inputs, self.targets, self.ends))
+        tensors = [self.inputs, self.targets, self.ends] + ([self.future] if self.future is not None else [])
+        return sum(t.element_size() * t.numel() for t in tensors)
 
     def batches(self, batch_size: int, shuffle: bool = False,
                 generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         view = self.inputs.unfold(0, self.lookback, 1)  # (T-L+1, F, L), a view
+        ahead = None if self.future is None else self.future.unfold(0, self.horizon, 1)  # (R-H+1, K, H)
         order = (torch.randperm(len(self), generator=generator, device="cpu").to(self.device)
                  if shuffle else torch.arange(len(self), device=self.device))
         for i in range(0, len(self), batch_size):
-            t = self.ends[order[i:i + batch_size]]
-            yield view[t - self.lookback + 1].transpose(1, 2), self.targets[t]
+            idx = order[i:i + batch_size]
+            t = self.ends[idx]
+            x = view[t - self.lookback + 1].transpose(1, 2)
+            if ahead is not None:
+                x = (x, ahead[self.future_starts[idx]].transpose(1, 2))
+            yield x, self.targets[t]

@@ -213,8 +213,9 @@ RECIPE_SETS = {  # name -> (overrides of the stocks pipeline's defaults, or None
     "electricity h1": [f"--config={CONFIGS / 'electricity-day-ahead.toml'}", "window.horizon=1"],
     "electricity h48": [f"--config={CONFIGS / 'electricity-day-ahead.toml'}"],
 }
-RECIPE_VARIANTS = {"model": ["model.recipe=joint"], "model+recipe": [], "model+recipe-calendar": ["data.calendar=none"],
-                   "model+recipe-trained": ["model.linear_lr_mult=1.0"]}
+RECIPE_VARIANTS = {"model": ["model.recipe=joint"], "model+recipe": ["model.recipe=residual"],
+                   "model+recipe-calendar": ["model.recipe=residual", "data.calendar=none"],
+                   "model+recipe-trained": ["model.recipe=residual", "model.linear_lr_mult=1.0"]}
 
 
 def recipe_config(name: str, extra: list[str], device: str):

@@ -92,9 +92,15 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, Xv: np.ndarray, Yv: np.ndarray,
     (Xv, Yv) (validation). The penalty is relative to the number of training rows (alpha =
     penalty x rows), so on standardised features it means the same at any data size.
     -> (fitted model, penalty, validation MSE)."""
+    import warnings
+
+    from scipy.linalg import LinAlgWarning
+
     best = None
     for penalty in penalties:
-        model = Ridge(alpha=penalty * len(X)).fit(X, Y)
+        with warnings.catch_warnings():  # the smallest penalties on collinear inputs: validation judges them
+            warnings.simplefilter("ignore", LinAlgWarning)
+            model = Ridge(alpha=penalty * len(X)).fit(X, Y)
         mse = float(np.mean((model.predict(Xv).reshape(Yv.shape) - Yv) ** 2))
         if best is None or mse < best[2]:
             best = (model, penalty, mse)

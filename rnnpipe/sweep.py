@@ -95,6 +95,15 @@ def run_trial(pipeline: str, base: dict[str, Any], params: dict[str, str], index
               split_gpus: bool = False) -> TrialResult:
     """Train and evaluate one trial in its own nested MLflow run; never raises for a failed
     trial: the error is in the result and in the run (status FAILED, tag `error`)."""
+    with rnnpipe_threads.worker_share(threads):  # the trial's training never takes more than its share
+        rnnpipe_threads.apply(threads)
+        return _run_trial(pipeline, base, params, index, experiment=experiment, parent_run_id=parent_run_id,
+                          threads=threads, tracking_uri=tracking_uri, split_gpus=split_gpus)
+
+
+def _run_trial(pipeline: str, base: dict[str, Any], params: dict[str, str], index: int, *,
+               experiment: str, parent_run_id: str, threads: int, tracking_uri: str,
+               split_gpus: bool) -> TrialResult:
     import socket
 
     import torch
@@ -102,8 +111,6 @@ def run_trial(pipeline: str, base: dict[str, Any], params: dict[str, str], index
     from rnnpipe.registry import Run, configure_tracking, log_pipeline_model
 
     t0 = time.perf_counter()
-    rnnpipe_threads.share(threads)  # the trial's training never takes more than its share
-    rnnpipe_threads.apply(threads)
     if tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     configure_tracking()

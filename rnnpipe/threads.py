@@ -26,6 +26,7 @@ adapts. The run logs the setting as a param and the cores it started with as the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -73,11 +74,23 @@ def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     return max(1, cpus)
 
 
-def share(n: int | None) -> None:
+def share(n: int | None) -> int | None:
     """A worker of a sweep, backtest or batch job gets `n` of the cores (None: no split):
-    no thread setting in this process goes above it."""
+    no thread setting in this process goes above it. Returns the share it replaces."""
     global _share
-    _share = None if n is None else max(1, int(n))
+    before, _share = _share, (None if n is None else max(1, int(n)))
+    return before
+
+
+@contextlib.contextmanager
+def worker_share(n: int | None):
+    """`share(n)` for one piece of work, the earlier share restored after it (a trial run in
+    the caller's process must not cap what the process does next)."""
+    before = share(n)
+    try:
+        yield
+    finally:
+        share(before)
 
 
 def parse(setting: str | int) -> str | int:

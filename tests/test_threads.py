@@ -39,11 +39,20 @@ def test_resolve_caps_at_the_cores_and_a_workers_share():
     assert threads.resolve("auto", cpus=4) == 4
     assert threads.resolve(8, cpus=4) == 4  # never more than the cores
     assert threads.resolve(3, cpus=4) == 3
-    threads.share(1)  # a sweep worker with one core of its own
-    assert threads.resolve("auto", cpus=4) == 1
-    assert threads.resolve(4, cpus=4) == 1
-    threads.share(None)
-    assert threads.resolve("auto", cpus=4) == 4
+    with threads.worker_share(1):  # a sweep worker with one core of its own
+        assert threads.resolve("auto", cpus=4) == 1
+        assert threads.resolve(4, cpus=4) == 1
+    assert threads.resolve("auto", cpus=4) == 4  # a trial run in this process leaves no cap behind
+
+
+def test_a_trial_run_in_process_leaves_the_process_uncapped(tmp_path, monkeypatch):
+    from rnnpipe import sweep
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    result = sweep.run_trial("stocks", {"data": {"path": str(tmp_path / "missing.csv")}}, {}, 0,
+                             experiment="share", parent_run_id="", threads=1)
+    assert not result.ok  # the missing file fails the trial ...
+    assert threads.resolve("auto", cpus=4) == 4  # ... and its one-core share ended with it
 
 
 def test_available_cpus_reads_the_affinity_and_a_cgroup_quota(tmp_path):

@@ -36,10 +36,14 @@ def backtest(config: dict[str, Any] | None = None, workers: int = 1, threads: in
     uri = configure_tracking()
     frame = ingest(cfg)
     fold_splits(frame, cfg)  # too short a series fails here, before any training
-    parent = Run.start(cfg.register.experiment, run_name=f"backtest-{b.folds}-folds-refit-{b.refit}", tags={
+    # one name in both UIs: the parent run is named after its Prefect flow run, its folds
+    # after it (`<name>-fold-K`)
+    parent = Run.start(cfg.register.experiment, run_name=str(flow_run.name), tags={
         "backtest": "true", "pipeline": "stocks", "data_fingerprint": frame.fingerprint,
         "data_source": str(frame.source), "seed": cfg.train.seed, "backtest_runner": runner,
-        "prefect_flow_run_id": str(flow_run.id), "prefect_flow_run_name": str(flow_run.name)})
+        "prefect_flow_run_id": str(flow_run.id), "prefect_flow_run_name": str(flow_run.name),
+        "mlflow.note.content": f"backtest: {b.folds} folds of {b.step} rows, refit {b.refit}"})
+    parent.log_dataset(str(frame.source), frame.fingerprint)
     log = get_run_logger()
     try:
         parent.log_params({**flatten(cfg), "backtest.runner": runner, "backtest.workers": workers})

@@ -496,6 +496,9 @@ def atomic_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     if final.exists() and not overwrite:
         raise DataError(f"{final} exists; pass --overwrite to replace it")
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=".tmp", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename: a folder as mkdir makes it
     try:
         yield tmp
         if not (tmp / SUCCESS).exists():

@@ -279,7 +279,24 @@ def _run_link(run_id: str) -> str:
     from mlflow.tracking import MlflowClient
 
     exp = MlflowClient().get_run(run_id).info.experiment_id
-    return f"http://{UI_HOST}:{UI_PORT}/#/experiments/{exp}/runs/{run_id}  (start the UI with: rnnpipe ui)"
+    running = _running_ui()
+    url = running or f"http://{UI_HOST}:{UI_PORT}"
+    return f"{url}/#/experiments/{exp}/runs/{run_id}" + ("" if running else "  (start the UI with: rnnpipe ui)")
+
+
+def _ui_file() -> Path:
+    return settings.project_home() / ".rnnpipe" / "ui.json"
+
+
+def _running_ui() -> str | None:
+    """The address of the `rnnpipe ui` running on this project's store, if one is (it says
+    where while it runs), so that printed links use its port."""
+    try:
+        info = json.loads(_ui_file().read_text())
+        os.kill(int(info["pid"]), 0)
+        return str(info["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _check_port(host: str, port: int) -> None:
@@ -351,8 +368,15 @@ def ui(host, port):
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     click.echo(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it", err=True)
     click.echo(f"  open http://{host}:{port} in a browser", err=True)
-    _foreground([mlflow_bin, "server", "--backend-store-uri", uri, "--host", host,
-                 "--port", str(port), "--workers", "1"], env)
+    marker = _ui_file()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"url": f"http://{host}:{port}", "pid": os.getpid()}))
+    try:
+        quiet = [] if os.environ.get("RNNPIPE_LOG_LEVEL") == "DEBUG" else ["--uvicorn-opts", "--no-access-log"]
+        _foreground([mlflow_bin, "server", "--backend-store-uri", uri, "--host", host,
+                     "--port", str(port), "--workers", "1", *quiet], env)  # -v: a line per request
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def _foreground(argv: list[str], env: dict[str, str]) -> None:
@@ -375,12 +399,15 @@ def _foreground(argv: list[str], env: dict[str, str]) -> None:
         if got:
             return
         got.append(signum)
-        signal_group(signum)
+        # the servers stop cleanly on SIGTERM; on SIGINT uvicorn prints its traceback
+        signal_group(signal.SIGTERM)
         timer = threading.Timer(15, signal_group, [signal.SIGKILL])  # one that does not stop
         timer.daemon = True
         timer.start()
 
     signal.signal(signal.SIGTERM, forward)
+    # started in the background by a non-interactive shell, a process inherits SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     while True:
         try:
             rc = proc.wait()
@@ -537,7 +564,9 @@ def backtest(pipeline, config_path, overrides, folds, step, refit, runner, addre
 @click.option("--start-server", is_flag=True, help="Start a Prefect server on server.host:server.port "
                                                    "if none answers there (stopped again on exit).")
 @user_errors
-def schedule(config_path, overrides, start_server):
+@click.option("--port", type=int, default=None,
+              help="Port of the Prefect server to use or start (sets server.port; default 4200).")
+def schedule(config_path, overrides, start_server, port):
     """Serve scheduled deployments of the training flows (cron, e.g. a nightly retrain) and of
     batch prediction (interval) from a Prefect server on 127.0.0.1.
 
@@ -560,7 +589,7 @@ def schedule(config_path, overrides, start_server):
     # started in the background by a non-interactive shell (`cmd &`), a process inherits SIGINT
     # ignored, and Python then never raises KeyboardInterrupt: the runner could not be stopped
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    cfg = load_config(ScheduleConfig, config_path, list(overrides))
+    cfg = load_config(ScheduleConfig, config_path, [*overrides, *([f"server.port={port}"] if port else [])])
     server = PrefectServer(cfg.server.host, cfg.server.port)
     started = False
     if not server.healthy():
@@ -568,6 +597,7 @@ def schedule(config_path, overrides, start_server):
             raise RnnpipeError(f"no Prefect server answers at {server.api_url}; start one with "
                                f"`prefect server start --host {cfg.server.host} --port {cfg.server.port}` "
                                "or pass --start-server")
+        _check_port(cfg.server.host, cfg.server.port)
         click.echo(f"starting a Prefect server on {server.ui_url} (log: {server.log_path})", err=True)
         server.start()
         started = True

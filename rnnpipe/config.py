@@ -7,6 +7,7 @@ One name per setting everywhere: the TOML key `[model] hidden_size`, the CLI ove
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -705,10 +706,16 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
         _merge(data, file_data)
+        try:  # a setting of the file that does not exist is named with the file
+            from_dict(cls, data)
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc}") from None
     apply_overrides(data, overrides or [])
     given = _keys(file_data) | {o.partition("=")[0].strip() for o in overrides or []}
     sample_defaults(cls, data, given)
     replaced_defaults(cls, data, given)
+    own_data_name(cls, data, given)
+    bundled_defaults(cls, data, given)
     cfg = from_dict(cls, data)
     return cfg.validate() if hasattr(cfg, "validate") else cfg
 
@@ -728,6 +735,41 @@ def sample_defaults(cls: type, data: dict[str, Any], given: set[str]) -> None:
         for key, value in sample.items():
             if f"{f.name}.{key}" not in given:
                 values[key] = value
+
+
+def own_data_name(cls: type, data: dict[str, Any], given: set[str]) -> None:
+    """A model trained on data other than the bundled sample gets a name of its own, unless
+    the user gave one: `register.model_name` with the sample's part (`stocks` of
+    `stocks-forecaster`) replaced by the data file's (`prices-forecaster` for prices.csv).
+    Its test metric is not comparable with the bundled model's, so it must not compete for
+    that model's champion (the registry's gate refuses that too: rule `other-data`)."""
+    defaults = cls()
+    register, data_section = getattr(defaults, "register", None), getattr(defaults, "data", None)
+    if register is None or not hasattr(data_section, "path") or "register.model_name" in given:
+        return
+    path = str(data.get("data", {}).get("path") or "")
+    if not path or path == data_section.path or data.get("register", {}).get("model_name") != register.model_name:
+        return
+    stem = Path(path.rstrip("/")).name.split(".")[0]
+    slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-") or "data"
+    kind = register.model_name.split("-", 1)[1] if "-" in register.model_name else register.model_name
+    data["register"]["model_name"] = f"{slug}-{kind}"
+
+
+def bundled_defaults(cls: type, data: dict[str, Any], given: set[str]) -> None:
+    """A default that names a bundled file (`data/stocks.parquet`) and that the user left
+    alone becomes the installed file's absolute path: it never means a file of that name in
+    the user's folder (a path the user gives is read from where the user is)."""
+    from rnnpipe.settings import bundled_file
+
+    defaults = to_dict(cls())
+    for section, values in defaults.items():
+        if not isinstance(values, dict) or not isinstance(data.get(section), dict):
+            continue
+        for key, default in values.items():
+            if (isinstance(default, str) and f"{section}.{key}" not in given
+                    and data[section].get(key) == default and (found := bundled_file(default))):
+                data[section][key] = str(found)
 
 
 def replaced_defaults(cls: type, data: dict[str, Any], given: set[str]) -> None:

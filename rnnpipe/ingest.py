@@ -29,11 +29,13 @@ def load_forecast_data(cfg: ForecastConfig) -> SeriesFrame:
     return read_history(d, settings.resolve_data_path(d.path), d.format, d.series)
 
 
-def read_history(d: DataConfig, path: str | Path, fmt: str, series: list[str] | tuple = ()) -> SeriesFrame:
-    """A history table read and checked under `d`'s columns and rules."""
+def read_history(d: DataConfig, path: str | Path, fmt: str, series: list[str] | tuple = (),
+                 for_model: bool = False) -> SeriesFrame:
+    """A history table read and checked under `d`'s columns and rules (`for_model`: a
+    trained model's input)."""
     return load_series(path, timestamp_col=d.timestamp_col, series_col=d.series_col,
                        value_cols=[d.target_col, *d.features, *d.known_features], series=series,
-                       series_name=d.series_name, nan_policy=d.nan_policy, fmt=fmt)
+                       series_name=d.series_name, nan_policy=d.nan_policy, fmt=fmt, for_model=for_model)
 
 
 def check_history(raw_config: dict[str, Any], path: str | Path, fmt: str = "auto") -> None:
@@ -41,7 +43,7 @@ def check_history(raw_config: dict[str, Any], path: str | Path, fmt: str = "auto
     `config.json` says how); with known features, its history and future rows apart."""
     d = from_dict(DataConfig, raw_config["data"])
     if not d.known_features:
-        read_history(d, path, fmt)
+        read_history(d, path, fmt, for_model=True)
         return
     from rnnpipe.io import read_table
 
@@ -74,7 +76,8 @@ def read_forecast_input(df: "pd.DataFrame", d: DataConfig, origin=None,
     from rnnpipe.io import RowOrigin, to_series_frame
 
     value_cols = [d.target_col, *d.features, *d.known_features]
-    common = dict(timestamp_col=d.timestamp_col, series_col=d.series_col, series_name=d.series_name, source=source)
+    common = dict(timestamp_col=d.timestamp_col, series_col=d.series_col, series_name=d.series_name, source=source,
+                  for_model=True)
     future = future_mask(df, d) if d.known_features else np.zeros(len(df), dtype=bool)
     if origin is None:
         rows = df.index.to_numpy() if df.index.dtype.kind in "iu" else np.arange(len(df))
@@ -223,3 +226,35 @@ def require_channels(seen: np.ndarray, channels: list[str], source: str, rows: i
         if not ok:
             raise DataError(f"{source}: column {c!r} (one of data.channels) has no values in any of "
                             f"its {rows} rows")
+
+
+# --- texts: what the reviews classifier and the language model read -------------------------
+
+TEXT_COLUMN = "text"  # what a served or batch reviews model reads (else its training text column)
+PROMPT_COLUMN = "prompt"  # what a served or batch language model reads
+
+
+def check_text_column(path: str | Path, fmt: str, accepted: list[str]) -> None:
+    """The first of `accepted` in a batch input must hold text: an integer column (star
+    ratings mapped as the text) is refused, naming the file and column, rather than answered
+    row by row with notes. CSV columns carry no type (every column can be read as text)."""
+    import pyarrow as pa
+
+    from rnnpipe.io import open_dataset
+
+    dataset, kind = open_dataset(path, fmt)
+    present = [c for c in accepted if c in dataset.schema.names]
+    if kind == "csv" or not present:
+        return
+    t = dataset.schema.field(present[0]).type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t) or pa.types.is_null(t) or pa.types.is_dictionary(t)):
+        raise DataError(f"{path}: column {present[0]!r} holds {t} values, expected text")
+
+
+def check_reviews_input(raw_config: dict[str, Any], path: str | Path, fmt: str = "auto") -> None:
+    check_text_column(path, fmt, [TEXT_COLUMN, raw_config["data"]["text_col"]])
+
+
+def check_prompts_input(raw_config: dict[str, Any], path: str | Path, fmt: str = "auto") -> None:
+    check_text_column(path, fmt, [PROMPT_COLUMN])

@@ -97,8 +97,32 @@ def open_dataset(path: str | Path, fmt: str = "auto",
         dataset = ds.dataset(str(p), format=file_format, partitioning="hive", exclude_invalid_files=False)
         _ = dataset.schema  # reads the first file: a bad file fails here, with its path
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{p}: cannot read as {kind}: {exc}") from None
+        raise unreadable(p, kind, exc) from None
     return dataset, kind
+
+
+def unreadable(path: str | Path, kind: str, exc: Exception) -> DataError:
+    """The error for a file (or dataset) pyarrow cannot read. For JSON Lines, the first line
+    that is not a JSON object is found and named (pyarrow says neither file nor line)."""
+    p = Path(path)
+    if kind == "jsonl":
+        import json
+
+        for file in ([p] if p.is_file() else sorted(f for f in p.rglob("*") if f.suffix.lower() in (".jsonl", ".json", ".ndjson"))):
+            with open(file, "rb") as fh:
+                for number, line in enumerate(fh, start=1):
+                    line = line.rstrip(b"\r\n")
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                        text = line[:60].decode("utf-8", "replace")
+                        return DataError(f"{file}, line {number}: not valid JSON ({err}): {text!r}")
+                    if not isinstance(record, dict):
+                        return DataError(f"{file}, line {number}: a JSON Lines row must be an object "
+                                         f"{{\"column\": value, ...}}, not {type(record).__name__}")
+    return DataError(f"{p}: cannot read as {kind}: {exc}")
 
 
 def read_table(path: str | Path, columns: Sequence[str] | None, fmt: str = "auto",
@@ -129,7 +153,7 @@ def read_table(path: str | Path, columns: Sequence[str] | None, fmt: str = "auto
         try:
             part = fragment.to_table(schema=dataset.schema, columns=columns)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise DataError(f"{fragment.path}: cannot read as {kind}: {exc}") from None
+            raise unreadable(fragment.path, kind, exc) from None
         file_ids.append(np.full(part.num_rows, len(files), dtype=np.int32))
         files.append(fragment.path)
         tables.append(part)
@@ -205,8 +229,9 @@ def series_id_column(series_col: str, ids: Any) -> dict[str, Any]:
 def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str,
                     value_cols: Sequence[str], series: Sequence[str] = (), series_name: str = "series",
                     nan_policy: str = "error", duplicates: str = "error",
-                    origin: RowOrigin | None = None, source: str = "input") -> SeriesFrame:
-    """Validate a long table and turn it into a SeriesFrame.
+                    origin: RowOrigin | None = None, source: str = "input", for_model: bool = False) -> SeriesFrame:
+    """Validate a long table and turn it into a SeriesFrame (`for_model`: the input of a
+    trained model, whose settings its user cannot change: errors suggest none).
 
     Errors name the column and the row (file and row when `origin` says where rows came
     from): missing columns, non-numeric values, unparseable or missing dates, duplicate
@@ -226,6 +251,8 @@ def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str,
 
     sid = df[series_col] if series_col else pd.Series(series_name, index=df.index, dtype=object)
     bad = sid.isna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(sid.dtype):  # a CSV reader gives an empty text cell as ""
+        bad |= sid.astype("string").str.strip().eq("").fillna(False).to_numpy(dtype=bool)
     if bad.any():
         raise DataError(f"{origin.describe(int(np.argmax(bad)))}: column {series_col!r} is empty")
     sid = sid.astype(str).to_numpy()
@@ -269,9 +296,10 @@ def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str,
     if nan.any() and nan_policy != "keep":
         if nan_policy == "error":
             r, c = np.argwhere(nan)[0]
+            fix = ("the model was trained to take no missing values (data.nan_policy=error): fill it in"
+                   if for_model else "set data.nan_policy=ffill or drop to accept missing values")
             raise DataError(f"{origin.describe(int(r))}: column {names[c]!r} is empty (series "
-                            f"{sid[r]!r}, {pd.Timestamp(ts[r])}); set data.nan_policy=ffill or "
-                            f"drop to accept missing values")
+                            f"{sid[r]!r}, {pd.Timestamp(ts[r])}); {fix}")
         if nan_policy == "ffill":
             filled = pd.DataFrame(values).groupby(sid, sort=False).ffill().to_numpy()
             values = filled
@@ -357,7 +385,7 @@ def fingerprint(series: Sequence[str], offsets: np.ndarray, timestamps: np.ndarr
 def load_series(path: str | Path, *, timestamp_col: str, series_col: str,
                 value_cols: Sequence[str], series: Sequence[str] = (), series_name: str = "series",
                 nan_policy: str = "error", duplicates: str = "error",
-                fmt: str = "auto", files: Sequence[str] | None = None) -> SeriesFrame:
+                fmt: str = "auto", files: Sequence[str] | None = None, for_model: bool = False) -> SeriesFrame:
     """Read and validate a series table from disk (only `files` of a dataset, when given)."""
     ids = [series_col] if series_col else []
     columns = list(dict.fromkeys([*ids, timestamp_col, *value_cols]))
@@ -365,7 +393,7 @@ def load_series(path: str | Path, *, timestamp_col: str, series_col: str,
     df = table.to_pandas()
     return to_series_frame(df, timestamp_col=timestamp_col, series_col=series_col, series_name=series_name,
                            value_cols=value_cols, series=series, nan_policy=nan_policy,
-                           duplicates=duplicates, origin=origin, source=str(path))
+                           duplicates=duplicates, origin=origin, source=str(path), for_model=for_model)
 
 
 # --- validating before a flow starts ---------------------------------------------------------

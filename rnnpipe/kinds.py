@@ -75,11 +75,12 @@ KINDS: dict[str, PipelineKind] = {k.name: k for k in (
                  config="rnnpipe.config:ReviewsConfig", flow="flows.reviews:train_reviews",
                  pipeline="rnnpipe.reviews:ReviewsPipeline", artefact="reviews",
                  trial="rnnpipe.reviews:train_and_evaluate",
-                 gate="rnnpipe.reviews:gate_spec", ingest="rnnpipe.reviews:load_reviews"),
+                 gate="rnnpipe.reviews:gate_spec", ingest="rnnpipe.reviews:load_reviews",
+                 check="rnnpipe.ingest:check_reviews_input"),
     PipelineKind("lm", "a recurrent language model of texts that continues a prompt (bundled: the reviews)",
                  config="rnnpipe.lm:LMConfig", flow="flows.lm:train_lm", pipeline="rnnpipe.lm:LMPipeline", artefact="lm",
                  trial="rnnpipe.lm:train_and_evaluate", gate="rnnpipe.lm:gate_spec",
-                 ingest="rnnpipe.lm:load_lm_texts"),
+                 ingest="rnnpipe.lm:load_lm_texts", check="rnnpipe.ingest:check_prompts_input"),
 )}
 
 

@@ -30,13 +30,13 @@ from rnnpipe import settings
 from rnnpipe.baselines import KneserNeyLM
 from rnnpipe.config import TrainConfig, check_pattern, check_sections, from_dict, to_dict
 from rnnpipe.errors import ConfigError, DataError, ModelError
+from rnnpipe.ingest import PROMPT_COLUMN
 from rnnpipe.io import preloadable
 from rnnpipe.features.splits import stratified_split
 from rnnpipe.models import LanguageModel
 from rnnpipe.text import UNK, Tokenizer, Vocabulary, check_text, read_texts, text_digests
 
 EOS = "<eos>"
-PROMPT_COLUMN = "prompt"
 
 
 # --- settings -------------------------------------------------------------------------------

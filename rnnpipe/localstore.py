@@ -58,10 +58,16 @@ def parse_spec(spec: str) -> tuple[str, str, str]:
 
 def not_registered(spec: str, uri: str, known: list[str]) -> ModelError:
     """The error for a reference the registry does not hold (one message, whoever finds it)."""
+    import difflib
+
     name, alias, version = parse_spec(spec)
+    if name not in known:  # a misspelt name is not a missing alias
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return ModelError(f"model {spec!r}: no registered model named {name!r} in the registry at {uri} "
+                          f"(registered models: {', '.join(known) or 'none'}){hint}")
     what = f"alias @{alias}" if alias else f"version {version}"
-    return ModelError(f"model {spec!r}: no {what} of {name!r} in the registry at {uri} "
-                      f"(registered models: {', '.join(known) or 'none'})")
+    return ModelError(f"model {spec!r}: {name!r} has no {what} in the registry at {uri}")
 
 
 @dataclass

@@ -254,6 +254,20 @@ def _quiet_model_config_params():
         logger.removeFilter(f)
 
 
+def _package_code(into: Path) -> Path:
+    """A copy of the rnnpipe package for a model's code_paths: the code without the bundled
+    data (megabytes a model does not read) or compiled caches."""
+    import shutil
+
+    root = Path(__file__).resolve().parent
+
+    def skip(folder: str, names: list[str]) -> list[str]:
+        top = Path(folder).resolve() == root
+        return [n for n in names if n == "__pycache__" or (top and n == "data")]
+
+    return Path(shutil.copytree(root, into / "rnnpipe", ignore=skip))
+
+
 def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame, name: str = "model") -> str:
     """Log a fitted pipeline as a pyfunc model of `run` and return its model URI.
 
@@ -275,10 +289,11 @@ def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame, nam
     signature.inputs = Schema([ColSpec(AnyType(), c.name, required=False) for c in signature.inputs.inputs])
     with tempfile.TemporaryDirectory() as tmp, _quiet_model_config_params():
         pipe_dir = pipeline.save(Path(tmp) / "pipeline")
+        code = _package_code(Path(tmp) / "code")
         with mlflow.start_run(run_id=run.id):
             info = mlflow.pyfunc.log_model(
                 name=name, python_model=str(Path(__file__).with_name("pyfunc_model.py")), artifacts={"pipeline": str(pipe_dir)},
-                code_paths=[str(Path(__file__).resolve().parent)], signature=signature,
+                code_paths=[str(code)], signature=signature,
                 input_example=input_example, pip_requirements=_requirements(),
                 model_config={"kind": type(pipeline).KIND}, metadata={"rnnpipe_input_columns": choices})
         # leaving the block marks the run FINISHED; it is still being written to
@@ -322,13 +337,13 @@ class Verdict:
     reason: str
 
 
-GATE_RULES = ("undefined-metric", "undefined-baseline", "degenerate", "baseline", "first",
+GATE_RULES = ("undefined-metric", "undefined-baseline", "degenerate", "other-data", "baseline", "first",
               "champion-undefined", "champion")
 
 
 def judge(metric: str, value: float | None, baselines: dict[str, float | None], *, margin: float = 0.0,
           greater_is_better: bool = False, degenerate: float | None = None,
-          champion: tuple[str, float | None] | None = None) -> Verdict:
+          champion: tuple[str, float | None] | None = None, other_data: str = "") -> Verdict:
     """The champion gate as a pure function, its rules in order:
 
     1. undefined-metric: a missing, NaN or infinite metric never passes;
@@ -336,10 +351,13 @@ def judge(metric: str, value: float | None, baselines: dict[str, float | None], 
        undefined (the test data cannot judge either);
     3. degenerate: a metric no better than the value a model reaches without learning
        (`degenerate`, e.g. F1 = 0) never passes, even when every baseline ties it;
-    4. baseline: the metric must not lose to the best baseline by more than `margin`;
-    5. first: with no champion yet, a model that passed 1-4 is promoted;
-    6. champion-undefined: a champion without a defined metric is replaced;
-    7. champion: otherwise the model must beat the champion (`(version, value)`).
+    4. other-data: a champion trained on other data or taking other input (`other_data` says
+       how) is not compared with: the metrics of two data sets say nothing of which model
+       is better, so the version does not compete for the alias (nor does a baseline of it);
+    5. baseline: the metric must not lose to the best baseline by more than `margin`;
+    6. first: with no champion yet, a model that passed 1-5 is promoted;
+    7. champion-undefined: a champion without a defined metric is replaced;
+    8. champion: otherwise the model must beat the champion (`(version, value)`).
     """
     worse = (lambda a, b: a < b) if greater_is_better else (lambda a, b: a > b)
     if not _defined(value):
@@ -369,6 +387,12 @@ def judge(metric: str, value: float | None, baselines: dict[str, float | None], 
         tie = f"; {vs}" if baselines else ""
         return Verdict(False, "degenerate", f"not promoted [degenerate]: {metric}={value:.4f} is no better "
                        f"than {degenerate:g}, what a model reaches without learning anything{tie}")
+    if champion is not None and other_data:
+        if base is not None and worse(value, base):
+            vs = f"loses to the {name} baseline ({base:.4f}) by {_pct(abs(value - base) / abs(base) if base else math.inf)}"
+        return Verdict(False, "other-data", f"not promoted [other-data]: champion v{champion[0]} was trained on "
+                       f"{other_data}, so {metric}={value:.4f} cannot be compared with it; a model of other "
+                       f"data needs a name of its own (register.model_name; {vs})")
     if base is not None:
         limit = base * (1 - margin) if greater_is_better else base * (1 + margin)
         if base == 0 and not greater_is_better:
@@ -403,6 +427,37 @@ def _version_metric(client: MlflowClient, mv, metric: str) -> float | None:
         except ValueError:
             return None
     return client.get_run(mv.run_id).data.metrics.get(metric) if mv.run_id else None
+
+
+IDENTITY = ("data_source", "input_columns")  # what a version's metric was measured on and what it reads
+
+
+def data_identity(client: MlflowClient, run_id: str, model_uri: str) -> dict[str, str]:
+    """The data a version was trained and tested on (`settings.describe_source`: a bundled
+    sample is named the same wherever rnnpipe is installed) and the input columns it reads."""
+    from mlflow.models import get_model_info
+
+    from rnnpipe.settings import describe_source, resolve_data_path
+
+    data = client.get_run(run_id).data
+    source = data.tags.get("data_source") or (resolve_data_path(data.params["data.path"])
+                                              if data.params.get("data.path") else "")
+    try:
+        columns = (get_model_info(model_uri).metadata or {}).get("rnnpipe_input_columns") or []
+    except (MlflowException, OSError):  # no logged model there: nothing to compare the input of
+        columns = []
+    return {"data_source": describe_source(source) if source else "",
+            "input_columns": ", ".join("/".join(c) for c in columns)}
+
+
+def other_data(new: dict[str, str], champion: dict[str, str]) -> str:
+    """How the champion's data or input differs from the new version's ("" when the same,
+    or when either is unknown: versions registered before rnnpipe recorded it)."""
+    for key, what in (("data_source", "{}, this run on {}"), ("input_columns", "input ({}), this model reads ({})")):
+        a, b = champion.get(key), new.get(key)
+        if a and b and a != b:
+            return what.format(a, b)
+    return ""
 
 
 @dataclass
@@ -444,12 +499,13 @@ def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[s
         current = client.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException:
         current = None
-    champion = None
+    champion, identity, differs = None, data_identity(client, run.id, model_uri), ""
     if current is not None:
         champion = (str(current.version), _version_metric(client, current, metric))
+        differs = other_data(identity, current.tags or {})
     judged = {} if baseline_of else {n: metrics.get(k) for n, k in baselines.items()}
     verdict = judge(metric, value, judged, margin=margin, greater_is_better=greater_is_better,
-                    degenerate=degenerate, champion=champion)
+                    degenerate=degenerate, champion=champion, other_data=differs)
     alias, reason = (CHAMPION if verdict.promoted else CHALLENGER), verdict.reason
     if baseline_of:
         reason = (f"the {baseline_of} baseline itself, registered because the run's model lost to it; "
@@ -459,7 +515,8 @@ def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[s
     client.set_registered_model_alias(model_name, alias, mv.version)
     client.update_model_version(model_name, mv.version, description=reason)
     tags = {"gate_decision": "promoted" if verdict.promoted else "not promoted", "gate_rule": verdict.rule,
-            "gate_reason": reason, metric: repr(float(value)) if _defined(value) else str(value)}
+            "gate_reason": reason, metric: repr(float(value)) if _defined(value) else str(value),
+            **{k: v for k, v in identity.items() if v}}
     if baseline_of:
         tags["baseline"] = baseline_of
     for k, v in tags.items():

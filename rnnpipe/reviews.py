@@ -26,6 +26,7 @@ from rnnpipe.config import ReviewsConfig, from_dict, to_dict
 from rnnpipe.errors import DataError, ModelError
 from rnnpipe.evaluation import decide, paired_bootstrap_macro_f1, text_classification_metrics, tune_binary_threshold
 from rnnpipe.features.splits import stratified_split
+from rnnpipe.ingest import TEXT_COLUMN
 from rnnpipe.io import preloadable
 from rnnpipe.models import TextClassifier
 from rnnpipe.text import (EncodedTexts, TextBatches, TextTable, Tokenizer, Vocabulary, check_text,
@@ -33,7 +34,6 @@ from rnnpipe.text import (EncodedTexts, TextBatches, TextTable, Tokenizer, Vocab
 from rnnpipe.training import predict_batches
 
 PARTS = ("train", "val", "test")
-TEXT_COLUMN = "text"  # what the served model reads
 
 
 @preloadable

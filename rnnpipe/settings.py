@@ -75,6 +75,10 @@ def apply_verbosity(level: int) -> None:
         logging.getLogger(logger).setLevel(os.environ["PREFECT_LOGGING_LEVEL" if logger == "prefect"
                                                       else "MLFLOW_LOGGING_LEVEL"])
     os.environ["RNNPIPE_LOG_LEVEL"] = "WARNING" if level < 0 else "DEBUG" if level > 0 else "INFO"
+    # a Dask cluster's scheduler and workers (here and in their processes) say only what is wrong
+    dask = "info" if level > 0 else "warning"
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = dask
+    logging.getLogger("distributed").setLevel(dask.upper())
     logging.getLogger("rnnpipe").setLevel(os.environ["RNNPIPE_LOG_LEVEL"])
 
 
@@ -98,11 +102,44 @@ def apply_environment() -> None:
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
+BUNDLED_PREFIX = "data/"  # how configs and the docs name a bundled file: data/stocks.parquet
+
+
+def bundled_dir() -> Path:
+    """The bundled samples and word vectors: package data of the installed rnnpipe (in a
+    checkout, `rnnpipe/data`, which the checkout's `data/` links to)."""
+    from importlib.resources import files
+
+    return Path(str(files("rnnpipe") / "data"))
+
+
+def bundled_file(path: str) -> Path | None:
+    """The installed bundled file that `path` names (`data/<name>`), or None."""
+    if not path.startswith(BUNDLED_PREFIX):
+        return None
+    candidate = bundled_dir() / path.removeprefix(BUNDLED_PREFIX)
+    return candidate if candidate.exists() else None
+
+
 def resolve_data_path(path: str) -> Path:
-    """A relative data path is looked up from the current directory, then from the project
-    home (so the bundled `data/stocks.parquet` is found from anywhere)."""
+    """Where a data path points. An absolute path, or a relative one that exists from the
+    current folder, is the user's own; a relative `data/<name>` that does not exist here is the
+    bundled file of that name (the installed package's, wherever rnnpipe runs from; never
+    RNNPIPE_HOME's); anything else stays relative to the current folder (and the error that
+    follows names it)."""
     p = Path(path).expanduser()
     if p.is_absolute() or p.exists():
         return p
-    candidate = project_home() / p
-    return candidate if candidate.exists() else p
+    return bundled_file(path) or p
+
+
+def describe_source(path: str | Path) -> str:
+    """A data source as the registry compares it: `bundled:<name>` for a bundled file
+    (the same wherever rnnpipe is installed), else the absolute path."""
+    p = Path(path).expanduser()
+    try:
+        resolved = p.resolve()
+        inside = resolved.relative_to(bundled_dir().resolve())
+        return f"bundled:{inside.as_posix()}"
+    except (ValueError, OSError):
+        return str(p.absolute())

@@ -22,14 +22,22 @@ def fold(config: dict[str, Any], frame: SeriesFrame, k: int, parent_run_id: str,
     origin (or scored with fold 1's model, `trained`), its test metrics under the usual names."""
     from rnnpipe import threads as rnnpipe_threads
 
-    rnnpipe_threads.share(threads)  # the fold's training never takes more than its share
-    rnnpipe_threads.apply(threads)
+    with rnnpipe_threads.worker_share(threads):  # the fold's training never takes more than its share
+        rnnpipe_threads.apply(threads)
+        return _fold(config, frame, k, parent_run_id, tracking_uri, threads, trained)
+
+
+def _fold(config: dict[str, Any], frame: SeriesFrame, k: int, parent_run_id: str, tracking_uri: str,
+          threads: int, trained) -> FoldResult:
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # a worker process: the flow's store
     configure_tracking()
     cfg = from_dict(ForecastConfig, config).validate()
-    run = Run.start(cfg.register.experiment, run_name=f"fold-{k}", tags={
+    parent = Run(parent_run_id).client.get_run(parent_run_id).info.run_name  # the flow run's name
+    run = Run.start(cfg.register.experiment, run_name=f"{parent}-fold-{k}", tags={
         "mlflow.parentRunId": parent_run_id, "backtest_fold": k, "pipeline": "stocks",
-        "data_fingerprint": frame.fingerprint, "seed": cfg.train.seed, "torch_threads": threads})
+        "data_fingerprint": frame.fingerprint, "data_source": str(frame.source), "seed": cfg.train.seed,
+        "torch_threads": threads})
+    run.log_dataset(str(frame.source), frame.fingerprint)
     try:
         run.log_params(flatten(cfg))
         result = run_fold(cfg, frame, k, trained)

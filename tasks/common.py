@@ -100,9 +100,7 @@ def register(pipeline: Any, input_example, metrics: dict[str, float], run_id: st
         f"MLflow run `{run_id}` (tracking `{mlflow.get_tracking_uri()}`)\n\n| test metric | value |\n|---|---|\n"
         + "\n".join(rows[:40]), key=f"{model_name}-{'baseline-' if baseline_of else ''}registration".lower()
         .replace("_", "-"))
-    get_run_logger().info("%s v%s -> %s: %s", decision.model_name, decision.version,
-                          decision.alias, decision.reason)
-    return decision
+    return decision  # register_and_gate logged the decision (rnnpipe's log lines are the run's too)
 
 
 def finish(run_id: str, status: str) -> None:

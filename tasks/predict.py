@@ -139,15 +139,30 @@ def predict_in_parts(ref: ModelRef, input_path: str, output_path: str, chunk_row
     return total
 
 
+def input_digest(path: str) -> str:
+    """What identifies a batch input without reading it again: the sha256 of its files'
+    paths, sizes and modification times."""
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(p) if f != p else f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 @task(name="log-job", cache_policy=NO_CACHE, **IO)
 def log_job(ref: ModelRef, stats: BatchStats, input_path: str, chunk_rows: int, runner: str = "local",
             device: str = "auto", split_gpus: bool = False) -> str:
     """An MLflow run for the job (experiment batch-predictions) and a Prefect artifact that
     point at each other."""
-    run = Run.start(EXPERIMENT, run_name=f"{ref.name}-v{ref.version}",
+    # one name in both UIs: the job's run is named after its Prefect flow run
+    run = Run.start(EXPERIMENT, run_name=str(flow_run.name),
                     tags={"prefect_flow_run_id": str(flow_run.id), "prefect_flow_run_name": str(flow_run.name),
                           "model_name": ref.name, "model_version": ref.version, "model_alias": ref.alias,
-                          "model_run_id": ref.run_id})
+                          "model_run_id": ref.run_id,
+                          "mlflow.note.content": f"batch prediction with {ref.name} v{ref.version}"})
+    run.log_dataset(input_path, input_digest(input_path), context="inference")
     run.log_params({"model": ref.uri, "input": input_path, "output": stats.output, "chunk_rows": chunk_rows,
                     "runner": runner, "device": device, "split_gpus": split_gpus})
     run.log_metrics({"rows_in": stats.rows_in, "rows_out": stats.rows_out, "chunks": stats.chunks,

@@ -101,6 +101,10 @@ def test_the_backtest_flow_logs_a_parent_run_with_a_nested_run_per_fold(prefect_
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(int(c.data.tags["backtest_fold"]) for c in children) == [1, 2, 3]
+    # named after the Prefect flow run, the folds after it; each names the data it read
+    assert parent.info.run_name == parent.data.tags["prefect_flow_run_name"]
+    assert sorted(c.info.run_name for c in children) == [f"{parent.info.run_name}-fold-{k}" for k in (1, 2, 3)]
+    assert all(len(r.inputs.dataset_inputs) == 1 for r in [parent, *children])
     assert all("test_mae" in c.data.metrics and "naive_test_mae" in c.data.metrics for c in children)
     rows = json.loads(open(client.download_artifacts(parent.info.run_id, "backtest/folds.json")).read())
     assert [r["fold"] for r in rows] == [1, 2, 3] and "autoets_mae" in rows[0]

@@ -65,7 +65,7 @@ def test_quiet_train_prints_the_result_and_a_link_to_the_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert not [line for line in lines if "| INFO" in line], lines
-    assert lines[0].startswith("stocks-forecaster v1 -> ")
+    assert lines[0].startswith("ok-unsorted-forecaster v1 -> ")  # own data: a name of its own
     assert re.search(r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/[0-9a-f]{32} ", lines[1]), lines[1]
     assert "rnnpipe ui" in lines[1]
     # the temporary Prefect API: no note about it, no link to a UI it lacks, every log line
@@ -110,7 +110,7 @@ def test_a_misspelt_column_fails_at_once_on_one_line_for_every_pipeline(tmp_path
         assert len(lines) == 1 and f"column {column!r} not found ({setting};" in lines[0], lines
 
 
-def test_a_busy_port_is_one_line_and_exit_2_for_serve_and_ui():
+def test_a_busy_port_is_one_line_and_exit_2_for_serve_ui_and_schedule():
     import socket
 
     from click.testing import CliRunner
@@ -121,7 +121,8 @@ def test_a_busy_port_is_one_line_and_exit_2_for_serve_and_ui():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        for args in (["serve", "any-model", "--port", str(port)], ["ui", "--port", str(port)]):
+        for args in (["serve", "any-model", "--port", str(port)], ["ui", "--port", str(port)],
+                     ["schedule", "--start-server", "--port", str(port)]):
             result = CliRunner().invoke(cli, args)
             assert result.exit_code == 2, result.output
             assert result.output.strip().splitlines() == [
@@ -157,3 +158,20 @@ def test_a_model_reference_before_anything_was_trained_fails_at_once(tmp_path, m
     out = subprocess.run([sys.executable, "-c", code, *cases[0][0]], capture_output=True, text=True,
                          env=os.environ | {"RNNPIPE_HOME": str(tmp_path)})
     assert out.stdout.strip().splitlines()[-1] == "False 2", out.stdout + out.stderr
+
+
+def test_printed_links_use_the_port_of_the_running_ui(tmp_path, monkeypatch):
+    """`rnnpipe ui --port N` says where it runs while it runs; links printed meanwhile use it."""
+    import json
+
+    from rnnpipe import cli as cli_module
+
+    monkeypatch.setenv("RNNPIPE_HOME", str(tmp_path))
+    assert cli_module._running_ui() is None
+    marker = cli_module._ui_file()
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"url": "http://127.0.0.1:5077", "pid": os.getpid()}))
+    assert cli_module._running_ui() == "http://127.0.0.1:5077"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    marker.write_text(json.dumps({"url": "http://127.0.0.1:5077", "pid": int(dead.stdout)}))
+    assert cli_module._running_ui() is None  # a UI that stopped without tidying up

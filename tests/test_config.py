@@ -67,7 +67,7 @@ def test_bundled_sample_defaults_give_way_to_a_users_own_file():
         load_config(ForecastConfig, overrides=["data.path=x.csv", 'data.series_col=""', "data.series=[a]"])
     reviews = load_config(ReviewsConfig, overrides=["data.path=mine.jsonl"])
     assert reviews.data.test_path == "" and reviews.data.id_col == ""
-    assert load_config(ReviewsConfig).data.test_path == "data/reviews_test.parquet"
+    assert load_config(ReviewsConfig).data.test_path.endswith("data/reviews_test.parquet")  # the installed file
     monitor = load_config(MonitorConfig, overrides=["data.path=v.csv", "data.channels=hr,spo2", "data.event=hr > 120"])
     assert monitor.forecast.channel == "hr" and monitor.data.duplicates == "error"
 
@@ -77,7 +77,10 @@ def test_a_language_model_given_replaces_the_bundled_vectors(tmp_path):
     override or a TOML file, unless the user also names a vector file (then the clash is named)."""
     from rnnpipe.config import BUNDLED_VECTORS, ReviewsConfig
 
-    assert load_config(ReviewsConfig).embed.path == BUNDLED_VECTORS and load_config(ReviewsConfig).embed.freeze
+    from rnnpipe.settings import bundled_file
+
+    assert load_config(ReviewsConfig).embed.path == str(bundled_file(BUNDLED_VECTORS))
+    assert load_config(ReviewsConfig).embed.freeze
     lm = load_config(ReviewsConfig, overrides=["pretrain.model=reviews-lm@champion"])
     assert (lm.embed.path, lm.embed.freeze, lm.embed.extend_vocab) == ("", False, False)
     path = tmp_path / "c.toml"
@@ -85,4 +88,14 @@ def test_a_language_model_given_replaces_the_bundled_vectors(tmp_path):
     assert load_config(ReviewsConfig, path).embed.path == ""
     with pytest.raises(ConfigError, match="does not go with pretrain.enabled or embed.path='v.txt'"):
         load_config(ReviewsConfig, overrides=["pretrain.model=reviews-lm", "embed.path=v.txt"])
-    assert load_config(ReviewsConfig, overrides=['pretrain.model=""']).embed.path == BUNDLED_VECTORS
+    assert load_config(ReviewsConfig, overrides=['pretrain.model=""']).embed.path == str(bundled_file(BUNDLED_VECTORS))
+
+
+def test_an_unknown_key_in_a_config_file_names_the_file(tmp_path):
+    from rnnpipe.config import ForecastConfig, load_config
+    from rnnpipe.errors import ConfigError
+
+    path = tmp_path / "mine.toml"
+    path.write_text("[model]\nhiden_size = 3\n")
+    with pytest.raises(ConfigError, match=r"mine\.toml: unknown config key 'model\.hiden_size'"):
+        load_config(ForecastConfig, path)

@@ -153,7 +153,7 @@ def test_cli_predict_writes_forecasts(first_run, tmp_path, stocks):
         assert bad.exit_code == 2 and message in bad.output and bad.output.count("error:") == 1
     missing = CliRunner().invoke(cli, ["predict", "no-such-model@champion", "-i", str(src), "-o", str(out),
                                        "--overwrite"])
-    assert missing.exit_code == 2 and "no alias @champion of 'no-such-model'" in missing.output
+    assert missing.exit_code == 2 and "no registered model named 'no-such-model'" in missing.output
     assert missing.output.count("error:") == 1 and "Flow run" not in missing.output  # before any flow
     misspelt = tmp_path / "misspelt.csv"
     stocks[stocks.Ticker == "AAPL"].tail(80).rename(columns={"Close": "close"}).to_csv(misspelt, index=False)

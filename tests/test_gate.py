@@ -55,6 +55,34 @@ def test_champion_rules():
     undefined = judge("test_mae", 0.9, {"naive": 1.0}, champion=("3", float("nan")))
     assert undefined.promoted and undefined.rule == "champion-undefined"
     assert set(GATE_RULES) >= {"undefined-metric", "degenerate", "baseline", "first", "champion"}
+    other = judge("test_mae", 0.5, {"naive": 1.0}, champion=("3", 2.8), other_data="bundled:stocks.parquet, "
+                  "this run on /home/me/prices.csv")
+    assert not other.promoted and other.rule == "other-data"
+    assert "champion v3 was trained on bundled:stocks.parquet, this run on /home/me/prices.csv" in other.reason
+    # no champion yet: nothing to compare with, the first is promoted on whatever data
+    assert judge("test_mae", 0.5, {"naive": 1.0}, other_data="x").rule == "first"
+
+
+def test_a_champion_of_other_data_is_not_compared_with(tracking):
+    """A lower MAE on another data set (one series at ~200 $ against three tickers) does
+    not take the champion; the same data does, wherever the bundled file is installed."""
+    def register(value, source, name="gate-data"):
+        run = Run.start("gate-tests", tags={"data_source": source})
+        run.log_metrics({"test_mae": value, "naive_test_mae": 9.0})
+        return register_and_gate(run, f"runs:/{run.id}/model", name, {"test_mae": value, "naive_test_mae": 9.0},
+                                 "test_mae", {"naive": "naive_test_mae"})
+
+    from rnnpipe.settings import bundled_dir
+
+    bundled = register(2.81, str(bundled_dir() / "stocks.parquet"))
+    assert bundled.promoted
+    tags = tracking.get_model_version("gate-data", bundled.version).tags
+    assert tags["data_source"] == "bundled:stocks.parquet"
+    own = register(1.59, "/home/me/prices.csv")
+    assert own.alias == "challenger" and own.rule == "other-data" and "bundled:stocks.parquet" in own.reason
+    assert str(tracking.get_model_version_by_alias("gate-data", "champion").version) == bundled.version
+    again = register(2.7, f"{bundled_dir()}/../data/./stocks.parquet")  # the same file, spelt otherwise
+    assert again.promoted and again.rule == "champion"
 
 
 @pytest.fixture(scope="module")

@@ -108,3 +108,36 @@ def test_duplicate_readings_can_be_averaged(small):
     frame = to_series_frame(dup, **COLS, duplicates="mean")
     assert len(frame) == len(small)
     assert frame.target[10] == pytest.approx(small.Close[10] + 1)
+
+
+def test_a_gap_in_a_models_input_suggests_no_training_setting():
+    """A client (a served request, a batch file) cannot set data.nan_policy: the error
+    names the row and says the model takes no gaps; training's error suggests the setting."""
+    import numpy as np
+    import pandas as pd
+
+    from rnnpipe.config import DataConfig
+    from rnnpipe.errors import DataError
+    from rnnpipe.ingest import read_forecast_input
+    from rnnpipe.io import to_series_frame
+
+    df = pd.DataFrame({"Ticker": "AAPL", "Date": pd.date_range("2024-01-01", periods=5).astype(str),
+                       "Close": [1.0, 2.0, np.nan, 4.0, 5.0]})
+    with pytest.raises(DataError) as served:
+        read_forecast_input(df, DataConfig(series=[]))
+    assert "input row 2:" in str(served.value) and "fill it in" in str(served.value)  # the frame's index
+    assert "set data.nan_policy" not in str(served.value)
+    with pytest.raises(DataError, match="set data.nan_policy=ffill or drop"):
+        to_series_frame(df, timestamp_col="Date", series_col="Ticker", value_cols=["Close"])
+
+
+def test_an_output_folder_gets_the_mode_of_a_folder_made_by_mkdir(tmp_path):
+    import os
+
+    from rnnpipe.batch import SUCCESS, atomic_folder
+
+    with atomic_folder(tmp_path / "out") as tmp:
+        (tmp / SUCCESS).write_text("{}")
+    (tmp_path / "made").mkdir()
+    assert (tmp_path / "out").stat().st_mode & 0o777 == (tmp_path / "made").stat().st_mode & 0o777
+    assert os.access(tmp_path / "out", os.R_OK | os.X_OK)

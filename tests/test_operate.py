@@ -55,6 +55,10 @@ def test_batch_prediction_chunks_keeps_keys_and_lineage_and_is_idempotent(models
     # the job left an MLflow run pointing back at its Prefect flow run
     jobs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("batch-predictions").experiment_id])
     assert jobs[0].data.metrics["rows_in"] == 400 and jobs[0].data.tags["prefect_flow_run_id"]
+    assert jobs[0].info.run_name == jobs[0].data.tags["prefect_flow_run_name"]  # one name in both UIs
+    (read,) = jobs[0].inputs.dataset_inputs
+    assert read.dataset.source.endswith("reviews_in") or "reviews_in" in read.dataset.source
+    assert [t.value for t in read.tags if t.key == "mlflow.data.context"] == ["inference"]
 
     # series models get whole series even when a series spans several chunks
     name, version = models["stocks"]

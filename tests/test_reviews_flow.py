@@ -204,5 +204,5 @@ def test_train_reviews_refuses_an_unknown_language_model_before_any_flow(tmp_pat
 
     result = CliRunner().invoke(cli, ["train", "reviews", "--set", "pretrain.model=no-such-lm@champion"])
     assert result.exit_code == 2, result.output
-    assert result.output.count("error: model 'no-such-lm@champion': no alias @champion") == 1
+    assert result.output.count("error: model 'no-such-lm@champion': no registered model named 'no-such-lm'") == 1
     assert "Traceback" not in result.output

@@ -91,6 +91,7 @@ def monitor(out: Path) -> None:
     bad["ts"] = bad.ts.str.replace(" ", "T") + np.where(bad.index % 3 == 0, "+01:00", "")
     csv(bad, out / "mixed_offsets.csv")
     csv(small.assign(glucose=np.nan), out / "all_missing_channel.csv")
+    one_cell(small, out / "null_id.csv", 20, "pid", None)  # a reading with no patient
     empty_files(small, out)
 
 
@@ -103,6 +104,12 @@ def reviews(out: Path) -> None:
     one_cell(small, out / "empty_text.csv", 6, "review", "   ")
     one_cell(small, out / "unknown_label.csv", 8, "score", "maybe")
     one_cell(small, out / "latin1.csv", 4, "review", "Très bon café, un goût doux et rond", encoding="latin-1")
+    # star ratings mapped as the text: an integer column where text belongs
+    small.assign(review=np.arange(len(small)) % 5 + 1).to_parquet(out / "int_text.parquet", index=False)
+    # JSON Lines cut short at line 27 (a truncated copy)
+    lines = small.to_json(orient="records", lines=True).splitlines()
+    lines[26] = lines[26][:40]
+    (out / "broken.jsonl").write_text("\n".join(lines) + "\n")
     empty_files(small, out)
 
 

@@ -262,7 +262,8 @@ class StatisticalForecast:
 
     From an origin the fitted model is applied, with its parameters fixed, to the series'
     history up to and including the origin (StatsForecast's `forward`: no refit, nothing
-    after the origin is read), at most its last `history` points (0: all). The cap is an
+    after the origin is read), at most its last `forward_history` points (0: all; by
+    default `history`, the points the fit reads). The cap is an
     approximation for speed: `forward` re-reads the whole history at every origin (AutoTheta
     also re-estimates its trend line on it), which costs O(length) per origin, 47 ms for
     AutoTheta at 8,000 points, and fitting AutoTheta to long series is slower still (153 s
@@ -272,12 +273,14 @@ class StatisticalForecast:
     `fallback_series`.
     """
 
-    def __init__(self, name: str, season: int = 0, history: int = 3000):
+    def __init__(self, name: str, season: int = 0, history: int = 3000, forward_history: int | None = None):
         if name not in STATISTICAL:
             raise ValueError(f"statistical baseline {name!r}: expected one of {', '.join(STATISTICAL)}")
         if name == "seasonalnaive" and season < 2:
             raise ValueError("seasonalnaive needs window.season >= 2")
         self.name, self.season, self.history = name, season, history
+        # the points read from each origin (None: `history`, as the fit)
+        self.forward_history = history if forward_history is None else forward_history
         self.models_: dict[int, object] = {}
         self.fallback_series: list[str] = []
         self.fit_seconds_ = 0.0
@@ -338,7 +341,7 @@ class StatisticalForecast:
                 lo = int(frame.offsets[i])
                 if i not in filled:  # interpolated per series once; a gap's neighbours precede any origin after it
                     filled[i] = self._filled(frame.target[lo:frame.offsets[i + 1]])
-                first = end + 1 - self.history if self.history else lo
+                first = end + 1 - self.forward_history if self.forward_history else lo
                 y = filled[i][max(first, lo) - lo:end + 1 - lo]
                 fc = model.forward(y, h=H, level=levels) if levels else model.forward(y, h=H)
                 if np.isfinite(fc["mean"]).all():

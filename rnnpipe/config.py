@@ -84,17 +84,22 @@ class BaselinesConfig:
     # StatsForecast models fitted per series on the training part, scored on the model's own
     # test points: autoets | autotheta | autoarima (slow on 2,000+ points)
     statistical: list[str] = field(default_factory=lambda: ["autoets", "autotheta"])
-    # from each origin a model reads at most this many past points (0: all); an approximation
-    # for speed, as `forward` re-reads its whole history at every origin
+    # each model is fitted on at most this many of a series' last training points (0: all)
     history: int = 3000
+    # and from each origin reads at most this many past points (0: all): `forward` re-reads
+    # its whole input at every origin (AutoTheta re-estimates its trend on it), 7-8 ms at
+    # 3,000 points and under 1 ms at 1,000; chosen on validation (bench_forecast.py --only
+    # statistical --histories 3000 3000/1000)
+    forward_history: int = 1000
     # gradient boosting (scikit-learn's HistGradientBoostingRegressor) on the same window:
     # lags of the target, the last value of every input, calendar and known inputs at the
     # forecast step, the step itself; early stopping on the validation windows
     gbm: bool = True
 
     def check(self, section: str) -> None:
-        if self.history < 0:
-            raise ConfigError(f"{section}.history={self.history}: 0 (all) or a number of points")
+        for key in ("history", "forward_history"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{section}.{key}={getattr(self, key)}: 0 (all) or a number of points")
         bad = [m for m in self.statistical if m not in STATISTICAL_BASELINES]
         if bad:
             raise ConfigError(f"{section}.statistical: unknown model {bad[0]!r} "

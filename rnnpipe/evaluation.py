@@ -282,7 +282,8 @@ class ForecastEvaluation:
 
 def fit_forecast_baselines(prepared, statistical: Sequence[str] = ("autoets", "autotheta"),
                            season: int = 0, history: int = 3000,
-                           quantiles: Sequence[float] = (), gbm: bool = False, seed: int = 0) -> dict[str, object]:
+                           quantiles: Sequence[float] = (), gbm: bool = False, seed: int = 0,
+                           forward_history: int | None = None) -> dict[str, object]:
     """The forecasting baselines besides naive, fitted on the training part of `Prepared`
     data only (settings chosen on validation): ridge on the window, and the `statistical`
     StatsForecast models per series (`StatisticalForecast`); seasonal naive is added when
@@ -301,7 +302,8 @@ def fit_forecast_baselines(prepared, statistical: Sequence[str] = ("autoets", "a
                                               seed=seed).fit(prepared)
     names = list(dict.fromkeys([*statistical, *(["seasonalnaive"] if season >= 2 else [])]))
     for name in names:
-        out[name] = StatisticalForecast(name, season, history).fit(prepared.frame, prepared.split)
+        out[name] = StatisticalForecast(name, season, history, _forward(forward_history)).fit(prepared.frame,
+                                                                                           prepared.split)
     if quantiles:
         out["naive"] = NaiveQuantiles(quantiles).fit(prepared)
     return out
@@ -346,10 +348,17 @@ def evaluate_forecaster(pipeline, prepared, part: str = "test",
                               {**metrics, **seconds}, others, quantiles, bands, dict(baselines or {}))
 
 
+def _forward(forward_history: int | None) -> int:
+    """The points a statistical model reads from each origin: the config's default unless given."""
+    from rnnpipe.config import BaselinesConfig
+
+    return BaselinesConfig().forward_history if forward_history is None else forward_history
+
+
 def evaluate_forecasts(pipeline, prepared, parts: Sequence[str] = ("val", "test"),
                        statistical: Sequence[str] = ("autoets", "autotheta"),
                        season: int = 0, history: int = 3000, gbm: bool = False,
-                       seed: int = 0) -> dict[str, ForecastEvaluation]:
+                       seed: int = 0, forward_history: int | None = None) -> dict[str, ForecastEvaluation]:
     """`evaluate_forecaster` on several parts, the baselines fitted once. The statistical
     models forecast the test part only: forecasting from every origin is most of an
     evaluation's time (`forward` per origin), and no choice is made on their validation
@@ -357,7 +366,7 @@ def evaluate_forecasts(pipeline, prepared, parts: Sequence[str] = ("val", "test"
     from rnnpipe.baselines import StatisticalForecast
 
     baselines = fit_forecast_baselines(prepared, statistical, season, history,
-                                       tuple(getattr(pipeline, "quantiles", ())), gbm, seed)
+                                       tuple(getattr(pipeline, "quantiles", ())), gbm, seed, forward_history)
     cheap = {k: b for k, b in baselines.items() if not isinstance(b, StatisticalForecast)}
     return {part: evaluate_forecaster(pipeline, prepared, part, baselines if part == "test" else cheap, season)
             for part in parts}

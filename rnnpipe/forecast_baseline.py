@@ -79,7 +79,8 @@ class BaselineForecastPipeline(ForecastPipeline):
             return pre.decode(self.baseline.predict(inputs, future, ends, future_starts), frame, ends)
         from rnnpipe.baselines import StatisticalForecast
 
-        view = StatisticalForecast(self.name, self.config.window.season, self.config.baselines.history)
+        b = self.config.baselines
+        view = StatisticalForecast(self.name, self.config.window.season, b.history, b.forward_history)
         view.models_ = {i: self.baseline[s] for i, s in enumerate(frame.series) if s in self.baseline}
         return view.forecast(_Frame(frame, pre), ends)
 

@@ -361,6 +361,8 @@ class ForecastPipeline:
         if "encoder_lookback" not in raw["model"]:  # ... and before its decoder read seasonal lags
             raw.setdefault("window", {})["season"] = 0
         raw.setdefault("data", {}).setdefault("calendar", [])  # ... and before calendar inputs
+        baselines = raw.setdefault("baselines", {})  # ... and before a statistical baseline's origins
+        baselines.setdefault("forward_history", baselines.get("history", 3000))  # read fewer points than its fit
         return from_dict(ForecastConfig, raw)
 
     @classmethod
@@ -410,7 +412,8 @@ def baseline_settings(cfg: ForecastConfig) -> dict[str, Any]:
     """`evaluate_forecasts` keywords from the config: which statistical models, which season,
     gradient boosting or not."""
     return dict(statistical=tuple(cfg.baselines.statistical), season=cfg.window.season,
-                history=cfg.baselines.history, gbm=cfg.baselines.gbm, seed=cfg.train.seed)
+                history=cfg.baselines.history, forward_history=cfg.baselines.forward_history,
+                gbm=cfg.baselines.gbm, seed=cfg.train.seed)
 
 
 def train_and_evaluate(cfg: ForecastConfig):

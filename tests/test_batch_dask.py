@@ -122,7 +122,7 @@ def _reviews_in_four_files(folder):
 def test_a_worker_killed_mid_job_never_leaves_output_that_looks_complete(models, tmp_path):
     """SIGKILL to one Dask worker while parts are being written: its nanny restarts it and the
     scheduler runs its parts again, so the job either completes with every row once, or fails
-    and leaves no OUTDIR; either way a re-run succeeds."""
+    and leaves no OUTDIR (that the next job into it succeeds is the test above's)."""
     import os
     import signal
     import subprocess
@@ -163,8 +163,6 @@ def test_a_worker_killed_mid_job_never_leaves_output_that_looks_complete(models,
     else:
         assert not dst.exists(), output
         assert "Traceback" not in output
-    again = on_dask(f"{name}/{version}", tmp_path / "big", tmp_path / "again")
-    assert len(again) == len(reviews)
 
 
 def test_a_device_this_machine_lacks_fails_before_the_job(models, inputs, tmp_path):

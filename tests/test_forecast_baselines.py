@@ -104,3 +104,20 @@ def test_history_cap_reads_only_the_last_points_before_the_origin():
     a = model.forecast(_prepared(frame_of(y), 2), np.array([189]))
     b = model.forecast(_prepared(frame_of(early), 2), np.array([189]))
     np.testing.assert_allclose(a, b)
+
+
+@pytest.mark.parametrize("name", ["autoets", "autotheta"])
+def test_from_each_origin_a_model_reads_at_most_forward_history_points(name):
+    """baselines.forward_history: the points before the window a fitted model reads from an
+    origin change nothing; with the whole history (0), AutoTheta's trend line, re-estimated
+    on its input, moves with them (AutoETS's state forgets them within the window anyway)."""
+    rng = np.random.default_rng(1)
+    y = 100 + np.cumsum(rng.normal(0, 1, 300))
+    split = Split(np.array([[0, 200, 250, 300]]))
+    older = y.copy()
+    older[:190] += np.linspace(0, 40, 190)  # only points more than 60 before origin 260 differ
+    for forward, same in ((60, True), *([(0, False)] if name == "autotheta" else [])):
+        model = StatisticalForecast(name, history=0, forward_history=forward).fit(frame_of(y), split)
+        a = model.forecast(_prepared(frame_of(y), 3), np.array([260]))
+        b = model.forecast(_prepared(frame_of(older), 3), np.array([260]))
+        assert np.allclose(a, b) == same, (forward, a, b)

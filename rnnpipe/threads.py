@@ -36,7 +36,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 INTERVAL_S = 0.5  # how often a loop's `tick` looks at the cores
-SPARE = 0.25  # a core counts as free when others use less than (1 - SPARE) of it... rounded up
+SPARE = 0.25  # a core counts as free while other processes use at most this much of it (floor(cores - others + SPARE))
 
 _share: int | None = None  # a worker's share of the cores, set by `share`
 _governor: "ThreadGovernor | None" = None

@@ -99,11 +99,11 @@ def test_own_data_keeps_the_bundled_champion_and_its_jobs(prefect_harness, tmp_p
 
 
 @pytest.mark.slow
-def test_an_installed_wheel_trains_from_a_folder_of_ones_own(tmp_path):
+def test_an_installed_wheel_trains_every_pipeline_from_a_folder_of_ones_own(tmp_path):
     """A wheel built from the repo, installed apart from the checkout, run from an empty
-    folder with RNNPIPE_HOME there: the bundled defaults (the stocks sample, the reviews'
-    vectors) come from the installed package, every bundled file is in it, and the user's own
-    file is read from the folder."""
+    folder with RNNPIPE_HOME there: the bundled defaults (the stocks and glucose samples, the
+    reviews' vectors) come from the installed package, every bundled file is in it, and the
+    user's own file is read from the folder."""
     dist, site, work = tmp_path / "dist", tmp_path / "site", tmp_path / "work"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "-w", str(dist), str(REPO)], check=True, capture_output=True, timeout=300)
@@ -118,12 +118,14 @@ def test_an_installed_wheel_trains_from_a_folder_of_ones_own(tmp_path):
            "PREFECT_HOME": str(work / ".prefect")}
     env.pop("PREFECT_API_URL", None)
     env.pop("MLFLOW_TRACKING_URI", None)
-    # the bundled sample (stocks) and the reported case (own texts, the bundled vectors); the
-    # monitor's and the language model's defaults resolve the same way (the test above)
+    # the bundled samples (stocks, glucose) and the reported case (own texts, the bundled vectors)
     runs = {
         "stocks": ["window.lookback=20", "train.epochs=1", "model.hidden_size=8", "baselines.statistical=[]",
                    "baselines.gbm=false", "register.gate_baselines=[naive]"],
         "reviews": ["data.path=my_reviews.csv", "train.epochs=1", "model.hidden_size=8", "text.max_len=40"],
+        "monitor": ["train.epochs=1", "model.hidden_size=8", "forecast.enabled=false"],
+        "lm": ["data.path=my_reviews.csv", "data.test_path=''", "train.epochs=1", "model.embed_dim=16",
+               "model.hidden_size=16", "model.num_layers=1", "stream.bptt=20"],
     }
     for pipeline, sets in runs.items():
         proc = subprocess.run([sys.executable, "-c", "import sys; from rnnpipe import cli; "

@@ -69,14 +69,15 @@ def _origins(frame: SeriesFrame, split: Split) -> dict[str, str]:
             for i, sid in enumerate(frame.series)}
 
 
-def train_fold(cfg: ForecastConfig, frame: SeriesFrame, split: Split):
-    """Fit the preprocessing and the model on one fold's training part: (pipeline, prepared, fit)."""
+def train_fold(cfg: ForecastConfig, frame: SeriesFrame, split: Split, label: str = ""):
+    """Fit the preprocessing and the model on one fold's training part: (pipeline, prepared, fit);
+    `label` (`fold 2`) starts the training's log lines, which interleave when folds run side by side."""
     from rnnpipe.pipeline import ForecastPipeline, prepare
     from rnnpipe.training import fit
 
     p = prepare(frame, split, cfg)
     pipe = ForecastPipeline(cfg, p.preprocessor)
-    result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
+    result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False, label=label)
     return pipe, p, result
 
 
@@ -107,7 +108,7 @@ def run_fold(cfg: ForecastConfig, frame: SeriesFrame, k: int, trained=None) -> F
     split = splits[k - 1]
     best_epoch, history = 0, []
     if trained is None:
-        pipe, p, result = train_fold(cfg, frame, split)
+        pipe, p, result = train_fold(cfg, frame, split, f"fold {k}")
         baselines = fit_forecast_baselines(p, **baseline_settings(cfg), quantiles=pipe.quantiles)
         best_epoch, history = result.best_epoch, result.history
     else:
@@ -124,7 +125,7 @@ def train_once(cfg: ForecastConfig, frame: SeriesFrame):
     from rnnpipe.evaluation import fit_forecast_baselines
     from rnnpipe.pipeline import baseline_settings
 
-    pipe, p, result = train_fold(cfg, frame, fold_splits(frame, cfg)[0])
+    pipe, p, result = train_fold(cfg, frame, fold_splits(frame, cfg)[0], "fold 1")
     baselines = fit_forecast_baselines(p, **baseline_settings(cfg), quantiles=pipe.quantiles)
     return (pipe, p, baselines), result
 

@@ -339,13 +339,20 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
         loss_fn: Callable | None = None, checkpoint_path: str | Path | None = None,
         checkpoint_meta: dict[str, Any] | None = None, resume: bool = False,
         on_epoch: Callable[[dict[str, float]], None] | None = None,
-        progress: bool | None = None) -> FitResult:
+        progress: bool | None = None, label: str = "") -> FitResult:
     """Train `model` in place and return its history; the model ends on its best weights.
 
     `progress=None` shows the bar only on a terminal. With `resume=True` and a checkpoint at
     `checkpoint_path` whose `meta["key"]` matches `checkpoint_meta["key"]`, training picks up
-    after the last finished epoch.
+    after the last finished epoch. `label` starts every log line (`fold 2: epoch 3/30 ...`),
+    for trainings that run side by side.
     """
+    def say(message: str, *args: Any) -> None:
+        if label:
+            log.info("%s: " + message, label, *args)
+        else:
+            log.info(message, *args)
+
     if len(train) == 0 or len(val) == 0:
         raise ConfigError(f"no windows to train on ({len(train)} train, {len(val)} val): "
                           "the series are too short for window.lookback and window.horizon")
@@ -402,7 +409,7 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
         trained_best = state.get("trained_best", best_val)
         start_epoch = state["epoch"] + 1
         meta = {**state.get("meta", {}), **meta}
-        log.info("resuming from %s after epoch %d", ckpt, state["epoch"])
+        say("resuming from %s after epoch %d", ckpt, state["epoch"])
     resumed_from = start_epoch - 1
 
     part = getattr(model, "linear_part", None)
@@ -415,7 +422,7 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
             warm = (part.warm_start() if hasattr(part, "warm_start")  # a start fitted elsewhere
                     else warm_start_linear_part(model, train, val, loss_fn, cfg.seed))
             warm["warm_start_s"] = time.perf_counter() - t_warm
-            log.info("linear part alone: %s", ", ".join(f"{k}={v:.4g}" for k, v in warm.items()))
+            say("linear part alone: %s", ", ".join(f"{k}={v:.4g}" for k, v in warm.items()))
         initial_val = evaluate_loss(model, val, loss_fn, max(cfg.batch_size, 1024), autocast)
         best_val, best_epoch = initial_val, 0
         best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -469,7 +476,7 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
             best_val, best_epoch = val_loss, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         stopped_early = bad_epochs >= cfg.patience
-        log.info("epoch %d/%d train_loss=%.5f val_loss=%.5f lr=%.2e %.0f samples/s%s", epoch,
+        say("epoch %d/%d train_loss=%.5f val_loss=%.5f lr=%.2e %.0f samples/s%s", epoch,
                  cfg.epochs, record["train_loss"], val_loss, lr, record["samples_per_s"],
                  "  (best)" if best_epoch == epoch else "")
         if ckpt is not None:
@@ -483,18 +490,18 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
         if on_epoch is not None:
             on_epoch(record)
     if stopped_early:
-        log.info("early stop: no val_loss improvement for %d epochs; best epoch %d (val_loss=%.5f)",
+        say("early stop: no val_loss improvement for %d epochs; best epoch %d (val_loss=%.5f)",
                  cfg.patience, best_epoch, best_val)
     if best_state is not None:
         model.load_state_dict(copy.deepcopy(best_state))
     if best_epoch == 0:
-        log.info("no epoch improved on the starting weights on validation (val_loss=%.5f); "
+        say("no epoch improved on the starting weights on validation (val_loss=%.5f); "
                  "the model keeps them", best_val)
     band = {}
     if getattr(model, "quantiles", ()):
         t_band = time.perf_counter()
         band = fit_band(model, train, val, cfg.seed)
         band["band_fit_s"] = time.perf_counter() - t_band
-        log.info("quantile band: %s", ", ".join(f"{k}={v:.4g}" for k, v in band.items()))
+        say("quantile band: %s", ", ".join(f"{k}={v:.4g}" for k, v in band.items()))
     return FitResult(history, best_epoch, best_val, stopped_early, str(device),
                      "bf16" if use_bf16 else "fp32", resumed_from, meta, initial_val, warm, band, threads)

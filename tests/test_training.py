@@ -105,3 +105,15 @@ def test_device_selection():
         from rnnpipe.errors import ConfigError
         with pytest.raises(ConfigError, match="CUDA is not available"):
             select_device("cuda")
+
+
+def test_a_labelled_training_says_whose_lines_they_are(caplog):
+    """Folds of a backtest train side by side: each log line of a training starts with its label."""
+    import logging
+
+    cfg, p = _prepared(["train.epochs=2"])
+    pipe = ForecastPipeline(cfg, p.preprocessor)
+    with caplog.at_level(logging.INFO, logger="rnnpipe.training"):
+        fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False, label="fold 2")
+    lines = [r.getMessage() for r in caplog.records if r.name == "rnnpipe.training"]
+    assert any(m.startswith("fold 2: epoch 1/2 ") for m in lines) and all(m.startswith("fold 2: ") for m in lines)

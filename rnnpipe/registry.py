@@ -429,9 +429,6 @@ def _version_metric(client: MlflowClient, mv, metric: str) -> float | None:
     return client.get_run(mv.run_id).data.metrics.get(metric) if mv.run_id else None
 
 
-IDENTITY = ("data_source", "input_columns")  # what a version's metric was measured on and what it reads
-
-
 def data_identity(client: MlflowClient, run_id: str, model_uri: str) -> dict[str, str]:
     """The data a version was trained and tested on (`settings.describe_source`: a bundled
     sample is named the same wherever rnnpipe is installed) and the input columns it reads."""

@@ -12,6 +12,7 @@ rnnpipe runs from one, else the current directory):
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -76,9 +77,12 @@ def apply_verbosity(level: int) -> None:
                                                       else "MLFLOW_LOGGING_LEVEL"])
     os.environ["RNNPIPE_LOG_LEVEL"] = "WARNING" if level < 0 else "DEBUG" if level > 0 else "INFO"
     # a Dask cluster's scheduler and workers (here and in their processes) say only what is wrong
-    dask = "info" if level > 0 else "warning"
-    os.environ["DASK_LOGGING__DISTRIBUTED"] = dask
-    logging.getLogger("distributed").setLevel(dask.upper())
+    if level == 0:
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # the user's own setting stands
+    else:
+        os.environ["DASK_LOGGING__DISTRIBUTED"] = "info" if level > 0 else "warning"
+    with contextlib.suppress(ValueError):  # a level Dask reads but logging does not name
+        logging.getLogger("distributed").setLevel(os.environ["DASK_LOGGING__DISTRIBUTED"].upper())
     logging.getLogger("rnnpipe").setLevel(os.environ["RNNPIPE_LOG_LEVEL"])
 
 

@@ -19,7 +19,6 @@ import click
 
 from rnnpipe import __version__, kinds, localstore, settings
 from rnnpipe.errors import ConfigError, DataError, RnnpipeError
-from rnnpipe.server import flow_api
 
 CONFIGS = {**{k.name: k.config for k in kinds.KINDS.values()}, "schedule": "rnnpipe.config:ScheduleConfig"}
 DEFAULT_MODEL = "stocks-forecaster@champion"
@@ -161,6 +160,8 @@ def train(pipeline, config_path, overrides, resume):
 
     cfg = _config(pipeline, config_path, overrides)
     _preload(pipeline, cfg)
+    from flows.api import flow_api  # light: started before the heavy imports
+
     with flow_api() as ready:
         flow = kinds.get(pipeline).flow_function()
         ready()
@@ -237,6 +238,8 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, addre
     from rnnpipe.batch import check_input
 
     check_input(model, input_path, fmt)  # the model reference, columns and values, before the flow
+    from flows.api import flow_api  # light: started before the heavy imports
+
     with flow_api() as ready:
         from flows.predict import batch_predict
 
@@ -491,6 +494,8 @@ def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, wor
     if per_series:  # times the number of series, known only once the data is read
         n = max(n, os.cpu_count() or 1)
     workers, threads = _plan(runner, address, n, workers, threads)
+    from flows.api import flow_api  # light: started before the heavy imports
+
     with flow_api() as ready:
         from flows.sweep import sweep as sweep_flow, task_runner
 
@@ -538,6 +543,8 @@ def backtest(pipeline, config_path, overrides, folds, step, refit, runner, addre
     _preload(pipeline, cfg)
     n = cfg.backtest.folds if cfg.backtest.refit == "every" else 1
     workers, threads = _plan(runner, address, n, workers, 0)
+    from flows.api import flow_api  # light: started before the heavy imports
+
     with flow_api() as ready:
         from flows.sweep import task_runner
 

@@ -101,27 +101,44 @@ def open_dataset(path: str | Path, fmt: str = "auto",
     return dataset, kind
 
 
+def jsonl_files(path: Path) -> list[Path]:
+    """The JSON Lines file at `path`, or those under the folder, in order."""
+    return sorted(f for f in path.rglob("*") if FORMATS.get(f.suffix.lower()) == "jsonl") \
+        if path.is_dir() else [path]
+
+
+def jsonl_records(file: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """The non-blank lines of a JSON Lines file, one at a time (pyarrow's reader fails the
+    whole file on one bad line and names neither): (line number, the record or None, why it
+    is None: `undecodable:...` or `not_text:...`, the reason codes of a bad row)."""
+    import json
+
+    with open(file, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw.rstrip(b"\r\n").decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                yield number, None, f"undecodable:bytes that are not UTF-8 (at byte {exc.start} of the line)"
+            except ValueError as exc:
+                yield number, None, f"not_text:not valid JSON ({exc})"
+            else:
+                if isinstance(record, dict):
+                    yield number, record, None
+                else:
+                    yield number, None, f"not_text:not a JSON object but a {type(record).__name__}"
+
+
 def unreadable(path: str | Path, kind: str, exc: Exception) -> DataError:
-    """The error for a file (or dataset) pyarrow cannot read. For JSON Lines, the first line
-    that is not a JSON object is found and named (pyarrow says neither file nor line)."""
+    """The error for a file (or dataset) pyarrow cannot read; for JSON Lines, the first bad
+    line, named (`jsonl_records`)."""
     p = Path(path)
     if kind == "jsonl":
-        import json
-
-        for file in ([p] if p.is_file() else sorted(f for f in p.rglob("*") if f.suffix.lower() in (".jsonl", ".json", ".ndjson"))):
-            with open(file, "rb") as fh:
-                for number, line in enumerate(fh, start=1):
-                    line = line.rstrip(b"\r\n")
-                    if not line.strip():
-                        continue
-                    try:
-                        record = json.loads(line)
-                    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                        text = line[:60].decode("utf-8", "replace")
-                        return DataError(f"{file}, line {number}: not valid JSON ({err}): {text!r}")
-                    if not isinstance(record, dict):
-                        return DataError(f"{file}, line {number}: a JSON Lines row must be an object "
-                                         f"{{\"column\": value, ...}}, not {type(record).__name__}")
+        for file in jsonl_files(p):
+            for number, _, problem in jsonl_records(file):
+                if problem:
+                    return DataError(f"{file}, line {number}: {problem.partition(':')[2]}")
     return DataError(f"{p}: cannot read as {kind}: {exc}")
 
 
@@ -410,11 +427,20 @@ def _files_state(value: Any) -> list[tuple[str, int, int]]:
         if isinstance(v, dict):
             out += _files_state(v)
         elif key in ("path", "test_path") and isinstance(v, str) and v:
-            p = resolve_data_path(v)
-            for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
-                with contextlib.suppress(OSError):
-                    st = f.stat()
-                    out.append((str(f), st.st_size, st.st_mtime_ns))
+            out += files_state(resolve_data_path(v))
+    return out
+
+
+def files_state(path: str | Path) -> list[tuple[str, int, int]]:
+    """(path, size, mtime) of the file, or of every file under the folder, at `path`: what
+    tells whether data changed without reading it."""
+    p = Path(path)
+    out = []
+    for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
+        with contextlib.suppress(OSError):
+            st = f.stat()
+            if not f.is_dir():
+                out.append((str(f), st.st_size, st.st_mtime_ns))
     return out
 
 

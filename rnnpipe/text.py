@@ -10,7 +10,6 @@ padding nor its compute grows with the longest review in the data.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections import Counter
@@ -24,7 +23,7 @@ import pyarrow as pa
 import torch
 
 from rnnpipe.errors import DataError
-from rnnpipe.io import RowOrigin, detect_format, read_table
+from rnnpipe.io import RowOrigin, detect_format, jsonl_files, jsonl_records, read_table
 
 log = logging.getLogger(__name__)
 
@@ -58,27 +57,16 @@ def _scan_jsonl(path: Path, columns: Sequence[str]) -> tuple[dict[str, list], Ro
     """JSON Lines read line by line, so a bad line is reported (or skipped) on its own: pyarrow's
     reader fails the whole file on one undecodable byte. Returns the columns, the origin and,
     per row, why it could not be read (None when it could)."""
-    files = sorted(q for q in path.rglob("*") if q.suffix.lower() in (".jsonl", ".ndjson")) \
-        if path.is_dir() else [path]
+    files = jsonl_files(path)
     cols: dict[str, list] = {c: [] for c in columns}
     rows, file_ids, problems = [], [], []
     for fi, f in enumerate(files):
-        with open(f, "rb") as fh:
-            for r, raw in enumerate(line for line in fh if line.strip()):
-                problem = None
-                try:
-                    record = json.loads(raw.decode("utf-8"))
-                    if not isinstance(record, dict):
-                        raise ValueError("not an object")
-                except UnicodeDecodeError as exc:
-                    record, problem = {}, f"undecodable:bytes that are not UTF-8 (at byte {exc.start} of the line)"
-                except ValueError as exc:
-                    record, problem = {}, f"not_text:the line is not a JSON object ({exc})"
-                for c in columns:
-                    cols[c].append(record.get(c))
-                rows.append(r)
-                file_ids.append(fi)
-                problems.append(problem)
+        for r, (_, record, problem) in enumerate(jsonl_records(f)):
+            for c in columns:
+                cols[c].append((record or {}).get(c))
+            rows.append(r)
+            file_ids.append(fi)
+            problems.append(problem)
     if not rows:
         raise DataError(f"{path}: no JSON lines found")
     present = {c for c in columns if any(v is not None for v in cols[c])}

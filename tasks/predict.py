@@ -18,7 +18,7 @@ from rnnpipe.batch import (SUCCESS, BatchStats, Part, RowMap, atomic_folder, com
                            open_input, part_error, plan_parts, predict_part, predict_to_parquet)
 from rnnpipe import threads as rnnpipe_threads
 from rnnpipe.errors import DataError
-from rnnpipe.io import open_dataset
+from rnnpipe.io import files_state, open_dataset
 from rnnpipe.registry import ModelRef, Run, load_model, resolve_model
 from tasks.common import IO
 
@@ -142,13 +142,7 @@ def predict_in_parts(ref: ModelRef, input_path: str, output_path: str, chunk_row
 def input_digest(path: str) -> str:
     """What identifies a batch input without reading it again: the sha256 of its files'
     paths, sizes and modification times."""
-    p = Path(path)
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
-    h = hashlib.sha256()
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.relative_to(p) if f != p else f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
+    return hashlib.sha256(repr(files_state(path)).encode()).hexdigest()
 
 
 @task(name="log-job", cache_policy=NO_CACHE, **IO)

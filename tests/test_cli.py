@@ -78,10 +78,10 @@ def test_quiet_train_prints_the_result_and_a_link_to_the_run(tmp_path):
 
 
 def test_a_temporary_api_is_used_only_where_no_server_is_configured(monkeypatch):
-    from rnnpipe import server
+    from flows.api import flow_api
 
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
-    with server.flow_api() as ready:
+    with flow_api() as ready:
         ready()  # returns at once: the configured server is the user's business
         assert os.environ["PREFECT_API_URL"] == "http://127.0.0.1:9/api"
 

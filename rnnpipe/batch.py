@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from rnnpipe import localstore
 from rnnpipe.errors import DataError
-from rnnpipe.io import RowOrigin, atomic_path, clean_stale_temps, open_dataset, temp_prefix
+from rnnpipe.io import RowOrigin, atomic_path, clean_stale_temps, missing_input_column, open_dataset, temp_prefix
 from rnnpipe.localstore import ModelRef
 
 LINEAGE = ("model_name", "model_version", "model_alias", "mlflow_run_id")
@@ -225,13 +225,9 @@ def check_input(model: str, input_path: str | Path, fmt: str = "auto") -> ModelR
             return Path(mlflow.artifacts.download_artifacts(f"{ref.uri}/artifacts/{relative}"))
     dataset, _ = open_dataset(input_path, fmt)
     choices = (info.metadata or {}).get("rnnpipe_input_columns") if info is not None else None
-    names = set(dataset.schema.names)
-    for accepted in choices or []:
-        if not names.intersection(accepted):
-            raise DataError(f"{dataset_source(dataset)}: column {accepted[0]!r} not found"
-                            f"{' (nor ' + ', '.join(map(repr, accepted[1:])) + ')' if accepted[1:] else ''}; "
-                            f"{ref} reads {', '.join(c[0] for c in choices)} "
-                            f"(columns: {', '.join(dataset.schema.names)})")
+    problem = missing_input_column(choices or [], dataset.schema.names, label="columns")
+    if problem:
+        raise DataError(f"{dataset_source(dataset)}: {problem}; {ref} reads {', '.join(c[0] for c in choices)}")
     if choices and _input_bytes(dataset) <= PRECHECK_BYTES:
         _check_values(info, artifact, input_path, fmt)
     return ref

@@ -142,6 +142,35 @@ def unreadable(path: str | Path, kind: str, exc: Exception) -> DataError:
     return DataError(f"{p}: cannot read as {kind}: {exc}")
 
 
+def missing_input_column(choices: Sequence[Sequence[str]], sent: Sequence[str], label: str = "sent") -> str | None:
+    """What is wrong with a table whose columns are `sent`, for a model that needs one column
+    of each list in `choices` (a list: the names it accepts for it), or None when nothing is
+    missing: the missing column, the columns that were sent, and the closest sent column that
+    no other need takes (same name in another case, a similar spelling, or the one column left
+    over), e.g. "column 'text' not found; sent: Text, id; did you mean 'Text'?" (`label`: what
+    the list of columns is called: "sent" for a request, "columns" for a file)."""
+    import difflib
+
+    sent = [str(c) for c in sent]
+    missing = [accepted for accepted in choices if not set(accepted).intersection(sent)]
+    if not missing:
+        return None
+    accepted = list(missing[0])
+    message = (f"column {accepted[0]!r} not found"
+               f"{' (nor ' + ', '.join(map(repr, accepted[1:])) + ')' if accepted[1:] else ''}; "
+               f"{label}: {', '.join(sent) if sent else 'none'}")
+    taken = {c for names in choices for c in names}
+    spare = [c for c in sent if c not in taken]
+    by_case = {c.casefold(): c for c in spare}
+    close = ([by_case[a.casefold()] for a in accepted if a.casefold() in by_case]
+             or [by_case[m] for a in accepted
+                 for m in difflib.get_close_matches(a.casefold(), list(by_case), n=1, cutoff=0.6)]
+             or (spare if len(spare) == 1 and len(missing) == 1 else []))
+    if close:
+        message += f"; did you mean {close[0]!r}? (send it as {accepted[0]!r})"
+    return message
+
+
 def read_table(path: str | Path, columns: Sequence[str] | None, fmt: str = "auto",
                text_columns: Sequence[str] = (), binary_columns: Sequence[str] = (),
                files: Sequence[str] | None = None) -> tuple[pa.Table, RowOrigin]:

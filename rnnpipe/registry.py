@@ -7,14 +7,17 @@ threads) and never opens a stray run.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ from mlflow.tracking import MlflowClient
 from rnnpipe import kinds, settings
 from rnnpipe import threads as rnnpipe_threads
 from rnnpipe.errors import ModelError, RnnpipeError
+from rnnpipe.io import missing_input_column
 from rnnpipe.localstore import CHAMPION, ModelRef, artefact_kind, not_registered, parse_spec  # ModelRef: also imported from here
 
 log = logging.getLogger(__name__)
@@ -197,6 +201,38 @@ class InputError(MlflowException):
         pass
 
 
+def input_choices(pipeline: Any) -> list[list[str]]:
+    """The input columns a fitted pipeline needs, each as the list of names it accepts."""
+    if hasattr(pipeline, "column_choices"):
+        return pipeline.column_choices()
+    return [[c] for c in pipeline.batch_spec([])[0]]
+
+
+class _DroppedColumns(logging.Filter):
+    """MLflow's schema enforcement hands a model only the columns of its signature and logs the
+    others ("Found extra inputs ... `['Text']`. These inputs will be ignored."). Noted per
+    thread (enforcement and predict run in the same one), so that a request without a column
+    the model needs is answered with the columns the client sent; the warning still shows."""
+
+    noted = threading.local()
+    _listed = re.compile(r"`(\[.*\])`")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Found extra inputs") and (m := self._listed.search(message)):
+            with contextlib.suppress(ValueError, SyntaxError):
+                self.noted.columns = [str(c) for c in ast.literal_eval(m.group(1))]
+        return True
+
+    @classmethod
+    def take(cls) -> list[str]:
+        columns, cls.noted.columns = getattr(cls.noted, "columns", []), []
+        return columns
+
+
+_DROPPED = _DroppedColumns()
+
+
 class PipelinePyfunc(mlflow.pyfunc.PythonModel):
     """A fitted rnnpipe pipeline as an MLflow model: raw input in, predictions out. The
     preprocessing travels inside it; `model_config["kind"]` says which pipeline it is."""
@@ -204,6 +240,10 @@ class PipelinePyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         kind = (context.model_config or {}).get("kind", "forecast")
         self.pipeline = kinds.artefact_class(kind).load(context.artifacts["pipeline"])
+        self.choices = input_choices(self.pipeline)
+        enforcement = logging.getLogger("mlflow.models.utils")
+        if _DROPPED not in enforcement.filters:
+            enforcement.addFilter(_DROPPED)
         if os.environ.get("_MLFLOW_IS_IN_SERVING_ENVIRONMENT") == "true":  # `rnnpipe serve`
             rnnpipe_threads.apply("auto")
 
@@ -213,6 +253,9 @@ class PipelinePyfunc(mlflow.pyfunc.PythonModel):
         values go out as JSON null rather than NaN. A pipeline with `inference_params()`
         (the language model) gets the request's `params` (MLflow fills in the signature's
         defaults)."""
+        problem = missing_input_column(self.choices, [*map(str, model_input.columns), *_DroppedColumns.take()])
+        if problem:
+            raise InputError(f"input: {problem}")
         try:
             if hasattr(self.pipeline, "inference_params"):
                 out = self.pipeline.predict(pd.DataFrame(model_input), **(params or {}))
@@ -277,8 +320,7 @@ def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame, nam
     params = pipeline.inference_params() if hasattr(pipeline, "inference_params") else None
     # the input columns a batch job must find (each a list of accepted names), for the check
     # before a job starts (`rnnpipe.batch.check_input`)
-    choices = (pipeline.column_choices() if hasattr(pipeline, "column_choices")
-               else [[c] for c in pipeline.batch_spec(list(input_example.columns))[0]])
+    choices = input_choices(pipeline)
     with warnings.catch_warnings():  # the integer `step` column is never missing
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         signature = infer_signature(input_example, pipeline.predict(input_example), params=params)
@@ -286,7 +328,11 @@ def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame, nam
     # answers a missing column or a text in a number column with a dump of the whole frame and
     # schema; the pipeline's validation (the one training uses) says what is wrong first, in
     # one line, and a served 400 carries it
-    signature.inputs = Schema([ColSpec(AnyType(), c.name, required=False) for c in signature.inputs.inputs])
+    # one and the same for every name a needed column is accepted under (served, `review` as well
+    # as `text`): enforcement passes on only the columns named here
+    names = [c.name for c in signature.inputs.inputs]
+    names += [n for accepted in choices for n in accepted if n not in names]
+    signature.inputs = Schema([ColSpec(AnyType(), n, required=False) for n in names])
     with tempfile.TemporaryDirectory() as tmp, _quiet_model_config_params():
         pipe_dir = pipeline.save(Path(tmp) / "pipeline")
         code = _package_code(Path(tmp) / "code")

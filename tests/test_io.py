@@ -141,3 +141,19 @@ def test_an_output_folder_gets_the_mode_of_a_folder_made_by_mkdir(tmp_path):
     (tmp_path / "made").mkdir()
     assert (tmp_path / "out").stat().st_mode & 0o777 == (tmp_path / "made").stat().st_mode & 0o777
     assert os.access(tmp_path / "out", os.R_OK | os.X_OK)
+
+
+def test_a_missing_input_column_names_what_was_sent_and_the_closest_spare_column():
+    from rnnpipe.io import missing_input_column
+
+    choices = [["Ticker"], ["Date"], ["Close"]]
+    assert missing_input_column(choices, ["Ticker", "Date", "Close", "extra"]) is None
+    # another case, a near spelling, the one column left over; none when it is ambiguous
+    assert missing_input_column(choices, ["Ticker", "Date", "close"]).endswith("did you mean 'close'? (send it as 'Close')")
+    assert "did you mean 'Closs'" in missing_input_column(choices, ["Ticker", "Date", "Closs", "Volume"])
+    assert "did you mean 'Price'" in missing_input_column(choices, ["Ticker", "Date", "Price"])
+    message = missing_input_column(choices, ["Ticker", "Date", "Price", "Volume"])
+    assert message == "column 'Close' not found; sent: Ticker, Date, Price, Volume"
+    # a column under either of two names
+    assert missing_input_column([["text", "review"]], ["Review"]).startswith("column 'text' not found (nor 'review'); sent: Review; did you mean 'Review'")
+    assert missing_input_column([["text"]], [], label="columns") == "column 'text' not found; columns: none"

@@ -192,6 +192,20 @@ def test_served_models_answer_like_batch_prediction_and_refuse_bad_payloads(mode
             # the reason first, in one short line: the model's own check, not a dump of the frame
             assert status == 400 and body["message"].startswith("input: column ") and "not found" in body["message"]
             assert len(body["message"]) < 300 and "\n" not in body["message"], body["message"]
+        # a client's own column names (which MLflow's schema enforcement drops before the model
+        # sees them) are named in the answer, with the one it most likely meant
+        reviews_url = f"http://127.0.0.1:{servers['reviews'][0]}/invocations"
+        for sent in ("Text", "body"):
+            status, body = post(reviews_url, split_json(texts.rename(columns={"text": sent})))
+            assert status == 400 and f"sent: {sent}" in body["message"], body
+            assert f"did you mean {sent!r}" in body["message"], body["message"]
+        # the training data's own text column is accepted as well, served as in a batch job
+        status, body = post(reviews_url, split_json(texts.rename(columns={"text": "review"})))
+        assert status == 200 and body == post(reviews_url, split_json(texts))[1], body
+        status, body = post(f"http://127.0.0.1:{servers['stocks'][0]}/invocations",
+                            split_json(prices[["Ticker", "Date", "Close"]].rename(columns={"Close": "Price"})))
+        assert status == 400 and body["message"].startswith("input: column 'Close' not found"), body
+        assert "sent: Ticker, Date, Price" in body["message"] and "did you mean 'Price'" in body["message"]
         # a series too short for the model: 400 with the reason, not a 500
         status, body = post(f"http://127.0.0.1:{servers['stocks'][0]}/invocations", split_json(prices.head(5)))
         assert status == 400 and "rows of history" in body["message"]

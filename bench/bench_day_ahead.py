@@ -22,6 +22,7 @@ bench/results/day-ahead-<time>.json.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -71,6 +72,7 @@ def main() -> None:
     if proc.returncode:
         raise SystemExit(proc.stdout[-3000:] + proc.stderr[-3000:])
     os.environ["RNNPIPE_HOME"] = str(home)
+    import mlflow
     from mlflow.tracking import MlflowClient
 
     from rnnpipe.registry import configure_tracking
@@ -78,7 +80,11 @@ def main() -> None:
     configure_tracking()
     client = MlflowClient()
     run = client.search_runs([client.get_experiment_by_name("day-ahead").experiment_id])[0]
-    m, t = run.data.metrics, run.data.tags
+    t = run.data.tags
+    # every score is in the run's table (the metrics tab keeps the headline ones)
+    table = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
+                                                                artifact_path="metrics/all.json")).read_text())
+    m = {**{row[0]: row[-1] for row in table["data"]}, **run.data.metrics}
     res = {"steps": args.steps, "wall_s": wall, "best_epoch": m.get("best_epoch"), "epochs": m.get("epochs_run"),
            "train_samples_per_s": m.get("train_samples_per_s"), "torch_threads": t.get("torch_threads"),
            **{k: m.get(k) for k in ("test_mae", "ridge_test_mae", "gbm_test_mae", "naive_test_mae", "autoets_test_mae",

@@ -107,6 +107,50 @@ def interval_name(quantiles: Sequence[float]) -> str:
     return f"coverage_{round(100 * (quantiles[-1] - quantiles[0])):g}"
 
 
+# a baseline's scores that stay metrics of the run (the model's own all do, per series its MAE;
+# a baseline's own figures without a part too: `autoets_fit_s`, `autoets_fallback_series`);
+# everything else is in the run's table artefact `metrics/all.json` (`metric_rows`)
+HEADLINE_SCORES = ("mae", "rmse", "mase", "pinball", "coverage_80")
+HEADLINE_PER_SERIES = ("mae",)
+
+
+def parse_metric(key: str, methods: Sequence[str], series: Sequence[str]) -> dict[str, str]:
+    """A forecasting metric's name in parts: `autoets_test_mase.AAPL` -> method autoets, part
+    test, score mase, series AAPL (the model's method is "model"; a score of no part, like
+    `autoets_fit_s`, has part "")."""
+    base, name = key, ""
+    for s in series:
+        if key.endswith(f".{s}"):
+            base, name = key[: -len(s) - 1], str(s)
+            break
+    method = next((m for m in methods if m and base.startswith(f"{m}_")), "")
+    rest = base[len(method) + 1:] if method else base
+    part, _, score = rest.partition("_")
+    if part not in ("train", "val", "test", "backtest"):
+        part, score = "", rest
+    return {"metric": key, "method": method or "model", "part": part, "score": score, "series": name}
+
+
+def metric_rows(metrics: dict[str, float], methods: Sequence[str], series: Sequence[str]) -> list[dict]:
+    """Every metric as a row (metric, method, part, score, series, value): the run's table."""
+    return [{**parse_metric(k, methods, series), "value": float(v)} for k, v in sorted(metrics.items())]
+
+
+def headline_metrics(metrics: dict[str, float], methods: Sequence[str], series: Sequence[str]) -> dict[str, float]:
+    """The metrics a run logs as MLflow metrics: the model's own (per series only its MAE), and
+    each baseline's HEADLINE_SCORES overall; a run of three series logs about 100 instead of
+    400, so `train_loss` and `val_loss` stay findable in the UI."""
+    out = {}
+    for k, v in metrics.items():
+        m = parse_metric(k, methods, series)
+        own = m["method"] == "model"
+        if m["series"] and not (own and m["score"] in HEADLINE_PER_SERIES):
+            continue
+        if own or m["score"] in HEADLINE_SCORES or not m["part"]:  # not m["part"]: fit_s, fallback_series
+            out[k] = v
+    return out
+
+
 def quantile_metrics(bands: np.ndarray, actual: np.ndarray, quantiles: Sequence[float],
                      series: Sequence[str], prefix: str = "test", name: str = "") -> dict[str, float]:
     """Scores of quantile forecasts `bands` (N, H, Q) of `actual` (N, H), in the target's

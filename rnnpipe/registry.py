@@ -147,6 +147,10 @@ class Run:
     def log_dict(self, data: Any, path: str) -> None:
         self.client.log_dict(self.id, data, path)
 
+    def log_table(self, rows: list[dict[str, Any]], path: str) -> None:
+        """A table artefact (MLflow's `log_table`: shown as a table in the run's artefacts)."""
+        self.client.log_table(self.id, pd.DataFrame(rows), path)
+
     def log_text(self, text: str, path: str) -> None:
         self.client.log_text(self.id, text, path)
 

@@ -9,8 +9,9 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from rnnpipe.backtest import FoldResult, run_fold
+from rnnpipe.backtest import FoldResult, methods, run_fold
 from rnnpipe.config import ForecastConfig, flatten, from_dict
+from rnnpipe.evaluation import headline_metrics, metric_rows
 from rnnpipe.io import SeriesFrame
 from rnnpipe.registry import Run, configure_tracking
 
@@ -43,7 +44,10 @@ def _fold(config: dict[str, Any], frame: SeriesFrame, k: int, parent_run_id: str
         result = run_fold(cfg, frame, k, trained)
         for h in result.history:
             run.log_metrics({key: h[key] for key in ("train_loss", "val_loss")}, step=int(h["epoch"]))
-        run.log_metrics({key: v for key, v in result.metrics.items() if math.isfinite(v)})
+        finite = {key: v for key, v in result.metrics.items() if math.isfinite(v)}
+        names, series = methods(finite), list(result.origins)
+        run.log_metrics(headline_metrics(finite, names, series))
+        run.log_table(metric_rows(finite, names, series), "metrics/all.json")
         run.set_tags({f"origin.{s}": t for s, t in result.origins.items()})
         run.end("FINISHED")
     except BaseException:

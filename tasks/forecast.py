@@ -7,7 +7,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from rnnpipe.config import ForecastConfig
-from rnnpipe.evaluation import evaluate_forecasts
+from rnnpipe.evaluation import evaluate_forecasts, headline_metrics, metric_rows
 from rnnpipe.features.splits import Split, chronological_split
 from rnnpipe.ingest import load_forecast_data
 from rnnpipe.io import SeriesFrame
@@ -49,7 +49,9 @@ def evaluate(pipeline: ForecastPipeline, prepared: Prepared, run_id: str) -> tup
     evs = evaluate_forecasts(pipeline, prepared, **baseline_settings(pipeline.config))
     val, test = evs["val"], evs["test"]
     metrics = {**val.metrics, **test.metrics}
-    run.log_metrics(metrics)
+    names, series = test.names(), list(dict.fromkeys(test.series))
+    run.log_metrics(headline_metrics(metrics, names, series))
+    run.log_table(metric_rows(metrics, names, series), "metrics/all.json")
     for path, fig in test.figures().items():
         run.log_figure(fig, path)
     run.log_dict(test.per_series(), "metrics/per_series.json")

@@ -1,6 +1,9 @@
 """The stocks flow end to end on a small slice: Prefect (test harness), MLflow (SQLite store),
 registration, the champion gate, resume, and the registered model's predictions."""
 
+import json
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -68,6 +71,14 @@ def test_run_is_fully_tracked(first_run, slice_path):
     m = run.data.metrics
     assert m["test_mae_vs_naive"] == pytest.approx(m["test_mae"] / m["naive_test_mae"])
     assert {"test_rmse", "test_mape", "naive_test_rmse", "test_mae.AAPL", "test_mae.MSFT"} <= set(m)
+    # the rest (per-series detail, a baseline's minor scores) is the run's table, not metrics
+    table = pd.DataFrame(**json.loads(Path(mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="metrics/all.json")).read_text()))
+    assert {"naive_test_mae.AAPL", "test_mape.AAPL", "naive_test_mape"} <= set(table.metric) - set(m)
+    assert {k for k in m if k.startswith(("test_", "val_", "naive_")) and k != "val_loss"} <= set(table.metric)
+    row = table.set_index("metric").loc["naive_test_mae.AAPL"]
+    assert (row.method, row.part, row.score, row.series) == ("naive", "test", "mae", "AAPL")
+    assert len(m) < len(table) / 2, (len(m), len(table))
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {"plots/loss_curves.png", "plots/test_forecast_vs_actual.png",
                      "plots/test_quantile_calibration.png"}

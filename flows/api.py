@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 
+from rnnpipe.errors import Terminated
 from rnnpipe.server import PrefectServer, free_port
 
 
@@ -59,7 +60,7 @@ def flow_api() -> Iterator[Callable[[], None]]:
     os.environ["PREFECT_UI_URL"] = ""  # no UI: Prefect prints no "View at" link to nowhere
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or 90)

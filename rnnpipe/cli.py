@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from rnnpipe import __version__, kinds, localstore, settings
-from rnnpipe.errors import ConfigError, DataError, RnnpipeError
+from rnnpipe.errors import ConfigError, DataError, RnnpipeError, Terminated
 
 CONFIGS = {**{k.name: k.config for k in kinds.KINDS.values()}, "schedule": "rnnpipe.config:ScheduleConfig"}
 DEFAULT_MODEL = "stocks-forecaster@champion"
@@ -34,12 +34,13 @@ def user_errors(fn):
         except RnnpipeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:  # Ctrl-C: 130 from every command, as shells expect
+        except KeyboardInterrupt as exc:  # Ctrl-C: 130 from every command, SIGTERM 143, as shells expect
             command = click.get_current_context(silent=True)
             hint = ("; `rnnpipe train ... --resume` continues from the last epoch"
                     if command is not None and command.info_name == "train" else "")
-            click.echo(f"interrupted{hint}", err=True)
-            sys.exit(130)
+            stopped = isinstance(exc, Terminated)
+            click.echo(f"{'stopped (SIGTERM)' if stopped else 'interrupted'}{hint}", err=True)
+            sys.exit(143 if stopped else 130)
 
     return wrapper
 
@@ -167,10 +168,12 @@ def train(pipeline, config_path, overrides, resume):
         ready()
         summary = flow(config=to_dict(cfg), resume=resume)
     click.echo("")
-    click.echo(f"{summary['model_name']} v{summary['version']} -> {summary['alias']}: {summary['reason']}")
+    if not settings.logs_info():  # otherwise the gate's log line just said it
+        click.echo(f"{summary['model_name']} v{summary['version']} -> {summary['alias']}: {summary['reason']}")
     if summary.get("baseline_version"):
         name, alias = summary["model_name"], summary["baseline_alias"]
-        click.echo(f"{name} v{summary['baseline_version']} -> {alias}: {summary['baseline_reason']}")
+        if not settings.logs_info():
+            click.echo(f"{name} v{summary['baseline_version']} -> {alias}: {summary['baseline_reason']}")
         click.echo(f"serve it with: rnnpipe serve {name}@{alias}")
     click.echo(f"MLflow run {summary['run_id']} in experiment {summary['experiment']}: {_run_link(summary['run_id'])}")
 
@@ -369,15 +372,20 @@ def ui(host, port):
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    verbose = os.environ.get("RNNPIPE_LOG_LEVEL") == "DEBUG"
+    if not verbose:  # a deprecation inside MLflow's server is not the user's to act on (-v shows it)
+        env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"),
+                                                       "ignore:starlette.middleware.wsgi is deprecated"]))
     click.echo(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it", err=True)
     click.echo(f"  open http://{host}:{port} in a browser", err=True)
     marker = _ui_file()
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"url": f"http://{host}:{port}", "pid": os.getpid()}))
     try:
-        quiet = [] if os.environ.get("RNNPIPE_LOG_LEVEL") == "DEBUG" else ["--uvicorn-opts", "--no-access-log"]
-        _foreground([mlflow_bin, "server", "--backend-store-uri", uri, "--host", host,
-                     "--port", str(port), "--workers", "1", *quiet], env)  # -v: a line per request
+        # -v: uvicorn's start and stop lines and a line per request
+        quiet = [] if verbose else ["--uvicorn-opts", "--no-access-log --log-level warning"]
+        _foreground([mlflow_bin, "server", "--backend-store-uri", uri, "--registry-store-uri", uri,
+                     "--host", host, "--port", str(port), "--workers", "1", *quiet], env)
     finally:
         marker.unlink(missing_ok=True)
 

@@ -15,3 +15,8 @@ class DataError(RnnpipeError):
 
 class ModelError(RnnpipeError):
     """A registered model or checkpoint cannot be found or does not fit the request."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be so that the same clean-up runs (the run marked as
+    stopped, servers stopped); the CLI exits with 143 rather than 130."""

@@ -68,8 +68,10 @@ def apply_verbosity(level: int) -> None:
 
     name = {-1: "WARNING", 0: "INFO", 1: "INFO"}.get(level, "DEBUG")
     for key in ("PREFECT_LOGGING_LEVEL", "MLFLOW_LOGGING_LEVEL"):
+        # MLflow's INFO lines ("Validating input example ...") are for -v
+        own = "WARNING" if key == "MLFLOW_LOGGING_LEVEL" and level == 0 else name
         if level == 0:
-            os.environ.setdefault(key, name)  # the user's own setting stands
+            os.environ.setdefault(key, own)  # the user's own setting stands
         else:
             os.environ[key] = name
     for logger in ("prefect", "mlflow"):
@@ -84,6 +86,11 @@ def apply_verbosity(level: int) -> None:
     with contextlib.suppress(ValueError):  # a level Dask reads but logging does not name
         logging.getLogger("distributed").setLevel(os.environ["DASK_LOGGING__DISTRIBUTED"].upper())
     logging.getLogger("rnnpipe").setLevel(os.environ["RNNPIPE_LOG_LEVEL"])
+
+
+def logs_info() -> bool:
+    """Whether rnnpipe's INFO log lines are shown (not -q)."""
+    return os.environ.get("RNNPIPE_LOG_LEVEL", "INFO") in ("INFO", "DEBUG")
 
 
 def apply_environment() -> None:

@@ -110,10 +110,13 @@ def finish(run_id: str, status: str) -> None:
 @contextlib.contextmanager
 def run_status(run_id: str) -> Iterator[None]:
     """Mark the MLflow run FINISHED when the block completes, KILLED on Ctrl-C (`--resume`
-    picks it up from the last checkpoint) and FAILED on any error."""
+    picks it up from the last checkpoint) or SIGTERM (Prefect's TerminationSignal) and FAILED on
+    any error."""
+    from prefect.exceptions import TerminationSignal
+
     try:
         yield
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, TerminationSignal):
         finish(run_id, "KILLED")
         raise
     except BaseException:
@@ -129,5 +132,4 @@ def summary(uri: str, experiment: str, run_id: str, decision: GateDecision, resu
            "model_name": decision.model_name, "version": decision.version, "alias": decision.alias,
            "reason": decision.reason, "device": result.device, "best_epoch": result.best_epoch,
            "metric": metric, **extra}
-    get_run_logger().info("%s v%s -> %s (MLflow run %s)", out["model_name"], out["version"], out["alias"], run_id)
-    return out
+    return out  # the registration was logged once, by the gate (`register_and_gate`)

@@ -2,6 +2,7 @@
 the workers, one output folder committed with `_SUCCESS` and a rename (issue 14, item 2)."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -88,9 +89,12 @@ def test_a_job_killed_mid_way_leaves_no_output_and_the_next_one_cleans_up(models
     reviews = _reviews_in_four_files(src)
     dst = tmp_path / "out"
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "predict", f"{name}/{version}", "-i", str(src),
-                             "-o", str(dst), "--chunk-rows", "20", "--runner", "dask", "--workers", "2"],
-                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.pop("DASK_LOGGING__DISTRIBUTED", None)  # the default verbosity's
+    log = tmp_path / "job.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "predict", f"{name}/{version}", "-i", str(src),
+                                 "-o", str(dst), "--chunk-rows", "20", "--runner", "dask", "--workers", "2"],
+                                env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
 
     def writing():
@@ -103,6 +107,9 @@ def test_a_job_killed_mid_way_leaves_no_output_and_the_next_one_cleans_up(models
     proc.wait()
     time.sleep(1)  # the workers' nannies go with the group
     assert not dst.exists()
+    # the cluster's scheduler and workers, started by then, say nothing unless something is wrong
+    said = log.read_text()
+    assert "Task run 'plan-parts" in said and not re.findall(r"INFO\s+\|\s+distributed\.|distributed\.\S+ - INFO", said), said
     left = list(tmp_path.glob(".out.*.tmp"))
     assert left
     got = on_dask(f"{name}/{version}", src, dst)

@@ -175,3 +175,79 @@ def test_printed_links_use_the_port_of_the_running_ui(tmp_path, monkeypatch):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     marker.write_text(json.dumps({"url": "http://127.0.0.1:5077", "pid": int(dead.stdout)}))
     assert cli_module._running_ui() is None  # a UI that stopped without tidying up
+
+
+def test_ui_runs_quietly_says_where_and_stops_on_ctrl_c(tmp_path):
+    """The real MLflow UI: no line per request (that is -v), the running port for printed
+    links while it runs, and Ctrl-C stops it with 130 and no traceback."""
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RNNPIPE_LOG_LEVEL")}
+    env["RNNPIPE_HOME"] = str(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "ui", "--port", str(port)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, up = time.monotonic() + 120, False
+        while not up and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    up = r.status == 200
+            except OSError:
+                time.sleep(0.5)
+        assert up, proc.stdout.read() if proc.poll() is not None else "the UI did not answer"
+        for path in ("/", "/ajax-api/2.0/mlflow/experiments/search?max_results=5"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                assert r.status == 200, path
+        marker = tmp_path / ".rnnpipe" / "ui.json"
+        assert json.loads(marker.read_text())["url"] == f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out and "GET /" not in out, out
+    # ours (where, how to open it) and MLflow's one line on who may connect
+    assert len(out.strip().splitlines()) <= 3, out
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_stops_it_in_a_few_lines(tmp_path, inputs):
+    """A training stopped by SIGTERM (a scheduler's stop, `kill`): its own exit code, the
+    run marked as stopped, and no tracebacks from the temporary Prefect API going away."""
+    import signal
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+    env.update(RNNPIPE_HOME=str(tmp_path), PREFECT_HOME=str(tmp_path / ".prefect"))
+    args = ["train", "stocks", "--set", f"data.path={inputs / 'prices.csv'}", "--set", "data.series=[]",
+            "--set", "window.lookback=20", "--set", "model.hidden_size=8", "--set", "train.epochs=500",
+            "--set", "train.patience=500", "--set", "baselines.statistical=[]", "--set", "baselines.gbm=false",
+            "--set", "register.gate_baselines=[naive]"]
+    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    lines = []
+    try:
+        for line in proc.stdout:  # until the second epoch is done: mid-training
+            lines.append(line)
+            if "epoch 2/" in line:
+                break
+        assert proc.poll() is None, "".join(lines)
+        os.kill(proc.pid, signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143 and "stopped (SIGTERM); `rnnpipe train ... --resume`" in rest, "".join(lines) + rest
+    assert "Traceback" not in rest and "onnect" not in rest, rest
+    assert len(rest.strip().splitlines()) <= 6, rest
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("stocks").experiment_id])
+    assert run.info.status == "KILLED"  # stopped, not failed: --resume continues it

@@ -280,6 +280,11 @@ def _check_device(device: str) -> None:
 UI_HOST, UI_PORT = "127.0.0.1", 5000  # where `rnnpipe ui` serves by default
 
 
+# MLflow 3's UI opens in its "GenAI" view (no model registry in the sidebar) unless the page's
+# address asks for the model-training one
+ML_VIEW = "workflowType=machine_learning"
+
+
 def _run_link(run_id: str) -> str:
     """The run's page in the MLflow UI (as MLflow's own clients print it), and how to open it."""
     from mlflow.tracking import MlflowClient
@@ -287,7 +292,7 @@ def _run_link(run_id: str) -> str:
     exp = MlflowClient().get_run(run_id).info.experiment_id
     running = _running_ui()
     url = running or f"http://{UI_HOST}:{UI_PORT}"
-    return f"{url}/#/experiments/{exp}/runs/{run_id}" + ("" if running else "  (start the UI with: rnnpipe ui)")
+    return f"{url}/#/experiments/{exp}/runs/{run_id}?{ML_VIEW}" + ("" if running else "  (start the UI with: rnnpipe ui)")
 
 
 def _ui_file() -> Path:
@@ -377,7 +382,7 @@ def ui(host, port):
         env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"),
                                                        "ignore:starlette.middleware.wsgi is deprecated"]))
     click.echo(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it", err=True)
-    click.echo(f"  open http://{host}:{port} in a browser", err=True)
+    click.echo(f"  open http://{host}:{port}/#/experiments?{ML_VIEW} in a browser (models: /#/models?{ML_VIEW})", err=True)
     marker = _ui_file()
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"url": f"http://{host}:{port}", "pid": os.getpid()}))

@@ -66,7 +66,7 @@ def test_quiet_train_prints_the_result_and_a_link_to_the_run(tmp_path):
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert not [line for line in lines if "| INFO" in line], lines
     assert lines[0].startswith("ok-unsorted-forecaster v1 -> ")  # own data: a name of its own
-    assert re.search(r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/[0-9a-f]{32} ", lines[1]), lines[1]
+    assert re.search(r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/[0-9a-f]{32}\?workflowType=machine_learning ", lines[1]), lines[1]
     assert "rnnpipe ui" in lines[1]
     # the temporary Prefect API: no note about it, no link to a UI it lacks, every log line
     # sent before it stopped, and nothing of it left behind

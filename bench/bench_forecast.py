@@ -331,8 +331,8 @@ def bench_intervals(device: str) -> list[dict]:
 
 
 def bench_backtest(workers: int = 2) -> list[dict]:
-    from flows.backtest import backtest
-    from flows.sweep import task_runner
+    from rnnpipe.flows.backtest import backtest
+    from rnnpipe.flows.sweep import task_runner
 
     cfg = to_dict(load_config(ForecastConfig, overrides=["register.experiment=bench-backtest"]))
     rows = []
@@ -409,7 +409,7 @@ def main() -> None:
         bare_s = min(s1, s2)
         results["training"] = {**train_info, "bare_wall_s": bare_s}
         if not args.skip_flow:
-            from flows.forecast import train_stocks
+            from rnnpipe.flows.forecast import train_stocks
 
             walls = []
             for _ in range(2):  # the first run of a process also starts the ephemeral Prefect API

@@ -106,8 +106,8 @@ def main() -> None:
     ap.add_argument("--dask-workers", type=int, default=2)
     ap.add_argument("--no-bare", action="store_true", help="skip the bare forward pass (it holds every row)")
     args = ap.parse_args()
-    from flows.predict import batch_predict
-    from flows.reviews import train_reviews
+    from rnnpipe.flows.predict import batch_predict
+    from rnnpipe.flows.reviews import train_reviews
     from rnnpipe.config import ReviewsConfig, load_config, to_dict
     from rnnpipe.registry import load_model
 
@@ -146,7 +146,7 @@ def main() -> None:
               flush=True)
 
     if args.dask_workers:
-        from flows.sweep import task_runner
+        from rnnpipe.flows.sweep import task_runner
 
         w = args.dask_workers
         threads = max(1, (os.cpu_count() or 1) // w)

@@ -161,7 +161,7 @@ def train(pipeline, config_path, overrides, resume):
 
     cfg = _config(pipeline, config_path, overrides)
     _preload(pipeline, cfg)
-    from flows.api import flow_api  # light: started before the heavy imports
+    from rnnpipe.flows.api import flow_api  # light: started before the heavy imports
 
     with flow_api() as ready:
         flow = kinds.get(pipeline).flow_function()
@@ -241,14 +241,14 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, addre
     from rnnpipe.batch import check_input
 
     check_input(model, input_path, fmt)  # the model reference, columns and values, before the flow
-    from flows.api import flow_api  # light: started before the heavy imports
+    from rnnpipe.flows.api import flow_api  # light: started before the heavy imports
 
     with flow_api() as ready:
-        from flows.predict import batch_predict
+        from rnnpipe.flows.predict import batch_predict
 
         ready()
         if runner == "dask":
-            from flows.sweep import task_runner
+            from rnnpipe.flows.sweep import task_runner
 
             from rnnpipe.threads import available_cpus
 
@@ -507,10 +507,10 @@ def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, wor
     if per_series:  # times the number of series, known only once the data is read
         n = max(n, os.cpu_count() or 1)
     workers, threads = _plan(runner, address, n, workers, threads)
-    from flows.api import flow_api  # light: started before the heavy imports
+    from rnnpipe.flows.api import flow_api  # light: started before the heavy imports
 
     with flow_api() as ready:
-        from flows.sweep import sweep as sweep_flow, task_runner
+        from rnnpipe.flows.sweep import sweep as sweep_flow, task_runner
 
         flow = sweep_flow.with_options(task_runner=task_runner(runner, workers, address))
         ready()
@@ -556,10 +556,10 @@ def backtest(pipeline, config_path, overrides, folds, step, refit, runner, addre
     _preload(pipeline, cfg)
     n = cfg.backtest.folds if cfg.backtest.refit == "every" else 1
     workers, threads = _plan(runner, address, n, workers, 0)
-    from flows.api import flow_api  # light: started before the heavy imports
+    from rnnpipe.flows.api import flow_api  # light: started before the heavy imports
 
     with flow_api() as ready:
-        from flows.sweep import task_runner
+        from rnnpipe.flows.sweep import task_runner
 
         flow = kinds.load(kinds.get(pipeline).backtest)
         ready()
@@ -623,7 +623,7 @@ def schedule(config_path, overrides, start_server, port):
         started = True
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
-        from flows.schedule import serve_deployments
+        from rnnpipe.flows.schedule import serve_deployments
 
         click.echo(f"Prefect UI: {server.ui_url}  (MLflow UI: rnnpipe ui)", err=True)
         click.echo(f"  to run a deployment by hand: export PREFECT_API_URL={server.api_url}, then "

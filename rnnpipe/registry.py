@@ -302,15 +302,16 @@ def _quiet_model_config_params():
 
 
 def _package_code(into: Path) -> Path:
-    """A copy of the rnnpipe package for a model's code_paths: the code without the bundled
-    data (megabytes a model does not read) or compiled caches."""
+    """A copy of the rnnpipe package for a model's code_paths: the library without the bundled
+    data (megabytes a model does not read), the orchestration (flows, tasks: Prefect, which a
+    served model never imports) or compiled caches."""
     import shutil
 
     root = Path(__file__).resolve().parent
 
     def skip(folder: str, names: list[str]) -> list[str]:
         top = Path(folder).resolve() == root
-        return [n for n in names if n == "__pycache__" or (top and n == "data")]
+        return [n for n in names if n == "__pycache__" or (top and n in ("data", "flows", "tasks"))]
 
     return Path(shutil.copytree(root, into / "rnnpipe", ignore=skip))
 

@@ -1,6 +1,6 @@
 """A Prefect server on loopback as a child process: what scheduled runs need (the ephemeral
 API cannot run schedules), and the temporary API of a command that runs flows
-(`flows.api.flow_api`). Only the `prefect` command is started; nothing here imports Prefect."""
+(`rnnpipe.flows.api.flow_api`). Only the `prefect` command is started; nothing here imports Prefect."""
 
 from __future__ import annotations
 

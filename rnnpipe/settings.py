@@ -28,7 +28,7 @@ def project_home() -> Path:
     if env:
         return Path(env).expanduser().resolve()
     checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "pyproject.toml").is_file() and (checkout / "flows").is_dir():
+    if (checkout / "pyproject.toml").is_file() and (checkout / "tests").is_dir():
         return checkout
     return Path.cwd().resolve()
 

@@ -75,10 +75,10 @@ def inputs(tmp_path_factory, stocks):
 @pytest.fixture(scope="session")
 def models(prefect_harness, inputs):
     """name -> (model name, version) of a freshly trained tiny model of each pipeline."""
-    from flows.forecast import train_stocks
-    from flows.lm import train_lm
-    from flows.monitor import train_monitor
-    from flows.reviews import train_reviews
+    from rnnpipe.flows.forecast import train_stocks
+    from rnnpipe.flows.lm import train_lm
+    from rnnpipe.flows.monitor import train_monitor
+    from rnnpipe.flows.reviews import train_reviews
     from test_monitor import SMALL as MONITOR_SMALL
 
     from rnnpipe.config import ForecastConfig, MonitorConfig, ReviewsConfig, load_config, to_dict

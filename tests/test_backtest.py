@@ -86,8 +86,8 @@ def test_refit_once_scores_fold_ones_model_on_every_fold():
 
 
 def test_the_backtest_flow_logs_a_parent_run_with_a_nested_run_per_fold(prefect_harness, tmp_path):
-    from flows.backtest import backtest
-    from flows.sweep import task_runner
+    from rnnpipe.flows.backtest import backtest
+    from rnnpipe.flows.sweep import task_runner
 
     path = tmp_path / "prices.csv"
     prices().to_csv(path, index=False)

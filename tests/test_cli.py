@@ -78,7 +78,7 @@ def test_quiet_train_prints_the_result_and_a_link_to_the_run(tmp_path):
 
 
 def test_a_temporary_api_is_used_only_where_no_server_is_configured(monkeypatch):
-    from flows.api import flow_api
+    from rnnpipe.flows.api import flow_api
 
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
     with flow_api() as ready:

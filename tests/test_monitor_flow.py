@@ -25,7 +25,7 @@ def dataset(tmp_path_factory):
 
 
 def test_monitor_flow_registers_a_model_that_warns_from_raw_readings(prefect_harness, dataset):
-    from flows.monitor import train_monitor
+    from rnnpipe.flows.monitor import train_monitor
 
     cfg = load_config(MonitorConfig, overrides=SMALL + [
         f"data.path={dataset}", "register.experiment=e2e-monitor", "register.model_name=e2e-monitor"])

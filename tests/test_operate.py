@@ -338,7 +338,7 @@ def test_a_forecaster_that_loses_leaves_its_baseline_as_a_servable_champion(pref
     """A pure daily cycle: the seasonal naive forecast is exact, so the recurrent model loses
     to it; the baseline is registered as a version of the same model, becomes champion and
     serves raw history through a real `rnnpipe serve`."""
-    from flows.forecast import train_stocks
+    from rnnpipe.flows.forecast import train_stocks
 
     from rnnpipe.config import ForecastConfig, load_config, to_dict
 

@@ -36,7 +36,7 @@ def slice_files(tmp_path_factory):
 
 
 def test_reviews_flow_registers_a_model_that_classifies_raw_text(prefect_harness, slice_files):
-    from flows.reviews import train_reviews
+    from rnnpipe.flows.reviews import train_reviews
 
     cfg = load_config(ReviewsConfig, overrides=SMALL + [
         f"data.path={slice_files / 'train.parquet'}", f"data.test_path={slice_files / 'test.csv'}",
@@ -104,7 +104,7 @@ def test_reviews_flow_registers_a_model_that_classifies_raw_text(prefect_harness
 def test_a_model_that_loses_to_tfidf_leaves_the_baseline_to_serve(prefect_harness, slice_files):
     """A gate no recurrent model can pass here (it must beat TF-IDF by 90%): the run registers
     the TF-IDF baseline as a version of the same model, and that version serves raw text."""
-    from flows.reviews import train_reviews
+    from rnnpipe.flows.reviews import train_reviews
 
     cfg = load_config(ReviewsConfig, overrides=SMALL + [
         "train.epochs=1", f"data.path={slice_files / 'train.parquet'}", f"data.test_path={slice_files / 'test.csv'}",
@@ -149,8 +149,8 @@ def test_a_registered_language_model_starts_the_classifier_unless_it_saw_val_or_
     """`pretrain.model`: a word-level LM trained on other reviews than the classifier's gives
     the embedding (word by word) and the encoder, whose shape the run takes; an LM that learned
     from the classifier's validation texts is refused, naming one."""
-    from flows.lm import train_lm
-    from flows.reviews import train_reviews
+    from rnnpipe.flows.lm import train_lm
+    from rnnpipe.flows.reviews import train_reviews
     from rnnpipe.errors import DataError
     from rnnpipe.lm import LMConfig
     from rnnpipe.registry import load_pipeline, resolve_model

@@ -154,7 +154,7 @@ def test_a_streamed_run_equals_the_in_memory_run(prefect_harness, vitals):
     from mlflow.tracking import MlflowClient
     from prefect.artifacts import Artifact
 
-    from flows.monitor import train_monitor
+    from rnnpipe.flows.monitor import train_monitor
     from rnnpipe.config import to_dict
 
     out, _ = vitals

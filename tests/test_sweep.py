@@ -72,7 +72,7 @@ def check_sweep(out, runner):
 def test_dask_and_local_runners_agree_on_the_best_trial(prefect_harness, small):
     from distributed import LocalCluster
 
-    from flows.sweep import sweep, task_runner
+    from rnnpipe.flows.sweep import sweep, task_runner
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:
@@ -100,7 +100,7 @@ def test_cli_refuses_a_bad_grid_before_any_trial_runs():
 @pytest.mark.slow
 def test_per_series_sweep_registers_one_model_per_series_and_retries_are_skipped_for_user_errors(
         prefect_harness, small):
-    from flows.sweep import sweep, task_runner
+    from rnnpipe.flows.sweep import sweep, task_runner
 
     cfg = {**small, "register": {**small["register"], "model_name": "per-series"}}
     out = sweep.with_options(task_runner=task_runner("sequential"))(

@@ -23,7 +23,7 @@ from rnnpipe.monitor import (
 )
 from rnnpipe.registry import Run
 from rnnpipe.streaming import StreamedMonitor
-from tasks.common import IO
+from rnnpipe.tasks.common import IO
 
 
 @task(name="ingest", cache_policy=NO_CACHE, **IO)

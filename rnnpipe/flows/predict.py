@@ -1,11 +1,11 @@
 """The batch-prediction flow: resolve the model version -> predict chunk by chunk into a
 temporary Parquet file, renamed when complete -> log the job to MLflow. On a Dask cluster
 (`--runner dask`) the input's parts are predicted by the workers into the files of an
-output folder, committed with `_SUCCESS` and a rename (`tasks.predict.predict_in_parts`).
+output folder, committed with `_SUCCESS` and a rename (`rnnpipe.tasks.predict.predict_in_parts`).
 
 Run it with `rnnpipe predict MODEL -i INPUT -o OUTPUT.parquet`, or from Python:
 
-    from flows.predict import batch_predict
+    from rnnpipe.flows.predict import batch_predict
     batch_predict("stocks-forecaster@champion", "data/stocks.parquet", "out/forecasts.parquet")
 """
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import flows  # noqa: F401  (environment first)
+import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import flow
 
 from rnnpipe.registry import configure_tracking
-from tasks import hide_user_error_tracebacks
-from tasks.predict import log_job, predict, predict_in_parts, resolve
+from rnnpipe.tasks import hide_user_error_tracebacks
+from rnnpipe.tasks.predict import log_job, predict, predict_in_parts, resolve
 
 hide_user_error_tracebacks()
 
@@ -30,7 +30,7 @@ def batch_predict(model: str, input_path: str, output_path: str, chunk_rows: int
     configure_tracking()
     ref = resolve(model)
     if runner == "dask":  # the flow runs with_options(task_runner=a DaskTaskRunner)
-        from flows.sweep import api_for_workers
+        from rnnpipe.flows.sweep import api_for_workers
 
         with api_for_workers():
             stats = predict_in_parts(ref, input_path, output_path, chunk_rows, input_format, workers, threads,

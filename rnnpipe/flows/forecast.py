@@ -2,7 +2,7 @@
 
 Run it with `rnnpipe train stocks`, or from Python:
 
-    from flows.forecast import train_stocks
+    from rnnpipe.flows.forecast import train_stocks
     train_stocks(config={"train": {"epochs": 5}})
 """
 
@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import flows  # noqa: F401  (environment first)
+import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import flow
 
 from rnnpipe.config import ForecastConfig, from_dict, to_dict
 from rnnpipe.forecast_baseline import BaselineForecastPipeline, best_servable
 from rnnpipe.pipeline import ForecastPipeline, history_example
 from rnnpipe.registry import configure_tracking, gate_spec
-from tasks import hide_user_error_tracebacks
-from tasks.common import register, run_status, start_run, summary, train
-from tasks.forecast import evaluate, ingest, prepare_windows, split_series
+from rnnpipe.tasks import hide_user_error_tracebacks
+from rnnpipe.tasks.common import register, run_status, start_run, summary, train
+from rnnpipe.tasks.forecast import evaluate, ingest, prepare_windows, split_series
 
 hide_user_error_tracebacks()
 

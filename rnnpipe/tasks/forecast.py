@@ -13,7 +13,7 @@ from rnnpipe.ingest import load_forecast_data
 from rnnpipe.io import SeriesFrame
 from rnnpipe.pipeline import ForecastPipeline, Prepared, baseline_settings, prepare
 from rnnpipe.registry import Run
-from tasks.common import IO
+from rnnpipe.tasks.common import IO
 
 
 @task(name="ingest", cache_policy=NO_CACHE, **IO)

@@ -3,7 +3,7 @@ evaluate against a Kneser-Ney n-gram -> register.
 
 Run it with `rnnpipe train lm`, or from Python:
 
-    from flows.lm import train_lm
+    from rnnpipe.flows.lm import train_lm
     train_lm(config={"train": {"epochs": 5}})
 """
 
@@ -12,15 +12,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import flows  # noqa: F401  (environment first)
+import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import flow
 
 from rnnpipe.config import from_dict, to_dict
 from rnnpipe.lm import LMConfig, LMPipeline, lm_loss, prompts_example
 from rnnpipe.registry import configure_tracking, gate_spec
-from tasks import hide_user_error_tracebacks
-from tasks.common import register, run_status, start_run, summary, train
-from tasks.lm import evaluate, ingest, prepare
+from rnnpipe.tasks import hide_user_error_tracebacks
+from rnnpipe.tasks.common import register, run_status, start_run, summary, train
+from rnnpipe.tasks.lm import evaluate, ingest, prepare
 
 hide_user_error_tracebacks()
 

@@ -4,7 +4,7 @@ validation goes through the usual champion gate.
 
 Run it with `rnnpipe sweep stocks --grid model.cell=lstm,gru --runner dask`, or from Python:
 
-    from flows.sweep import sweep, task_runner
+    from rnnpipe.flows.sweep import sweep, task_runner
     sweep.with_options(task_runner=task_runner("local", workers=2))(
         "stocks", config, {"model.cell": ["lstm", "gru"]})
 """
@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import flows  # noqa: F401  (environment first)
+import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
@@ -26,8 +26,8 @@ from rnnpipe.errors import ModelError
 from rnnpipe.registry import Run, configure_tracking, gate_spec
 from rnnpipe.sweep import (TrialResult, best_trial, make_trials, plot_sweep, series_of, summary_rows,
                            trial_config)
-from tasks import hide_user_error_tracebacks
-from tasks.sweep import TrialFailed, register_best, trial
+from rnnpipe.tasks import hide_user_error_tracebacks
+from rnnpipe.tasks.sweep import TrialFailed, register_best, trial
 
 hide_user_error_tracebacks()
 

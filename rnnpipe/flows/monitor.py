@@ -3,7 +3,7 @@ channel, as a child run) -> register.
 
 Run it with `rnnpipe train monitor`, or from Python:
 
-    from flows.monitor import train_monitor
+    from rnnpipe.flows.monitor import train_monitor
     train_monitor(config={"train": {"epochs": 5}})
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import flows  # noqa: F401  (environment first)
+import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import flow, get_run_logger
 
 from rnnpipe.config import MonitorConfig, from_dict, to_dict
@@ -19,9 +19,9 @@ from rnnpipe.monitor import MonitorPipeline, classification_loss
 from rnnpipe.pipeline import ForecastPipeline
 from rnnpipe.registry import Run, configure_tracking, gate_spec
 from rnnpipe.streaming import StreamedMonitor
-from tasks import hide_user_error_tracebacks
-from tasks.common import register, run_status, start_run, summary, train
-from tasks.monitor import evaluate, evaluate_forecast, ingest, prepare, prepare_forecast
+from rnnpipe.tasks import hide_user_error_tracebacks
+from rnnpipe.tasks.common import register, run_status, start_run, summary, train
+from rnnpipe.tasks.monitor import evaluate, evaluate_forecast, ingest, prepare, prepare_forecast
 
 hide_user_error_tracebacks()
 

@@ -4,7 +4,7 @@ regression -> register.
 
 Run it with `rnnpipe train reviews`, or from Python:
 
-    from flows.reviews import train_reviews
+    from rnnpipe.flows.reviews import train_reviews
     train_reviews(config={"train": {"epochs": 5}})
 """
 
@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import flows  # noqa: F401  (environment first)
+import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import flow
 
 from rnnpipe.config import ReviewsConfig, from_dict, to_dict
 from rnnpipe.registry import Run, configure_tracking, gate_spec
 from rnnpipe.reviews import ReviewsPipeline, reviews_example, text_loss
-from tasks import hide_user_error_tracebacks
-from tasks.common import register, run_status, start_run, summary, train
-from tasks.reviews import evaluate, ingest, language_model, prepare, pretrain
+from rnnpipe.tasks import hide_user_error_tracebacks
+from rnnpipe.tasks.common import register, run_status, start_run, summary, train
+from rnnpipe.tasks.reviews import evaluate, ingest, language_model, prepare, pretrain
 
 hide_user_error_tracebacks()
 

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from rnnpipe.lm import LMConfig, LMEvaluation, LMPipeline, LMPrepared, evaluate_lm, load_lm_texts, plot_perplexity, prepare_lm
 from rnnpipe.registry import Run
 from rnnpipe.training import FitResult
-from tasks.common import IO
+from rnnpipe.tasks.common import IO
 
 
 @task(name="ingest", cache_policy=NO_CACHE, **IO)

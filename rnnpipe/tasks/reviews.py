@@ -14,7 +14,7 @@ from rnnpipe.reviews import (Pretrained, ReviewsEvaluation, ReviewsPipeline, Rev
                              pretrain_encoder)
 from rnnpipe.text import TextTable
 from rnnpipe.training import FitResult
-from tasks.common import IO
+from rnnpipe.tasks.common import IO
 
 
 @task(name="ingest", cache_policy=NO_CACHE, **IO)

@@ -20,7 +20,7 @@ from rnnpipe import threads as rnnpipe_threads
 from rnnpipe.errors import DataError
 from rnnpipe.io import files_state, open_dataset
 from rnnpipe.registry import ModelRef, Run, load_model, resolve_model
-from tasks.common import IO
+from rnnpipe.tasks.common import IO
 
 EXPERIMENT = "batch-predictions"
 

@@ -11,11 +11,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import flows  # noqa: F401  (environment first)
+import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
-from flows.predict import batch_predict
+from rnnpipe.flows.predict import batch_predict
 from rnnpipe import settings
 from rnnpipe.config import ScheduleConfig, to_dict
 from rnnpipe.errors import RnnpipeError

@@ -3,8 +3,8 @@ per fold on the sweep's task runners (folds with refit are independent trainings
 
 Run it with `rnnpipe backtest stocks --folds 5 --step 60 --refit every`, or from Python:
 
-    from flows.backtest import backtest
-    from flows.sweep import task_runner
+    from rnnpipe.flows.backtest import backtest
+    from rnnpipe.flows.sweep import task_runner
     backtest.with_options(task_runner=task_runner("local", workers=2))(config={...})
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import flows  # noqa: F401  (environment first)
+import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
@@ -20,10 +20,10 @@ from prefect.runtime import flow_run
 from rnnpipe.backtest import combine_folds, fold_rows, fold_splits, plot_folds, train_once
 from rnnpipe.config import ForecastConfig, flatten, from_dict, to_dict
 from rnnpipe.registry import Run, configure_tracking
-from tasks import hide_user_error_tracebacks
-from tasks.backtest import fold
-from tasks.forecast import ingest
-from flows.sweep import api_for_workers
+from rnnpipe.tasks import hide_user_error_tracebacks
+from rnnpipe.tasks.backtest import fold
+from rnnpipe.tasks.forecast import ingest
+from rnnpipe.flows.sweep import api_for_workers
 
 hide_user_error_tracebacks()
 

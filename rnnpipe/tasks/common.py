@@ -18,7 +18,7 @@ from rnnpipe.errors import ModelError
 from rnnpipe.evaluation import plot_loss_curves
 from rnnpipe.registry import GateDecision, Run, log_pipeline_model, register_and_gate
 from rnnpipe.training import BatchSource, FitResult, checkpoint_path, fit, read_checkpoint_meta
-from tasks import retry_unless_user_error
+from rnnpipe.tasks import retry_unless_user_error
 
 IO = dict(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error)
 

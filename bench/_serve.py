@@ -15,11 +15,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str, env: dict[str, str] | None = None, timeout: float = 180) -> tuple[subprocess.Popen, int, float]:
+def start_server(
+    model: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> tuple[subprocess.Popen, int, float]:
     """`rnnpipe serve MODEL` in its own session -> (process, port, seconds until /ping answered)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "serve", model, "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rnnpipe.cli", "serve", model, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     t0 = time.perf_counter()
     while True:
         try:
@@ -28,5 +35,5 @@ def start_server(model: str, env: dict[str, str] | None = None, timeout: float =
         except OSError:
             if time.perf_counter() - t0 > timeout or proc.poll() is not None:
                 proc.kill()
-                raise SystemExit("server did not start")
+                raise SystemExit("server did not start") from None
             time.sleep(0.2)

@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RNNPIPE_HOME", tempfile.mkdtemp(prefix="rnnpipe-bench-"))
 
 from _results import write_results  # noqa: E402
+
 from rnnpipe import settings  # noqa: E402
 
 settings.apply_environment()
@@ -64,23 +65,49 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from rnnpipe.config import ReviewsConfig, load_config  # noqa: E402
-from rnnpipe.reviews import (ReviewsPipeline, evaluate_reviews, load_reviews, prepare_reviews,  # noqa: E402
-                             text_loss, train_and_evaluate)
+from rnnpipe.reviews import (  # noqa: E402
+    ReviewsPipeline,
+    evaluate_reviews,
+    load_reviews,
+    prepare_reviews,
+    text_loss,
+    train_and_evaluate,
+)
 from rnnpipe.training import fit  # noqa: E402
 
-FOUR = {"plain": "model.highway=none", "pretrain": "model.highway=none pretrain.enabled=true",
-        "default": "", "both": "pretrain.enabled=true"}
+FOUR = {
+    "plain": "model.highway=none",
+    "pretrain": "model.highway=none pretrain.enabled=true",
+    "default": "",
+    "both": "pretrain.enabled=true",
+}
 RANDOM = "embed.path= embed.freeze=false"  # an embedding learnt from scratch (the default until 2026-12-05)
-ENCODERS = {"random": RANDOM,
-            "bigru": f"model.cell=gru model.hidden_size=64 model.bidirectional=true embed.dim=100 {RANDOM}",
-            "lstm200": f"model.hidden_size=200 {RANDOM}"}  # the default until 2026-12-04, and a narrower LSTM
-VARIANTS = dict(FOUR) | {(enc if name == "default" else f"{enc}-{name}"): f"{sets} {extra}".strip()
-                         for enc, sets in ENCODERS.items() for name, extra in FOUR.items()}
-VARIANTS |= {"finetune": "embed.freeze=false", "extend": "embed.extend_vocab=true",
-             "default200": "model.hidden_size=200"}  # the default's vectors tuned / its vocabulary extended / an LSTM 200
+ENCODERS = {
+    "random": RANDOM,
+    "bigru": f"model.cell=gru model.hidden_size=64 model.bidirectional=true embed.dim=100 {RANDOM}",
+    "lstm200": f"model.hidden_size=200 {RANDOM}",
+}  # the default until 2026-12-04, and a narrower LSTM
+VARIANTS = dict(FOUR) | {
+    (enc if name == "default" else f"{enc}-{name}"): f"{sets} {extra}".strip()
+    for enc, sets in ENCODERS.items()
+    for name, extra in FOUR.items()
+}
+VARIANTS |= {
+    "finetune": "embed.freeze=false",
+    "extend": "embed.extend_vocab=true",
+    "default200": "model.hidden_size=200",
+}  # the default's vectors tuned / its vocabulary extended / an LSTM 200
 DEFAULT_VARIANTS = tuple(FOUR)
-KEYS = ("val_macro_f1", "tfidf_val_macro_f1", "test_macro_f1", "tfidf_test_macro_f1", "val_roc_auc",
-        "tfidf_val_roc_auc", "test_roc_auc", "tfidf_test_roc_auc")
+KEYS = (
+    "val_macro_f1",
+    "tfidf_val_macro_f1",
+    "test_macro_f1",
+    "tfidf_test_macro_f1",
+    "val_roc_auc",
+    "tfidf_val_roc_auc",
+    "test_roc_auc",
+    "tfidf_test_roc_auc",
+)
 
 
 def variants(specs: list[str]) -> dict[str, list[str]]:
@@ -89,7 +116,7 @@ def variants(specs: list[str]) -> dict[str, list[str]]:
         name, sep, sets = spec.partition("=")
         if not sep:
             if name not in VARIANTS:
-                raise SystemExit(f"--variant {name!r}: not one of {', '.join(VARIANTS)} (or NAME=\"KEY=VALUE ...\")")
+                raise SystemExit(f'--variant {name!r}: not one of {", ".join(VARIANTS)} (or NAME="KEY=VALUE ...")')
             sets = VARIANTS[name]
         out[name] = shlex.split(sets)
     return out
@@ -142,22 +169,29 @@ def report(results: dict, max_s: float = 0.0) -> None:
         runs, summary = v["runs"], {}
         for part in ("val", "test"):
             d = np.array([r[f"{part}_macro_f1"] - r[f"tfidf_{part}_macro_f1"] for r in runs])
-            summary |= {f"{part}_macro_f1_mean": float(np.mean([r[f"{part}_macro_f1"] for r in runs])),
-                        f"tfidf_{part}_macro_f1_mean": float(np.mean([r[f"tfidf_{part}_macro_f1"] for r in runs])),
-                        f"{part}_minus_tfidf_mean": float(d.mean()),
-                        f"{part}_minus_tfidf_sd": float(d.std(ddof=1)) if len(d) > 1 else float("nan"),
-                        f"{part}_wins": int((d > 0).sum())}
+            summary |= {
+                f"{part}_macro_f1_mean": float(np.mean([r[f"{part}_macro_f1"] for r in runs])),
+                f"tfidf_{part}_macro_f1_mean": float(np.mean([r[f"tfidf_{part}_macro_f1"] for r in runs])),
+                f"{part}_minus_tfidf_mean": float(d.mean()),
+                f"{part}_minus_tfidf_sd": float(d.std(ddof=1)) if len(d) > 1 else float("nan"),
+                f"{part}_wins": int((d > 0).sum()),
+            }
         summary["wall_s_mean"] = float(np.mean([r["wall_s"] for r in runs]))
         v["summary"] = summary
-    print(f"\n{'variant':10} {'splits':>6} {'val':>7} {'- tfidf':>8} {'wins':>5}   {'test':>7} {'- tfidf':>8} "
-          f"{'wins':>5}  {'s/run':>6}")
+    print(
+        f"\n{'variant':10} {'splits':>6} {'val':>7} {'- tfidf':>8} {'wins':>5}   {'test':>7} {'- tfidf':>8} "
+        f"{'wins':>5}  {'s/run':>6}"
+    )
     for name, v in vs.items():
         s, n = v["summary"], len(v["runs"])
-        print(f"{name:10} {n:>6} {s['val_macro_f1_mean']:7.4f} {s['val_minus_tfidf_mean']:+8.4f} "
-              f"{s['val_wins']:>3}/{n}   {s['test_macro_f1_mean']:7.4f} {s['test_minus_tfidf_mean']:+8.4f} "
-              f"{s['test_wins']:>3}/{n}  {s['wall_s_mean']:6.0f}")
-    tfidf = {r["split_seed"]: (r["tfidf_val_macro_f1"], r["tfidf_test_macro_f1"])
-             for v in vs.values() for r in v["runs"]}
+        print(
+            f"{name:10} {n:>6} {s['val_macro_f1_mean']:7.4f} {s['val_minus_tfidf_mean']:+8.4f} "
+            f"{s['val_wins']:>3}/{n}   {s['test_macro_f1_mean']:7.4f} {s['test_minus_tfidf_mean']:+8.4f} "
+            f"{s['test_wins']:>3}/{n}  {s['wall_s_mean']:6.0f}"
+        )
+    tfidf = {
+        r["split_seed"]: (r["tfidf_val_macro_f1"], r["tfidf_test_macro_f1"]) for v in vs.values() for r in v["runs"]
+    }
     tv, tt = np.mean(list(tfidf.values()), axis=0)
     print(f"{'TF-IDF':10} {len(tfidf):>6} {tv:7.4f} {'':8} {'':5}   {tt:7.4f}  (the baseline, refitted on each split)")
     eligible = [k for k in vs if not max_s or vs[k]["summary"]["wall_s_mean"] <= max_s]
@@ -177,8 +211,10 @@ def report(results: dict, max_s: float = 0.0) -> None:
     for name in eligible:
         s = vs[name]["summary"]
         if name != best:
-            print(f"  {name}: {s['val_behind_best']:+.4f} behind {best} on val "
-                  f"(standard error {s['val_behind_best_se']:.4f})")
+            print(
+                f"  {name}: {s['val_behind_best']:+.4f} behind {best} on val "
+                f"(standard error {s['val_behind_best_se']:.4f})"
+            )
     budget = f" among those under {max_s:g} s a run" if max_s else ""
     print(f"best on mean validation macro-F1{budget}: {best}; the cheapest within one standard error of it: {pick}")
     results["best_on_val"], results["one_se_choice"] = best, pick
@@ -191,14 +227,30 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME[=SETTINGS]")
     ap.add_argument("--splits", type=int, default=5, help="validation splits (split.seed K..K+N-1)")
     ap.add_argument("--first-split", type=int, default=0, metavar="K", help="the first split.seed")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="applied to every variant")
-    ap.add_argument("--merge", nargs="+", metavar="JSON", help="no training: the summary of earlier results "
-                    "files together (runs of the same variant and split are taken once)")
-    ap.add_argument("--members", type=int, default=1, metavar="K",
-                    help="average K models per split (train.seed S..S+K-1): a seed ensemble (default 1)")
-    ap.add_argument("--max-s", type=float, default=0.0, metavar="SECONDS",
-                    help="choose only among variants whose mean run takes at most this (a time budget)")
+    ap.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="applied to every variant"
+    )
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="no training: the summary of earlier results "
+        "files together (runs of the same variant and split are taken once)",
+    )
+    ap.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        metavar="K",
+        help="average K models per split (train.seed S..S+K-1): a seed ensemble (default 1)",
+    )
+    ap.add_argument(
+        "--max-s",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="choose only among variants whose mean run takes at most this (a time budget)",
+    )
     args = ap.parse_args()
     if args.merge:
         return report(merge(args.merge), args.max_s)
@@ -207,23 +259,36 @@ def main() -> None:
         raise SystemExit("--members: at least 1")
     if args.members > 1:
         chosen = {f"{name}-x{args.members}": sets for name, sets in chosen.items()}
-    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                           "threads": torch.get_num_threads()},
-               "splits": list(range(args.first_split, args.first_split + args.splits)), "overrides": args.overrides,
-               "members": args.members,
-               "variants": {}}
+    results = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "splits": list(range(args.first_split, args.first_split + args.splits)),
+        "overrides": args.overrides,
+        "members": args.members,
+        "variants": {},
+    }
     for name, sets in chosen.items():
         runs = []
         for seed in range(args.first_split, args.first_split + args.splits):
             overrides = [*args.overrides, *sets, f"split.seed={seed}"]
             t0 = time.perf_counter()
-            m = (ensemble_metrics(overrides, args.members) if args.members > 1
-                 else train_and_evaluate(load_config(ReviewsConfig, overrides=overrides)).metrics)
+            m = (
+                ensemble_metrics(overrides, args.members)
+                if args.members > 1
+                else train_and_evaluate(load_config(ReviewsConfig, overrides=overrides)).metrics
+            )
             run = {k: m[k] for k in KEYS} | {"split_seed": seed, "wall_s": time.perf_counter() - t0}
             runs.append(run)
-            print(f"{name:10} split {seed}: val {run['val_macro_f1']:.4f} (tfidf {run['tfidf_val_macro_f1']:.4f})  "
-                  f"test {run['test_macro_f1']:.4f} (tfidf {run['tfidf_test_macro_f1']:.4f})  "
-                  f"{run['wall_s']:.0f} s", flush=True)
+            print(
+                f"{name:10} split {seed}: val {run['val_macro_f1']:.4f} (tfidf {run['tfidf_val_macro_f1']:.4f})  "
+                f"test {run['test_macro_f1']:.4f} (tfidf {run['tfidf_test_macro_f1']:.4f})  "
+                f"{run['wall_s']:.0f} s",
+                flush=True,
+            )
         results["variants"][name] = {"settings": sets, "runs": runs}
     report(results, args.max_s)
 

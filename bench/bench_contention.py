@@ -83,8 +83,12 @@ def worker(args) -> None:
     from rnnpipe.training import fit
 
     config_class, extra, prepare = BUILDERS[args.worker]
-    overrides = extra + [f"train.epochs={args.epochs}", f"train.patience={args.epochs + 1}",
-                         "train.device=cpu", f"train.threads={args.threads}"]
+    overrides = extra + [
+        f"train.epochs={args.epochs}",
+        f"train.patience={args.epochs + 1}",
+        "train.device=cpu",
+        f"train.threads={args.threads}",
+    ]
     cfg = load_config(config_class, overrides=overrides)
     pipe, train, val, loss = prepare(cfg)(cfg)
     bs = cfg.train.batch_size
@@ -96,10 +100,20 @@ def worker(args) -> None:
     rates = [h["samples_per_s"] for h in result.history[1:]] or [result.history[0]["samples_per_s"]]
     import torch
 
-    print(json.dumps({"pipeline": args.worker, "samples_per_s": statistics.median(rates), "epochs": rates,
-                      "wall_s": time.perf_counter() - t0, "torch_threads": torch.get_num_threads(),
-                      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
-                      "parameters": sum(p.numel() for p in pipe.model.parameters())}), flush=True)
+    print(
+        json.dumps(
+            {
+                "pipeline": args.worker,
+                "samples_per_s": statistics.median(rates),
+                "epochs": rates,
+                "wall_s": time.perf_counter() - t0,
+                "torch_threads": torch.get_num_threads(),
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+                "parameters": sum(p.numel() for p in pipe.model.parameters()),
+            }
+        ),
+        flush=True,
+    )
 
 
 def _env(args) -> dict[str, str]:
@@ -112,9 +126,22 @@ def _env(args) -> dict[str, str]:
 
 def run_workers(args, name: str, n: int, epochs: int | None = None) -> list[dict]:
     barrier = Path(tempfile.mkdtemp(prefix="rnnpipe-barrier-"))
-    cmd = [sys.executable, __file__, "--worker", name, "--batches", str(args.batches),
-           "--epochs", str(epochs or args.epochs), "--threads", args.threads,
-           "--barrier", str(barrier), "--peers", str(n)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--batches",
+        str(args.batches),
+        "--epochs",
+        str(epochs or args.epochs),
+        "--threads",
+        args.threads,
+        "--barrier",
+        str(barrier),
+        "--peers",
+        str(n),
+    ]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, env=_env(args), text=True) for _ in range(n)]
     out = []
     for p in procs:
@@ -133,21 +160,33 @@ def serve_latency(args, home: Path) -> dict:
     import pandas as pd
 
     env = {**_env(args), "RNNPIPE_HOME": str(home)}
-    subprocess.run([sys.executable, "-m", "rnnpipe.cli", "-q", "train", "stocks", "--set", "train.epochs=1"],
-                   env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "rnnpipe.cli", "-q", "train", "stocks", "--set", "train.epochs=1"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     from _serve import start_server
 
     server, port, _ = start_server("stocks-forecaster@champion", env)
     history = pd.read_parquet(ROOT / "data" / "stocks.parquet")
     history = history[history.Ticker.isin(["AAPL", "MSFT"])].groupby("Ticker").tail(80)
-    body = json.dumps({"dataframe_split": json.loads(
-        history[["Ticker", "Date", "Close"]].assign(Date=history.Date.astype(str)).to_json(orient="split", index=False))})
+    body = json.dumps(
+        {
+            "dataframe_split": json.loads(
+                history[["Ticker", "Date", "Close"]]
+                .assign(Date=history.Date.astype(str))
+                .to_json(orient="split", index=False)
+            )
+        }
+    )
 
     def measure(k: int) -> dict:
         lat = []
         for i in range(k + 10):
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body.encode(),
-                                         headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations", data=body.encode(), headers={"Content-Type": "application/json"}
+            )
             t = time.perf_counter()
             with urllib.request.urlopen(req, timeout=60) as r:
                 r.read()
@@ -160,9 +199,25 @@ def serve_latency(args, home: Path) -> dict:
         idle = measure(args.requests)
         barrier = Path(tempfile.mkdtemp(prefix="rnnpipe-barrier-"))
         trainer = subprocess.Popen(
-            [sys.executable, __file__, "--worker", "stocks", "--batches", "1000", "--epochs", "50",
-             "--threads", args.threads, "--barrier", str(barrier), "--peers", "1"],
-            env=_env(args), stdout=subprocess.DEVNULL)
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                "stocks",
+                "--batches",
+                "1000",
+                "--epochs",
+                "50",
+                "--threads",
+                args.threads,
+                "--barrier",
+                str(barrier),
+                "--peers",
+                "1",
+            ],
+            env=_env(args),
+            stdout=subprocess.DEVNULL,
+        )
         while not any(barrier.iterdir()):
             time.sleep(0.1)
         time.sleep(2)  # into its first epoch
@@ -186,9 +241,14 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=40, help="batches per epoch")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--threads", default="auto", help="train.threads of the workers")
-    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                    help="environment of the workers, e.g. OMP_WAIT_POLICY=ACTIVE; OMP_WAIT_POLICY= (empty) is "
-                         "OpenMP's own default, as before rnnpipe set it")
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment of the workers, e.g. OMP_WAIT_POLICY=ACTIVE; OMP_WAIT_POLICY= (empty) is "
+        "OpenMP's own default, as before rnnpipe set it",
+    )
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--no-serve", action="store_true")
     ap.add_argument("--no-pairs", action="store_true")
@@ -202,28 +262,40 @@ def main() -> None:
     sys.path.insert(0, str(BENCH))
     from _results import write_results
 
-    res = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "args": vars(args),
-           "alone": {}, "pair": {}}
+    res = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "args": vars(args),
+        "alone": {},
+        "pair": {},
+    }
     for name in args.pipelines:
         runs = [run_workers(args, name, 1)[0] for _ in range(args.repeats)]
         alone = statistics.median(r["samples_per_s"] for r in runs)
         res["alone"][name] = {"samples_per_s": alone, "runs": runs}
-        print(f"{name:8} alone  {alone:>10,.0f} samples/s  (runs: "
-              f"{_rates(runs)}; {runs[0]['torch_threads']} threads, "
-              f"{runs[0]['parameters']:,} parameters)", flush=True)
+        print(
+            f"{name:8} alone  {alone:>10,.0f} samples/s  (runs: "
+            f"{_rates(runs)}; {runs[0]['torch_threads']} threads, "
+            f"{runs[0]['parameters']:,} parameters)",
+            flush=True,
+        )
         if args.no_pairs:
             continue
         pair = run_workers(args, name, 2)
         shares = [r["samples_per_s"] / alone for r in pair]
         res["pair"][name] = {"runs": pair, "share_of_alone": shares}
-        print(f"{name:8} pair   {_rates(pair)} samples/s each = "
-              f"{', '.join(format(s, '.0%') for s in shares)} of alone", flush=True)
+        print(
+            f"{name:8} pair   {_rates(pair)} samples/s each = {', '.join(format(s, '.0%') for s in shares)} of alone",
+            flush=True,
+        )
     if not args.no_serve:
         s = serve_latency(args, Path(os.environ["RNNPIPE_HOME"]))
         res["serve"] = s
-        print(f"serve    p50 {s['idle']['p50_ms']:.1f} ms idle, {s['beside_training']['p50_ms']:.1f} ms beside a "
-              f"training ({s['p50_ratio']:.1f}x); p99 {s['idle']['p99_ms']:.1f} / "
-              f"{s['beside_training']['p99_ms']:.1f} ms", flush=True)
+        print(
+            f"serve    p50 {s['idle']['p50_ms']:.1f} ms idle, {s['beside_training']['p50_ms']:.1f} ms beside a "
+            f"training ({s['p50_ratio']:.1f}x); p99 {s['idle']['p99_ms']:.1f} / "
+            f"{s['beside_training']['p99_ms']:.1f} ms",
+            flush=True,
+        )
     write_results("contention", res)
 
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RNNPIPE_HOME", tempfile.mkdtemp(prefix="rnnpipe-bench-"))
 
 from _results import write_results  # noqa: E402
+
 from rnnpipe import settings  # noqa: E402
 
 settings.apply_environment()
@@ -56,16 +57,19 @@ def monitor(cfg):
     from rnnpipe.monitor import MonitorPipeline, classification_loss, prepare_monitor
 
     p = prepare_monitor(load_monitor_data(cfg), cfg)
-    return lambda c: (MonitorPipeline(c, p.preprocessor), p.windows("train"), p.windows("val"),
-                      classification_loss(c, p))
+    return lambda c: (
+        MonitorPipeline(c, p.preprocessor),
+        p.windows("train"),
+        p.windows("val"),
+        classification_loss(c, p),
+    )
 
 
 def reviews(cfg):
     from rnnpipe.reviews import ReviewsPipeline, load_reviews, prepare_reviews, text_loss
 
     p = prepare_reviews(load_reviews(cfg), cfg)
-    return lambda c: (ReviewsPipeline.from_prepared(c, p, None), p.batches("train"), p.batches("val"),
-                      text_loss(c, p))
+    return lambda c: (ReviewsPipeline.from_prepared(c, p, None), p.batches("train"), p.batches("val"), text_loss(c, p))
 
 
 def lm(cfg):
@@ -73,13 +77,21 @@ def lm(cfg):
 
     p = prepare_lm(load_lm_texts(cfg), cfg)
     b, t = cfg.train.batch_size, cfg.stream.bptt
-    return lambda c: (LMPipeline(c, p.preprocessor, seen=p.seen()), p.batches("train", b, t),
-                      p.batches("val", b, t), lm_loss)
+    return lambda c: (
+        LMPipeline(c, p.preprocessor, seen=p.seen()),
+        p.batches("train", b, t),
+        p.batches("val", b, t),
+        lm_loss,
+    )
 
 
 # name -> (config class, its extra settings here, data prepared once -> a fresh model and its data)
-PIPELINES = {"stocks": (ForecastConfig, [], stocks), "monitor": (MonitorConfig, ["forecast.enabled=false"], monitor),
-             "reviews": (ReviewsConfig, [], reviews), "lm": (LMConfig, [], lm)}
+PIPELINES = {
+    "stocks": (ForecastConfig, [], stocks),
+    "monitor": (MonitorConfig, ["forecast.enabled=false"], monitor),
+    "reviews": (ReviewsConfig, [], reviews),
+    "lm": (LMConfig, [], lm),
+}
 
 
 def main() -> None:
@@ -90,9 +102,17 @@ def main() -> None:
     args = ap.parse_args()
     cuda = torch.cuda.is_available()
     settings_ = [("cpu", "fp32")] + ([("cuda", "fp32"), ("cuda", "bf16")] if cuda else [])
-    res: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                             "cuda": torch.cuda.get_device_name() if cuda else None}, "args": vars(args),
-                 "train": {}, "predict": {}}
+    res: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name() if cuda else None,
+        },
+        "args": vars(args),
+        "train": {},
+        "predict": {},
+    }
     if not cuda:
         print("no CUDA device here: CPU figures only")
     trained_reviews = None
@@ -107,16 +127,23 @@ def main() -> None:
             result = fit(pipe.model, train, val, cfg.train, loss_fn=loss, progress=False)
             h = result.history[-1]
             key = f"{name} {device} {precision}"
-            res["train"][key] = {"samples_per_s": h["samples_per_s"], "epoch_s": h["epoch_time_s"],
-                                 "val_loss": h["val_loss"], "wall_s": time.perf_counter() - t0}
-            print(f"train {key:22} {h['samples_per_s']:>12,.0f} samples/s  (epoch {h['epoch_time_s']:.1f} s, "
-                  f"val_loss {h['val_loss']:.4f})", flush=True)
+            res["train"][key] = {
+                "samples_per_s": h["samples_per_s"],
+                "epoch_s": h["epoch_time_s"],
+                "val_loss": h["val_loss"],
+                "wall_s": time.perf_counter() - t0,
+            }
+            print(
+                f"train {key:22} {h['samples_per_s']:>12,.0f} samples/s  (epoch {h['epoch_time_s']:.1f} s, "
+                f"val_loss {h['val_loss']:.4f})",
+                flush=True,
+            )
             if name == "reviews" and device == "cpu":
                 trained_reviews = pipe
     if trained_reviews is not None:
         test = pd.read_parquet(ROOT / "data" / "reviews_test.parquet")
-        texts = (test[trained_reviews.config.data.text_col].tolist() * (args.predict_rows // len(test) + 1))
-        texts = texts[:args.predict_rows]
+        texts = test[trained_reviews.config.data.text_col].tolist() * (args.predict_rows // len(test) + 1)
+        texts = texts[: args.predict_rows]
         for device in ["cpu"] + (["cuda"] if cuda else []):
             trained_reviews.model.to(device).eval()
             trained_reviews.predict(pd.DataFrame({"text": texts[:500]}))  # warm-up
@@ -124,13 +151,15 @@ def main() -> None:
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
             for i in range(0, len(texts), 5000):
-                trained_reviews.predict(pd.DataFrame({"text": texts[i:i + 5000]}))
+                trained_reviews.predict(pd.DataFrame({"text": texts[i : i + 5000]}))
             if device == "cuda":
                 torch.cuda.synchronize()
             s = time.perf_counter() - t0
             res["predict"][f"reviews {device}"] = {"rows_per_s": len(texts) / s, "seconds": s}
-            print(f"predict reviews {device:5} {len(texts) / s:>12,.0f} rows/s  ({s:.1f} s for {len(texts):,} rows)",
-                  flush=True)
+            print(
+                f"predict reviews {device:5} {len(texts) / s:>12,.0f} rows/s  ({s:.1f} s for {len(texts):,} rows)",
+                flush=True,
+            )
     write_results("devices", res)
 
 

@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RNNPIPE_HOME", tempfile.mkdtemp(prefix="rnnpipe-bench-"))
 
 from _results import write_results  # noqa: E402
+
 from rnnpipe import settings  # noqa: E402
 
 settings.apply_environment()
@@ -85,7 +86,7 @@ def peak_bytes(fn):
 
 def bench_windowing(values: np.ndarray, ends: np.ndarray, lookback: int, label: str) -> dict:
     def loop():
-        return np.stack([values[t - lookback + 1:t + 1] for t in ends])
+        return np.stack([values[t - lookback + 1 : t + 1] for t in ends])
 
     def view():
         return make_windows(values, lookback)
@@ -101,12 +102,20 @@ def bench_windowing(values: np.ndarray, ends: np.ndarray, lookback: int, label: 
     t_view, v = timed(view)
     t_epoch, _ = timed(view_epoch, 1)
     assert np.array_equal(v[ends[:100] - lookback + 1], windows[:100])
-    return {"data": label, "rows": len(values), "features": values.shape[1], "windows": len(ends),
-            "lookback": lookback,
-            "loop_s": t_loop, "loop_peak_mb": peak_bytes(loop) / 2**20,
-            "view_s": t_view, "view_peak_mb": peak_bytes(view) / 2**20,
-            "view_shares_memory": bool(np.shares_memory(v, values)),
-            "gather_one_epoch_s": t_epoch, "materialised_mb": windows.nbytes / 2**20}
+    return {
+        "data": label,
+        "rows": len(values),
+        "features": values.shape[1],
+        "windows": len(ends),
+        "lookback": lookback,
+        "loop_s": t_loop,
+        "loop_peak_mb": peak_bytes(loop) / 2**20,
+        "view_s": t_view,
+        "view_peak_mb": peak_bytes(view) / 2**20,
+        "view_shares_memory": bool(np.shares_memory(v, values)),
+        "gather_one_epoch_s": t_epoch,
+        "materialised_mb": windows.nbytes / 2**20,
+    }
 
 
 def stocks_prepared(cfg):
@@ -119,19 +128,35 @@ def bare_training(cfg) -> tuple[float, dict]:
     p = stocks_prepared(cfg)
     pipe = ForecastPipeline(cfg, p.preprocessor)
     result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
-    return time.perf_counter() - t0, {"samples_per_s": result.samples_per_s, "device": result.device,
-                                      "precision": result.precision,
-                                      "epochs": len(result.history),
-                                      "train_windows": len(p.ends["train"])}
+    return time.perf_counter() - t0, {
+        "samples_per_s": result.samples_per_s,
+        "device": result.device,
+        "precision": result.precision,
+        "epochs": len(result.history),
+        "train_windows": len(p.ends["train"]),
+    }
+
 
 # -- highway: the linear part, with and without -------------------------------------------
 
 # the bundled ECG excerpt through the stocks pipeline, with a column mapping only
-ECG = ["data.path=data/ecg.parquet", "data.series_col=record", "data.timestamp_col=timestamp",
-       "data.target_col=ecg_mv", "data.series=[]", "window.target=diff", "window.horizon=6"]
-SYNTH = ["data.channels=heart_rate,spo2,resp_rate,sbp,temperature", 'data.event=""',
-         "data.label_col=deterioration", "resample.step=1min", "resample.max_gap=5min",
-         "forecast.channel=heart_rate"]
+ECG = [
+    "data.path=data/ecg.parquet",
+    "data.series_col=record",
+    "data.timestamp_col=timestamp",
+    "data.target_col=ecg_mv",
+    "data.series=[]",
+    "window.target=diff",
+    "window.horizon=6",
+]
+SYNTH = [
+    "data.channels=heart_rate,spo2,resp_rate,sbp,temperature",
+    'data.event=""',
+    "data.label_col=deterioration",
+    "resample.step=1min",
+    "resample.max_gap=5min",
+    "forecast.channel=heart_rate",
+]
 
 
 def forecast_sets(device: str) -> dict:
@@ -164,15 +189,34 @@ def bench_highway_forecasters(device: str) -> list[dict]:
             wall = time.perf_counter() - t0
             ev = evaluate_forecasts(pipe, p)
             v, t = ev["val"].metrics, ev["test"].metrics
-            rows.append({"set": name, "highway": hw, "best_epoch": r.best_epoch, "epochs": len(r.history),
-                         "samples_per_s": r.samples_per_s, "fit_s": wall,
-                         "warm_start_s": r.warm_start.get("warm_start_s", 0.0),
-                         **{k: v[k] for k in ("val_mae", "ridge_val_mae", "naive_val_mae")},
-                         **{k: t[k] for k in ("test_mae", "ridge_test_mae", "naive_test_mae",
-                                              "test_mae_vs_naive", "test_mae_vs_ridge")}})
-            print(f"  {name:8} highway={hw:6} val MAE {v['val_mae']:.4f}  test MAE {t['test_mae']:.4f} "
-                  f"(ridge {t['ridge_test_mae']:.4f}, naive {t['naive_test_mae']:.4f})  "
-                  f"{r.samples_per_s:,.0f} samples/s", flush=True)
+            rows.append(
+                {
+                    "set": name,
+                    "highway": hw,
+                    "best_epoch": r.best_epoch,
+                    "epochs": len(r.history),
+                    "samples_per_s": r.samples_per_s,
+                    "fit_s": wall,
+                    "warm_start_s": r.warm_start.get("warm_start_s", 0.0),
+                    **{k: v[k] for k in ("val_mae", "ridge_val_mae", "naive_val_mae")},
+                    **{
+                        k: t[k]
+                        for k in (
+                            "test_mae",
+                            "ridge_test_mae",
+                            "naive_test_mae",
+                            "test_mae_vs_naive",
+                            "test_mae_vs_ridge",
+                        )
+                    },
+                }
+            )
+            print(
+                f"  {name:8} highway={hw:6} val MAE {v['val_mae']:.4f}  test MAE {t['test_mae']:.4f} "
+                f"(ridge {t['ridge_test_mae']:.4f}, naive {t['naive_test_mae']:.4f})  "
+                f"{r.samples_per_s:,.0f} samples/s",
+                flush=True,
+            )
     return rows
 
 
@@ -189,15 +233,40 @@ def bench_highway_classifiers(device: str) -> list[dict]:
         for hw in ("none", "linear"):
             cfg = with_highway(base, hw)
             pipe = MonitorPipeline(cfg, p.preprocessor)
-            r = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train,
-                    loss_fn=classification_loss(cfg, p), progress=False)
+            r = fit(
+                pipe.model,
+                p.windows("train"),
+                p.windows("val"),
+                cfg.train,
+                loss_fn=classification_loss(cfg, p),
+                progress=False,
+            )
             m = evaluate_monitor(pipe, p)
-            rows.append({"set": name, "highway": hw, "best_epoch": r.best_epoch, "best_val_loss": r.best_val_loss,
-                         "samples_per_s": r.samples_per_s,
-                         **{k: m[k] for k in ("val_pr_auc_onset", "val_f1_onset", "test_f1_onset",
-                                              "logreg_test_f1_onset", "rule_test_f1_onset", "test_pr_auc_onset")}})
-            print(f"  {name:16} highway={hw:6} val loss {r.best_val_loss:.5f}  test onset F1 "
-                  f"{m['test_f1_onset']:.4f} (logreg {m['logreg_test_f1_onset']:.4f})", flush=True)
+            rows.append(
+                {
+                    "set": name,
+                    "highway": hw,
+                    "best_epoch": r.best_epoch,
+                    "best_val_loss": r.best_val_loss,
+                    "samples_per_s": r.samples_per_s,
+                    **{
+                        k: m[k]
+                        for k in (
+                            "val_pr_auc_onset",
+                            "val_f1_onset",
+                            "test_f1_onset",
+                            "logreg_test_f1_onset",
+                            "rule_test_f1_onset",
+                            "test_pr_auc_onset",
+                        )
+                    },
+                }
+            )
+            print(
+                f"  {name:16} highway={hw:6} val loss {r.best_val_loss:.5f}  test onset F1 "
+                f"{m['test_f1_onset']:.4f} (logreg {m['logreg_test_f1_onset']:.4f})",
+                flush=True,
+            )
     return rows
 
 
@@ -213,9 +282,12 @@ RECIPE_SETS = {  # name -> (overrides of the stocks pipeline's defaults, or None
     "electricity h1": [f"--config={CONFIGS / 'electricity-day-ahead.toml'}", "window.horizon=1"],
     "electricity h48": [f"--config={CONFIGS / 'electricity-day-ahead.toml'}"],
 }
-RECIPE_VARIANTS = {"model": ["model.recipe=joint"], "model+recipe": ["model.recipe=residual"],
-                   "model+recipe-calendar": ["model.recipe=residual", "data.calendar=none"],
-                   "model+recipe-trained": ["model.recipe=residual", "model.linear_lr_mult=1.0"]}
+RECIPE_VARIANTS = {
+    "model": ["model.recipe=joint"],
+    "model+recipe": ["model.recipe=residual"],
+    "model+recipe-calendar": ["model.recipe=residual", "data.calendar=none"],
+    "model+recipe-trained": ["model.recipe=residual", "model.linear_lr_mult=1.0"],
+}
 
 
 def recipe_config(name: str, extra: list[str], device: str):
@@ -252,19 +324,30 @@ def bench_recipes(device: str, sets: list[str], variants: list[str]) -> list[dic
             r = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
             wall = time.perf_counter() - t0
             ev = evaluate_forecasts(pipe, p, **baseline_settings(cfg))
-            row = {"set": name, "variant": variant, "best_epoch": r.best_epoch, "epochs": len(r.history),
-                   "fit_s": wall, "calendar": p.preprocessor.calendar_, "train_windows": len(p.ends["train"]),
-                   "initial_val_loss": r.initial_val_loss, "best_val_loss": r.best_val_loss}
+            row = {
+                "set": name,
+                "variant": variant,
+                "best_epoch": r.best_epoch,
+                "epochs": len(r.history),
+                "fit_s": wall,
+                "calendar": p.preprocessor.calendar_,
+                "train_windows": len(p.ends["train"]),
+                "initial_val_loss": r.initial_val_loss,
+                "best_val_loss": r.best_val_loss,
+            }
             for part in ("val", "test"):
                 m = ev[part].metrics
                 for method in ("", "ridge", "gbm", "autoets", "autotheta", "naive"):
                     key = f"{method + '_' if method else ''}{part}_mae"
                     row[key] = m.get(key, float("nan"))
             rows.append(row)
-            print(f"  {name:16} {variant:22} val {row['val_mae']:.4f} (ridge {row['ridge_val_mae']:.4f}, gbm "
-                  f"{row['gbm_val_mae']:.4f})  test {row['test_mae']:.4f} (ridge {row['ridge_test_mae']:.4f}, gbm "
-                  f"{row['gbm_test_mae']:.4f}, autoets {row['autoets_test_mae']:.4f}, naive {row['naive_test_mae']:.4f})"
-                  f"  best_epoch {r.best_epoch}/{len(r.history)}  {wall:.0f} s", flush=True)
+            print(
+                f"  {name:16} {variant:22} val {row['val_mae']:.4f} (ridge {row['ridge_val_mae']:.4f}, gbm "
+                f"{row['gbm_val_mae']:.4f})  test {row['test_mae']:.4f} (ridge {row['ridge_test_mae']:.4f}, gbm "
+                f"{row['gbm_test_mae']:.4f}, autoets {row['autoets_test_mae']:.4f}, naive {row['naive_test_mae']:.4f})"
+                f"  best_epoch {r.best_epoch}/{len(r.history)}  {wall:.0f} s",
+                flush=True,
+            )
     return rows
 
 
@@ -286,24 +369,36 @@ def bench_statistical(device: str, all_history: bool = False, histories: tuple[s
 
     rows = []
     caps = tuple(dict.fromkeys([*histories, *(("0",) if all_history else ())]))
-    for name, (cfg, p) in forecast_sets(device).items():
+    for name, (_cfg, p) in forecast_sets(device).items():
         H = p.preprocessor.horizon
         n = len(p.frame.series)
         for model in ("autoets", "autotheta"):
             for history in caps:
                 fit_history, _, forward = str(history).partition("/")
-                b = StatisticalForecast(model, history=int(fit_history),
-                                        forward_history=int(forward) if forward else None).fit(p.frame, p.split)
-                row = {"set": name, "model": model, "history": history if history != "0" else "all", "series": n,
-                       "fit_s_per_series": b.fit_seconds_ / n, "fallback_series": len(b.fallback_series)}
+                b = StatisticalForecast(
+                    model, history=int(fit_history), forward_history=int(forward) if forward else None
+                ).fit(p.frame, p.split)
+                row = {
+                    "set": name,
+                    "model": model,
+                    "history": history if history != "0" else "all",
+                    "series": n,
+                    "fit_s_per_series": b.fit_seconds_ / n,
+                    "fallback_series": len(b.fallback_series),
+                }
                 for part in ("val", "test"):
                     ends = p.ends[part]
                     actual = p.frame.target[ends[:, None] + np.arange(1, H + 1)]
                     t0 = time.perf_counter()
                     fc = b.forecast(p, ends)
                     wall = time.perf_counter() - t0
-                    row.update({f"{part}_origins": len(ends), f"{part}_ms_per_origin": 1000 * wall / len(ends),
-                                f"{part}_mae": float(np.mean(np.abs(fc - actual)))})
+                    row.update(
+                        {
+                            f"{part}_origins": len(ends),
+                            f"{part}_ms_per_origin": 1000 * wall / len(ends),
+                            f"{part}_mae": float(np.mean(np.abs(fc - actual))),
+                        }
+                    )
                 rows.append(row)
                 print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     return rows
@@ -340,9 +435,15 @@ def bench_backtest(workers: int = 2) -> list[dict]:
         threads = max(1, (os.cpu_count() or 1) // n)
         t0 = time.perf_counter()
         out = backtest.with_options(task_runner=task_runner(runner, n))(cfg, n, threads, runner)
-        rows.append({"runner": runner, "workers": n, "threads_per_fold": threads,
-                     "wall_s": time.perf_counter() - t0,
-                     **{k: v for k, v in out["metrics"].items() if k.endswith("backtest_mae")}})
+        rows.append(
+            {
+                "runner": runner,
+                "workers": n,
+                "threads_per_fold": threads,
+                "wall_s": time.perf_counter() - t0,
+                **{k: v for k, v in out["metrics"].items() if k.endswith("backtest_mae")},
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -356,9 +457,12 @@ def choose(rows: list[dict], key: str) -> dict:
             none = next(x for x in rows if x["set"] == r["set"] and x["highway"] == "none")
             ratios[r["set"]] = r[key] / none[key]
     gmean = float(np.exp(np.mean(np.log(list(ratios.values())))))
-    return {"key": key, "ratio_linear_vs_none": ratios, "geometric_mean": gmean,
-            "winner": "linear" if gmean < 1 else "none"}
-
+    return {
+        "key": key,
+        "ratio_linear_vs_none": ratios,
+        "geometric_mean": gmean,
+        "winner": "linear" if gmean < 1 else "none",
+    }
 
 
 def main() -> None:
@@ -366,34 +470,63 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--skip-flow", action="store_true", help="skip the Prefect flow section")
-    ap.add_argument("--histories", nargs="+", default=["3000"], metavar="N[/M]",
-                    help="statistical: the caps to compare: N points to fit on and read from each origin "
-                         "(baselines.history), or N to fit on and M from each origin (baselines.forward_history)")
-    ap.add_argument("--all-history", action="store_true",
-                    help="statistical: also with the whole history from every origin (minutes on glucose)")
+    ap.add_argument(
+        "--histories",
+        nargs="+",
+        default=["3000"],
+        metavar="N[/M]",
+        help="statistical: the caps to compare: N points to fit on and read from each origin "
+        "(baselines.history), or N to fit on and M from each origin (baselines.forward_history)",
+    )
+    ap.add_argument(
+        "--all-history",
+        action="store_true",
+        help="statistical: also with the whole history from every origin (minutes on glucose)",
+    )
     ap.add_argument("--synthetic-rows", type=int, default=1_000_000)
-    ap.add_argument("--only", choices=["windowing", "training", "highway", "statistical", "intervals",
-                                       "backtest", "recipes"],
-                    help="run one section (training includes the flow unless --skip-flow)")
-    ap.add_argument("--sets", nargs="+", default=list(RECIPE_SETS), choices=list(RECIPE_SETS), metavar="SET",
-                    help="recipes: the sets (default: all)")
-    ap.add_argument("--variants", nargs="+", default=list(RECIPE_VARIANTS)[:3], choices=list(RECIPE_VARIANTS),
-                    help="recipes: model = the joint recipe (before), model+recipe = the defaults, "
-                         "model+recipe-calendar = without calendar inputs, model+recipe-trained = the "
-                         "linear part trained on from its fit at the full rate")
+    ap.add_argument(
+        "--only",
+        choices=["windowing", "training", "highway", "statistical", "intervals", "backtest", "recipes"],
+        help="run one section (training includes the flow unless --skip-flow)",
+    )
+    ap.add_argument(
+        "--sets",
+        nargs="+",
+        default=list(RECIPE_SETS),
+        choices=list(RECIPE_SETS),
+        metavar="SET",
+        help="recipes: the sets (default: all)",
+    )
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(RECIPE_VARIANTS)[:3],
+        choices=list(RECIPE_VARIANTS),
+        help="recipes: model = the joint recipe (before), model+recipe = the defaults, "
+        "model+recipe-calendar = without calendar inputs, model+recipe-trained = the "
+        "linear part trained on from its fit at the full rate",
+    )
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                 "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                                 "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}}
+    results: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        }
+    }
 
-    run = (lambda section: args.only in (None, section))
+    def run(section: str) -> bool:
+        return args.only in (None, section)
 
     if run("windowing"):
         cfg = load_config(ForecastConfig)
         p = stocks_prepared(cfg)
-        rows = [bench_windowing(p.inputs, np.concatenate(list(p.ends.values())), cfg.window.lookback,
-                                "stocks (3 series)")]
+        rows = [
+            bench_windowing(p.inputs, np.concatenate(list(p.ends.values())), cfg.window.lookback, "stocks (3 series)")
+        ]
         rng = np.random.default_rng(0)
         synth = rng.normal(size=(args.synthetic_rows, 4)).astype(np.float32)
         ends = np.arange(59, args.synthetic_rows - 1)
@@ -401,9 +534,13 @@ def main() -> None:
         results["windowing"] = rows
 
     if run("training"):
-        overrides = [f"train.epochs={args.epochs}", f"train.patience={args.epochs + 1}",
-                     f"train.device={args.device}", "register.experiment=bench",
-                     "register.model_name=bench-forecaster"]
+        overrides = [
+            f"train.epochs={args.epochs}",
+            f"train.patience={args.epochs + 1}",
+            f"train.device={args.device}",
+            "register.experiment=bench",
+            "register.model_name=bench-forecaster",
+        ]
         cfg = load_config(ForecastConfig, overrides=overrides)
         (s1, _), (s2, train_info) = bare_training(cfg), bare_training(cfg)  # the first one warms up
         bare_s = min(s1, s2)
@@ -416,18 +553,25 @@ def main() -> None:
                 t0 = time.perf_counter()
                 summary = train_stocks(config=to_dict(cfg))
                 walls.append(time.perf_counter() - t0)
-            results["flow"] = {"flow_cold_s": walls[0], "flow_warm_s": walls[1], "bare_wall_s": bare_s,
-                               "overhead_warm_s": walls[1] - bare_s,
-                               "test_mae_vs_naive": summary["test_mae_vs_naive"]}
+            results["flow"] = {
+                "flow_cold_s": walls[0],
+                "flow_warm_s": walls[1],
+                "bare_wall_s": bare_s,
+                "overhead_warm_s": walls[1] - bare_s,
+                "test_mae_vs_naive": summary["test_mae_vs_naive"],
+            }
 
     if run("highway"):
         print("highway: forecasters (defaults, one seed)", flush=True)
         fc = bench_highway_forecasters(args.device)
         print("highway: early-warning classifiers (defaults, one seed)", flush=True)
         cl = bench_highway_classifiers(args.device)
-        results["highway"] = {"forecasters": fc, "classifiers": cl,
-                              "choice_forecasters": choose(fc, "val_mae"),
-                              "choice_classifiers": choose(cl, "best_val_loss")}
+        results["highway"] = {
+            "forecasters": fc,
+            "classifiers": cl,
+            "choice_forecasters": choose(fc, "val_mae"),
+            "choice_classifiers": choose(cl, "best_val_loss"),
+        }
 
     if run("statistical"):
         results["statistical"] = bench_statistical(args.device, args.all_history, tuple(args.histories))
@@ -442,76 +586,111 @@ def main() -> None:
         rows = bench_recipes(args.device, args.sets, args.variants)
         results["recipes"] = {"rows": rows, "choice": choose_recipe(rows)}
         print(f"\nrecipes, test MAE (val MAE) and best_epoch; chosen on validation: {results['recipes']['choice']}")
-        print(f"{'set':16} {'variant':22} {'model':>18} {'ridge':>18} {'gbm':>18} {'autoets':>10} {'naive':>10} "
-              f"{'best_epoch':>10} {'fit s':>6}")
+        print(
+            f"{'set':16} {'variant':22} {'model':>18} {'ridge':>18} {'gbm':>18} {'autoets':>10} {'naive':>10} "
+            f"{'best_epoch':>10} {'fit s':>6}"
+        )
         for r in rows:
-            print(f"{r['set']:16} {r['variant']:22} {r['test_mae']:>8.4f} ({r['val_mae']:>7.4f}) "
-                  f"{r['ridge_test_mae']:>8.4f} ({r['ridge_val_mae']:>7.4f}) {r['gbm_test_mae']:>8.4f} "
-                  f"({r['gbm_val_mae']:>7.4f}) {r['autoets_test_mae']:>10.4f} {r['naive_test_mae']:>10.4f} "
-                  f"{r['best_epoch']:>4}/{r['epochs']:<5} {r['fit_s']:>6.0f}")
+            print(
+                f"{r['set']:16} {r['variant']:22} {r['test_mae']:>8.4f} ({r['val_mae']:>7.4f}) "
+                f"{r['ridge_test_mae']:>8.4f} ({r['ridge_val_mae']:>7.4f}) {r['gbm_test_mae']:>8.4f} "
+                f"({r['gbm_val_mae']:>7.4f}) {r['autoets_test_mae']:>10.4f} {r['naive_test_mae']:>10.4f} "
+                f"{r['best_epoch']:>4}/{r['epochs']:<5} {r['fit_s']:>6.0f}"
+            )
 
     # -- report ------------------------------------------------------------------------------
     if "windowing" in results:
         print("\nwindowing (best of 3; peak = Python heap allocations during the call)")
-        print(f"{'data':28} {'windows':>9} {'loop s':>8} {'loop MB':>8} {'view s':>9} {'view MB':>8} "
-              f"{'epoch gather s':>14}")
+        print(
+            f"{'data':28} {'windows':>9} {'loop s':>8} {'loop MB':>8} {'view s':>9} {'view MB':>8} "
+            f"{'epoch gather s':>14}"
+        )
         for r in results["windowing"]:
-            print(f"{r['data']:28} {r['windows']:>9,} {r['loop_s']:>8.3f} {r['loop_peak_mb']:>8.1f} "
-                  f"{r['view_s']:>9.6f} {r['view_peak_mb']:>8.3f} {r['gather_one_epoch_s']:>14.3f}")
+            print(
+                f"{r['data']:28} {r['windows']:>9,} {r['loop_s']:>8.3f} {r['loop_peak_mb']:>8.1f} "
+                f"{r['view_s']:>9.6f} {r['view_peak_mb']:>8.3f} {r['gather_one_epoch_s']:>14.3f}"
+            )
     if "training" in results:
         t = results["training"]
-        print(f"\ntraining: {t['samples_per_s']:,.0f} samples/s on {t['device']} ({t['precision']}), "
-              f"{t['epochs']} epochs of {t['train_windows']:,} windows")
+        print(
+            f"\ntraining: {t['samples_per_s']:,.0f} samples/s on {t['device']} ({t['precision']}), "
+            f"{t['epochs']} epochs of {t['train_windows']:,} windows"
+        )
     if "flow" in results:
         f = results["flow"]
-        print(f"flow: {f['flow_cold_s']:.1f} s first run (starts the ephemeral Prefect API), "
-              f"{f['flow_warm_s']:.1f} s second run, vs {f['bare_wall_s']:.1f} s bare (load + prepare "
-              f"+ fit); per-run overhead {f['overhead_warm_s']:.1f} s (tasks, MLflow logging, model "
-              f"logging, registration)")
+        print(
+            f"flow: {f['flow_cold_s']:.1f} s first run (starts the ephemeral Prefect API), "
+            f"{f['flow_warm_s']:.1f} s second run, vs {f['bare_wall_s']:.1f} s bare (load + prepare "
+            f"+ fit); per-run overhead {f['overhead_warm_s']:.1f} s (tasks, MLflow logging, model "
+            f"logging, registration)"
+        )
     if "highway" in results:
         h = results["highway"]
         print("\nforecasters: MAE in the series' units (val chooses, test reports)")
-        print(f"{'set':9} {'highway':8} {'val':>9} {'test':>9} {'ridge test':>10} {'naive test':>10} "
-              f"{'vs ridge':>8} {'vs naive':>8} {'best ep':>7} {'samples/s':>10} {'warm s':>7}")
+        print(
+            f"{'set':9} {'highway':8} {'val':>9} {'test':>9} {'ridge test':>10} {'naive test':>10} "
+            f"{'vs ridge':>8} {'vs naive':>8} {'best ep':>7} {'samples/s':>10} {'warm s':>7}"
+        )
         for r in h["forecasters"]:
-            print(f"{r['set']:9} {r['highway']:8} {r['val_mae']:9.4f} {r['test_mae']:9.4f} "
-                  f"{r['ridge_test_mae']:10.4f} {r['naive_test_mae']:10.4f} {r['test_mae_vs_ridge']:8.4f} "
-                  f"{r['test_mae_vs_naive']:8.4f} {r['best_epoch']:7d} {r['samples_per_s']:10,.0f} "
-                  f"{r['warm_start_s']:7.2f}")
+            print(
+                f"{r['set']:9} {r['highway']:8} {r['val_mae']:9.4f} {r['test_mae']:9.4f} "
+                f"{r['ridge_test_mae']:10.4f} {r['naive_test_mae']:10.4f} {r['test_mae_vs_ridge']:8.4f} "
+                f"{r['test_mae_vs_naive']:8.4f} {r['best_epoch']:7d} {r['samples_per_s']:10,.0f} "
+                f"{r['warm_start_s']:7.2f}"
+            )
         print("\nclassifiers: onset F1 on test (val loss chooses)")
-        print(f"{'set':16} {'highway':8} {'val loss':>9} {'val PR-AUC':>10} {'test F1':>8} {'logreg':>8} "
-              f"{'rule':>8} {'best ep':>7} {'samples/s':>10}")
+        print(
+            f"{'set':16} {'highway':8} {'val loss':>9} {'val PR-AUC':>10} {'test F1':>8} {'logreg':>8} "
+            f"{'rule':>8} {'best ep':>7} {'samples/s':>10}"
+        )
         for r in h["classifiers"]:
-            print(f"{r['set']:16} {r['highway']:8} {r['best_val_loss']:9.5f} {r['val_pr_auc_onset']:10.4f} "
-                  f"{r['test_f1_onset']:8.4f} {r['logreg_test_f1_onset']:8.4f} {r['rule_test_f1_onset']:8.4f} "
-                  f"{r['best_epoch']:7d} {r['samples_per_s']:10,.0f}")
+            print(
+                f"{r['set']:16} {r['highway']:8} {r['best_val_loss']:9.5f} {r['val_pr_auc_onset']:10.4f} "
+                f"{r['test_f1_onset']:8.4f} {r['logreg_test_f1_onset']:8.4f} {r['rule_test_f1_onset']:8.4f} "
+                f"{r['best_epoch']:7d} {r['samples_per_s']:10,.0f}"
+            )
         for what in ("choice_forecasters", "choice_classifiers"):
             c = h[what]
-            print(f"{what}: linear/none {c['key']} per set "
-                  + ", ".join(f"{k} {v:.4f}" for k, v in c["ratio_linear_vs_none"].items())
-                  + f"; geometric mean {c['geometric_mean']:.4f} -> default {c['winner']}")
+            print(
+                f"{what}: linear/none {c['key']} per set "
+                + ", ".join(f"{k} {v:.4f}" for k, v in c["ratio_linear_vs_none"].items())
+                + f"; geometric mean {c['geometric_mean']:.4f} -> default {c['winner']}"
+            )
     if "statistical" in results:
         print("\nstatistical baselines (history: points fitted on[/read from each origin]; MAE in the series' units)")
-        print(f"{'set':9} {'model':10} {'history':>10} {'series':>6} {'fit s':>8} {'ms/origin':>9} "
-              f"{'val MAE':>9} {'test MAE':>9}")
+        print(
+            f"{'set':9} {'model':10} {'history':>10} {'series':>6} {'fit s':>8} {'ms/origin':>9} "
+            f"{'val MAE':>9} {'test MAE':>9}"
+        )
         for r in results["statistical"]:
-            print(f"{r['set']:9} {r['model']:10} {r['history']:>10} {r['series']:6d} {r['fit_s_per_series']:8.3f} "
-                  f"{r['test_ms_per_origin']:9.3f} {r['val_mae']:9.4f} {r['test_mae']:9.4f}")
+            print(
+                f"{r['set']:9} {r['model']:10} {r['history']:>10} {r['series']:6d} {r['fit_s_per_series']:8.3f} "
+                f"{r['test_ms_per_origin']:9.3f} {r['val_mae']:9.4f} {r['test_mae']:9.4f}"
+            )
     if "intervals" in results:
         print("\nintervals: pinball (coverage_80) per method; val is where the band is calibrated")
-        print(f"{'set':9} {'part':5} {'model':>16} {'naive emp.':>16} {'autoets':>16} {'autotheta':>16} {'MAE/naive':>9}")
+        print(
+            f"{'set':9} {'part':5} {'model':>16} {'naive emp.':>16} {'autoets':>16} {'autotheta':>16} {'MAE/naive':>9}"
+        )
         for r in results["intervals"]:
             for part in ("val", "test"):
-                cells = [f"{r[f'{pre}{part}_pinball']:.4f} ({r[f'{pre}{part}_coverage_80']:.3f})"
-                         for pre in ("", "naive_", "autoets_", "autotheta_")]
-                print(f"{r['set']:9} {part:5} " + " ".join(f"{c:>16}" for c in cells)
-                      + f" {r[f'{part}_mae_vs_naive']:9.4f}")
+                cells = [
+                    f"{r[f'{pre}{part}_pinball']:.4f} ({r[f'{pre}{part}_coverage_80']:.3f})"
+                    for pre in ("", "naive_", "autoets_", "autotheta_")
+                ]
+                print(
+                    f"{r['set']:9} {part:5} "
+                    + " ".join(f"{c:>16}" for c in cells)
+                    + f" {r[f'{part}_mae_vs_naive']:9.4f}"
+                )
     if "backtest" in results:
         print("\nbacktest of stocks (5 folds x 60 days, refit every fold)")
         for r in results["backtest"]:
-            print(f"  --runner {r['runner']:10} {r['workers']} x {r['threads_per_fold']} threads: "
-                  f"{r['wall_s']:.1f} s; MAE " + ", ".join(f"{k}: {v:.4f}" for k, v in r.items()
-                                                           if k.endswith("backtest_mae")))
+            print(
+                f"  --runner {r['runner']:10} {r['workers']} x {r['threads_per_fold']} threads: "
+                f"{r['wall_s']:.1f} s; MAE "
+                + ", ".join(f"{k}: {v:.4f}" for k, v in r.items() if k.endswith("backtest_mae"))
+            )
     write_results("forecast", results)
 
 

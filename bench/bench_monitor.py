@@ -40,11 +40,21 @@ from rnnpipe.synth import CHANNELS  # noqa: E402
 
 
 def settings(data: Path, args) -> list[str]:
-    return [f"data.path={data}", "data.channels=" + ",".join(CHANNELS), 'data.event=""',
-            "data.label_col=deterioration", "resample.step=1min", "resample.max_gap=5min",
-            f"window.lookback={args.lookback}", "window.horizon=15", "forecast.enabled=false",
-            f"train.batch_size={args.batch_size}", f"train.device={args.device}",
-            f"data.stream_sample_rows={args.sample_rows}", f"model.highway={args.highway}"]
+    return [
+        f"data.path={data}",
+        "data.channels=" + ",".join(CHANNELS),
+        'data.event=""',
+        "data.label_col=deterioration",
+        "resample.step=1min",
+        "resample.max_gap=5min",
+        f"window.lookback={args.lookback}",
+        "window.horizon=15",
+        "forecast.enabled=false",
+        f"train.batch_size={args.batch_size}",
+        f"train.device={args.device}",
+        f"data.stream_sample_rows={args.sample_rows}",
+        f"model.highway={args.highway}",
+    ]
 
 
 def peak_mb() -> float:
@@ -60,20 +70,27 @@ def child_epoch(data: Path, streaming: str, args) -> dict:
     from rnnpipe.monitor import MonitorPipeline, classification_loss, prepare_monitor
     from rnnpipe.training import fit
 
-    cfg = load_config(MonitorConfig, overrides=settings(data, args) + [f"data.streaming={streaming}",
-                                                                       "train.epochs=1"])
+    cfg = load_config(MonitorConfig, overrides=settings(data, args) + [f"data.streaming={streaming}", "train.epochs=1"])
     t0 = time.perf_counter()
     p = prepare_monitor(load_monitor_data(cfg), cfg)
     prepare_s = time.perf_counter() - t0
     pipe = MonitorPipeline(cfg, p.preprocessor)
     t0 = time.perf_counter()
-    result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train,
-                 loss_fn=classification_loss(cfg, p), progress=False)
+    result = fit(
+        pipe.model, p.windows("train"), p.windows("val"), cfg.train, loss_fn=classification_loss(cfg, p), progress=False
+    )
     h = result.history[0]
-    return {"prepare_s": prepare_s, "train_windows": len(p.windows("train")), "val_windows": len(p.windows("val")),
-            "windows_per_s": h["samples_per_s"], "train_epoch_s": h["epoch_time_s"],
-            "epoch_with_val_s": time.perf_counter() - t0, "device": result.device,
-            "torch_threads": torch.get_num_threads(), "peak_rss_mb": peak_mb()}
+    return {
+        "prepare_s": prepare_s,
+        "train_windows": len(p.windows("train")),
+        "val_windows": len(p.windows("val")),
+        "windows_per_s": h["samples_per_s"],
+        "train_epoch_s": h["epoch_time_s"],
+        "epoch_with_val_s": time.perf_counter() - t0,
+        "device": result.device,
+        "torch_threads": torch.get_num_threads(),
+        "peak_rss_mb": peak_mb(),
+    }
 
 
 def child_flow(data: Path, args) -> dict:
@@ -82,19 +99,43 @@ def child_flow(data: Path, args) -> dict:
 
     from rnnpipe.cli import cli
 
-    sets = [a for s in settings(data, args) + ["data.streaming=true", f"train.epochs={args.flow_epochs}",
-                                               "register.experiment=bench-monitor"] for a in ("--set", s)]
+    sets = [
+        a
+        for s in settings(data, args)
+        + ["data.streaming=true", f"train.epochs={args.flow_epochs}", "register.experiment=bench-monitor"]
+        for a in ("--set", s)
+    ]
     t0 = time.perf_counter()
     r = CliRunner().invoke(cli, ["train", "monitor", *sets], catch_exceptions=False)
     tail = [line for line in r.output.splitlines() if " -> " in line and "MLflow run" not in line][-1:]
-    return {"exit_code": r.exit_code, "wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_mb(),
-            "epochs": args.flow_epochs, "outcome": tail}
+    return {
+        "exit_code": r.exit_code,
+        "wall_s": time.perf_counter() - t0,
+        "peak_rss_mb": peak_mb(),
+        "epochs": args.flow_epochs,
+        "outcome": tail,
+    }
 
 
 def in_child(*what: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--child", *what, "--lookback", str(args.lookback),
-           "--batch-size", str(args.batch_size), "--device", args.device, "--flow-epochs", str(args.flow_epochs),
-           "--sample-rows", str(args.sample_rows), "--highway", args.highway]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        *what,
+        "--lookback",
+        str(args.lookback),
+        "--batch-size",
+        str(args.batch_size),
+        "--device",
+        args.device,
+        "--flow-epochs",
+        str(args.flow_epochs),
+        "--sample-rows",
+        str(args.sample_rows),
+        "--highway",
+        args.highway,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
         sys.exit(f"{' '.join(what)} failed:\n{out.stderr[-3000:]}")
@@ -109,10 +150,17 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--flow-epochs", type=int, default=2)
-    ap.add_argument("--sample-rows", type=int, default=100_000,
-                    help="data.stream_sample_rows: the same fitting sample at every size")
-    ap.add_argument("--highway", default="linear", help="model.highway (none: no linear part, and no "
-                    "warm start holding up to 200,000 windows' features)")
+    ap.add_argument(
+        "--sample-rows",
+        type=int,
+        default=100_000,
+        help="data.stream_sample_rows: the same fitting sample at every size",
+    )
+    ap.add_argument(
+        "--highway",
+        default="linear",
+        help="model.highway (none: no linear part, and no warm start holding up to 200,000 windows' features)",
+    )
     ap.add_argument("--no-memory", action="store_true", help="skip the in-memory epochs")
     ap.add_argument("--no-flow", action="store_true", help="skip the flow")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -126,31 +174,66 @@ def main() -> None:
     import pyarrow.parquet as pq
     import torch
 
-    res: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
-                 "args": vars(args), "sizes": {}}
+    res: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        },
+        "args": vars(args),
+        "sizes": {},
+    }
     tmp = Path(tempfile.mkdtemp(prefix="vitals-"))
     for n in args.patients:
         data = tmp / f"vitals-{n}"
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "rnnpipe.cli", "data", "synth-vitals", "--patients", str(n),
-                        "--hours", str(args.hours), "--out", str(data)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rnnpipe.cli",
+                "data",
+                "synth-vitals",
+                "--patients",
+                str(n),
+                "--hours",
+                str(args.hours),
+                "--out",
+                str(data),
+            ],
+            check=True,
+            capture_output=True,
+        )
         files = sorted(data.rglob("*.parquet"))
-        size = {"generate_s": time.perf_counter() - t0, "shards": len(files),
-                "readings": sum(pq.ParquetFile(f).metadata.num_rows for f in files),
-                "disk_mb": sum(f.stat().st_size for f in files) / 2**20}
-        print(f"{n:,} patients: {size['readings']:,} readings in {size['shards']} shards "
-              f"({size['disk_mb']:.0f} MB), generated in {size['generate_s']:.0f} s", flush=True)
+        size = {
+            "generate_s": time.perf_counter() - t0,
+            "shards": len(files),
+            "readings": sum(pq.ParquetFile(f).metadata.num_rows for f in files),
+            "disk_mb": sum(f.stat().st_size for f in files) / 2**20,
+        }
+        print(
+            f"{n:,} patients: {size['readings']:,} readings in {size['shards']} shards "
+            f"({size['disk_mb']:.0f} MB), generated in {size['generate_s']:.0f} s",
+            flush=True,
+        )
         for mode in ("true",) + (() if args.no_memory else ("false",)):
-            e = size[f"epoch_{'streamed' if mode == 'true' else 'memory'}"] = in_child("epoch", str(data), mode,
-                                                                                      args=args)
-            print(f"  epoch {'streamed' if mode == 'true' else 'in memory'}: prepare {e['prepare_s']:.0f} s, "
-                  f"{e['train_windows']:,} windows at {e['windows_per_s']:,.0f}/s ({e['train_epoch_s']:.0f} s, "
-                  f"{e['epoch_with_val_s']:.0f} s with val), peak RSS {e['peak_rss_mb']:,.0f} MB", flush=True)
+            e = size[f"epoch_{'streamed' if mode == 'true' else 'memory'}"] = in_child(
+                "epoch", str(data), mode, args=args
+            )
+            print(
+                f"  epoch {'streamed' if mode == 'true' else 'in memory'}: prepare {e['prepare_s']:.0f} s, "
+                f"{e['train_windows']:,} windows at {e['windows_per_s']:,.0f}/s ({e['train_epoch_s']:.0f} s, "
+                f"{e['epoch_with_val_s']:.0f} s with val), peak RSS {e['peak_rss_mb']:,.0f} MB",
+                flush=True,
+            )
         if n == max(args.patients) and not args.no_flow:
             f = size["flow_streamed"] = in_child("flow", str(data), args=args)
-            print(f"  flow streamed ({args.flow_epochs} epochs, exit {f['exit_code']}): {f['wall_s']:.0f} s, "
-                  f"peak RSS {f['peak_rss_mb']:,.0f} MB; {f['outcome'][0] if f['outcome'] else ''}", flush=True)
+            print(
+                f"  flow streamed ({args.flow_epochs} epochs, exit {f['exit_code']}): {f['wall_s']:.0f} s, "
+                f"peak RSS {f['peak_rss_mb']:,.0f} MB; {f['outcome'][0] if f['outcome'] else ''}",
+                flush=True,
+            )
         res["sizes"][str(n)] = size
     write_results("monitor", res)
 

@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 
-DARTS = r'''
+DARTS = r"""
 import sys, time
 import numpy as np, pandas as pd
 from darts import TimeSeries
@@ -73,7 +73,7 @@ for i, r in enumerate(full):
     last = prices[i][b - 1:b - 1 + len(ret)]  # the price each forecast starts from
     errors.append(np.abs(last * np.exp(ret) - prices[i][b:b + len(ret)]))
 print("darts test MAE", float(np.mean(np.concatenate(errors))), "epochs", model.epochs_trained)
-'''
+"""
 
 
 def measure(cmd: list[str], env: dict[str, str]) -> dict:
@@ -101,8 +101,12 @@ def measure(cmd: list[str], env: dict[str, str]) -> dict:
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}")
     mib = 1024 * 1024
-    return {"wall_s": wall, "peak_tree_mib": peak_tree / mib, "peak_process_mib": peak_one / mib,
-            "tail": out.strip().splitlines()[-3:]}
+    return {
+        "wall_s": wall,
+        "peak_tree_mib": peak_tree / mib,
+        "peak_process_mib": peak_one / mib,
+        "tail": out.strip().splitlines()[-3:],
+    }
 
 
 def main() -> None:
@@ -133,20 +137,31 @@ def main() -> None:
         for name, cmd in commands.items():
             r = measure(cmd, env)
             runs[name].append(r)
-            print(f"run {k + 1} {name:8} {r['wall_s']:6.1f} s  peak {r['peak_tree_mib']:6.0f} MiB (tree), "
-                  f"{r['peak_process_mib']:6.0f} MiB (largest process)  | {r['tail'][-1][:90]}", flush=True)
+            print(
+                f"run {k + 1} {name:8} {r['wall_s']:6.1f} s  peak {r['peak_tree_mib']:6.0f} MiB (tree), "
+                f"{r['peak_process_mib']:6.0f} MiB (largest process)  | {r['tail'][-1][:90]}",
+                flush=True,
+            )
     res = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "runs": runs, "median": {}}
     for name, rs in runs.items():
-        res["median"][name] = {k: statistics.median(r[k] for r in rs)
-                               for k in ("wall_s", "peak_tree_mib", "peak_process_mib")}
+        res["median"][name] = {
+            k: statistics.median(r[k] for r in rs) for k in ("wall_s", "peak_tree_mib", "peak_process_mib")
+        }
         m = res["median"][name]
-        print(f"{name:8} median {m['wall_s']:6.1f} s  peak {m['peak_tree_mib']:6.0f} MiB (tree), "
-              f"{m['peak_process_mib']:6.0f} MiB (largest process)", flush=True)
+        print(
+            f"{name:8} median {m['wall_s']:6.1f} s  peak {m['peak_tree_mib']:6.0f} MiB (tree), "
+            f"{m['peak_process_mib']:6.0f} MiB (largest process)",
+            flush=True,
+        )
     if len(runs) == 2:
         r, d = res["median"]["rnnpipe"], res["median"]["darts"]
         res["ratio"] = {k: r[k] / d[k] for k in r}
-        print(f"rnnpipe / darts: wall {res['ratio']['wall_s']:.2f}x (bar 0.8x), peak {res['ratio']['peak_tree_mib']:.2f}x "
-              f"tree / {res['ratio']['peak_process_mib']:.2f}x largest process (bar 1.0x)", flush=True)
+        print(
+            f"rnnpipe / darts: wall {res['ratio']['wall_s']:.2f}x (bar 0.8x), "
+            f"peak {res['ratio']['peak_tree_mib']:.2f}x "
+            f"tree / {res['ratio']['peak_process_mib']:.2f}x largest process (bar 1.0x)",
+            flush=True,
+        )
     write_results("peer", res)
 
 

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RNNPIPE_HOME", tempfile.mkdtemp(prefix="rnnpipe-bench-"))
 
 from _results import write_results  # noqa: E402
+
 from rnnpipe import settings  # noqa: E402
 
 settings.apply_environment()
@@ -57,8 +58,7 @@ from rnnpipe.reviews import ReviewsPipeline, load_reviews, prepare_reviews, text
 from rnnpipe.text import TextBatches  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
 
-MODES = {"bucketed": dict(bucket=True), "random": dict(bucket=False),
-         "naive": dict(bucket=False, pad_to_longest=True)}
+MODES = {"bucketed": dict(bucket=True), "random": dict(bucket=False), "naive": dict(bucket=False, pad_to_longest=True)}
 
 
 def main() -> None:
@@ -72,51 +72,78 @@ def main() -> None:
     args = ap.parse_args()
     if args.lm:
         return bench_lm(args)
-    cfg = load_config(ReviewsConfig, overrides=[f"train.device={args.device}", "train.patience=99",
-                                                *args.overrides])
+    cfg = load_config(ReviewsConfig, overrides=[f"train.device={args.device}", "train.patience=99", *args.overrides])
     p = prepare_reviews(load_reviews(cfg), cfg)
     enc = p.encoded["train"]
     real_tokens = enc.token_count()
-    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                           "torch": torch.__version__, "threads": torch.get_num_threads()},
-               "reviews": len(enc), "tokens": real_tokens, "longest": int(enc.lengths.max()),
-               "batch_size": cfg.train.batch_size, "modes": {}}
+    results = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "reviews": len(enc),
+        "tokens": real_tokens,
+        "longest": int(enc.lengths.max()),
+        "batch_size": cfg.train.batch_size,
+        "modes": {},
+    }
     for mode, kw in MODES.items():
         train = TextBatches(enc, p.y["train"], **kw)
         val = TextBatches(p.encoded["val"], p.y["val"])
         pipe = ReviewsPipeline(cfg, p.preprocessor, p.classes)
         pipe.model.encoder.pack = mode != "naive"
         warm = load_config(ReviewsConfig, overrides=[f"train.device={args.device}", "train.epochs=1"])
-        fit(pipe.model, TextBatches(p.encoded["val"], p.y["val"], **kw), val, warm.train,
-            loss_fn=text_loss(cfg, p), progress=False)  # warm-up on the val part
-        cells = sum(t.numel() for (t, _), _ in train.batches(cfg.train.batch_size, True,
-                                                             torch.Generator().manual_seed(0)))
-        epochs = load_config(ReviewsConfig, overrides=[f"train.device={args.device}",
-                                                       f"train.epochs={args.epochs}", "train.patience=99"])
+        fit(
+            pipe.model,
+            TextBatches(p.encoded["val"], p.y["val"], **kw),
+            val,
+            warm.train,
+            loss_fn=text_loss(cfg, p),
+            progress=False,
+        )  # warm-up on the val part
+        cells = sum(
+            t.numel() for (t, _), _ in train.batches(cfg.train.batch_size, True, torch.Generator().manual_seed(0))
+        )
+        epochs = load_config(
+            ReviewsConfig, overrides=[f"train.device={args.device}", f"train.epochs={args.epochs}", "train.patience=99"]
+        )
         t0 = time.perf_counter()
         r = fit(pipe.model, train, val, epochs.train, loss_fn=text_loss(cfg, p), progress=False)
         wall = time.perf_counter() - t0
         train_s = sum(h["epoch_time_s"] for h in r.history)
-        results["modes"][mode] = {"tokens_per_s": real_tokens * args.epochs / train_s,
-                                  "epoch_s": train_s / args.epochs, "padded_cells": cells,
-                                  "padding_share": 1 - real_tokens / cells, "wall_s": wall,
-                                  "device": r.device, "precision": r.precision}
+        results["modes"][mode] = {
+            "tokens_per_s": real_tokens * args.epochs / train_s,
+            "epoch_s": train_s / args.epochs,
+            "padded_cells": cells,
+            "padding_share": 1 - real_tokens / cells,
+            "wall_s": wall,
+            "device": r.device,
+            "precision": r.precision,
+        }
         m = results["modes"][mode]
-        print(f"{mode:9} {m['tokens_per_s']:>10,.0f} tokens/s  epoch {m['epoch_s']:6.1f} s  "
-              f"padding {m['padding_share']:6.1%} of {cells:,} cells  ({r.device}, {r.precision})", flush=True)
+        print(
+            f"{mode:9} {m['tokens_per_s']:>10,.0f} tokens/s  epoch {m['epoch_s']:6.1f} s  "
+            f"padding {m['padding_share']:6.1%} of {cells:,} cells  ({r.device}, {r.precision})",
+            flush=True,
+        )
     base = results["modes"]["naive"]["tokens_per_s"]
-    for mode, m in results["modes"].items():
+    for m in results["modes"].values():
         m["speedup_vs_naive"] = m["tokens_per_s"] / base
-    print(f"bucketed vs naive: {results['modes']['bucketed']['speedup_vs_naive']:.1f}x; random vs naive: "
-          f"{results['modes']['random']['speedup_vs_naive']:.1f}x")
+    print(
+        f"bucketed vs naive: {results['modes']['bucketed']['speedup_vs_naive']:.1f}x; random vs naive: "
+        f"{results['modes']['random']['speedup_vs_naive']:.1f}x"
+    )
     write_results("reviews", results)
 
 
 def bench_lm(args) -> None:
     from rnnpipe.lm import LMConfig, LMPipeline, load_lm_texts, prepare_lm
 
-    cfg = load_config(LMConfig, overrides=[f"train.device={args.device}", "train.epochs=1", "train.patience=99",
-                                           *args.overrides])
+    cfg = load_config(
+        LMConfig, overrides=[f"train.device={args.device}", "train.epochs=1", "train.patience=99", *args.overrides]
+    )
     p = prepare_lm(load_lm_texts(cfg), cfg)
     stream = p.streams["train"][: args.lm_tokens + 1]
     pipe = LMPipeline(cfg, p.preprocessor)
@@ -135,18 +162,38 @@ def bench_lm(args) -> None:
         new, _ = pipe.generate(prompt, g.max_new_tokens, g.temperature, g.top_k, g.top_p, gen)
         written += len(new)
     gen_s = time.perf_counter() - t0
-    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                           "torch": torch.__version__, "threads": torch.get_num_threads()},
-               "model": {"cell": cfg.model.cell, "hidden_size": cfg.model.hidden_size,
-                         "num_layers": cfg.model.num_layers, "vocabulary": len(p.preprocessor.vocab_)},
-               "train": {"tokens": int(train.tokens), "seconds": train_s, "tokens_per_s": train.tokens / train_s,
-                         "rows": rows, "bptt": bptt, "device": r.device, "precision": r.precision},
-               "generate": {"prompts": len(prompts), "tokens": written, "seconds": gen_s,
-                            "tokens_per_s": written / gen_s}}
-    print(f"LM training   {results['train']['tokens_per_s']:>9,.0f} tokens/s ({train.tokens:,} tokens, "
-          f"{r.device}, {r.precision})")
-    print(f"LM generation {results['generate']['tokens_per_s']:>9,.0f} tokens/s ({written} tokens from "
-          f"{len(prompts)} prompts)")
+    results = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "model": {
+            "cell": cfg.model.cell,
+            "hidden_size": cfg.model.hidden_size,
+            "num_layers": cfg.model.num_layers,
+            "vocabulary": len(p.preprocessor.vocab_),
+        },
+        "train": {
+            "tokens": int(train.tokens),
+            "seconds": train_s,
+            "tokens_per_s": train.tokens / train_s,
+            "rows": rows,
+            "bptt": bptt,
+            "device": r.device,
+            "precision": r.precision,
+        },
+        "generate": {"prompts": len(prompts), "tokens": written, "seconds": gen_s, "tokens_per_s": written / gen_s},
+    }
+    print(
+        f"LM training   {results['train']['tokens_per_s']:>9,.0f} tokens/s ({train.tokens:,} tokens, "
+        f"{r.device}, {r.precision})"
+    )
+    print(
+        f"LM generation {results['generate']['tokens_per_s']:>9,.0f} tokens/s ({written} tokens from "
+        f"{len(prompts)} prompts)"
+    )
     write_results("lm", results)
 
 

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +42,7 @@ os.environ.setdefault("RNNPIPE_HOME", tempfile.mkdtemp(prefix="rnnpipe-bench-"))
 
 from _results import write_results  # noqa: E402
 from _serve import start_server  # noqa: E402
+
 from rnnpipe import settings  # noqa: E402
 
 settings.apply_environment()
@@ -62,7 +62,8 @@ def make_input(rows: int, out: Path, files: int = 8) -> Path:
             break
         idx = np.arange(lo, hi)
         pd.DataFrame({"review_id": idx.astype(str), "text": texts[idx % len(texts)]}).to_parquet(
-            out / f"part-{k:03d}.parquet", row_group_size=50_000)
+            out / f"part-{k:03d}.parquet", row_group_size=50_000
+        )
     return out
 
 
@@ -88,7 +89,7 @@ class PeakRss:
                 except psutil.Error:
                     pass
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
         return self
@@ -106,26 +107,38 @@ def main() -> None:
     ap.add_argument("--dask-workers", type=int, default=2)
     ap.add_argument("--no-bare", action="store_true", help="skip the bare forward pass (it holds every row)")
     args = ap.parse_args()
+    from rnnpipe.config import ReviewsConfig, load_config, to_dict
     from rnnpipe.flows.predict import batch_predict
     from rnnpipe.flows.reviews import train_reviews
-    from rnnpipe.config import ReviewsConfig, load_config, to_dict
     from rnnpipe.registry import load_model
 
     home = Path(os.environ["RNNPIPE_HOME"])
-    cfg = load_config(ReviewsConfig, overrides=["train.epochs=2", "register.experiment=bench",
-                                                "register.model_name=bench-reviews"])
+    cfg = load_config(
+        ReviewsConfig, overrides=["train.epochs=2", "register.experiment=bench", "register.model_name=bench-reviews"]
+    )
     trained = train_reviews(config=to_dict(cfg))
     model = f"bench-reviews/{trained['version']}"
     src = make_input(args.rows, home / "bench-input")
-    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                           "threads": torch.get_num_threads()}, "rows": args.rows, "chunk_rows": args.chunk_rows}
+    results = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "rows": args.rows,
+        "chunk_rows": args.chunk_rows,
+    }
 
     with PeakRss() as local:
         out = batch_predict(model, str(src), str(home / "bench-output.parquet"), args.chunk_rows)
     job_s = out["seconds"]
     results["batch_job"] = {**out, "peak_rss_mb": local.self_mb}
-    print(f"batch job      {out['rows_per_s']:>10,.0f} rows/s  ({job_s:.1f} s), peak RSS of the process "
-          f"{local.self_mb:,.0f} MB", flush=True)
+    print(
+        f"batch job      {out['rows_per_s']:>10,.0f} rows/s  ({job_s:.1f} s), peak RSS of the process "
+        f"{local.self_mb:,.0f} MB",
+        flush=True,
+    )
 
     if not args.no_bare:
         # bare forward: the same rows, encoded beforehand (not timed), batch size 512
@@ -141,9 +154,11 @@ def main() -> None:
         del texts, enc, ngrams
         results["bare_forward"] = {"seconds": bare_s, "rows_per_s": args.rows / bare_s, "encode_s": encode_s}
         results["batch_job"]["share_of_bare"] = bare_s / job_s
-        print(f"bare forward   {args.rows / bare_s:>10,.0f} rows/s  ({bare_s:.1f} s; encoding and n-gram features "
-              f"alone took {encode_s:.1f} s); the batch job ran at {bare_s / job_s:.0%} of it (target 80%)",
-              flush=True)
+        print(
+            f"bare forward   {args.rows / bare_s:>10,.0f} rows/s  ({bare_s:.1f} s; encoding and n-gram features "
+            f"alone took {encode_s:.1f} s); the batch job ran at {bare_s / job_s:.0%} of it (target 80%)",
+            flush=True,
+        )
 
     if args.dask_workers:
         from rnnpipe.flows.sweep import task_runner
@@ -153,16 +168,26 @@ def main() -> None:
         t0 = time.perf_counter()
         with PeakRss() as dask:
             out = batch_predict.with_options(task_runner=task_runner("dask", w, ""))(
-                model, str(src), str(home / "bench-output-dask"), args.chunk_rows, "auto", "dask", w, threads)
+                model, str(src), str(home / "bench-output-dask"), args.chunk_rows, "auto", "dask", w, threads
+            )
         wall = time.perf_counter() - t0
         per_worker = sorted(dask.workers_mb.values(), reverse=True)
-        results["dask_job"] = {**out, "workers": w, "threads_per_worker": threads, "wall_s": wall,
-                               "vs_local": out["rows_per_s"] / results["batch_job"]["rows_per_s"],
-                               "peak_rss_mb_per_worker": per_worker, "peak_rss_mb_flow_process": dask.self_mb}
-        print(f"dask job       {out['rows_per_s']:>10,.0f} rows/s  ({out['seconds']:.1f} s in the job, {wall:.1f} s "
-              f"with the cluster's start) on {w} workers = {results['dask_job']['vs_local']:.2f}x the local job; "
-              f"peak RSS per worker {', '.join(f'{m:,.0f}' for m in per_worker)} MB, flow process "
-              f"{dask.self_mb:,.0f} MB", flush=True)
+        results["dask_job"] = {
+            **out,
+            "workers": w,
+            "threads_per_worker": threads,
+            "wall_s": wall,
+            "vs_local": out["rows_per_s"] / results["batch_job"]["rows_per_s"],
+            "peak_rss_mb_per_worker": per_worker,
+            "peak_rss_mb_flow_process": dask.self_mb,
+        }
+        print(
+            f"dask job       {out['rows_per_s']:>10,.0f} rows/s  ({out['seconds']:.1f} s in the job, {wall:.1f} s "
+            f"with the cluster's start) on {w} workers = {results['dask_job']['vs_local']:.2f}x the local job; "
+            f"peak RSS per worker {', '.join(f'{m:,.0f}' for m in per_worker)} MB, flow process "
+            f"{dask.self_mb:,.0f} MB",
+            flush=True,
+        )
 
     # serving latency: single-review requests
     proc, port, ready_s = start_server(model)
@@ -171,19 +196,28 @@ def main() -> None:
         lat = []
         for i in range(args.requests + 10):
             body = json.dumps({"dataframe_records": [{"text": reviews[i % len(reviews)]}]}).encode()
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                         headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+            )
             t = time.perf_counter()
             with urllib.request.urlopen(req, timeout=30) as r:
                 r.read()
             if i >= 10:  # warm-up
                 lat.append(time.perf_counter() - t)
         ms = np.array(lat) * 1000
-        results["serving"] = {"ready_s": ready_s, "requests": len(lat), "p50_ms": float(np.percentile(ms, 50)),
-                              "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+        results["serving"] = {
+            "ready_s": ready_s,
+            "requests": len(lat),
+            "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean()),
+        }
         s = results["serving"]
-        print(f"serving        ready in {ready_s:.1f} s; single review p50 {s['p50_ms']:.1f} ms, "
-              f"p99 {s['p99_ms']:.1f} ms over {len(lat)} requests", flush=True)
+        print(
+            f"serving        ready in {ready_s:.1f} s; single review p50 {s['p50_ms']:.1f} ms, "
+            f"p99 {s['p99_ms']:.1f} ms over {len(lat)} requests",
+            flush=True,
+        )
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)

@@ -27,9 +27,24 @@ from _results import write_results  # noqa: E402
 
 CORPUS = ROOT / "tests" / "bad_inputs"
 RNNPIPE = [sys.executable, "-m", "rnnpipe.cli"]
-TINY = ["--set", "window.lookback=20", "--set", "model.hidden_size=8", "--set", "model.num_layers=1",
-        "--set", "train.epochs=1", "--set", "baselines.statistical=[]", "--set", "register.gate_baselines=[naive]",
-        "--set", "register.model_name=bench-errors", "--set", "register.experiment=bench-errors"]
+TINY = [
+    "--set",
+    "window.lookback=20",
+    "--set",
+    "model.hidden_size=8",
+    "--set",
+    "model.num_layers=1",
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "baselines.statistical=[]",
+    "--set",
+    "register.gate_baselines=[naive]",
+    "--set",
+    "register.model_name=bench-errors",
+    "--set",
+    "register.experiment=bench-errors",
+]
 
 
 def timed(args: list[str], env: dict[str, str]) -> tuple[float, int, str]:
@@ -54,23 +69,44 @@ def main() -> None:
     for name in ("missing_column.csv", "bad_number.csv", "duplicate.csv", "mixed_offsets.csv", "header_only.csv"):
         cases[f"train {name}"] = [*RNNPIPE, "train", "stocks", "--set", f"data.path={stocks / name}", *TINY]
     cases["train no-such-file.csv"] = [*RNNPIPE, "train", "stocks", "--set", "data.path=no-such-file.csv"]
-    cases["predict unknown model"] = [*RNNPIPE, "predict", "no-such-model", "-i", str(stocks / "ok_unsorted.csv"),
-                                      "-o", str(tmp / "x.parquet")]
+    cases["predict unknown model"] = [
+        *RNNPIPE,
+        "predict",
+        "no-such-model",
+        "-i",
+        str(stocks / "ok_unsorted.csv"),
+        "-o",
+        str(tmp / "x.parquet"),
+    ]
     for name in ("missing_column.csv", "bad_number.csv", "duplicate.csv", "header_only.csv"):
-        cases[f"predict {name}"] = [*RNNPIPE, "predict", "bench-errors", "-i", str(stocks / name),
-                                    "-o", str(tmp / f"{name}.parquet")]
+        cases[f"predict {name}"] = [
+            *RNNPIPE,
+            "predict",
+            "bench-errors",
+            "-i",
+            str(stocks / name),
+            "-o",
+            str(tmp / f"{name}.parquet"),
+        ]
     rows = []
     for label, argv in cases.items():
         times, rc, out = [], 0, ""
         for _ in range(args.repeats):
             t, rc, out = timed(argv, env)
             times.append(t)
-        row = {"case": label, "median_s": round(statistics.median(times), 2), "exit": rc,
-               "error_lines": sum(line.startswith("error:") for line in out.splitlines()),
-               "traceback": "Traceback" in out}
+        row = {
+            "case": label,
+            "median_s": round(statistics.median(times), 2),
+            "exit": rc,
+            "error_lines": sum(line.startswith("error:") for line in out.splitlines()),
+            "traceback": "Traceback" in out,
+        }
         rows.append(row)
-        print(f"{label:34s} {row['median_s']:6.2f} s  exit {rc}  error lines {row['error_lines']}"
-              f"{'  TRACEBACK' if row['traceback'] else ''}", flush=True)
+        print(
+            f"{label:34s} {row['median_s']:6.2f} s  exit {rc}  error lines {row['error_lines']}"
+            f"{'  TRACEBACK' if row['traceback'] else ''}",
+            flush=True,
+        )
     slow = [r["case"] for r in rows if r["case"] != "--help" and r["median_s"] >= 5]
     print("all under 5 s" if not slow else f"5 s or more: {', '.join(slow)}")
     write_results("user-errors", {"repeats": args.repeats, "cases": rows, "cpus": os.cpu_count()})

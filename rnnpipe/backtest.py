@@ -46,7 +46,8 @@ def fold_splits(frame: SeriesFrame, cfg: ForecastConfig) -> list[Split]:
                 raise DataError(
                     f"{frame.source}: series {sid!r} has {hi - lo} rows: too few for backtest.folds={b.folds} "
                     f"of backtest.step={b.step} (fold {k} would train on {max(before, 0)} rows); "
-                    "use fewer folds or a smaller step")
+                    "use fewer folds or a smaller step"
+                )
             train_end = lo + int(round(before * (1 - val_share)))
             rows.append([lo, train_end, origin, origin + b.step])
         out.append(Split(np.asarray(rows, dtype=np.int64)))
@@ -65,8 +66,10 @@ class FoldResult:
 
 
 def _origins(frame: SeriesFrame, split: Split) -> dict[str, str]:
-    return {sid: str(np.datetime_as_string(frame.timestamps[split.bounds[i, 2]], unit="D"))
-            for i, sid in enumerate(frame.series)}
+    return {
+        sid: str(np.datetime_as_string(frame.timestamps[split.bounds[i, 2]], unit="D"))
+        for i, sid in enumerate(frame.series)
+    }
 
 
 def train_fold(cfg: ForecastConfig, frame: SeriesFrame, split: Split, label: str = ""):
@@ -88,11 +91,14 @@ def evaluate_fold(pipeline, prepared, baselines: dict[str, object], split: Split
 
     pre = prepared.preprocessor
     valid = ~np.isnan(prepared.frame.values).any(axis=1)
-    ends = window_ends(split, "test", pre.lookback, pre.horizon, pre.encoding.skip,
-                       valid=None if valid.all() else valid)
+    ends = window_ends(
+        split, "test", pre.lookback, pre.horizon, pre.encoding.skip, valid=None if valid.all() else valid
+    )
     if len(ends) == 0:
-        raise DataError(f"{prepared.frame.source}: no complete test window in a backtest fold "
-                        "(backtest.step shorter than window.horizon?)")
+        raise DataError(
+            f"{prepared.frame.source}: no complete test window in a backtest fold "
+            "(backtest.step shorter than window.horizon?)"
+        )
     fold = replace(prepared, ends={**prepared.ends, "test": ends})
     return evaluate_forecaster(pipeline, fold, "test", baselines, cfg.window.season)
 
@@ -116,8 +122,7 @@ def run_fold(cfg: ForecastConfig, frame: SeriesFrame, k: int, trained=None) -> F
     ev = evaluate_fold(pipe, p, baselines, split, cfg)
     train_rows = int(np.sum(p.split.bounds[:, 1] - p.split.bounds[:, 0]))
     metrics = {**ev.metrics, "fold_test_windows": float(len(ev.pred)), "fold_train_rows": float(train_rows)}
-    return FoldResult(k, _origins(frame, split), train_rows, metrics, time.perf_counter() - t0,
-                      best_epoch, history)
+    return FoldResult(k, _origins(frame, split), train_rows, metrics, time.perf_counter() - t0, best_epoch, history)
 
 
 def train_once(cfg: ForecastConfig, frame: SeriesFrame):
@@ -163,8 +168,12 @@ def fold_rows(folds: list[FoldResult]) -> list[dict[str, Any]]:
     rows = []
     for f in folds:
         m = f.metrics
-        row: dict[str, Any] = {"fold": f.fold, "origin": min(f.origins.values()), "train_rows": f.train_rows,
-                               "test_windows": int(m["fold_test_windows"])}
+        row: dict[str, Any] = {
+            "fold": f.fold,
+            "origin": min(f.origins.values()),
+            "train_rows": f.train_rows,
+            "test_windows": int(m["fold_test_windows"]),
+        }
         for name in methods(m):
             pre = f"{name}_" if name else ""
             label = name or "model"

@@ -36,8 +36,9 @@ from rnnpipe.features.targets import TargetEncoding
 def window_summary(values: np.ndarray, ends: np.ndarray, lookback: int) -> np.ndarray:
     """(N, 6 * C): last, mean, min, max, least-squares slope and std of each channel of the
     windows ending at rows `ends` (the same statistics the wide part of a classifier reads)."""
-    w = torch.from_numpy(np.ascontiguousarray(values[ends[:, None] + np.arange(-lookback + 1, 1)],
-                                              dtype=np.float64))  # (N, L, C)
+    w = torch.from_numpy(
+        np.ascontiguousarray(values[ends[:, None] + np.arange(-lookback + 1, 1)], dtype=np.float64)
+    )  # (N, L, C)
     return models.window_summary(w).numpy()
 
 
@@ -72,8 +73,9 @@ class SummaryLogisticRegression:
 
     def __init__(self, lookback: int, class_weight: str | None = "balanced", seed: int = 0):
         self.lookback = lookback
-        self.model = make_pipeline(StandardScaler(), LogisticRegression(
-            class_weight=class_weight, max_iter=2000, random_state=seed))
+        self.model = make_pipeline(
+            StandardScaler(), LogisticRegression(class_weight=class_weight, max_iter=2000, random_state=seed)
+        )
 
     def fit(self, values, ends, y):
         self.model.fit(window_summary(values, ends, self.lookback), y)
@@ -86,8 +88,9 @@ class SummaryLogisticRegression:
 RIDGE_PENALTIES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)  # alpha / training rows
 
 
-def fit_ridge(X: np.ndarray, Y: np.ndarray, Xv: np.ndarray, Yv: np.ndarray,
-              penalties: tuple[float, ...] = RIDGE_PENALTIES) -> tuple[Ridge, float, float]:
+def fit_ridge(
+    X: np.ndarray, Y: np.ndarray, Xv: np.ndarray, Yv: np.ndarray, penalties: tuple[float, ...] = RIDGE_PENALTIES
+) -> tuple[Ridge, float, float]:
     """Ridge regression of Y on X (train), its penalty chosen by the mean squared error on
     (Xv, Yv) (validation). The penalty is relative to the number of training rows (alpha =
     penalty x rows), so on standardised features it means the same at any data size.
@@ -126,10 +129,20 @@ class RidgeForecast:
             return x
         return np.hstack([x, future[ends[:, None] + 1 + np.arange(self.horizon)].reshape(len(ends), -1)])
 
-    def fit(self, inputs: np.ndarray, targets: np.ndarray, train_ends: np.ndarray,
-            val_ends: np.ndarray, future: np.ndarray | None = None) -> "RidgeForecast":
-        self.model, self.penalty_, _ = fit_ridge(self._x(inputs, train_ends, future), targets[train_ends],
-                                               self._x(inputs, val_ends, future), targets[val_ends])
+    def fit(
+        self,
+        inputs: np.ndarray,
+        targets: np.ndarray,
+        train_ends: np.ndarray,
+        val_ends: np.ndarray,
+        future: np.ndarray | None = None,
+    ) -> RidgeForecast:
+        self.model, self.penalty_, _ = fit_ridge(
+            self._x(inputs, train_ends, future),
+            targets[train_ends],
+            self._x(inputs, val_ends, future),
+            targets[val_ends],
+        )
         return self
 
     def predict(self, inputs: np.ndarray, ends: np.ndarray, future: np.ndarray | None = None) -> np.ndarray:
@@ -138,8 +151,7 @@ class RidgeForecast:
 
     def forecast(self, prepared, ends: np.ndarray) -> np.ndarray:
         """Forecasts (N, H) in the target's units for the windows ending at `ends`."""
-        return prepared.preprocessor.decode(self.predict(prepared.inputs, ends, prepared.future),
-                                            prepared.frame, ends)
+        return prepared.preprocessor.decode(self.predict(prepared.inputs, ends, prepared.future), prepared.frame, ends)
 
 
 class GradientBoostingForecast:
@@ -164,8 +176,16 @@ class GradientBoostingForecast:
 
     name = "gbm"
 
-    def __init__(self, lookback: int, horizon: int, centered: bool, season: int = 0, lags: int = 24,
-                 max_rows: int = 200_000, seed: int = 0):
+    def __init__(
+        self,
+        lookback: int,
+        horizon: int,
+        centered: bool,
+        season: int = 0,
+        lags: int = 24,
+        max_rows: int = 200_000,
+        seed: int = 0,
+    ):
         self.lookback, self.horizon, self.centered = lookback, horizon, centered
         self.season, self.lags, self.max_rows, self.seed = season, lags, max_rows, seed
 
@@ -177,16 +197,18 @@ class GradientBoostingForecast:
             return np.concatenate([rel[:, 1:], np.zeros((len(x0), 1))], axis=1)
         return -np.cumsum(x0[:, ::-1], axis=1)  # the sum of the last k changes, negated
 
-    def _design(self, inputs: np.ndarray, future: np.ndarray | None, ends: np.ndarray,
-                future_starts: np.ndarray | None = None) -> np.ndarray:
+    def _design(
+        self, inputs: np.ndarray, future: np.ndarray | None, ends: np.ndarray, future_starts: np.ndarray | None = None
+    ) -> np.ndarray:
         """(N x H, F) features, rows window-major (window n, step h at n * H + h - 1)."""
         L, H = self.lookback, self.horizon
         W = inputs[ends[:, None] + np.arange(-L + 1, 1)]  # (N, L, C)
         rel = self._relative(W[:, :, 0].astype(np.float64))  # (N, L)
         m = self.season if 2 <= self.season < L else 0  # a season the window reaches back over
         lags = sorted({k for k in range(1, min(L, self.lags + 1))} | {k for k in (m, 2 * m) if 0 < k < L})
-        per_window = np.column_stack([rel[:, [k - 1 for k in lags]], W[:, :, 0].mean(1), W[:, :, 0].std(1),
-                                      W[:, -1, :]])
+        per_window = np.column_stack(
+            [rel[:, [k - 1 for k in lags]], W[:, :, 0].mean(1), W[:, :, 0].std(1), W[:, -1, :]]
+        )
         rows = [np.repeat(per_window, H, axis=0)]
         steps = np.tile(np.arange(1, H + 1), len(ends))
         if m:  # the seasonal naive forecast of step h: the level at t + h - m (or - 2m), relative
@@ -204,7 +226,7 @@ class GradientBoostingForecast:
         rows = n_windows * self.horizon
         return np.arange(rows) if rows <= limit else np.sort(rng.choice(rows, limit, replace=False))
 
-    def fit(self, prepared) -> "GradientBoostingForecast":
+    def fit(self, prepared) -> GradientBoostingForecast:
         import time
 
         from sklearn.ensemble import HistGradientBoostingRegressor
@@ -219,8 +241,14 @@ class GradientBoostingForecast:
             y = (prepared.targets[ends] - self._last(prepared.inputs, ends)).reshape(-1)[keep]
             parts[part] = (X, y)
         self.model = HistGradientBoostingRegressor(
-            max_iter=1000, learning_rate=0.05, max_leaf_nodes=31, min_samples_leaf=40, early_stopping=True,
-            n_iter_no_change=30, random_state=self.seed)
+            max_iter=1000,
+            learning_rate=0.05,
+            max_leaf_nodes=31,
+            min_samples_leaf=40,
+            early_stopping=True,
+            n_iter_no_change=30,
+            random_state=self.seed,
+        )
         self.model.fit(*parts["train"], X_val=parts["val"][0], y_val=parts["val"][1])
         self.fit_seconds_ = time.perf_counter() - t0
         self.fallback_series: list[str] = []
@@ -231,8 +259,9 @@ class GradientBoostingForecast:
         for level targets, 0 for targets that are changes already."""
         return inputs[ends, :1].astype(np.float64) if self.centered else np.zeros((len(ends), 1))
 
-    def predict(self, inputs: np.ndarray, future: np.ndarray | None, ends: np.ndarray,
-                future_starts: np.ndarray | None = None) -> np.ndarray:
+    def predict(
+        self, inputs: np.ndarray, future: np.ndarray | None, ends: np.ndarray, future_starts: np.ndarray | None = None
+    ) -> np.ndarray:
         """Scaled outputs (N, H), like the recurrent model's."""
         X = self._design(inputs, future, ends, future_starts)
         return self.model.predict(X).reshape(len(ends), self.horizon) + self._last(inputs, ends)
@@ -250,9 +279,12 @@ def _statsforecast_model(name: str, season: int):
     from statsforecast import models as sf
 
     m = max(int(season), 1)
-    return {"autoets": lambda: sf.AutoETS(season_length=m), "autotheta": lambda: sf.AutoTheta(season_length=m),
-            "autoarima": lambda: sf.AutoARIMA(season_length=m),
-            "seasonalnaive": lambda: sf.SeasonalNaive(season_length=m)}[name]()
+    return {
+        "autoets": lambda: sf.AutoETS(season_length=m),
+        "autotheta": lambda: sf.AutoTheta(season_length=m),
+        "autoarima": lambda: sf.AutoARIMA(season_length=m),
+        "seasonalnaive": lambda: sf.SeasonalNaive(season_length=m),
+    }[name]()
 
 
 class StatisticalForecast:
@@ -267,8 +299,9 @@ class StatisticalForecast:
     approximation for speed: `forward` re-reads the whole history at every origin (AutoTheta
     also re-estimates its trend line on it), which costs O(length) per origin, 47 ms for
     AutoTheta at 8,000 points, and fitting AutoTheta to long series is slower still (153 s
-    for the bundled glucose patients' whole training parts). Gaps (NaN) in the history are filled by linear interpolation
-    between the readings around them, which all lie before the origin. A series the model
+    for the bundled glucose patients' whole training parts). Gaps (NaN) in the history are
+    filled by linear interpolation between the readings around them, which all lie before the
+    origin. A series the model
     cannot be fitted to (too short, constant) gets the naive forecast, counted in
     `fallback_series`.
     """
@@ -295,13 +328,13 @@ class StatisticalForecast:
         out[bad] = np.interp(idx[bad], idx[~bad], y[~bad])
         return out
 
-    def fit(self, frame, split) -> "StatisticalForecast":
+    def fit(self, frame, split) -> StatisticalForecast:
         import time
         import warnings
 
         t0 = time.perf_counter()
         for i, (lo, train_end, _, _) in enumerate(split.bounds):
-            y = frame.target[max(lo, train_end - self.history) if self.history else lo:train_end]
+            y = frame.target[max(lo, train_end - self.history) if self.history else lo : train_end]
             train = self._filled(y) if (~np.isnan(y)).any() else y
             try:
                 with warnings.catch_warnings():
@@ -340,9 +373,9 @@ class StatisticalForecast:
                     continue
                 lo = int(frame.offsets[i])
                 if i not in filled:  # interpolated per series once; a gap's neighbours precede any origin after it
-                    filled[i] = self._filled(frame.target[lo:frame.offsets[i + 1]])
+                    filled[i] = self._filled(frame.target[lo : frame.offsets[i + 1]])
                 first = end + 1 - self.forward_history if self.forward_history else lo
-                y = filled[i][max(first, lo) - lo:end + 1 - lo]
+                y = filled[i][max(first, lo) - lo : end + 1 - lo]
                 fc = model.forward(y, h=H, level=levels) if levels else model.forward(y, h=H)
                 if np.isfinite(fc["mean"]).all():
                     out[j] = fc["mean"]
@@ -379,7 +412,7 @@ class NaiveQuantiles:
     def _encoding(self, prepared) -> TargetEncoding:
         return TargetEncoding("log_return" if prepared.preprocessor.encoding.kind == "log_return" else "diff")
 
-    def fit(self, prepared) -> "NaiveQuantiles":
+    def fit(self, prepared) -> NaiveQuantiles:
         frame, H = prepared.frame, prepared.preprocessor.horizon
         changes = self._encoding(prepared).encode(frame.target, frame.offsets, H)
         ends = np.concatenate([prepared.ends["train"], prepared.ends["val"]])
@@ -442,13 +475,17 @@ class TfidfLogisticRegression:
 
 
 def make_tfidf_vectorizer(lowercase: bool = True, vocabulary: dict | None = None) -> TfidfVectorizer:
-    return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=lowercase,
-                           strip_accents=None, vocabulary=vocabulary)
+    return TfidfVectorizer(
+        ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=lowercase, strip_accents=None, vocabulary=vocabulary
+    )
 
 
 def vectorizer_to_dict(v: TfidfVectorizer) -> dict:
-    return {"lowercase": v.lowercase, "vocabulary": {k: int(i) for k, i in v.vocabulary_.items()},
-            "idf": v.idf_.tolist()}
+    return {
+        "lowercase": v.lowercase,
+        "vocabulary": {k: int(i) for k, i in v.vocabulary_.items()},
+        "idf": v.idf_.tolist(),
+    }
 
 
 def vectorizer_from_dict(d: dict) -> TfidfVectorizer:
@@ -470,6 +507,7 @@ class MajorityClass:
 
 
 # --- language models -----------------------------------------------------------------------
+
 
 def _cached_kneser_ney():
     """nltk's interpolated Kneser-Ney smoothing with its counts indexed once.
@@ -556,12 +594,12 @@ class KneserNeyLM:
         for doc in docs:
             padded = ["<s>"] * (order - 1) + list(lookup(doc)) + ["</s>"]
             for i in range(order - 1, len(padded)):
-                p = score(padded[i], tuple(padded[i - order + 1:i]))
+                p = score(padded[i], tuple(padded[i - order + 1 : i]))
                 total += math.log(p) if p > 0 else -math.inf
                 n += 1
         return total, n
 
-    def fit(self, train_docs: list[list[str]], val_docs: list[list[str]]) -> "KneserNeyLM":
+    def fit(self, train_docs: list[list[str]], val_docs: list[list[str]]) -> KneserNeyLM:
         best = None
         self.val_perplexity_ = {}
         for order in self.ORDERS:

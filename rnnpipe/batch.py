@@ -57,9 +57,14 @@ class BatchStats:
         return self.rows_in / self.seconds if self.seconds > 0 else float("nan")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rows_in": self.rows_in, "rows_out": self.rows_out, "chunks": self.chunks,
-                "seconds": round(self.seconds, 3), "rows_per_s": round(self.rows_per_s, 1),
-                "output": self.output}
+        return {
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "chunks": self.chunks,
+            "seconds": round(self.seconds, 3),
+            "rows_per_s": round(self.rows_per_s, 1),
+            "output": self.output,
+        }
 
 
 ROW_ID = "__rnnpipe_row__"  # a job's running row number, carried beside the input columns
@@ -157,8 +162,9 @@ def whole_groups(chunks: Iterator[pd.DataFrame], column: str, source: str = "inp
         yield held.reset_index(drop=True)
 
 
-def regrouped(dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Path,
-              rows: RowMap | None = None) -> Iterator[pd.DataFrame]:
+def regrouped(
+    dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Path, rows: RowMap | None = None
+) -> Iterator[pd.DataFrame]:
     """The rows of `dataset` with each group's rows together, for input in any order: the
     buckets of `write_buckets`, each read, stably sorted by group (the rows of a group keep
     their input order; the model sorts by time) and yielded whole."""
@@ -175,8 +181,9 @@ def sorted_bucket(path: Path, column: str) -> pa.Table:
     return table.take(order)
 
 
-def write_buckets(dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Path,
-                  rows: RowMap | None = None, min_buckets: int = 1) -> list[Path]:
+def write_buckets(
+    dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Path, rows: RowMap | None = None, min_buckets: int = 1
+) -> list[Path]:
     """One pass that writes every row (numbered, ROW_ID) to one of B Parquet bucket files by
     a hash of its group, so that each group lies whole in one bucket (B = rows /
     `chunk_rows`, at least `min_buckets`, at most 4,096). -> the bucket files."""
@@ -190,7 +197,7 @@ def write_buckets(dataset: ds.Dataset, column: str, chunk_rows: int, workdir: Pa
             order = np.argsort(bucket, kind="stable")
             bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
             for b in np.flatnonzero(np.diff(bounds)):
-                part = table.take(order[bounds[b]:bounds[b + 1]])
+                part = table.take(order[bounds[b] : bounds[b + 1]])
                 if b not in writers:
                     writers[b] = pq.ParquetWriter(workdir / f"bucket-{b:05d}.parquet", table.schema)
                 writers[b].write_table(part)
@@ -223,6 +230,7 @@ def check_input(model: str, input_path: str | Path, fmt: str = "auto") -> ModelR
 
         def artifact(relative: str) -> Path:
             return Path(mlflow.artifacts.download_artifacts(f"{ref.uri}/artifacts/{relative}"))
+
     dataset, _ = open_dataset(input_path, fmt)
     choices = (info.metadata or {}).get("rnnpipe_input_columns") if info is not None else None
     problem = missing_input_column(choices or [], dataset.schema.names, label="columns")
@@ -278,10 +286,18 @@ def open_input(path: str | Path, fmt: str, spec: Callable[[list[str]], tuple[lis
     return dataset, columns, group
 
 
-def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_columns: list[str],
-                       lineage: dict[str, str], dataset: ds.Dataset, output_path: str | Path, *,
-                       group_column: str | None = None, chunk_rows: int = 50_000,
-                       on_chunk: Callable[[int], None] | None = None, in_flight: int = 2) -> BatchStats:
+def predict_to_parquet(
+    predict: Callable[[pd.DataFrame], pd.DataFrame],
+    input_columns: list[str],
+    lineage: dict[str, str],
+    dataset: ds.Dataset,
+    output_path: str | Path,
+    *,
+    group_column: str | None = None,
+    chunk_rows: int = 50_000,
+    on_chunk: Callable[[int], None] | None = None,
+    in_flight: int = 2,
+) -> BatchStats:
     """Run `predict` over `dataset` (`rnnpipe.io.open_dataset`) chunk by chunk and write one
     Parquet file atomically.
 
@@ -302,8 +318,19 @@ def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_co
     clean_stale_temps(out_path)
     rows = RowMap(_kind(dataset))
     if group_column == WHOLE_INPUT:
-        return _predict_chunks(predict, input_columns, lineage, whole_input(dataset, rows), out_path, source,
-                               group_column, on_chunk, in_flight, t0, rows)
+        return _predict_chunks(
+            predict,
+            input_columns,
+            lineage,
+            whole_input(dataset, rows),
+            out_path,
+            source,
+            group_column,
+            on_chunk,
+            in_flight,
+            t0,
+            rows,
+        )
     if group_column:
         counted = [0]
 
@@ -313,30 +340,72 @@ def predict_to_parquet(predict: Callable[[pd.DataFrame], pd.DataFrame], input_co
                 on_chunk(n)
 
         try:
-            return _predict_chunks(predict, input_columns, lineage, whole_groups(
-                scan(dataset, chunk_rows, rows), group_column, source), out_path, source, group_column, count,
-                in_flight, t0, rows)
+            return _predict_chunks(
+                predict,
+                input_columns,
+                lineage,
+                whole_groups(scan(dataset, chunk_rows, rows), group_column, source),
+                out_path,
+                source,
+                group_column,
+                count,
+                in_flight,
+                t0,
+                rows,
+            )
         except NotGrouped as exc:
             log.info("%s; regrouping the input by %s", exc, group_column)
             if on_chunk is not None and counted[0]:
                 on_chunk(-counted[0])  # the progress starts again
         workdir = Path(tempfile.mkdtemp(prefix=temp_prefix(out_path), suffix=".regroup", dir=out_path.parent))
         try:
-            return _predict_chunks(predict, input_columns, lineage,
-                                   regrouped(dataset, group_column, chunk_rows, workdir, rows), out_path, source,
-                                   group_column, on_chunk, in_flight, t0, rows)
+            return _predict_chunks(
+                predict,
+                input_columns,
+                lineage,
+                regrouped(dataset, group_column, chunk_rows, workdir, rows),
+                out_path,
+                source,
+                group_column,
+                on_chunk,
+                in_flight,
+                t0,
+                rows,
+            )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-    return _predict_chunks(predict, input_columns, lineage, scan(dataset, chunk_rows, rows), out_path, source,
-                           None, on_chunk, in_flight, t0, rows)
+    return _predict_chunks(
+        predict,
+        input_columns,
+        lineage,
+        scan(dataset, chunk_rows, rows),
+        out_path,
+        source,
+        None,
+        on_chunk,
+        in_flight,
+        t0,
+        rows,
+    )
 
 
 def _kind(dataset: ds.Dataset) -> str:
     return {ds.CsvFileFormat: "csv", ds.JsonFileFormat: "jsonl"}.get(type(dataset.format), "parquet")
 
 
-def _predict_chunks(predict, input_columns, lineage, chunks, out_path: Path, source: str,
-                    group_column: str | None, on_chunk, in_flight: int, t0: float, rows: RowMap) -> BatchStats:
+def _predict_chunks(
+    predict,
+    input_columns,
+    lineage,
+    chunks,
+    out_path: Path,
+    source: str,
+    group_column: str | None,
+    on_chunk,
+    in_flight: int,
+    t0: float,
+    rows: RowMap,
+) -> BatchStats:
     rows_in = rows_out = n_chunks = 0
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
@@ -372,8 +441,9 @@ def _predict_chunks(predict, input_columns, lineage, chunks, out_path: Path, sou
                     pred[k] = v
                 table = pa.Table.from_pandas(pred, preserve_index=False)
                 if writer is None:
-                    schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f
-                                        for f in table.schema]).remove_metadata()
+                    schema = pa.schema(
+                        [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+                    ).remove_metadata()
                     writer = pq.ParquetWriter(tmp, schema, compression="zstd")
                 writer.write_table(table.cast(schema))
                 rows_in += len(chunk)
@@ -427,8 +497,9 @@ class Part:
         return f"part-{self.number:05d}.parquet"
 
 
-def plan_parts(dataset: ds.Dataset, group_column: str | None, chunk_rows: int, workdir: Path,
-               min_parts: int = 1) -> tuple[list[Part], RowMap]:
+def plan_parts(
+    dataset: ds.Dataset, group_column: str | None, chunk_rows: int, workdir: Path, min_parts: int = 1
+) -> tuple[list[Part], RowMap]:
     """The parts of a job over `dataset` (see above), and where the rows of bucket parts
     come from (for their error messages)."""
     n = len(list(dataset.get_fragments()))
@@ -448,8 +519,7 @@ def _groups_within_files(dataset: ds.Dataset, column: str) -> bool:
     """Whether no group (series) has rows in two input files (read: the group column only)."""
     seen: set[str] = set()
     for fragment in dataset.get_fragments():
-        keys = set(fragment.to_table(columns=[column], schema=dataset.schema)[column].cast(pa.string())
-                   .to_pylist())
+        keys = set(fragment.to_table(columns=[column], schema=dataset.schema)[column].cast(pa.string()).to_pylist())
         if keys & seen:
             return False
         seen |= keys
@@ -466,12 +536,28 @@ def part_dataset(dataset: ds.Dataset, part: Part) -> ds.Dataset:
     return ds.FileSystemDataset([fragment], dataset.schema, dataset.format, dataset.filesystem)
 
 
-def predict_part(predict: Callable[[pd.DataFrame], pd.DataFrame], input_columns: list[str],
-                 lineage: dict[str, str], dataset: ds.Dataset, part: Part, folder: Path, *,
-                 group_column: str | None, chunk_rows: int) -> BatchStats:
+def predict_part(
+    predict: Callable[[pd.DataFrame], pd.DataFrame],
+    input_columns: list[str],
+    lineage: dict[str, str],
+    dataset: ds.Dataset,
+    part: Part,
+    folder: Path,
+    *,
+    group_column: str | None,
+    chunk_rows: int,
+) -> BatchStats:
     """One part predicted into `folder`/part-NNNNN.parquet (what a worker runs)."""
-    return predict_to_parquet(predict, input_columns, lineage, part_dataset(dataset, part), folder / part.name,
-                              group_column=group_column, chunk_rows=chunk_rows, in_flight=1)
+    return predict_to_parquet(
+        predict,
+        input_columns,
+        lineage,
+        part_dataset(dataset, part),
+        folder / part.name,
+        group_column=group_column,
+        chunk_rows=chunk_rows,
+        in_flight=1,
+    )
 
 
 def part_error(exc: DataError, part: Part, source: str, rows: RowMap) -> DataError:
@@ -511,5 +597,6 @@ def atomic_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
 
 
 def combine(stats: list[BatchStats], seconds: float, output: str) -> BatchStats:
-    return BatchStats(sum(s.rows_in for s in stats), sum(s.rows_out for s in stats), sum(s.chunks for s in stats),
-                      seconds, output)
+    return BatchStats(
+        sum(s.rows_in for s in stats), sum(s.rows_out for s in stats), sum(s.chunks for s in stats), seconds, output
+    )

@@ -36,8 +36,11 @@ def user_errors(fn):
             sys.exit(2)
         except KeyboardInterrupt as exc:  # Ctrl-C: 130 from every command, SIGTERM 143, as shells expect
             command = click.get_current_context(silent=True)
-            hint = ("; `rnnpipe train ... --resume` continues from the last epoch"
-                    if command is not None and command.info_name == "train" else "")
+            hint = (
+                "; `rnnpipe train ... --resume` continues from the last epoch"
+                if command is not None and command.info_name == "train"
+                else ""
+            )
             stopped = isinstance(exc, Terminated)
             click.echo(f"{'stopped (SIGTERM)' if stopped else 'interrupted'}{hint}", err=True)
             sys.exit(143 if stopped else 130)
@@ -46,20 +49,27 @@ def user_errors(fn):
 
 
 def config_options(fn):
-    fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                      help="Override one setting, e.g. --set model.hidden_size=128 "
-                           "(repeatable; names as in `rnnpipe config`).")(fn)
-    fn = click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                      help="TOML file with settings (see `rnnpipe config stocks`).")(fn)
+    fn = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override one setting, e.g. --set model.hidden_size=128 (repeatable; names as in `rnnpipe config`).",
+    )(fn)
+    fn = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        help="TOML file with settings (see `rnnpipe config stocks`).",
+    )(fn)
     return fn
 
 
 def _config(pipeline: str, config_path: str | None, overrides: tuple[str, ...]):
-    from rnnpipe.config import load_config
-
     import dataclasses
 
     from rnnpipe import settings
+    from rnnpipe.config import load_config
 
     cfg = load_config(kinds.get(pipeline).config_class(), config_path, list(overrides))
     # every file the run will read exists, checked before any flow (and its API) starts
@@ -99,8 +109,9 @@ def _check_columns(cfg) -> None:
     d = getattr(cfg, "data", None)
     if d is None:
         return
-    wanted = {f"data.{k}": v for k, v in vars(d).items()
-              if k.endswith("_col") and k != "id_col" and isinstance(v, str) and v}
+    wanted = {
+        f"data.{k}": v for k, v in vars(d).items() if k.endswith("_col") and k != "id_col" and isinstance(v, str) and v
+    }
     for k in ("features", "channels"):
         for v in getattr(d, k, None) or []:
             wanted[f"data.{k}[{v}]"] = v
@@ -113,14 +124,20 @@ def _check_columns(cfg) -> None:
         names = set(dataset.schema.names)
         for setting, column in wanted.items():
             if column not in names:
-                raise DataError(f"{path}: column {column!r} not found ({setting.split('[')[0]}={column}; "
-                                f"columns: {', '.join(dataset.schema.names)})")
+                raise DataError(
+                    f"{path}: column {column!r} not found ({setting.split('[')[0]}={column}; "
+                    f"columns: {', '.join(dataset.schema.names)})"
+                )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rnnpipe")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the result (Prefect's and MLflow's logs too).")
-@click.option("-v", "--verbose", count=True, help="More log lines: -v rnnpipe's debug lines, -vv Prefect's and MLflow's too.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Only warnings, errors and the result (Prefect's and MLflow's logs too)."
+)
+@click.option(
+    "-v", "--verbose", count=True, help="More log lines: -v rnnpipe's debug lines, -vv Prefect's and MLflow's too."
+)
 def cli(quiet, verbose):
     """Train, track and serve recurrent sequence models.
 
@@ -133,8 +150,9 @@ def cli(quiet, verbose):
 @cli.command()
 @click.argument("pipeline", type=click.Choice(kinds.names()))
 @config_options
-@click.option("--resume", is_flag=True, help="Continue an interrupted run of the same config and "
-                                             "data from its last checkpoint.")
+@click.option(
+    "--resume", is_flag=True, help="Continue an interrupted run of the same config and data from its last checkpoint."
+)
 @user_errors
 def train(pipeline, config_path, overrides, resume):
     """Run the training flow of PIPELINE: ingest, split, scale, window, train, evaluate against
@@ -192,28 +210,64 @@ def show_config(name, config_path, overrides):
 
 @cli.command()
 @click.argument("model", required=False, default=DEFAULT_MODEL)
-@click.option("-i", "--input", "input_path", required=True, type=click.Path(),
-              help="CSV, Parquet or JSON Lines file, folder or partitioned dataset.")
-@click.option("-o", "--output", required=True, type=click.Path(),
-              help="Parquet file to write (atomically: it appears only when the job is complete); "
-                   "with --runner dask, a folder of Parquet part files and _SUCCESS.")
-@click.option("--chunk-rows", type=click.IntRange(min=1), default=50_000, show_default=True,
-              help="Rows read and predicted at a time; memory follows this, not the input size.")
-@click.option("--format", "fmt", type=click.Choice(["auto", "csv", "parquet", "jsonl"]), default="auto",
-              show_default=True)
+@click.option(
+    "-i",
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(),
+    help="CSV, Parquet or JSON Lines file, folder or partitioned dataset.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(),
+    help="Parquet file to write (atomically: it appears only when the job is complete); "
+    "with --runner dask, a folder of Parquet part files and _SUCCESS.",
+)
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=50_000,
+    show_default=True,
+    help="Rows read and predicted at a time; memory follows this, not the input size.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["auto", "csv", "parquet", "jsonl"]), default="auto", show_default=True
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists (else the job refuses).")
-@click.option("--runner", type=click.Choice(["local", "dask"]), default="local", show_default=True,
-              help="local: this process, one output file; dask: the input's files (or, for a series "
-                   "model whose series span files, buckets of whole series) on Dask workers.")
-@click.option("--address", default="", metavar="tcp://HOST:PORT",
-              help="With --runner dask: an existing Dask scheduler (input and output on a file system "
-                   "every worker sees); default: a LocalCluster here.")
-@click.option("--workers", type=click.IntRange(min=0), default=0,
-              help="With --runner dask: workers of the LocalCluster (default: one per core).")
-@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|mps",
-              help="Where the model runs: auto takes the GPU when there is one.")
-@click.option("--split-gpus", is_flag=True,
-              help="With --runner dask: worker k holds its model on GPU k mod (number of GPUs).")
+@click.option(
+    "--runner",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local: this process, one output file; dask: the input's files (or, for a series "
+    "model whose series span files, buckets of whole series) on Dask workers.",
+)
+@click.option(
+    "--address",
+    default="",
+    metavar="tcp://HOST:PORT",
+    help="With --runner dask: an existing Dask scheduler (input and output on a file system "
+    "every worker sees); default: a LocalCluster here.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    help="With --runner dask: workers of the LocalCluster (default: one per core).",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    metavar="auto|cpu|cuda|cuda:N|mps",
+    help="Where the model runs: auto takes the GPU when there is one.",
+)
+@click.option(
+    "--split-gpus", is_flag=True, help="With --runner dask: worker k holds its model on GPU k mod (number of GPUs)."
+)
 @user_errors
 def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, address, workers, device, split_gpus):
     """Batch prediction with MODEL (default: stocks-forecaster@champion), as a Prefect flow.
@@ -249,18 +303,20 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, addre
         ready()
         if runner == "dask":
             from rnnpipe.flows.sweep import task_runner
-
             from rnnpipe.threads import available_cpus
 
             n = workers or available_cpus()
             threads = 1 if address else max(1, available_cpus() // n)
             out = batch_predict.with_options(task_runner=task_runner("dask", n, address))(
-                model, str(input_path), str(output), chunk_rows, fmt, "dask", n, threads, overwrite, device,
-                split_gpus)
+                model, str(input_path), str(output), chunk_rows, fmt, "dask", n, threads, overwrite, device, split_gpus
+            )
         else:
             out = batch_predict(model, str(input_path), str(output), chunk_rows, fmt, device=device)
-    click.echo(f"{out['model']}: {out['rows_in']:,} rows -> {out['rows_out']:,} predictions in "
-               f"{out['seconds']:.1f} s ({out['rows_per_s']:,.0f} rows/s); wrote {out['output']}", err=True)
+    click.echo(
+        f"{out['model']}: {out['rows_in']:,} rows -> {out['rows_out']:,} predictions in "
+        f"{out['seconds']:.1f} s ({out['rows_per_s']:,.0f} rows/s); wrote {out['output']}",
+        err=True,
+    )
     click.echo(f"MLflow run of the job: {_run_link(out['job_run_id'])}", err=True)
 
 
@@ -292,7 +348,9 @@ def _run_link(run_id: str) -> str:
     exp = MlflowClient().get_run(run_id).info.experiment_id
     running = _running_ui()
     url = running or f"http://{UI_HOST}:{UI_PORT}"
-    return f"{url}/#/experiments/{exp}/runs/{run_id}?{ML_VIEW}" + ("" if running else "  (start the UI with: rnnpipe ui)")
+    return f"{url}/#/experiments/{exp}/runs/{run_id}?{ML_VIEW}" + (
+        "" if running else "  (start the UI with: rnnpipe ui)"
+    )
 
 
 def _ui_file() -> Path:
@@ -321,7 +379,9 @@ def _check_port(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise RnnpipeError(f"port {port} on {host} is not free ({exc.strerror}); pick another with --port") from None
+            raise RnnpipeError(
+                f"port {port} on {host} is not free ({exc.strerror}); pick another with --port"
+            ) from None
 
 
 def _mlflow_bin() -> str:
@@ -361,8 +421,24 @@ def serve(model, host, port, workers):
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "PATH": path}
     mlflow_bin = _mlflow_bin()
-    _foreground([mlflow_bin, "models", "serve", "-m", ref.uri, "--env-manager", "local",
-                 "-h", host, "-p", str(port), "-w", str(workers)], env)
+    _foreground(
+        [
+            mlflow_bin,
+            "models",
+            "serve",
+            "-m",
+            ref.uri,
+            "--env-manager",
+            "local",
+            "-h",
+            host,
+            "-p",
+            str(port),
+            "-w",
+            str(workers),
+        ],
+        env,
+    )
 
 
 @cli.command()
@@ -379,18 +455,37 @@ def ui(host, port):
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     verbose = os.environ.get("RNNPIPE_LOG_LEVEL") == "DEBUG"
     if not verbose:  # a deprecation inside MLflow's server is not the user's to act on (-v shows it)
-        env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"),
-                                                       "ignore:starlette.middleware.wsgi is deprecated"]))
+        env["PYTHONWARNINGS"] = ",".join(
+            filter(None, [env.get("PYTHONWARNINGS"), "ignore:starlette.middleware.wsgi is deprecated"])
+        )
     click.echo(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it", err=True)
-    click.echo(f"  open http://{host}:{port}/#/experiments?{ML_VIEW} in a browser (models: /#/models?{ML_VIEW})", err=True)
+    click.echo(
+        f"  open http://{host}:{port}/#/experiments?{ML_VIEW} in a browser (models: /#/models?{ML_VIEW})", err=True
+    )
     marker = _ui_file()
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"url": f"http://{host}:{port}", "pid": os.getpid()}))
     try:
         # -v: uvicorn's start and stop lines and a line per request
         quiet = [] if verbose else ["--uvicorn-opts", "--no-access-log --log-level warning"]
-        _foreground([mlflow_bin, "server", "--backend-store-uri", uri, "--registry-store-uri", uri,
-                     "--host", host, "--port", str(port), "--workers", "1", *quiet], env)
+        _foreground(
+            [
+                mlflow_bin,
+                "server",
+                "--backend-store-uri",
+                uri,
+                "--registry-store-uri",
+                uri,
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                *quiet,
+            ],
+            env,
+        )
     finally:
         marker.unlink(missing_ok=True)
 
@@ -435,18 +530,35 @@ def _foreground(argv: list[str], env: dict[str, str]) -> None:
 
 def runner_options(unit: str):
     """--runner, --address and --workers of commands that run one Prefect task per `unit`."""
+
     def wrap(f):
-        for opt in reversed([
-            click.option("--runner", type=click.Choice(["sequential", "local", "dask"]), default="local",
-                         show_default=True, help=f"Where {unit}s run: local (a process pool on this machine), "
-                                                 "dask (a Dask cluster, prefect-dask), sequential."),
-            click.option("--address", default="", metavar="tcp://HOST:PORT",
-                         help="With --runner dask: an existing Dask scheduler; default: a LocalCluster here."),
-            click.option("--workers", type=click.IntRange(min=0), default=0,
-                         help=f"{unit.capitalize()}s at a time (default: one per core, at most one per {unit})."),
-        ]):
+        for opt in reversed(
+            [
+                click.option(
+                    "--runner",
+                    type=click.Choice(["sequential", "local", "dask"]),
+                    default="local",
+                    show_default=True,
+                    help=f"Where {unit}s run: local (a process pool on this machine), "
+                    "dask (a Dask cluster, prefect-dask), sequential.",
+                ),
+                click.option(
+                    "--address",
+                    default="",
+                    metavar="tcp://HOST:PORT",
+                    help="With --runner dask: an existing Dask scheduler; default: a LocalCluster here.",
+                ),
+                click.option(
+                    "--workers",
+                    type=click.IntRange(min=0),
+                    default=0,
+                    help=f"{unit.capitalize()}s at a time (default: one per core, at most one per {unit}).",
+                ),
+            ]
+        ):
             f = opt(f)
         return f
+
     return wrap
 
 
@@ -464,22 +576,58 @@ def _plan(runner: str, address: str, n: int, workers: int, threads: int) -> tupl
 @cli.command()
 @click.argument("pipeline", type=click.Choice(kinds.names()))
 @config_options
-@click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2",
-              help="A swept setting and its values, e.g. --grid model.cell=lstm,gru (repeatable).")
-@click.option("--random", "random_n", type=click.IntRange(min=0), default=0,
-              help="Draw N combinations of the grid at random instead of all of them.")
+@click.option(
+    "--grid",
+    "grid",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="A swept setting and its values, e.g. --grid model.cell=lstm,gru (repeatable).",
+)
+@click.option(
+    "--random",
+    "random_n",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Draw N combinations of the grid at random instead of all of them.",
+)
 @runner_options("trial")
-@click.option("--threads-per-trial", "threads", type=click.IntRange(min=0), default=0,
-              help="torch threads in each trial (default: cores / workers).")
-@click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Retries of a failed trial (not for bad config or data).")
-@click.option("--per-series", is_flag=True, help="One model per series (ticker, patient), each "
-                                                   "with its own sweep, best and registered model.")
+@click.option(
+    "--threads-per-trial",
+    "threads",
+    type=click.IntRange(min=0),
+    default=0,
+    help="torch threads in each trial (default: cores / workers).",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Retries of a failed trial (not for bad config or data).",
+)
+@click.option(
+    "--per-series",
+    is_flag=True,
+    help="One model per series (ticker, patient), each with its own sweep, best and registered model.",
+)
 @click.option("--split-gpus", is_flag=True, help="Put trial i on GPU i mod (number of GPUs).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --random.")
 @user_errors
-def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, workers, threads, retries,
-          per_series, split_gpus, seed):
+def sweep(
+    pipeline,
+    config_path,
+    overrides,
+    grid,
+    random_n,
+    runner,
+    address,
+    workers,
+    threads,
+    retries,
+    per_series,
+    split_gpus,
+    seed,
+):
     """Train one model per trial of PIPELINE in parallel; pick the best on validation (never on
     test) and register it through the champion gate.
 
@@ -510,15 +658,19 @@ def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, wor
     from rnnpipe.flows.api import flow_api  # light: started before the heavy imports
 
     with flow_api() as ready:
-        from rnnpipe.flows.sweep import sweep as sweep_flow, task_runner
+        from rnnpipe.flows.sweep import sweep as sweep_flow
+        from rnnpipe.flows.sweep import task_runner
 
         flow = sweep_flow.with_options(task_runner=task_runner(runner, workers, address))
         ready()
-        out = flow(pipeline, to_dict(cfg), space, random_n, seed, workers, threads, retries, per_series,
-                   split_gpus, runner)
+        out = flow(
+            pipeline, to_dict(cfg), space, random_n, seed, workers, threads, retries, per_series, split_gpus, runner
+        )
     click.echo("")
-    click.echo(f"{out['trials']} trials, {out['failed']} failed; best trial {out['best_trial']} "
-               f"{out['best_params']} (val loss {out['best_val_loss']:.5f})")
+    click.echo(
+        f"{out['trials']} trials, {out['failed']} failed; best trial {out['best_trial']} "
+        f"{out['best_params']} (val loss {out['best_val_loss']:.5f})"
+    )
     for d in out["registered"].values():
         click.echo(f"{d['model_name']} v{d['version']} -> {d['alias']}: {d['reason']}")
     click.echo(f"MLflow parent run {out['parent_run_id']}: {_run_link(out['parent_run_id'])}")
@@ -528,10 +680,18 @@ def sweep(pipeline, config_path, overrides, grid, random_n, runner, address, wor
 @click.argument("pipeline", type=click.Choice(kinds.backtest_names()))
 @config_options
 @click.option("--folds", type=click.IntRange(min=1), default=None, help="Folds (default: backtest.folds, 5).")
-@click.option("--step", type=click.IntRange(min=1), default=None,
-              help="Rows of each fold's test block, e.g. trading days (default: backtest.step, 60).")
-@click.option("--refit", type=click.Choice(["every", "once"]), default=None,
-              help="every: train a model per fold; once: fold 1's model serves every fold (default: backtest.refit).")
+@click.option(
+    "--step",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows of each fold's test block, e.g. trading days (default: backtest.step, 60).",
+)
+@click.option(
+    "--refit",
+    type=click.Choice(["every", "once"]),
+    default=None,
+    help="every: train a model per fold; once: fold 1's model serves every fold (default: backtest.refit).",
+)
 @runner_options("fold")
 @user_errors
 def backtest(pipeline, config_path, overrides, folds, step, refit, runner, address, workers):
@@ -563,8 +723,9 @@ def backtest(pipeline, config_path, overrides, folds, step, refit, runner, addre
 
         flow = kinds.load(kinds.get(pipeline).backtest)
         ready()
-        out = flow.with_options(task_runner=task_runner(runner, workers, address))(to_dict(cfg), workers, threads,
-                                                                                    runner)
+        out = flow.with_options(task_runner=task_runner(runner, workers, address))(
+            to_dict(cfg), workers, threads, runner
+        )
     click.echo("")
     rows = out["folds"]
     cols = [c for c in rows[0] if c.endswith("_mae") or c in ("fold", "origin", "model_coverage_80")]
@@ -572,20 +733,37 @@ def backtest(pipeline, config_path, overrides, folds, step, refit, runner, addre
     for r in rows:
         click.echo("  ".join(f"{r[c]:>14.4f}" if isinstance(r[c], float) else f"{r[c]!s:>14}" for c in cols))
     click.echo(out["standing"])
-    click.echo(f"MLflow parent run {out['parent_run_id']} in experiment {out['experiment']}: "
-               f"{_run_link(out['parent_run_id'])}")
+    click.echo(
+        f"MLflow parent run {out['parent_run_id']} in experiment {out['experiment']}: {_run_link(out['parent_run_id'])}"
+    )
 
 
 @cli.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="TOML file with the schedules (see `rnnpipe config schedule`).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override one setting, e.g. --set predict.interval_s=600 (repeatable).")
-@click.option("--start-server", is_flag=True, help="Start a Prefect server on server.host:server.port "
-                                                   "if none answers there (stopped again on exit).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="TOML file with the schedules (see `rnnpipe config schedule`).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one setting, e.g. --set predict.interval_s=600 (repeatable).",
+)
+@click.option(
+    "--start-server",
+    is_flag=True,
+    help="Start a Prefect server on server.host:server.port if none answers there (stopped again on exit).",
+)
 @user_errors
-@click.option("--port", type=int, default=None,
-              help="Port of the Prefect server to use or start (sets server.port; default 4200).")
+@click.option(
+    "--port",
+    type=int,
+    default=None,
+    help="Port of the Prefect server to use or start (sets server.port; default 4200).",
+)
 def schedule(config_path, overrides, start_server, port):
     """Serve scheduled deployments of the training flows (cron, e.g. a nightly retrain) and of
     batch prediction (interval) from a Prefect server on 127.0.0.1.
@@ -614,9 +792,11 @@ def schedule(config_path, overrides, start_server, port):
     started = False
     if not server.healthy():
         if not start_server:
-            raise RnnpipeError(f"no Prefect server answers at {server.api_url}; start one with "
-                               f"`prefect server start --host {cfg.server.host} --port {cfg.server.port}` "
-                               "or pass --start-server")
+            raise RnnpipeError(
+                f"no Prefect server answers at {server.api_url}; start one with "
+                f"`prefect server start --host {cfg.server.host} --port {cfg.server.port}` "
+                "or pass --start-server"
+            )
         _check_port(cfg.server.host, cfg.server.port)
         click.echo(f"starting a Prefect server on {server.ui_url} (log: {server.log_path})", err=True)
         server.start()
@@ -626,10 +806,16 @@ def schedule(config_path, overrides, start_server, port):
         from rnnpipe.flows.schedule import serve_deployments
 
         click.echo(f"Prefect UI: {server.ui_url}  (MLflow UI: rnnpipe ui)", err=True)
-        click.echo(f"  to run a deployment by hand: export PREFECT_API_URL={server.api_url}, then "
-                   "`prefect deployment ls` and `prefect deployment run FLOW/DEPLOYMENT`", err=True)
-        serve_deployments(cfg, lambda pipeline: kinds.get(pipeline).flow_function(),
-                          lambda pipeline, extra: _config(pipeline, None, tuple(extra)))
+        click.echo(
+            f"  to run a deployment by hand: export PREFECT_API_URL={server.api_url}, then "
+            "`prefect deployment ls` and `prefect deployment run FLOW/DEPLOYMENT`",
+            err=True,
+        )
+        serve_deployments(
+            cfg,
+            lambda pipeline: kinds.get(pipeline).flow_function(),
+            lambda pipeline, extra: _config(pipeline, None, tuple(extra)),
+        )
     finally:
         if started:
             click.echo("stopping the Prefect server", err=True)
@@ -644,8 +830,14 @@ def data():
 @data.command("synth-vitals")
 @click.option("--patients", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24, show_default=True)
-@click.option("--out", "out", type=click.Path(file_okay=False), default="data/synth-vitals",
-              show_default=True, help="Folder to create (a hive-partitioned Parquet dataset).")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False),
+    default="data/synth-vitals",
+    show_default=True,
+    help="Folder to create (a hive-partitioned Parquet dataset).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--patients-per-file", type=click.IntRange(min=1), default=250, show_default=True)
 @user_errors
@@ -670,20 +862,27 @@ def synth_vitals(patients, hours, out, seed, patients_per_file):
 
     shards = (patients + patients_per_file - 1) // patients_per_file
     with tqdm(total=shards, unit="shard", desc="synth-vitals", disable=None) as bar:
-        summary = write_synthetic_vitals(out, patients, hours, seed, patients_per_file,
-                                         on_shard=lambda done, total: bar.update(1))
-    click.echo(f"wrote {summary['rows']:,} readings of {patients:,} patients in {summary['shards']} "
-               f"shards to {out} (synthetic, seed {seed})")
+        summary = write_synthetic_vitals(
+            out, patients, hours, seed, patients_per_file, on_shard=lambda done, total: bar.update(1)
+        )
+    click.echo(
+        f"wrote {summary['rows']:,} readings of {patients:,} patients in {summary['shards']} "
+        f"shards to {out} (synthetic, seed {seed})"
+    )
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(as_json):
     """Show where rnnpipe keeps its state: tracking URI, Prefect home, checkpoints."""
-    data = {"version": __version__, "home": str(settings.project_home()),
-            "tracking_uri": settings.tracking_uri(), "prefect_home": str(settings.prefect_home()),
-            "prefect_api_url": os.environ.get("PREFECT_API_URL", "(ephemeral, started per run)"),
-            "checkpoints": str(settings.checkpoint_dir())}
+    data = {
+        "version": __version__,
+        "home": str(settings.project_home()),
+        "tracking_uri": settings.tracking_uri(),
+        "prefect_home": str(settings.prefect_home()),
+        "prefect_api_url": os.environ.get("PREFECT_API_URL", "(ephemeral, started per run)"),
+        "checkpoints": str(settings.checkpoint_dir()),
+    }
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

@@ -48,8 +48,10 @@ class DataConfig:
         parse(self.calendar)
         both = set(self.known_features) & {*self.features, self.target_col}
         if both:
-            raise ConfigError(f"{section}.known_features: {sorted(both)[0]!r} is also the target or in "
-                              f"{section}.features; a column is either known in advance or not")
+            raise ConfigError(
+                f"{section}.known_features: {sorted(both)[0]!r} is also the target or in "
+                f"{section}.features; a column is either known in advance or not"
+            )
 
 
 @dataclass
@@ -102,14 +104,19 @@ class BaselinesConfig:
                 raise ConfigError(f"{section}.{key}={getattr(self, key)}: 0 (all) or a number of points")
         bad = [m for m in self.statistical if m not in STATISTICAL_BASELINES]
         if bad:
-            raise ConfigError(f"{section}.statistical: unknown model {bad[0]!r} "
-                              f"(expected among {', '.join(STATISTICAL_BASELINES)})")
+            raise ConfigError(
+                f"{section}.statistical: unknown model {bad[0]!r} (expected among {', '.join(STATISTICAL_BASELINES)})"
+            )
 
 
 @dataclass
 class ModelConfig:
-    CHOICES: ClassVar = {"cell": {"rnn", "lstm", "gru"}, "pooling": {"last", "mean", "max", "attention"},
-                         "highway": {"none", "linear"}, "recipe": {"residual", "joint"}}
+    CHOICES: ClassVar = {
+        "cell": {"rnn", "lstm", "gru"},
+        "pooling": {"last", "mean", "max", "attention"},
+        "highway": {"none", "linear"},
+        "recipe": {"residual", "joint"},
+    }
     POSITIVE: ClassVar = ("hidden_size", "num_layers")
 
     cell: str = "lstm"  # rnn | lstm | gru
@@ -214,25 +221,32 @@ class ForecastConfig:
     register: RegisterConfig = field(default_factory=RegisterConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
 
-    def validate(self) -> "ForecastConfig":
+    def validate(self) -> ForecastConfig:
         check_sections(self)
-        scored = {"naive", "ridge", *self.baselines.statistical, *(["seasonalnaive"] if self.window.season else []),
-                  *(["gbm"] if self.baselines.gbm else [])}
+        scored = {
+            "naive",
+            "ridge",
+            *self.baselines.statistical,
+            *(["seasonalnaive"] if self.window.season else []),
+            *(["gbm"] if self.baselines.gbm else []),
+        }
         missing = [b for b in self.register.gate_baselines if b not in scored]
         if missing:
-            raise ConfigError(f"register.gate_baselines: {missing[0]!r} is not scored in this run "
-                              f"(scored: {', '.join(sorted(scored))}; see baselines.statistical, baselines.gbm, "
-                              "window.season)")
+            raise ConfigError(
+                f"register.gate_baselines: {missing[0]!r} is not scored in this run "
+                f"(scored: {', '.join(sorted(scored))}; see baselines.statistical, baselines.gbm, "
+                "window.season)"
+            )
         if not self.register.gate_baselines:
             raise ConfigError("register.gate_baselines: name at least one baseline (e.g. naive)")
         if bool(self.split.val_start) != bool(self.split.test_start):
             raise ConfigError("split.val_start and split.test_start must be given together")
         if not self.split.val_start:
-            if not (0 < self.split.train < 1 and 0 < self.split.val < 1
-                    and self.split.train + self.split.val < 1):
+            if not (0 < self.split.train < 1 and 0 < self.split.val < 1 and self.split.train + self.split.val < 1):
                 raise ConfigError(
                     f"split.train={self.split.train}, split.val={self.split.val}: each must be in "
-                    "(0, 1) and their sum below 1 (the test part gets the rest)")
+                    "(0, 1) and their sum below 1 (the test part gets the rest)"
+                )
         return self
 
 
@@ -261,8 +275,17 @@ class MonitorDataConfig:
 
     def check(self, section: str) -> None:
         check_series_name(self, section)
-        words = {"true": "true", "1": "true", "yes": "true", "on": "true", "false": "false", "0": "false",
-                 "no": "false", "off": "false", "auto": "auto"}
+        words = {
+            "true": "true",
+            "1": "true",
+            "yes": "true",
+            "on": "true",
+            "false": "false",
+            "0": "false",
+            "no": "false",
+            "off": "false",
+            "auto": "auto",
+        }
         value = str(self.streaming).strip().lower()
         if value not in words:
             raise ConfigError(f"{section}.streaming={self.streaming!r}: expected true, false or auto")
@@ -307,7 +330,11 @@ class MonitorWindowConfig:
 
 @dataclass
 class ClassifyConfig:
-    CHOICES: ClassVar = {"class_weight": {"none", "balanced"}, "threshold": {"f1", "recall"}, "threshold_on": {"onset", "all"}}
+    CHOICES: ClassVar = {
+        "class_weight": {"none", "balanced"},
+        "threshold": {"f1", "recall"},
+        "threshold_on": {"onset", "all"},
+    }
     class_weight: str = "none"  # none | balanced (positive class weighted by its rarity in train)
     threshold: str = "f1"  # f1 (max F1 on val) | recall (highest threshold reaching target_recall)
     target_recall: float = 0.8
@@ -349,15 +376,19 @@ class MonitorConfig:
     window: MonitorWindowConfig = field(default_factory=MonitorWindowConfig)
     # the channel forecaster trains its linear part jointly: on the glucose validation part
     # (MAE 7.70 joint, 7.88 residual; README, "How a model is judged")
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(
-        hidden_size=32, num_layers=1, dropout=0.0, bidirectional=True, pooling="attention", recipe="joint"))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=15, batch_size=256, lr=2e-3, weight_decay=1e-4, patience=4))
+    model: ModelConfig = field(
+        default_factory=lambda: ModelConfig(
+            hidden_size=32, num_layers=1, dropout=0.0, bidirectional=True, pooling="attention", recipe="joint"
+        )
+    )
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=15, batch_size=256, lr=2e-3, weight_decay=1e-4, patience=4)
+    )
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     forecast: ChannelForecastConfig = field(default_factory=ChannelForecastConfig)
     register: ClassifierRegisterConfig = field(default_factory=ClassifierRegisterConfig)
 
-    def validate(self) -> "MonitorConfig":
+    def validate(self) -> MonitorConfig:
         check_sections(self)
         if not self.data.channels:
             raise ConfigError("data.channels: name at least one channel column")
@@ -366,18 +397,24 @@ class MonitorConfig:
         if bool(self.split.val_start) != bool(self.split.test_start):
             raise ConfigError("split.val_start and split.test_start must be given together")
         if self.data.streaming == "true" and self.split.val_start:
-            raise ConfigError("data.streaming=true splits by patient; split.val_start / split.test_start "
-                              "(a split in time) needs the whole data set in memory")
+            raise ConfigError(
+                "data.streaming=true splits by patient; split.val_start / split.test_start "
+                "(a split in time) needs the whole data set in memory"
+            )
         if self.data.streaming == "true" and not self.data.series_col:
             raise ConfigError("data.streaming=true needs data.series_col: shards are groups of patients")
         if not (0 < self.split.train < 1 and 0 < self.split.val < 1 and self.split.train + self.split.val < 1):
-            raise ConfigError(f"split.train={self.split.train}, split.val={self.split.val}: each must be in "
-                              "(0, 1) and their sum below 1 (the test part gets the rest)")
+            raise ConfigError(
+                f"split.train={self.split.train}, split.val={self.split.val}: each must be in "
+                "(0, 1) and their sum below 1 (the test part gets the rest)"
+            )
         if not self.forecast.channel:
             self.forecast.channel = self.data.channels[0]
         if self.forecast.enabled and self.forecast.channel not in self.data.channels:
-            raise ConfigError(f"forecast.channel={self.forecast.channel!r} is not among data.channels "
-                              f"({', '.join(self.data.channels)}); set forecast.enabled=false to skip it")
+            raise ConfigError(
+                f"forecast.channel={self.forecast.channel!r} is not among data.channels "
+                f"({', '.join(self.data.channels)}); set forecast.enabled=false to skip it"
+            )
         if not 0 < self.classify.target_recall <= 1:
             raise ConfigError("classify.target_recall must be in (0, 1]")
         return self
@@ -428,9 +465,13 @@ class TextConfig:
 class EmbedConfig:
     POSITIVE: ClassVar = ("dim",)
     dim: int = 100  # ignored when `path` is given (the file decides)
-    path: str = ""  # local vector file to initialise from: GloVe / word2vec text, or Parquet (word, vector); "" = random
+    path: str = (
+        ""  # local vector file to initialise from: GloVe / word2vec text, or Parquet (word, vector); "" = random
+    )
     freeze: bool = False  # keep the loaded vectors fixed
-    extend_vocab: bool = False  # the file's words join the training vocabulary (a word unseen in training keeps its vector)
+    extend_vocab: bool = (
+        False  # the file's words join the training vocabulary (a word unseen in training keeps its vector)
+    )
     dropout: float = 0.3  # on the embedded tokens and the pooled vector
 
     def check(self, section: str) -> None:
@@ -482,13 +523,21 @@ class ReviewsConfig:
     # encoder; data/SOURCES.md), kept fixed; an LSTM 400 with the TF-IDF features as a wide part
     # (highway=linear): chosen on five validation splits within the 4-minute budget (README,
     # "How the defaults were chosen")
-    embed: EmbedConfig = field(default_factory=lambda: EmbedConfig(
-        dim=200, path=BUNDLED_VECTORS, freeze=True))
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(
-        cell="lstm", hidden_size=400, num_layers=1, dropout=0.0, bidirectional=False, pooling="max",
-        highway="linear"))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=12, batch_size=32, lr=2e-3, weight_decay=1e-4, patience=3))
+    embed: EmbedConfig = field(default_factory=lambda: EmbedConfig(dim=200, path=BUNDLED_VECTORS, freeze=True))
+    model: ModelConfig = field(
+        default_factory=lambda: ModelConfig(
+            cell="lstm",
+            hidden_size=400,
+            num_layers=1,
+            dropout=0.0,
+            bidirectional=False,
+            pooling="max",
+            highway="linear",
+        )
+    )
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=12, batch_size=32, lr=2e-3, weight_decay=1e-4, patience=3)
+    )
     classify: TextClassifyConfig = field(default_factory=TextClassifyConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     register: ReviewsRegisterConfig = field(default_factory=ReviewsRegisterConfig)
@@ -500,21 +549,28 @@ class ReviewsConfig:
         """Registered models the run starts from (resolved before any flow starts)."""
         return [self.pretrain.model] if self.pretrain.model else []
 
-    def validate(self) -> "ReviewsConfig":
+    def validate(self) -> ReviewsConfig:
         check_sections(self)
         if self.pretrain.model and (self.pretrain.enabled or self.embed.path):
-            raise ConfigError(f"pretrain.model={self.pretrain.model!r} gives the embedding and encoder; "
-                              f"it does not go with pretrain.enabled or embed.path={self.embed.path!r}")
+            raise ConfigError(
+                f"pretrain.model={self.pretrain.model!r} gives the embedding and encoder; "
+                f"it does not go with pretrain.enabled or embed.path={self.embed.path!r}"
+            )
         if self.pretrain.enabled and self.model.bidirectional and self.model.num_layers > 1:
-            raise ConfigError("pretrain.enabled with model.bidirectional: a stacked bidirectional encoder "
-                              "cannot take a language model's layers; use model.num_layers=1")
+            raise ConfigError(
+                "pretrain.enabled with model.bidirectional: a stacked bidirectional encoder "
+                "cannot take a language model's layers; use model.num_layers=1"
+            )
         if not self.data.text_col or not self.data.label_col:
             raise ConfigError("data.text_col and data.label_col must name columns")
         test = 0.0 if self.data.test_path else self.split.test
-        if not (0 < self.split.val < 1 and 0 <= test < 1 and self.split.val + test < 1
-                and (self.data.test_path or test > 0)):
-            raise ConfigError(f"split.val={self.split.val}, split.test={self.split.test}: each must be "
-                              "in (0, 1) and their sum below 1 (training gets the rest)")
+        if not (
+            0 < self.split.val < 1 and 0 <= test < 1 and self.split.val + test < 1 and (self.data.test_path or test > 0)
+        ):
+            raise ConfigError(
+                f"split.val={self.split.val}, split.test={self.split.test}: each must be "
+                "in (0, 1) and their sum below 1 (training gets the rest)"
+            )
         return self
 
 
@@ -549,7 +605,7 @@ class ScheduleConfig:
     train: TrainScheduleConfig = field(default_factory=TrainScheduleConfig)
     predict: PredictScheduleConfig = field(default_factory=PredictScheduleConfig)
 
-    def validate(self) -> "ScheduleConfig":
+    def validate(self) -> ScheduleConfig:
         check_sections(self)
         from rnnpipe import kinds
 
@@ -567,8 +623,10 @@ def check_series_name(d: Any, section: str) -> None:
     if not d.series_col and not d.series_name:
         d.series_name = Path(d.path.rstrip("/")).stem or "series"
     if not d.series_col and d.series:
-        raise ConfigError(f"{section}.series={d.series}: there is no {section}.series_col, so the file "
-                          "is one series; leave series empty")
+        raise ConfigError(
+            f"{section}.series={d.series}: there is no {section}.series_col, so the file "
+            "is one series; leave series empty"
+        )
 
 
 def check_pattern(pattern: str, key: str) -> None:
@@ -589,8 +647,7 @@ def check_sections(cfg: Any) -> None:
         for key, allowed in getattr(sub, "CHOICES", {}).items():
             value = getattr(sub, key)
             if value not in allowed:
-                raise ConfigError(f"{section.name}.{key}={value!r}: expected one of "
-                                  f"{', '.join(sorted(allowed))}")
+                raise ConfigError(f"{section.name}.{key}={value!r}: expected one of {', '.join(sorted(allowed))}")
         for key in getattr(sub, "POSITIVE", ()):
             if getattr(sub, key) < 1:
                 raise ConfigError(f"{section.name}.{key}={getattr(sub, key)}: must be at least 1")
@@ -599,6 +656,7 @@ def check_sections(cfg: Any) -> None:
 
 
 # --- generic machinery (works for any dataclass tree) -------------------------------------
+
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
@@ -640,7 +698,7 @@ def from_dict(cls: type, data: dict[str, Any], _prefix: str = "") -> Any:
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     origin = typing.get_origin(hint)
-    if origin in (list, typing.List):
+    if origin in (list, list):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
@@ -772,8 +830,12 @@ def bundled_defaults(cls: type, data: dict[str, Any], given: set[str]) -> None:
         if not isinstance(values, dict) or not isinstance(data.get(section), dict):
             continue
         for key, default in values.items():
-            if (isinstance(default, str) and f"{section}.{key}" not in given
-                    and data[section].get(key) == default and (found := bundled_file(default))):
+            if (
+                isinstance(default, str)
+                and f"{section}.{key}" not in given
+                and data[section].get(key) == default
+                and (found := bundled_file(default))
+            ):
                 data[section][key] = str(found)
 
 

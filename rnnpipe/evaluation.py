@@ -4,7 +4,6 @@ warnings (binary, with a threshold) and text classes (any number of classes)."""
 from __future__ import annotations
 
 import time
-
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -34,10 +33,12 @@ def _scores(pred: np.ndarray, actual: np.ndarray) -> dict[str, float]:
     a, p = actual.reshape(-1), pred.reshape(-1)
     denom = np.abs(a) + np.abs(p)
     smape = np.divide(2 * np.abs(a - p), denom, out=np.zeros_like(denom), where=denom > 0)
-    return {"mae": float(mean_absolute_error(a, p)),
-            "rmse": float(root_mean_squared_error(a, p)),
-            "mape": float(mean_absolute_percentage_error(a, p) * 100),
-            "smape": float(smape.mean() * 100)}
+    return {
+        "mae": float(mean_absolute_error(a, p)),
+        "rmse": float(root_mean_squared_error(a, p)),
+        "mape": float(mean_absolute_percentage_error(a, p) * 100),
+        "smape": float(smape.mean() * 100),
+    }
 
 
 def mase_scales(frame, split, season: int = 0) -> dict[str, float]:
@@ -54,10 +55,15 @@ def mase_scales(frame, split, season: int = 0) -> dict[str, float]:
     return out
 
 
-def forecast_metrics(pred: np.ndarray, actual: np.ndarray, last: np.ndarray,
-                     series: Sequence[str], prefix: str = "test",
-                     baselines: dict[str, np.ndarray] | None = None,
-                     scales: dict[str, float] | None = None) -> dict[str, float]:
+def forecast_metrics(
+    pred: np.ndarray,
+    actual: np.ndarray,
+    last: np.ndarray,
+    series: Sequence[str],
+    prefix: str = "test",
+    baselines: dict[str, np.ndarray] | None = None,
+    scales: dict[str, float] | None = None,
+) -> dict[str, float]:
     """Model and baseline metrics in the target's units, overall and per series.
 
     pred, actual: (N, H); last: (N,) last observed values (the naive forecast for every step);
@@ -98,7 +104,8 @@ def forecast_metrics(pred: np.ndarray, actual: np.ndarray, last: np.ndarray,
             out[f"{base}_mase"] = float(np.mean(per))
     for name, forecast in {"": pred, **methods}.items():
         out[f"{name + '_' if name else ''}{prefix}_mae_last_step"] = float(
-            np.mean(np.abs(forecast[:, -1] - actual[:, -1])))
+            np.mean(np.abs(forecast[:, -1] - actual[:, -1]))
+        )
     return out
 
 
@@ -124,7 +131,7 @@ def parse_metric(key: str, methods: Sequence[str], series: Sequence[str]) -> dic
             base, name = key[: -len(s) - 1], str(s)
             break
     method = next((m for m in methods if m and base.startswith(f"{m}_")), "")
-    rest = base[len(method) + 1:] if method else base
+    rest = base[len(method) + 1 :] if method else base
     part, _, score = rest.partition("_")
     if part not in ("train", "val", "test", "backtest"):
         part, score = "", rest
@@ -151,8 +158,14 @@ def headline_metrics(metrics: dict[str, float], methods: Sequence[str], series: 
     return out
 
 
-def quantile_metrics(bands: np.ndarray, actual: np.ndarray, quantiles: Sequence[float],
-                     series: Sequence[str], prefix: str = "test", name: str = "") -> dict[str, float]:
+def quantile_metrics(
+    bands: np.ndarray,
+    actual: np.ndarray,
+    quantiles: Sequence[float],
+    series: Sequence[str],
+    prefix: str = "test",
+    name: str = "",
+) -> dict[str, float]:
     """Scores of quantile forecasts `bands` (N, H, Q) of `actual` (N, H), in the target's
     units, overall and per series (`.SERIES`):
 
@@ -188,8 +201,7 @@ def quantile_metrics(bands: np.ndarray, actual: np.ndarray, quantiles: Sequence[
     return out
 
 
-def plot_calibration(metrics: dict[str, float], quantiles: Sequence[float], methods: Sequence[str],
-                     part: str = "test"):
+def plot_calibration(metrics: dict[str, float], quantiles: Sequence[float], methods: Sequence[str], part: str = "test"):
     """Nominal level vs the observed share of targets at or below each quantile, per method."""
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], color="gray", ls="--", lw=1, label="calibrated")
@@ -209,9 +221,14 @@ def plot_calibration(metrics: dict[str, float], quantiles: Sequence[float], meth
     return fig
 
 
-def plot_forecasts(timestamps: np.ndarray, actual: np.ndarray, pred: np.ndarray,
-                   series: Sequence[str], title: str = "test: forecast vs actual (1 step ahead)",
-                   band: tuple[np.ndarray, np.ndarray, str] | None = None):
+def plot_forecasts(
+    timestamps: np.ndarray,
+    actual: np.ndarray,
+    pred: np.ndarray,
+    series: Sequence[str],
+    title: str = "test: forecast vs actual (1 step ahead)",
+    band: tuple[np.ndarray, np.ndarray, str] | None = None,
+):
     """One panel per series: actual vs the model's 1-step forecast, and the quantile band
     (lower, upper, label) around it when given."""
     series = np.asarray(series)
@@ -278,8 +295,13 @@ class ForecastEvaluation:
         parts = []
         for name in self.names():
             ratio = m[f"{p}_mae_vs_{name}"]
-            verdict = (f"beats it by {100 * (1 - ratio):.3f}%" if ratio < 1 else
-                       "ties it" if ratio == 1 else f"loses by {100 * (ratio - 1):.3f}%")
+            verdict = (
+                f"beats it by {100 * (1 - ratio):.3f}%"
+                if ratio < 1
+                else "ties it"
+                if ratio == 1
+                else f"loses by {100 * (ratio - 1):.3f}%"
+            )
             parts.append(f"{name} {m[f'{name}_{p}_mae']:.4f} ({verdict})")
         return f"{p} MAE {m[f'{p}_mae']:.4f} vs " + ", ".join(parts)
 
@@ -300,8 +322,14 @@ class ForecastEvaluation:
         if "" in self.bands:
             b, q = self.bands[""], self.quantiles
             band = (b[:, 0, 0], b[:, 0, -1], f"q{q[0]:g} to q{q[-1]:g}")
-        return plot_forecasts(self.timestamps, self.actual[:, 0], self.pred[:, 0], self.series,
-                              title=f"{self.part}: forecast vs actual (1 step ahead)", band=band)
+        return plot_forecasts(
+            self.timestamps,
+            self.actual[:, 0],
+            self.pred[:, 0],
+            self.series,
+            title=f"{self.part}: forecast vs actual (1 step ahead)",
+            band=band,
+        )
 
     def plot_calibration(self):
         return plot_calibration(self.metrics, self.quantiles, list(self.bands), self.part)
@@ -318,16 +346,27 @@ class ForecastEvaluation:
         if "" not in self.bands:
             return ""
         m, p, cover = self.metrics, self.part, interval_name(self.quantiles)
-        parts = [f"{name} {m[f'{name}_{p}_pinball']:.4f} ({cover} {m[f'{name}_{p}_{cover}']:.3f})"
-                 for name in self.bands if name and f"{name}_{p}_pinball" in m]
-        return (f"{p} pinball {m[f'{p}_pinball']:.4f}, {cover} {m[f'{p}_{cover}']:.3f}, "
-                f"width {m[f'{p}_interval_width']:.3f} vs " + ", ".join(parts))
+        parts = [
+            f"{name} {m[f'{name}_{p}_pinball']:.4f} ({cover} {m[f'{name}_{p}_{cover}']:.3f})"
+            for name in self.bands
+            if name and f"{name}_{p}_pinball" in m
+        ]
+        return (
+            f"{p} pinball {m[f'{p}_pinball']:.4f}, {cover} {m[f'{p}_{cover}']:.3f}, "
+            f"width {m[f'{p}_interval_width']:.3f} vs " + ", ".join(parts)
+        )
 
 
-def fit_forecast_baselines(prepared, statistical: Sequence[str] = ("autoets", "autotheta"),
-                           season: int = 0, history: int = 3000,
-                           quantiles: Sequence[float] = (), gbm: bool = False, seed: int = 0,
-                           forward_history: int | None = None) -> dict[str, object]:
+def fit_forecast_baselines(
+    prepared,
+    statistical: Sequence[str] = ("autoets", "autotheta"),
+    season: int = 0,
+    history: int = 3000,
+    quantiles: Sequence[float] = (),
+    gbm: bool = False,
+    seed: int = 0,
+    forward_history: int | None = None,
+) -> dict[str, object]:
     """The forecasting baselines besides naive, fitted on the training part of `Prepared`
     data only (settings chosen on validation): ridge on the window, and the `statistical`
     StatsForecast models per series (`StatisticalForecast`); seasonal naive is added when
@@ -342,19 +381,22 @@ def fit_forecast_baselines(prepared, statistical: Sequence[str] = ("autoets", "a
     ridge.fit(prepared.inputs, prepared.targets, prepared.ends["train"], prepared.ends["val"], prepared.future)
     out: dict[str, object] = {ridge.name: ridge}
     if gbm:
-        out["gbm"] = GradientBoostingForecast(pre.lookback, pre.horizon, pre.encoding.centered, season,
-                                              seed=seed).fit(prepared)
+        out["gbm"] = GradientBoostingForecast(pre.lookback, pre.horizon, pre.encoding.centered, season, seed=seed).fit(
+            prepared
+        )
     names = list(dict.fromkeys([*statistical, *(["seasonalnaive"] if season >= 2 else [])]))
     for name in names:
-        out[name] = StatisticalForecast(name, season, history, _forward(forward_history)).fit(prepared.frame,
-                                                                                           prepared.split)
+        out[name] = StatisticalForecast(name, season, history, _forward(forward_history)).fit(
+            prepared.frame, prepared.split
+        )
     if quantiles:
         out["naive"] = NaiveQuantiles(quantiles).fit(prepared)
     return out
 
 
-def evaluate_forecaster(pipeline, prepared, part: str = "test",
-                        baselines: dict[str, object] | None = None, season: int = 0) -> ForecastEvaluation:
+def evaluate_forecaster(
+    pipeline, prepared, part: str = "test", baselines: dict[str, object] | None = None, season: int = 0
+) -> ForecastEvaluation:
     """Score a trained `ForecastPipeline` on the windows of one part of `Prepared` data, side
     by side with the naive forecast and `baselines` (`fit_forecast_baselines`); MASE scaled
     by the training part's (seasonal, with `season`) naive MAE."""
@@ -388,8 +430,19 @@ def evaluate_forecaster(pipeline, prepared, part: str = "test",
         metrics.update(quantile_metrics(b_band, actual, quantiles, series, part, name))
     if f"{part}_pinball" in metrics and f"naive_{part}_pinball" in metrics:
         metrics[f"{part}_pinball_vs_naive"] = metrics[f"{part}_pinball"] / metrics[f"naive_{part}_pinball"]
-    return ForecastEvaluation(part, frame.timestamps[ends + 1], series, actual, pred, last,
-                              {**metrics, **seconds}, others, quantiles, bands, dict(baselines or {}))
+    return ForecastEvaluation(
+        part,
+        frame.timestamps[ends + 1],
+        series,
+        actual,
+        pred,
+        last,
+        {**metrics, **seconds},
+        others,
+        quantiles,
+        bands,
+        dict(baselines or {}),
+    )
 
 
 def _forward(forward_history: int | None) -> int:
@@ -399,27 +452,37 @@ def _forward(forward_history: int | None) -> int:
     return BaselinesConfig().forward_history if forward_history is None else forward_history
 
 
-def evaluate_forecasts(pipeline, prepared, parts: Sequence[str] = ("val", "test"),
-                       statistical: Sequence[str] = ("autoets", "autotheta"),
-                       season: int = 0, history: int = 3000, gbm: bool = False,
-                       seed: int = 0, forward_history: int | None = None) -> dict[str, ForecastEvaluation]:
+def evaluate_forecasts(
+    pipeline,
+    prepared,
+    parts: Sequence[str] = ("val", "test"),
+    statistical: Sequence[str] = ("autoets", "autotheta"),
+    season: int = 0,
+    history: int = 3000,
+    gbm: bool = False,
+    seed: int = 0,
+    forward_history: int | None = None,
+) -> dict[str, ForecastEvaluation]:
     """`evaluate_forecaster` on several parts, the baselines fitted once. The statistical
     models forecast the test part only: forecasting from every origin is most of an
     evaluation's time (`forward` per origin), and no choice is made on their validation
     figures; ridge and naive score every part."""
     from rnnpipe.baselines import StatisticalForecast
 
-    baselines = fit_forecast_baselines(prepared, statistical, season, history,
-                                       tuple(getattr(pipeline, "quantiles", ())), gbm, seed, forward_history)
+    baselines = fit_forecast_baselines(
+        prepared, statistical, season, history, tuple(getattr(pipeline, "quantiles", ())), gbm, seed, forward_history
+    )
     cheap = {k: b for k, b in baselines.items() if not isinstance(b, StatisticalForecast)}
-    return {part: evaluate_forecaster(pipeline, prepared, part, baselines if part == "test" else cheap, season)
-            for part in parts}
+    return {
+        part: evaluate_forecaster(pipeline, prepared, part, baselines if part == "test" else cheap, season)
+        for part in parts
+    }
 
 
 # --- classification -----------------------------------------------------------------------
 
-def choose_threshold(y: np.ndarray, score: np.ndarray, objective: str = "f1",
-                     target_recall: float = 0.8) -> float:
+
+def choose_threshold(y: np.ndarray, score: np.ndarray, objective: str = "f1", target_recall: float = 0.8) -> float:
     """A decision threshold on validation scores: the one with the highest F1, or the highest
     threshold that still reaches `target_recall`. Predict positive when score >= threshold.
     Always finite: without a positive there is nothing to choose on, and that is an error
@@ -436,8 +499,9 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, objective: str = "f1",
     return float(thresholds[int(np.argmax(f1))])
 
 
-def classification_metrics(y: np.ndarray, score: np.ndarray, threshold: float,
-                           prefix: str = "test", suffix: str = "") -> dict[str, float]:
+def classification_metrics(
+    y: np.ndarray, score: np.ndarray, threshold: float, prefix: str = "test", suffix: str = ""
+) -> dict[str, float]:
     """F1, precision and recall of the event class, macro-F1, ROC-AUC and PR-AUC, plus the
     confusion counts. Names like `test_f1`, `test_f1_onset` (suffix "_onset").
 
@@ -456,13 +520,17 @@ def classification_metrics(y: np.ndarray, score: np.ndarray, threshold: float,
         "macro_f1": f1_score(y, pred, average="macro", zero_division=0),
         "roc_auc": roc_auc_score(y, score) if both else float("nan"),
         "pr_auc": average_precision_score(y, score) if both else float("nan"),
-        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
     }
     return {f"{prefix}_{k}{suffix}": float(v) for k, v in out.items()}
 
 
-def alert_lead_times(events: np.ndarray, offsets: np.ndarray, ends: np.ndarray, alerts: np.ndarray,
-                     horizon: int) -> np.ndarray:
+def alert_lead_times(
+    events: np.ndarray, offsets: np.ndarray, ends: np.ndarray, alerts: np.ndarray, horizon: int
+) -> np.ndarray:
     """For every event onset (event now, none at the previous step) that the scored windows
     could have warned of, the lead in steps of the first alert among the windows ending in
     the `horizon` steps before it; 0 where no alert fired in time."""
@@ -483,15 +551,17 @@ def alert_lead_times(events: np.ndarray, offsets: np.ndarray, ends: np.ndarray, 
     return np.asarray(leads, dtype=np.int64)
 
 
-def plot_confusion(metrics: dict[str, float], prefix: str = "test", suffix: str = "",
-                   title: str = "confusion matrix"):
-    m = np.array([[metrics[f"{prefix}_tn{suffix}"], metrics[f"{prefix}_fp{suffix}"]],
-                  [metrics[f"{prefix}_fn{suffix}"], metrics[f"{prefix}_tp{suffix}"]]])
+def plot_confusion(metrics: dict[str, float], prefix: str = "test", suffix: str = "", title: str = "confusion matrix"):
+    m = np.array(
+        [
+            [metrics[f"{prefix}_tn{suffix}"], metrics[f"{prefix}_fp{suffix}"]],
+            [metrics[f"{prefix}_fn{suffix}"], metrics[f"{prefix}_tp{suffix}"]],
+        ]
+    )
     fig, ax = plt.subplots(figsize=(4.2, 3.8))
     ax.imshow(m, cmap="Blues")
     for (i, j), v in np.ndenumerate(m):
-        ax.text(j, i, f"{int(v):,}", ha="center", va="center",
-                color="white" if v > m.max() / 2 else "black")
+        ax.text(j, i, f"{int(v):,}", ha="center", va="center", color="white" if v > m.max() / 2 else "black")
     ax.set_xticks([0, 1], ["no alert", "alert"])
     ax.set_yticks([0, 1], ["no event", "event"])
     ax.set_xlabel("predicted")
@@ -501,8 +571,11 @@ def plot_confusion(metrics: dict[str, float], prefix: str = "test", suffix: str 
     return fig
 
 
-def plot_comparison(rows: Sequence[dict], keys: Sequence[str] = ("f1_onset", "pr_auc_onset", "f1_all"),
-                    title: str = "test: model vs baselines"):
+def plot_comparison(
+    rows: Sequence[dict],
+    keys: Sequence[str] = ("f1_onset", "pr_auc_onset", "f1_all"),
+    title: str = "test: model vs baselines",
+):
     """Grouped bars: one group per metric, one bar per method."""
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(rows)
@@ -520,6 +593,7 @@ def plot_comparison(rows: Sequence[dict], keys: Sequence[str] = ("f1_onset", "pr
 
 
 # --- multi-class (text) classification ----------------------------------------------------
+
 
 def decide(proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
     """Class codes from probabilities: argmax, or for two classes with a `threshold`, class 1
@@ -551,14 +625,17 @@ def metric_key(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-. /" else "_" for ch in str(name))
 
 
-def text_classification_metrics(y: np.ndarray, proba: np.ndarray, pred: np.ndarray,
-                                classes: Sequence[str], prefix: str) -> dict[str, float]:
+def text_classification_metrics(
+    y: np.ndarray, proba: np.ndarray, pred: np.ndarray, classes: Sequence[str], prefix: str
+) -> dict[str, float]:
     """Accuracy, macro-F1, F1 / precision / recall of each class (`{prefix}_f1.<class>`) and
     ROC-AUC (binary: of class 1; several classes: one-vs-rest macro average)."""
     y, pred = np.asarray(y), np.asarray(pred)
     labels = list(range(len(classes)))
-    out = {"accuracy": accuracy_score(y, pred),
-           "macro_f1": f1_score(y, pred, labels=labels, average="macro", zero_division=0)}
+    out = {
+        "accuracy": accuracy_score(y, pred),
+        "macro_f1": f1_score(y, pred, labels=labels, average="macro", zero_division=0),
+    }
     f1 = f1_score(y, pred, labels=labels, average=None, zero_division=0)
     prec = precision_score(y, pred, labels=labels, average=None, zero_division=0)
     rec = recall_score(y, pred, labels=labels, average=None, zero_division=0)
@@ -575,8 +652,15 @@ def text_classification_metrics(y: np.ndarray, proba: np.ndarray, pred: np.ndarr
     return {f"{prefix}_{k}": float(v) for k, v in out.items()}
 
 
-def paired_bootstrap_macro_f1(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, n_classes: int,
-                              replicates: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
+def paired_bootstrap_macro_f1(
+    y: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    n_classes: int,
+    replicates: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
     """Macro-F1 of `pred_a` minus that of `pred_b` on the same rows, and a percentile interval
     of that difference from a paired bootstrap: each replicate draws the rows with replacement
     once and scores both predictions on the draw, so what the two get right together cancels
@@ -611,8 +695,12 @@ def paired_bootstrap_macro_f1(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndar
         diffs.append(macro(w @ ind))
     diffs = np.concatenate(diffs)
     lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
-    return {"diff": float(macro(ind.sum(axis=0, keepdims=True))[0]), "ci_low": float(lo), "ci_high": float(hi),
-            "p_not_better": float(np.mean(diffs <= 0))}
+    return {
+        "diff": float(macro(ind.sum(axis=0, keepdims=True))[0]),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "p_not_better": float(np.mean(diffs <= 0)),
+    }
 
 
 def plot_confusion_matrix(y: np.ndarray, pred: np.ndarray, classes: Sequence[str], title: str):
@@ -624,8 +712,15 @@ def plot_confusion_matrix(y: np.ndarray, pred: np.ndarray, classes: Sequence[str
     fig, ax = plt.subplots(figsize=(size + 0.6, size))
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for (i, j), v in np.ndenumerate(m):
-        ax.text(j, i, f"{v:,}\n({share[i, j]:.0%})", ha="center", va="center", fontsize=8,
-                color="white" if share[i, j] > 0.5 else "black")
+        ax.text(
+            j,
+            i,
+            f"{v:,}\n({share[i, j]:.0%})",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if share[i, j] > 0.5 else "black",
+        )
     ax.set_xticks(range(k), [str(c) for c in classes], rotation=30 if k > 3 else 0)
     ax.set_yticks(range(k), [str(c) for c in classes])
     ax.set_xlabel("predicted")

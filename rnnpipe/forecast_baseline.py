@@ -33,8 +33,12 @@ from rnnpipe.pipeline import ForecastPipeline, ForecastPreprocessor
 SERVABLE = ("naive", "gbm", "autoets", "autotheta", "autoarima", "seasonalnaive")
 TRUSTED = [  # what skops may rebuild from a saved baseline: these classes and nothing else
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "statsforecast.models.AutoETS", "statsforecast.models.AutoTheta", "statsforecast.models.AutoARIMA",
-    "statsforecast.models.SeasonalNaive", "statsforecast.utils.results", "statsforecast.arima.ARIMASummary",
+    "statsforecast.models.AutoETS",
+    "statsforecast.models.AutoTheta",
+    "statsforecast.models.AutoARIMA",
+    "statsforecast.models.SeasonalNaive",
+    "statsforecast.utils.results",
+    "statsforecast.arima.ARIMASummary",
 ]
 
 
@@ -49,8 +53,14 @@ def best_servable(metrics: dict[str, float], gate_baselines: list[str], metric: 
 class BaselineForecastPipeline(ForecastPipeline):
     KIND = "forecast-baseline"
 
-    def __init__(self, config: ForecastConfig, preprocessor: ForecastPreprocessor, name: str,
-                 baseline: Any = None, offsets: dict[str, np.ndarray] | None = None):
+    def __init__(
+        self,
+        config: ForecastConfig,
+        preprocessor: ForecastPreprocessor,
+        name: str,
+        baseline: Any = None,
+        offsets: dict[str, np.ndarray] | None = None,
+    ):
         if name not in SERVABLE:
             raise ValueError(f"baseline {name!r} cannot be served (servable: {', '.join(SERVABLE)})")
         self.config, self.preprocessor, self.name, self.baseline = config, preprocessor, name, baseline
@@ -65,8 +75,14 @@ class BaselineForecastPipeline(ForecastPipeline):
         return TargetEncoding("log_return" if self.preprocessor.encoding.kind == "log_return" else "diff")
 
     # -- point forecasts -------------------------------------------------------------------
-    def point_forecast(self, frame: SeriesFrame, ends: np.ndarray, inputs: np.ndarray | None = None,
-                       future: np.ndarray | None = None, future_starts: np.ndarray | None = None) -> np.ndarray:
+    def point_forecast(
+        self,
+        frame: SeriesFrame,
+        ends: np.ndarray,
+        inputs: np.ndarray | None = None,
+        future: np.ndarray | None = None,
+        future_starts: np.ndarray | None = None,
+    ) -> np.ndarray:
         """(N, H) forecasts in the target's units from the windows ending at rows `ends`."""
         pre, H = self.preprocessor, self.preprocessor.horizon
         if self.name == "naive":
@@ -84,9 +100,15 @@ class BaselineForecastPipeline(ForecastPipeline):
         view.models_ = {i: self.baseline[s] for i, s in enumerate(frame.series) if s in self.baseline}
         return view.forecast(_Frame(frame, pre), ends)
 
-    def predict_windows(self, frame: SeriesFrame, ends: np.ndarray, inputs: np.ndarray | None = None,
-                        batch_size: int = 2048, future: np.ndarray | None = None,
-                        future_starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict_windows(
+        self,
+        frame: SeriesFrame,
+        ends: np.ndarray,
+        inputs: np.ndarray | None = None,
+        batch_size: int = 2048,
+        future: np.ndarray | None = None,
+        future_starts: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         point = self.point_forecast(frame, ends, inputs, future, future_starts)
         if not self.quantiles:
             return point, None
@@ -97,7 +119,7 @@ class BaselineForecastPipeline(ForecastPipeline):
         return point, np.sort(bands, axis=-1)
 
     @classmethod
-    def from_run(cls, config: ForecastConfig, prepared, name: str, baseline: Any) -> "BaselineForecastPipeline":
+    def from_run(cls, config: ForecastConfig, prepared, name: str, baseline: Any) -> BaselineForecastPipeline:
         """The baseline `name` as fitted in a run (`rnnpipe.evaluation.fit_forecast_baselines`),
         with its error quantiles measured on the run's validation windows."""
         if name in ("naive", "gbm"):
@@ -130,8 +152,13 @@ class BaselineForecastPipeline(ForecastPipeline):
         fitted = self.baseline
         if self.name == "gbm":  # its settings as JSON, the fitted trees with skops
             g = self.baseline
-            meta["gbm"] = {"lookback": g.lookback, "horizon": g.horizon, "centered": g.centered,
-                           "season": g.season, "lags": g.lags}
+            meta["gbm"] = {
+                "lookback": g.lookback,
+                "horizon": g.horizon,
+                "centered": g.centered,
+                "season": g.season,
+                "lags": g.lags,
+            }
             fitted = g.model
         (p / "baseline.json").write_text(json.dumps(meta))
         if fitted is not None:
@@ -139,7 +166,7 @@ class BaselineForecastPipeline(ForecastPipeline):
         return p
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "BaselineForecastPipeline":
+    def load(cls, path: str | Path, device: str = "cpu") -> BaselineForecastPipeline:
         import skops.io as sio
 
         p = Path(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from rnnpipe import settings
 from rnnpipe.config import DataConfig, ForecastConfig, MonitorConfig, MonitorDataConfig, from_dict
 from rnnpipe.errors import DataError
 from rnnpipe.io import SeriesFrame, load_series, preloadable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # --- forecasting: a history of prices (or any series) ---------------------------------------
 
@@ -29,13 +32,22 @@ def load_forecast_data(cfg: ForecastConfig) -> SeriesFrame:
     return read_history(d, settings.resolve_data_path(d.path), d.format, d.series)
 
 
-def read_history(d: DataConfig, path: str | Path, fmt: str, series: list[str] | tuple = (),
-                 for_model: bool = False) -> SeriesFrame:
+def read_history(
+    d: DataConfig, path: str | Path, fmt: str, series: list[str] | tuple = (), for_model: bool = False
+) -> SeriesFrame:
     """A history table read and checked under `d`'s columns and rules (`for_model`: a
     trained model's input)."""
-    return load_series(path, timestamp_col=d.timestamp_col, series_col=d.series_col,
-                       value_cols=[d.target_col, *d.features, *d.known_features], series=series,
-                       series_name=d.series_name, nan_policy=d.nan_policy, fmt=fmt, for_model=for_model)
+    return load_series(
+        path,
+        timestamp_col=d.timestamp_col,
+        series_col=d.series_col,
+        value_cols=[d.target_col, *d.features, *d.known_features],
+        series=series,
+        series_name=d.series_name,
+        nan_policy=d.nan_policy,
+        fmt=fmt,
+        for_model=for_model,
+    )
 
 
 def check_history(raw_config: dict[str, Any], path: str | Path, fmt: str = "auto") -> None:
@@ -53,7 +65,7 @@ def check_history(raw_config: dict[str, Any], path: str | Path, fmt: str = "auto
     read_forecast_input(table.to_pandas(), d, origin, str(path))
 
 
-def future_mask(df: "pd.DataFrame", d: DataConfig) -> np.ndarray:
+def future_mask(df: pd.DataFrame, d: DataConfig) -> np.ndarray:
     """Rows of a prediction's input that lie after the history: per series, those whose
     timestamp follows the series' last row with a target value, and hold no target (the
     forecast steps, carrying the known features' planned values)."""
@@ -68,27 +80,31 @@ def future_mask(df: "pd.DataFrame", d: DataConfig) -> np.ndarray:
     return ((~observed) & (ts > last)).to_numpy()
 
 
-def read_forecast_input(df: "pd.DataFrame", d: DataConfig, origin=None,
-                        source: str = "input") -> tuple[SeriesFrame, SeriesFrame | None]:
+def read_forecast_input(
+    df: pd.DataFrame, d: DataConfig, origin=None, source: str = "input"
+) -> tuple[SeriesFrame, SeriesFrame | None]:
     """A forecaster's prediction input -> (the history, the future rows of its known features
     or None). Without `data.known_features` every row is history. Both are checked as
     training checks its data: errors name the row."""
     from rnnpipe.io import RowOrigin, to_series_frame
 
     value_cols = [d.target_col, *d.features, *d.known_features]
-    common = dict(timestamp_col=d.timestamp_col, series_col=d.series_col, series_name=d.series_name, source=source,
-                  for_model=True)
+    common = dict(
+        timestamp_col=d.timestamp_col, series_col=d.series_col, series_name=d.series_name, source=source, for_model=True
+    )
     future = future_mask(df, d) if d.known_features else np.zeros(len(df), dtype=bool)
     if origin is None:
         rows = df.index.to_numpy() if df.index.dtype.kind in "iu" else np.arange(len(df))
         origin = RowOrigin(rows, label=source)
     past, ahead = np.flatnonzero(~future), np.flatnonzero(future)
-    frame = to_series_frame(df.iloc[past], value_cols=value_cols, nan_policy=d.nan_policy,
-                            origin=origin.take(past), **common)
+    frame = to_series_frame(
+        df.iloc[past], value_cols=value_cols, nan_policy=d.nan_policy, origin=origin.take(past), **common
+    )
     if not len(ahead):
         return frame, None
-    return frame, to_series_frame(df.iloc[ahead], value_cols=list(d.known_features), nan_policy="error",
-                                  origin=origin.take(ahead), **common)
+    return frame, to_series_frame(
+        df.iloc[ahead], value_cols=list(d.known_features), nan_policy="error", origin=origin.take(ahead), **common
+    )
 
 
 # --- monitoring: patients' readings ---------------------------------------------------------
@@ -175,9 +191,11 @@ def scan_shards(d: MonitorDataConfig, path: str | Path) -> Shards:
         here = {c["values"]: int(c["counts"]) for c in counts if not wanted or c["values"] in wanted}
         for pid in here:
             if pid in where:
-                raise DataError(f"{path}: patient {pid!r} has readings in {where[pid]} and in {fragment.path}; "
-                                "streamed training needs each patient's readings in one data file (write "
-                                "the data partitioned by patient, or set data.streaming=false)")
+                raise DataError(
+                    f"{path}: patient {pid!r} has readings in {where[pid]} and in {fragment.path}; "
+                    "streamed training needs each patient's readings in one data file (write "
+                    "the data partitioned by patient, or set data.streaming=false)"
+                )
             where[pid] = fragment.path
         if here:
             files.append(fragment.path)
@@ -185,19 +203,30 @@ def scan_shards(d: MonitorDataConfig, path: str | Path) -> Shards:
             rows.append(here)
     absent = sorted(wanted - set(where))
     if absent:
-        raise DataError(f"{path}: series {absent[0]!r} not found in column {d.series_col!r} "
-                        f"(data.series names {len(absent)} absent patients)")
+        raise DataError(
+            f"{path}: series {absent[0]!r} not found in column {d.series_col!r} "
+            f"(data.series names {len(absent)} absent patients)"
+        )
     if not files:
         raise DataError(f"{path}: no rows")
     return Shards(str(path), files, patients, rows)
 
 
-def read_readings(d: MonitorDataConfig, path: str | Path, fmt: str, columns: list[str],
-                  series: list[str] | tuple = ()) -> SeriesFrame:
+def read_readings(
+    d: MonitorDataConfig, path: str | Path, fmt: str, columns: list[str], series: list[str] | tuple = ()
+) -> SeriesFrame:
     """Readings read and checked under `d`'s columns and rules, every channel holding values."""
-    frame = load_series(path, timestamp_col=d.timestamp_col, series_col=d.series_col, value_cols=columns,
-                        series=series, series_name=d.series_name, nan_policy="keep", duplicates=d.duplicates,
-                        fmt=fmt)
+    frame = load_series(
+        path,
+        timestamp_col=d.timestamp_col,
+        series_col=d.series_col,
+        value_cols=columns,
+        series=series,
+        series_name=d.series_name,
+        nan_policy="keep",
+        duplicates=d.duplicates,
+        fmt=fmt,
+    )
     check_channels(frame, d.channels)
     return frame
 
@@ -224,8 +253,7 @@ def require_channels(seen: np.ndarray, channels: list[str], source: str, rows: i
     """`check_channels` over data read in parts (`seen`: `channels_seen` of every part, or-ed)."""
     for c, ok in zip(channels, seen):
         if not ok:
-            raise DataError(f"{source}: column {c!r} (one of data.channels) has no values in any of "
-                            f"its {rows} rows")
+            raise DataError(f"{source}: column {c!r} (one of data.channels) has no values in any of its {rows} rows")
 
 
 # --- texts: what the reviews classifier and the language model read -------------------------
@@ -247,8 +275,14 @@ def check_text_column(path: str | Path, fmt: str, accepted: list[str]) -> None:
     if kind == "csv" or not present:
         return
     t = dataset.schema.field(present[0]).type
-    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
-            or pa.types.is_large_binary(t) or pa.types.is_null(t) or pa.types.is_dictionary(t)):
+    if not (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_null(t)
+        or pa.types.is_dictionary(t)
+    ):
         raise DataError(f"{path}: column {present[0]!r} holds {t} values, expected text")
 
 

@@ -36,6 +36,7 @@ WRITABLE = ("csv", "parquet")
 
 # --- where a row came from -----------------------------------------------------------------
 
+
 @dataclass
 class RowOrigin:
     """Where each row of a table came from: its 0-based row in its file, or in the input
@@ -56,12 +57,13 @@ class RowOrigin:
         line = f" (line {r + first_line})" if first_line else ""
         return f"{self.files[int(self.file_index[i])]}, row {r + 1}{line}"
 
-    def take(self, order: np.ndarray) -> "RowOrigin":
+    def take(self, order: np.ndarray) -> RowOrigin:
         fi = None if self.file_index is None else self.file_index[order]
         return RowOrigin(self.row[order], self.files, fi, self.kind, self.label)
 
 
 # --- reading -------------------------------------------------------------------------------
+
 
 def detect_format(path: Path, fmt: str) -> str:
     if fmt != "auto":
@@ -79,8 +81,9 @@ def detect_format(path: Path, fmt: str) -> str:
     return found.pop()
 
 
-def open_dataset(path: str | Path, fmt: str = "auto",
-                 csv_types: dict[str, pa.DataType] | None = None) -> tuple[ds.Dataset, str]:
+def open_dataset(
+    path: str | Path, fmt: str = "auto", csv_types: dict[str, pa.DataType] | None = None
+) -> tuple[ds.Dataset, str]:
     """A pyarrow dataset over a file, folder or hive-partitioned dataset, and its format.
     `csv_types` fixes the type of CSV columns (the others are inferred)."""
     p = Path(path)
@@ -103,8 +106,7 @@ def open_dataset(path: str | Path, fmt: str = "auto",
 
 def jsonl_files(path: Path) -> list[Path]:
     """The JSON Lines file at `path`, or those under the folder, in order."""
-    return sorted(f for f in path.rglob("*") if FORMATS.get(f.suffix.lower()) == "jsonl") \
-        if path.is_dir() else [path]
+    return sorted(f for f in path.rglob("*") if FORMATS.get(f.suffix.lower()) == "jsonl") if path.is_dir() else [path]
 
 
 def jsonl_records(file: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
@@ -156,24 +158,36 @@ def missing_input_column(choices: Sequence[Sequence[str]], sent: Sequence[str], 
     if not missing:
         return None
     accepted = list(missing[0])
-    message = (f"column {accepted[0]!r} not found"
-               f"{' (nor ' + ', '.join(map(repr, accepted[1:])) + ')' if accepted[1:] else ''}; "
-               f"{label}: {', '.join(sent) if sent else 'none'}")
+    message = (
+        f"column {accepted[0]!r} not found"
+        f"{' (nor ' + ', '.join(map(repr, accepted[1:])) + ')' if accepted[1:] else ''}; "
+        f"{label}: {', '.join(sent) if sent else 'none'}"
+    )
     taken = {c for names in choices for c in names}
     spare = [c for c in sent if c not in taken]
     by_case = {c.casefold(): c for c in spare}
-    close = ([by_case[a.casefold()] for a in accepted if a.casefold() in by_case]
-             or [by_case[m] for a in accepted
-                 for m in difflib.get_close_matches(a.casefold(), list(by_case), n=1, cutoff=0.6)]
-             or (spare if len(spare) == 1 and len(missing) == 1 else []))
+    close = (
+        [by_case[a.casefold()] for a in accepted if a.casefold() in by_case]
+        or [
+            by_case[m]
+            for a in accepted
+            for m in difflib.get_close_matches(a.casefold(), list(by_case), n=1, cutoff=0.6)
+        ]
+        or (spare if len(spare) == 1 and len(missing) == 1 else [])
+    )
     if close:
         message += f"; did you mean {close[0]!r}? (send it as {accepted[0]!r})"
     return message
 
 
-def read_table(path: str | Path, columns: Sequence[str] | None, fmt: str = "auto",
-               text_columns: Sequence[str] = (), binary_columns: Sequence[str] = (),
-               files: Sequence[str] | None = None) -> tuple[pa.Table, RowOrigin]:
+def read_table(
+    path: str | Path,
+    columns: Sequence[str] | None,
+    fmt: str = "auto",
+    text_columns: Sequence[str] = (),
+    binary_columns: Sequence[str] = (),
+    files: Sequence[str] | None = None,
+) -> tuple[pa.Table, RowOrigin]:
     """Read `columns` (None: all) from a file, folder or partitioned dataset (only the data
     files named in `files`, when given: one shard of it, its partition columns kept).
 
@@ -218,6 +232,7 @@ def read_table(path: str | Path, columns: Sequence[str] | None, fmt: str = "auto
 
 # --- validation into series ----------------------------------------------------------------
 
+
 @dataclass
 class SeriesFrame:
     """Validated long-format series, sorted by (series, timestamp), stored end to end.
@@ -259,12 +274,18 @@ class SeriesFrame:
         """(T,) index of each row's series."""
         return np.repeat(np.arange(len(self.series)), self.lengths())
 
-    def select(self, columns: Sequence[str]) -> "SeriesFrame":
+    def select(self, columns: Sequence[str]) -> SeriesFrame:
         """The same rows with only `columns`, in that order (the first becomes the target)."""
         idx = [self.columns.index(c) for c in columns]
-        return SeriesFrame(self.series, self.offsets, self.timestamps,
-                           np.ascontiguousarray(self.values[:, idx]), list(columns), self.source,
-                           self.fingerprint)
+        return SeriesFrame(
+            self.series,
+            self.offsets,
+            self.timestamps,
+            np.ascontiguousarray(self.values[:, idx]),
+            list(columns),
+            self.source,
+            self.fingerprint,
+        )
 
 
 def series_id_column(series_col: str, ids: Any) -> dict[str, Any]:
@@ -272,10 +293,20 @@ def series_id_column(series_col: str, ids: Any) -> dict[str, Any]:
     return {series_col: ids} if series_col else {}
 
 
-def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str,
-                    value_cols: Sequence[str], series: Sequence[str] = (), series_name: str = "series",
-                    nan_policy: str = "error", duplicates: str = "error",
-                    origin: RowOrigin | None = None, source: str = "input", for_model: bool = False) -> SeriesFrame:
+def to_series_frame(
+    df: pd.DataFrame,
+    *,
+    timestamp_col: str,
+    series_col: str,
+    value_cols: Sequence[str],
+    series: Sequence[str] = (),
+    series_name: str = "series",
+    nan_policy: str = "error",
+    duplicates: str = "error",
+    origin: RowOrigin | None = None,
+    source: str = "input",
+    for_model: bool = False,
+) -> SeriesFrame:
     """Validate a long table and turn it into a SeriesFrame (`for_model`: the input of a
     trained model, whose settings its user cannot change: errors suggest none).
 
@@ -306,8 +337,10 @@ def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str,
         present = set(np.unique(sid))
         absent = [s for s in series if s not in present]
         if absent:
-            raise DataError(f"{source}: series {absent[0]!r} not found in column {series_col!r} "
-                            f"(present: {', '.join(sorted(present)[:20])})")
+            raise DataError(
+                f"{source}: series {absent[0]!r} not found in column {series_col!r} "
+                f"(present: {', '.join(sorted(present)[:20])})"
+            )
         keep = np.isin(sid, list(series))
         idx = np.flatnonzero(keep)
         df, sid, origin = df.iloc[idx], sid[idx], origin.take(idx)
@@ -334,27 +367,39 @@ def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str,
         sid, ts, origin = sid[keep_rows], ts[keep_rows], origin.take(keep_rows)
     elif same.any():
         j = int(np.argmax(same))
-        raise DataError(f"{source}: duplicate timestamp {pd.Timestamp(ts[j])} in series {sid[j]!r} "
-                        f"({origin.describe(j)} and {origin.describe(j + 1)})")
+        raise DataError(
+            f"{source}: duplicate timestamp {pd.Timestamp(ts[j])} in series {sid[j]!r} "
+            f"({origin.describe(j)} and {origin.describe(j + 1)})"
+        )
 
     names = value_cols
     nan = np.isnan(values)
     if nan.any() and nan_policy != "keep":
         if nan_policy == "error":
             r, c = np.argwhere(nan)[0]
-            fix = ("the model was trained to take no missing values (data.nan_policy=error): fill it in"
-                   if for_model else "set data.nan_policy=ffill or drop to accept missing values")
-            raise DataError(f"{origin.describe(int(r))}: column {names[c]!r} is empty (series "
-                            f"{sid[r]!r}, {pd.Timestamp(ts[r])}); {fix}")
+            fix = (
+                "the model was trained to take no missing values (data.nan_policy=error): fill it in"
+                if for_model
+                else "set data.nan_policy=ffill or drop to accept missing values"
+            )
+            raise DataError(
+                f"{origin.describe(int(r))}: column {names[c]!r} is empty (series "
+                f"{sid[r]!r}, {pd.Timestamp(ts[r])}); {fix}"
+            )
         if nan_policy == "ffill":
             filled = pd.DataFrame(values).groupby(sid, sort=False).ffill().to_numpy()
             values = filled
         keep = ~np.isnan(values).any(axis=1)
         n_dropped = int((~keep).sum())
         if n_dropped:
-            log.warning("%s: %d rows with missing values %s", source, n_dropped,
-                        "left unfilled at the start of a series were dropped" if nan_policy == "ffill"
-                        else "were dropped (data.nan_policy=drop)")
+            log.warning(
+                "%s: %d rows with missing values %s",
+                source,
+                n_dropped,
+                "left unfilled at the start of a series were dropped"
+                if nan_policy == "ffill"
+                else "were dropped (data.nan_policy=drop)",
+            )
             sid, ts, values = sid[keep], ts[keep], values[keep]
 
     _, starts = np.unique(sid, return_index=True)
@@ -362,8 +407,9 @@ def to_series_frame(df: pd.DataFrame, *, timestamp_col: str, series_col: str,
     series_ids = [str(sid[i]) for i in firsts]
     offsets = np.append(firsts, len(sid)).astype(np.int64)
     values = np.ascontiguousarray(values)
-    return SeriesFrame(series_ids, offsets, ts, values, names, source,
-                       fingerprint(series_ids, offsets, ts, values, names))
+    return SeriesFrame(
+        series_ids, offsets, ts, values, names, source, fingerprint(series_ids, offsets, ts, values, names)
+    )
 
 
 _OFFSET = r":\d{2}(?:\.\d+)?\s?(?:[zZ]|[+-]\d{2}(?::?\d{2})?|UTC|GMT)$"  # a time, then its offset
@@ -375,8 +421,10 @@ def _parse_timestamps(col: pd.Series, name: str, origin: RowOrigin) -> np.ndarra
         if getattr(col.dt, "tz", None) is not None:
             parsed = col.dt.tz_convert("UTC").dt.tz_localize(None)
     elif pd.api.types.is_numeric_dtype(col):
-        raise DataError(f"{origin.describe(0)}: column {name!r} holds numbers, expected dates "
-                        f"(e.g. 2024-01-31 or 2024-01-31T09:30:00)")
+        raise DataError(
+            f"{origin.describe(0)}: column {name!r} holds numbers, expected dates "
+            f"(e.g. 2024-01-31 or 2024-01-31T09:30:00)"
+        )
     else:
         text = col.astype("string")
         # a UTC offset is honoured (converted to UTC); values with and without one in the same
@@ -384,15 +432,19 @@ def _parse_timestamps(col: pd.Series, name: str, origin: RowOrigin) -> np.ndarra
         offset = text.str.strip().str.contains(_OFFSET, regex=True, na=False).to_numpy()
         if offset.any() and not offset[text.notna().to_numpy()].all():
             i, j = int(np.argmax(offset)), int(np.argmax(~offset & text.notna().to_numpy()))
-            raise DataError(f"{origin.describe(j)}: column {name!r}: {text.iloc[j]!r} has no UTC offset "
-                            f"but {origin.describe(i)} has one ({text.iloc[i]!r}); give every time an "
-                            f"offset, or none")
+            raise DataError(
+                f"{origin.describe(j)}: column {name!r}: {text.iloc[j]!r} has no UTC offset "
+                f"but {origin.describe(i)} has one ({text.iloc[i]!r}); give every time an "
+                f"offset, or none"
+            )
         parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True).dt.tz_localize(None)
         bad = (parsed.isna() & text.notna()).to_numpy()
         if bad.any():
             i = int(np.argmax(bad))
-            raise DataError(f"{origin.describe(i)}: column {name!r}: cannot parse {text.iloc[i]!r} "
-                            f"as a date ({int(bad.sum())} such values)")
+            raise DataError(
+                f"{origin.describe(i)}: column {name!r}: cannot parse {text.iloc[i]!r} "
+                f"as a date ({int(bad.sum())} such values)"
+            )
     out = parsed.to_numpy(dtype="datetime64[ns]")
     missing = np.isnat(out)
     if missing.any():
@@ -407,8 +459,10 @@ def _parse_numeric(col: pd.Series, name: str, origin: RowOrigin) -> np.ndarray:
         bad = (number.isna() & text.notna() & (text != "")).to_numpy()
         if bad.any():
             i = int(np.argmax(bad))
-            raise DataError(f"{origin.describe(i)}: column {name!r}: {text.iloc[i]!r} is not a "
-                            f"number ({int(bad.sum())} such values)")
+            raise DataError(
+                f"{origin.describe(i)}: column {name!r}: {text.iloc[i]!r} is not a "
+                f"number ({int(bad.sum())} such values)"
+            )
         col = number
     values = col.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
     inf = np.isinf(values)
@@ -417,8 +471,9 @@ def _parse_numeric(col: pd.Series, name: str, origin: RowOrigin) -> np.ndarray:
     return values
 
 
-def fingerprint(series: Sequence[str], offsets: np.ndarray, timestamps: np.ndarray,
-                values: np.ndarray, names: Sequence[str]) -> str:
+def fingerprint(
+    series: Sequence[str], offsets: np.ndarray, timestamps: np.ndarray, values: np.ndarray, names: Sequence[str]
+) -> str:
     """sha256 of the data as the model sees it (ids, times, values), independent of file format."""
     h = hashlib.sha256()
     h.update("\x1f".join(series).encode())
@@ -428,18 +483,38 @@ def fingerprint(series: Sequence[str], offsets: np.ndarray, timestamps: np.ndarr
     return h.hexdigest()
 
 
-def load_series(path: str | Path, *, timestamp_col: str, series_col: str,
-                value_cols: Sequence[str], series: Sequence[str] = (), series_name: str = "series",
-                nan_policy: str = "error", duplicates: str = "error",
-                fmt: str = "auto", files: Sequence[str] | None = None, for_model: bool = False) -> SeriesFrame:
+def load_series(
+    path: str | Path,
+    *,
+    timestamp_col: str,
+    series_col: str,
+    value_cols: Sequence[str],
+    series: Sequence[str] = (),
+    series_name: str = "series",
+    nan_policy: str = "error",
+    duplicates: str = "error",
+    fmt: str = "auto",
+    files: Sequence[str] | None = None,
+    for_model: bool = False,
+) -> SeriesFrame:
     """Read and validate a series table from disk (only `files` of a dataset, when given)."""
     ids = [series_col] if series_col else []
     columns = list(dict.fromkeys([*ids, timestamp_col, *value_cols]))
     table, origin = read_table(path, columns, fmt, text_columns=ids, files=files)
     df = table.to_pandas()
-    return to_series_frame(df, timestamp_col=timestamp_col, series_col=series_col, series_name=series_name,
-                           value_cols=value_cols, series=series, nan_policy=nan_policy,
-                           duplicates=duplicates, origin=origin, source=str(path), for_model=for_model)
+    return to_series_frame(
+        df,
+        timestamp_col=timestamp_col,
+        series_col=series_col,
+        series_name=series_name,
+        value_cols=value_cols,
+        series=series,
+        nan_policy=nan_policy,
+        duplicates=duplicates,
+        origin=origin,
+        source=str(path),
+        for_model=for_model,
+    )
 
 
 # --- validating before a flow starts ---------------------------------------------------------
@@ -452,7 +527,7 @@ def _files_state(value: Any) -> list[tuple[str, int, int]]:
     from rnnpipe.settings import resolve_data_path
 
     out = []
-    for key, v in (value.items() if isinstance(value, dict) else ()):
+    for key, v in value.items() if isinstance(value, dict) else ():
         if isinstance(v, dict):
             out += _files_state(v)
         elif key in ("path", "test_path") and isinstance(v, str) and v:
@@ -501,6 +576,7 @@ def preloadable(load: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 # --- writing -------------------------------------------------------------------------------
+
 
 def _alive(pid: int) -> bool:
     try:

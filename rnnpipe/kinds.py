@@ -57,31 +57,64 @@ class PipelineKind:
         return load(self.pipeline)
 
 
-KINDS: dict[str, PipelineKind] = {k.name: k for k in (
-    PipelineKind("stocks", "daily price forecasting (bundled: AAPL, IBM, MSFT closes)",
-                 config="rnnpipe.config:ForecastConfig", flow="rnnpipe.flows.forecast:train_stocks",
-                 pipeline="rnnpipe.pipeline:ForecastPipeline", artefact="forecast",
-                 trial="rnnpipe.pipeline:train_and_evaluate",
-                 gate="rnnpipe.pipeline:gate_spec", ingest="rnnpipe.ingest:load_forecast_data", series=True,
-                 backtest="rnnpipe.flows.backtest:backtest", check="rnnpipe.ingest:check_history",
-                 baseline_artefact="forecast-baseline", baseline="rnnpipe.forecast_baseline:BaselineForecastPipeline"),
-    PipelineKind("monitor", "early warning and vital-sign forecasting (bundled: a glucose monitor)",
-                 config="rnnpipe.config:MonitorConfig", flow="rnnpipe.flows.monitor:train_monitor",
-                 pipeline="rnnpipe.monitor:MonitorPipeline", artefact="monitor",
-                 trial="rnnpipe.monitor:train_and_evaluate",
-                 gate="rnnpipe.monitor:gate_spec", ingest="rnnpipe.ingest:load_monitor_data", series=True,
-                 check="rnnpipe.ingest:check_readings"),
-    PipelineKind("reviews", "review sentiment, raw text in (bundled: Amazon fine-food reviews)",
-                 config="rnnpipe.config:ReviewsConfig", flow="rnnpipe.flows.reviews:train_reviews",
-                 pipeline="rnnpipe.reviews:ReviewsPipeline", artefact="reviews",
-                 trial="rnnpipe.reviews:train_and_evaluate",
-                 gate="rnnpipe.reviews:gate_spec", ingest="rnnpipe.reviews:load_reviews",
-                 check="rnnpipe.ingest:check_reviews_input"),
-    PipelineKind("lm", "a recurrent language model of texts that continues a prompt (bundled: the reviews)",
-                 config="rnnpipe.lm:LMConfig", flow="rnnpipe.flows.lm:train_lm", pipeline="rnnpipe.lm:LMPipeline", artefact="lm",
-                 trial="rnnpipe.lm:train_and_evaluate", gate="rnnpipe.lm:gate_spec",
-                 ingest="rnnpipe.lm:load_lm_texts", check="rnnpipe.ingest:check_prompts_input"),
-)}
+KINDS: dict[str, PipelineKind] = {
+    k.name: k
+    for k in (
+        PipelineKind(
+            "stocks",
+            "daily price forecasting (bundled: AAPL, IBM, MSFT closes)",
+            config="rnnpipe.config:ForecastConfig",
+            flow="rnnpipe.flows.forecast:train_stocks",
+            pipeline="rnnpipe.pipeline:ForecastPipeline",
+            artefact="forecast",
+            trial="rnnpipe.pipeline:train_and_evaluate",
+            gate="rnnpipe.pipeline:gate_spec",
+            ingest="rnnpipe.ingest:load_forecast_data",
+            series=True,
+            backtest="rnnpipe.flows.backtest:backtest",
+            check="rnnpipe.ingest:check_history",
+            baseline_artefact="forecast-baseline",
+            baseline="rnnpipe.forecast_baseline:BaselineForecastPipeline",
+        ),
+        PipelineKind(
+            "monitor",
+            "early warning and vital-sign forecasting (bundled: a glucose monitor)",
+            config="rnnpipe.config:MonitorConfig",
+            flow="rnnpipe.flows.monitor:train_monitor",
+            pipeline="rnnpipe.monitor:MonitorPipeline",
+            artefact="monitor",
+            trial="rnnpipe.monitor:train_and_evaluate",
+            gate="rnnpipe.monitor:gate_spec",
+            ingest="rnnpipe.ingest:load_monitor_data",
+            series=True,
+            check="rnnpipe.ingest:check_readings",
+        ),
+        PipelineKind(
+            "reviews",
+            "review sentiment, raw text in (bundled: Amazon fine-food reviews)",
+            config="rnnpipe.config:ReviewsConfig",
+            flow="rnnpipe.flows.reviews:train_reviews",
+            pipeline="rnnpipe.reviews:ReviewsPipeline",
+            artefact="reviews",
+            trial="rnnpipe.reviews:train_and_evaluate",
+            gate="rnnpipe.reviews:gate_spec",
+            ingest="rnnpipe.reviews:load_reviews",
+            check="rnnpipe.ingest:check_reviews_input",
+        ),
+        PipelineKind(
+            "lm",
+            "a recurrent language model of texts that continues a prompt (bundled: the reviews)",
+            config="rnnpipe.lm:LMConfig",
+            flow="rnnpipe.flows.lm:train_lm",
+            pipeline="rnnpipe.lm:LMPipeline",
+            artefact="lm",
+            trial="rnnpipe.lm:train_and_evaluate",
+            gate="rnnpipe.lm:gate_spec",
+            ingest="rnnpipe.lm:load_lm_texts",
+            check="rnnpipe.ingest:check_prompts_input",
+        ),
+    )
+}
 
 
 def names() -> list[str]:

@@ -30,9 +30,9 @@ from rnnpipe import settings
 from rnnpipe.baselines import KneserNeyLM
 from rnnpipe.config import TrainConfig, check_pattern, check_sections, from_dict, to_dict
 from rnnpipe.errors import ConfigError, DataError, ModelError
+from rnnpipe.features.splits import stratified_split
 from rnnpipe.ingest import PROMPT_COLUMN
 from rnnpipe.io import preloadable
-from rnnpipe.features.splits import stratified_split
 from rnnpipe.models import LanguageModel
 from rnnpipe.text import UNK, Tokenizer, Vocabulary, check_text, read_texts, text_digests
 
@@ -40,6 +40,7 @@ EOS = "<eos>"
 
 
 # --- settings -------------------------------------------------------------------------------
+
 
 @dataclass
 class LMDataConfig:
@@ -100,8 +101,9 @@ class StreamConfig:
 class GenerateConfig:
     POSITIVE: ClassVar = ("max_new_tokens",)
     # the fixed prompts of the run's table of sampled continuations, at each temperature
-    prompts: list[str] = field(default_factory=lambda: [
-        "this coffee", "i bought this for my dog", "the taste is", "do not buy"])
+    prompts: list[str] = field(
+        default_factory=lambda: ["this coffee", "i bought this for my dog", "the taste is", "do not buy"]
+    )
     temperatures: list[float] = field(default_factory=lambda: [0.7, 1.0])
     max_new_tokens: int = 40  # defaults of the served model's inference params too
     temperature: float = 0.8  # ~0: greedy
@@ -130,22 +132,26 @@ class LMConfig:
     text: LMTextConfig = field(default_factory=LMTextConfig)
     model: LMModelConfig = field(default_factory=LMModelConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=8, batch_size=32, lr=3e-3, weight_decay=1e-6, clip_grad_norm=0.25, patience=2))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=8, batch_size=32, lr=3e-3, weight_decay=1e-6, clip_grad_norm=0.25, patience=2
+        )
+    )
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     register: LMRegisterConfig = field(default_factory=LMRegisterConfig)
 
-    def validate(self) -> "LMConfig":
+    def validate(self) -> LMConfig:
         check_sections(self)
         test = 0.0 if self.data.test_path else self.split.test
         if not (0 < self.split.val < 1 and 0 <= test < 1 and self.split.val + test < 1):
-            raise ConfigError(f"split.val={self.split.val}, split.test={self.split.test}: each must be "
-                              "in (0, 1) and their sum below 1 (training gets the rest)")
+            raise ConfigError(
+                f"split.val={self.split.val}, split.test={self.split.test}: each must be "
+                "in (0, 1) and their sum below 1 (training gets the rest)"
+            )
         return self
 
 
-def check_generation(temperature: float, top_k: int, top_p: float, max_new_tokens: int,
-                     prefix: str = "") -> None:
+def check_generation(temperature: float, top_k: int, top_p: float, max_new_tokens: int, prefix: str = "") -> None:
     if not (math.isfinite(temperature) and temperature >= 0):
         raise ConfigError(f"{prefix}temperature={temperature}: must be a number >= 0 (0: greedy)")
     if top_k < 0:
@@ -157,6 +163,7 @@ def check_generation(temperature: float, top_k: int, top_p: float, max_new_token
 
 
 # --- tokens ---------------------------------------------------------------------------------
+
 
 class LMPreprocessor:
     """Raw text -> tokens (words or characters) -> ids of a training-only vocabulary whose
@@ -176,7 +183,7 @@ class LMPreprocessor:
             out = [c for i, c in enumerate(out) if c != " " or (i and out[i - 1] != " ")]
         return out
 
-    def fit(self, texts: list[str]) -> "LMPreprocessor":
+    def fit(self, texts: list[str]) -> LMPreprocessor:
         t = self.cfg.text
         built = Vocabulary.build((self.tokens(x) for x in texts), t.min_freq, t.max_size)
         self.vocab_ = Vocabulary([EOS, *built.tokens[2:]], [0, *(built.counts or [])])
@@ -208,7 +215,7 @@ class LMPreprocessor:
         return {"tokenizer": self.tokenizer.to_dict(), "level": self.level, "vocab": self.vocab_.tokens}
 
     @classmethod
-    def from_dict(cls, cfg: LMConfig, d: dict[str, Any]) -> "LMPreprocessor":
+    def from_dict(cls, cfg: LMConfig, d: dict[str, Any]) -> LMPreprocessor:
         p = cls(cfg)
         p.vocab_ = Vocabulary(d["vocab"][2:])
         return p
@@ -226,7 +233,7 @@ class StreamBatches:
         n = (len(ids) - 1) // rows
         if n < 2:
             raise DataError(f"a stream of {len(ids)} tokens is too short for {rows} rows")
-        ids = torch.as_tensor(ids[:n * rows + 1], dtype=torch.long)
+        ids = torch.as_tensor(ids[: n * rows + 1], dtype=torch.long)
         self.x = ids[:-1].reshape(rows, n)
         self.y = ids[1:].reshape(rows, n)
         self.rows, self.bptt = rows, bptt
@@ -238,7 +245,7 @@ class StreamBatches:
     def __len__(self) -> int:  # in rows x windows, so that ceil(len / rows) counts the windows
         return self.rows * math.ceil(self.x.shape[1] / self.bptt)
 
-    def to(self, device) -> "StreamBatches":
+    def to(self, device) -> StreamBatches:
         out = StreamBatches.__new__(StreamBatches)
         out.__dict__.update(self.__dict__)
         out.x, out.y = self.x.to(device), self.y.to(device)
@@ -259,6 +266,7 @@ def lm_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 # --- data ----------------------------------------------------------------------------------
+
 
 @dataclass
 class LMPrepared:
@@ -284,14 +292,21 @@ class LMPrepared:
         return [p.in_vocabulary(p.tokens(t)) for t in self.texts[part]]
 
     def counts(self) -> dict[str, dict[str, int]]:
-        return {part: {"documents": len(self.texts[part]), "tokens": int(len(s) - 1),
-                       "unknown": int((s == 1).sum())} for part, s in self.streams.items()}
+        return {
+            part: {"documents": len(self.texts[part]), "tokens": int(len(s) - 1), "unknown": int((s == 1).sum())}
+            for part, s in self.streams.items()
+        }
 
     def summary(self) -> dict[str, Any]:
         v = self.preprocessor.vocab_
-        return {"split": self.split_kind, "level": self.preprocessor.level, "counts": self.counts(),
-                "vocabulary": len(v), "skipped_rows": self.skipped,
-                "train_tokens_in_vocabulary": round(v.covered_tokens / max(v.total_tokens, 1), 4)}
+        return {
+            "split": self.split_kind,
+            "level": self.preprocessor.level,
+            "counts": self.counts(),
+            "vocabulary": len(v),
+            "skipped_rows": self.skipped,
+            "train_tokens_in_vocabulary": round(v.covered_tokens / max(v.total_tokens, 1), 4),
+        }
 
 
 @preloadable
@@ -333,30 +348,42 @@ def prepare_lm(tables: dict[str, Any], cfg: LMConfig) -> LMPrepared:
 
 # --- the fitted pipeline -------------------------------------------------------------------
 
+
 class LMPipeline:
     """Tokenizer + vocabulary + recurrent language model: scores text, continues prompts."""
 
     KIND = "lm"
     INFERENCE_PARAMS: ClassVar = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
 
-    def __init__(self, config: LMConfig, preprocessor: LMPreprocessor, model: LanguageModel | None = None,
-                 seen: np.ndarray | None = None):
+    def __init__(
+        self,
+        config: LMConfig,
+        preprocessor: LMPreprocessor,
+        model: LanguageModel | None = None,
+        seen: np.ndarray | None = None,
+    ):
         self.config, self.preprocessor = config, preprocessor
         self.seen = seen  # `LMPrepared.seen`: digests of the texts it learned from (None: not recorded)
         if model is None:
             m = config.model
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.train.seed)
-                model = LanguageModel(len(preprocessor.vocab_), m.embed_dim, m.cell, m.hidden_size,
-                                      m.num_layers, m.dropout, m.tie_weights)
+                model = LanguageModel(
+                    len(preprocessor.vocab_), m.embed_dim, m.cell, m.hidden_size, m.num_layers, m.dropout, m.tie_weights
+                )
         self.model = model
 
     def inference_params(self) -> dict[str, Any]:
         """The generation settings a request may give (MLflow inference params) and their
         defaults, from `generate.*`."""
         g = self.config.generate
-        return {"max_new_tokens": g.max_new_tokens, "temperature": float(g.temperature),
-                "top_k": g.top_k, "top_p": float(g.top_p), "seed": g.seed}
+        return {
+            "max_new_tokens": g.max_new_tokens,
+            "temperature": float(g.temperature),
+            "top_k": g.top_k,
+            "top_p": float(g.top_p),
+            "seed": g.seed,
+        }
 
     @torch.no_grad()
     def log_likelihood(self, ids: np.ndarray, chunk: int = 512) -> tuple[float, int]:
@@ -367,15 +394,22 @@ class LMPipeline:
         x = torch.as_tensor(ids, dtype=torch.long, device=device)
         total, n = 0.0, 0
         for lo in range(0, len(x) - 1, chunk):
-            inp, tgt = x[lo:min(lo + chunk, len(x) - 1)], x[lo + 1:min(lo + chunk, len(x) - 1) + 1]
+            inp, tgt = x[lo : min(lo + chunk, len(x) - 1)], x[lo + 1 : min(lo + chunk, len(x) - 1) + 1]
             logits = self.model(inp[None], reset=lo == 0)[0].float()
             total -= float(torch.nn.functional.cross_entropy(logits, tgt, reduction="sum"))
             n += len(tgt)
         return total, n
 
     @torch.no_grad()
-    def generate(self, prompt: str, max_new_tokens: int = 40, temperature: float = 0.8, top_k: int = 0,
-                 top_p: float = 1.0, generator: torch.Generator | None = None) -> tuple[list[str], str]:
+    def generate(
+        self,
+        prompt: str,
+        max_new_tokens: int = 40,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[list[str], str]:
         """Continue `prompt` token by token until end-of-text or `max_new_tokens`; temperature
         ~0 is greedy. -> (the new tokens, a note)."""
         check_generation(temperature, top_k, top_p, max_new_tokens)
@@ -415,16 +449,22 @@ class LMPipeline:
         generation settings (`inference_params`); one seeded generator serves the whole call,
         so a call is reproducible."""
         if PROMPT_COLUMN not in prompts.columns:
-            raise DataError(f"input: column {PROMPT_COLUMN!r} not found (columns: "
-                            f"{', '.join(map(str, prompts.columns))})")
+            raise DataError(
+                f"input: column {PROMPT_COLUMN!r} not found (columns: {', '.join(map(str, prompts.columns))})"
+            )
         settings_ = {**self.inference_params(), **{k: v for k, v in params.items() if v is not None}}
         unknown = set(settings_) - set(self.INFERENCE_PARAMS)
         if unknown:
-            raise DataError(f"unknown generation setting {sorted(unknown)[0]!r} "
-                            f"(known: {', '.join(self.INFERENCE_PARAMS)})")
+            raise DataError(
+                f"unknown generation setting {sorted(unknown)[0]!r} (known: {', '.join(self.INFERENCE_PARAMS)})"
+            )
         try:
-            g = dict(max_new_tokens=int(settings_["max_new_tokens"]), temperature=float(settings_["temperature"]),
-                     top_k=int(settings_["top_k"]), top_p=float(settings_["top_p"]))
+            g = dict(
+                max_new_tokens=int(settings_["max_new_tokens"]),
+                temperature=float(settings_["temperature"]),
+                top_k=int(settings_["top_k"]),
+                top_p=float(settings_["top_p"]),
+            )
             seed = int(settings_["seed"])
         except (TypeError, ValueError) as exc:
             raise DataError(f"generation settings: {exc}") from None
@@ -459,7 +499,7 @@ class LMPipeline:
         return p
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "LMPipeline":
+    def load(cls, path: str | Path, device: str = "cpu") -> LMPipeline:
         p = Path(path)
         cfg = from_dict(LMConfig, json.loads((p / "config.json").read_text()))
         seen = np.load(p / "seen_texts.npy") if (p / "seen_texts.npy").exists() else None
@@ -469,8 +509,13 @@ class LMPipeline:
         return pipe
 
 
-def sample_next(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0,
-                generator: torch.Generator | None = None) -> int:
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> int:
     """One token id from next-token logits: greedy at temperature ~0, else sampled from the
     softmax at `temperature`, restricted to the `top_k` most likely tokens and to the
     smallest set whose probability reaches `top_p`."""
@@ -490,6 +535,7 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p:
 
 # --- evaluation ----------------------------------------------------------------------------
 
+
 @dataclass
 class LMEvaluation:
     metrics: dict[str, float]
@@ -498,9 +544,11 @@ class LMEvaluation:
     def standing(self) -> str:
         m = self.metrics
         verdict = "beats" if m["test_perplexity"] < m["ngram_test_perplexity"] else "does NOT beat"
-        return (f"test perplexity {m['test_perplexity']:.2f} vs the Kneser-Ney {int(m['ngram_order'])}-gram's "
-                f"{m['ngram_test_perplexity']:.2f} (ratio {m['test_perplexity_vs_ngram']:.3f}): the recurrent "
-                f"model {verdict} the baseline")
+        return (
+            f"test perplexity {m['test_perplexity']:.2f} vs the Kneser-Ney {int(m['ngram_order'])}-gram's "
+            f"{m['ngram_test_perplexity']:.2f} (ratio {m['test_perplexity_vs_ngram']:.3f}): the recurrent "
+            f"model {verdict} the baseline"
+        )
 
 
 def evaluate_lm(pipeline: LMPipeline, p: LMPrepared) -> LMEvaluation:
@@ -518,8 +566,13 @@ def evaluate_lm(pipeline: LMPipeline, p: LMPrepared) -> LMEvaluation:
         if n != metrics[f"{part}_tokens"]:
             raise ModelError(f"the n-gram baseline scored {n} {part} tokens, the model {metrics[f'{part}_tokens']:.0f}")
         metrics[f"ngram_{part}_perplexity"] = ppl
-    metrics.update({"ngram_order": float(ngram.order_), "ngram_discount": float(ngram.discount_),
-                    "test_perplexity_vs_ngram": metrics["test_perplexity"] / metrics["ngram_test_perplexity"]})
+    metrics.update(
+        {
+            "ngram_order": float(ngram.order_),
+            "ngram_discount": float(ngram.discount_),
+            "test_perplexity_vs_ngram": metrics["test_perplexity"] / metrics["ngram_test_perplexity"],
+        }
+    )
     if pipeline.preprocessor.level == "char":
         for name in ("", "ngram_"):
             metrics[f"{name}test_bits_per_char"] = math.log2(metrics[f"{name}test_perplexity"])
@@ -564,8 +617,9 @@ def prompts_example(cfg: LMConfig) -> pd.DataFrame:
 def gate_spec(cfg: LMConfig) -> dict[str, Any]:
     """The LM gate: `register.metric` (lower is better) against the n-gram baseline."""
     r = cfg.register
-    return dict(metric=r.metric, baselines={"ngram": f"ngram_{r.metric}"}, margin=r.baseline_margin,
-                greater_is_better=False)
+    return dict(
+        metric=r.metric, baselines={"ngram": f"ngram_{r.metric}"}, margin=r.baseline_margin, greater_is_better=False
+    )
 
 
 def train_and_evaluate(cfg: LMConfig):
@@ -575,6 +629,7 @@ def train_and_evaluate(cfg: LMConfig):
     p = prepare_lm(load_lm_texts(cfg), cfg)
     pipe = LMPipeline(cfg, p.preprocessor, seen=p.seen())
     b, t = cfg.train.batch_size, cfg.stream.bptt
-    result = fit(pipe.model, p.batches("train", b, t), p.batches("val", b, t), cfg.train, loss_fn=lm_loss,
-                 progress=False)
+    result = fit(
+        pipe.model, p.batches("train", b, t), p.batches("val", b, t), cfg.train, loss_fn=lm_loss, progress=False
+    )
     return Trained(pipe, result, evaluate_lm(pipe, p).metrics, prompts_example(cfg), p.fingerprint)

@@ -64,8 +64,10 @@ def not_registered(spec: str, uri: str, known: list[str]) -> ModelError:
     if name not in known:  # a misspelt name is not a missing alias
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        return ModelError(f"model {spec!r}: no registered model named {name!r} in the registry at {uri} "
-                          f"(registered models: {', '.join(known) or 'none'}){hint}")
+        return ModelError(
+            f"model {spec!r}: no registered model named {name!r} in the registry at {uri} "
+            f"(registered models: {', '.join(known) or 'none'}){hint}"
+        )
     what = f"alias @{alias}" if alias else f"version {version}"
     return ModelError(f"model {spec!r}: {name!r} has no {what} in the registry at {uri}")
 
@@ -91,10 +93,13 @@ class LocalVersion:
 
 def _missing_store(spec: str, store: Path) -> ModelError:
     name = parse_spec(spec)[0]
-    kind = next((k for k in kinds.names() if kinds.get(k).config_class()().register.model_name == name),
-                kinds.names()[0])
-    return ModelError(f"model {spec!r}: nothing is registered yet (no MLflow store at {store}); "
-                      f"train a model first, e.g. `rnnpipe train {kind}`")
+    kind = next(
+        (k for k in kinds.names() if kinds.get(k).config_class()().register.model_name == name), kinds.names()[0]
+    )
+    return ModelError(
+        f"model {spec!r}: nothing is registered yet (no MLflow store at {store}); "
+        f"train a model first, e.g. `rnnpipe train {kind}`"
+    )
 
 
 def find(spec: str) -> LocalVersion | None:
@@ -110,8 +115,9 @@ def find(spec: str) -> LocalVersion | None:
     try:
         with sqlite3.connect(f"file:{uri.removeprefix('sqlite:///')}?mode=ro", uri=True, timeout=5) as db:
             if alias:
-                rows = db.execute("SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
-                                  (name, alias)).fetchall()
+                rows = db.execute(
+                    "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?", (name, alias)
+                ).fetchall()
             elif re.fullmatch(r"[0-9]+", version):
                 rows = [(int(version),)]
             else:
@@ -120,7 +126,9 @@ def find(spec: str) -> LocalVersion | None:
             if len(rows) == 1:
                 found = db.execute(
                     "SELECT version, run_id, status, storage_location FROM model_versions "
-                    "WHERE name = ? AND version = ? AND current_stage != ?", (name, rows[0][0], _DELETED)).fetchall()
+                    "WHERE name = ? AND version = ? AND current_stage != ?",
+                    (name, rows[0][0], _DELETED),
+                ).fetchall()
             if len(rows) > 1 or len(found) > 1:
                 return None  # several workspaces, or a layout this reader does not know
             if not found:
@@ -128,7 +136,7 @@ def find(spec: str) -> LocalVersion | None:
                 raise not_registered(spec, uri, known)
     except sqlite3.Error:
         return None
-    (number, run_id, status, location), = found
+    ((number, run_id, status, location),) = found
     parsed = urlparse(location or "")
     if status != "READY" or parsed.scheme != "file":
         return None

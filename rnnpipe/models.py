@@ -36,8 +36,9 @@ def window_summary(w: torch.Tensor) -> torch.Tensor:
     t = torch.arange(L, dtype=w.dtype, device=w.device) - (L - 1) / 2
     centred = w - w.mean(dim=1, keepdim=True)
     slope = torch.einsum("nlc,l->nc", centred, t) / (t @ t).clamp_min(1e-12)
-    return torch.cat([w[:, -1], w.mean(dim=1), w.amin(dim=1), w.amax(dim=1), slope,
-                      centred.pow(2).mean(dim=1).sqrt()], dim=1)
+    return torch.cat(
+        [w[:, -1], w.mean(dim=1), w.amin(dim=1), w.amax(dim=1), slope, centred.pow(2).mean(dim=1).sqrt()], dim=1
+    )
 
 
 class LinearPart(nn.Module):
@@ -55,8 +56,17 @@ class LinearPart(nn.Module):
     `param_groups`); otherwise it restarts from zero beside the recurrent part (joint).
     """
 
-    def __init__(self, lookback: int, channels: int, outputs: int, features: str = "window",
-                 squeeze: bool = False, future_size: int = 0, keep: bool = False, lr_mult: float = 0.0):
+    def __init__(
+        self,
+        lookback: int,
+        channels: int,
+        outputs: int,
+        features: str = "window",
+        squeeze: bool = False,
+        future_size: int = 0,
+        keep: bool = False,
+        lr_mult: float = 0.0,
+    ):
         super().__init__()
         if features not in ("window", "summary"):
             raise ValueError(f"features {features!r}: expected window or summary")
@@ -114,23 +124,39 @@ class LinearPart(nn.Module):
 
 
 class RecurrentEncoder(nn.Module):
-    def __init__(self, input_size: int, cell: str = "lstm", hidden_size: int = 64,
-                 num_layers: int = 1, dropout: float = 0.0, bidirectional: bool = False,
-                 pooling: str = "last"):
+    def __init__(
+        self,
+        input_size: int,
+        cell: str = "lstm",
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        pooling: str = "last",
+    ):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"cell {cell!r}: expected one of {', '.join(CELLS)}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling {pooling!r}: expected one of {', '.join(POOLINGS)}")
-        self.rnn = CELLS[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True,
-                               dropout=dropout if num_layers > 1 else 0.0,
-                               bidirectional=bidirectional)
+        self.rnn = CELLS[cell](
+            input_size,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+            bidirectional=bidirectional,
+        )
         self.cell, self.pooling = cell, pooling
         self.directions = 2 if bidirectional else 1
         self.out_features = hidden_size * self.directions
-        self.attention = (nn.Sequential(nn.Linear(self.out_features, self.out_features), nn.Tanh(),
-                                        nn.Linear(self.out_features, 1, bias=False))
-                          if pooling == "attention" else None)
+        self.attention = (
+            nn.Sequential(
+                nn.Linear(self.out_features, self.out_features), nn.Tanh(), nn.Linear(self.out_features, 1, bias=False)
+            )
+            if pooling == "attention"
+            else None
+        )
         self.last_attention: torch.Tensor | None = None
         # False: a bidirectional encoder runs over the padding too (only to measure what packing
         # saves); one direction never packs (see `forward`)
@@ -226,9 +252,21 @@ class Forecaster(nn.Module):
     pipeline sorts them after decoding.
     """
 
-    def __init__(self, input_size: int, horizon: int, lookback: int = 0, highway: str = "none",
-                 quantiles=(), known_size: int = 0, recipe: str = "joint", encoder_lookback: int = 0,
-                 season: int = 0, level_input: bool = False, linear_lr_mult: float = 0.0, **encoder_kwargs):
+    def __init__(
+        self,
+        input_size: int,
+        horizon: int,
+        lookback: int = 0,
+        highway: str = "none",
+        quantiles=(),
+        known_size: int = 0,
+        recipe: str = "joint",
+        encoder_lookback: int = 0,
+        season: int = 0,
+        level_input: bool = False,
+        linear_lr_mult: float = 0.0,
+        **encoder_kwargs,
+    ):
         super().__init__()
         _check_highway(highway, lookback)
         if recipe not in ("residual", "joint"):
@@ -250,9 +288,18 @@ class Forecaster(nn.Module):
             self.decoder = nn.Sequential(nn.Linear(z + extra, z), nn.ReLU(), nn.Linear(z, 1))
             nn.init.zeros_(self.decoder[-1].weight)
             nn.init.zeros_(self.decoder[-1].bias)
-        self.linear_part = (LinearPart(lookback, input_size, horizon, future_size=horizon * known_size,
-                                       keep=recipe == "residual", lr_mult=linear_lr_mult)
-                            if highway == "linear" else None)
+        self.linear_part = (
+            LinearPart(
+                lookback,
+                input_size,
+                horizon,
+                future_size=horizon * known_size,
+                keep=recipe == "residual",
+                lr_mult=linear_lr_mult,
+            )
+            if highway == "linear"
+            else None
+        )
         if self.linear_part is not None and recipe == "residual":
             self.register_buffer("residual_scale", torch.ones(horizon))
         else:
@@ -294,11 +341,14 @@ class Forecaster(nn.Module):
             return [{"params": list(self.parameters()), "lr": lr}]
         slow = list(part.parameters())
         ids = {id(p) for p in slow}
-        return [{"params": slow, "lr": lr * part.lr_mult},
-                {"params": [p for p in self.parameters() if id(p) not in ids], "lr": lr}]
+        return [
+            {"params": slow, "lr": lr * part.lr_mult},
+            {"params": [p for p in self.parameters() if id(p) not in ids], "lr": lr},
+        ]
 
-    def recurrent_part(self, z: torch.Tensor, future: torch.Tensor | None = None,
-                       x: torch.Tensor | None = None) -> torch.Tensor:
+    def recurrent_part(
+        self, z: torch.Tensor, future: torch.Tensor | None = None, x: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The recurrent part's output (B, H) from the encoder's state (and the known future)."""
         out = self.head(z)
         if self.decoder is not None:
@@ -313,7 +363,7 @@ class Forecaster(nn.Module):
         return out if self.residual_scale is None else out * self.residual_scale
 
     def point_and_state(self, x: torch.Tensor, future: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.encoder(x[:, -self.encoder_lookback:] if self.encoder_lookback else x)
+        z = self.encoder(x[:, -self.encoder_lookback :] if self.encoder_lookback else x)
         out = self.recurrent_part(z, future, x)
         return (out if self.linear_part is None else out + self.linear_part(x, future)), z
 
@@ -404,9 +454,18 @@ class TextClassifier(nn.Module):
     (discriminative fine-tuning, `param_groups`).
     """
 
-    def __init__(self, vocab_size: int, embed_dim: int, n_classes: int, embed_dropout: float = 0.0,
-                 pretrained: torch.Tensor | None = None, freeze: bool = False, ngram_features: int = 0,
-                 recurrent: bool = True, **encoder_kwargs):
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        n_classes: int,
+        embed_dropout: float = 0.0,
+        pretrained: torch.Tensor | None = None,
+        freeze: bool = False,
+        ngram_features: int = 0,
+        recurrent: bool = True,
+        **encoder_kwargs,
+    ):
         super().__init__()
         if not recurrent and not ngram_features:
             raise ValueError("recurrent=False needs the wide part (ngram_features > 0)")
@@ -435,8 +494,9 @@ class TextClassifier(nn.Module):
         fast = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
         return [{"params": slow, "lr": lr * self.pretrained_lr_mult}, {"params": fast, "lr": lr}]
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None,
-                ngrams: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, lengths: torch.Tensor | None = None, ngrams: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if not self.recurrent:
             return self.linear_part(ngrams)
         out = self.head(self.dropout(self.encoder(self.dropout(self.embedding(tokens)), lengths)))
@@ -453,13 +513,22 @@ class LanguageModel(nn.Module):
     next (detached, so gradients stop at the window); `reset=True` starts from zero.
     """
 
-    def __init__(self, vocab_size: int, embed_dim: int = 200, cell: str = "lstm", hidden_size: int = 200,
-                 num_layers: int = 2, dropout: float = 0.3, tie_weights: bool = True):
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int = 200,
+        cell: str = "lstm",
+        hidden_size: int = 200,
+        num_layers: int = 2,
+        dropout: float = 0.3,
+        tie_weights: bool = True,
+    ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.dropout = nn.Dropout(dropout)
-        self.encoder = RecurrentEncoder(embed_dim, cell=cell, hidden_size=hidden_size, num_layers=num_layers,
-                                        dropout=dropout)
+        self.encoder = RecurrentEncoder(
+            embed_dim, cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout
+        )
         self.project = nn.Linear(hidden_size, embed_dim) if tie_weights and hidden_size != embed_dim else None
         self.decoder = nn.Linear(embed_dim if tie_weights else hidden_size, vocab_size)
         if tie_weights:

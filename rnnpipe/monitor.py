@@ -19,17 +19,21 @@ import pandas as pd
 import torch
 
 from rnnpipe.baselines import LastReadingRule, MajorityBaseline, SummaryLogisticRegression
-from rnnpipe.config import (DataConfig, ForecastConfig, MonitorConfig, RegisterConfig, WindowConfig,
-                            from_dict, to_dict)
+from rnnpipe.batch import WHOLE_INPUT
+from rnnpipe.config import DataConfig, ForecastConfig, MonitorConfig, RegisterConfig, WindowConfig, from_dict, to_dict
 from rnnpipe.errors import DataError, ModelError
-from rnnpipe.evaluation import (ForecastEvaluation, alert_lead_times, choose_threshold,
-                                 classification_metrics, evaluate_forecasts)
+from rnnpipe.evaluation import (
+    ForecastEvaluation,
+    alert_lead_times,
+    choose_threshold,
+    classification_metrics,
+    evaluate_forecasts,
+)
 from rnnpipe.features.events import event_flags, future_event_labels, parse_rule
 from rnnpipe.features.resample import resample
 from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, Split, chronological_split, grouped_split
 from rnnpipe.features.windows import WindowSet, window_ends
-from rnnpipe.batch import WHOLE_INPUT
 from rnnpipe.ingest import check_channels, load_monitor_data
 from rnnpipe.io import SeriesFrame, series_id_column, to_series_frame
 from rnnpipe.models import SequenceClassifier
@@ -66,7 +70,7 @@ class MonitorPreprocessor:
             names.append("observed")
         return np.column_stack(cols), names
 
-    def fit(self, grid: SeriesFrame, split: Split) -> "MonitorPreprocessor":
+    def fit(self, grid: SeriesFrame, split: Split) -> MonitorPreprocessor:
         X, self.input_names_ = self._raw_inputs(grid)
         rows = split.mask("train", len(grid)) & ~np.isnan(X).any(axis=1)
         self.scaler_ = SeriesScaler(self.cfg.window.scaler).fit(X[rows], np.zeros(rows.sum(), int), 1)
@@ -99,7 +103,7 @@ class MonitorPreprocessor:
         return {"input_names_": self.input_names_, "scaler_": self.scaler_.to_dict()}
 
     @classmethod
-    def from_dict(cls, cfg: MonitorConfig, d: dict[str, Any]) -> "MonitorPreprocessor":
+    def from_dict(cls, cfg: MonitorConfig, d: dict[str, Any]) -> MonitorPreprocessor:
         p = cls(cfg)
         p.input_names_ = d["input_names_"]
         p.scaler_ = SeriesScaler.from_dict(d["scaler_"])
@@ -128,8 +132,9 @@ class Chunk:
         return self.events[self.ends] == 0
 
 
-def part_ends(split: Split, part: str, cfg: MonitorConfig, valid: np.ndarray, labels: np.ndarray,
-              events: np.ndarray) -> np.ndarray:
+def part_ends(
+    split: Split, part: str, cfg: MonitorConfig, valid: np.ndarray, labels: np.ndarray, events: np.ndarray
+) -> np.ndarray:
     """The part's windows: none spans a gap or a split boundary, each has a known label."""
     w = cfg.window
     e = window_ends(split, part, w.lookback, w.horizon, valid=valid)
@@ -138,8 +143,12 @@ def part_ends(split: Split, part: str, cfg: MonitorConfig, valid: np.ndarray, la
 
 def window_counts(labels: np.ndarray, events: np.ndarray, ends: np.ndarray) -> dict[str, int]:
     onset = events[ends] == 0
-    return {"windows": len(ends), "positive": int(labels[ends].sum()), "onset": int(onset.sum()),
-            "onset_positive": int(labels[ends][onset].sum())}
+    return {
+        "windows": len(ends),
+        "positive": int(labels[ends].sum()),
+        "onset": int(onset.sum()),
+        "onset_positive": int(labels[ends][onset].sum()),
+    }
 
 
 def channel_values(grid: SeriesFrame, cfg: MonitorConfig) -> np.ndarray:
@@ -165,16 +174,21 @@ class MonitorPrepared:
         return self.grid.series
 
     def windows(self, part: str) -> WindowSet:
-        return WindowSet(self.inputs, self.labels[:, None], self.ends[part],
-                         self.preprocessor.cfg.window.lookback)
+        return WindowSet(self.inputs, self.labels[:, None], self.ends[part], self.preprocessor.cfg.window.lookback)
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {p: window_counts(self.labels, self.events, e) for p, e in self.ends.items()}
 
     def chunks(self, part: str):
         """The part's windows for evaluation: all of them at once."""
-        yield Chunk(channel_values(self.grid, self.preprocessor.cfg), self.inputs, self.events, self.labels,
-                    self.grid.offsets, self.ends[part])
+        yield Chunk(
+            channel_values(self.grid, self.preprocessor.cfg),
+            self.inputs,
+            self.events,
+            self.labels,
+            self.grid.offsets,
+            self.ends[part],
+        )
 
     def baseline_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(raw readings, training window ends, their labels): what the baselines are fitted on."""
@@ -200,8 +214,10 @@ def prepare_monitor(data, cfg: MonitorConfig, on_shard=None):
     grid = pre.grid(frame)
     s = cfg.split
     if s.val_start:
-        split, kind = chronological_split(grid, val_start=s.val_start, test_start=s.test_start), \
-            f"chronological at {s.val_start} / {s.test_start}"
+        split, kind = (
+            chronological_split(grid, val_start=s.val_start, test_start=s.test_start),
+            f"chronological at {s.val_start} / {s.test_start}",
+        )
     elif len(grid.series) >= 3:
         split, kind = grouped_split(grid, s.train, s.val, s.seed), "grouped by patient"
     else:
@@ -210,14 +226,24 @@ def prepare_monitor(data, cfg: MonitorConfig, on_shard=None):
     inputs, valid = pre.transform(grid)
     events, labels = pre.targets(grid)
     ends = {part: part_ends(split, part, cfg, valid, labels, events) for part in PARTS}
-    prepared = MonitorPrepared(grid, split, pre, inputs, events, labels, ends, kind, frame.fingerprint,
-                               str(frame.source), readings_example(frame, cfg))
+    prepared = MonitorPrepared(
+        grid,
+        split,
+        pre,
+        inputs,
+        events,
+        labels,
+        ends,
+        kind,
+        frame.fingerprint,
+        str(frame.source),
+        readings_example(frame, cfg),
+    )
     check_event_counts(prepared.counts(), kind, cfg, frame.source)
     return prepared
 
 
-def check_event_counts(counts: dict[str, dict[str, int]], split_kind: str, cfg: MonitorConfig,
-                       source: str) -> None:
+def check_event_counts(counts: dict[str, dict[str, int]], split_kind: str, cfg: MonitorConfig, source: str) -> None:
     """Refuse, before training, a split that cannot train or judge a classifier: every part
     needs a complete window, the training windows must hold both classes, and val and test at
     least `split.min_events` event windows each: onset windows for the part whose decision is
@@ -226,31 +252,40 @@ def check_event_counts(counts: dict[str, dict[str, int]], split_kind: str, cfg: 
     w = cfg.window
     for part in PARTS:
         if counts[part]["windows"] == 0:
-            raise DataError(f"{source}: no complete {part} window: every candidate spans a gap "
-                            f"longer than resample.max_gap={cfg.resample.max_gap} or the data is "
-                            f"shorter than window.lookback + window.horizon")
+            raise DataError(
+                f"{source}: no complete {part} window: every candidate spans a gap "
+                f"longer than resample.max_gap={cfg.resample.max_gap} or the data is "
+                f"shorter than window.lookback + window.horizon"
+            )
     label = f"label = {cfg.data.event or cfg.data.label_col} within {w.horizon} steps"
     train = counts["train"]
     if train["positive"] in (0, train["windows"]):
         what = "no event" if train["positive"] == 0 else "only events"
-        raise DataError(f"{source}: the training windows hold {what} ({train['windows']} windows, {label}); "
-                        "a classifier needs both classes in train")
+        raise DataError(
+            f"{source}: the training windows hold {what} ({train['windows']} windows, {label}); "
+            "a classifier needs both classes in train"
+        )
     onset_for = {"val": cfg.classify.threshold_on == "onset", "test": cfg.register.metric.endswith("_onset")}
     need = cfg.split.min_events
     for part in ("val", "test"):
         key = "onset_positive" if onset_for[part] else "positive"
         if counts[part][key] < need:
             what = "onset event windows" if onset_for[part] else "event windows"
-            why = ("the decision threshold is chosen on them" if part == "val"
-                   else f"the gate's {cfg.register.metric} is computed on them")
-            per_part = ", ".join(f"{q} {counts[q]['positive']} (onset {counts[q]['onset_positive']})"
-                                 for q in ("train", "val", "test"))
+            why = (
+                "the decision threshold is chosen on them"
+                if part == "val"
+                else f"the gate's {cfg.register.metric} is computed on them"
+            )
+            per_part = ", ".join(
+                f"{q} {counts[q]['positive']} (onset {counts[q]['onset_positive']})" for q in ("train", "val", "test")
+            )
             raise DataError(
                 f"{source}: the {part} part holds {counts[part][key]} {what} ({label}; {why}); val and test "
                 f"each need at least split.min_events={need}. Event windows per part: {per_part}, "
                 f"{split_kind} split. Move the cut (split.train / split.val, or the cut dates "
                 f"split.val_start / split.test_start), split by patient (3 or more patients), or use a "
-                f"longer recording")
+                f"longer recording"
+            )
 
 
 class MonitorPipeline:
@@ -258,32 +293,49 @@ class MonitorPipeline:
 
     KIND = "monitor"
 
-    def __init__(self, config: MonitorConfig, preprocessor: MonitorPreprocessor,
-                 model: SequenceClassifier | None = None, threshold: float = 0.5):
+    def __init__(
+        self,
+        config: MonitorConfig,
+        preprocessor: MonitorPreprocessor,
+        model: SequenceClassifier | None = None,
+        threshold: float = 0.5,
+    ):
         self.config, self.preprocessor, self.threshold = config, preprocessor, threshold
         if model is None:
             m = config.model
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.train.seed)
-                model = SequenceClassifier(len(preprocessor.input_names_), lookback=config.window.lookback,
-                                           highway=m.highway, cell=m.cell,
-                                           hidden_size=m.hidden_size, num_layers=m.num_layers,
-                                           dropout=m.dropout, bidirectional=m.bidirectional,
-                                           pooling=m.pooling)
+                model = SequenceClassifier(
+                    len(preprocessor.input_names_),
+                    lookback=config.window.lookback,
+                    highway=m.highway,
+                    cell=m.cell,
+                    hidden_size=m.hidden_size,
+                    num_layers=m.num_layers,
+                    dropout=m.dropout,
+                    bidirectional=m.bidirectional,
+                    pooling=m.pooling,
+                )
         self.model = model
 
     def risk(self, inputs: np.ndarray, ends: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Event probability for the windows ending at rows `ends`."""
         device = next(self.model.parameters()).device
-        data = WindowSet(inputs, np.zeros((len(inputs), 1), np.float32), ends,
-                         self.config.window.lookback).to(device)
+        data = WindowSet(inputs, np.zeros((len(inputs), 1), np.float32), ends, self.config.window.lookback).to(device)
         logits = predict_batches(self.model, data, batch_size).reshape(-1)
         return 1 / (1 + np.exp(-logits))
 
     def _latest(self, readings: pd.DataFrame) -> tuple[SeriesFrame, np.ndarray, np.ndarray, list[str]]:
         d = self.config.data
-        frame = to_series_frame(readings, timestamp_col=d.timestamp_col, series_col=d.series_col,
-                                series_name=d.series_name, value_cols=d.channels, nan_policy="keep", duplicates=d.duplicates)
+        frame = to_series_frame(
+            readings,
+            timestamp_col=d.timestamp_col,
+            series_col=d.series_col,
+            series_name=d.series_name,
+            value_cols=d.channels,
+            nan_policy="keep",
+            duplicates=d.duplicates,
+        )
         check_channels(frame, d.channels)
         grid = self.preprocessor.grid(frame)
         inputs, valid = self.preprocessor.transform(grid)
@@ -292,12 +344,12 @@ class MonitorPipeline:
         channels = grid.values[:, [grid.columns.index(c) for c in d.channels]]
         for i, t in enumerate(ends):
             lo = grid.offsets[i]
-            absent = [c for j, c in enumerate(d.channels) if np.isnan(channels[lo:t + 1, j]).all()]
+            absent = [c for j, c in enumerate(d.channels) if np.isnan(channels[lo : t + 1, j]).all()]
             if absent:
                 notes.append(f"no reading of {absent[0]!r}")
             elif t - lo + 1 < L:
                 notes.append(f"needs {L} steps of {self.config.resample.step}, has {t - lo + 1}")
-            elif not valid[t - L + 1:t + 1].all():
+            elif not valid[t - L + 1 : t + 1].all():
                 notes.append(f"a gap longer than {self.config.resample.max_gap} in the last {L} steps")
             else:
                 notes.append("")
@@ -318,9 +370,16 @@ class MonitorPipeline:
         if ok.any():
             risk[ok] = self.risk(inputs, ends[ok])
         d = self.config.data
-        return pd.DataFrame({**series_id_column(d.series_col, grid.series), d.timestamp_col: grid.timestamps[ends],
-                             "risk": risk, "alert": ok & (risk >= self.threshold),
-                             "threshold": self.threshold, "note": notes})
+        return pd.DataFrame(
+            {
+                **series_id_column(d.series_col, grid.series),
+                d.timestamp_col: grid.timestamps[ends],
+                "risk": risk,
+                "alert": ok & (risk >= self.threshold),
+                "threshold": self.threshold,
+                "note": notes,
+            }
+        )
 
     def explain(self, readings: pd.DataFrame) -> pd.DataFrame:
         """Attention weight of each of the last `lookback` steps behind each patient's risk
@@ -332,24 +391,29 @@ class MonitorPipeline:
         self.risk(inputs, ends[ok])
         weights = self.model.attention().cpu().numpy()
         L, d = self.config.window.lookback, self.config.data
-        rows = [(grid.series[i], grid.timestamps[t - L + 1 + k], float(weights[j, k]))
-                for j, (i, t) in enumerate(zip(ok, ends[ok])) for k in range(L)]
+        rows = [
+            (grid.series[i], grid.timestamps[t - L + 1 + k], float(weights[j, k]))
+            for j, (i, t) in enumerate(zip(ok, ends[ok]))
+            for k in range(L)
+        ]
         return pd.DataFrame(rows, columns=[d.series_col or "series", d.timestamp_col, "attention"])
 
     def save(self, path: str | Path) -> Path:
         if not np.isfinite(self.threshold):
-            raise ModelError(f"the decision threshold is {self.threshold}: a model that can never raise "
-                             "an alert is not saved")
+            raise ModelError(
+                f"the decision threshold is {self.threshold}: a model that can never raise an alert is not saved"
+            )
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
         (p / "config.json").write_text(json.dumps(to_dict(self.config), indent=2))
-        (p / "preprocessor.json").write_text(json.dumps(
-            {**self.preprocessor.to_dict(), "threshold": float(self.threshold)}))
+        (p / "preprocessor.json").write_text(
+            json.dumps({**self.preprocessor.to_dict(), "threshold": float(self.threshold)})
+        )
         torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, p / "weights.pt")
         return p
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "MonitorPipeline":
+    def load(cls, path: str | Path, device: str = "cpu") -> MonitorPipeline:
         p = Path(path)
         cfg = from_dict(MonitorConfig, json.loads((p / "config.json").read_text()))
         state = json.loads((p / "preprocessor.json").read_text())
@@ -403,8 +467,7 @@ def evaluate_monitor(pipeline: MonitorPipeline, p) -> dict[str, float]:
     for name in scorers:
         sv = val[name] = np.concatenate(val[name])
         m = ov if c.threshold_on == "onset" else np.ones(len(sv), bool)
-        thresholds[name] = 0.5 if name == "majority" else choose_threshold(yv[m], sv[m], c.threshold,
-                                                                           c.target_recall)
+        thresholds[name] = 0.5 if name == "majority" else choose_threshold(yv[m], sv[m], c.threshold, c.target_recall)
 
     test = {name: [] for name in scorers}
     leads: dict[str, list[np.ndarray]] = {name: [] for name in scorers}
@@ -433,8 +496,7 @@ def evaluate_monitor(pipeline: MonitorPipeline, p) -> dict[str, float]:
         lead = np.concatenate(leads[name])
         m[f"{prefix}_events"] = float(len(lead))
         m[f"{prefix}_events_warned"] = float((lead > 0).mean()) if len(lead) else float("nan")
-        m[f"{prefix}_alert_lead_min_median"] = (float(np.median(lead[lead > 0]) * step_min)
-                                                if (lead > 0).any() else 0.0)
+        m[f"{prefix}_alert_lead_min_median"] = float(np.median(lead[lead > 0]) * step_min) if (lead > 0).any() else 0.0
         m[f"{(name + '_') if name else ''}threshold"] = float(thr) if np.isfinite(thr) else float("nan")
         metrics.update(m)
     return metrics
@@ -447,8 +509,12 @@ def baseline_names() -> list[str]:
 def gate_spec(cfg: MonitorConfig) -> dict[str, Any]:
     """The monitor gate: `register.metric` (higher is better) against the best baseline."""
     r = cfg.register
-    return dict(metric=r.metric, baselines={b: f"{b}_{r.metric}" for b in baseline_names()},
-                margin=r.baseline_margin, greater_is_better=True)
+    return dict(
+        metric=r.metric,
+        baselines={b: f"{b}_{r.metric}" for b in baseline_names()},
+        margin=r.baseline_margin,
+        greater_is_better=True,
+    )
 
 
 def train_and_evaluate(cfg: MonitorConfig):
@@ -457,8 +523,9 @@ def train_and_evaluate(cfg: MonitorConfig):
 
     p = prepare_monitor(load_monitor_data(cfg), cfg)
     pipe = MonitorPipeline(cfg, p.preprocessor)
-    result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train,
-                 loss_fn=classification_loss(cfg, p), progress=False)
+    result = fit(
+        pipe.model, p.windows("train"), p.windows("val"), cfg.train, loss_fn=classification_loss(cfg, p), progress=False
+    )
     return Trained(pipe, result, evaluate_monitor(pipe, p), p.example, p.fingerprint)
 
 
@@ -508,20 +575,32 @@ def comparison_table(metrics: dict[str, float]) -> list[dict[str, Any]]:
 
 # --- forecasting a channel (e.g. glucose 30 minutes ahead) --------------------------------
 
+
 def channel_forecast_config(cfg: MonitorConfig) -> ForecastConfig:
     """The forecaster's settings, derived from the monitor's: same grid, split, lookback,
     horizon, encoder and training; its own experiment run."""
     d, f, w = cfg.data, cfg.forecast, cfg.window
     return ForecastConfig(
-        data=DataConfig(path=d.path, format=d.format, timestamp_col=d.timestamp_col,
-                        series_col=d.series_col, series_name=d.series_name, target_col=f.channel,
-                        features=[], series=d.series,
-                        nan_policy="error"),
+        data=DataConfig(
+            path=d.path,
+            format=d.format,
+            timestamp_col=d.timestamp_col,
+            series_col=d.series_col,
+            series_name=d.series_name,
+            target_col=f.channel,
+            features=[],
+            series=d.series,
+            nan_policy="error",
+        ),
         window=WindowConfig(lookback=w.lookback, horizon=w.horizon, target=f.target, scaler=w.scaler),
-        model=cfg.model, train=cfg.train,
-        register=RegisterConfig(experiment=cfg.register.experiment,
-                                model_name=f"{cfg.register.model_name}-{f.channel}-forecaster",
-                                metric="test_mae"))
+        model=cfg.model,
+        train=cfg.train,
+        register=RegisterConfig(
+            experiment=cfg.register.experiment,
+            model_name=f"{cfg.register.model_name}-{f.channel}-forecaster",
+            metric="test_mae",
+        ),
+    )
 
 
 def prepare_channel_forecast(p: MonitorPrepared, cfg: MonitorConfig):

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rnnpipe.batch import WHOLE_INPUT
 from rnnpipe.config import ForecastConfig, from_dict, to_dict
 from rnnpipe.errors import DataError
 from rnnpipe.features import calendar
@@ -25,7 +26,6 @@ from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, Split
 from rnnpipe.features.targets import TargetEncoding
 from rnnpipe.features.windows import WindowSet, window_ends
-from rnnpipe.batch import WHOLE_INPUT
 from rnnpipe.ingest import load_forecast_data, read_forecast_input
 from rnnpipe.io import SeriesFrame, series_id_column
 from rnnpipe.models import Forecaster
@@ -34,8 +34,7 @@ from rnnpipe.training import predict_batches
 
 def infer_step(frame: SeriesFrame) -> str:
     """The sampling step as a pandas offset: "B" for business-daily data, else the median gap."""
-    deltas = np.concatenate([np.diff(frame.timestamps[lo:hi]) for lo, hi in
-                             zip(frame.offsets[:-1], frame.offsets[1:])])
+    deltas = np.concatenate([np.diff(frame.timestamps[lo:hi]) for lo, hi in zip(frame.offsets[:-1], frame.offsets[1:])])
     if len(deltas) == 0:
         return "D"
     median = pd.Timedelta(np.median(deltas.astype("int64")), unit="ns")
@@ -56,8 +55,15 @@ class ForecastPreprocessor:
     for its forecast steps.
     """
 
-    def __init__(self, target: str, scaler: str, lookback: int, horizon: int, known: list[str] | tuple = (),
-                 calendar: list[str] | tuple | str = "none"):
+    def __init__(
+        self,
+        target: str,
+        scaler: str,
+        lookback: int,
+        horizon: int,
+        known: list[str] | tuple = (),
+        calendar: list[str] | tuple | str = "none",
+    ):
         self.encoding = TargetEncoding(target)
         self.scaler_kind, self.lookback, self.horizon = scaler, lookback, horizon
         self.known, self.calendar = list(known), calendar
@@ -90,7 +96,7 @@ class ForecastPreprocessor:
         n = 1 + len(self.feature_names_)
         return [1 + self.feature_names_.index(k) for k in self.known_] + list(range(n, self.input_size))
 
-    def fit(self, frame: SeriesFrame, split: Split) -> "ForecastPreprocessor":
+    def fit(self, frame: SeriesFrame, split: Split) -> ForecastPreprocessor:
         self.series_ = list(frame.series)
         self.feature_names_ = list(frame.feature_names)
         self.step_ = infer_step(frame)
@@ -99,8 +105,7 @@ class ForecastPreprocessor:
         self.calendar_ = calendar.choose(self.calendar, self.step_, span)
         X = self._channels(frame)
         rows = split.mask("train", len(frame)) & ~np.isnan(X).any(axis=1)
-        self.scaler_ = SeriesScaler(self.scaler_kind).fit(X[rows], self.codes(frame)[rows],
-                                                          n_groups=len(self.series_))
+        self.scaler_ = SeriesScaler(self.scaler_kind).fit(X[rows], self.codes(frame)[rows], n_groups=len(self.series_))
         return self
 
     def transform(self, frame: SeriesFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -112,8 +117,7 @@ class ForecastPreprocessor:
         targets = self.encoding.encode(frame.target, frame.offsets, self.horizon)
         center, scale = self.scaler_.column_center(codes), self.scaler_.column_scale(codes)
         targets = ((targets - center[:, None]) if self.encoding.centered else targets) / scale[:, None]
-        return (np.nan_to_num(inputs).astype(np.float32),
-                np.nan_to_num(targets).astype(np.float32))
+        return (np.nan_to_num(inputs).astype(np.float32), np.nan_to_num(targets).astype(np.float32))
 
     def future(self, inputs: np.ndarray) -> np.ndarray:
         """(T, K) the inputs of each row that are known in advance, from `transform`'s inputs."""
@@ -122,8 +126,10 @@ class ForecastPreprocessor:
     def future_block(self, known: np.ndarray, timestamps: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """(n, K) inputs known in advance for forecast steps given as raw known-feature values
         (n, len(known_)), their timestamps and series codes: scaled as in training."""
-        cols = [np.nan_to_num((known[:, j] - self.scaler_.column_center(codes, c)) / self.scaler_.column_scale(codes, c))
-                for j, c in enumerate(1 + self.feature_names_.index(k) for k in self.known_)]
+        cols = [
+            np.nan_to_num((known[:, j] - self.scaler_.column_center(codes, c)) / self.scaler_.column_scale(codes, c))
+            for j, c in enumerate(1 + self.feature_names_.index(k) for k in self.known_)
+        ]
         out = np.column_stack(cols) if cols else np.zeros((len(timestamps), 0))
         if self.calendar_:
             out = np.column_stack([out, calendar.calendar_features(timestamps, self.calendar_)])
@@ -138,13 +144,21 @@ class ForecastPreprocessor:
         return self.encoding.decode(scaled, frame.target[ends])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.encoding.kind, "scaler": self.scaler_kind, "lookback": self.lookback,
-                "horizon": self.horizon, "series_": self.series_,
-                "feature_names_": self.feature_names_, "step_": self.step_,
-                "known_": self.known_, "calendar_": self.calendar_, "scaler_": self.scaler_.to_dict()}
+        return {
+            "target": self.encoding.kind,
+            "scaler": self.scaler_kind,
+            "lookback": self.lookback,
+            "horizon": self.horizon,
+            "series_": self.series_,
+            "feature_names_": self.feature_names_,
+            "step_": self.step_,
+            "known_": self.known_,
+            "calendar_": self.calendar_,
+            "scaler_": self.scaler_.to_dict(),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ForecastPreprocessor":
+    def from_dict(cls, d: dict[str, Any]) -> ForecastPreprocessor:
         # saved before inputs known in advance existed: none
         p = cls(d["target"], d["scaler"], d["lookback"], d["horizon"], d.get("known_", []), d.get("calendar_", []))
         p.series_, p.feature_names_, p.step_ = d["series_"], d["feature_names_"], d["step_"]
@@ -178,10 +192,11 @@ def prepare(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Prepared:
     Rows with a missing value (a gap left by resampling) are never inside a window.
     """
     w, d = cfg.window, cfg.data
-    pre = ForecastPreprocessor(w.target, w.scaler, w.lookback, w.horizon, d.known_features,
-                               d.calendar).fit(frame, split)
+    pre = ForecastPreprocessor(w.target, w.scaler, w.lookback, w.horizon, d.known_features, d.calendar).fit(
+        frame, split
+    )
     for i, sid in enumerate(frame.series):
-        one = Split(split.bounds[i:i + 1])
+        one = Split(split.bounds[i : i + 1])
         for k, part in enumerate(PARTS):
             has_rows = split.bounds[i, k + 1] > split.bounds[i, k]
             if has_rows and len(window_ends(one, part, w.lookback, w.horizon, pre.encoding.skip)) == 0:
@@ -190,10 +205,13 @@ def prepare(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Prepared:
                     f"{frame.source}: series {sid!r} is too short for the window: its {hi - lo} rows "
                     f"(train {a - lo}, val {b - a}, test {hi - b}) give no {part} window with "
                     f"window.lookback={w.lookback} and window.horizon={w.horizon}; leave it out "
-                    f"with data.series or shorten window.lookback")
+                    f"with data.series or shorten window.lookback"
+                )
     valid = ~np.isnan(frame.values).any(axis=1)
-    ends = {part: window_ends(split, part, w.lookback, w.horizon, pre.encoding.skip,
-                              valid=None if valid.all() else valid) for part in PARTS}
+    ends = {
+        part: window_ends(split, part, w.lookback, w.horizon, pre.encoding.skip, valid=None if valid.all() else valid)
+        for part in PARTS
+    }
     for part, e in ends.items():
         if len(e) == 0:
             raise DataError(f"{frame.source}: no complete {part} window (gaps everywhere?)")
@@ -209,21 +227,31 @@ def quantile_column(q: float) -> str:
 class ForecastPipeline:
     KIND = "forecast"  # what a logged pyfunc model records (`rnnpipe.kinds.artefact_class`)
 
-    def __init__(self, config: ForecastConfig, preprocessor: ForecastPreprocessor,
-                 model: Forecaster | None = None):
+    def __init__(self, config: ForecastConfig, preprocessor: ForecastPreprocessor, model: Forecaster | None = None):
         self.config, self.preprocessor = config, preprocessor
         if model is None:
             m = config.model
             with torch.random.fork_rng(devices=[]):  # initial weights follow train.seed
                 torch.manual_seed(config.train.seed)
-                model = Forecaster(preprocessor.input_size, preprocessor.horizon,
-                                   lookback=preprocessor.lookback, highway=m.highway,
-                                   cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
-                                   dropout=m.dropout, bidirectional=m.bidirectional,
-                                   pooling=m.pooling, quantiles=m.quantiles,
-                                   known_size=preprocessor.known_size, recipe=m.recipe,
-                                   encoder_lookback=m.encoder_lookback, season=config.window.season,
-                                   level_input=preprocessor.encoding.centered, linear_lr_mult=m.linear_lr_mult)
+                model = Forecaster(
+                    preprocessor.input_size,
+                    preprocessor.horizon,
+                    lookback=preprocessor.lookback,
+                    highway=m.highway,
+                    cell=m.cell,
+                    hidden_size=m.hidden_size,
+                    num_layers=m.num_layers,
+                    dropout=m.dropout,
+                    bidirectional=m.bidirectional,
+                    pooling=m.pooling,
+                    quantiles=m.quantiles,
+                    known_size=preprocessor.known_size,
+                    recipe=m.recipe,
+                    encoder_lookback=m.encoder_lookback,
+                    season=config.window.season,
+                    level_input=preprocessor.encoding.centered,
+                    linear_lr_mult=m.linear_lr_mult,
+                )
         self.model = model
 
     # -- prediction ----------------------------------------------------------------------
@@ -235,9 +263,15 @@ class ForecastPipeline:
         """The output columns of the quantile forecasts: `q0.1`, `q0.5`, `q0.9`, ..."""
         return [quantile_column(q) for q in self.quantiles]
 
-    def predict_windows(self, frame: SeriesFrame, ends: np.ndarray, inputs: np.ndarray | None = None,
-                        batch_size: int = 2048, future: np.ndarray | None = None,
-                        future_starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict_windows(
+        self,
+        frame: SeriesFrame,
+        ends: np.ndarray,
+        inputs: np.ndarray | None = None,
+        batch_size: int = 2048,
+        future: np.ndarray | None = None,
+        future_starts: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """For the windows ending at rows `ends`, in the target's units: point forecasts
         (N, H), and the quantile forecasts (N, H, Q) in `quantiles` order (None without
         quantiles). Quantiles are sorted after decoding, so they never cross.
@@ -257,12 +291,14 @@ class ForecastPipeline:
         point = self.preprocessor.decode(outputs[:, :, 0], frame, ends)
         if outputs.shape[2] == 1:
             return point, None
-        bands = np.stack([self.preprocessor.decode(outputs[:, :, 1 + j], frame, ends)
-                          for j in range(outputs.shape[2] - 1)], axis=-1)
+        bands = np.stack(
+            [self.preprocessor.decode(outputs[:, :, 1 + j], frame, ends) for j in range(outputs.shape[2] - 1)], axis=-1
+        )
         return point, np.sort(bands, axis=-1)
 
-    def forecast_windows(self, frame: SeriesFrame, ends: np.ndarray,
-                         inputs: np.ndarray | None = None, batch_size: int = 2048) -> np.ndarray:
+    def forecast_windows(
+        self, frame: SeriesFrame, ends: np.ndarray, inputs: np.ndarray | None = None, batch_size: int = 2048
+    ) -> np.ndarray:
         """Point forecasts (N, H), in the target's units, for the windows ending at rows `ends`."""
         return self.predict_windows(frame, ends, inputs, batch_size)[0]
 
@@ -302,7 +338,8 @@ class ForecastPipeline:
                     f"{who}: no future value of {', '.join(map(repr, pre.known_))} (data.known_features) at "
                     f"{len(gaps)} of the {H} forecast steps ({when}); send a row for each of the {H} steps "
                     f"after the history ({d.timestamp_col} {pd.Timestamp(stamps[i][0])} to "
-                    f"{pd.Timestamp(stamps[i][-1])}) with {', '.join(pre.known_)} and the target empty")
+                    f"{pd.Timestamp(stamps[i][-1])}) with {', '.join(pre.known_)} and the target empty"
+                )
         codes = np.repeat(self.preprocessor.codes(frame)[frame.offsets[1:] - 1], H)
         return pre.future_block(known.reshape(len(frame.series) * H, len(pre.known_)), stamps.reshape(-1), codes)
 
@@ -311,21 +348,25 @@ class ForecastPipeline:
         short = [(s, int(n)) for s, n in zip(frame.series, frame.lengths()) if n < need]
         if short:
             s, n = short[0]
-            raise DataError(f"series {s!r} has {n} rows of history; the model needs at least {need} "
-                            f"(window.lookback={self.preprocessor.lookback}"
-                            f"{' + 1 for the first change' if self.preprocessor.encoding.skip else ''})")
+            raise DataError(
+                f"series {s!r} has {n} rows of history; the model needs at least {need} "
+                f"(window.lookback={self.preprocessor.lookback}"
+                f"{' + 1 for the first change' if self.preprocessor.encoding.skip else ''})"
+            )
         ends = frame.offsets[1:] - 1
         future = self.future_inputs(frame, ahead)
         H = self.preprocessor.horizon
         starts = None if future is None else np.arange(len(ends)) * H
         prices, bands = self.predict_windows(frame, ends, future=future, future_starts=starts)
         d = self.config.data
-        out = pd.DataFrame({
-            **series_id_column(d.series_col, np.repeat(frame.series, H)),
-            "step": np.tile(np.arange(1, H + 1), len(ends)),
-            d.timestamp_col: self.forecast_stamps(frame).reshape(-1),
-            "forecast": prices.reshape(-1),
-        })
+        out = pd.DataFrame(
+            {
+                **series_id_column(d.series_col, np.repeat(frame.series, H)),
+                "step": np.tile(np.arange(1, H + 1), len(ends)),
+                d.timestamp_col: self.forecast_stamps(frame).reshape(-1),
+                "forecast": prices.reshape(-1),
+            }
+        )
         for j, name in enumerate(self.quantile_columns()):
             out[name] = bands[:, :, j].reshape(-1)
         return out
@@ -366,7 +407,7 @@ class ForecastPipeline:
         return from_dict(ForecastConfig, raw)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "ForecastPipeline":
+    def load(cls, path: str | Path, device: str = "cpu") -> ForecastPipeline:
         p = Path(path)
         config = cls.saved_config(json.loads((p / "config.json").read_text()))
         pre = ForecastPreprocessor.from_dict(json.loads((p / "preprocessor.json").read_text()))
@@ -376,8 +417,7 @@ class ForecastPipeline:
         return pipe
 
 
-def history_example(frame: SeriesFrame, cfg: ForecastConfig, n_series: int = 2,
-                    extra_rows: int = 5) -> pd.DataFrame:
+def history_example(frame: SeriesFrame, cfg: ForecastConfig, n_series: int = 2, extra_rows: int = 5) -> pd.DataFrame:
     """Raw history of the last rows of a few series, as a user would send it (the pyfunc's
     input example). With known features, the last `window.horizon` rows of each series
     follow as the future rows: their planned values, the target empty."""
@@ -390,13 +430,11 @@ def history_example(frame: SeriesFrame, cfg: ForecastConfig, n_series: int = 2,
         target = frame.target[rows].copy()
         if ahead:
             target[-ahead:] = np.nan
-        part = {**series_id_column(d.series_col, sid), d.timestamp_col: frame.timestamps[rows],
-                d.target_col: target}
+        part = {**series_id_column(d.series_col, sid), d.timestamp_col: frame.timestamps[rows], d.target_col: target}
         for j, name in enumerate(frame.feature_names):
             part[name] = frame.features[rows, j]
         parts.append(pd.DataFrame(part))
     return pd.concat(parts, ignore_index=True)
-
 
 
 def gate_spec(cfg: ForecastConfig) -> dict[str, Any]:
@@ -404,16 +442,25 @@ def gate_spec(cfg: ForecastConfig) -> dict[str, Any]:
     `register.gate_baselines` (naive, AutoETS, AutoTheta by default), within
     `register.naive_margin`."""
     r = cfg.register
-    return dict(metric=r.metric, baselines={b: f"{b}_{r.metric}" for b in r.gate_baselines},
-                margin=r.naive_margin, greater_is_better=False)
+    return dict(
+        metric=r.metric,
+        baselines={b: f"{b}_{r.metric}" for b in r.gate_baselines},
+        margin=r.naive_margin,
+        greater_is_better=False,
+    )
 
 
 def baseline_settings(cfg: ForecastConfig) -> dict[str, Any]:
     """`evaluate_forecasts` keywords from the config: which statistical models, which season,
     gradient boosting or not."""
-    return dict(statistical=tuple(cfg.baselines.statistical), season=cfg.window.season,
-                history=cfg.baselines.history, forward_history=cfg.baselines.forward_history,
-                gbm=cfg.baselines.gbm, seed=cfg.train.seed)
+    return dict(
+        statistical=tuple(cfg.baselines.statistical),
+        season=cfg.window.season,
+        history=cfg.baselines.history,
+        forward_history=cfg.baselines.forward_history,
+        gbm=cfg.baselines.gbm,
+        seed=cfg.train.seed,
+    )
 
 
 def train_and_evaluate(cfg: ForecastConfig):
@@ -427,6 +474,7 @@ def train_and_evaluate(cfg: ForecastConfig):
     p = prepare(frame, chronological_split(frame, s.train, s.val, s.val_start, s.test_start), cfg)
     pipe = ForecastPipeline(cfg, p.preprocessor)
     result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
-    metrics = {k: v for ev in evaluate_forecasts(pipe, p, **baseline_settings(cfg)).values()
-               for k, v in ev.metrics.items()}
+    metrics = {
+        k: v for ev in evaluate_forecasts(pipe, p, **baseline_settings(cfg)).values() for k, v in ev.metrics.items()
+    }
     return Trained(pipe, result, metrics, history_example(frame, cfg, n_series=2), frame.fingerprint)

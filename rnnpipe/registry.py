@@ -30,15 +30,21 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
-from mlflow.types.schema import AnyType, ColSpec, Schema
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from rnnpipe import kinds, settings
 from rnnpipe import threads as rnnpipe_threads
 from rnnpipe.errors import ModelError, RnnpipeError
 from rnnpipe.io import missing_input_column
-from rnnpipe.localstore import CHAMPION, ModelRef, artefact_kind, not_registered, parse_spec  # ModelRef: also imported from here
+from rnnpipe.localstore import (  # ModelRef: also imported from here
+    CHAMPION,
+    ModelRef,
+    artefact_kind,
+    not_registered,
+    parse_spec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +93,16 @@ def library_versions() -> dict[str, str]:
 def git_commit() -> str:
     try:
         home = settings.project_home()
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=home, capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=home,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=home, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return f"{sha}{'-dirty' if dirty else ''}" if sha else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -104,8 +116,9 @@ class Run:
         self.client = MlflowClient()
 
     @classmethod
-    def start(cls, experiment: str, run_name: str | None = None,
-              tags: dict[str, str] | None = None, run_id: str | None = None) -> "Run":
+    def start(
+        cls, experiment: str, run_name: str | None = None, tags: dict[str, str] | None = None, run_id: str | None = None
+    ) -> Run:
         """A new run in `experiment`, or the existing run `run_id` set back to RUNNING."""
         client = MlflowClient()
         if run_id:
@@ -122,18 +135,17 @@ class Run:
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Log params; on a resumed run, keys already logged keep their first value."""
-        items = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v))
-                 for k, v in params.items()]
+        items = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in params.items()]
         existing = self.client.get_run(self.id).data.params
         items = [p for p in items if p.key not in existing]
         for i in range(0, len(items), 100):
-            self.client.log_batch(self.id, params=items[i:i + 100])
+            self.client.log_batch(self.id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
         for i in range(0, len(items), 500):
-            self.client.log_batch(self.id, metrics=items[i:i + 500])
+            self.client.log_batch(self.id, metrics=items[i : i + 500])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.client.log_batch(self.id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -165,8 +177,9 @@ class Run:
             warnings.simplefilter("ignore", UserWarning)
             origin = resolve_dataset_source(str(source))
         dataset = MetaDataset(origin, name=Path(str(source)).name or str(source), digest=digest[:36])
-        self.client.log_inputs(self.id, [DatasetInput(dataset._to_mlflow_entity(),
-                                                      [InputTag("mlflow.data.context", context)])])
+        self.client.log_inputs(
+            self.id, [DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", context)])]
+        )
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.id, status=status)
@@ -180,8 +193,9 @@ def mark_killed(prefect_flow_run_ids: list[str]) -> int:
     for fid in prefect_flow_run_ids:
         if not exps:
             break
-        for r in client.search_runs(exps, filter_string=f"tags.prefect_flow_run_id = '{fid}' "
-                                                        "and attributes.status = 'RUNNING'"):
+        for r in client.search_runs(
+            exps, filter_string=f"tags.prefect_flow_run_id = '{fid}' and attributes.status = 'RUNNING'"
+        ):
             client.set_terminated(r.info.run_id, status="KILLED")
             n += 1
     return n
@@ -343,10 +357,16 @@ def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame, nam
         code = _package_code(Path(tmp) / "code")
         with mlflow.start_run(run_id=run.id):
             info = mlflow.pyfunc.log_model(
-                name=name, python_model=str(Path(__file__).with_name("pyfunc_model.py")), artifacts={"pipeline": str(pipe_dir)},
-                code_paths=[str(code)], signature=signature,
-                input_example=input_example, pip_requirements=_requirements(),
-                model_config={"kind": type(pipeline).KIND}, metadata={"rnnpipe_input_columns": choices})
+                name=name,
+                python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                artifacts={"pipeline": str(pipe_dir)},
+                code_paths=[str(code)],
+                signature=signature,
+                input_example=input_example,
+                pip_requirements=_requirements(),
+                model_config={"kind": type(pipeline).KIND},
+                metadata={"rnnpipe_input_columns": choices},
+            )
         # leaving the block marks the run FINISHED; it is still being written to
         run.client.update_run(run.id, status="RUNNING")
     return info.model_uri
@@ -388,13 +408,29 @@ class Verdict:
     reason: str
 
 
-GATE_RULES = ("undefined-metric", "undefined-baseline", "degenerate", "other-data", "baseline", "first",
-              "champion-undefined", "champion")
+GATE_RULES = (
+    "undefined-metric",
+    "undefined-baseline",
+    "degenerate",
+    "other-data",
+    "baseline",
+    "first",
+    "champion-undefined",
+    "champion",
+)
 
 
-def judge(metric: str, value: float | None, baselines: dict[str, float | None], *, margin: float = 0.0,
-          greater_is_better: bool = False, degenerate: float | None = None,
-          champion: tuple[str, float | None] | None = None, other_data: str = "") -> Verdict:
+def judge(
+    metric: str,
+    value: float | None,
+    baselines: dict[str, float | None],
+    *,
+    margin: float = 0.0,
+    greater_is_better: bool = False,
+    degenerate: float | None = None,
+    champion: tuple[str, float | None] | None = None,
+    other_data: str = "",
+) -> Verdict:
     """The champion gate as a pure function, its rules in order:
 
     1. undefined-metric: a missing, NaN or infinite metric never passes;
@@ -412,13 +448,21 @@ def judge(metric: str, value: float | None, baselines: dict[str, float | None], 
     """
     worse = (lambda a, b: a < b) if greater_is_better else (lambda a, b: a > b)
     if not _defined(value):
-        return Verdict(False, "undefined-metric", f"not promoted [undefined-metric]: {metric} is "
-                       f"{value} (undefined, e.g. no event in the test part), so the run cannot judge the model")
+        return Verdict(
+            False,
+            "undefined-metric",
+            f"not promoted [undefined-metric]: {metric} is "
+            f"{value} (undefined, e.g. no event in the test part), so the run cannot judge the model",
+        )
     bad = [n for n, v in baselines.items() if not _defined(v)]
     if bad:
-        return Verdict(False, "undefined-baseline", f"not promoted [undefined-baseline]: the {bad[0]} "
-                       f"baseline's {metric} is {baselines[bad[0]]} (undefined), so the run cannot judge "
-                       f"{metric}={value:.4f} against it")
+        return Verdict(
+            False,
+            "undefined-baseline",
+            f"not promoted [undefined-baseline]: the {bad[0]} "
+            f"baseline's {metric} is {baselines[bad[0]]} (undefined), so the run cannot judge "
+            f"{metric}={value:.4f} against it",
+        )
     if baselines:
         pick = max if greater_is_better else min
         name = pick(baselines, key=lambda n: baselines[n])
@@ -430,42 +474,63 @@ def judge(metric: str, value: float | None, baselines: dict[str, float | None], 
             vs = f"beats the {name} baseline ({base:.4f}) by {_pct(gain)}"
         else:
             gap = abs(value - base) / abs(base) if base else math.inf
-            vs = (f"within the {100 * margin:.1f}% margin of the {name} baseline ({base:.4f}; "
-                  f"{_pct(gap)} worse)")
+            vs = f"within the {100 * margin:.1f}% margin of the {name} baseline ({base:.4f}; {_pct(gap)} worse)"
     else:
         name, base, vs = None, None, "no baseline was scored"
     if degenerate is not None and not worse(degenerate, value):
         tie = f"; {vs}" if baselines else ""
-        return Verdict(False, "degenerate", f"not promoted [degenerate]: {metric}={value:.4f} is no better "
-                       f"than {degenerate:g}, what a model reaches without learning anything{tie}")
+        return Verdict(
+            False,
+            "degenerate",
+            f"not promoted [degenerate]: {metric}={value:.4f} is no better "
+            f"than {degenerate:g}, what a model reaches without learning anything{tie}",
+        )
     if champion is not None and other_data:
         if base is not None and worse(value, base):
-            vs = f"loses to the {name} baseline ({base:.4f}) by {_pct(abs(value - base) / abs(base) if base else math.inf)}"
-        return Verdict(False, "other-data", f"not promoted [other-data]: champion v{champion[0]} was trained on "
-                       f"{other_data}, so {metric}={value:.4f} cannot be compared with it; a model of other "
-                       f"data needs a name of its own (register.model_name; {vs})")
+            share = abs(value - base) / abs(base) if base else math.inf
+            vs = f"loses to the {name} baseline ({base:.4f}) by {_pct(share)}"
+        return Verdict(
+            False,
+            "other-data",
+            f"not promoted [other-data]: champion v{champion[0]} was trained on "
+            f"{other_data}, so {metric}={value:.4f} cannot be compared with it; a model of other "
+            f"data needs a name of its own (register.model_name; {vs})",
+        )
     if base is not None:
         limit = base * (1 - margin) if greater_is_better else base * (1 + margin)
         if base == 0 and not greater_is_better:
             limit = 0.0
         if worse(value, limit):
             gap = abs(value - base) / abs(base) if base else math.inf
-            return Verdict(False, "baseline", f"not promoted [baseline]: {metric}={value:.4f} loses to the "
-                           f"{name} baseline ({base:.4f}) by {_pct(gap)}, more than the allowed "
-                           f"{100 * margin:.1f}%")
+            return Verdict(
+                False,
+                "baseline",
+                f"not promoted [baseline]: {metric}={value:.4f} loses to the "
+                f"{name} baseline ({base:.4f}) by {_pct(gap)}, more than the allowed "
+                f"{100 * margin:.1f}%",
+            )
     if champion is None:
-        return Verdict(True, "first", f"promoted [first]: the first version to pass the gate "
-                       f"({metric}={value:.4f}; {vs})")
+        return Verdict(
+            True, "first", f"promoted [first]: the first version to pass the gate ({metric}={value:.4f}; {vs})"
+        )
     version, champ = champion
     if not _defined(champ):
-        return Verdict(True, "champion-undefined", f"promoted [champion-undefined]: champion v{version} has "
-                       f"no defined {metric} to compare with ({metric}={value:.4f}; {vs})")
+        return Verdict(
+            True,
+            "champion-undefined",
+            f"promoted [champion-undefined]: champion v{version} has "
+            f"no defined {metric} to compare with ({metric}={value:.4f}; {vs})",
+        )
     better = value > champ if greater_is_better else value < champ
     if better:
-        return Verdict(True, "champion", f"promoted [champion]: {metric}={value:.4f} beats champion "
-                       f"v{version} ({champ:.4f}); {vs}")
-    return Verdict(False, "champion", f"not promoted [champion]: {metric}={value:.4f} does not beat "
-                   f"champion v{version} ({champ:.4f}); {vs}")
+        return Verdict(
+            True, "champion", f"promoted [champion]: {metric}={value:.4f} beats champion v{version} ({champ:.4f}); {vs}"
+        )
+    return Verdict(
+        False,
+        "champion",
+        f"not promoted [champion]: {metric}={value:.4f} does not beat champion v{version} ({champ:.4f}); {vs}",
+    )
 
 
 def _version_metric(client: MlflowClient, mv, metric: str) -> float | None:
@@ -488,14 +553,17 @@ def data_identity(client: MlflowClient, run_id: str, model_uri: str) -> dict[str
     from rnnpipe.settings import describe_source, resolve_data_path
 
     data = client.get_run(run_id).data
-    source = data.tags.get("data_source") or (resolve_data_path(data.params["data.path"])
-                                              if data.params.get("data.path") else "")
+    source = data.tags.get("data_source") or (
+        resolve_data_path(data.params["data.path"]) if data.params.get("data.path") else ""
+    )
     try:
         columns = (get_model_info(model_uri).metadata or {}).get("rnnpipe_input_columns") or []
     except (MlflowException, OSError):  # no logged model there: nothing to compare the input of
         columns = []
-    return {"data_source": describe_source(source) if source else "",
-            "input_columns": ", ".join("/".join(c) for c in columns)}
+    return {
+        "data_source": describe_source(source) if source else "",
+        "input_columns": ", ".join("/".join(c) for c in columns),
+    }
 
 
 def other_data(new: dict[str, str], champion: dict[str, str]) -> str:
@@ -521,10 +589,18 @@ class GateDecision:
         return self.alias == CHAMPION
 
 
-def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[str, float],
-                      metric: str, baselines: dict[str, str], margin: float = 0.0,
-                      greater_is_better: bool = False, degenerate: float | None = None,
-                      baseline_of: str = "") -> GateDecision:
+def register_and_gate(
+    run: Run,
+    model_uri: str,
+    model_name: str,
+    metrics: dict[str, float],
+    metric: str,
+    baselines: dict[str, str],
+    margin: float = 0.0,
+    greater_is_better: bool = False,
+    degenerate: float | None = None,
+    baseline_of: str = "",
+) -> GateDecision:
     """Register a new version and give it `champion` or `challenger` by `judge`'s rules
     (baselines: name -> metric key of that baseline on the same data). The reason, naming
     the rule that decided, is written to the run and the model version; the version's tags
@@ -539,8 +615,10 @@ def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[s
     try:
         client.get_registered_model(model_name)
     except MlflowException:
-        client.create_registered_model(model_name, description="rnnpipe model; aliases champion "
-                                       "(serving) and challenger (latest that did not pass the gate)")
+        client.create_registered_model(
+            model_name,
+            description="rnnpipe model; aliases champion (serving) and challenger (latest that did not pass the gate)",
+        )
     mv = client.create_model_version(model_name, source=model_uri, run_id=run.id)
     value = metrics.get(metric)
     try:
@@ -552,19 +630,32 @@ def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[s
         champion = (str(current.version), _version_metric(client, current, metric))
         differs = other_data(identity, current.tags or {})
     judged = {} if baseline_of else {n: metrics.get(k) for n, k in baselines.items()}
-    verdict = judge(metric, value, judged, margin=margin, greater_is_better=greater_is_better,
-                    degenerate=degenerate, champion=champion, other_data=differs)
+    verdict = judge(
+        metric,
+        value,
+        judged,
+        margin=margin,
+        greater_is_better=greater_is_better,
+        degenerate=degenerate,
+        champion=champion,
+        other_data=differs,
+    )
     alias, reason = (CHAMPION if verdict.promoted else CHALLENGER), verdict.reason
     if baseline_of:
-        reason = (f"the {baseline_of} baseline itself, registered because the run's model lost to it; "
-                  + reason.replace("; no baseline was scored", "").replace(" (no baseline was scored)", ""))
+        reason = f"the {baseline_of} baseline itself, registered because the run's model lost to it; " + reason.replace(
+            "; no baseline was scored", ""
+        ).replace(" (no baseline was scored)", "")
         client.set_registered_model_alias(model_name, BASELINE, mv.version)
         alias = CHAMPION if verdict.promoted else BASELINE
     client.set_registered_model_alias(model_name, alias, mv.version)
     client.update_model_version(model_name, mv.version, description=reason)
-    tags = {"gate_decision": "promoted" if verdict.promoted else "not promoted", "gate_rule": verdict.rule,
-            "gate_reason": reason, metric: repr(float(value)) if _defined(value) else str(value),
-            **{k: v for k, v in identity.items() if v}}
+    tags = {
+        "gate_decision": "promoted" if verdict.promoted else "not promoted",
+        "gate_rule": verdict.rule,
+        "gate_reason": reason,
+        metric: repr(float(value)) if _defined(value) else str(value),
+        **{k: v for k, v in identity.items() if v},
+    }
     if baseline_of:
         tags["baseline"] = baseline_of
     for k, v in tags.items():
@@ -572,8 +663,15 @@ def register_and_gate(run: Run, model_uri: str, model_name: str, metrics: dict[s
     if baseline_of:
         run.set_tags({"baseline_version": mv.version, "baseline_gate": alias})
     else:
-        run.set_tags({"gate": alias, "gate_rule": verdict.rule, "gate_reason": reason,
-                      "registered_model": model_name, "registered_version": mv.version})
+        run.set_tags(
+            {
+                "gate": alias,
+                "gate_rule": verdict.rule,
+                "gate_reason": reason,
+                "registered_model": model_name,
+                "registered_version": mv.version,
+            }
+        )
     log.info("%s v%s -> %s: %s", model_name, mv.version, alias, reason)
     return GateDecision(model_name, str(mv.version), alias, reason, verdict.rule)
 
@@ -584,8 +682,7 @@ def resolve_model(spec: str) -> ModelRef:
     client = MlflowClient()
     name, alias, version = parse_spec(spec)
     try:
-        mv = (client.get_model_version_by_alias(name, alias) if alias
-              else client.get_model_version(name, version))
+        mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
     except MlflowException:
         known = sorted(m.name for m in client.search_registered_models(max_results=100))
         raise not_registered(spec, mlflow.get_tracking_uri(), known) from None
@@ -601,8 +698,7 @@ def load_pipeline(ref: ModelRef, kind: str) -> Any:
         raise ModelError(f"cannot read {ref}: {exc.message.splitlines()[0]}") from None
     found = artefact_kind(info)
     if found != kind:
-        raise ModelError(f"{ref} is {'a ' + repr(found) if found else 'not an rnnpipe'} model, "
-                         f"not a {kind!r} model")
+        raise ModelError(f"{ref} is {'a ' + repr(found) if found else 'not an rnnpipe'} model, not a {kind!r} model")
     path = mlflow.artifacts.download_artifacts(f"{ref.uri}/artifacts/pipeline")
     return kinds.artefact_class(kind).load(path)
 

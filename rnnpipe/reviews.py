@@ -29,8 +29,19 @@ from rnnpipe.features.splits import stratified_split
 from rnnpipe.ingest import TEXT_COLUMN
 from rnnpipe.io import preloadable
 from rnnpipe.models import TextClassifier
-from rnnpipe.text import (EncodedTexts, TextBatches, TextTable, Tokenizer, Vocabulary, check_text,
-                          encode_texts, load_vectors, read_texts, text_digest, vectors_from_vocabulary)
+from rnnpipe.text import (
+    EncodedTexts,
+    TextBatches,
+    TextTable,
+    Tokenizer,
+    Vocabulary,
+    check_text,
+    encode_texts,
+    load_vectors,
+    read_texts,
+    text_digest,
+    vectors_from_vocabulary,
+)
 from rnnpipe.training import predict_batches
 
 PARTS = ("train", "val", "test")
@@ -42,14 +53,16 @@ def load_reviews(cfg: ReviewsConfig) -> dict[str, TextTable]:
     Labels are those of data.labels, else the ones found in the training file."""
     d = cfg.data
     kw = dict(id_col=d.id_col, bad_rows=d.bad_rows, fmt=d.format)
-    tables = {"data": read_texts(settings.resolve_data_path(d.path), d.text_col, d.label_col,
-                                 labels=d.labels or None, **kw)}
+    tables = {
+        "data": read_texts(settings.resolve_data_path(d.path), d.text_col, d.label_col, labels=d.labels or None, **kw)
+    }
     if not d.labels:
         check_classes(tables["data"], d.label_col)
     if d.test_path:
         known = d.labels or sorted(set(tables["data"].labels))
-        tables["test"] = read_texts(settings.resolve_data_path(d.test_path), d.text_col, d.label_col,
-                                    labels=known, **kw)
+        tables["test"] = read_texts(
+            settings.resolve_data_path(d.test_path), d.text_col, d.label_col, labels=known, **kw
+        )
     return tables
 
 
@@ -64,9 +77,11 @@ def check_classes(table: TextTable, label_col: str) -> None:
     rare = sorted((n, label) for label, n in counts.items() if n < MIN_CLASS_ROWS)
     if rare:
         n, label = rare[0]
-        raise DataError(f"{table.origin.describe(table.labels.index(label))}: column {label_col!r}: label "
-                        f"{label!r} is on {n} of {len(table)} rows, too few to learn or judge a class "
-                        f"(a typo?); fix it, or set data.labels to the classes you mean and data.bad_rows=skip")
+        raise DataError(
+            f"{table.origin.describe(table.labels.index(label))}: column {label_col!r}: label "
+            f"{label!r} is on {n} of {len(table)} rows, too few to learn or judge a class "
+            f"(a typo?); fix it, or set data.labels to the classes you mean and data.bad_rows=skip"
+        )
 
 
 class TextPreprocessor:
@@ -78,7 +93,7 @@ class TextPreprocessor:
         self.cfg = cfg
         self.tokenizer = Tokenizer(t.lowercase, t.html, t.urls, t.pattern)
 
-    def fit(self, texts: list[str]) -> "TextPreprocessor":
+    def fit(self, texts: list[str]) -> TextPreprocessor:
         t = self.cfg.text
         self.vocab_ = Vocabulary.build((self.tokenizer(x) for x in texts), t.min_freq, t.max_size)
         return self
@@ -91,7 +106,7 @@ class TextPreprocessor:
         return {"tokenizer": self.tokenizer.to_dict(), "vocab": self.vocab_.tokens}
 
     @classmethod
-    def from_dict(cls, cfg: ReviewsConfig, d: dict[str, Any]) -> "TextPreprocessor":
+    def from_dict(cls, cfg: ReviewsConfig, d: dict[str, Any]) -> TextPreprocessor:
         p = cls(cfg)
         p.vocab_ = Vocabulary(d["vocab"][2:])
         return p
@@ -117,20 +132,34 @@ class ReviewsPrepared:
     ngrams: dict[str, Any] | None = None  # part -> its TF-IDF features, for the wide part
 
     def batches(self, part: str) -> TextBatches:
-        return TextBatches(self.encoded[part], self.y[part], bucket=self.preprocessor.cfg.text.bucketing,
-                           features=self.ngrams[part] if self.ngrams else None)
+        return TextBatches(
+            self.encoded[part],
+            self.y[part],
+            bucket=self.preprocessor.cfg.text.bucketing,
+            features=self.ngrams[part] if self.ngrams else None,
+        )
 
     def counts(self) -> dict[str, dict[str, int]]:
-        return {p: {"reviews": len(self.y[p]), "tokens": self.encoded[p].token_count(),
-                    **{c: int((self.y[p] == i).sum()) for i, c in enumerate(self.classes)}}
-                for p in PARTS}
+        return {
+            p: {
+                "reviews": len(self.y[p]),
+                "tokens": self.encoded[p].token_count(),
+                **{c: int((self.y[p] == i).sum()) for i, c in enumerate(self.classes)},
+            }
+            for p in PARTS
+        }
 
     def summary(self) -> dict[str, Any]:
         v = self.preprocessor.vocab_
-        return {"split": self.split_kind, "classes": self.classes, "counts": self.counts(),
-                "skipped_rows": self.skipped, "vocabulary": len(v),
-                "train_tokens_in_vocabulary": round(v.covered_tokens / max(v.total_tokens, 1), 4),
-                **self.embedding_stats}
+        return {
+            "split": self.split_kind,
+            "classes": self.classes,
+            "counts": self.counts(),
+            "skipped_rows": self.skipped,
+            "vocabulary": len(v),
+            "train_tokens_in_vocabulary": round(v.covered_tokens / max(v.total_tokens, 1), 4),
+            **self.embedding_stats,
+        }
 
 
 def prepare_reviews(tables: dict[str, TextTable], cfg: ReviewsConfig) -> ReviewsPrepared:
@@ -139,8 +168,10 @@ def prepare_reviews(tables: dict[str, TextTable], cfg: ReviewsConfig) -> Reviews
     data = tables["data"]
     classes = [str(c) for c in cfg.data.labels] or sorted(set(data.labels))
     if len(classes) < 2:
-        raise DataError(f"{data.source}: column {cfg.data.label_col!r} holds one label ({classes[0]!r}); "
-                        "a classifier needs at least two")
+        raise DataError(
+            f"{data.source}: column {cfg.data.label_col!r} holds one label ({classes[0]!r}); "
+            "a classifier needs at least two"
+        )
     code = {c: i for i, c in enumerate(classes)}
     y_all = np.array([code[c] for c in data.labels], dtype=np.int64)
     s = cfg.split
@@ -169,8 +200,9 @@ def prepare_reviews(tables: dict[str, TextTable], cfg: ReviewsConfig) -> Reviews
     embedding, embedding_stats, embedding_tags = None, {}, {}
     if cfg.embed.path:  # with embed.extend_vocab the file's words join the vocabulary (none from val/test)
         path = settings.resolve_data_path(cfg.embed.path)
-        pre.vocab_, embedding, embedding_stats = load_vectors(path, pre.vocab_, cfg.train.seed,
-                                                              cfg.embed.extend_vocab, cfg.text.lowercase)
+        pre.vocab_, embedding, embedding_stats = load_vectors(
+            path, pre.vocab_, cfg.train.seed, cfg.embed.extend_vocab, cfg.text.lowercase
+        )
         with open(path, "rb") as fh:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
         embedding_tags = {"embedding_file": str(path), "embedding_sha256": digest}
@@ -179,8 +211,21 @@ def prepare_reviews(tables: dict[str, TextTable], cfg: ReviewsConfig) -> Reviews
     for p in PARTS:
         for i, t_, c in zip(ids[p], texts[p], y[p]):
             h.update(f"{p}\x1f{i}\x1f{classes[c]}\x1f{t_}\x1e".encode())
-    prepared = ReviewsPrepared(classes, texts, ids, y, encoded, pre, kind, h.hexdigest(), data.source, skipped,
-                               embedding, embedding_stats, embedding_tags)
+    prepared = ReviewsPrepared(
+        classes,
+        texts,
+        ids,
+        y,
+        encoded,
+        pre,
+        kind,
+        h.hexdigest(),
+        data.source,
+        skipped,
+        embedding,
+        embedding_stats,
+        embedding_tags,
+    )
     prepared.tfidf, prepared.tfidf_threshold = fit_tfidf_baseline(prepared, cfg)
     if cfg.model.highway == "linear":
         prepared.ngrams = {part: prepared.tfidf.features(texts[part]) for part in PARTS}
@@ -219,10 +264,18 @@ class ReviewsPipeline:
 
     KIND = "reviews"
 
-    def __init__(self, config: ReviewsConfig, preprocessor: TextPreprocessor, classes: list[str],
-                 model: TextClassifier | None = None, threshold: float | None = None,
-                 embedding: np.ndarray | None = None, embed_dim: int | None = None, ngram_vectorizer=None,
-                 baseline: str = ""):
+    def __init__(
+        self,
+        config: ReviewsConfig,
+        preprocessor: TextPreprocessor,
+        classes: list[str],
+        model: TextClassifier | None = None,
+        threshold: float | None = None,
+        embedding: np.ndarray | None = None,
+        embed_dim: int | None = None,
+        ngram_vectorizer=None,
+        baseline: str = "",
+    ):
         self.config, self.preprocessor, self.classes = config, preprocessor, list(classes)
         self.threshold = threshold
         self.baseline = baseline  # "tfidf": the baseline's regression alone, no recurrent part
@@ -234,23 +287,38 @@ class ReviewsPipeline:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.train.seed)
                 model = TextClassifier(
-                    len(preprocessor.vocab_), self.embed_dim, len(self.classes), embed_dropout=e.dropout,
+                    len(preprocessor.vocab_),
+                    self.embed_dim,
+                    len(self.classes),
+                    embed_dropout=e.dropout,
                     pretrained=None if embedding is None else torch.as_tensor(embedding),
-                    freeze=e.freeze and embedding is not None, ngram_features=n_features,
-                    recurrent=not baseline, cell=m.cell,
-                    hidden_size=m.hidden_size, num_layers=m.num_layers, dropout=m.dropout,
-                    bidirectional=m.bidirectional, pooling=m.pooling)
+                    freeze=e.freeze and embedding is not None,
+                    ngram_features=n_features,
+                    recurrent=not baseline,
+                    cell=m.cell,
+                    hidden_size=m.hidden_size,
+                    num_layers=m.num_layers,
+                    dropout=m.dropout,
+                    bidirectional=m.bidirectional,
+                    pooling=m.pooling,
+                )
         self.model = model
 
     @classmethod
-    def from_prepared(cls, config: ReviewsConfig, p: ReviewsPrepared,
-                      pretrained: "Pretrained | None" = None) -> "ReviewsPipeline":
+    def from_prepared(
+        cls, config: ReviewsConfig, p: ReviewsPrepared, pretrained: Pretrained | None = None
+    ) -> ReviewsPipeline:
         """The untrained pipeline for prepared data: the wide part (if any) gets the TF-IDF
         baseline's regression as its start, and the embedding and encoder the pretrained
         language model's weights (if any)."""
         wide = config.model.highway == "linear"
-        pipe = cls(config, p.preprocessor, p.classes, embedding=p.embedding,
-                   ngram_vectorizer=p.tfidf.vectorizer if wide else None)
+        pipe = cls(
+            config,
+            p.preprocessor,
+            p.classes,
+            embedding=p.embedding,
+            ngram_vectorizer=p.tfidf.vectorizer if wide else None,
+        )
         if wide:
             pipe.model.linear_part.set_initial(*p.tfidf.logit_weights(len(p.classes)))
         if pretrained is not None:
@@ -259,13 +327,20 @@ class ReviewsPipeline:
         return pipe
 
     @classmethod
-    def tfidf_baseline(cls, config: ReviewsConfig, p: ReviewsPrepared) -> "ReviewsPipeline":
+    def tfidf_baseline(cls, config: ReviewsConfig, p: ReviewsPrepared) -> ReviewsPipeline:
         """The run's TF-IDF + logistic regression baseline as a pipeline of its own: the same
         raw-text input, checks, notes and output columns as the recurrent model, and the
         baseline's own threshold (chosen on validation). Registered beside a recurrent model
         that loses to it, so that there is always a model to serve."""
-        pipe = cls(config, p.preprocessor, p.classes, threshold=p.tfidf_threshold, embed_dim=8,
-                   ngram_vectorizer=p.tfidf.vectorizer, baseline="tfidf")
+        pipe = cls(
+            config,
+            p.preprocessor,
+            p.classes,
+            threshold=p.tfidf_threshold,
+            embed_dim=8,
+            ngram_vectorizer=p.tfidf.vectorizer,
+            baseline="tfidf",
+        )
         pipe.model.linear_part.set_initial(*p.tfidf.logit_weights(len(p.classes)))
         pipe.model.linear_part.warm_start()
         pipe.model.eval()
@@ -296,13 +371,14 @@ class ReviewsPipeline:
     def predict(self, reviews: pd.DataFrame) -> pd.DataFrame:
         """A `text` column (or the training text column) of raw reviews -> per review: the
         label, the probability of each class, for two classes the decision threshold (the
-        label is the second class when its probability reaches `threshold_<class>`), the token count, the share of tokens outside
-        the vocabulary, and a note when the answer deserves one (empty or non-text input: no
-        label; no known word; cut to text.max_len tokens)."""
+        label is the second class when its probability reaches `threshold_<class>`), the token
+        count, the share of tokens outside the vocabulary, and a note when the answer deserves
+        one (empty or non-text input: no label; no known word; cut to text.max_len tokens)."""
         col = TEXT_COLUMN if TEXT_COLUMN in reviews.columns else self.config.data.text_col
         if col not in reviews.columns:
-            raise DataError(f"input: column {TEXT_COLUMN!r} not found (columns: "
-                            f"{', '.join(map(str, reviews.columns))})")
+            raise DataError(
+                f"input: column {TEXT_COLUMN!r} not found (columns: {', '.join(map(str, reviews.columns))})"
+            )
         texts, notes = [], []
         for v in reviews[col].tolist():
             problem, text = check_text(None if isinstance(v, float) and np.isnan(v) else v)
@@ -344,30 +420,45 @@ class ReviewsPipeline:
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
         (p / "config.json").write_text(json.dumps(to_dict(self.config), indent=2))
-        (p / "preprocessor.json").write_text(json.dumps(
-            {**self.preprocessor.to_dict(), "classes": self.classes, "threshold": self.threshold,
-             "embed_dim": self.embed_dim, "baseline": self.baseline,
-             "ngram_vectorizer": (vectorizer_to_dict(self.ngram_vectorizer)
-                                  if self.ngram_vectorizer is not None else None)}))
+        (p / "preprocessor.json").write_text(
+            json.dumps(
+                {
+                    **self.preprocessor.to_dict(),
+                    "classes": self.classes,
+                    "threshold": self.threshold,
+                    "embed_dim": self.embed_dim,
+                    "baseline": self.baseline,
+                    "ngram_vectorizer": (
+                        vectorizer_to_dict(self.ngram_vectorizer) if self.ngram_vectorizer is not None else None
+                    ),
+                }
+            )
+        )
         torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, p / "weights.pt")
         return p
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "ReviewsPipeline":
+    def load(cls, path: str | Path, device: str = "cpu") -> ReviewsPipeline:
         p = Path(path)
         cfg = from_dict(ReviewsConfig, json.loads((p / "config.json").read_text()))
         state = json.loads((p / "preprocessor.json").read_text())
         vectorizer = state.get("ngram_vectorizer")
-        pipe = cls(cfg, TextPreprocessor.from_dict(cfg, state), state["classes"],
-                   threshold=state["threshold"], embed_dim=state["embed_dim"],
-                   ngram_vectorizer=vectorizer_from_dict(vectorizer) if vectorizer else None,
-                   baseline=state.get("baseline", ""))
+        pipe = cls(
+            cfg,
+            TextPreprocessor.from_dict(cfg, state),
+            state["classes"],
+            threshold=state["threshold"],
+            embed_dim=state["embed_dim"],
+            ngram_vectorizer=vectorizer_from_dict(vectorizer) if vectorizer else None,
+            baseline=state.get("baseline", ""),
+        )
         pipe.model.load_state_dict(torch.load(p / "weights.pt", map_location=device, weights_only=True))
         pipe.model.to(device).eval()
         return pipe
 
 
 # --- pretraining as a language model --------------------------------------------------------
+
 
 @dataclass
 class Pretrained:
@@ -397,8 +488,14 @@ def pretraining_texts(p: ReviewsPrepared, cfg: ReviewsConfig) -> tuple[list[str]
     held = set(hold)
     learn = [t for i, t in enumerate(train) if i not in held]
     if cfg.pretrain.path:
-        extra = read_texts(settings.resolve_data_path(cfg.pretrain.path), cfg.pretrain.text_col or cfg.data.text_col,
-                           "", bad_rows=cfg.data.bad_rows, fmt="auto", require_labels=False)
+        extra = read_texts(
+            settings.resolve_data_path(cfg.pretrain.path),
+            cfg.pretrain.text_col or cfg.data.text_col,
+            "",
+            bad_rows=cfg.data.bad_rows,
+            fmt="auto",
+            require_labels=False,
+        )
         learn = learn + extra.texts
     return learn, [train[i] for i in hold]
 
@@ -416,12 +513,16 @@ def from_language_model(p: ReviewsPrepared, cfg: ReviewsConfig) -> tuple[Reviews
     ref = resolve_model(spec)
     lm = load_pipeline(ref, "lm")
     if lm.preprocessor.level != "word":
-        raise ModelError(f"pretrain.model={spec!r}: {ref} is a {lm.preprocessor.level}-level language model; "
-                         "a classifier can start only from a word-level one")
+        raise ModelError(
+            f"pretrain.model={spec!r}: {ref} is a {lm.preprocessor.level}-level language model; "
+            "a classifier can start only from a word-level one"
+        )
     if lm.seen is None:
-        raise ModelError(f"pretrain.model={spec!r}: {ref} does not record the texts it learned from (it was "
-                         "logged before rnnpipe kept them), so it cannot be shown not to have seen this run's "
-                         "validation and test texts; train it again with rnnpipe train lm")
+        raise ModelError(
+            f"pretrain.model={spec!r}: {ref} does not record the texts it learned from (it was "
+            "logged before rnnpipe kept them), so it cannot be shown not to have seen this run's "
+            "validation and test texts; train it again with rnnpipe train lm"
+        )
     seen = set(lm.seen.tolist())
     for part in ("val", "test"):
         hits = [i for i, t in enumerate(p.texts[part]) if text_digest(t) in seen]
@@ -430,20 +531,28 @@ def from_language_model(p: ReviewsPrepared, cfg: ReviewsConfig) -> tuple[Reviews
                 f"pretrain.model={spec!r}: {ref} learned from {len(hits)} of this run's {len(p.texts[part])} "
                 f"{part} reviews (e.g. {p.ids[part][hits[0]]!r}); a language model to start from must never "
                 "have seen the classifier's validation or test texts. Train it on other text, e.g. "
-                "rnnpipe train lm --set data.path=unlabelled.parquet")
+                "rnnpipe train lm --set data.path=unlabelled.parquet"
+            )
     m = lm.config.model
     adopted = dataclasses.replace(
-        cfg, model=dataclasses.replace(cfg.model, cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
-                                       bidirectional=False),
-        embed=dataclasses.replace(cfg.embed, dim=m.embed_dim))
+        cfg,
+        model=dataclasses.replace(
+            cfg.model, cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers, bidirectional=False
+        ),
+        embed=dataclasses.replace(cfg.embed, dim=m.embed_dim),
+    )
     weights = lm.model.embedding.weight.detach().cpu().numpy()
-    matrix, stats = vectors_from_vocabulary(p.preprocessor.vocab_, lm.preprocessor.vocab_.tokens, weights,
-                                            cfg.train.seed)
+    matrix, stats = vectors_from_vocabulary(
+        p.preprocessor.vocab_, lm.preprocessor.vocab_.tokens, weights, cfg.train.seed
+    )
     encoder = {k: v.detach().cpu().clone() for k, v in lm.model.encoder.rnn.state_dict().items()}
     metrics = {f"pretrain_{k}": v for k, v in stats.items()}
     metrics["pretrain_lm_texts_seen"] = float(len(lm.seen))
-    tags = {"pretrain_model": str(ref), "pretrain_model_run_id": ref.run_id,
-            "pretrain_encoder": f"{m.cell} {m.hidden_size} x {m.num_layers}, one direction"}
+    tags = {
+        "pretrain_model": str(ref),
+        "pretrain_model_run_id": ref.run_id,
+        "pretrain_encoder": f"{m.cell} {m.hidden_size} x {m.num_layers}, one direction",
+    }
     return adopted, Pretrained(torch.as_tensor(matrix), encoder, metrics, tags)
 
 
@@ -451,7 +560,7 @@ def _stream(encoded: EncodedTexts, reverse: bool) -> np.ndarray:
     """Documents end to end, each followed by `<pad>` (id 0) as end-of-text."""
     pieces = [np.zeros(1, np.int64)]
     for i in range(len(encoded)):
-        ids = encoded.ids[encoded.offsets[i]:encoded.offsets[i + 1]]
+        ids = encoded.ids[encoded.offsets[i] : encoded.offsets[i + 1]]
         pieces += [ids[::-1] if reverse else ids, np.zeros(1, np.int64)]
     return np.concatenate(pieces)
 
@@ -470,18 +579,29 @@ def pretrain_encoder(p: ReviewsPrepared, cfg: ReviewsConfig, progress: bool | No
     learn, hold = pretraining_texts(p, cfg)
     enc_learn, enc_hold = p.preprocessor.encode(learn), p.preprocessor.encode(hold)
     dim = int(p.embedding.shape[1]) if p.embedding is not None else cfg.embed.dim
-    lm_train = dataclasses.replace(cfg.train, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
-                                   patience=2, clip_grad_norm=0.25, lr_schedule="cosine")
-    metrics = {"pretrain_texts": float(len(learn)), "pretrain_tokens": float(enc_learn.token_count()),
-               "pretrain_holdout_texts": float(len(hold))}
+    lm_train = dataclasses.replace(
+        cfg.train,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        patience=2,
+        clip_grad_norm=0.25,
+        lr_schedule="cosine",
+    )
+    metrics = {
+        "pretrain_texts": float(len(learn)),
+        "pretrain_tokens": float(enc_learn.token_count()),
+        "pretrain_holdout_texts": float(len(hold)),
+    }
     t0 = time.perf_counter()
     embedding, encoder = None, {}
-    for direction in (["forward", "backward"] if m.bidirectional else ["forward"]):
+    for direction in ["forward", "backward"] if m.bidirectional else ["forward"]:
         reverse = direction == "backward"
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.train.seed + reverse)
-            lm = LanguageModel(len(p.preprocessor.vocab_), dim, m.cell, m.hidden_size, m.num_layers,
-                               t.dropout, tie_weights=True)
+            lm = LanguageModel(
+                len(p.preprocessor.vocab_), dim, m.cell, m.hidden_size, m.num_layers, t.dropout, tie_weights=True
+            )
         if p.embedding is not None:
             with torch.no_grad():
                 lm.embedding.weight.copy_(torch.as_tensor(p.embedding))
@@ -527,21 +647,32 @@ class ReviewsEvaluation:
     def comparison(self) -> list[dict[str, Any]]:
         rows = []
         for method, pre in (("model", ""), ("tfidf", "tfidf_"), ("majority", "majority_")):
-            rows.append({"method": method, **{k: round(self.metrics[f"{pre}test_{k}"], 4)
-                                              for k in ("accuracy", "macro_f1", "roc_auc")},
-                         "val_macro_f1": round(self.metrics.get(f"{pre}val_macro_f1", float("nan")), 4)})
+            rows.append(
+                {
+                    "method": method,
+                    **{k: round(self.metrics[f"{pre}test_{k}"], 4) for k in ("accuracy", "macro_f1", "roc_auc")},
+                    "val_macro_f1": round(self.metrics.get(f"{pre}val_macro_f1", float("nan")), 4),
+                }
+            )
         return rows
 
     def standing(self) -> str:
         m, t = self.metrics["test_macro_f1"], self.metrics["tfidf_test_macro_f1"]
         verdict = "reaches" if m >= t else "does NOT reach"
         lo, hi = self.metrics["test_macro_f1_minus_tfidf_ci_low"], self.metrics["test_macro_f1_minus_tfidf_ci_high"]
-        noise = ("within the noise of this test set" if lo <= 0 <= hi
-                 else "beyond the noise of this test set" if lo > 0 else "a real shortfall on this test set")
-        return (f"test macro-F1 {m:.3f} (accuracy {self.metrics['test_accuracy']:.3f}) vs TF-IDF + "
-                f"logistic regression {t:.3f} ({self.metrics['tfidf_test_accuracy']:.3f}) and majority "
-                f"{self.metrics['majority_test_macro_f1']:.3f}: the recurrent model {verdict} the baseline; "
-                f"the difference {m - t:+.3f} (95% paired-bootstrap interval {lo:+.3f} to {hi:+.3f}) is {noise}")
+        noise = (
+            "within the noise of this test set"
+            if lo <= 0 <= hi
+            else "beyond the noise of this test set"
+            if lo > 0
+            else "a real shortfall on this test set"
+        )
+        return (
+            f"test macro-F1 {m:.3f} (accuracy {self.metrics['test_accuracy']:.3f}) vs TF-IDF + "
+            f"logistic regression {t:.3f} ({self.metrics['tfidf_test_accuracy']:.3f}) and majority "
+            f"{self.metrics['majority_test_macro_f1']:.3f}: the recurrent model {verdict} the baseline; "
+            f"the difference {m - t:+.3f} (95% paired-bootstrap interval {lo:+.3f} to {hi:+.3f}) is {noise}"
+        )
 
 
 def evaluate_reviews(pipeline: ReviewsPipeline, p: ReviewsPrepared) -> ReviewsEvaluation:
@@ -561,8 +692,9 @@ def evaluate_reviews(pipeline: ReviewsPipeline, p: ReviewsPrepared) -> ReviewsEv
     def score(name: str, proba_val: np.ndarray, proba_test: np.ndarray, thr: float | None) -> None:
         pre = f"{name}_" if name else ""
         key = name or "model"
-        metrics.update(text_classification_metrics(p.y["val"], proba_val, decide(proba_val, thr),
-                                                   p.classes, f"{pre}val"))
+        metrics.update(
+            text_classification_metrics(p.y["val"], proba_val, decide(proba_val, thr), p.classes, f"{pre}val")
+        )
         preds[key] = decide(proba_test, thr)
         probas[key] = proba_test
         metrics.update(text_classification_metrics(p.y["test"], proba_test, preds[key], p.classes, f"{pre}test"))
@@ -583,11 +715,17 @@ def evaluate_reviews(pipeline: ReviewsPipeline, p: ReviewsPrepared) -> ReviewsEv
     score("majority", maj.predict_proba(p.texts["val"]), maj.predict_proba(p.texts["test"]), None)
     # is the difference from the baseline more than this test set's noise? (the gate still
     # compares the point figures; this says how much one run's verdict can be trusted)
-    boot = paired_bootstrap_macro_f1(p.y["test"], preds["model"], preds["tfidf"], len(p.classes),
-                                     seed=pipeline.config.train.seed)
-    metrics.update({"test_macro_f1_minus_tfidf": boot["diff"], "test_macro_f1_minus_tfidf_ci_low": boot["ci_low"],
-                    "test_macro_f1_minus_tfidf_ci_high": boot["ci_high"],
-                    "test_macro_f1_p_not_better_than_tfidf": boot["p_not_better"]})
+    boot = paired_bootstrap_macro_f1(
+        p.y["test"], preds["model"], preds["tfidf"], len(p.classes), seed=pipeline.config.train.seed
+    )
+    metrics.update(
+        {
+            "test_macro_f1_minus_tfidf": boot["diff"],
+            "test_macro_f1_minus_tfidf_ci_low": boot["ci_low"],
+            "test_macro_f1_minus_tfidf_ci_high": boot["ci_high"],
+            "test_macro_f1_p_not_better_than_tfidf": boot["p_not_better"],
+        }
+    )
     return ReviewsEvaluation(metrics, preds, probas)
 
 
@@ -597,14 +735,16 @@ def confidently_wrong(p: ReviewsPrepared, ev: ReviewsEvaluation, n: int = 25, wi
     wrong = np.flatnonzero(pred != p.y["test"])
     conf = proba[wrong, pred[wrong]]
     top = wrong[np.argsort(-conf, kind="stable")[:n]]
-    return pd.DataFrame({
-        "id": [p.ids["test"][i] for i in top],
-        "actual": [p.classes[p.y["test"][i]] for i in top],
-        "predicted": [p.classes[pred[i]] for i in top],
-        "confidence": np.round(proba[top, pred[top]], 4),
-        "tfidf_predicted": [p.classes[ev.predictions["tfidf"][i]] for i in top],
-        "text": [(t[:width] + "...") if len(t) > width else t for t in (p.texts["test"][i] for i in top)],
-    })
+    return pd.DataFrame(
+        {
+            "id": [p.ids["test"][i] for i in top],
+            "actual": [p.classes[p.y["test"][i]] for i in top],
+            "predicted": [p.classes[pred[i]] for i in top],
+            "confidence": np.round(proba[top, pred[top]], 4),
+            "tfidf_predicted": [p.classes[ev.predictions["tfidf"][i]] for i in top],
+            "text": [(t[:width] + "...") if len(t) > width else t for t in (p.texts["test"][i] for i in top)],
+        }
+    )
 
 
 def reviews_example(p: ReviewsPrepared, n: int = 3) -> pd.DataFrame:
@@ -615,8 +755,12 @@ def reviews_example(p: ReviewsPrepared, n: int = 3) -> pd.DataFrame:
 def gate_spec(cfg: ReviewsConfig) -> dict[str, Any]:
     """The reviews gate: `register.metric` (higher is better) against TF-IDF and the majority."""
     r = cfg.register
-    return dict(metric=r.metric, baselines={"tfidf": f"tfidf_{r.metric}", "majority": f"majority_{r.metric}"},
-                margin=r.baseline_margin, greater_is_better=True)
+    return dict(
+        metric=r.metric,
+        baselines={"tfidf": f"tfidf_{r.metric}", "majority": f"majority_{r.metric}"},
+        margin=r.baseline_margin,
+        greater_is_better=True,
+    )
 
 
 def train_and_evaluate(cfg: ReviewsConfig):
@@ -630,6 +774,5 @@ def train_and_evaluate(cfg: ReviewsConfig):
     elif cfg.pretrain.enabled:
         pretrained = pretrain_encoder(p, cfg)
     pipe = ReviewsPipeline.from_prepared(cfg, p, pretrained)
-    result = fit(pipe.model, p.batches("train"), p.batches("val"), cfg.train, loss_fn=text_loss(cfg, p),
-                 progress=False)
+    result = fit(pipe.model, p.batches("train"), p.batches("val"), cfg.train, loss_fn=text_loss(cfg, p), progress=False)
     return Trained(pipe, result, evaluate_reviews(pipe, p).metrics, reviews_example(p), p.fingerprint)

@@ -44,10 +44,10 @@ class PrefectServer:
         except (urllib.error.URLError, OSError, ValueError):
             return False
 
-    def start(self, timeout: float = 90.0) -> "PrefectServer":
+    def start(self, timeout: float = 90.0) -> PrefectServer:
         return self.launch().wait(timeout)
 
-    def launch(self) -> "PrefectServer":
+    def launch(self) -> PrefectServer:
         """Start the process and return at once (`wait` for it to answer). It runs in its own
         session: Ctrl-C in the terminal reaches this process, which stops the server last."""
         prefect_bin = Path(sys.executable).with_name("prefect")
@@ -57,13 +57,17 @@ class PrefectServer:
         env["PREFECT_SERVER_UI_API_URL"] = self.api_url
         extra = ["--no-services", "--no-ui"] if self.api_only else []
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([str(prefect_bin), "server", "start", "--host", self.host,
-                                          "--port", str(self.port), *extra], stdout=log,
-                                         stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                         preexec_fn=_end_with_parent if self.api_only else None)
+            self.proc = subprocess.Popen(
+                [str(prefect_bin), "server", "start", "--host", self.host, "--port", str(self.port), *extra],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_end_with_parent if self.api_only else None,
+            )
         return self
 
-    def wait(self, timeout: float = 90.0) -> "PrefectServer":
+    def wait(self, timeout: float = 90.0) -> PrefectServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -75,8 +75,9 @@ def apply_verbosity(level: int) -> None:
         else:
             os.environ[key] = name
     for logger in ("prefect", "mlflow"):
-        logging.getLogger(logger).setLevel(os.environ["PREFECT_LOGGING_LEVEL" if logger == "prefect"
-                                                      else "MLFLOW_LOGGING_LEVEL"])
+        logging.getLogger(logger).setLevel(
+            os.environ["PREFECT_LOGGING_LEVEL" if logger == "prefect" else "MLFLOW_LOGGING_LEVEL"]
+        )
     os.environ["RNNPIPE_LOG_LEVEL"] = "WARNING" if level < 0 else "DEBUG" if level > 0 else "INFO"
     # a Dask cluster's scheduler and workers (here and in their processes) say only what is wrong
     if level == 0:

@@ -39,8 +39,15 @@ from rnnpipe.features.splits import PARTS, grouped_parts, split_by_series
 from rnnpipe.features.windows import WindowSet
 from rnnpipe.ingest import Shards, channels_seen, require_channels, value_columns
 from rnnpipe.io import SeriesFrame, load_series
-from rnnpipe.monitor import (Chunk, MonitorPreprocessor, channel_values, check_event_counts, part_ends,
-                             readings_example, window_counts)
+from rnnpipe.monitor import (
+    Chunk,
+    MonitorPreprocessor,
+    channel_values,
+    check_event_counts,
+    part_ends,
+    readings_example,
+    window_counts,
+)
 
 PART_INDEX = {p: i for i, p in enumerate(PARTS)}
 OnShard = Callable[[str, int, int], None]  # (what, shards done, shards in all)
@@ -51,9 +58,18 @@ def read_shard(shards: Shards, k: int, cfg: MonitorConfig, patients: list[str] |
     in-memory path checks them; errors name the file and row."""
     d = cfg.data
     keep = patients if patients is not None else (shards.patients[k] if d.series else ())
-    return load_series(shards.path, timestamp_col=d.timestamp_col, series_col=d.series_col,
-                       series_name=d.series_name, value_cols=value_columns(cfg), series=keep,
-                       nan_policy="keep", duplicates=d.duplicates, fmt=d.format, files=[shards.files[k]])
+    return load_series(
+        shards.path,
+        timestamp_col=d.timestamp_col,
+        series_col=d.series_col,
+        series_name=d.series_name,
+        value_cols=value_columns(cfg),
+        series=keep,
+        nan_policy="keep",
+        duplicates=d.duplicates,
+        fmt=d.format,
+        files=[shards.files[k]],
+    )
 
 
 def _concat(frames: list[SeriesFrame], source: str) -> SeriesFrame:
@@ -61,10 +77,15 @@ def _concat(frames: list[SeriesFrame], source: str) -> SeriesFrame:
     pieces = sorted(((f, i) for f in frames for i in range(len(f.series))), key=lambda t: t[0].series[t[1]])
     lengths = np.array([f.bounds(i)[1] - f.bounds(i)[0] for f, i in pieces], dtype=np.int64)
     rows = [slice(*f.bounds(i)) for f, i in pieces]
-    return SeriesFrame([f.series[i] for f, i in pieces], np.concatenate([[0], np.cumsum(lengths)]),
-                       np.concatenate([f.timestamps[r] for (f, _), r in zip(pieces, rows)]),
-                       np.concatenate([f.values[r] for (f, _), r in zip(pieces, rows)]),
-                       frames[0].columns, source, "")
+    return SeriesFrame(
+        [f.series[i] for f, i in pieces],
+        np.concatenate([[0], np.cumsum(lengths)]),
+        np.concatenate([f.timestamps[r] for (f, _), r in zip(pieces, rows)]),
+        np.concatenate([f.values[r] for (f, _), r in zip(pieces, rows)]),
+        frames[0].columns,
+        source,
+        "",
+    )
 
 
 @dataclass
@@ -122,7 +143,7 @@ class StreamedMonitor:
             if self.on_shard:
                 self.on_shard(f"evaluate {part}", done, len(todo))
 
-    def windows(self, part: str) -> "ShardStream":
+    def windows(self, part: str) -> ShardStream:
         return ShardStream(self, part)
 
 
@@ -138,7 +159,7 @@ class ShardStream:
     def __len__(self) -> int:
         return int(self.data.shard_windows[:, PART_INDEX[self.part]].sum())
 
-    def to(self, device) -> "ShardStream":
+    def to(self, device) -> ShardStream:
         return ShardStream(self.data, self.part, device)
 
     def shard_sets(self, order) -> Iterator[WindowSet]:
@@ -150,8 +171,9 @@ class ShardStream:
             if self.data.on_shard:
                 self.data.on_shard(self.part, done, len(order))
 
-    def batches(self, batch_size: int, shuffle: bool = False,
-                generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches of `batch_size` windows; a shard's last windows run on into the next
         shard's, so only the part's last batch is short (as with a `WindowSet`)."""
         n = len(self.shards)
@@ -167,8 +189,8 @@ class ShardStream:
                 start = 0
                 while start < len(y):
                     take = min(batch_size - held, len(y) - start)
-                    held_x.append(x[start:start + take])
-                    held_y.append(y[start:start + take])
+                    held_x.append(x[start : start + take])
+                    held_y.append(y[start : start + take])
                     held, start = held + take, start + take
                     if held == batch_size:
                         yield torch.cat(held_x), torch.cat(held_y)
@@ -177,8 +199,9 @@ class ShardStream:
             yield torch.cat(held_x), torch.cat(held_y)
 
 
-def prepare_streamed(shards: Shards, cfg: MonitorConfig, on_shard: OnShard | None = None,
-                     progress: bool | None = None) -> StreamedMonitor:
+def prepare_streamed(
+    shards: Shards, cfg: MonitorConfig, on_shard: OnShard | None = None, progress: bool | None = None
+) -> StreamedMonitor:
     """Split the patients, read every shard once (checks, exact window counts, fingerprint),
     and fit the scaler and the baselines' data on a seeded sample of training patients."""
     d = cfg.data
@@ -190,8 +213,13 @@ def prepare_streamed(shards: Shards, cfg: MonitorConfig, on_shard: OnShard | Non
     per_shard = np.zeros((len(shards.files), len(PARTS)), dtype=np.int64)
     seen = np.zeros(len(d.channels), dtype=bool)
     digest = hashlib.sha256()
-    bar = tqdm(range(len(shards.files)), desc="reading shards", unit="shard", leave=False,
-               disable=None if progress is None else not progress)
+    bar = tqdm(
+        range(len(shards.files)),
+        desc="reading shards",
+        unit="shard",
+        leave=False,
+        disable=None if progress is None else not progress,
+    )
     for k in bar:
         frame = read_shard(shards, k, cfg)
         if d.label_col:
@@ -233,7 +261,17 @@ def prepare_streamed(shards: Shards, cfg: MonitorConfig, on_shard: OnShard | Non
     pre.fit(grid, split)
     events, labels = pre.targets(grid)
     e = part_ends(split, "train", cfg, pre.valid(grid), labels, events)
-    return StreamedMonitor(shards, cfg, parts, pre, counts, per_shard, digest.hexdigest(),
-                           {"patients": len(chosen), "readings": len(sample), "of_patients": len(train)},
-                           (channel_values(grid, cfg), e, labels[e]), readings_example(sample, cfg), kind,
-                           on_shard)
+    return StreamedMonitor(
+        shards,
+        cfg,
+        parts,
+        pre,
+        counts,
+        per_shard,
+        digest.hexdigest(),
+        {"patients": len(chosen), "readings": len(sample), "of_patients": len(train)},
+        (channel_values(grid, cfg), e, labels[e]),
+        readings_example(sample, cfg),
+        kind,
+        on_shard,
+    )

@@ -26,8 +26,8 @@ from rnnpipe import threads as rnnpipe_threads
 from rnnpipe.config import apply_overrides, flatten, from_dict
 from rnnpipe.errors import ConfigError, ModelError, RnnpipeError
 
-
 # --- the search space ----------------------------------------------------------------------
+
 
 def parse_grid(items: list[str]) -> dict[str, list[str]]:
     """["model.cell=lstm,gru", "model.hidden_size=64,128"] -> {key: [values as text]}."""
@@ -71,6 +71,7 @@ def plan_resources(n_trials: int, workers: int = 0, threads: int = 0, cpus: int 
 
 # --- one trial -----------------------------------------------------------------------------
 
+
 @dataclass
 class TrialResult:
     index: int
@@ -90,20 +91,47 @@ class TrialResult:
         return self.status == "FINISHED"
 
 
-def run_trial(pipeline: str, base: dict[str, Any], params: dict[str, str], index: int, *,
-              experiment: str, parent_run_id: str, threads: int = 1, tracking_uri: str = "",
-              split_gpus: bool = False) -> TrialResult:
+def run_trial(
+    pipeline: str,
+    base: dict[str, Any],
+    params: dict[str, str],
+    index: int,
+    *,
+    experiment: str,
+    parent_run_id: str,
+    threads: int = 1,
+    tracking_uri: str = "",
+    split_gpus: bool = False,
+) -> TrialResult:
     """Train and evaluate one trial in its own nested MLflow run; never raises for a failed
     trial: the error is in the result and in the run (status FAILED, tag `error`)."""
     with rnnpipe_threads.worker_share(threads):  # the trial's training never takes more than its share
         rnnpipe_threads.apply(threads)
-        return _run_trial(pipeline, base, params, index, experiment=experiment, parent_run_id=parent_run_id,
-                          threads=threads, tracking_uri=tracking_uri, split_gpus=split_gpus)
+        return _run_trial(
+            pipeline,
+            base,
+            params,
+            index,
+            experiment=experiment,
+            parent_run_id=parent_run_id,
+            threads=threads,
+            tracking_uri=tracking_uri,
+            split_gpus=split_gpus,
+        )
 
 
-def _run_trial(pipeline: str, base: dict[str, Any], params: dict[str, str], index: int, *,
-               experiment: str, parent_run_id: str, threads: int, tracking_uri: str,
-               split_gpus: bool) -> TrialResult:
+def _run_trial(
+    pipeline: str,
+    base: dict[str, Any],
+    params: dict[str, str],
+    index: int,
+    *,
+    experiment: str,
+    parent_run_id: str,
+    threads: int,
+    tracking_uri: str,
+    split_gpus: bool,
+) -> TrialResult:
     import socket
 
     import torch
@@ -115,10 +143,18 @@ def _run_trial(pipeline: str, base: dict[str, Any], params: dict[str, str], inde
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     configure_tracking()
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    run = Run.start(experiment, run_name=f"trial-{index}",
-                    tags={"mlflow.parentRunId": parent_run_id, "sweep_trial": index, "pipeline": pipeline,
-                          "worker": worker, "torch_threads": threads,
-                          **{f"sweep.{k}": v for k, v in params.items()}})
+    run = Run.start(
+        experiment,
+        run_name=f"trial-{index}",
+        tags={
+            "mlflow.parentRunId": parent_run_id,
+            "sweep_trial": index,
+            "pipeline": pipeline,
+            "worker": worker,
+            "torch_threads": threads,
+            **{f"sweep.{k}": v for k, v in params.items()},
+        },
+    )
     try:
         if split_gpus and torch.cuda.is_available():
             params = {**params, "train.device": f"cuda:{index % torch.cuda.device_count()}"}
@@ -137,23 +173,41 @@ def _run_trial(pipeline: str, base: dict[str, Any], params: dict[str, str], inde
         run.set_tags({"data_fingerprint": fingerprint, "seed": cfg.train.seed, "device": result.device})
         model_uri = log_pipeline_model(run, pipe, example)
         run.end("FINISHED")
-        return TrialResult(index, params, "FINISHED", run.id, result.best_val_loss, metrics, model_uri,
-                           seconds=time.perf_counter() - t0, worker=worker)
+        return TrialResult(
+            index,
+            params,
+            "FINISHED",
+            run.id,
+            result.best_val_loss,
+            metrics,
+            model_uri,
+            seconds=time.perf_counter() - t0,
+            worker=worker,
+        )
     except Exception as exc:  # a failed trial is a result, not a crash of the sweep
         message = str(exc) if isinstance(exc, RnnpipeError) else f"{type(exc).__name__}: {exc}"
         run.set_tags({"error": message[:5000]})
         if not isinstance(exc, RnnpipeError):
             run.log_text(traceback.format_exc(), "error.txt")
         run.end("FAILED")
-        return TrialResult(index, params, "FAILED", run.id, error=message,
-                           user_error=isinstance(exc, RnnpipeError), seconds=time.perf_counter() - t0, worker=worker)
+        return TrialResult(
+            index,
+            params,
+            "FAILED",
+            run.id,
+            error=message,
+            user_error=isinstance(exc, RnnpipeError),
+            seconds=time.perf_counter() - t0,
+            worker=worker,
+        )
 
 
 def series_of(pipeline: str, cfg: Any) -> list[str]:
     """The series (tickers, patients) of the configured data, for one model per series."""
     if not kinds.get(pipeline).series:
-        raise ConfigError(f"--per-series needs a pipeline of series "
-                          f"({', '.join(k.name for k in kinds.KINDS.values() if k.series)})")
+        raise ConfigError(
+            f"--per-series needs a pipeline of series ({', '.join(k.name for k in kinds.KINDS.values() if k.series)})"
+        )
     if cfg.data.series:
         return list(cfg.data.series)
     if not cfg.data.series_col:
@@ -161,8 +215,9 @@ def series_of(pipeline: str, cfg: Any) -> list[str]:
     from rnnpipe.io import read_table
     from rnnpipe.settings import resolve_data_path
 
-    table, _ = read_table(resolve_data_path(cfg.data.path), [cfg.data.series_col], cfg.data.format,
-                          text_columns=[cfg.data.series_col])
+    table, _ = read_table(
+        resolve_data_path(cfg.data.path), [cfg.data.series_col], cfg.data.format, text_columns=[cfg.data.series_col]
+    )
     return sorted({s for s in table[cfg.data.series_col].to_pylist() if s is not None})
 
 
@@ -172,9 +227,19 @@ def best_trial(results: list[TrialResult]) -> TrialResult | None:
 
 
 def summary_rows(results: list[TrialResult], metric: str) -> list[dict[str, Any]]:
-    return [{"trial": r.index, **r.params, "status": r.status, "val_loss": round(r.val_loss, 6),
-             metric: round(r.metrics.get(metric, float("nan")), 6), "seconds": round(r.seconds, 1),
-             "run_id": r.run_id, "error": r.error[:200]} for r in sorted(results, key=lambda r: r.index)]
+    return [
+        {
+            "trial": r.index,
+            **r.params,
+            "status": r.status,
+            "val_loss": round(r.val_loss, 6),
+            metric: round(r.metrics.get(metric, float("nan")), 6),
+            "seconds": round(r.seconds, 1),
+            "run_id": r.run_id,
+            "error": r.error[:200],
+        }
+        for r in sorted(results, key=lambda r: r.index)
+    ]
 
 
 def plot_sweep(results: list[TrialResult], grid: dict[str, list[str]]):
@@ -191,8 +256,14 @@ def plot_sweep(results: list[TrialResult], grid: dict[str, list[str]]):
         xs = [pos[r.params.get(key, str(r.index))] for r in ok]
         ax.scatter(xs, [r.val_loss for r in ok], color="tab:blue", label="trial")
         if best is not None:
-            ax.scatter([pos[best.params.get(key, str(best.index))]], [best.val_loss], color="tab:red",
-                       marker="*", s=160, label="best")
+            ax.scatter(
+                [pos[best.params.get(key, str(best.index))]],
+                [best.val_loss],
+                color="tab:red",
+                marker="*",
+                s=160,
+                label="best",
+            )
         failed = [pos[r.params.get(key, str(r.index))] for r in results if not r.ok]
         for x in failed:
             ax.axvline(x, color="grey", ls=":", lw=1)

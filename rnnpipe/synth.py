@@ -35,8 +35,13 @@ import pyarrow.parquet as pq
 from rnnpipe.errors import ConfigError
 
 CHANNELS = ("heart_rate", "spo2", "resp_rate", "sbp", "temperature")
-BASELINE = {"heart_rate": (75, 10), "spo2": (97, 1.2), "resp_rate": (16, 2.5), "sbp": (122, 12),
-            "temperature": (36.9, 0.3)}
+BASELINE = {
+    "heart_rate": (75, 10),
+    "spo2": (97, 1.2),
+    "resp_rate": (16, 2.5),
+    "sbp": (122, 12),
+    "temperature": (36.9, 0.3),
+}
 NOISE = {"heart_rate": 3.0, "spo2": 0.8, "resp_rate": 1.2, "sbp": 4.0, "temperature": 0.05}
 DETERIORATION = {"heart_rate": 25, "spo2": -6, "resp_rate": 8, "sbp": -20, "temperature": 0.8}
 CIRCADIAN = {"heart_rate": 5, "spo2": 0, "resp_rate": 1, "sbp": 6, "temperature": 0.3}
@@ -44,7 +49,7 @@ START = np.datetime64("2024-01-01T00:00:00", "ns")
 
 
 def _ar1(rng: np.random.Generator, n: int, steps: int, sd: float, phi: float = 0.9) -> np.ndarray:
-    e = rng.normal(0, sd * np.sqrt(1 - phi ** 2), (n, steps))
+    e = rng.normal(0, sd * np.sqrt(1 - phi**2), (n, steps))
     out = np.empty_like(e)
     out[:, 0] = rng.normal(0, sd, n)
     for t in range(1, steps):
@@ -52,8 +57,9 @@ def _ar1(rng: np.random.Generator, n: int, steps: int, sd: float, phi: float = 0
     return out
 
 
-def synth_shard(first_patient: int, n: int, hours: float, rng: np.random.Generator,
-                episode_rate: float = 0.3) -> pd.DataFrame:
+def synth_shard(
+    first_patient: int, n: int, hours: float, rng: np.random.Generator, episode_rate: float = 0.3
+) -> pd.DataFrame:
     """Long-format readings of patients first_patient .. first_patient + n - 1."""
     steps = int(round(hours * 60))
     minutes = np.arange(steps)
@@ -77,7 +83,7 @@ def synth_shard(first_patient: int, n: int, hours: float, rng: np.random.Generat
     for i in range(n):  # sensor-off gaps
         for _ in range(rng.poisson(hours / 12)):
             g0 = rng.integers(0, steps)
-            keep[i, g0:g0 + rng.integers(10, 41)] = False
+            keep[i, g0 : g0 + rng.integers(10, 41)] = False
     jitter = rng.integers(-5, 6, (n, steps)).astype("timedelta64[s]")
     stamps = START + (start[:, None] + t).astype("timedelta64[m]") + jitter
     pid = np.repeat(np.array([f"p{first_patient + i:06d}" for i in range(n)]), steps).reshape(n, steps)
@@ -92,9 +98,15 @@ def synth_shard(first_patient: int, n: int, hours: float, rng: np.random.Generat
     return df
 
 
-def write_synthetic_vitals(out: str | Path, patients: int, hours: float, seed: int = 0,
-                           patients_per_file: int = 250, episode_rate: float = 0.3,
-                           on_shard: Callable[[int, int], None] | None = None) -> dict:
+def write_synthetic_vitals(
+    out: str | Path,
+    patients: int,
+    hours: float,
+    seed: int = 0,
+    patients_per_file: int = 250,
+    episode_rate: float = 0.3,
+    on_shard: Callable[[int, int], None] | None = None,
+) -> dict:
     """Write the dataset; `on_shard(done, total)` is called after each shard (progress)."""
     out = Path(out)
     if patients < 1 or hours <= 0:
@@ -112,13 +124,11 @@ def write_synthetic_vitals(out: str | Path, patients: int, hours: float, seed: i
             df = synth_shard(first, n, hours, rng, episode_rate)
             d = tmp / f"shard={k:04d}"
             d.mkdir(parents=True)
-            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), d / "part-0.parquet",
-                           compression="zstd")
+            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), d / "part-0.parquet", compression="zstd")
             rows += len(df)
             if on_shard:
                 on_shard(k + 1, shards)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"path": str(out), "patients": patients, "hours": hours, "rows": rows, "shards": shards,
-            "seed": seed}
+    return {"path": str(out), "patients": patients, "hours": hours, "rows": rows, "shards": shards, "seed": seed}

@@ -73,14 +73,21 @@ def _scan_jsonl(path: Path, columns: Sequence[str]) -> tuple[dict[str, list], Ro
     for c in columns:
         if c not in present:
             raise DataError(f"{path}: column {c!r} not found in any line")
-    origin = RowOrigin(np.asarray(rows, np.int64), [str(f) for f in files],
-                       np.asarray(file_ids, np.int32), "jsonl")
+    origin = RowOrigin(np.asarray(rows, np.int64), [str(f) for f in files], np.asarray(file_ids, np.int32), "jsonl")
     return cols, origin, problems
 
 
-def read_texts(path: str | Path, text_col: str, label_col: str, *, id_col: str = "",
-               labels: Sequence[str] | None = None, bad_rows: str = "error",
-               fmt: str = "auto", require_labels: bool = True) -> TextTable:
+def read_texts(
+    path: str | Path,
+    text_col: str,
+    label_col: str,
+    *,
+    id_col: str = "",
+    labels: Sequence[str] | None = None,
+    bad_rows: str = "error",
+    fmt: str = "auto",
+    require_labels: bool = True,
+) -> TextTable:
     """Read texts and labels, checking every row.
 
     A row is bad when its text has bytes that are not UTF-8, is not text, or is empty; or its
@@ -122,11 +129,14 @@ def read_texts(path: str | Path, text_col: str, label_col: str, *, id_col: str =
             if label is None or (isinstance(label, str) and not label.strip()):
                 reason = f"empty_label:column {label_col!r} is empty"
             else:
-                label = str(label).strip() if not isinstance(label, float) or not label.is_integer() \
-                    else str(int(label))
+                label = (
+                    str(label).strip() if not isinstance(label, float) or not label.is_integer() else str(int(label))
+                )
                 if known is not None and label not in known:
-                    reason = (f"unknown_label:column {label_col!r}: unknown label {label!r} "
-                              f"(known: {', '.join(sorted(known))})")
+                    reason = (
+                        f"unknown_label:column {label_col!r}: unknown label {label!r} "
+                        f"(known: {', '.join(sorted(known))})"
+                    )
         if reason is not None:
             key, _, message = reason.partition(":")
             if bad_rows == "error":
@@ -144,8 +154,9 @@ def read_texts(path: str | Path, text_col: str, label_col: str, *, id_col: str =
     if not texts:
         bad = sum(skipped.values())
         raise DataError(f"{p}: no usable rows ({bad} bad)" if bad else f"{p}: no rows")
-    return TextTable(texts, out_labels, ids, origin.take(np.asarray(keep)), str(p),
-                     {k: v for k, v in skipped.items() if v})
+    return TextTable(
+        texts, out_labels, ids, origin.take(np.asarray(keep)), str(p), {k: v for k, v in skipped.items() if v}
+    )
 
 
 def check_text(value: Any) -> tuple[str | None, str]:
@@ -167,13 +178,15 @@ def check_text(value: Any) -> tuple[str | None, str]:
 
 # --- tokens and vocabulary -----------------------------------------------------------------
 
+
 class Tokenizer:
     """Lower-casing, HTML tags dropped, URLs as one `<url>` token (or dropped, or kept as
     text), then the matches of a regex: by default Unicode words (with inner apostrophes)
     and the marks ! and ?, which carry sentiment."""
 
-    def __init__(self, lowercase: bool = True, html: bool = True, urls: str = "token",
-                 pattern: str = r"\w+(?:'\w+)*|[!?]"):
+    def __init__(
+        self, lowercase: bool = True, html: bool = True, urls: str = "token", pattern: str = r"\w+(?:'\w+)*|[!?]"
+    ):
         self.lowercase, self.html, self.urls, self.pattern = lowercase, html, urls, pattern
         alternatives = f"(?P<url>{_URL})|(?:{pattern})" if urls != "keep" else f"(?:{pattern})"
         self._re = re.compile(alternatives, re.IGNORECASE if urls != "keep" else 0)
@@ -206,22 +219,25 @@ class Vocabulary:
         self.counts = list(counts) if counts is not None else None
 
     @classmethod
-    def build(cls, token_lists: Iterable[list[str]], min_freq: int = 2, max_size: int = 20000) -> "Vocabulary":
+    def build(cls, token_lists: Iterable[list[str]], min_freq: int = 2, max_size: int = 20000) -> Vocabulary:
         counter = Counter(t for tokens in token_lists for t in tokens)
-        ranked = sorted(((c, t) for t, c in counter.items() if c >= min_freq and t not in (PAD, UNK)),
-                        key=lambda ct: (-ct[0], ct[1]))[:max_size]
+        ranked = sorted(
+            ((c, t) for t, c in counter.items() if c >= min_freq and t not in (PAD, UNK)),
+            key=lambda ct: (-ct[0], ct[1]),
+        )[:max_size]
         vocab = cls([t for _, t in ranked], [c for c, _ in ranked])
         vocab.total_tokens = sum(counter.values())
         vocab.covered_tokens = sum(c for c, _ in ranked)
         return vocab
 
-    def extended(self, words: Iterable[str]) -> "Vocabulary":
+    def extended(self, words: Iterable[str]) -> Vocabulary:
         """This vocabulary and, after its own words, those of `words` it lacks (count 0): the
         words of a pretrained vector file, so that a word no training text used still has a
         vector. Nothing here comes from validation or test texts."""
         extra = list(dict.fromkeys(w for w in words if w and w not in self.index))
-        out = Vocabulary([*self.tokens[UNK_ID + 1:], *extra],
-                         None if self.counts is None else [*self.counts, *[0] * len(extra)])
+        out = Vocabulary(
+            [*self.tokens[UNK_ID + 1 :], *extra], None if self.counts is None else [*self.counts, *[0] * len(extra)]
+        )
         for attr in ("total_tokens", "covered_tokens"):
             if hasattr(self, attr):
                 setattr(out, attr, getattr(self, attr))
@@ -266,8 +282,9 @@ class EncodedTexts:
         return int(self.lengths.sum())
 
 
-def encode_texts(texts: Sequence[str], tokenizer: Tokenizer, vocab: Vocabulary, max_len: int,
-                 truncate: str = "head") -> EncodedTexts:
+def encode_texts(
+    texts: Sequence[str], tokenizer: Tokenizer, vocab: Vocabulary, max_len: int, truncate: str = "head"
+) -> EncodedTexts:
     pieces, n_tokens = [], np.empty(len(texts), np.int64)
     for i, text in enumerate(texts):
         tokens = tokenizer(text)
@@ -295,8 +312,14 @@ class TextBatches:
     measurement: every batch is padded to the longest text of the whole set.
     """
 
-    def __init__(self, encoded: EncodedTexts, labels: np.ndarray | None = None, bucket: bool = True,
-                 pad_to_longest: bool = False, features=None):
+    def __init__(
+        self,
+        encoded: EncodedTexts,
+        labels: np.ndarray | None = None,
+        bucket: bool = True,
+        pad_to_longest: bool = False,
+        features=None,
+    ):
         self.encoded, self.bucket, self.pad_to_longest = encoded, bucket, pad_to_longest
         self.features = features  # optional (N, F) scipy sparse rows (n-gram features), per text
         self.ids = torch.as_tensor(encoded.ids)
@@ -309,7 +332,7 @@ class TextBatches:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def to(self, device: torch.device) -> "TextBatches":
+    def to(self, device: torch.device) -> TextBatches:
         out = TextBatches.__new__(TextBatches)
         out.__dict__.update(self.__dict__)
         out.ids, out.starts, out.labels = self.ids.to(device), self.starts.to(device), self.labels.to(device)
@@ -364,6 +387,7 @@ def sparse_rows(matrix, rows: np.ndarray, device) -> torch.Tensor:
 
 # --- pretrained vectors ---------------------------------------------------------------------
 
+
 def read_vectors(path: str | Path, keep: Iterable[str] | None = None) -> tuple[list[str], np.ndarray]:
     """The words and vectors of a GloVe or word2vec *text* file (one word and its numbers per
     line; word2vec's "count dim" header line is recognised), or of a Parquet file with a
@@ -414,19 +438,23 @@ def _parquet_vectors(path: Path) -> tuple[list[str], np.ndarray]:
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
     missing = [c for c in ("word", "vector") if c not in table.column_names]
     if missing:
-        raise DataError(f"{path}: a vector file needs columns 'word' and 'vector'; missing "
-                        f"{', '.join(map(repr, missing))} (columns: {', '.join(table.column_names)})")
+        raise DataError(
+            f"{path}: a vector file needs columns 'word' and 'vector'; missing "
+            f"{', '.join(map(repr, missing))} (columns: {', '.join(table.column_names)})"
+        )
     column = table.column("vector").combine_chunks()
-    if not (pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type)
-            or pa.types.is_large_list(column.type)) or not pa.types.is_floating(column.type.value_type):
+    if not (
+        pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type) or pa.types.is_large_list(column.type)
+    ) or not pa.types.is_floating(column.type.value_type):
         raise DataError(f"{path}, column 'vector': expected lists of numbers, found {column.type}")
     lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
     if len(lengths) == 0:
         raise DataError(f"{path}: no vectors in the file")
     bad = np.flatnonzero(lengths != lengths[0])
     if len(bad):
-        raise DataError(f"{path}, row {bad[0] + 1}, column 'vector': {lengths[bad[0]]} numbers where "
-                        f"row 1 has {lengths[0]}")
+        raise DataError(
+            f"{path}, row {bad[0] + 1}, column 'vector': {lengths[bad[0]]} numbers where row 1 has {lengths[0]}"
+        )
     words = table.column("word").to_pylist()
     if any(not isinstance(w, str) for w in words):
         row = next(i for i, w in enumerate(words) if not isinstance(w, str))
@@ -438,27 +466,34 @@ def _parquet_vectors(path: Path) -> tuple[list[str], np.ndarray]:
     return words, matrix
 
 
-def load_vectors(path: str | Path, vocab: Vocabulary, seed: int = 0, extend: bool = False,
-                 lowercase: bool = False) -> tuple[Vocabulary, np.ndarray, dict[str, float]]:
+def load_vectors(
+    path: str | Path, vocab: Vocabulary, seed: int = 0, extend: bool = False, lowercase: bool = False
+) -> tuple[Vocabulary, np.ndarray, dict[str, float]]:
     """An embedding matrix for `vocab` from a vector file (`read_vectors`), matched and filled
     as `vectors_from_vocabulary` does. With `extend`, the file's words (lower-cased with
     `lowercase`, as the tokenizer would give them) join the vocabulary first. Returns the
     vocabulary, the matrix and the coverage: share of the vocabulary's training words found,
     and of training tokens they account for."""
-    words, vectors = read_vectors(path, keep=None if extend else vocab.tokens[UNK_ID + 1:])
+    words, vectors = read_vectors(path, keep=None if extend else vocab.tokens[UNK_ID + 1 :])
     trained = len(vocab)
     if extend:
         vocab = vocab.extended(w.lower() if lowercase else w for w in words)
     matrix, stats = vectors_from_vocabulary(vocab, words, vectors, seed)
     stats["embedding_words_added"] = float(len(vocab) - trained)
-    log.info("%s: %d of %d vocabulary words found (%.1f%% of training tokens); %d words added from the file",
-             path, int(stats["embedding_words_found"]), trained - UNK_ID - 1,
-             100 * stats["embedding_coverage_tokens"], len(vocab) - trained)
+    log.info(
+        "%s: %d of %d vocabulary words found (%.1f%% of training tokens); %d words added from the file",
+        path,
+        int(stats["embedding_words_found"]),
+        trained - UNK_ID - 1,
+        100 * stats["embedding_coverage_tokens"],
+        len(vocab) - trained,
+    )
     return vocab, matrix, stats
 
 
-def vectors_from_vocabulary(vocab: Vocabulary, tokens: Sequence[str], vectors: np.ndarray,
-                            seed: int = 0) -> tuple[np.ndarray, dict[str, float]]:
+def vectors_from_vocabulary(
+    vocab: Vocabulary, tokens: Sequence[str], vectors: np.ndarray, seed: int = 0
+) -> tuple[np.ndarray, dict[str, float]]:
     """An embedding matrix for `vocab` from other vectors (`tokens[i]` has row `vectors[i]`:
     a vector file's, a language model's). A word takes the vector of the same token, else of
     its lower-cased form, else of the first token that lower-cases to it. Rows of words not
@@ -476,8 +511,9 @@ def vectors_from_vocabulary(vocab: Vocabulary, tokens: Sequence[str], vectors: n
     return _embedding_matrix(vocab, found, int(vectors.shape[1]), seed)
 
 
-def _embedding_matrix(vocab: Vocabulary, found: dict[int, np.ndarray], dim: int,
-                      seed: int) -> tuple[np.ndarray, dict[str, float]]:
+def _embedding_matrix(
+    vocab: Vocabulary, found: dict[int, np.ndarray], dim: int, seed: int
+) -> tuple[np.ndarray, dict[str, float]]:
     """Rows of the words found; the others drawn at random with the found vectors' spread;
     `<pad>` zero. -> (matrix, coverage: of vocabulary words and of training tokens)."""
     rng = np.random.default_rng(seed)
@@ -490,6 +526,10 @@ def _embedding_matrix(vocab: Vocabulary, found: dict[int, np.ndarray], dim: int,
     trained = sum(1 for c in counts if c > 0)
     hits = [i for i in found if counts[i - 2] > 0]
     covered = sum(counts[i - 2] for i in hits)
-    stats = {"embedding_dim": float(dim), "embedding_coverage_vocab": len(hits) / max(trained, 1),
-             "embedding_coverage_tokens": covered / max(sum(counts), 1), "embedding_words_found": float(len(hits))}
+    stats = {
+        "embedding_dim": float(dim),
+        "embedding_coverage_vocab": len(hits) / max(trained, 1),
+        "embedding_coverage_tokens": covered / max(sum(counts), 1),
+        "embedding_words_found": float(len(hits)),
+    }
     return matrix, stats

@@ -39,7 +39,7 @@ INTERVAL_S = 0.5  # how often a loop's `tick` looks at the cores
 SPARE = 0.25  # a core counts as free while other processes use at most this much of it (floor(cores - others + SPARE))
 
 _share: int | None = None  # a worker's share of the cores, set by `share`
-_governor: "ThreadGovernor | None" = None
+_governor: ThreadGovernor | None = None
 
 
 def _cgroup_quota(root: Path) -> float | None:

@@ -43,9 +43,8 @@ def _forward(model: nn.Module, x) -> torch.Tensor:
 
 class BatchSource(Protocol):
     def __len__(self) -> int: ...
-    def to(self, device: torch.device) -> "BatchSource": ...
-    def batches(self, batch_size: int, shuffle: bool = False,
-                generator: torch.Generator | None = None): ...
+    def to(self, device: torch.device) -> BatchSource: ...
+    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None): ...
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -129,8 +128,9 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, data: BatchSource, loss_fn: Callable, batch_size: int,
-                  autocast: Callable[[], Any]) -> float:
+def evaluate_loss(
+    model: nn.Module, data: BatchSource, loss_fn: Callable, batch_size: int, autocast: Callable[[], Any]
+) -> float:
     model.eval()
     total, n = 0.0, 0
     for x, y in data.batches(batch_size):
@@ -165,8 +165,9 @@ def _features(part: nn.Module, data: BatchSource, limit: int, seed: int) -> tupl
     return torch.cat(zs)[:limit], torch.cat(ys)[:limit]
 
 
-def warm_start_linear_part(model: nn.Module, train: BatchSource, val: BatchSource,
-                           loss_fn: Callable, seed: int = 0) -> dict[str, float]:
+def warm_start_linear_part(
+    model: nn.Module, train: BatchSource, val: BatchSource, loss_fn: Callable, seed: int = 0
+) -> dict[str, float]:
     """Fit `model.linear_part` alone on the training windows (the recurrent head is at zero)
     and choose its penalty on validation: for the squared-error loss, the ridge baseline's own
     fit (`rnnpipe.baselines.fit_ridge`), so this model *is* the ridge baseline; otherwise
@@ -205,7 +206,7 @@ def warm_start_linear_part(model: nn.Module, train: BatchSource, val: BatchSourc
             W = torch.zeros(A.shape[1], lin.out_features, dtype=A.dtype, requires_grad=True)
             opt = torch.optim.LBFGS([W], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
 
-            def closure():
+            def closure(opt=opt, W=W, l2=l2):  # this iteration's, bound
                 opt.zero_grad()
                 loss = loss_of(W, A, Y) + l2 * W[:-1].pow(2).sum()
                 loss.backward()
@@ -312,16 +313,21 @@ def fit_band(model: nn.Module, train: BatchSource, val: BatchSource, seed: int =
     with torch.no_grad():
         Wz.copy_(Wz_), Ws.copy_(Ws_), b.copy_(b_)
         left = Rv.unsqueeze(-1) - offsets(Zv, Sv)  # (N, H, Q)
-        shift = torch.stack([torch.quantile(left[:, :, k].double(), float(q[k]), dim=0)
-                             for k in range(Q)], dim=-1).float()  # (H, Q)
+        shift = torch.stack(
+            [torch.quantile(left[:, :, k].double(), float(q[k]), dim=0) for k in range(Q)], dim=-1
+        ).float()  # (H, Q)
         head.weight.copy_(Wz.T.to(head.weight))
         head.bias.copy_((b + shift.reshape(-1)).to(head.bias))
         part.linear.weight.copy_(Ws.T.to(part.linear.weight))
         part.linear.bias.zero_()
         calibrated = float(pinball_loss(offsets(Zv, Sv) + shift, Rv, q))
-    return {"band_val_pinball_static": initial, "band_val_pinball_fitted": fitted,
-            "band_val_pinball_calibrated": calibrated, "band_best_step": float(best_step),
-            "band_val_shift_mean": float(shift.abs().mean())}
+    return {
+        "band_val_pinball_static": initial,
+        "band_val_pinball_fitted": fitted,
+        "band_val_pinball_calibrated": calibrated,
+        "band_best_step": float(best_step),
+        "band_val_shift_mean": float(shift.abs().mean()),
+    }
 
 
 @torch.no_grad()
@@ -335,11 +341,20 @@ def predict_batches(model: nn.Module, data: BatchSource, batch_size: int = 1024)
     return torch.cat(outs).double().numpy() if outs else np.empty((0,))
 
 
-def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig, *,
-        loss_fn: Callable | None = None, checkpoint_path: str | Path | None = None,
-        checkpoint_meta: dict[str, Any] | None = None, resume: bool = False,
-        on_epoch: Callable[[dict[str, float]], None] | None = None,
-        progress: bool | None = None, label: str = "") -> FitResult:
+def fit(
+    model: nn.Module,
+    train: BatchSource,
+    val: BatchSource,
+    cfg: TrainConfig,
+    *,
+    loss_fn: Callable | None = None,
+    checkpoint_path: str | Path | None = None,
+    checkpoint_meta: dict[str, Any] | None = None,
+    resume: bool = False,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    progress: bool | None = None,
+    label: str = "",
+) -> FitResult:
     """Train `model` in place and return its history; the model ends on its best weights.
 
     `progress=None` shows the bar only on a terminal. With `resume=True` and a checkpoint at
@@ -347,6 +362,7 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
     after the last finished epoch. `label` starts every log line (`fold 2: epoch 3/30 ...`),
     for trainings that run side by side.
     """
+
     def say(message: str, *args: Any) -> None:
         if label:
             log.info("%s: " + message, label, *args)
@@ -354,8 +370,10 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
             log.info(message, *args)
 
     if len(train) == 0 or len(val) == 0:
-        raise ConfigError(f"no windows to train on ({len(train)} train, {len(val)} val): "
-                          "the series are too short for window.lookback and window.horizon")
+        raise ConfigError(
+            f"no windows to train on ({len(train)} train, {len(val)} val): "
+            "the series are too short for window.lookback and window.horizon"
+        )
     loss_fn = loss_fn or nn.MSELoss()
     if getattr(model, "quantiles", ()):
         loss_fn = PointLoss(loss_fn)  # the quantiles are fitted after training (`fit_band`)
@@ -419,8 +437,11 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
         # its penalty chosen on val). Training must improve on them on validation.
         if part is not None:
             t_warm = time.perf_counter()
-            warm = (part.warm_start() if hasattr(part, "warm_start")  # a start fitted elsewhere
-                    else warm_start_linear_part(model, train, val, loss_fn, cfg.seed))
+            warm = (
+                part.warm_start()
+                if hasattr(part, "warm_start")  # a start fitted elsewhere
+                else warm_start_linear_part(model, train, val, loss_fn, cfg.seed)
+            )
             warm["warm_start_s"] = time.perf_counter() - t_warm
             say("linear part alone: %s", ", ".join(f"{k}={v:.4g}" for k, v in warm.items()))
         initial_val = evaluate_loss(model, val, loss_fn, max(cfg.batch_size, 1024), autocast)
@@ -438,8 +459,14 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
             break
         model.train()
         t0, seen, total = time.perf_counter(), 0, 0.0
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=(None if progress is None else not progress), dynamic_ncols=True)
+        bar = tqdm(
+            total=n_batches,
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            unit="batch",
+            leave=False,
+            disable=(None if progress is None else not progress),
+            dynamic_ncols=True,
+        )
         for x, y in train.batches(cfg.batch_size, shuffle=cfg.shuffle, generator=generator):
             rnnpipe_threads.tick()
             with autocast():
@@ -453,8 +480,7 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
             total += float(loss.detach()) * len(y)
             seen += len(y)
             bar.update(1)
-            bar.set_postfix(loss=f"{total / seen:.4f}",
-                            samples_s=f"{seen / (time.perf_counter() - t0):,.0f}")
+            bar.set_postfix(loss=f"{total / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - t0):,.0f}")
         bar.close()
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -465,8 +491,14 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
             scheduler.step(val_loss)
         elif scheduler is not None:
             scheduler.step()
-        record = {"epoch": epoch, "train_loss": total / seen, "val_loss": val_loss, "lr": lr,
-                  "samples_per_s": seen / train_time, "epoch_time_s": train_time}
+        record = {
+            "epoch": epoch,
+            "train_loss": total / seen,
+            "val_loss": val_loss,
+            "lr": lr,
+            "samples_per_s": seen / train_time,
+            "epoch_time_s": train_time,
+        }
         history.append(record)
         if val_loss < trained_best:
             trained_best, bad_epochs = val_loss, 0
@@ -476,32 +508,67 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource, cfg: TrainConfig
             best_val, best_epoch = val_loss, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         stopped_early = bad_epochs >= cfg.patience
-        say("epoch %d/%d train_loss=%.5f val_loss=%.5f lr=%.2e %.0f samples/s%s", epoch,
-                 cfg.epochs, record["train_loss"], val_loss, lr, record["samples_per_s"],
-                 "  (best)" if best_epoch == epoch else "")
+        say(
+            "epoch %d/%d train_loss=%.5f val_loss=%.5f lr=%.2e %.0f samples/s%s",
+            epoch,
+            cfg.epochs,
+            record["train_loss"],
+            val_loss,
+            lr,
+            record["samples_per_s"],
+            "  (best)" if best_epoch == epoch else "",
+        )
         if ckpt is not None:
-            _save_checkpoint(ckpt, {
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "history": history, "best_val": best_val, "best_epoch": best_epoch,
-                "best_state": best_state, "bad_epochs": bad_epochs, "meta": meta,
-                "initial_val": initial_val, "warm_start": warm, "trained_best": trained_best})
+            _save_checkpoint(
+                ckpt,
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                    "best_val": best_val,
+                    "best_epoch": best_epoch,
+                    "best_state": best_state,
+                    "bad_epochs": bad_epochs,
+                    "meta": meta,
+                    "initial_val": initial_val,
+                    "warm_start": warm,
+                    "trained_best": trained_best,
+                },
+            )
         if on_epoch is not None:
             on_epoch(record)
     if stopped_early:
-        say("early stop: no val_loss improvement for %d epochs; best epoch %d (val_loss=%.5f)",
-                 cfg.patience, best_epoch, best_val)
+        say(
+            "early stop: no val_loss improvement for %d epochs; best epoch %d (val_loss=%.5f)",
+            cfg.patience,
+            best_epoch,
+            best_val,
+        )
     if best_state is not None:
         model.load_state_dict(copy.deepcopy(best_state))
     if best_epoch == 0:
-        say("no epoch improved on the starting weights on validation (val_loss=%.5f); "
-                 "the model keeps them", best_val)
+        say("no epoch improved on the starting weights on validation (val_loss=%.5f); the model keeps them", best_val)
     band = {}
     if getattr(model, "quantiles", ()):
         t_band = time.perf_counter()
         band = fit_band(model, train, val, cfg.seed)
         band["band_fit_s"] = time.perf_counter() - t_band
         say("quantile band: %s", ", ".join(f"{k}={v:.4g}" for k, v in band.items()))
-    return FitResult(history, best_epoch, best_val, stopped_early, str(device),
-                     "bf16" if use_bf16 else "fp32", resumed_from, meta, initial_val, warm, band, threads)
+    return FitResult(
+        history,
+        best_epoch,
+        best_val,
+        stopped_early,
+        str(device),
+        "bf16" if use_bf16 else "fp32",
+        resumed_from,
+        meta,
+        initial_val,
+        warm,
+        band,
+        threads,
+    )

@@ -68,39 +68,83 @@ def inputs(tmp_path_factory, stocks):
     for k, g in test.groupby("shard"):
         (root / "reviews_in" / f"shard={k}").mkdir(parents=True)
         g.drop(columns="shard").rename(columns={"review": "text"}).to_parquet(
-            root / "reviews_in" / f"shard={k}" / "part-0.parquet")
+            root / "reviews_in" / f"shard={k}" / "part-0.parquet"
+        )
     return root
 
 
 @pytest.fixture(scope="session")
 def models(prefect_harness, inputs):
     """name -> (model name, version) of a freshly trained tiny model of each pipeline."""
+    from test_monitor import SMALL as MONITOR_SMALL
+
+    from rnnpipe.config import ForecastConfig, MonitorConfig, ReviewsConfig, load_config, to_dict
     from rnnpipe.flows.forecast import train_stocks
     from rnnpipe.flows.lm import train_lm
     from rnnpipe.flows.monitor import train_monitor
     from rnnpipe.flows.reviews import train_reviews
-    from test_monitor import SMALL as MONITOR_SMALL
-
-    from rnnpipe.config import ForecastConfig, MonitorConfig, ReviewsConfig, load_config, to_dict
     from rnnpipe.lm import LMConfig
 
-    stocks = load_config(ForecastConfig, overrides=[
-        f"data.path={inputs / 'prices.csv'}", "data.series=[]", "window.lookback=20", "model.hidden_size=8",
-        "model.num_layers=1", "train.epochs=1", "register.experiment=ops", "register.model_name=ops-stocks"])
-    monitor = load_config(MonitorConfig, overrides=MONITOR_SMALL + [
-        f"data.path={inputs / 'vitals.parquet'}", "forecast.enabled=false", "train.epochs=1",
-        "register.experiment=ops", "register.model_name=ops-monitor"])
-    reviews = load_config(ReviewsConfig, overrides=[
-        f"data.path={inputs / 'reviews_train.parquet'}", "data.test_path=''", "train.epochs=1",
-        "model.hidden_size=8", "embed.dim=16", "text.max_len=60", "register.experiment=ops",
-        "register.model_name=ops-reviews"])
-    lm = load_config(LMConfig, overrides=[
-        f"data.path={inputs / 'reviews_train.parquet'}", "data.test_path=''", "train.epochs=1", "train.batch_size=8",
-        "stream.bptt=20", "model.embed_dim=16", "model.hidden_size=16", "model.num_layers=1",
-        "generate.max_new_tokens=6", "register.experiment=ops", "register.model_name=ops-lm"])
+    stocks = load_config(
+        ForecastConfig,
+        overrides=[
+            f"data.path={inputs / 'prices.csv'}",
+            "data.series=[]",
+            "window.lookback=20",
+            "model.hidden_size=8",
+            "model.num_layers=1",
+            "train.epochs=1",
+            "register.experiment=ops",
+            "register.model_name=ops-stocks",
+        ],
+    )
+    monitor = load_config(
+        MonitorConfig,
+        overrides=MONITOR_SMALL
+        + [
+            f"data.path={inputs / 'vitals.parquet'}",
+            "forecast.enabled=false",
+            "train.epochs=1",
+            "register.experiment=ops",
+            "register.model_name=ops-monitor",
+        ],
+    )
+    reviews = load_config(
+        ReviewsConfig,
+        overrides=[
+            f"data.path={inputs / 'reviews_train.parquet'}",
+            "data.test_path=''",
+            "train.epochs=1",
+            "model.hidden_size=8",
+            "embed.dim=16",
+            "text.max_len=60",
+            "register.experiment=ops",
+            "register.model_name=ops-reviews",
+        ],
+    )
+    lm = load_config(
+        LMConfig,
+        overrides=[
+            f"data.path={inputs / 'reviews_train.parquet'}",
+            "data.test_path=''",
+            "train.epochs=1",
+            "train.batch_size=8",
+            "stream.bptt=20",
+            "model.embed_dim=16",
+            "model.hidden_size=16",
+            "model.num_layers=1",
+            "generate.max_new_tokens=6",
+            "register.experiment=ops",
+            "register.model_name=ops-lm",
+        ],
+    )
     out = {}
-    for key, flow, cfg in (("stocks", train_stocks, stocks), ("monitor", train_monitor, monitor),
-                           ("reviews", train_reviews, reviews), ("lm", train_lm, lm)):
+    for key, flow, cfg in (
+        ("stocks", train_stocks, stocks),
+        ("monitor", train_monitor, monitor),
+        ("reviews", train_reviews, reviews),
+        ("lm", train_lm, lm),
+    ):
         s = flow(config=to_dict(cfg))
         out[key] = (s["model_name"], s["version"])
     return out

@@ -14,10 +14,19 @@ from rnnpipe.config import ConfigError, ForecastConfig, load_config, to_dict
 from rnnpipe.errors import DataError
 from rnnpipe.io import to_series_frame
 
-SMALL = ["data.series=[]", "window.lookback=10", "model.hidden_size=8", "model.num_layers=1",
-         "train.epochs=1", "train.batch_size=64", "baselines.statistical=[autoets]",
-         "register.gate_baselines=[naive]", "backtest.folds=3", "backtest.step=20",
-         "register.experiment=backtests"]
+SMALL = [
+    "data.series=[]",
+    "window.lookback=10",
+    "model.hidden_size=8",
+    "model.num_layers=1",
+    "train.epochs=1",
+    "train.batch_size=64",
+    "baselines.statistical=[autoets]",
+    "register.gate_baselines=[naive]",
+    "backtest.folds=3",
+    "backtest.step=20",
+    "register.experiment=backtests",
+]
 
 
 def prices(n: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -25,8 +34,15 @@ def prices(n: int = 400, seed: int = 0) -> pd.DataFrame:
     parts = []
     for i, name in enumerate(["A", "B"]):
         m = n - 40 * i  # series of different lengths
-        parts.append(pd.DataFrame({"Ticker": name, "Date": pd.bdate_range("2001-01-01", periods=m),
-                                   "Close": 50 * np.exp(np.cumsum(rng.normal(0, 0.01, m)))}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "Ticker": name,
+                    "Date": pd.bdate_range("2001-01-01", periods=m),
+                    "Close": 50 * np.exp(np.cumsum(rng.normal(0, 0.01, m))),
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -60,7 +76,7 @@ def test_a_fold_never_reads_its_origin_or_later():
     split = fold_splits(frame, cfg)[1]
     changed = df.copy()
     for i, name in enumerate(frame.series):  # every row at or after the fold's origin changes
-        rows = changed.index[changed.Ticker == name][split.bounds[i, 2] - split.bounds[i, 0]:]
+        rows = changed.index[changed.Ticker == name][split.bounds[i, 2] - split.bounds[i, 0] :]
         changed.loc[rows, "Close"] *= 3.0
     a, pa, _ = train_fold(cfg, frame, split)
     b, pb, _ = train_fold(cfg, frame_of(changed), split)
@@ -97,9 +113,12 @@ def test_the_backtest_flow_logs_a_parent_run_with_a_nested_run_per_fold(prefect_
     parent = client.get_run(out["parent_run_id"])
     assert parent.data.tags["backtest"] == "true" and parent.info.status == "FINISHED"
     assert parent.data.metrics["backtest_mae"] == pytest.approx(out["metrics"]["backtest_mae"])
-    assert {"naive_backtest_mae", "autoets_backtest_mae", "backtest_mase", "backtest_coverage_80"} <= set(parent.data.metrics)
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert {"naive_backtest_mae", "autoets_backtest_mae", "backtest_mase", "backtest_coverage_80"} <= set(
+        parent.data.metrics
+    )
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
     assert sorted(int(c.data.tags["backtest_fold"]) for c in children) == [1, 2, 3]
     # named after the Prefect flow run, the folds after it; each names the data it read
     assert parent.info.run_name == parent.data.tags["prefect_flow_run_name"]

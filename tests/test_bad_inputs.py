@@ -20,17 +20,34 @@ CASES = tomllib.loads((CORPUS / "cases.toml").read_text())
 
 # tiny models: the cases are about input, not quality
 TRAIN = {
-    "stocks": ["window.lookback=20", "model.hidden_size=8", "model.num_layers=1", "train.epochs=1",
-               "baselines.statistical=[]", "register.gate_baselines=[naive]", "model.quantiles=[]"],
-    "monitor": ["data.series_col=pid", "data.timestamp_col=ts", "window.lookback=12", "window.horizon=3",
-                "model.hidden_size=8", "train.epochs=1", "forecast.enabled=false"],
+    "stocks": [
+        "window.lookback=20",
+        "model.hidden_size=8",
+        "model.num_layers=1",
+        "train.epochs=1",
+        "baselines.statistical=[]",
+        "register.gate_baselines=[naive]",
+        "model.quantiles=[]",
+    ],
+    "monitor": [
+        "data.series_col=pid",
+        "data.timestamp_col=ts",
+        "window.lookback=12",
+        "window.horizon=3",
+        "model.hidden_size=8",
+        "train.epochs=1",
+        "forecast.enabled=false",
+    ],
     "reviews": ["train.epochs=1", "model.hidden_size=8", "embed.dim=16", "text.max_len=60"],
 }
 
 
 def params(command):
-    return [pytest.param(domain, file, spec[command], id=f"{domain}/{file}")
-            for domain, files in CASES.items() for file, spec in files.items()]
+    return [
+        pytest.param(domain, file, spec[command], id=f"{domain}/{file}")
+        for domain, files in CASES.items()
+        for file, spec in files.items()
+    ]
 
 
 def versions() -> int:
@@ -56,8 +73,7 @@ def check(result, expected: str, path: Path, before: int, output: Path | None = 
 def test_train_takes_or_names_each_bad_input(prefect_harness, domain, file, expected, tmp_path):
     path = CORPUS / domain / file
     before = versions()
-    sets = [f"data.path={path}", *TRAIN[domain], "register.experiment=corpus",
-            f"register.model_name=corpus-{domain}"]
+    sets = [f"data.path={path}", *TRAIN[domain], "register.experiment=corpus", f"register.model_name=corpus-{domain}"]
     result = CliRunner().invoke(cli, ["train", domain, *[a for s in sets for a in ("--set", s)]])
     check(result, expected, path, before)
 

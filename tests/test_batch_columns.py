@@ -8,14 +8,24 @@ from rnnpipe.io import open_dataset
 
 
 def classify(df: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"label": ["great" if "good" in t else "other" for t in df["text"]],
-                         "prob_great": [0.9 if "good" in t else 0.2 for t in df["text"]]})
+    return pd.DataFrame(
+        {
+            "label": ["great" if "good" in t else "other" for t in df["text"]],
+            "prob_great": [0.9 if "good" in t else 0.2 for t in df["text"]],
+        }
+    )
 
 
 def test_a_labelled_file_keeps_its_label_as_input_label(tmp_path):
     src = tmp_path / "labelled.csv"
-    pd.DataFrame({"id": [1, 2, 3], "text": ["good tea", "bad tea", "good"], "label": ["great", "great", "other"],
-                  "model_name": ["x", "y", "z"]}).to_csv(src, index=False)
+    pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "text": ["good tea", "bad tea", "good"],
+            "label": ["great", "great", "other"],
+            "model_name": ["x", "y", "z"],
+        }
+    ).to_csv(src, index=False)
     dataset, _ = open_dataset(src)
     out = tmp_path / "scored.parquet"
     predict_to_parquet(classify, ["text"], {"model_name": "reviews-sentiment"}, dataset, out)

@@ -6,8 +6,8 @@ import re
 
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
 
 from rnnpipe.cli import cli
 
@@ -22,7 +22,8 @@ def on_dask(model, src, dst, *extra):
     result = predict(model, src, dst, "--runner", "dask", "--workers", "2", *extra)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in dst.iterdir()) == sorted(
-        ["_SUCCESS", *(f"part-{i:05d}.parquet" for i in range(json.loads((dst / "_SUCCESS").read_text())["parts"]))])
+        ["_SUCCESS", *(f"part-{i:05d}.parquet" for i in range(json.loads((dst / "_SUCCESS").read_text())["parts"]))]
+    )
     return pd.read_parquet(dst)
 
 
@@ -35,8 +36,9 @@ def test_dask_workers_predict_the_same_rows_as_the_local_runner(models, inputs, 
     got = on_dask(f"{name}/{version}", inputs / "reviews_in", tmp_path / "scored", "--split-gpus", "--device", "cpu")
     assert json.loads((tmp_path / "scored" / "_SUCCESS").read_text())["parts"] == 4
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
-    job = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("batch-predictions").experiment_id],
-                                     max_results=1)[0]
+    job = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("batch-predictions").experiment_id], max_results=1
+    )[0]
     assert job.data.params["runner"] == "dask" and job.data.params["split_gpus"] == "True"
     again = predict(f"{name}/{version}", inputs / "reviews_in", tmp_path / "scored", "--runner", "dask")
     assert again.exit_code == 2 and "exists; pass --overwrite" in again.output
@@ -92,9 +94,29 @@ def test_a_job_killed_mid_way_leaves_no_output_and_the_next_one_cleans_up(models
     env.pop("DASK_LOGGING__DISTRIBUTED", None)  # the default verbosity's
     log = tmp_path / "job.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "predict", f"{name}/{version}", "-i", str(src),
-                                 "-o", str(dst), "--chunk-rows", "20", "--runner", "dask", "--workers", "2"],
-                                env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rnnpipe.cli",
+                "predict",
+                f"{name}/{version}",
+                "-i",
+                str(src),
+                "-o",
+                str(dst),
+                "--chunk-rows",
+                "20",
+                "--runner",
+                "dask",
+                "--workers",
+                "2",
+            ],
+            env=env,
+            start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 180
 
     def writing():
@@ -109,7 +131,9 @@ def test_a_job_killed_mid_way_leaves_no_output_and_the_next_one_cleans_up(models
     assert not dst.exists()
     # the cluster's scheduler and workers, started by then, say nothing unless something is wrong
     said = log.read_text()
-    assert "Task run 'plan-parts" in said and not re.findall(r"INFO\s+\|\s+distributed\.|distributed\.\S+ - INFO", said), said
+    assert "Task run 'plan-parts" in said and not re.findall(
+        r"INFO\s+\|\s+distributed\.|distributed\.\S+ - INFO", said
+    ), said
     left = list(tmp_path.glob(".out.*.tmp"))
     assert left
     got = on_dask(f"{name}/{version}", src, dst)
@@ -143,15 +167,38 @@ def test_a_worker_killed_mid_job_never_leaves_output_that_looks_complete(models,
     reviews = _reviews_in_four_files(tmp_path / "big")
     dst = tmp_path / "out"
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "predict", f"{name}/{version}", "-i",
-                             str(tmp_path / "big"), "-o", str(dst), "--chunk-rows", "20", "--runner", "dask",
-                             "--workers", "2"], env=env, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rnnpipe.cli",
+            "predict",
+            f"{name}/{version}",
+            "-i",
+            str(tmp_path / "big"),
+            "-o",
+            str(dst),
+            "--chunk-rows",
+            "20",
+            "--runner",
+            "dask",
+            "--workers",
+            "2",
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 180
 
     def workers():
-        return [c for c in psutil.Process(proc.pid).children(recursive=True)
-                if "spawn_main" in " ".join(c.cmdline()) or "forkserver" in " ".join(c.cmdline())]
+        return [
+            c
+            for c in psutil.Process(proc.pid).children(recursive=True)
+            if "spawn_main" in " ".join(c.cmdline()) or "forkserver" in " ".join(c.cmdline())
+        ]
 
     def writing():
         return [f for d in tmp_path.glob(".out.*.tmp") for f in d.iterdir() if f.name.startswith(".part-")]

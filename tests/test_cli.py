@@ -24,9 +24,11 @@ def test_config_shows_overrides():
 def test_user_errors_are_one_line_with_exit_code_2():
     result = CliRunner().invoke(cli, ["train", "stocks", "--set", "model.hiden_size=3"])
     assert result.exit_code == 2
-    assert result.output.strip() == ("error: unknown config key 'model.hiden_size' (known: "
-                                     "bidirectional, cell, dropout, encoder_lookback, hidden_size, highway, "
-                                     "linear_lr_mult, num_layers, pooling, quantiles, recipe)")
+    assert result.output.strip() == (
+        "error: unknown config key 'model.hiden_size' (known: "
+        "bidirectional, cell, dropout, encoder_lookback, hidden_size, highway, "
+        "linear_lr_mult, num_layers, pooling, quantiles, recipe)"
+    )
 
 
 def test_info_prints_the_tracking_uri(home):
@@ -43,9 +45,23 @@ def test_bad_data_inside_the_flow_gives_no_traceback(tmp_path, stocks):
     bad.loc[bad.index[41], "Close"] = "twelve"
     bad.to_csv(tmp_path / "bad.csv", index=False)
     env = {**os.environ, "RNNPIPE_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / ".prefect")}
-    proc = subprocess.run([sys.executable, "-m", "rnnpipe.cli", "train", "stocks",
-                           "--set", f"data.path={tmp_path / 'bad.csv'}", "--set", "data.series=[]"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnnpipe.cli",
+            "train",
+            "stocks",
+            "--set",
+            f"data.path={tmp_path / 'bad.csv'}",
+            "--set",
+            "data.series=[]",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"error: {tmp_path / 'bad.csv'}, row 42 (line 43): column 'Close': 'twelve' is not a number" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -57,16 +73,28 @@ def test_bad_data_inside_the_flow_gives_no_traceback(tmp_path, stocks):
 def test_quiet_train_prints_the_result_and_a_link_to_the_run(tmp_path):
     env = {**os.environ, "RNNPIPE_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / ".prefect")}
     corpus = os.path.join(os.path.dirname(__file__), "bad_inputs", "stocks", "ok_unsorted.csv")
-    sets = [f"data.path={corpus}", "window.lookback=20", "train.epochs=1", "model.hidden_size=8",
-            "baselines.statistical=[]", "register.gate_baselines=[naive]"]
-    proc = subprocess.run([sys.executable, "-m", "rnnpipe.cli", "-q", "train", "stocks",
-                           *[a for s in sets for a in ("--set", s)]], capture_output=True, text=True, env=env,
-                          timeout=300)
+    sets = [
+        f"data.path={corpus}",
+        "window.lookback=20",
+        "train.epochs=1",
+        "model.hidden_size=8",
+        "baselines.statistical=[]",
+        "register.gate_baselines=[naive]",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "rnnpipe.cli", "-q", "train", "stocks", *[a for s in sets for a in ("--set", s)]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert not [line for line in lines if "| INFO" in line], lines
     assert lines[0].startswith("ok-unsorted-forecaster v1 -> ")  # own data: a name of its own
-    assert re.search(r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/[0-9a-f]{32}\?workflowType=machine_learning ", lines[1]), lines[1]
+    assert re.search(
+        r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/[0-9a-f]{32}\?workflowType=machine_learning ", lines[1]
+    ), lines[1]
     assert "rnnpipe ui" in lines[1]
     # the temporary Prefect API: no note about it, no link to a UI it lacks, every log line
     # sent before it stopped, and nothing of it left behind
@@ -101,8 +129,12 @@ def test_a_misspelt_column_fails_at_once_on_one_line_for_every_pipeline(tmp_path
 
     from rnnpipe.cli import cli
 
-    for pipeline, setting in (("stocks", "data.target_col=close"), ("monitor", "data.timestamp_col=time"),
-                              ("reviews", "data.label_col=stars"), ("lm", "data.text_col=body")):
+    for pipeline, setting in (
+        ("stocks", "data.target_col=close"),
+        ("monitor", "data.timestamp_col=time"),
+        ("reviews", "data.label_col=stars"),
+        ("lm", "data.text_col=body"),
+    ):
         result = CliRunner().invoke(cli, ["train", pipeline, "--set", setting])
         column = setting.split("=")[1]
         assert result.exit_code == 2, (pipeline, result.output)
@@ -121,12 +153,16 @@ def test_a_busy_port_is_one_line_and_exit_2_for_serve_ui_and_schedule():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        for args in (["serve", "any-model", "--port", str(port)], ["ui", "--port", str(port)],
-                     ["schedule", "--start-server", "--port", str(port)]):
+        for args in (
+            ["serve", "any-model", "--port", str(port)],
+            ["ui", "--port", str(port)],
+            ["schedule", "--start-server", "--port", str(port)],
+        ):
             result = CliRunner().invoke(cli, args)
             assert result.exit_code == 2, result.output
             assert result.output.strip().splitlines() == [
-                f"error: port {port} on 127.0.0.1 is not free (Address already in use); pick another with --port"]
+                f"error: port {port} on 127.0.0.1 is not free (Address already in use); pick another with --port"
+            ]
 
 
 def test_a_model_reference_before_anything_was_trained_fails_at_once(tmp_path, monkeypatch):
@@ -142,21 +178,33 @@ def test_a_model_reference_before_anything_was_trained_fails_at_once(tmp_path, m
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cases = ((["predict", "reviews-sentiment@champion", "-i", str(src), "-o", str(tmp_path / "out.parquet")],
-              "reviews-sentiment@champion", "reviews"),
-             (["serve", "models:/reviews-lm/2", "--port", str(port)], "models:/reviews-lm/2", "lm"),
-             (["train", "reviews", "--set", "pretrain.model=reviews-lm"], "reviews-lm", "lm"))
+    cases = (
+        (
+            ["predict", "reviews-sentiment@champion", "-i", str(src), "-o", str(tmp_path / "out.parquet")],
+            "reviews-sentiment@champion",
+            "reviews",
+        ),
+        (["serve", "models:/reviews-lm/2", "--port", str(port)], "models:/reviews-lm/2", "lm"),
+        (["train", "reviews", "--set", "pretrain.model=reviews-lm"], "reviews-lm", "lm"),
+    )
     for args, spec, kind in cases:
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2, result.output
         assert result.output.strip().splitlines() == [
             f"error: model {spec!r}: nothing is registered yet (no MLflow store at "
-            f"{tmp_path / 'mlruns' / 'mlflow.db'}); train a model first, e.g. `rnnpipe train {kind}`"]
+            f"{tmp_path / 'mlruns' / 'mlflow.db'}); train a model first, e.g. `rnnpipe train {kind}`"
+        ]
     assert not (tmp_path / "mlruns").exists()
-    code = ("import sys\nfrom rnnpipe.cli import cli\ntry:\n    cli.main(sys.argv[1:])\n"
-            "except SystemExit as e:\n    print('mlflow' in sys.modules, e.code)")
-    out = subprocess.run([sys.executable, "-c", code, *cases[0][0]], capture_output=True, text=True,
-                         env=os.environ | {"RNNPIPE_HOME": str(tmp_path)})
+    code = (
+        "import sys\nfrom rnnpipe.cli import cli\ntry:\n    cli.main(sys.argv[1:])\n"
+        "except SystemExit as e:\n    print('mlflow' in sys.modules, e.code)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *cases[0][0]],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"RNNPIPE_HOME": str(tmp_path)},
+    )
     assert out.stdout.strip().splitlines()[-1] == "False 2", out.stdout + out.stderr
 
 
@@ -191,8 +239,14 @@ def test_ui_runs_quietly_says_where_and_stops_on_ctrl_c(tmp_path):
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RNNPIPE_LOG_LEVEL")}
     env["RNNPIPE_HOME"] = str(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "ui", "--port", str(port)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rnnpipe.cli", "ui", "--port", str(port)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline, up = time.monotonic() + 120, False
         while not up and time.monotonic() < deadline and proc.poll() is None:
@@ -225,12 +279,36 @@ def test_sigterm_during_training_stops_it_in_a_few_lines(tmp_path, inputs):
 
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
     env.update(RNNPIPE_HOME=str(tmp_path), PREFECT_HOME=str(tmp_path / ".prefect"))
-    args = ["train", "stocks", "--set", f"data.path={inputs / 'prices.csv'}", "--set", "data.series=[]",
-            "--set", "window.lookback=20", "--set", "model.hidden_size=8", "--set", "train.epochs=500",
-            "--set", "train.patience=500", "--set", "baselines.statistical=[]", "--set", "baselines.gbm=false",
-            "--set", "register.gate_baselines=[naive]"]
-    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    args = [
+        "train",
+        "stocks",
+        "--set",
+        f"data.path={inputs / 'prices.csv'}",
+        "--set",
+        "data.series=[]",
+        "--set",
+        "window.lookback=20",
+        "--set",
+        "model.hidden_size=8",
+        "--set",
+        "train.epochs=500",
+        "--set",
+        "train.patience=500",
+        "--set",
+        "baselines.statistical=[]",
+        "--set",
+        "baselines.gbm=false",
+        "--set",
+        "register.gate_baselines=[naive]",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rnnpipe.cli", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     lines = []
     try:
         for line in proc.stdout:  # until the second epoch is done: mid-training

@@ -5,10 +5,18 @@ from rnnpipe.errors import ConfigError
 
 
 def test_overrides_are_typed_by_the_field():
-    cfg = load_config(ForecastConfig, overrides=[
-        "model.hidden_size=128", "model.bidirectional=true", "data.series=AAPL,IBM",
-        'data.features=["Volume"]', "train.lr=3e-4", "split.val_start=2010-01-01",
-        "split.test_start=2011-06-01"])
+    cfg = load_config(
+        ForecastConfig,
+        overrides=[
+            "model.hidden_size=128",
+            "model.bidirectional=true",
+            "data.series=AAPL,IBM",
+            'data.features=["Volume"]',
+            "train.lr=3e-4",
+            "split.val_start=2010-01-01",
+            "split.test_start=2011-06-01",
+        ],
+    )
     assert cfg.model.hidden_size == 128 and cfg.model.bidirectional is True
     assert cfg.data.series == ["AAPL", "IBM"] and cfg.data.features == ["Volume"]
     assert cfg.train.lr == pytest.approx(3e-4)
@@ -22,17 +30,20 @@ def test_param_names_match_config_keys():
     assert flat["register.model_name"] == "stocks-forecaster"
 
 
-@pytest.mark.parametrize("override, words", [
-    ("model.hiden_size=3", "unknown config key 'model.hiden_size'"),
-    ("model.hidden_size=abc", "model.hidden_size: expected int"),
-    ("model.cell=transformer", "model.cell='transformer'"),
-    ("model.bidirectional=maybe", "expected true or false"),
-    ("split.train=0.9", "sum below 1"),
-    ("window.lookback=0", "window.lookback=0: must be at least 1"),
-    ("model.dropout=1.5", "model.dropout=1.5: must be in [0, 1)"),
-    ("split.val_start=2010-01-01", "must be given together"),
-    ("nonsense", "expected KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("model.hiden_size=3", "unknown config key 'model.hiden_size'"),
+        ("model.hidden_size=abc", "model.hidden_size: expected int"),
+        ("model.cell=transformer", "model.cell='transformer'"),
+        ("model.bidirectional=maybe", "expected true or false"),
+        ("split.train=0.9", "sum below 1"),
+        ("window.lookback=0", "window.lookback=0: must be at least 1"),
+        ("model.dropout=1.5", "model.dropout=1.5: must be in [0, 1)"),
+        ("split.val_start=2010-01-01", "must be given together"),
+        ("nonsense", "expected KEY=VALUE"),
+    ],
+)
 def test_bad_settings_are_named(override, words):
     with pytest.raises(ConfigError, match=None) as err:
         load_config(ForecastConfig, overrides=[override])
@@ -76,7 +87,6 @@ def test_a_language_model_given_replaces_the_bundled_vectors(tmp_path):
     """pretrain.model brings its own embedding: the default bundled vectors give way, from an
     override or a TOML file, unless the user also names a vector file (then the clash is named)."""
     from rnnpipe.config import BUNDLED_VECTORS, ReviewsConfig
-
     from rnnpipe.settings import bundled_file
 
     assert load_config(ReviewsConfig).embed.path == str(bundled_file(BUNDLED_VECTORS))

@@ -55,9 +55,11 @@ def test_scaler_statistics_come_from_train_rows_only(kind):
     again = SeriesScaler(kind).fit(X_changed[train], groups[train])
     np.testing.assert_array_equal(scaler.center_, again.center_)
     first = X[:70]
-    expected = {"standard": (first.mean(0), first.std(0)),
-                "minmax": (first.min(0), first.max(0) - first.min(0)),
-                "robust": (np.median(first, 0), np.subtract(*np.percentile(first, [75, 25], 0)))}[kind]
+    expected = {
+        "standard": (first.mean(0), first.std(0)),
+        "minmax": (first.min(0), first.max(0) - first.min(0)),
+        "robust": (np.median(first, 0), np.subtract(*np.percentile(first, [75, 25], 0))),
+    }[kind]
     np.testing.assert_allclose(scaler.center_[0], expected[0])
     np.testing.assert_allclose(scaler.scale_[0], expected[1])
     Z = scaler.transform(X, groups)

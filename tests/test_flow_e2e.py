@@ -30,10 +30,21 @@ def slice_path(tmp_path_factory, stocks):
 
 
 def small_config(path, *extra):
-    return load_config(ForecastConfig, overrides=[
-        f"data.path={path}", "data.series=[]", "window.lookback=20", "model.hidden_size=16",
-        "model.num_layers=1", "train.epochs=2", "train.batch_size=64",
-        "register.experiment=e2e", "register.model_name=e2e-forecaster", *extra])
+    return load_config(
+        ForecastConfig,
+        overrides=[
+            f"data.path={path}",
+            "data.series=[]",
+            "window.lookback=20",
+            "model.hidden_size=16",
+            "model.num_layers=1",
+            "train.epochs=2",
+            "train.batch_size=64",
+            "register.experiment=e2e",
+            "register.model_name=e2e-forecaster",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +83,13 @@ def test_run_is_fully_tracked(first_run, slice_path):
     assert m["test_mae_vs_naive"] == pytest.approx(m["test_mae"] / m["naive_test_mae"])
     assert {"test_rmse", "test_mape", "naive_test_rmse", "test_mae.AAPL", "test_mae.MSFT"} <= set(m)
     # the rest (per-series detail, a baseline's minor scores) is the run's table, not metrics
-    table = pd.DataFrame(**json.loads(Path(mlflow.artifacts.download_artifacts(
-        run_id=run.info.run_id, artifact_path="metrics/all.json")).read_text()))
+    table = pd.DataFrame(
+        **json.loads(
+            Path(
+                mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="metrics/all.json")
+            ).read_text()
+        )
+    )
     assert {"naive_test_mape.AAPL", "test_mae_vs_naive.AAPL", "naive_test_mape"} <= set(table.metric) - set(m)
     assert {"naive_test_mae.AAPL", "test_mae.AAPL"} <= set(m) & set(table.metric)
     assert {k for k in m if k.startswith(("test_", "val_", "naive_")) and k != "val_loss"} <= set(table.metric)
@@ -81,8 +97,11 @@ def test_run_is_fully_tracked(first_run, slice_path):
     assert (row.method, row.part, row.score, row.series) == ("naive", "test", "mae", "AAPL")
     assert len(m) < len(table) / 2, (len(m), len(table))
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert plots == {"plots/loss_curves.png", "plots/test_forecast_vs_actual.png",
-                     "plots/test_quantile_calibration.png"}
+    assert plots == {
+        "plots/loss_curves.png",
+        "plots/test_forecast_vs_actual.png",
+        "plots/test_quantile_calibration.png",
+    }
     assert "vs naive" in tags["vs_naive"]
 
 
@@ -131,8 +150,8 @@ def test_gate_refuses_a_model_that_loses_to_naive_and_one_that_is_not_better(fir
 
 
 def test_resume_reuses_the_interrupted_run(prefect_harness, slice_path):
-    from rnnpipe.flows.forecast import train_stocks
     from rnnpipe.errors import ModelError
+    from rnnpipe.flows.forecast import train_stocks
 
     extra = ["register.experiment=e2e-resume", "register.model_name=e2e-resume", "train.seed=7"]
     one = train_stocks(config=to_dict(small_config(slice_path, *extra, "train.epochs=1")))
@@ -150,8 +169,9 @@ def test_cli_predict_writes_forecasts(first_run, tmp_path, stocks):
     src = tmp_path / "history.csv"
     stocks[stocks.Ticker == "AAPL"].tail(40).to_csv(src, index=False)
     out = tmp_path / "forecast.parquet"
-    result = CliRunner().invoke(cli, ["predict", f"e2e-forecaster/{summary['version']}",
-                                      "-i", str(src), "-o", str(out)])
+    result = CliRunner().invoke(
+        cli, ["predict", f"e2e-forecaster/{summary['version']}", "-i", str(src), "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     got = pd.read_parquet(out)
     assert len(got) == 1 and got.Ticker.iloc[0] == "AAPL" and np.isfinite(got.forecast).all()
@@ -159,24 +179,30 @@ def test_cli_predict_writes_forecasts(first_run, tmp_path, stocks):
     again = CliRunner().invoke(cli, ["predict", f"e2e-forecaster/{summary['version']}", "-i", str(src), "-o", str(out)])
     assert again.exit_code == 2 and "exists; pass --overwrite" in again.output  # refused at once
     assert pd.read_parquet(out).equals(got)
-    for args, message in (([str(tmp_path / "nowhere.csv"), str(tmp_path / "x.parquet")], "no such file or folder"),
-                          ([str(src), str(tmp_path / "x.csv")], "name it *.parquet")):
+    for args, message in (
+        ([str(tmp_path / "nowhere.csv"), str(tmp_path / "x.parquet")], "no such file or folder"),
+        ([str(src), str(tmp_path / "x.csv")], "name it *.parquet"),
+    ):
         bad = CliRunner().invoke(cli, ["predict", "no-such-model", "-i", args[0], "-o", args[1]])
         assert bad.exit_code == 2 and message in bad.output and bad.output.count("error:") == 1
-    missing = CliRunner().invoke(cli, ["predict", "no-such-model@champion", "-i", str(src), "-o", str(out),
-                                       "--overwrite"])
+    missing = CliRunner().invoke(
+        cli, ["predict", "no-such-model@champion", "-i", str(src), "-o", str(out), "--overwrite"]
+    )
     assert missing.exit_code == 2 and "no registered model named 'no-such-model'" in missing.output
     assert missing.output.count("error:") == 1 and "Flow run" not in missing.output  # before any flow
     misspelt = tmp_path / "misspelt.csv"
     stocks[stocks.Ticker == "AAPL"].tail(80).rename(columns={"Close": "close"}).to_csv(misspelt, index=False)
-    result = CliRunner().invoke(cli, ["predict", f"e2e-forecaster/{summary['version']}", "-i", str(misspelt),
-                                      "-o", str(tmp_path / "m.parquet")])
+    result = CliRunner().invoke(
+        cli, ["predict", f"e2e-forecaster/{summary['version']}", "-i", str(misspelt), "-o", str(tmp_path / "m.parquet")]
+    )
     assert result.exit_code == 2 and "misspelt.csv: column 'Close' not found" in result.output
     assert result.output.count("error:") == 1 and "Flow run" not in result.output
     short = tmp_path / "short.csv"
     stocks[stocks.Ticker == "AAPL"].tail(5).to_csv(short, index=False)
-    result = CliRunner().invoke(cli, ["predict", f"e2e-forecaster/{summary['version']}", "-i", str(short),
-                                      "-o", str(tmp_path / "short.parquet")])
+    result = CliRunner().invoke(
+        cli,
+        ["predict", f"e2e-forecaster/{summary['version']}", "-i", str(short), "-o", str(tmp_path / "short.parquet")],
+    )
     assert result.exit_code == 2 and "series 'AAPL' has 5 rows of history" in result.output
     assert not (tmp_path / "short.parquet").exists()
 
@@ -224,11 +250,26 @@ def test_the_local_store_reader_agrees_with_mlflow(first_run, tmp_path, stocks):
     assert served.exit_code == 2 and served.output.strip().splitlines() == [f"error: {local_says.value}"]
     misspelt = tmp_path / "misspelt.csv"
     stocks[stocks.Ticker == "AAPL"].tail(80).rename(columns={"Close": "close"}).to_csv(misspelt, index=False)
-    code = ("import sys\nfrom rnnpipe.cli import cli\ntry:\n    cli.main(sys.argv[1:])\n"
-            "except SystemExit as e:\n    print('mlflow' in sys.modules, e.code)")
-    out = subprocess.run([sys.executable, "-c", code, "predict", f"e2e-forecaster/{summary['version']}",
-                          "-i", str(misspelt), "-o", str(tmp_path / "m.parquet")], capture_output=True, text=True,
-                         env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"})
+    code = (
+        "import sys\nfrom rnnpipe.cli import cli\ntry:\n    cli.main(sys.argv[1:])\n"
+        "except SystemExit as e:\n    print('mlflow' in sys.modules, e.code)"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "predict",
+            f"e2e-forecaster/{summary['version']}",
+            "-i",
+            str(misspelt),
+            "-o",
+            str(tmp_path / "m.parquet"),
+        ],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+    )
     assert "column 'Close' not found" in out.stderr, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False 2", out.stdout + out.stderr
 
@@ -244,11 +285,24 @@ def test_ecg_forecaster_through_the_stocks_pipeline_does_not_lose_to_ridge(prefe
 
     ecg = pd.read_parquet(Path(__file__).resolve().parent.parent / "data" / "ecg.parquet").head(3000)
     ecg.to_parquet(tmp_path / "ecg.parquet")
-    cfg = load_config(ForecastConfig, overrides=[
-        f"data.path={tmp_path / 'ecg.parquet'}", "data.series_col=record", "data.timestamp_col=timestamp",
-        "data.target_col=ecg_mv", "data.series=[]", "window.target=diff", "window.horizon=6",
-        "model.hidden_size=16", "model.num_layers=1", "train.epochs=2", "train.batch_size=128",
-        "register.experiment=e2e-ecg", "register.model_name=e2e-ecg"])
+    cfg = load_config(
+        ForecastConfig,
+        overrides=[
+            f"data.path={tmp_path / 'ecg.parquet'}",
+            "data.series_col=record",
+            "data.timestamp_col=timestamp",
+            "data.target_col=ecg_mv",
+            "data.series=[]",
+            "window.target=diff",
+            "window.horizon=6",
+            "model.hidden_size=16",
+            "model.num_layers=1",
+            "train.epochs=2",
+            "train.batch_size=128",
+            "register.experiment=e2e-ecg",
+            "register.model_name=e2e-ecg",
+        ],
+    )
     out = train_stocks(config=to_dict(cfg))
     m = MlflowClient().get_run(out["run_id"]).data.metrics
     assert {"ridge_test_mae", "naive_test_mae", "test_mae_vs_ridge", "ridge_test_mae.mitdb-excerpt"} <= set(m)
@@ -265,19 +319,44 @@ def test_a_single_series_file_trains_and_predicts_with_the_column_mapping_alone(
     ecg = pd.read_parquet(Path(__file__).resolve().parent.parent / "data" / "ecg.parquet")
     own = ecg[["timestamp", "ecg_mv"]].head(1500)
     own.to_csv(tmp_path / "heart.csv", index=False)
-    args = ["train", "stocks", "--set", f"data.path={tmp_path / 'heart.csv'}", "--set", 'data.series_col=""',
-            "--set", "data.timestamp_col=timestamp", "--set", "data.target_col=ecg_mv",
-            "--set", "window.target=diff", "--set", "window.lookback=20", "--set", "model.hidden_size=8",
-            "--set", "model.num_layers=1", "--set", "train.epochs=1", "--set", "baselines.statistical=[]",
-            "--set", "register.gate_baselines=[naive]", "--set", "register.experiment=e2e-one",
-            "--set", "register.model_name=e2e-one"]
+    args = [
+        "train",
+        "stocks",
+        "--set",
+        f"data.path={tmp_path / 'heart.csv'}",
+        "--set",
+        'data.series_col=""',
+        "--set",
+        "data.timestamp_col=timestamp",
+        "--set",
+        "data.target_col=ecg_mv",
+        "--set",
+        "window.target=diff",
+        "--set",
+        "window.lookback=20",
+        "--set",
+        "model.hidden_size=8",
+        "--set",
+        "model.num_layers=1",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "baselines.statistical=[]",
+        "--set",
+        "register.gate_baselines=[naive]",
+        "--set",
+        "register.experiment=e2e-one",
+        "--set",
+        "register.model_name=e2e-one",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     run = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("e2e-one").experiment_id])[0]
     assert run.data.params["data.series_name"] == "heart" and run.data.params["data.series"] == "[]"
     assert "test_mae.heart" in run.data.metrics
-    ecg[["timestamp", "ecg_mv"]].iloc[1500:1560].sample(frac=1, random_state=0).to_csv(tmp_path / "recent.csv",
-                                                                                      index=False)
+    ecg[["timestamp", "ecg_mv"]].iloc[1500:1560].sample(frac=1, random_state=0).to_csv(
+        tmp_path / "recent.csv", index=False
+    )
     out = tmp_path / "next.parquet"
     result = CliRunner().invoke(cli, ["predict", "e2e-one", "-i", str(tmp_path / "recent.csv"), "-o", str(out)])
     assert result.exit_code == 0, result.output

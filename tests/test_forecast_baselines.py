@@ -25,7 +25,10 @@ def test_mase_scale_is_the_training_parts_naive_mae():
     f = frame_of([1, 2, 4, 7, 11, 100, 200], [5, 5, 6, 6, 8, 8])
     split = Split(np.array([[0, 5, 6, 7], [7, 11, 12, 13]]))
     assert mase_scales(f, split) == {"S0": pytest.approx((1 + 2 + 3 + 4) / 4), "S1": pytest.approx(1 / 3)}
-    assert mase_scales(f, split, season=2) == {"S0": pytest.approx((3 + 5 + 7) / 3), "S1": pytest.approx(1.0)}  # 6-5, 6-5
+    assert mase_scales(f, split, season=2) == {
+        "S0": pytest.approx((3 + 5 + 7) / 3),
+        "S1": pytest.approx(1.0),
+    }  # 6-5, 6-5
 
 
 def test_mase_and_smape_on_a_hand_computed_case():
@@ -58,13 +61,18 @@ def test_statistical_baselines_see_the_training_part_only_and_never_the_future(n
     changed[100:] += rng.normal(0, 20, 60)  # val and test differ wildly
     other = StatisticalForecast(name, history=0).fit(frame_of(changed), split)
     ends = np.array([95, 99])  # origins inside the training part: the same history
-    np.testing.assert_allclose(base.forecast(_prepared(frame_of(y), 3), ends),
-                               other.forecast(_prepared(frame_of(changed), 3), ends))
+    np.testing.assert_allclose(
+        base.forecast(_prepared(frame_of(y), 3), ends), other.forecast(_prepared(frame_of(changed), 3), ends)
+    )
     # from a test origin, the forecast reads the history up to it and nothing after
     later = y.copy()
     later[141:] = 0.0
     fa = base.forecast(_prepared(frame_of(y), 3), np.array([140]))
-    fb = StatisticalForecast(name, history=0).fit(frame_of(later), split).forecast(_prepared(frame_of(later), 3), np.array([140]))
+    fb = (
+        StatisticalForecast(name, history=0)
+        .fit(frame_of(later), split)
+        .forecast(_prepared(frame_of(later), 3), np.array([140]))
+    )
     np.testing.assert_allclose(fa, fb)
     assert fa.shape == (1, 3) and np.isfinite(fa).all() and abs(fa[0, 0] - y[140]) < 10
 
@@ -87,9 +95,9 @@ def test_gate_baselines_must_be_scored_in_the_run():
     with pytest.raises(ConfigError, match="'gbm' is not scored"):
         load_config(ForecastConfig, overrides=["baselines.gbm=false"])
     with pytest.raises(ConfigError, match="autoarima"):
-        load_config(ForecastConfig, overrides=["register.gate_baselines=[\"naive\", \"autoarima\"]"])
+        load_config(ForecastConfig, overrides=['register.gate_baselines=["naive", "autoarima"]'])
     with pytest.raises(ConfigError, match="unknown model 'prophet'"):
-        load_config(ForecastConfig, overrides=["baselines.statistical=[\"prophet\"]"])
+        load_config(ForecastConfig, overrides=['baselines.statistical=["prophet"]'])
     with pytest.raises(ConfigError, match="season"):
         load_config(ForecastConfig, overrides=["window.season=1"])
 

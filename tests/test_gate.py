@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from rnnpipe.registry import GATE_RULES, Run, configure_tracking, degenerate_value, judge, register_and_gate
@@ -55,8 +56,13 @@ def test_champion_rules():
     undefined = judge("test_mae", 0.9, {"naive": 1.0}, champion=("3", float("nan")))
     assert undefined.promoted and undefined.rule == "champion-undefined"
     assert set(GATE_RULES) >= {"undefined-metric", "degenerate", "baseline", "first", "champion"}
-    other = judge("test_mae", 0.5, {"naive": 1.0}, champion=("3", 2.8), other_data="bundled:stocks.parquet, "
-                  "this run on /home/me/prices.csv")
+    other = judge(
+        "test_mae",
+        0.5,
+        {"naive": 1.0},
+        champion=("3", 2.8),
+        other_data="bundled:stocks.parquet, this run on /home/me/prices.csv",
+    )
     assert not other.promoted and other.rule == "other-data"
     assert "champion v3 was trained on bundled:stocks.parquet, this run on /home/me/prices.csv" in other.reason
     # no champion yet: nothing to compare with, the first is promoted on whatever data
@@ -66,11 +72,18 @@ def test_champion_rules():
 def test_a_champion_of_other_data_is_not_compared_with(tracking):
     """A lower MAE on another data set (one series at ~200 $ against three tickers) does
     not take the champion; the same data does, wherever the bundled file is installed."""
+
     def register(value, source, name="gate-data"):
         run = Run.start("gate-tests", tags={"data_source": source})
         run.log_metrics({"test_mae": value, "naive_test_mae": 9.0})
-        return register_and_gate(run, f"runs:/{run.id}/model", name, {"test_mae": value, "naive_test_mae": 9.0},
-                                 "test_mae", {"naive": "naive_test_mae"})
+        return register_and_gate(
+            run,
+            f"runs:/{run.id}/model",
+            name,
+            {"test_mae": value, "naive_test_mae": 9.0},
+            "test_mae",
+            {"naive": "naive_test_mae"},
+        )
 
     from rnnpipe.settings import bundled_dir
 
@@ -94,20 +107,28 @@ def tracking(home):
 def _register(metrics, name, **kw):
     run = Run.start("gate-tests")
     run.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
-    spec = dict(metric="test_f1_onset", baselines={b: f"{b}_test_f1_onset" for b in ("majority", "rule", "logreg")},
-                greater_is_better=True, degenerate=0.0)
+    spec = dict(
+        metric="test_f1_onset",
+        baselines={b: f"{b}_test_f1_onset" for b in ("majority", "rule", "logreg")},
+        greater_is_better=True,
+        degenerate=0.0,
+    )
     spec.update(kw)
     return register_and_gate(run, f"runs:/{run.id}/model", name, metrics, **spec), run
 
 
 def test_register_and_gate_refuses_the_model_that_can_never_alert(tracking):
     """The reported failure: no event in test, F1 0 for the model and all three baselines."""
-    metrics = {"test_f1_onset": 0.0, "majority_test_f1_onset": 0.0, "rule_test_f1_onset": 0.0,
-               "logreg_test_f1_onset": 0.0}
+    metrics = {
+        "test_f1_onset": 0.0,
+        "majority_test_f1_onset": 0.0,
+        "rule_test_f1_onset": 0.0,
+        "logreg_test_f1_onset": 0.0,
+    }
     decision, run = _register(metrics, "gate-degenerate")
     assert decision.alias == "challenger" and decision.rule == "degenerate"
     assert "no baseline" not in decision.reason
-    with pytest.raises(Exception):
+    with pytest.raises(MlflowException):
         tracking.get_model_version_by_alias("gate-degenerate", "champion")
     tags = tracking.get_model_version("gate-degenerate", decision.version).tags
     assert tags["gate_decision"] == "not promoted" and tags["gate_rule"] == "degenerate"
@@ -115,16 +136,19 @@ def test_register_and_gate_refuses_the_model_that_can_never_alert(tracking):
 
 
 def test_register_and_gate_refuses_nan_and_missing_metrics(tracking):
-    nan = {"test_f1_onset": float("nan"), "majority_test_f1_onset": 0.0, "rule_test_f1_onset": 0.3,
-           "logreg_test_f1_onset": 0.4}
+    nan = {
+        "test_f1_onset": float("nan"),
+        "majority_test_f1_onset": 0.0,
+        "rule_test_f1_onset": 0.3,
+        "logreg_test_f1_onset": 0.4,
+    }
     assert _register(nan, "gate-nan")[0].rule == "undefined-metric"
     missing = {k: v for k, v in nan.items() if k != "test_f1_onset"}  # e.g. a sweep dropped it
     assert _register(missing, "gate-nan")[0].alias == "challenger"
 
 
 def test_version_tags_stay_true_after_the_alias_moves(tracking):
-    good = {"test_f1_onset": 0.5, "majority_test_f1_onset": 0.0, "rule_test_f1_onset": 0.3,
-            "logreg_test_f1_onset": 0.4}
+    good = {"test_f1_onset": 0.5, "majority_test_f1_onset": 0.0, "rule_test_f1_onset": 0.3, "logreg_test_f1_onset": 0.4}
     first, _ = _register(good, "gate-moves")
     better, _ = _register({**good, "test_f1_onset": 0.6}, "gate-moves")
     assert first.promoted and better.promoted and better.rule == "champion"
@@ -137,13 +161,20 @@ def test_a_baseline_that_wins_is_registered_as_a_servable_version(tracking):
     """The model lost to its baseline: the baseline itself is registered beside it, judged
     against the champion only, and its own figure (not its run's) is what later versions
     must beat."""
-    lost = {"test_f1_onset": 0.3, "majority_test_f1_onset": 0.0, "rule_test_f1_onset": 0.2,
-            "logreg_test_f1_onset": 0.4}
+    lost = {"test_f1_onset": 0.3, "majority_test_f1_onset": 0.0, "rule_test_f1_onset": 0.2, "logreg_test_f1_onset": 0.4}
     decision, run = _register(lost, "gate-baseline")
     assert decision.alias == "challenger" and decision.rule == "baseline"
-    base = register_and_gate(run, f"runs:/{run.id}/baseline", "gate-baseline", {"test_f1_onset": 0.4},
-                             "test_f1_onset", {"logreg": "logreg_test_f1_onset"}, greater_is_better=True,
-                             degenerate=0.0, baseline_of="logreg")
+    base = register_and_gate(
+        run,
+        f"runs:/{run.id}/baseline",
+        "gate-baseline",
+        {"test_f1_onset": 0.4},
+        "test_f1_onset",
+        {"logreg": "logreg_test_f1_onset"},
+        greater_is_better=True,
+        degenerate=0.0,
+        baseline_of="logreg",
+    )
     assert base.alias == "champion" and base.rule == "first" and "logreg baseline itself" in base.reason
     for alias in ("champion", "baseline"):
         assert str(tracking.get_model_version_by_alias("gate-baseline", alias).version) == base.version
@@ -156,7 +187,16 @@ def test_a_baseline_that_wins_is_registered_as_a_servable_version(tracking):
     assert not not_enough.promoted and not_enough.rule == "champion" and "(0.4000)" in not_enough.reason
     # a baseline that does not beat the champion keeps only the baseline alias
     better, run2 = _register({**lost, "test_f1_onset": 0.6, "logreg_test_f1_onset": 0.3}, "gate-baseline")
-    again = register_and_gate(run2, f"runs:/{run2.id}/baseline", "gate-baseline", {"test_f1_onset": 0.3},
-                              "test_f1_onset", {}, greater_is_better=True, degenerate=0.0, baseline_of="logreg")
+    again = register_and_gate(
+        run2,
+        f"runs:/{run2.id}/baseline",
+        "gate-baseline",
+        {"test_f1_onset": 0.3},
+        "test_f1_onset",
+        {},
+        greater_is_better=True,
+        degenerate=0.0,
+        baseline_of="logreg",
+    )
     assert better.promoted and again.alias == "baseline" and not again.promoted
     assert str(tracking.get_model_version_by_alias("gate-baseline", "champion").version) == better.version

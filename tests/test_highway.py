@@ -49,10 +49,24 @@ def series(kind: str, n: int = 3000, seed: int = 0) -> pd.DataFrame:
 
 
 def hybrid_vs_ridge(kind: str) -> tuple[float, float]:
-    cfg = load_config(ForecastConfig, overrides=[
-        "data.series=[]", "window.lookback=8", "window.horizon=1", "window.target=level",
-        "model.hidden_size=16", "model.num_layers=1", "model.dropout=0", "model.highway=linear",
-        "train.epochs=20", "train.batch_size=64", "train.lr=3e-3", "train.weight_decay=0", "train.patience=5"])
+    cfg = load_config(
+        ForecastConfig,
+        overrides=[
+            "data.series=[]",
+            "window.lookback=8",
+            "window.horizon=1",
+            "window.target=level",
+            "model.hidden_size=16",
+            "model.num_layers=1",
+            "model.dropout=0",
+            "model.highway=linear",
+            "train.epochs=20",
+            "train.batch_size=64",
+            "train.lr=3e-3",
+            "train.weight_decay=0",
+            "train.patience=5",
+        ],
+    )
     frame = to_series_frame(series(kind), timestamp_col="Date", series_col="Ticker", value_cols=["Close"])
     p = prepare(frame, chronological_split(frame), cfg)
     pipe = ForecastPipeline(cfg, p.preprocessor)

@@ -24,8 +24,12 @@ def test_csv_parquet_folder_and_partitions_agree(tmp_path, small):
     for t, g in small.groupby("Ticker"):
         (tmp_path / "hive" / f"Ticker={t}").mkdir(parents=True)
         g.drop(columns="Ticker").to_parquet(tmp_path / "hive" / f"Ticker={t}" / "0.parquet")
-    prints = {p: load_series(tmp_path / p, timestamp_col="Date", series_col="Ticker", value_cols=["Close", "Volume"]).fingerprint
-              for p in ("s.csv", "s.parquet", "folder", "hive")}
+    prints = {
+        p: load_series(
+            tmp_path / p, timestamp_col="Date", series_col="Ticker", value_cols=["Close", "Volume"]
+        ).fingerprint
+        for p in ("s.csv", "s.parquet", "folder", "hive")
+    }
     assert len(set(prints.values())) == 1, prints
 
 
@@ -97,7 +101,7 @@ def test_write_table_is_atomic(tmp_path):
     out = tmp_path / "out.parquet"
     write_table(pd.DataFrame({"a": [1, 2]}), out)
     before = out.read_bytes()
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # pyarrow's ArrowInvalid
         write_table(pd.DataFrame({"a": [object(), 1]}), out)  # pyarrow cannot write this
     assert out.read_bytes() == before
     assert os.listdir(tmp_path) == ["out.parquet"]
@@ -121,8 +125,13 @@ def test_a_gap_in_a_models_input_suggests_no_training_setting():
     from rnnpipe.ingest import read_forecast_input
     from rnnpipe.io import to_series_frame
 
-    df = pd.DataFrame({"Ticker": "AAPL", "Date": pd.date_range("2024-01-01", periods=5).astype(str),
-                       "Close": [1.0, 2.0, np.nan, 4.0, 5.0]})
+    df = pd.DataFrame(
+        {
+            "Ticker": "AAPL",
+            "Date": pd.date_range("2024-01-01", periods=5).astype(str),
+            "Close": [1.0, 2.0, np.nan, 4.0, 5.0],
+        }
+    )
     with pytest.raises(DataError) as served:
         read_forecast_input(df, DataConfig(series=[]))
     assert "input row 2:" in str(served.value) and "fill it in" in str(served.value)  # the frame's index
@@ -149,11 +158,15 @@ def test_a_missing_input_column_names_what_was_sent_and_the_closest_spare_column
     choices = [["Ticker"], ["Date"], ["Close"]]
     assert missing_input_column(choices, ["Ticker", "Date", "Close", "extra"]) is None
     # another case, a near spelling, the one column left over; none when it is ambiguous
-    assert missing_input_column(choices, ["Ticker", "Date", "close"]).endswith("did you mean 'close'? (send it as 'Close')")
+    assert missing_input_column(choices, ["Ticker", "Date", "close"]).endswith(
+        "did you mean 'close'? (send it as 'Close')"
+    )
     assert "did you mean 'Closs'" in missing_input_column(choices, ["Ticker", "Date", "Closs", "Volume"])
     assert "did you mean 'Price'" in missing_input_column(choices, ["Ticker", "Date", "Price"])
     message = missing_input_column(choices, ["Ticker", "Date", "Price", "Volume"])
     assert message == "column 'Close' not found; sent: Ticker, Date, Price, Volume"
     # a column under either of two names
-    assert missing_input_column([["text", "review"]], ["Review"]).startswith("column 'text' not found (nor 'review'); sent: Review; did you mean 'Review'")
+    assert missing_input_column([["text", "review"]], ["Review"]).startswith(
+        "column 'text' not found (nor 'review'); sent: Review; did you mean 'Review'"
+    )
     assert missing_input_column([["text"]], [], label="columns") == "column 'text' not found; columns: none"

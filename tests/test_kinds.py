@@ -42,8 +42,10 @@ def test_the_checks_before_a_job_stay_free_of_torch_and_mlflow():
     import sys
 
     refs = [r for k in kinds.KINDS.values() for r in (k.check, k.ingest if k.series else "") if r]
-    code = ("import sys\nfrom rnnpipe import kinds\n"
-            f"for ref in {refs!r}: kinds.load(ref)\n"
-            "print(sorted(m for m in ('torch', 'mlflow', 'prefect') if m in sys.modules))")
+    code = (
+        "import sys\nfrom rnnpipe import kinds\n"
+        f"for ref in {refs!r}: kinds.load(ref)\n"
+        "print(sorted(m for m in ('torch', 'mlflow', 'prefect') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

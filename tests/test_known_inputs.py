@@ -52,11 +52,25 @@ def hourly(n: int = 1500, seed: int = 0, known_target: bool = True) -> pd.DataFr
 
 
 def config_for(path, *extra) -> ForecastConfig:
-    return load_config(ForecastConfig, overrides=[
-        f"data.path={path}", "data.series_col=id", "data.series=[]", "data.timestamp_col=time", "data.target_col=y",
-        "window.target=level", "window.lookback=12", "window.horizon=3", "model.hidden_size=8",
-        "model.num_layers=1", "train.epochs=2", "baselines.statistical=[]", "register.gate_baselines=[naive]",
-        *extra])
+    return load_config(
+        ForecastConfig,
+        overrides=[
+            f"data.path={path}",
+            "data.series_col=id",
+            "data.series=[]",
+            "data.timestamp_col=time",
+            "data.target_col=y",
+            "window.target=level",
+            "window.lookback=12",
+            "window.horizon=3",
+            "model.hidden_size=8",
+            "model.num_layers=1",
+            "train.epochs=2",
+            "baselines.statistical=[]",
+            "register.gate_baselines=[naive]",
+            *extra,
+        ],
+    )
 
 
 def trained(cfg):
@@ -118,8 +132,11 @@ def test_missing_future_rows_name_the_series_the_column_and_the_steps(tmp_path):
     frame, _, pipe, _ = trained(cfg)
     example = history_example(frame, cfg, n_series=1)
     steps = [str(t) for t in example.time.tail(3)]
-    with pytest.raises(DataError, match=rf"series 's': no future value of 'plan' \(data.known_features\) at 3 of "
-                                        rf"the 3 forecast steps \({steps[0]}, .*send a row for each"):
+    with pytest.raises(
+        DataError,
+        match=rf"series 's': no future value of 'plan' \(data.known_features\) at 3 of "
+        rf"the 3 forecast steps \({steps[0]}, .*send a row for each",
+    ):
         pipe.predict(example.iloc[:-3])  # the history alone
     with pytest.raises(DataError, match=rf"at 1 of the 3 forecast steps \({steps[1]}\)"):
         pipe.predict(example.drop(example.index[-2]))
@@ -163,7 +180,7 @@ def test_gbm_is_fitted_on_training_windows_and_reads_nothing_after_the_window(tm
     # a window's features: its own rows and the known inputs of its steps, nothing after
     ends = p.ends["train"][:50]
     later = p.inputs.copy()
-    later[ends.max() + 1:, 0] += 7.0  # targets after the last window
+    later[ends.max() + 1 :, 0] += 7.0  # targets after the last window
     np.testing.assert_array_equal(gbm._design(p.inputs, p.future, ends), gbm._design(later, p.future, ends))
 
 

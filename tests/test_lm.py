@@ -15,13 +15,21 @@ from rnnpipe.lm import EOS, LMConfig, LMPipeline, StreamBatches, lm_loss, prepar
 from rnnpipe.text import TextTable
 from rnnpipe.training import fit
 
-TINY = ["model.embed_dim=16", "model.hidden_size=16", "model.num_layers=1", "model.dropout=0",
-        "train.batch_size=4", "stream.bptt=8", "text.min_freq=1"]
+TINY = [
+    "model.embed_dim=16",
+    "model.hidden_size=16",
+    "model.num_layers=1",
+    "model.dropout=0",
+    "train.batch_size=4",
+    "stream.bptt=8",
+    "text.min_freq=1",
+]
 
 
 def tables(train, test):
     def table(texts):
         return TextTable(list(texts), [""] * len(texts), [str(i) for i in range(len(texts))], None, "mem")
+
     return {"data": table(train), "test": table(test)}
 
 
@@ -46,7 +54,7 @@ def test_kneser_ney_is_a_distribution_and_its_order_is_chosen_on_validation():
     kn = KneserNeyLM().fit(docs, docs[:4])
     lm = kn.lm_
     for ctx in [("a", "b"), ("c",), ("zz", "yy")]:
-        ctx = tuple(ctx[-(lm.order - 1):])
+        ctx = tuple(ctx[-(lm.order - 1) :])
         assert sum(lm.unmasked_score(w, ctx) for w in lm.vocab) == pytest.approx(1.0, abs=1e-6)
     assert set(kn.val_perplexity_) == {f"{o}/{d}" for o in kn.ORDERS for d in kn.DISCOUNTS}
     assert kn.val_perplexity_[f"{kn.order_}/{kn.discount_}"] == min(kn.val_perplexity_.values())
@@ -92,14 +100,25 @@ def test_sampling_respects_temperature_top_k_and_top_p():
 
 def test_a_model_trained_on_a_tiny_repetitive_corpus_continues_it_at_temperature_zero():
     corpus = ["the cat sat on the mat and the dog sat on the log"] * 60
-    cfg = load_config(LMConfig, overrides=TINY + [
-        "model.embed_dim=32", "model.hidden_size=32", "train.epochs=40", "train.lr=1e-2", "train.patience=40",
-        "split.val=0.1", "generate.max_new_tokens=8"])
+    cfg = load_config(
+        LMConfig,
+        overrides=TINY
+        + [
+            "model.embed_dim=32",
+            "model.hidden_size=32",
+            "train.epochs=40",
+            "train.lr=1e-2",
+            "train.patience=40",
+            "split.val=0.1",
+            "generate.max_new_tokens=8",
+        ],
+    )
     p = prepare_lm(tables(corpus, corpus[:2]), cfg)
     pipe = LMPipeline(cfg, p.preprocessor)
     fit(pipe.model, p.batches("train", 4, 8), p.batches("val", 4, 8), cfg.train, loss_fn=lm_loss, progress=False)
-    out = pipe.predict(pd.DataFrame({"prompt": ["the cat sat on", "the cat sat on the mat and the dog"]}),
-                       temperature=0.0)
+    out = pipe.predict(
+        pd.DataFrame({"prompt": ["the cat sat on", "the cat sat on the mat and the dog"]}), temperature=0.0
+    )
     assert out.text.tolist() == ["the mat and the dog sat on the", "sat on the log"]
     assert out.note.tolist() == ["stopped at max_new_tokens=8", ""]  # the second stopped at end of text
     assert out.n_tokens.tolist() == [8, 4]

@@ -6,11 +6,14 @@ import torch
 from rnnpipe.models import Forecaster, RecurrentEncoder
 
 
-@pytest.mark.parametrize("cell, bidirectional, pooling", list(itertools.product(
-    ["rnn", "lstm", "gru"], [False, True], ["last", "mean", "max", "attention"])))
+@pytest.mark.parametrize(
+    "cell, bidirectional, pooling",
+    list(itertools.product(["rnn", "lstm", "gru"], [False, True], ["last", "mean", "max", "attention"])),
+)
 def test_encoder_shapes(cell, bidirectional, pooling):
-    enc = RecurrentEncoder(3, cell=cell, hidden_size=8, num_layers=2, dropout=0.1,
-                           bidirectional=bidirectional, pooling=pooling)
+    enc = RecurrentEncoder(
+        3, cell=cell, hidden_size=8, num_layers=2, dropout=0.1, bidirectional=bidirectional, pooling=pooling
+    )
     out = enc(torch.randn(5, 7, 3))
     assert out.shape == (5, 8 * (2 if bidirectional else 1))
     lengths = torch.tensor([7, 3, 5, 1, 2])

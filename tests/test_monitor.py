@@ -18,7 +18,7 @@ from rnnpipe.training import fit
 
 def test_threshold_maximises_f1_or_reaches_recall():
     y = np.array([0, 0, 0, 1, 0, 1, 1, 1])
-    s = np.array([.1, .2, .3, .35, .4, .6, .7, .9])
+    s = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.6, 0.7, 0.9])
     t = choose_threshold(y, s)
     assert t == pytest.approx(0.35)  # F1 = 8/9, the best here
     assert classification_metrics(y, s, t)["test_f1"] == pytest.approx(8 / 9)
@@ -50,13 +50,20 @@ def patients(n=4, hours=30, seed=0):
         g = 105 + 40 * np.sin(np.arange(steps) * 2 * np.pi / (3 * 12) + p) + rng.normal(0, 3, steps)
         t = pd.date_range("2024-01-01", periods=steps, freq="5min") + pd.to_timedelta(rng.integers(0, 40, steps), "s")
         keep = np.ones(steps, bool)
-        keep[100 + 5 * p: 112 + 5 * p] = False  # a 1-hour hole
+        keep[100 + 5 * p : 112 + 5 * p] = False  # a 1-hour hole
         rows.append(pd.DataFrame({"pid": f"p{p}", "ts": t[keep], "glucose": g[keep]}))
     return pd.concat(rows, ignore_index=True)
 
 
-SMALL = ["data.series_col=pid", "data.timestamp_col=ts", "window.lookback=12", "window.horizon=3",
-         "model.hidden_size=8", "train.epochs=3", "train.batch_size=64"]
+SMALL = [
+    "data.series_col=pid",
+    "data.timestamp_col=ts",
+    "window.lookback=12",
+    "window.horizon=3",
+    "model.hidden_size=8",
+    "train.epochs=3",
+    "train.batch_size=64",
+]
 
 
 def test_pipeline_on_raw_readings_of_two_patients():
@@ -66,7 +73,10 @@ def test_pipeline_on_raw_readings_of_two_patients():
     p = prepare_monitor(frame, cfg)
     assert p.split_kind == "grouped by patient"
     pipe = MonitorPipeline(cfg, p.preprocessor)
-    loss = lambda pred, y: torch.nn.functional.binary_cross_entropy_with_logits(pred, y[:, 0])
+
+    def loss(pred, y):
+        return torch.nn.functional.binary_cross_entropy_with_logits(pred, y[:, 0])
+
     fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, loss_fn=loss, progress=False)
     metrics = evaluate_monitor(pipe, p)
     for name in ("", "rule_", "logreg_", "majority_"):
@@ -109,10 +119,21 @@ def test_bundled_ecg_has_its_anomalies_only_in_the_last_part():
     chronological split leaves the training part without events, and the pipeline says so."""
     from rnnpipe.ingest import load_monitor_data
 
-    cfg = load_config(MonitorConfig, overrides=[
-        f"data.path={Path(__file__).resolve().parent.parent / 'data' / 'ecg.parquet'}", "data.series_col=record", "data.channels=ecg_mv",
-        'data.event=""', "data.label_col=anomaly", "resample.step=2777778ns",
-        "resample.max_gap=20ms", "window.lookback=72", "window.horizon=18", "forecast.enabled=false"])
+    cfg = load_config(
+        MonitorConfig,
+        overrides=[
+            f"data.path={Path(__file__).resolve().parent.parent / 'data' / 'ecg.parquet'}",
+            "data.series_col=record",
+            "data.channels=ecg_mv",
+            'data.event=""',
+            "data.label_col=anomaly",
+            "resample.step=2777778ns",
+            "resample.max_gap=20ms",
+            "window.lookback=72",
+            "window.horizon=18",
+            "forecast.enabled=false",
+        ],
+    )
     with pytest.raises(DataError, match="training windows hold no event .* label = anomaly"):
         prepare_monitor(load_monitor_data(cfg), cfg)
 
@@ -124,19 +145,35 @@ def early_events(steps=1500, event_rows=range(200, 260, 6), seed=0):
     hr = 70 + 5 * np.sin(np.arange(steps) / 30) + rng.normal(0, 1, steps)
     label = np.zeros(steps)
     for r in event_rows:
-        label[r:r + 3] = 1
-    return pd.DataFrame({"pid": "p0", "ts": pd.date_range("2024-01-01", periods=steps, freq="1min"),
-                         "hr": hr, "label": label})
+        label[r : r + 3] = 1
+    return pd.DataFrame(
+        {"pid": "p0", "ts": pd.date_range("2024-01-01", periods=steps, freq="1min"), "hr": hr, "label": label}
+    )
 
 
-EARLY = ["data.series_col=pid", "data.timestamp_col=ts", "data.channels=hr", 'data.event=""',
-         "data.label_col=label", "resample.step=1min", "resample.max_gap=5min", "window.lookback=12",
-         "window.horizon=3", "forecast.enabled=false"]
+EARLY = [
+    "data.series_col=pid",
+    "data.timestamp_col=ts",
+    "data.channels=hr",
+    'data.event=""',
+    "data.label_col=label",
+    "resample.step=1min",
+    "resample.max_gap=5min",
+    "window.lookback=12",
+    "window.horizon=3",
+    "forecast.enabled=false",
+]
 
 
 def test_a_split_without_events_in_val_or_test_is_refused_before_training():
-    frame = to_series_frame(early_events(), timestamp_col="ts", series_col="pid", value_cols=["hr", "label"],
-                            nan_policy="keep", source="hr.csv")
+    frame = to_series_frame(
+        early_events(),
+        timestamp_col="ts",
+        series_col="pid",
+        value_cols=["hr", "label"],
+        nan_policy="keep",
+        source="hr.csv",
+    )
     with pytest.raises(DataError) as err:
         prepare_monitor(frame, load_config(MonitorConfig, overrides=EARLY))
     msg = str(err.value)
@@ -146,22 +183,26 @@ def test_a_split_without_events_in_val_or_test_is_refused_before_training():
     # events in val but not in test: the test part is named, on all windows when the gate's
     # metric is not an onset metric
     late = early_events(event_rows=list(range(200, 260, 6)) + list(range(1100, 1160, 6)))
-    frame = to_series_frame(late, timestamp_col="ts", series_col="pid", value_cols=["hr", "label"],
-                            nan_policy="keep", source="hr.csv")
+    frame = to_series_frame(
+        late, timestamp_col="ts", series_col="pid", value_cols=["hr", "label"], nan_policy="keep", source="hr.csv"
+    )
     with pytest.raises(DataError, match=r"the test part holds 0 event windows .* the gate's test_f1 is computed"):
         prepare_monitor(frame, load_config(MonitorConfig, overrides=EARLY + ["register.metric=test_f1"]))
     # cut dates that put events in every part are accepted
     spread = early_events(event_rows=[r for a in (100, 1000, 1300) for r in range(a, a + 60, 6)])
-    frame = to_series_frame(spread, timestamp_col="ts", series_col="pid", value_cols=["hr", "label"],
-                            nan_policy="keep")
-    p = prepare_monitor(frame, load_config(MonitorConfig, overrides=EARLY + [
-        "split.val_start=2024-01-01T15:00", "split.test_start=2024-01-01T20:00"]))
+    frame = to_series_frame(spread, timestamp_col="ts", series_col="pid", value_cols=["hr", "label"], nan_policy="keep")
+    p = prepare_monitor(
+        frame,
+        load_config(
+            MonitorConfig, overrides=EARLY + ["split.val_start=2024-01-01T15:00", "split.test_start=2024-01-01T20:00"]
+        ),
+    )
     assert p.split_kind.startswith("chronological at") and p.counts()["test"]["onset_positive"] >= 5
 
 
 def test_thresholds_are_finite_or_refused():
     with pytest.raises(DataError, match="no event among the validation windows"):
         choose_threshold(np.zeros(3), np.ones(3))
-    m = classification_metrics(np.zeros(4), np.array([.1, .2, .9, .3]), 0.5)
+    m = classification_metrics(np.zeros(4), np.array([0.1, 0.2, 0.9, 0.3]), 0.5)
     assert np.isnan(m["test_f1"]) and np.isnan(m["test_recall"]) and m["test_precision"] == 0
     assert np.isnan(classification_metrics(np.zeros(4), np.zeros(4), 0.5)["test_precision"])

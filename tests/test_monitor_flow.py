@@ -8,8 +8,7 @@ from test_monitor import SMALL, patients
 
 from rnnpipe.config import MonitorConfig, load_config, to_dict
 from rnnpipe.ingest import load_monitor_data
-from rnnpipe.monitor import (MonitorPipeline, classification_loss, evaluate_monitor,
-                             prepare_monitor)
+from rnnpipe.monitor import MonitorPipeline, classification_loss, evaluate_monitor, prepare_monitor
 from rnnpipe.training import fit
 
 pytestmark = pytest.mark.slow
@@ -27,8 +26,11 @@ def dataset(tmp_path_factory):
 def test_monitor_flow_registers_a_model_that_warns_from_raw_readings(prefect_harness, dataset):
     from rnnpipe.flows.monitor import train_monitor
 
-    cfg = load_config(MonitorConfig, overrides=SMALL + [
-        f"data.path={dataset}", "register.experiment=e2e-monitor", "register.model_name=e2e-monitor"])
+    cfg = load_config(
+        MonitorConfig,
+        overrides=SMALL
+        + [f"data.path={dataset}", "register.experiment=e2e-monitor", "register.model_name=e2e-monitor"],
+    )
     out = train_monitor(config=to_dict(cfg))
     client = MlflowClient()
     run = client.get_run(out["run_id"])
@@ -56,8 +58,14 @@ def test_monitor_flow_registers_a_model_that_warns_from_raw_readings(prefect_har
     got = served.predict(recent)
     p = prepare_monitor(load_monitor_data(cfg), cfg)
     local = MonitorPipeline(cfg, p.preprocessor)
-    fit(local.model, p.windows("train"), p.windows("val"), cfg.train, loss_fn=classification_loss(cfg, p),
-        progress=False)
+    fit(
+        local.model,
+        p.windows("train"),
+        p.windows("val"),
+        cfg.train,
+        loss_fn=classification_loss(cfg, p),
+        progress=False,
+    )
     evaluate_monitor(local, p)  # chooses the threshold on validation
     want = local.predict(recent)
     assert list(got.pid) == ["p1", "p3"]
@@ -73,8 +81,16 @@ def test_a_split_without_events_stops_the_cli_with_one_line_and_registers_nothin
     from rnnpipe.cli import cli
 
     early_events().to_csv(tmp_path / "hr.csv", index=False)
-    args = ["train", "monitor", "--set", f"data.path={tmp_path / 'hr.csv'}",
-            "--set", "register.model_name=e2e-no-events", "--set", "register.experiment=e2e-no-events"]
+    args = [
+        "train",
+        "monitor",
+        "--set",
+        f"data.path={tmp_path / 'hr.csv'}",
+        "--set",
+        "register.model_name=e2e-no-events",
+        "--set",
+        "register.experiment=e2e-no-events",
+    ]
     for item in EARLY:
         args += ["--set", item]
     result = CliRunner().invoke(cli, args)

@@ -44,7 +44,7 @@ def test_no_window_spans_a_long_gap():
     ends = window_ends(split, "train", 3, 1, valid=valid_rows(frame))
     v = valid_rows(frame)
     for t in ends:
-        assert v[t - 2:t + 2].all()
+        assert v[t - 2 : t + 2].all()
     assert len(ends) > 0 and not any(8 <= t <= 21 for t in ends)
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import REPO
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO
 from rnnpipe.cli import cli
 from rnnpipe.registry import configure_tracking
 
@@ -33,8 +33,9 @@ def free_port() -> int:
 
 
 def run_batch(model, src, dst, chunk_rows):
-    result = CliRunner().invoke(cli, ["predict", model, "-i", str(src), "-o", str(dst),
-                                      "--chunk-rows", str(chunk_rows)])
+    result = CliRunner().invoke(
+        cli, ["predict", model, "-i", str(src), "-o", str(dst), "--chunk-rows", str(chunk_rows)]
+    )
     assert result.exit_code == 0, result.output
     return pd.read_parquet(dst)
 
@@ -62,8 +63,7 @@ def test_batch_prediction_chunks_keeps_keys_and_lineage_and_is_idempotent(models
 
     # series models get whole series even when a series spans several chunks
     name, version = models["stocks"]
-    fc = run_batch(f"{name}/{version}", inputs / "prices.csv",
-                   tmp_path / "fc.parquet", 40)
+    fc = run_batch(f"{name}/{version}", inputs / "prices.csv", tmp_path / "fc.parquet", 40)
     assert sorted(fc.Ticker) == ["AAPL", "IBM"] and (fc.model_version == version).all()
 
 
@@ -82,13 +82,13 @@ def test_batch_prediction_takes_what_training_takes_in_any_order(models, inputs,
     want = expected[cols].sort_values(["Ticker", "step"]).reset_index(drop=True)
     for src in ("shuffled.csv", "newest_first.parquet", "by_month"):
         got = run_batch(f"{name}/{version}", tmp_path / src, tmp_path / f"{src}.out.parquet", 50)
-        pd.testing.assert_frame_equal(got[cols].sort_values(["Ticker", "step"]).reset_index(drop=True), want,
-                                      obj=src)
+        pd.testing.assert_frame_equal(got[cols].sort_values(["Ticker", "step"]).reset_index(drop=True), want, obj=src)
     assert not list(tmp_path.glob(".*.regroup")) and not list(tmp_path.glob(".*.tmp"))
     # a header and no rows: the file is named
     prices.head(0).to_csv(tmp_path / "empty.csv", index=False)
-    result = CliRunner().invoke(cli, ["predict", f"{name}/{version}", "-i", str(tmp_path / "empty.csv"),
-                                      "-o", str(tmp_path / "empty.parquet")])
+    result = CliRunner().invoke(
+        cli, ["predict", f"{name}/{version}", "-i", str(tmp_path / "empty.csv"), "-o", str(tmp_path / "empty.parquet")]
+    )
     assert result.exit_code == 2 and "empty.csv" in result.output and "no rows" in result.output
     assert not (tmp_path / "empty.parquet").exists()
 
@@ -102,9 +102,25 @@ def test_batch_job_killed_leaves_no_output_and_the_next_run_cleans_up(models, in
     pd.read_parquet(REPO / "data" / "reviews_train.parquet").rename(columns={"review": "text"}).to_parquet(big)
     dst = tmp_path / "killed.parquet"
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "predict", f"{name}/{version}", "-i", str(big),
-                             "-o", str(dst), "--chunk-rows", "20"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rnnpipe.cli",
+            "predict",
+            f"{name}/{version}",
+            "-i",
+            str(big),
+            "-o",
+            str(dst),
+            "--chunk-rows",
+            "20",
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".killed.parquet.*")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -144,8 +160,9 @@ def post(url, body: bytes):
 
 
 def split_json(df: pd.DataFrame) -> bytes:
-    return json.dumps({"dataframe_split": json.loads(df.to_json(orient="split", index=False,
-                                                                date_format="iso"))}).encode()
+    return json.dumps(
+        {"dataframe_split": json.loads(df.to_json(orient="split", index=False, date_format="iso"))}
+    ).encode()
 
 
 def test_served_models_answer_like_batch_prediction_and_refuse_bad_payloads(models, inputs, tmp_path):
@@ -156,17 +173,26 @@ def test_served_models_answer_like_batch_prediction_and_refuse_bad_payloads(mode
     texts.to_parquet(tmp_path / "texts.parquet")
     prompts = pd.DataFrame({"prompt": ["this tea is", "", "my dog"]})
     prompts.to_parquet(tmp_path / "prompts.parquet")
-    cases = {"stocks": (prices[["Ticker", "Date", "Close"]], inputs / "prices.csv"),
-             "monitor": (vitals, tmp_path / "recent.parquet"),
-             "reviews": (texts, tmp_path / "texts.parquet"),
-             "lm": (prompts, tmp_path / "prompts.parquet")}
+    cases = {
+        "stocks": (prices[["Ticker", "Date", "Close"]], inputs / "prices.csv"),
+        "monitor": (vitals, tmp_path / "recent.parquet"),
+        "reviews": (texts, tmp_path / "texts.parquet"),
+        "lm": (prompts, tmp_path / "prompts.parquet"),
+    }
     servers = {}
     try:
         for key, (name, version) in models.items():  # start all three, then wait
             port = free_port()
-            servers[key] = (port, subprocess.Popen(
-                [sys.executable, "-m", "rnnpipe.cli", "serve", f"{name}/{version}", "--port", str(port)],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True))
+            servers[key] = (
+                port,
+                subprocess.Popen(
+                    [sys.executable, "-m", "rnnpipe.cli", "serve", f"{name}/{version}", "--port", str(port)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    start_new_session=True,
+                ),
+            )
         for key, (port, proc) in servers.items():
             wait_until_serving(port, proc, key)
         for key, (port, _) in servers.items():
@@ -202,8 +228,10 @@ def test_served_models_answer_like_batch_prediction_and_refuse_bad_payloads(mode
         # the training data's own text column is accepted as well, served as in a batch job
         status, body = post(reviews_url, split_json(texts.rename(columns={"text": "review"})))
         assert status == 200 and body == post(reviews_url, split_json(texts))[1], body
-        status, body = post(f"http://127.0.0.1:{servers['stocks'][0]}/invocations",
-                            split_json(prices[["Ticker", "Date", "Close"]].rename(columns={"Close": "Price"})))
+        status, body = post(
+            f"http://127.0.0.1:{servers['stocks'][0]}/invocations",
+            split_json(prices[["Ticker", "Date", "Close"]].rename(columns={"Close": "Price"})),
+        )
         assert status == 400 and body["message"].startswith("input: column 'Close' not found"), body
         assert "sent: Ticker, Date, Price" in body["message"] and "did you mean 'Price'" in body["message"]
         # a series too short for the model: 400 with the reason, not a 500
@@ -220,7 +248,9 @@ def test_served_models_answer_like_batch_prediction_and_refuse_bad_payloads(mode
         assert status == 200, short
         assert all(p["n_tokens"] <= 2 for p in short["predictions"])
         assert all(p["n_tokens"] == 2 or p["note"] == "" for p in short["predictions"])  # or stopped at the end
-        greedy = post(lm_url, json.dumps({**body, "params": {"max_new_tokens": 2, "temperature": 0.0, "seed": 5}}).encode())
+        greedy = post(
+            lm_url, json.dumps({**body, "params": {"max_new_tokens": 2, "temperature": 0.0, "seed": 5}}).encode()
+        )
         assert greedy[1]["predictions"] == short["predictions"]  # temperature 0 ignores the seed
         status, bad = post(lm_url, json.dumps({**body, "params": {"top_p": 5.0}}).encode())
         assert status == 400 and "top_p" in bad["message"]
@@ -252,7 +282,7 @@ port = {server.port}
 [train]
 pipelines = ["stocks"]
 interval_s = 15
-overrides = ["data.path={inputs / 'prices.csv'}", "data.series=[]", "window.lookback=20",
+overrides = ["data.path={inputs / "prices.csv"}", "data.series=[]", "window.lookback=20",
              "model.hidden_size=8", "train.epochs=1", "register.experiment=scheduled",
              "register.model_name=scheduled-stocks", "baselines.statistical=[]",
              "register.gate_baselines=['naive']"]
@@ -261,16 +291,22 @@ enabled = false
 """)
         env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
         env.pop("PREFECT_API_URL", None)
-        runner = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "schedule", "--config",
-                                   str(tmp_path / "schedule.toml")], env=env, cwd=REPO,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  start_new_session=True)
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "rnnpipe.cli", "schedule", "--config", str(tmp_path / "schedule.toml")],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         body = json.dumps({"flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}}}).encode()
         deadline, done = time.monotonic() + 300, []
         while time.monotonic() < deadline and not done:
             assert runner.poll() is None, runner.stdout.read()
-            req = urllib.request.Request(f"{server.api_url}/flow_runs/filter", data=body,
-                                         headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                f"{server.api_url}/flow_runs/filter", data=body, headers={"Content-Type": "application/json"}
+            )
             with urllib.request.urlopen(req, timeout=10) as r:
                 done = json.loads(r.read())
             time.sleep(2)
@@ -279,12 +315,16 @@ enabled = false
         configure_tracking()  # the same store as the scheduled run's (RNNPIPE_HOME)
         runs = MlflowClient().search_runs(
             [MlflowClient().get_experiment_by_name("scheduled").experiment_id],
-            filter_string=f"tags.prefect_flow_run_id = '{done[0]['id']}'")
+            filter_string=f"tags.prefect_flow_run_id = '{done[0]['id']}'",
+        )
         assert len(runs) == 1 and runs[0].info.status == "FINISHED"
         assert runs[0].data.tags["prefect_flow_run_name"] == done[0]["name"] == runs[0].info.run_name
-        with urllib.request.urlopen(urllib.request.Request(
-                f"{server.api_url}/deployments/filter", data=b"{}", headers={"Content-Type": "application/json"}),
-                timeout=10) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(
+                f"{server.api_url}/deployments/filter", data=b"{}", headers={"Content-Type": "application/json"}
+            ),
+            timeout=10,
+        ) as r:
             (dep,) = json.loads(r.read())
         assert dep["global_concurrency_limit"]["limit"] == 1
         assert dep["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
@@ -292,14 +332,16 @@ enabled = false
         body = json.dumps({"flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}}}).encode()
         deadline, live, mlflow_run = time.monotonic() + 120, [], []
         while time.monotonic() < deadline and not mlflow_run:
-            req = urllib.request.Request(f"{server.api_url}/flow_runs/filter", data=body,
-                                         headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                f"{server.api_url}/flow_runs/filter", data=body, headers={"Content-Type": "application/json"}
+            )
             with urllib.request.urlopen(req, timeout=10) as r:
                 live = json.loads(r.read())
             if live:
                 mlflow_run = MlflowClient().search_runs(
                     [MlflowClient().get_experiment_by_name("scheduled").experiment_id],
-                    filter_string=f"tags.prefect_flow_run_id = '{live[0]['id']}'")
+                    filter_string=f"tags.prefect_flow_run_id = '{live[0]['id']}'",
+                )
             time.sleep(0.5)
         assert mlflow_run, "no second retrain started"
         os.killpg(runner.pid, signal.SIGINT)
@@ -324,8 +366,13 @@ enabled = false
 
 def serve(model: str) -> tuple[int, subprocess.Popen]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "rnnpipe.cli", "serve", model, "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rnnpipe.cli", "serve", model, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         wait_until_serving(port, proc, model)
     except BaseException:
@@ -338,20 +385,37 @@ def test_a_forecaster_that_loses_leaves_its_baseline_as_a_servable_champion(pref
     """A pure daily cycle: the seasonal naive forecast is exact, so the recurrent model loses
     to it; the baseline is registered as a version of the same model, becomes champion and
     serves raw history through a real `rnnpipe serve`."""
+    from rnnpipe.config import ForecastConfig, load_config, to_dict
     from rnnpipe.flows.forecast import train_stocks
 
-    from rnnpipe.config import ForecastConfig, load_config, to_dict
-
     t = np.arange(600)
-    df = pd.DataFrame({"time": pd.date_range("2024-01-01", periods=600, freq="h"),
-                       "load": 100 + 10 * np.sin(2 * np.pi * t / 12)})
+    df = pd.DataFrame(
+        {"time": pd.date_range("2024-01-01", periods=600, freq="h"), "load": 100 + 10 * np.sin(2 * np.pi * t / 12)}
+    )
     df.to_csv(tmp_path / "cycle.csv", index=False)
-    cfg = load_config(ForecastConfig, overrides=[
-        f"data.path={tmp_path / 'cycle.csv'}", 'data.series_col=""', "data.series_name=cycle", "data.series=[]",
-        "data.timestamp_col=time", "data.target_col=load", "window.lookback=24", "window.horizon=3",
-        "window.season=12", "window.target=diff", "model.hidden_size=8", "model.num_layers=1", "train.epochs=1",
-        "baselines.statistical=[]", "baselines.gbm=false", "register.gate_baselines=[seasonalnaive]",
-        "register.experiment=ops-baseline", "register.model_name=ops-cycle"])
+    cfg = load_config(
+        ForecastConfig,
+        overrides=[
+            f"data.path={tmp_path / 'cycle.csv'}",
+            'data.series_col=""',
+            "data.series_name=cycle",
+            "data.series=[]",
+            "data.timestamp_col=time",
+            "data.target_col=load",
+            "window.lookback=24",
+            "window.horizon=3",
+            "window.season=12",
+            "window.target=diff",
+            "model.hidden_size=8",
+            "model.num_layers=1",
+            "train.epochs=1",
+            "baselines.statistical=[]",
+            "baselines.gbm=false",
+            "register.gate_baselines=[seasonalnaive]",
+            "register.experiment=ops-baseline",
+            "register.model_name=ops-cycle",
+        ],
+    )
     summary = train_stocks(config=to_dict(cfg))
     assert summary["alias"] == "challenger" and "loses to the seasonalnaive baseline" in summary["reason"]
     assert summary["baseline_alias"] == "champion" and "the seasonalnaive baseline itself" in summary["baseline_reason"]

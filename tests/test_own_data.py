@@ -21,16 +21,22 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_own_data_gets_a_model_name_of_its_own():
     assert load_config(ForecastConfig).register.model_name == "stocks-forecaster"
-    assert load_config(ForecastConfig, overrides=["data.path=my prices.csv"]).register.model_name == "my-prices-forecaster"
-    assert load_config(ReviewsConfig, overrides=["data.path=own/tickets.jsonl"]).register.model_name == "tickets-sentiment"
+    assert (
+        load_config(ForecastConfig, overrides=["data.path=my prices.csv"]).register.model_name == "my-prices-forecaster"
+    )
+    assert (
+        load_config(ReviewsConfig, overrides=["data.path=own/tickets.jsonl"]).register.model_name == "tickets-sentiment"
+    )
     assert load_config(MonitorConfig, overrides=["data.path=icu/"]).register.model_name == "icu-classifier"
     assert load_config(LMConfig, overrides=["data.path=corpus.parquet"]).register.model_name == "corpus-lm"
     # a name the user gives stands, even the bundled one (the gate's other-data rule guards that)
     named = load_config(ForecastConfig, overrides=["data.path=p.csv", "register.model_name=stocks-forecaster"])
     assert named.register.model_name == "stocks-forecaster"
     # the bundled sample named explicitly is the bundled model
-    assert load_config(ForecastConfig, overrides=["data.path=data/stocks.parquet"]).register.model_name == \
-        "stocks-forecaster"
+    assert (
+        load_config(ForecastConfig, overrides=["data.path=data/stocks.parquet"]).register.model_name
+        == "stocks-forecaster"
+    )
 
 
 def test_bundled_defaults_mean_the_installed_files_whatever_the_folder(tmp_path, monkeypatch):
@@ -41,10 +47,13 @@ def test_bundled_defaults_mean_the_installed_files_whatever_the_folder(tmp_path,
     monkeypatch.setenv("RNNPIPE_HOME", str(tmp_path))
     (tmp_path / "data").mkdir()
     pd.DataFrame({"Date": ["2024-01-01"], "Close": [1.0]}).to_csv(tmp_path / "data" / "stocks.parquet")
-    for cfg, paths in ((load_config(ForecastConfig), ["data.path"]), (load_config(LMConfig), ["data.path", "data.test_path"]),
-                       (load_config(ReviewsConfig, overrides=["data.path=mine.csv"]), ["embed.path"]),
-                       (load_config(ReviewsConfig), ["data.path", "data.test_path", "embed.path"]),
-                       (load_config(MonitorConfig), ["data.path"])):
+    for cfg, paths in (
+        (load_config(ForecastConfig), ["data.path"]),
+        (load_config(LMConfig), ["data.path", "data.test_path"]),
+        (load_config(ReviewsConfig, overrides=["data.path=mine.csv"]), ["embed.path"]),
+        (load_config(ReviewsConfig), ["data.path", "data.test_path", "embed.path"]),
+        (load_config(MonitorConfig), ["data.path"]),
+    ):
         for key in paths:
             section, name = key.split(".")
             value = Path(getattr(getattr(cfg, section), name))
@@ -63,8 +72,15 @@ def test_own_data_keeps_the_bundled_champion_and_its_jobs(prefect_harness, tmp_p
     """The reported sequence: the bundled model is champion; a one-series CSV is trained as
     the README's "Your own data" says; the bundled champion still predicts the bundled file.
     Given the bundled name on purpose, the own model is refused by the other-data rule."""
-    small = ["window.lookback=20", "train.epochs=1", "model.hidden_size=8", "model.num_layers=1",
-             "baselines.statistical=[]", "register.gate_baselines=[naive]", "register.experiment=own-data"]
+    small = [
+        "window.lookback=20",
+        "train.epochs=1",
+        "model.hidden_size=8",
+        "model.num_layers=1",
+        "baselines.statistical=[]",
+        "register.gate_baselines=[naive]",
+        "register.experiment=own-data",
+    ]
 
     def train(*sets):
         result = CliRunner().invoke(cli, ["-q", "train", "stocks", *[a for s in [*small, *sets] for a in ("--set", s)]])
@@ -82,8 +98,9 @@ def test_own_data_keeps_the_bundled_champion_and_its_jobs(prefect_harness, tmp_p
     own = train(f"data.path={tmp_path / 'ibm_prices.csv'}", "data.series_col=''")
     assert own[0].startswith("ibm-prices-forecaster v1 -> "), own
     assert resolve_model(champion).version == before
-    named = train(f"data.path={tmp_path / 'ibm_prices.csv'}", "data.series_col=''",
-                  "register.model_name=stocks-forecaster")
+    named = train(
+        f"data.path={tmp_path / 'ibm_prices.csv'}", "data.series_col=''", "register.model_name=stocks-forecaster"
+    )
     (line,) = named
     assert "-> challenger" in line and "[other-data]" in line and "bundled:stocks.parquet" in line, named
     assert resolve_model(champion).version == before
@@ -92,8 +109,9 @@ def test_own_data_keeps_the_bundled_champion_and_its_jobs(prefect_harness, tmp_p
     assert result.exit_code == 0, result.output[-3000:]
     assert set(pd.read_parquet(out).Ticker) >= {"AAPL", "IBM", "MSFT"}
     # a misspelt name is said to be one, not a missing alias
-    typo = CliRunner().invoke(cli, ["predict", "stocks-forcaster@champion", "-i", "data/stocks.parquet",
-                                    "-o", str(tmp_path / "typo.parquet")])
+    typo = CliRunner().invoke(
+        cli, ["predict", "stocks-forcaster@champion", "-i", "data/stocks.parquet", "-o", str(tmp_path / "typo.parquet")]
+    )
     assert typo.exit_code == 2 and "no registered model named 'stocks-forcaster'" in typo.output
     assert "did you mean 'stocks-forecaster'?" in typo.output
 
@@ -105,34 +123,76 @@ def test_an_installed_wheel_trains_every_pipeline_from_a_folder_of_ones_own(tmp_
     reviews' vectors) come from the installed package, every bundled file is in it, and the
     user's own file is read from the folder."""
     dist, site, work = tmp_path / "dist", tmp_path / "site", tmp_path / "work"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(dist), str(REPO)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = dist.glob("rnnpipe-*.whl")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
-                    str(wheel)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     for name in ("stocks", "glucose", "reviews_train", "reviews_test", "word_vectors", "ecg", "weather", "electricity"):
         assert (site / "rnnpipe" / "data" / f"{name}.parquet").exists(), name
     work.mkdir()
     pd.read_parquet(REPO / "data" / "reviews_train.parquet").head(240).to_csv(work / "my_reviews.csv", index=False)
-    env = {**os.environ, "PYTHONPATH": str(site), "RNNPIPE_HOME": str(work),
-           "PREFECT_HOME": str(work / ".prefect")}
+    env = {**os.environ, "PYTHONPATH": str(site), "RNNPIPE_HOME": str(work), "PREFECT_HOME": str(work / ".prefect")}
     env.pop("PREFECT_API_URL", None)
     env.pop("MLFLOW_TRACKING_URI", None)
     # the bundled samples (stocks, glucose) and the reported case (own texts, the bundled vectors)
     runs = {
-        "stocks": ["window.lookback=20", "train.epochs=1", "model.hidden_size=8", "baselines.statistical=[]",
-                   "baselines.gbm=false", "register.gate_baselines=[naive]"],
+        "stocks": [
+            "window.lookback=20",
+            "train.epochs=1",
+            "model.hidden_size=8",
+            "baselines.statistical=[]",
+            "baselines.gbm=false",
+            "register.gate_baselines=[naive]",
+        ],
         "reviews": ["data.path=my_reviews.csv", "train.epochs=1", "model.hidden_size=8", "text.max_len=40"],
         "monitor": ["train.epochs=1", "model.hidden_size=8", "forecast.enabled=false"],
-        "lm": ["data.path=my_reviews.csv", "data.test_path=''", "train.epochs=1", "model.embed_dim=16",
-               "model.hidden_size=16", "model.num_layers=1", "stream.bptt=20"],
+        "lm": [
+            "data.path=my_reviews.csv",
+            "data.test_path=''",
+            "train.epochs=1",
+            "model.embed_dim=16",
+            "model.hidden_size=16",
+            "model.num_layers=1",
+            "stream.bptt=20",
+        ],
     }
     for pipeline, sets in runs.items():
-        proc = subprocess.run([sys.executable, "-c", "import sys; from rnnpipe import cli; "
-                               "print('code:', cli.__file__, file=sys.stderr); cli.main()",
-                               *([] if pipeline == "stocks" else ["-q"]), "train", pipeline,
-                               *[a for s in sets for a in ("--set", s)]],
-                              cwd=work, env=env, capture_output=True, text=True, timeout=400)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from rnnpipe import cli; print('code:', cli.__file__, file=sys.stderr); cli.main()",
+                *([] if pipeline == "stocks" else ["-q"]),
+                "train",
+                pipeline,
+                *[a for s in sets for a in ("--set", s)],
+            ],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
         assert proc.returncode == 0, (pipeline, proc.stderr[-3000:])
         assert f"code: {site / 'rnnpipe' / 'cli.py'}" in proc.stderr  # the wheel's code, not the checkout's
         if pipeline == "stocks":  # the default output: what a user needs, each thing once

@@ -8,11 +8,20 @@ import pytest
 import torch
 
 from rnnpipe.config import ReviewsConfig, load_config
-from rnnpipe.reviews import ReviewsPipeline, pretrain_encoder, pretraining_texts, prepare_reviews
+from rnnpipe.reviews import ReviewsPipeline, prepare_reviews, pretrain_encoder, pretraining_texts
 from rnnpipe.text import TextTable, sparse_rows
 
-TINY = ["model.hidden_size=8", "embed.dim=8", "text.min_freq=1", "pretrain.epochs=1", "pretrain.bptt=8",
-        "pretrain.batch_size=4", "train.batch_size=8", "split.val=0.2", "split.test=0.2"]
+TINY = [
+    "model.hidden_size=8",
+    "embed.dim=8",
+    "text.min_freq=1",
+    "pretrain.epochs=1",
+    "pretrain.bptt=8",
+    "pretrain.batch_size=4",
+    "train.batch_size=8",
+    "split.val=0.2",
+    "split.test=0.2",
+]
 
 
 def reviews_table():
@@ -28,8 +37,10 @@ def reviews_table():
 
 @pytest.fixture(scope="module")
 def prepared():
-    cfg = load_config(ReviewsConfig, overrides=TINY + ["pretrain.enabled=true", "model.highway=none",
-                                                       "model.cell=gru", "model.bidirectional=true"])
+    cfg = load_config(
+        ReviewsConfig,
+        overrides=TINY + ["pretrain.enabled=true", "model.highway=none", "model.cell=gru", "model.bidirectional=true"],
+    )
     return cfg, prepare_reviews(reviews_table(), cfg)
 
 
@@ -87,7 +98,6 @@ def test_wide_part_starts_as_the_tfidf_regression_and_stays_fixed():
     assert np.allclose((logits[:, 1] - logits[:, 0]).detach().numpy(), expect, atol=1e-4)
     part.after_warm_start()
     assert not part.weight.requires_grad and not part.bias.requires_grad
-
 
 
 def test_tfidf_baseline_pipeline_answers_like_the_baseline_and_round_trips(tmp_path):

@@ -17,9 +17,16 @@ from rnnpipe.io import to_series_frame
 from rnnpipe.pipeline import ForecastPipeline, prepare
 from rnnpipe.training import fit
 
-SMALL = ["data.series=[]", "window.lookback=20", "model.hidden_size=8", "model.num_layers=1",
-         "train.epochs=2", "train.batch_size=128", "baselines.statistical=[]",
-         "register.gate_baselines=[naive]"]
+SMALL = [
+    "data.series=[]",
+    "window.lookback=20",
+    "model.hidden_size=8",
+    "model.num_layers=1",
+    "train.epochs=2",
+    "train.batch_size=128",
+    "baselines.statistical=[]",
+    "register.gate_baselines=[naive]",
+]
 
 
 def test_pinball_coverage_and_width_on_a_hand_computed_case():
@@ -98,7 +105,7 @@ def test_the_band_never_reads_the_test_part():
     df = regimes(n=900, seed=3)
     changed = df.copy()
     cut = int(len(df) * 0.85)  # the default split: test is the last 15%
-    changed.loc[cut + 5:, "Close"] *= np.exp(np.random.default_rng(1).normal(0, 0.2, len(df) - cut - 5))
+    changed.loc[cut + 5 :, "Close"] *= np.exp(np.random.default_rng(1).normal(0, 0.2, len(df) - cut - 5))
     a, pa, _ = trained(df)
     b, pb, _ = trained(changed)
     assert np.array_equal(pa.ends["val"], pb.ends["val"])

@@ -8,17 +8,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO
 from mlflow.tracking import MlflowClient
 
 from rnnpipe.config import ReviewsConfig, load_config, to_dict
 from rnnpipe.reviews import ReviewsPipeline, evaluate_reviews, load_reviews, prepare_reviews, text_loss
 from rnnpipe.training import fit
-from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["train.epochs=2", "train.batch_size=32", "model.hidden_size=8", "embed.dim=32", "text.max_len=80",
-         "text.min_freq=2"]
+SMALL = [
+    "train.epochs=2",
+    "train.batch_size=32",
+    "model.hidden_size=8",
+    "embed.dim=32",
+    "text.max_len=80",
+    "text.min_freq=2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,27 +36,47 @@ def slice_files(tmp_path_factory):
     test.to_csv(root / "test.csv", index=False)  # a CSV test file works as well
     rng = np.random.default_rng(0)
     words = ["the", "good", "great", "bad", "not", "taste", "love", "product", "NotInVocab"]
-    (root / "vectors.txt").write_text("".join(
-        f"{w} {' '.join(f'{x:.4f}' for x in rng.normal(size=16))}\n" for w in words))
+    (root / "vectors.txt").write_text(
+        "".join(f"{w} {' '.join(f'{x:.4f}' for x in rng.normal(size=16))}\n" for w in words)
+    )
     return root
 
 
 def test_reviews_flow_registers_a_model_that_classifies_raw_text(prefect_harness, slice_files):
     from rnnpipe.flows.reviews import train_reviews
 
-    cfg = load_config(ReviewsConfig, overrides=SMALL + [
-        f"data.path={slice_files / 'train.parquet'}", f"data.test_path={slice_files / 'test.csv'}",
-        "data.id_col=review_id",  # with a user's own file the id column is mapped, not assumed
-        f"embed.path={slice_files / 'vectors.txt'}", "register.experiment=e2e-reviews",
-        "register.model_name=e2e-reviews"])
+    cfg = load_config(
+        ReviewsConfig,
+        overrides=SMALL
+        + [
+            f"data.path={slice_files / 'train.parquet'}",
+            f"data.test_path={slice_files / 'test.csv'}",
+            "data.id_col=review_id",  # with a user's own file the id column is mapped, not assumed
+            f"embed.path={slice_files / 'vectors.txt'}",
+            "register.experiment=e2e-reviews",
+            "register.model_name=e2e-reviews",
+        ],
+    )
     out = train_reviews(config=to_dict(cfg))
     client = MlflowClient()
     run = client.get_run(out["run_id"])
     assert run.info.status == "FINISHED"
     m, params = run.data.metrics, run.data.params
-    for k in ("test_accuracy", "test_macro_f1", "test_f1.great", "test_f1.other", "test_roc_auc",
-              "tfidf_test_macro_f1", "tfidf_test_accuracy", "majority_test_macro_f1", "train_tokens_per_s",
-              "embedding_coverage_vocab", "embedding_coverage_tokens", "val_macro_f1", "tfidf_val_macro_f1"):
+    for k in (
+        "test_accuracy",
+        "test_macro_f1",
+        "test_f1.great",
+        "test_f1.other",
+        "test_roc_auc",
+        "tfidf_test_macro_f1",
+        "tfidf_test_accuracy",
+        "majority_test_macro_f1",
+        "train_tokens_per_s",
+        "embedding_coverage_vocab",
+        "embedding_coverage_tokens",
+        "val_macro_f1",
+        "tfidf_val_macro_f1",
+    ):
         assert k in m, k
     assert m["embedding_words_found"] == 8  # all but "NotInVocab" (not in the reviews, in any case)
     assert params["embed.path"].endswith("vectors.txt") and run.data.tags["data_fingerprint"]
@@ -64,19 +90,38 @@ def test_reviews_flow_registers_a_model_that_classifies_raw_text(prefect_harness
     assert out["alias"] == ("champion" if m["test_macro_f1"] >= best else "challenger")
     assert run.data.tags["mlflow.note.content"].startswith("test macro-F1")
     arts = {a.path for a in client.list_artifacts(out["run_id"], "plots")}
-    assert {"plots/confusion_test.png", "plots/confusion_test_tfidf.png",
-            "plots/test_model_vs_baselines.png", "plots/loss_curves.png"} <= arts
-    wrong = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=out["run_id"],
-                                                            artifact_path="errors/confidently_wrong.csv"))
+    assert {
+        "plots/confusion_test.png",
+        "plots/confusion_test_tfidf.png",
+        "plots/test_model_vs_baselines.png",
+        "plots/loss_curves.png",
+    } <= arts
+    wrong = pd.read_csv(
+        mlflow.artifacts.download_artifacts(run_id=out["run_id"], artifact_path="errors/confidently_wrong.csv")
+    )
     assert (wrong.actual != wrong.predicted).all() and wrong.confidence.is_monotonic_decreasing
     assert wrong.id.str.startswith("test-").all()
 
     served = mlflow.pyfunc.load_model(f"models:/e2e-reviews/{out['version']}")
-    texts = ["Absolutely delicious, my kids love it and I will buy again!",
-             "", "   ", "stale, bland and overpriced. " * 200, "Très bon café, je recommande",
-             "很好吃，推荐", "☺☺☺ ..."]
+    texts = [
+        "Absolutely delicious, my kids love it and I will buy again!",
+        "",
+        "   ",
+        "stale, bland and overpriced. " * 200,
+        "Très bon café, je recommande",
+        "很好吃，推荐",
+        "☺☺☺ ...",
+    ]
     got = served.predict(pd.DataFrame({"text": texts}))
-    assert list(got.columns) == ["label", "prob_great", "prob_other", "threshold_other", "n_tokens", "unknown_share", "note"]
+    assert list(got.columns) == [
+        "label",
+        "prob_great",
+        "prob_other",
+        "threshold_other",
+        "n_tokens",
+        "unknown_share",
+        "note",
+    ]
     assert got.label[0] in ("great", "other") and got.note[0] == ""
     assert pd.isna(got.label[1]) and got.note[1].startswith("empty text") and pd.isna(got.label[2])
     assert np.isnan(got.prob_great[1])
@@ -106,9 +151,18 @@ def test_a_model_that_loses_to_tfidf_leaves_the_baseline_to_serve(prefect_harnes
     the TF-IDF baseline as a version of the same model, and that version serves raw text."""
     from rnnpipe.flows.reviews import train_reviews
 
-    cfg = load_config(ReviewsConfig, overrides=SMALL + [
-        "train.epochs=1", f"data.path={slice_files / 'train.parquet'}", f"data.test_path={slice_files / 'test.csv'}",
-        "register.baseline_margin=-0.9", "register.experiment=e2e-reviews", "register.model_name=e2e-lost"])
+    cfg = load_config(
+        ReviewsConfig,
+        overrides=SMALL
+        + [
+            "train.epochs=1",
+            f"data.path={slice_files / 'train.parquet'}",
+            f"data.test_path={slice_files / 'test.csv'}",
+            "register.baseline_margin=-0.9",
+            "register.experiment=e2e-reviews",
+            "register.model_name=e2e-lost",
+        ],
+    )
     out = train_reviews(config=to_dict(cfg))
     client = MlflowClient()
     m = client.get_run(out["run_id"]).data.metrics
@@ -120,9 +174,18 @@ def test_a_model_that_loses_to_tfidf_leaves_the_baseline_to_serve(prefect_harnes
     served = mlflow.pyfunc.load_model("models:/e2e-lost@champion")
     test = pd.read_csv(slice_files / "test.csv")
     got = served.predict(pd.DataFrame({"text": test[cfg.data.text_col]}))
-    assert list(got.columns) == ["label", "prob_great", "prob_other", "threshold_other", "n_tokens", "unknown_share", "note"]
+    assert list(got.columns) == [
+        "label",
+        "prob_great",
+        "prob_other",
+        "threshold_other",
+        "n_tokens",
+        "unknown_share",
+        "note",
+    ]
     # it is the baseline: its test macro-F1 through the served path is the run's TF-IDF figure
     from sklearn.metrics import f1_score
+
     f1 = f1_score(test[cfg.data.label_col], got.label, average="macro")
     assert f1 == pytest.approx(m["tfidf_test_macro_f1"], abs=1e-6)
 
@@ -134,44 +197,71 @@ def test_train_reviews_cli_reports_bad_rows_without_a_traceback(prefect_harness,
 
     bad = tmp_path / "bad.csv"
     bad.write_text("review,score\nlovely,great\n,other\n")
-    result = CliRunner().invoke(cli, ["train", "reviews", "--set", f"data.path={bad}",
-                                      "--set", "data.test_path=''", "--set", "data.id_col=''"])
+    result = CliRunner().invoke(
+        cli, ["train", "reviews", "--set", f"data.path={bad}", "--set", "data.test_path=''", "--set", "data.id_col=''"]
+    )
     assert result.exit_code == 2
     assert "bad.csv, row 2 (line 3): column 'review': empty text" in result.output
     assert "Traceback" not in result.output
 
 
-LM_TINY = ["train.epochs=1", "train.batch_size=8", "stream.bptt=20", "model.embed_dim=16", "model.hidden_size=16",
-           "model.num_layers=1", "generate.max_new_tokens=4", "register.experiment=e2e-reviews"]
+LM_TINY = [
+    "train.epochs=1",
+    "train.batch_size=8",
+    "stream.bptt=20",
+    "model.embed_dim=16",
+    "model.hidden_size=16",
+    "model.num_layers=1",
+    "generate.max_new_tokens=4",
+    "register.experiment=e2e-reviews",
+]
 
 
 def test_a_registered_language_model_starts_the_classifier_unless_it_saw_val_or_test(prefect_harness, slice_files):
     """`pretrain.model`: a word-level LM trained on other reviews than the classifier's gives
     the embedding (word by word) and the encoder, whose shape the run takes; an LM that learned
     from the classifier's validation texts is refused, naming one."""
+    from rnnpipe.errors import DataError
     from rnnpipe.flows.lm import train_lm
     from rnnpipe.flows.reviews import train_reviews
-    from rnnpipe.errors import DataError
     from rnnpipe.lm import LMConfig
     from rnnpipe.registry import load_pipeline, resolve_model
     from rnnpipe.reviews import from_language_model
 
     other = pd.read_parquet(REPO / "data" / "reviews_train.parquet").iloc[400:700]
     # none of the classifier's texts (the data repeats a few reviews word for word: the check finds them)
-    mine = pd.concat([pd.read_parquet(slice_files / "train.parquet").review, pd.read_csv(slice_files / "test.csv").review])
+    mine = pd.concat(
+        [pd.read_parquet(slice_files / "train.parquet").review, pd.read_csv(slice_files / "test.csv").review]
+    )
     other[~other.review.isin(mine)][["review"]].to_parquet(slice_files / "unlabelled.parquet")
-    lm_cfg = load_config(LMConfig, overrides=LM_TINY + [
-        f"data.path={slice_files / 'unlabelled.parquet'}", "data.test_path=''", "register.model_name=e2e-lm"])
+    lm_cfg = load_config(
+        LMConfig,
+        overrides=LM_TINY
+        + [f"data.path={slice_files / 'unlabelled.parquet'}", "data.test_path=''", "register.model_name=e2e-lm"],
+    )
     lm_out = train_lm(config=to_dict(lm_cfg))
     spec = f"e2e-lm/{lm_out['version']}"
-    cfg = load_config(ReviewsConfig, overrides=SMALL + [
-        "train.epochs=1", f"data.path={slice_files / 'train.parquet'}", f"data.test_path={slice_files / 'test.csv'}",
-        "data.id_col=review_id", f"pretrain.model={spec}", "register.experiment=e2e-reviews",
-        "register.model_name=e2e-from-lm"])
+    cfg = load_config(
+        ReviewsConfig,
+        overrides=SMALL
+        + [
+            "train.epochs=1",
+            f"data.path={slice_files / 'train.parquet'}",
+            f"data.test_path={slice_files / 'test.csv'}",
+            "data.id_col=review_id",
+            f"pretrain.model={spec}",
+            "register.experiment=e2e-reviews",
+            "register.model_name=e2e-from-lm",
+        ],
+    )
     p = prepare_reviews(load_reviews(cfg), cfg)
     adopted, pre = from_language_model(p, cfg)
     assert (adopted.model.cell, adopted.model.hidden_size, adopted.model.bidirectional, adopted.embed.dim) == (
-        "lstm", 16, False, 16)
+        "lstm",
+        16,
+        False,
+        16,
+    )
     lm = load_pipeline(resolve_model(spec), "lm")
     lm_index, emb = lm.preprocessor.vocab_.index, lm.model.embedding.weight.detach()
     shared = [(i, lm_index[t]) for i, t in enumerate(p.preprocessor.vocab_.tokens) if i > 1 and t in lm_index]
@@ -189,9 +279,21 @@ def test_a_registered_language_model_starts_the_classifier_unless_it_saw_val_or_
     # an LM whose training part holds the classifier's validation reviews is refused
     seen = pd.read_parquet(slice_files / "train.parquet")[["review"]]
     seen.to_parquet(slice_files / "seen.parquet")
-    leaky = train_lm(config=to_dict(load_config(LMConfig, overrides=LM_TINY + [
-        f"data.path={slice_files / 'seen.parquet'}", "data.test_path=''", "split.val=0.1", "split.test=0.1",
-        "register.model_name=e2e-lm-leaky"])))
+    leaky = train_lm(
+        config=to_dict(
+            load_config(
+                LMConfig,
+                overrides=LM_TINY
+                + [
+                    f"data.path={slice_files / 'seen.parquet'}",
+                    "data.test_path=''",
+                    "split.val=0.1",
+                    "split.test=0.1",
+                    "register.model_name=e2e-lm-leaky",
+                ],
+            )
+        )
+    )
     cfg.pretrain.model = f"e2e-lm-leaky/{leaky['version']}"
     with pytest.raises(DataError, match=r"learned from \d+ of this run's \d+ val reviews \(e\.g\. 'train-"):
         from_language_model(p, cfg)

@@ -14,9 +14,19 @@ from rnnpipe.monitor import MonitorPipeline, evaluate_monitor, prepare_monitor
 from rnnpipe.streaming import StreamedMonitor
 from rnnpipe.synth import CHANNELS, write_synthetic_vitals
 
-VITALS = ["data.channels=" + ",".join(CHANNELS), 'data.event=""', "data.label_col=deterioration",
-          "resample.step=1min", "resample.max_gap=5min", "window.lookback=30", "window.horizon=15",
-          "model.hidden_size=8", "train.epochs=1", "train.batch_size=256", "forecast.enabled=false"]
+VITALS = [
+    "data.channels=" + ",".join(CHANNELS),
+    'data.event=""',
+    "data.label_col=deterioration",
+    "resample.step=1min",
+    "resample.max_gap=5min",
+    "window.lookback=30",
+    "window.horizon=15",
+    "model.hidden_size=8",
+    "train.epochs=1",
+    "train.batch_size=256",
+    "forecast.enabled=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +130,10 @@ def test_streaming_is_chosen_by_config_and_size_and_refuses_what_it_cannot_do(vi
     pd.read_parquet(out).to_csv(csv, index=False)
     assert not streamed(auto.data, csv)  # a row count needs Parquet metadata
     with pytest.raises(ConfigError, match="split in time"):
-        load_config(MonitorConfig, overrides=VITALS + ["data.streaming=true", "split.val_start=2024-01-01",
-                                                      "split.test_start=2024-01-02"])
+        load_config(
+            MonitorConfig,
+            overrides=VITALS + ["data.streaming=true", "split.val_start=2024-01-01", "split.test_start=2024-01-02"],
+        )
     with pytest.raises(ConfigError, match="expected true, false or auto"):
         load_config(MonitorConfig, overrides=VITALS + ["data.streaming=sometimes"])
     # a bad value is found by the pass over the shards, naming its file and row
@@ -154,8 +166,8 @@ def test_a_streamed_run_equals_the_in_memory_run(prefect_harness, vitals):
     from mlflow.tracking import MlflowClient
     from prefect.artifacts import Artifact
 
-    from rnnpipe.flows.monitor import train_monitor
     from rnnpipe.config import to_dict
+    from rnnpipe.flows.monitor import train_monitor
 
     out, _ = vitals
     extra = ["train.shuffle=false", "train.epochs=2", "register.experiment=streamed"]

@@ -33,9 +33,21 @@ def test_resources_never_oversubscribe_the_cores():
 def small(tmp_path_factory, stocks):
     path = tmp_path_factory.mktemp("sweep") / "prices.parquet"
     stocks[stocks.Ticker.isin(["AAPL", "IBM"])].groupby("Ticker").tail(200).to_parquet(path)
-    return to_dict(load_config(ForecastConfig, overrides=[
-        f"data.path={path}", "data.series=[]", "model.hidden_size=8", "model.num_layers=1", "train.epochs=2",
-        "train.batch_size=64", "register.experiment=sweeps", "register.model_name=sweep-forecaster"]))
+    return to_dict(
+        load_config(
+            ForecastConfig,
+            overrides=[
+                f"data.path={path}",
+                "data.series=[]",
+                "model.hidden_size=8",
+                "model.num_layers=1",
+                "train.epochs=2",
+                "train.batch_size=64",
+                "register.experiment=sweeps",
+                "register.model_name=sweep-forecaster",
+            ],
+        )
+    )
 
 
 # lookback 100000 cannot make a single window: that trial fails on purpose
@@ -46,8 +58,9 @@ def check_sweep(out, runner):
     client = MlflowClient()
     parent = client.get_run(out["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep_runner"] == runner
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{out['parent_run_id']}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{out['parent_run_id']}'"
+    )
     assert len(children) == 4
     status = {int(c.data.tags["sweep_trial"]): c.info.status for c in children}
     assert status == {0: "FINISHED", 1: "FINISHED", 2: "FINISHED", 3: "FAILED"}
@@ -74,14 +87,17 @@ def test_dask_and_local_runners_agree_on_the_best_trial(prefect_harness, small):
 
     from rnnpipe.flows.sweep import sweep, task_runner
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         out = sweep.with_options(task_runner=task_runner("dask", address=cluster.scheduler_address))(
-            "stocks", small, GRID, workers=2, threads=1, runner="dask")
+            "stocks", small, GRID, workers=2, threads=1, runner="dask"
+        )
     best_dask, workers = check_sweep(out, "dask")
     assert len(workers) == 2  # the trials really ran in both worker processes
     out = sweep.with_options(task_runner=task_runner("local", workers=2))(
-        "stocks", small, GRID, workers=2, threads=1, runner="local")
+        "stocks", small, GRID, workers=2, threads=1, runner="local"
+    )
     best_local, _ = check_sweep(out, "local")
     assert best_local == best_dask
 
@@ -99,12 +115,14 @@ def test_cli_refuses_a_bad_grid_before_any_trial_runs():
 
 @pytest.mark.slow
 def test_per_series_sweep_registers_one_model_per_series_and_retries_are_skipped_for_user_errors(
-        prefect_harness, small):
+    prefect_harness, small
+):
     from rnnpipe.flows.sweep import sweep, task_runner
 
     cfg = {**small, "register": {**small["register"], "model_name": "per-series"}}
     out = sweep.with_options(task_runner=task_runner("sequential"))(
-        "stocks", cfg, {"window.lookback": ["10", "100000"]}, per_series=True, retries=2, runner="sequential")
+        "stocks", cfg, {"window.lookback": ["10", "100000"]}, per_series=True, retries=2, runner="sequential"
+    )
     assert out["trials"] == 4 and out["failed"] == 2
     assert set(out["registered"]) == {"AAPL", "IBM"}
     client = MlflowClient()
@@ -114,6 +132,8 @@ def test_per_series_sweep_registers_one_model_per_series_and_retries_are_skipped
         run = client.get_run(client.get_model_version(reg["model_name"], reg["version"]).run_id)
         assert json.loads(run.data.params["data.series"]) == [series]
     # a too-short window is a user error: no retry, so one run per trial
-    children = client.search_runs([client.get_experiment_by_name("sweeps").experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{out['parent_run_id']}'")
+    children = client.search_runs(
+        [client.get_experiment_by_name("sweeps").experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{out['parent_run_id']}'",
+    )
     assert len(children) == 4

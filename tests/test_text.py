@@ -13,22 +13,40 @@ import torch
 from rnnpipe.config import ReviewsConfig, load_config
 from rnnpipe.errors import DataError
 from rnnpipe.features.splits import stratified_split
+from rnnpipe.io import RowOrigin
 from rnnpipe.models import TextClassifier
 from rnnpipe.reviews import prepare_reviews
-from rnnpipe.text import (PAD_ID, UNK_ID, EncodedTexts, TextBatches, TextTable, Tokenizer, Vocabulary,
-                          encode_texts, load_vectors, read_texts)
-from rnnpipe.io import RowOrigin
+from rnnpipe.text import (
+    PAD_ID,
+    UNK_ID,
+    EncodedTexts,
+    TextBatches,
+    TextTable,
+    Tokenizer,
+    Vocabulary,
+    encode_texts,
+    load_vectors,
+    read_texts,
+)
 
 
 def table(texts, labels, source="mem"):
-    return TextTable(list(texts), list(labels), [str(i) for i in range(len(texts))],
-                     RowOrigin(np.arange(len(texts))), source)
+    return TextTable(
+        list(texts), list(labels), [str(i) for i in range(len(texts))], RowOrigin(np.arange(len(texts))), source
+    )
 
 
 def test_tokenizer_lowercases_strips_html_and_marks_urls():
     tok = Tokenizer()
-    assert tok("GREAT stuff!<br /><br />See https://a.com/x?y=1 now. Don't") == \
-        ["great", "stuff", "!", "see", "<url>", "now", "don't"]
+    assert tok("GREAT stuff!<br /><br />See https://a.com/x?y=1 now. Don't") == [
+        "great",
+        "stuff",
+        "!",
+        "see",
+        "<url>",
+        "now",
+        "don't",
+    ]
     assert Tokenizer(urls="drop")("see www.a.com") == ["see"]
     assert Tokenizer(lowercase=False, pattern=r"[A-Za-z]+")("Très Bon") == ["Tr", "s", "Bon"]
     assert tok("très bon 很好吃") == ["très", "bon", "很好吃"]
@@ -54,7 +72,7 @@ def test_vocabulary_uses_training_text_only():
     val_only = set(" ".join(p.texts["val"]).split()) - set(" ".join(p.texts["train"]).split())
     assert not val_only & set(vocab.index)
     enc = p.encoded["test"]
-    first = enc.ids[enc.offsets[0]:enc.offsets[1]]
+    first = enc.ids[enc.offsets[0] : enc.offsets[1]]
     assert list(first) == [vocab.index["good"], UNK_ID]
     assert p.counts()["train"]["reviews"] + p.counts()["val"]["reviews"] == 40
 
@@ -81,15 +99,16 @@ def test_encoding_truncates_and_gives_empty_texts_one_unk():
 def encoded(lengths, seed=0):
     rng = np.random.default_rng(seed)
     ids = rng.integers(2, 50, size=int(sum(lengths)))
-    return EncodedTexts(ids, np.concatenate([[0], np.cumsum(lengths)]), np.asarray(lengths),
-                        np.zeros(len(lengths), np.int64))
+    return EncodedTexts(
+        ids, np.concatenate([[0], np.cumsum(lengths)]), np.asarray(lengths), np.zeros(len(lengths), np.int64)
+    )
 
 
 def test_bucketed_batches_cover_every_text_once_padded_to_their_own_longest():
     lengths = np.random.default_rng(1).integers(1, 80, size=300)
     data = TextBatches(encoded(lengths), np.arange(300) % 2)
     seen, widths = [], []
-    for (tokens, lens), y in data.batches(16, shuffle=True, generator=torch.Generator().manual_seed(0)):
+    for (tokens, lens), _y in data.batches(16, shuffle=True, generator=torch.Generator().manual_seed(0)):
         assert tokens.shape[1] == int(lens.max())
         assert ((tokens != PAD_ID).sum(1) == lens).all()
         seen.append(lens)
@@ -103,19 +122,22 @@ def test_bucketed_batches_cover_every_text_once_padded_to_their_own_longest():
     assert (lens_eval.numpy() == lengths[data.order()]).all()
 
 
-@pytest.mark.parametrize("cell, pooling, bidirectional", list(itertools.product(
-    ["rnn", "lstm", "gru"], ["last", "mean", "max", "attention"], [True, False])))
+@pytest.mark.parametrize(
+    "cell, pooling, bidirectional",
+    list(itertools.product(["rnn", "lstm", "gru"], ["last", "mean", "max", "attention"], [True, False])),
+)
 def test_padded_batches_equal_one_text_at_a_time(cell, pooling, bidirectional):
     """Bidirectional encoders pack the batch; one direction runs over the padding and masks it."""
     torch.manual_seed(0)
-    model = TextClassifier(50, 8, 3, cell=cell, hidden_size=6, num_layers=2, bidirectional=bidirectional,
-                           pooling=pooling).eval()
+    model = TextClassifier(
+        50, 8, 3, cell=cell, hidden_size=6, num_layers=2, bidirectional=bidirectional, pooling=pooling
+    ).eval()
     lengths = [5, 1, 9, 3, 9, 2]
     data = TextBatches(encoded(lengths))
     with torch.no_grad():
         (tokens, lens), _ = next(TextBatches(encoded(lengths), bucket=False).batches(6))
         batched = model(tokens, lens)
-        one_by_one = torch.cat([model(tokens[i:i + 1, :n]) for i, n in enumerate(lengths)])
+        one_by_one = torch.cat([model(tokens[i : i + 1, :n]) for i, n in enumerate(lengths)])
     torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=1e-5)
     assert data.longest == 9
 
@@ -132,19 +154,26 @@ def test_read_texts_reports_bad_rows_by_file_row_and_column(tmp_path):
         read_texts(write(range(5)), "review", "score")
     with pytest.raises(DataError, match=r"row 2 \(line 3\): column 'review': bytes that are not UTF-8"):
         read_texts(write([0, 2, 3]), "review", "score")
-    with pytest.raises(DataError, match=r"row 2 \(line 3\): column 'score': unknown label 'meh' "
-                                        r"\(known: great, other\)"):
+    with pytest.raises(
+        DataError,
+        match=r"row 2 \(line 3\): column 'score': unknown label 'meh' "
+        r"\(known: great, other\)",
+    ):
         read_texts(write([0, 3]), "review", "score", labels=["great", "other"])
-    t = read_texts(write(range(5)), "review", "score", id_col="id", labels=["great", "other"],
-                   bad_rows="skip")
+    t = read_texts(write(range(5)), "review", "score", id_col="id", labels=["great", "other"], bad_rows="skip")
     assert t.texts == ["good stuff", "ok"] and t.ids == ["1", "5"]
     assert t.skipped == {"empty_text": 1, "undecodable": 1, "unknown_label": 1}
 
 
 def test_read_texts_jsonl_and_parquet(tmp_path):
     path = tmp_path / "r.jsonl"
-    lines = [json.dumps({"text": "nice", "label": 5}).encode(), b'{"text": "caf\xe9", "label": 1}',
-             json.dumps({"text": 42, "label": 1}).encode(), b"not json", json.dumps({"text": "meh", "label": 3}).encode()]
+    lines = [
+        json.dumps({"text": "nice", "label": 5}).encode(),
+        b'{"text": "caf\xe9", "label": 1}',
+        json.dumps({"text": 42, "label": 1}).encode(),
+        b"not json",
+        json.dumps({"text": "meh", "label": 3}).encode(),
+    ]
     path.write_bytes(b"\n".join(lines) + b"\n")
     with pytest.raises(DataError, match=r"r.jsonl, row 2 \(line 2\).*not UTF-8"):
         read_texts(path, "text", "label")
@@ -185,8 +214,12 @@ def test_parquet_vector_file_and_vocabulary_extended_with_its_words(tmp_path):
     them, while coverage still counts training words only."""
     v = Vocabulary(["good", "bad", "meh"], counts=[10, 5, 1])
     path = tmp_path / "vectors.parquet"
-    table = pa.table({"word": ["good", "Tasty", "bad", "good"],
-                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.arange(8, dtype=np.float16)), 2)})
+    table = pa.table(
+        {
+            "word": ["good", "Tasty", "bad", "good"],
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.arange(8, dtype=np.float16)), 2),
+        }
+    )
     pq.write_table(table, path)
     same, m, stats = load_vectors(path, v)
     assert same is v and m.shape == (5, 2)

@@ -49,8 +49,15 @@ def test_a_trial_run_in_process_leaves_the_process_uncapped(tmp_path, monkeypatc
     from rnnpipe import sweep
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    result = sweep.run_trial("stocks", {"data": {"path": str(tmp_path / "missing.csv")}}, {}, 0,
-                             experiment="share", parent_run_id="", threads=1)
+    result = sweep.run_trial(
+        "stocks",
+        {"data": {"path": str(tmp_path / "missing.csv")}},
+        {},
+        0,
+        experiment="share",
+        parent_run_id="",
+        threads=1,
+    )
     assert not result.ok  # the missing file fails the trial ...
     assert threads.resolve("auto", cpus=4) == 4  # ... and its one-core share ended with it
 

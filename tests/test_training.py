@@ -23,14 +23,24 @@ def synthetic(n_series=3, n=500, seed=0) -> pd.DataFrame:
     frames = []
     for s in range(n_series):
         level = 50 + 10 * s + 5 * np.sin(2 * np.pi * t / 12 + s) + rng.normal(0, 0.3, n)
-        frames.append(pd.DataFrame({"Ticker": f"S{s}", "Date": pd.date_range("2020-01-01", periods=n),
-                                    "Close": level}))
+        frames.append(pd.DataFrame({"Ticker": f"S{s}", "Date": pd.date_range("2020-01-01", periods=n), "Close": level}))
     return pd.concat(frames, ignore_index=True)
 
 
-CFG = ["window.lookback=24", "window.horizon=2", "window.target=diff", "model.hidden_size=32",
-       "model.num_layers=1", "model.dropout=0", "train.epochs=25", "train.batch_size=64",
-       "train.lr=3e-3", "train.weight_decay=0", "train.patience=6", "data.series=[]"]
+CFG = [
+    "window.lookback=24",
+    "window.horizon=2",
+    "window.target=diff",
+    "model.hidden_size=32",
+    "model.num_layers=1",
+    "model.dropout=0",
+    "train.epochs=25",
+    "train.batch_size=64",
+    "train.lr=3e-3",
+    "train.weight_decay=0",
+    "train.patience=6",
+    "data.series=[]",
+]
 
 
 def _prepared(overrides=()):
@@ -63,8 +73,9 @@ def test_training_is_reproducible_and_ends_on_best_weights():
         torch.testing.assert_close(x, y, rtol=0, atol=0)
     # the starting model (here: the linear part fitted alone) is a candidate too, as epoch 0
     assert ra.best_val_loss == min([ra.initial_val_loss] + [h["val_loss"] for h in ra.history])
-    assert ra.best_epoch == (0 if ra.best_val_loss == ra.initial_val_loss else
-                             min(ra.history, key=lambda h: h["val_loss"])["epoch"])
+    assert ra.best_epoch == (
+        0 if ra.best_val_loss == ra.initial_val_loss else min(ra.history, key=lambda h: h["val_loss"])["epoch"]
+    )
 
 
 def test_resume_continues_exactly_where_it_stopped(tmp_path):
@@ -75,12 +86,27 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     ckpt = tmp_path / "c.pt"
     first = ForecastPipeline(cfg, p.preprocessor)
     short = dataclasses.replace(cfg.train, epochs=2)  # "interrupted" after 2 epochs
-    fit(first.model, p.windows("train"), p.windows("val"), short, progress=False,
-        checkpoint_path=ckpt, checkpoint_meta={"key": "k", "mlflow_run_id": "r1"})
+    fit(
+        first.model,
+        p.windows("train"),
+        p.windows("val"),
+        short,
+        progress=False,
+        checkpoint_path=ckpt,
+        checkpoint_meta={"key": "k", "mlflow_run_id": "r1"},
+    )
     assert read_checkpoint_meta(ckpt) == {"key": "k", "mlflow_run_id": "r1"}
     resumed = ForecastPipeline(cfg, p.preprocessor)
-    result = fit(resumed.model, p.windows("train"), p.windows("val"), cfg.train, progress=False,
-                 checkpoint_path=ckpt, checkpoint_meta={"key": "k"}, resume=True)
+    result = fit(
+        resumed.model,
+        p.windows("train"),
+        p.windows("val"),
+        cfg.train,
+        progress=False,
+        checkpoint_path=ckpt,
+        checkpoint_meta={"key": "k"},
+        resume=True,
+    )
     assert result.resumed_from_epoch == 2 and [h["epoch"] for h in result.history] == [1, 2, 3, 4]
     for x, y in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
         torch.testing.assert_close(x, y)
@@ -91,11 +117,26 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
 
     cfg, p = _prepared(["train.epochs=1"])
     pipe = ForecastPipeline(cfg, p.preprocessor)
-    fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False,
-        checkpoint_path=tmp_path / "c.pt", checkpoint_meta={"key": "a"})
+    fit(
+        pipe.model,
+        p.windows("train"),
+        p.windows("val"),
+        cfg.train,
+        progress=False,
+        checkpoint_path=tmp_path / "c.pt",
+        checkpoint_meta={"key": "a"},
+    )
     with pytest.raises(ModelError, match="another config"):
-        fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False,
-            checkpoint_path=tmp_path / "c.pt", checkpoint_meta={"key": "b"}, resume=True)
+        fit(
+            pipe.model,
+            p.windows("train"),
+            p.windows("val"),
+            cfg.train,
+            progress=False,
+            checkpoint_path=tmp_path / "c.pt",
+            checkpoint_meta={"key": "b"},
+            resume=True,
+        )
 
 
 def test_device_selection():
@@ -103,6 +144,7 @@ def test_device_selection():
     assert select_device("auto").type in {"cpu", "cuda", "mps"}
     if not torch.cuda.is_available():
         from rnnpipe.errors import ConfigError
+
         with pytest.raises(ConfigError, match="CUDA is not available"):
             select_device("cuda")
 

@@ -6,10 +6,10 @@ import importlib.util
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import REPO
 
 from rnnpipe.config import ReviewsConfig
 from rnnpipe.text import Tokenizer, read_vectors
-from conftest import REPO
 
 VECTORS = REPO / "data" / "word_vectors.parquet"
 
@@ -29,7 +29,7 @@ def test_the_bundled_vectors_are_the_encoders_whole_words():
     assert all(rule.match(w) for w in words)
     # each word is one token of the default tokenizer, as it would meet it in a review
     tokenize = Tokenizer(**{k: getattr(ReviewsConfig().text, k) for k in ("lowercase", "html", "urls", "pattern")})
-    assert all(tokenize(w) == [w] for w in words[:: 50])
+    assert all(tokenize(w) == [w] for w in words[::50])
     assert pq.read_schema(VECTORS).field("vector").type.value_type == "halffloat"
     # meaning, not noise: a word is nearer its synonym than its opposite
     index = {w: i for i, w in enumerate(words)}
@@ -41,8 +41,9 @@ def test_the_bundled_vectors_are_the_encoders_whole_words():
 
 def test_the_script_keeps_whole_words_and_reduces_with_pca(tmp_path):
     make = script()
-    (tmp_path / "vocab.txt").write_text("\n".join(
-        ["[PAD]", "[unused0]", "[CLS]", "the", "good", "##ing", "!", "don't", "1999", "café", "a-b", "?"]))
+    (tmp_path / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[unused0]", "[CLS]", "the", "good", "##ing", "!", "don't", "1999", "café", "a-b", "?"])
+    )
     assert make.words_of(tmp_path) == ["the", "good", "!", "don't", "?"]
     rng = np.random.default_rng(0)
     wide = rng.normal(size=(50, 3)) @ rng.normal(size=(3, 8)) + rng.normal(scale=1e-3, size=(50, 8))

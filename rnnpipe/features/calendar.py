@@ -49,13 +49,17 @@ def parse(setting: str | Sequence[str]) -> str | list[str]:
         setting = [s.strip() for s in text.split(",") if s.strip()]
     bad = [s for s in setting if s not in PERIODS]
     if bad:
-        raise ConfigError(f"data.calendar: unknown feature {bad[0]!r} (expected auto, none or a list of "
-                          f"{', '.join(FEATURES)})")
+        raise ConfigError(
+            f"data.calendar: unknown feature {bad[0]!r} (expected auto, none or a list of {', '.join(FEATURES)})"
+        )
     return list(dict.fromkeys(setting))
 
 
-SPAN = {"time_of_day": pd.Timedelta(days=2), "day_of_week": pd.Timedelta(days=14),
-        "day_of_year": pd.Timedelta(days=730)}  # `auto` uses a feature over at least two periods
+SPAN = {
+    "time_of_day": pd.Timedelta(days=2),
+    "day_of_week": pd.Timedelta(days=14),
+    "day_of_year": pd.Timedelta(days=730),
+}  # `auto` uses a feature over at least two periods
 
 
 def choose(setting: str | Sequence[str], step: str, span: pd.Timedelta | None = None) -> list[str]:

@@ -18,8 +18,9 @@ def parse_rule(rule: str) -> tuple[str, str, float]:
     """`"glucose < 70"` -> ("glucose", "<", 70.0)."""
     m = RULE.match(rule)
     if not m:
-        raise ConfigError(f"event rule {rule!r}: expected CHANNEL OP NUMBER with OP one of "
-                          f"{' '.join(OPS)}, e.g. 'glucose < 70'")
+        raise ConfigError(
+            f"event rule {rule!r}: expected CHANNEL OP NUMBER with OP one of {' '.join(OPS)}, e.g. 'glucose < 70'"
+        )
     return m.group(1), m.group(2), float(m.group(3))
 
 
@@ -35,8 +36,9 @@ def event_flags(frame: SeriesFrame, rule: str = "", label_col: str = "") -> np.n
         return col.copy()
     channel, op, threshold = parse_rule(rule)
     if channel not in frame.columns:
-        raise ConfigError(f"event rule {rule!r}: channel {channel!r} is not among the channels "
-                          f"({', '.join(frame.columns)})")
+        raise ConfigError(
+            f"event rule {rule!r}: channel {channel!r} is not among the channels ({', '.join(frame.columns)})"
+        )
     x = frame.values[:, frame.columns.index(channel)]
     with np.errstate(invalid="ignore"):
         flags = OPS[op](x, threshold).astype(np.float64)

@@ -38,8 +38,7 @@ def _fill_short_runs(x: np.ndarray, max_run: int, fill: str) -> np.ndarray:
     return out
 
 
-def resample(frame: SeriesFrame, step: str, max_gap: str, fill: str = "interpolate",
-             mark: bool = False) -> SeriesFrame:
+def resample(frame: SeriesFrame, step: str, max_gap: str, fill: str = "interpolate", mark: bool = False) -> SeriesFrame:
     """Each series on a grid of `step` from its first to its last reading.
 
     Gaps of at most `max_gap` are filled (`ffill` or linear `interpolate`; `none` leaves
@@ -81,8 +80,15 @@ def resample(frame: SeriesFrame, step: str, max_gap: str, fill: str = "interpola
         values.append(grid)
         offsets.append(offsets[-1] + n)
     columns = frame.columns + (["observed"] if mark else [])
-    return SeriesFrame(list(frame.series), np.asarray(offsets, dtype=np.int64), np.concatenate(times),
-                       np.concatenate(values), columns, frame.source, frame.fingerprint)
+    return SeriesFrame(
+        list(frame.series),
+        np.asarray(offsets, dtype=np.int64),
+        np.concatenate(times),
+        np.concatenate(values),
+        columns,
+        frame.source,
+        frame.fingerprint,
+    )
 
 
 def valid_rows(frame: SeriesFrame, columns: list[int] | None = None) -> np.ndarray:

@@ -35,7 +35,7 @@ class SeriesScaler:
         scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
         return center, scale
 
-    def fit(self, X: np.ndarray, groups: np.ndarray, n_groups: int | None = None) -> "SeriesScaler":
+    def fit(self, X: np.ndarray, groups: np.ndarray, n_groups: int | None = None) -> SeriesScaler:
         """X: (n, f) training rows; groups: (n,) integer series codes in [0, n_groups)."""
         X = np.asarray(X, dtype=np.float64)
         groups = np.asarray(groups)
@@ -73,12 +73,17 @@ class SeriesScaler:
         return self._params(groups)[0][:, column]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "center_": self.center_.tolist(), "scale_": self.scale_.tolist(),
-                "center_pooled_": self.center_pooled_.tolist(),
-                "scale_pooled_": self.scale_pooled_.tolist(), "n_rows_": self.n_rows_.tolist()}
+        return {
+            "kind": self.kind,
+            "center_": self.center_.tolist(),
+            "scale_": self.scale_.tolist(),
+            "center_pooled_": self.center_pooled_.tolist(),
+            "scale_pooled_": self.scale_pooled_.tolist(),
+            "n_rows_": self.n_rows_.tolist(),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SeriesScaler":
+    def from_dict(cls, d: dict[str, Any]) -> SeriesScaler:
         s = cls(d["kind"])
         for key in ("center_", "scale_", "center_pooled_", "scale_pooled_", "n_rows_"):
             setattr(s, key, np.asarray(d[key]))

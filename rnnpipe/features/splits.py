@@ -22,7 +22,7 @@ class Split:
     def part(self, name: str) -> np.ndarray:
         """(S, 2) [begin, end) of one part for every series."""
         k = PARTS.index(name)
-        return self.bounds[:, k:k + 2]
+        return self.bounds[:, k : k + 2]
 
     def mask(self, name: str, n_rows: int) -> np.ndarray:
         m = np.zeros(n_rows, dtype=bool)
@@ -45,8 +45,9 @@ class Split:
         return out
 
 
-def chronological_split(frame: SeriesFrame, train: float = 0.7, val: float = 0.15,
-                        val_start: str = "", test_start: str = "") -> Split:
+def chronological_split(
+    frame: SeriesFrame, train: float = 0.7, val: float = 0.15, val_start: str = "", test_start: str = ""
+) -> Split:
     """Split each series in time order, by fractions of its length or at cut dates.
 
     With cut dates, rows before `val_start` train, rows from `test_start` on test.
@@ -80,7 +81,7 @@ def grouped_parts(n: int, train: float = 0.7, val: float = 0.15, seed: int = 0) 
     n_train = min(max(1, int(round(n * train))), n - 2)
     n_val = min(max(1, int(round(n * val))), n - n_train - 1)
     part = np.empty(n, dtype=np.int64)
-    part[order[:n_train]], part[order[n_train:n_train + n_val]], part[order[n_train + n_val:]] = 0, 1, 2
+    part[order[:n_train]], part[order[n_train : n_train + n_val]], part[order[n_train + n_val :]] = 0, 1, 2
     return part
 
 
@@ -110,7 +111,7 @@ def stratified_split(labels: np.ndarray, fractions: dict[str, float], seed: int 
         for part, frac in fractions.items():
             k = int(round(n * frac))
             k = max(k, 1) if n > len(fractions) else k
-            out[part].append(idx[start:start + k])
+            out[part].append(idx[start : start + k])
             start += k
         out["train"].append(idx[start:])
     return {part: np.sort(np.concatenate(chunks)) for part, chunks in out.items()}

@@ -30,16 +30,17 @@ class TargetEncoding:
         """Level targets are centred by the scaler; changes are only divided by its scale."""
         return self.kind == "level"
 
-    def check(self, target: np.ndarray, series: list[str], offsets: np.ndarray,
-              timestamps: np.ndarray) -> None:
+    def check(self, target: np.ndarray, series: list[str], offsets: np.ndarray, timestamps: np.ndarray) -> None:
         if self.kind == "log_return":
             bad = target <= 0
             if bad.any():
                 i = int(np.argmax(bad))
                 s = int(np.searchsorted(offsets, i, side="right") - 1)
-                raise DataError(f"series {series[s]!r} at {timestamps[i]}: value {target[i]} is not "
-                                "positive; window.target=log_return needs positive prices "
-                                "(use window.target=diff)")
+                raise DataError(
+                    f"series {series[s]!r} at {timestamps[i]}: value {target[i]} is not "
+                    "positive; window.target=log_return needs positive prices "
+                    "(use window.target=diff)"
+                )
 
     def steps(self, target: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """The input channel: the level, or the one-step change (NaN at each series' first row)."""

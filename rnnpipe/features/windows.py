@@ -23,8 +23,9 @@ def make_windows(values: np.ndarray, lookback: int) -> np.ndarray:
     return view.transpose(0, 2, 1)
 
 
-def window_ends(split: Split, part: str, lookback: int, horizon: int, skip: int = 0,
-                valid: np.ndarray | None = None) -> np.ndarray:
+def window_ends(
+    split: Split, part: str, lookback: int, horizon: int, skip: int = 0, valid: np.ndarray | None = None
+) -> np.ndarray:
     """Rows t whose window belongs to `part`: every target step t+1 .. t+H lies inside the
     part, and the inputs t-L+1 .. t lie inside the series (from its row `skip` on). Inputs may
     reach back into earlier parts; nothing reaches forward. With `valid` (a (T,) mask), only
@@ -55,21 +56,32 @@ class WindowSet:
     after the window's last one, as in training data; a prediction passes its own rows).
     """
 
-    def __init__(self, inputs: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor,
-                 ends: np.ndarray | torch.Tensor, lookback: int, future: np.ndarray | torch.Tensor | None = None,
-                 future_starts: np.ndarray | torch.Tensor | None = None):
+    def __init__(
+        self,
+        inputs: np.ndarray | torch.Tensor,
+        targets: np.ndarray | torch.Tensor,
+        ends: np.ndarray | torch.Tensor,
+        lookback: int,
+        future: np.ndarray | torch.Tensor | None = None,
+        future_starts: np.ndarray | torch.Tensor | None = None,
+    ):
         self.inputs = torch.as_tensor(inputs, dtype=torch.float32)
         self.targets = torch.as_tensor(targets, dtype=torch.float32)
         self.ends = torch.as_tensor(ends, dtype=torch.long)
         self.lookback = lookback
         self.future = None if future is None or future.shape[1] == 0 else torch.as_tensor(future, dtype=torch.float32)
-        self.future_starts = (None if self.future is None else self.ends + 1 if future_starts is None
-                              else torch.as_tensor(future_starts, dtype=torch.long))
+        self.future_starts = (
+            None
+            if self.future is None
+            else self.ends + 1
+            if future_starts is None
+            else torch.as_tensor(future_starts, dtype=torch.long)
+        )
 
     def __len__(self) -> int:
         return int(self.ends.numel())
 
-    def to(self, device: torch.device | str) -> "WindowSet":
+    def to(self, device: torch.device | str) -> WindowSet:
         moved = WindowSet(self.inputs.to(device), self.targets.to(device), self.ends.to(device), self.lookback)
         if self.future is not None:
             moved.future, moved.future_starts = self.future.to(device), self.future_starts.to(device)
@@ -87,14 +99,18 @@ class WindowSet:
         tensors = [self.inputs, self.targets, self.ends] + ([self.future] if self.future is not None else [])
         return sum(t.element_size() * t.numel() for t in tensors)
 
-    def batches(self, batch_size: int, shuffle: bool = False,
-                generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         view = self.inputs.unfold(0, self.lookback, 1)  # (T-L+1, F, L), a view
         ahead = None if self.future is None else self.future.unfold(0, self.horizon, 1)  # (R-H+1, K, H)
-        order = (torch.randperm(len(self), generator=generator, device="cpu").to(self.device)
-                 if shuffle else torch.arange(len(self), device=self.device))
+        order = (
+            torch.randperm(len(self), generator=generator, device="cpu").to(self.device)
+            if shuffle
+            else torch.arange(len(self), device=self.device)
+        )
         for i in range(0, len(self), batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             t = self.ends[idx]
             x = view[t - self.lookback + 1].transpose(1, 2)
             if ahead is not None:

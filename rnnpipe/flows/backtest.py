@@ -12,25 +12,26 @@ from __future__ import annotations
 
 from typing import Any
 
-import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
+import rnnpipe.flows  # noqa: F401  (environment first)
 from rnnpipe.backtest import combine_folds, fold_rows, fold_splits, plot_folds, train_once
 from rnnpipe.config import ForecastConfig, flatten, from_dict, to_dict
+from rnnpipe.flows.sweep import api_for_workers
 from rnnpipe.registry import Run, configure_tracking
 from rnnpipe.tasks import hide_user_error_tracebacks
 from rnnpipe.tasks.backtest import fold
 from rnnpipe.tasks.forecast import ingest
-from rnnpipe.flows.sweep import api_for_workers
 
 hide_user_error_tracebacks()
 
 
 @flow(name="backtest-stocks", description="Rolling-origin backtest of the stocks forecaster and its baselines.")
-def backtest(config: dict[str, Any] | None = None, workers: int = 1, threads: int = 1,
-             runner: str = "local") -> dict[str, Any]:
+def backtest(
+    config: dict[str, Any] | None = None, workers: int = 1, threads: int = 1, runner: str = "local"
+) -> dict[str, Any]:
     cfg = from_dict(ForecastConfig, config or to_dict(ForecastConfig())).validate()
     b = cfg.backtest
     uri = configure_tracking()
@@ -38,11 +39,21 @@ def backtest(config: dict[str, Any] | None = None, workers: int = 1, threads: in
     fold_splits(frame, cfg)  # too short a series fails here, before any training
     # one name in both UIs: the parent run is named after its Prefect flow run, its folds
     # after it (`<name>-fold-K`)
-    parent = Run.start(cfg.register.experiment, run_name=str(flow_run.name), tags={
-        "backtest": "true", "pipeline": "stocks", "data_fingerprint": frame.fingerprint,
-        "data_source": str(frame.source), "seed": cfg.train.seed, "backtest_runner": runner,
-        "prefect_flow_run_id": str(flow_run.id), "prefect_flow_run_name": str(flow_run.name),
-        "mlflow.note.content": f"backtest: {b.folds} folds of {b.step} rows, refit {b.refit}"})
+    parent = Run.start(
+        cfg.register.experiment,
+        run_name=str(flow_run.name),
+        tags={
+            "backtest": "true",
+            "pipeline": "stocks",
+            "data_fingerprint": frame.fingerprint,
+            "data_source": str(frame.source),
+            "seed": cfg.train.seed,
+            "backtest_runner": runner,
+            "prefect_flow_run_id": str(flow_run.id),
+            "prefect_flow_run_name": str(flow_run.name),
+            "mlflow.note.content": f"backtest: {b.folds} folds of {b.step} rows, refit {b.refit}",
+        },
+    )
     parent.log_dataset(str(frame.source), frame.fingerprint)
     log = get_run_logger()
     try:
@@ -50,12 +61,21 @@ def backtest(config: dict[str, Any] | None = None, workers: int = 1, threads: in
         trained = None
         if b.refit == "once":  # fold 1's model and baselines serve every fold
             trained, _ = train_once(cfg, frame)
-        log.info("backtest of %d folds of %d rows (refit %s, %d at a time); MLflow parent run %s",
-                 b.folds, b.step, b.refit, workers, parent.id)
+        log.info(
+            "backtest of %d folds of %d rows (refit %s, %d at a time); MLflow parent run %s",
+            b.folds,
+            b.step,
+            b.refit,
+            workers,
+            parent.id,
+        )
         with api_for_workers():
-            futures = [fold.with_options(task_run_name=f"fold-{k}").submit(
-                           to_dict(cfg), frame, k, parent.id, uri, threads, trained)
-                       for k in range(1, b.folds + 1)]
+            futures = [
+                fold.with_options(task_run_name=f"fold-{k}").submit(
+                    to_dict(cfg), frame, k, parent.id, uri, threads, trained
+                )
+                for k in range(1, b.folds + 1)
+            ]
             folds = [f.result() for f in futures]
         overall = combine_folds(folds)
         rows = fold_rows(folds)
@@ -64,9 +84,9 @@ def backtest(config: dict[str, Any] | None = None, workers: int = 1, threads: in
         parent.log_figure(plot_folds(folds, "mae"), "backtest/mae_by_fold.png")
         if "test_pinball" in folds[0].metrics:
             parent.log_figure(plot_folds(folds, "pinball"), "backtest/pinball_by_fold.png")
-        standing = (f"backtest of {b.folds} folds: MAE {overall['backtest_mae']:.4f} vs " +
-                    ", ".join(f"{k[:-len('_backtest_mae')]} {v:.4f}" for k, v in overall.items()
-                              if k.endswith("_backtest_mae")))
+        standing = f"backtest of {b.folds} folds: MAE {overall['backtest_mae']:.4f} vs " + ", ".join(
+            f"{k[: -len('_backtest_mae')]} {v:.4f}" for k, v in overall.items() if k.endswith("_backtest_mae")
+        )
         parent.set_tags({"mlflow.note.content": standing, "vs_baselines": standing})
         create_table_artifact(rows, key="backtest-folds", description=standing)
         log.info(standing)
@@ -74,5 +94,11 @@ def backtest(config: dict[str, Any] | None = None, workers: int = 1, threads: in
         parent.end("FAILED")
         raise
     parent.end("FINISHED")
-    return {"tracking_uri": uri, "experiment": cfg.register.experiment, "parent_run_id": parent.id,
-            "folds": rows, "metrics": overall, "standing": standing}
+    return {
+        "tracking_uri": uri,
+        "experiment": cfg.register.experiment,
+        "parent_run_id": parent.id,
+        "folds": rows,
+        "metrics": overall,
+        "standing": standing,
+    }

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import flow
 
+import rnnpipe.flows  # noqa: F401  (environment first)
 from rnnpipe.config import ForecastConfig, from_dict, to_dict
 from rnnpipe.forecast_baseline import BaselineForecastPipeline, best_servable
 from rnnpipe.pipeline import ForecastPipeline, history_example
@@ -36,8 +36,9 @@ def train_stocks(config: dict[str, Any] | None = None, resume: bool = False) -> 
     r = cfg.register
     with run_status(run_id):
         pipeline = ForecastPipeline(cfg, prepared.preprocessor)
-        result = train(pipeline.model, prepared.windows("train"), prepared.windows("val"), cfg,
-                       run_id, checkpoint, resume)
+        result = train(
+            pipeline.model, prepared.windows("train"), prepared.windows("val"), cfg, run_id, checkpoint, resume
+        )
         metrics, fitted = evaluate(pipeline, prepared, run_id)
         example = history_example(frame, cfg, n_series=2)
         gate = gate_spec("stocks", cfg)
@@ -47,11 +48,45 @@ def train_stocks(config: dict[str, Any] | None = None, resume: bool = False) -> 
         if r.register_baseline and name:
             # the model lost: the best servable baseline itself becomes a version of the model
             served = BaselineForecastPipeline.from_run(cfg, prepared, name, fitted.get(name))
-            baseline = register(served, example, {r.metric: metrics[f"{name}_{r.metric}"]}, run_id, r.model_name,
-                                **gate, baseline_of=name)
-    extra = {} if baseline is None else {"baseline_version": baseline.version, "baseline_alias": baseline.alias,
-                                         "baseline_reason": baseline.reason}
-    return summary(uri, r.experiment, run_id, decision, result, r.metric, **extra,
-                   **{k: metrics[k] for k in ("test_mae", "test_rmse", "test_mape", "naive_test_mae",
-                                              "naive_test_rmse", "test_mae_vs_naive", "test_pinball",
-                                              "naive_test_pinball", "test_coverage_80") if k in metrics})
+            baseline = register(
+                served,
+                example,
+                {r.metric: metrics[f"{name}_{r.metric}"]},
+                run_id,
+                r.model_name,
+                **gate,
+                baseline_of=name,
+            )
+    extra = (
+        {}
+        if baseline is None
+        else {
+            "baseline_version": baseline.version,
+            "baseline_alias": baseline.alias,
+            "baseline_reason": baseline.reason,
+        }
+    )
+    return summary(
+        uri,
+        r.experiment,
+        run_id,
+        decision,
+        result,
+        r.metric,
+        **extra,
+        **{
+            k: metrics[k]
+            for k in (
+                "test_mae",
+                "test_rmse",
+                "test_mape",
+                "naive_test_mae",
+                "naive_test_rmse",
+                "test_mae_vs_naive",
+                "test_pinball",
+                "naive_test_pinball",
+                "test_coverage_80",
+            )
+            if k in metrics
+        },
+    )

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import flow
 
+import rnnpipe.flows  # noqa: F401  (environment first)
 from rnnpipe.config import from_dict, to_dict
 from rnnpipe.lm import LMConfig, LMPipeline, lm_loss, prompts_example
 from rnnpipe.registry import configure_tracking, gate_spec
@@ -26,8 +26,10 @@ hide_user_error_tracebacks()
 
 
 def _perplexity(record: dict[str, float]) -> dict[str, float]:
-    return {"train_perplexity": math.exp(min(record["train_loss"], 50)),
-            "val_perplexity": math.exp(min(record["val_loss"], 50))}
+    return {
+        "train_perplexity": math.exp(min(record["train_loss"], 50)),
+        "val_perplexity": math.exp(min(record["val_loss"], 50)),
+    }
 
 
 @flow(name="train-lm", description="Train, evaluate and register the recurrent language model.")
@@ -40,11 +42,29 @@ def train_lm(config: dict[str, Any] | None = None, resume: bool = False) -> dict
     r, rows, bptt = cfg.register, cfg.train.batch_size, cfg.stream.bptt
     with run_status(run_id):
         pipeline = LMPipeline(cfg, prepared.preprocessor, seen=prepared.seen())
-        result = train(pipeline.model, prepared.batches("train", rows, bptt), prepared.batches("val", rows, bptt),
-                       cfg, run_id, checkpoint, resume, lm_loss, epoch_metrics=_perplexity)
+        result = train(
+            pipeline.model,
+            prepared.batches("train", rows, bptt),
+            prepared.batches("val", rows, bptt),
+            cfg,
+            run_id,
+            checkpoint,
+            resume,
+            lm_loss,
+            epoch_metrics=_perplexity,
+        )
         ev = evaluate(pipeline, prepared, run_id, result)
-        decision = register(pipeline, prompts_example(cfg), ev.metrics, run_id, r.model_name,
-                            **gate_spec("lm", cfg))
-    return summary(uri, r.experiment, run_id, decision, result, r.metric, standing=ev.standing(),
-                   **{k: ev.metrics[k] for k in ("test_perplexity", "ngram_test_perplexity",
-                                                 "test_perplexity_vs_ngram", "val_perplexity")})
+        decision = register(pipeline, prompts_example(cfg), ev.metrics, run_id, r.model_name, **gate_spec("lm", cfg))
+    return summary(
+        uri,
+        r.experiment,
+        run_id,
+        decision,
+        result,
+        r.metric,
+        standing=ev.standing(),
+        **{
+            k: ev.metrics[k]
+            for k in ("test_perplexity", "ngram_test_perplexity", "test_perplexity_vs_ngram", "val_perplexity")
+        },
+    )

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import flow, get_run_logger
 
+import rnnpipe.flows  # noqa: F401  (environment first)
 from rnnpipe.config import MonitorConfig, from_dict, to_dict
 from rnnpipe.monitor import MonitorPipeline, classification_loss
 from rnnpipe.pipeline import ForecastPipeline
@@ -40,35 +40,62 @@ def train_monitor(config: dict[str, Any] | None = None, resume: bool = False) ->
     r = cfg.register
     with run_status(run_id):
         if streamed:
-            Run(run_id).set_tags({"streamed": f"{len(data.files)} shards; scaler and baselines fitted on "
-                                              f"{prepared.sample['patients']} of {prepared.sample['of_patients']} "
-                                              "training patients"})
+            Run(run_id).set_tags(
+                {
+                    "streamed": f"{len(data.files)} shards; scaler and baselines fitted on "
+                    f"{prepared.sample['patients']} of {prepared.sample['of_patients']} "
+                    "training patients"
+                }
+            )
         pipeline = MonitorPipeline(cfg, prepared.preprocessor)
-        result = train(pipeline.model, prepared.windows("train"), prepared.windows("val"), cfg,
-                       run_id, checkpoint, resume, classification_loss(cfg, prepared))
+        result = train(
+            pipeline.model,
+            prepared.windows("train"),
+            prepared.windows("val"),
+            cfg,
+            run_id,
+            checkpoint,
+            resume,
+            classification_loss(cfg, prepared),
+        )
         metrics = evaluate(pipeline, prepared, run_id)  # also sets pipeline.threshold (from val)
         forecast = {}
         if cfg.forecast.enabled and streamed:
-            get_run_logger().warning("the %s forecaster is not trained on a streamed data set (it needs the "
-                                     "whole grid in memory); set forecast.enabled=false to silence this",
-                                     cfg.forecast.channel)
+            get_run_logger().warning(
+                "the %s forecaster is not trained on a streamed data set (it needs the "
+                "whole grid in memory); set forecast.enabled=false to silence this",
+                cfg.forecast.channel,
+            )
             Run(run_id).set_tags({"forecast": "skipped: streamed data set"})
         elif cfg.forecast.enabled:
             forecast = forecast_channel(cfg, prepared, data_summary, run_id)
-        decision = register(pipeline, prepared.example, metrics, run_id, r.model_name,
-                            **gate_spec("monitor", cfg))
-    return summary(uri, r.experiment, run_id, decision, result, r.metric, threshold=pipeline.threshold,
-                   **{k: v for k, v in metrics.items() if k.endswith("test_f1_onset") or k.endswith("test_f1")},
-                   **{f"forecast_{k}": forecast[k] for k in ("test_mae", "naive_test_mae", "ridge_test_mae")
-                      if k in forecast})
+        decision = register(pipeline, prepared.example, metrics, run_id, r.model_name, **gate_spec("monitor", cfg))
+    return summary(
+        uri,
+        r.experiment,
+        run_id,
+        decision,
+        result,
+        r.metric,
+        threshold=pipeline.threshold,
+        **{k: v for k, v in metrics.items() if k.endswith("test_f1_onset") or k.endswith("test_f1")},
+        **{f"forecast_{k}": forecast[k] for k in ("test_mae", "naive_test_mae", "ridge_test_mae") if k in forecast},
+    )
 
 
 def forecast_channel(cfg: MonitorConfig, prepared, data_summary, parent_run_id: str) -> dict[str, float]:
     """The optional channel forecaster, as a child run of the monitor run."""
     fc, fp = prepare_forecast(prepared, cfg)
-    child, checkpoint = start_run(fc, "monitor-forecaster", prepared.fingerprint, prepared.source, data_summary,
-                                  False, parent_run_id=parent_run_id,
-                                  run_name=f"{cfg.forecast.channel}-forecaster")
+    child, checkpoint = start_run(
+        fc,
+        "monitor-forecaster",
+        prepared.fingerprint,
+        prepared.source,
+        data_summary,
+        False,
+        parent_run_id=parent_run_id,
+        run_name=f"{cfg.forecast.channel}-forecaster",
+    )
     with run_status(child):
         pipeline = ForecastPipeline(fc, fp.preprocessor)
         train(pipeline.model, fp.windows("train"), fp.windows("val"), fc, child, checkpoint, False)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import flow
 
+import rnnpipe.flows  # noqa: F401  (environment first)
 from rnnpipe.registry import configure_tracking
 from rnnpipe.tasks import hide_user_error_tracebacks
 from rnnpipe.tasks.predict import log_job, predict, predict_in_parts, resolve
@@ -24,17 +24,28 @@ hide_user_error_tracebacks()
 
 
 @flow(name="batch-predict", description="Predict with a registered model over a file or dataset, in chunks.")
-def batch_predict(model: str, input_path: str, output_path: str, chunk_rows: int = 50_000,
-                  input_format: str = "auto", runner: str = "local", workers: int = 1, threads: int = 1,
-                  overwrite: bool = False, device: str = "auto", split_gpus: bool = False) -> dict[str, Any]:
+def batch_predict(
+    model: str,
+    input_path: str,
+    output_path: str,
+    chunk_rows: int = 50_000,
+    input_format: str = "auto",
+    runner: str = "local",
+    workers: int = 1,
+    threads: int = 1,
+    overwrite: bool = False,
+    device: str = "auto",
+    split_gpus: bool = False,
+) -> dict[str, Any]:
     configure_tracking()
     ref = resolve(model)
     if runner == "dask":  # the flow runs with_options(task_runner=a DaskTaskRunner)
         from rnnpipe.flows.sweep import api_for_workers
 
         with api_for_workers():
-            stats = predict_in_parts(ref, input_path, output_path, chunk_rows, input_format, workers, threads,
-                                     overwrite, device, split_gpus)
+            stats = predict_in_parts(
+                ref, input_path, output_path, chunk_rows, input_format, workers, threads, overwrite, device, split_gpus
+            )
     else:
         stats = predict(ref, input_path, output_path, chunk_rows, input_format, device)
     job_run = log_job(ref, stats, input_path, chunk_rows, runner, device, split_gpus)

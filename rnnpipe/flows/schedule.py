@@ -11,23 +11,23 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
-from rnnpipe.flows.predict import batch_predict
+import rnnpipe.flows  # noqa: F401  (environment first)
 from rnnpipe import settings
 from rnnpipe.config import ScheduleConfig, to_dict
 from rnnpipe.errors import RnnpipeError
-
+from rnnpipe.flows.predict import batch_predict
 
 # one run of each deployment at a time: a run due while the previous one still runs is
 # cancelled (retrains on 2 cores must not pile up; the next scheduled run comes soon enough)
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
 
 
-def deployments(cfg: ScheduleConfig, load_flow: Callable[[str], Any],
-                load_pipeline_config: Callable[[str, list[str]], Any]) -> list[Any]:
+def deployments(
+    cfg: ScheduleConfig, load_flow: Callable[[str], Any], load_pipeline_config: Callable[[str, list[str]], Any]
+) -> list[Any]:
     """One deployment per retrained pipeline (cron or interval) and one for batch prediction."""
     t, p = cfg.train, cfg.predict
     home = settings.project_home()
@@ -35,17 +35,32 @@ def deployments(cfg: ScheduleConfig, load_flow: Callable[[str], Any],
     for name in t.pipelines:
         pipe_cfg = load_pipeline_config(name, t.overrides)
         when = {"interval": t.interval_s} if t.interval_s else {"cron": t.cron}
-        out.append(load_flow(name).to_deployment(
-            name=f"{name}-retrain", parameters={"config": to_dict(pipe_cfg)}, tags=["rnnpipe", "train"],
-            concurrency_limit=ONE_AT_A_TIME,
-            description=f"Retrain the {name} pipeline; the champion gate decides promotion.", **when))
+        out.append(
+            load_flow(name).to_deployment(
+                name=f"{name}-retrain",
+                parameters={"config": to_dict(pipe_cfg)},
+                tags=["rnnpipe", "train"],
+                concurrency_limit=ONE_AT_A_TIME,
+                description=f"Retrain the {name} pipeline; the champion gate decides promotion.",
+                **when,
+            )
+        )
     if p.enabled:
-        out.append(batch_predict.to_deployment(
-            name="batch-predict", interval=p.interval_s, tags=["rnnpipe", "predict"],
-            concurrency_limit=ONE_AT_A_TIME,
-            parameters={"model": p.model, "input_path": str(home / p.input), "output_path": str(home / p.output),
-                        "chunk_rows": p.chunk_rows},
-            description=f"Batch prediction with {p.model}, resolved at each run."))
+        out.append(
+            batch_predict.to_deployment(
+                name="batch-predict",
+                interval=p.interval_s,
+                tags=["rnnpipe", "predict"],
+                concurrency_limit=ONE_AT_A_TIME,
+                parameters={
+                    "model": p.model,
+                    "input_path": str(home / p.input),
+                    "output_path": str(home / p.output),
+                    "chunk_rows": p.chunk_rows,
+                },
+                description=f"Batch prediction with {p.model}, resolved at each run.",
+            )
+        )
     return out
 
 
@@ -76,15 +91,23 @@ def cancel_in_flight() -> list[str]:
     """The runs of rnnpipe's deployments that a stopped runner leaves behind (pending, running):
     cancelled in Prefect, and their MLflow runs marked KILLED. Returns their flow-run ids."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
-                                                FlowRunFilterTags)
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
     from prefect.client.schemas.objects import StateType
     from prefect.states import Cancelled
 
     from rnnpipe.registry import mark_killed
 
-    live = FlowRunFilter(tags=FlowRunFilterTags(all_=["rnnpipe"]), state=FlowRunFilterState(
-        type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING, StateType.CANCELLING])))
+    live = FlowRunFilter(
+        tags=FlowRunFilterTags(all_=["rnnpipe"]),
+        state=FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING, StateType.CANCELLING])
+        ),
+    )
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=live)
         for run in runs:

@@ -17,15 +17,14 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import rnnpipe.flows  # noqa: F401  (environment first)
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+import rnnpipe.flows  # noqa: F401  (environment first)
 from rnnpipe.errors import ModelError
 from rnnpipe.registry import Run, configure_tracking, gate_spec
-from rnnpipe.sweep import (TrialResult, best_trial, make_trials, plot_sweep, series_of, summary_rows,
-                           trial_config)
+from rnnpipe.sweep import TrialResult, best_trial, make_trials, plot_sweep, series_of, summary_rows, trial_config
 from rnnpipe.tasks import hide_user_error_tracebacks
 from rnnpipe.tasks.sweep import TrialFailed, register_best, trial
 
@@ -43,8 +42,15 @@ def task_runner(kind: str, workers: int = 1, address: str = ""):
         # Dask's worker profiler samples every thread's stack every 10 ms, which competes for
         # the GIL with the training loop (7% of trial time in bench_sweep here): off
         os.environ.setdefault("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", "False")
-        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
-                                              "host": "127.0.0.1", "dashboard_address": None})
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "host": "127.0.0.1",
+                "dashboard_address": None,
+            }
+        )
     if kind == "local":
         from prefect.task_runners import ProcessPoolTaskRunner
 
@@ -82,9 +88,19 @@ def _collect(future, index: int, params: dict[str, str]) -> TrialResult:
 
 
 @flow(name="sweep", description="Train one model per trial in parallel; register the best on validation.")
-def sweep(pipeline: str, config: dict[str, Any], grid: dict[str, list[str]], random_n: int = 0, seed: int = 0,
-          workers: int = 1, threads: int = 1, retries: int = 0, per_series: bool = False,
-          split_gpus: bool = False, runner: str = "") -> dict[str, Any]:
+def sweep(
+    pipeline: str,
+    config: dict[str, Any],
+    grid: dict[str, list[str]],
+    random_n: int = 0,
+    seed: int = 0,
+    workers: int = 1,
+    threads: int = 1,
+    retries: int = 0,
+    per_series: bool = False,
+    split_gpus: bool = False,
+    runner: str = "",
+) -> dict[str, Any]:
     tracking_uri = configure_tracking()
     base = trial_config(pipeline, config, {})
     r = base.register
@@ -93,20 +109,46 @@ def sweep(pipeline: str, config: dict[str, Any], grid: dict[str, list[str]], ran
     planned = [(g, {**params, **({"data.series": g} if g else {})}) for g in groups for params in trials]
     for _, params in planned:  # every combination must be a valid config before any trial runs
         trial_config(pipeline, config, params)
-    parent = Run.start(r.experiment, run_name=f"sweep-{pipeline}-{len(planned)}-trials", tags={
-        "prefect_flow_run_id": str(flow_run.id), "prefect_flow_run_name": str(flow_run.name),
-        "pipeline": pipeline, "sweep": "true", "sweep_runner": runner})
-    parent.log_params({"sweep.pipeline": pipeline, "sweep.grid": json.dumps(grid), "sweep.random": random_n,
-                       "sweep.trials": len(planned), "sweep.workers": workers, "sweep.threads_per_trial": threads,
-                       "sweep.retries": retries, "sweep.per_series": per_series, "sweep.runner": runner})
+    parent = Run.start(
+        r.experiment,
+        run_name=f"sweep-{pipeline}-{len(planned)}-trials",
+        tags={
+            "prefect_flow_run_id": str(flow_run.id),
+            "prefect_flow_run_name": str(flow_run.name),
+            "pipeline": pipeline,
+            "sweep": "true",
+            "sweep_runner": runner,
+        },
+    )
+    parent.log_params(
+        {
+            "sweep.pipeline": pipeline,
+            "sweep.grid": json.dumps(grid),
+            "sweep.random": random_n,
+            "sweep.trials": len(planned),
+            "sweep.workers": workers,
+            "sweep.threads_per_trial": threads,
+            "sweep.retries": retries,
+            "sweep.per_series": per_series,
+            "sweep.runner": runner,
+        }
+    )
     log = get_run_logger()
-    log.info("sweep of %d trials (%d at a time, %d torch threads each); MLflow parent run %s",
-             len(planned), workers, threads, parent.id)
+    log.info(
+        "sweep of %d trials (%d at a time, %d torch threads each); MLflow parent run %s",
+        len(planned),
+        workers,
+        threads,
+        parent.id,
+    )
     try:
         with api_for_workers():
-            futures = [trial.with_options(retries=retries, task_run_name=f"trial-{i}").submit(
-                           pipeline, config, params, i, r.experiment, parent.id, threads, tracking_uri, split_gpus)
-                       for i, (_, params) in enumerate(planned)]
+            futures = [
+                trial.with_options(retries=retries, task_run_name=f"trial-{i}").submit(
+                    pipeline, config, params, i, r.experiment, parent.id, threads, tracking_uri, split_gpus
+                )
+                for i, (_, params) in enumerate(planned)
+            ]
             results = [_collect(f, i, params) for i, (f, (_, params)) in enumerate(zip(futures, planned))]
         gate = gate_spec(pipeline, base)
         rows = summary_rows(results, gate["metric"])
@@ -125,36 +167,76 @@ def sweep(pipeline: str, config: dict[str, Any], grid: dict[str, list[str]], ran
             if best is None:
                 continue
             suffix = f".{g}" if g else ""
-            parent.set_tags({f"best_trial{suffix}": best.index, f"best_run_id{suffix}": best.run_id,
-                             f"best_params{suffix}": json.dumps(best.params)})
-            parent.log_metrics({f"best_val_loss{suffix}": best.val_loss,
-                                **({f"best_{gate['metric']}{suffix}": best.metrics[gate["metric"]]}
-                                   if gate["metric"] in best.metrics else {})})
+            parent.set_tags(
+                {
+                    f"best_trial{suffix}": best.index,
+                    f"best_run_id{suffix}": best.run_id,
+                    f"best_params{suffix}": json.dumps(best.params),
+                }
+            )
+            parent.log_metrics(
+                {
+                    f"best_val_loss{suffix}": best.val_loss,
+                    **(
+                        {f"best_{gate['metric']}{suffix}": best.metrics[gate["metric"]]}
+                        if gate["metric"] in best.metrics
+                        else {}
+                    ),
+                }
+            )
             name = f"{r.model_name}-{g}" if g else r.model_name
             decisions[g or r.model_name] = register_best(best, name, gate)
-            log.info("best trial %d %s (val loss %.5f) -> %s", best.index, best.params, best.val_loss,
-                     decisions[g or r.model_name].reason)
+            log.info(
+                "best trial %d %s (val loss %.5f) -> %s",
+                best.index,
+                best.params,
+                best.val_loss,
+                decisions[g or r.model_name].reason,
+            )
     except BaseException:
         parent.end("FAILED")
         raise
     parent.end("FINISHED")
     top = best_trial(results)
-    lines = [f"**Sweep of {len(results)} trials of `{pipeline}`** ({len(failed)} failed); MLflow parent run "
-             f"`{parent.id}`, best trial {top.index} `{json.dumps(top.params)}` (val loss {top.val_loss:.5f}, "
-             f"run `{top.run_id}`)", "", "| registered | version | alias | reason |", "|---|---|---|---|"]
+    lines = [
+        f"**Sweep of {len(results)} trials of `{pipeline}`** ({len(failed)} failed); MLflow parent run "
+        f"`{parent.id}`, best trial {top.index} `{json.dumps(top.params)}` (val loss {top.val_loss:.5f}, "
+        f"run `{top.run_id}`)",
+        "",
+        "| registered | version | alias | reason |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {d.model_name} | {d.version} | {d.alias} | {d.reason} |" for d in decisions.values()]
     lines += ["", "| best trial metric | value |", "|---|---|"]
-    lines += [f"| `{k}` | {v:.4g} |" for k, v in sorted(top.metrics.items()) if k.startswith(("test_", "val_"))
-              and "." not in k][:30]
+    lines += [
+        f"| `{k}` | {v:.4g} |"
+        for k, v in sorted(top.metrics.items())
+        if k.startswith(("test_", "val_")) and "." not in k
+    ][:30]
     create_markdown_artifact("\n".join(lines), key="sweep-result")
-    return {"parent_run_id": parent.id, "trials": len(results), "failed": len(failed),
-            "best_trial": top.index, "best_params": top.params, "best_val_loss": top.val_loss,
-            "results": [to_dict_result(x) for x in results],
-            "registered": {k: {"model_name": d.model_name, "version": d.version, "alias": d.alias, "reason": d.reason}
-                           for k, d in decisions.items()}}
+    return {
+        "parent_run_id": parent.id,
+        "trials": len(results),
+        "failed": len(failed),
+        "best_trial": top.index,
+        "best_params": top.params,
+        "best_val_loss": top.val_loss,
+        "results": [to_dict_result(x) for x in results],
+        "registered": {
+            k: {"model_name": d.model_name, "version": d.version, "alias": d.alias, "reason": d.reason}
+            for k, d in decisions.items()
+        },
+    }
 
 
 def to_dict_result(x: TrialResult) -> dict[str, Any]:
-    return {"index": x.index, "params": x.params, "status": x.status, "run_id": x.run_id,
-            "val_loss": x.val_loss, "error": x.error, "seconds": x.seconds, "worker": x.worker}
-
+    return {
+        "index": x.index,
+        "params": x.params,
+        "status": x.status,
+        "run_id": x.run_id,
+        "val_loss": x.val_loss,
+        "error": x.error,
+        "seconds": x.seconds,
+        "worker": x.worker,
+    }

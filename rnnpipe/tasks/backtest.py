@@ -17,8 +17,15 @@ from rnnpipe.registry import Run, configure_tracking
 
 
 @task(name="fold", cache_policy=NO_CACHE)
-def fold(config: dict[str, Any], frame: SeriesFrame, k: int, parent_run_id: str, tracking_uri: str,
-         threads: int, trained=None) -> FoldResult:
+def fold(
+    config: dict[str, Any],
+    frame: SeriesFrame,
+    k: int,
+    parent_run_id: str,
+    tracking_uri: str,
+    threads: int,
+    trained=None,
+) -> FoldResult:
     """Fold k in a nested MLflow run (tag `backtest_fold=K`): trained on the rows before its
     origin (or scored with fold 1's model, `trained`), its test metrics under the usual names."""
     from rnnpipe import threads as rnnpipe_threads
@@ -28,16 +35,26 @@ def fold(config: dict[str, Any], frame: SeriesFrame, k: int, parent_run_id: str,
         return _fold(config, frame, k, parent_run_id, tracking_uri, threads, trained)
 
 
-def _fold(config: dict[str, Any], frame: SeriesFrame, k: int, parent_run_id: str, tracking_uri: str,
-          threads: int, trained) -> FoldResult:
+def _fold(
+    config: dict[str, Any], frame: SeriesFrame, k: int, parent_run_id: str, tracking_uri: str, threads: int, trained
+) -> FoldResult:
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # a worker process: the flow's store
     configure_tracking()
     cfg = from_dict(ForecastConfig, config).validate()
     parent = Run(parent_run_id).client.get_run(parent_run_id).info.run_name  # the flow run's name
-    run = Run.start(cfg.register.experiment, run_name=f"{parent}-fold-{k}", tags={
-        "mlflow.parentRunId": parent_run_id, "backtest_fold": k, "pipeline": "stocks",
-        "data_fingerprint": frame.fingerprint, "data_source": str(frame.source), "seed": cfg.train.seed,
-        "torch_threads": threads})
+    run = Run.start(
+        cfg.register.experiment,
+        run_name=f"{parent}-fold-{k}",
+        tags={
+            "mlflow.parentRunId": parent_run_id,
+            "backtest_fold": k,
+            "pipeline": "stocks",
+            "data_fingerprint": frame.fingerprint,
+            "data_source": str(frame.source),
+            "seed": cfg.train.seed,
+            "torch_threads": threads,
+        },
+    )
     run.log_dataset(str(frame.source), frame.fingerprint)
     try:
         run.log_params(flatten(cfg))
@@ -54,7 +71,12 @@ def _fold(config: dict[str, Any], frame: SeriesFrame, k: int, parent_run_id: str
         run.end("FAILED")
         raise
     m = result.metrics
-    get_run_logger().info("fold %d (origin %s): MAE %.4f, naive %.4f%s", k, min(result.origins.values()),
-                          m["test_mae"], m["naive_test_mae"],
-                          f", coverage_80 {m['test_coverage_80']:.3f}" if "test_coverage_80" in m else "")
+    get_run_logger().info(
+        "fold %d (origin %s): MAE %.4f, naive %.4f%s",
+        k,
+        min(result.origins.values()),
+        m["test_mae"],
+        m["naive_test_mae"],
+        f", coverage_80 {m['test_coverage_80']:.3f}" if "test_coverage_80" in m else "",
+    )
     return result

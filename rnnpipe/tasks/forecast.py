@@ -19,8 +19,13 @@ from rnnpipe.tasks.common import IO
 @task(name="ingest", cache_policy=NO_CACHE, **IO)
 def ingest(cfg: ForecastConfig) -> SeriesFrame:
     frame = load_forecast_data(cfg)
-    get_run_logger().info("read %d rows of %d series from %s (sha256 %s)", len(frame),
-                          len(frame.series), frame.source, frame.fingerprint[:12])
+    get_run_logger().info(
+        "read %d rows of %d series from %s (sha256 %s)",
+        len(frame),
+        len(frame.series),
+        frame.source,
+        frame.fingerprint[:12],
+    )
     return frame
 
 
@@ -36,8 +41,13 @@ def split_series(frame: SeriesFrame, cfg: ForecastConfig) -> Split:
 @task(name="prepare", cache_policy=NO_CACHE)
 def prepare_windows(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Prepared:
     prepared = prepare(frame, split, cfg)
-    get_run_logger().info("windows: %s (lookback %d, horizon %d, target %s)", prepared.counts(),
-                          cfg.window.lookback, cfg.window.horizon, cfg.window.target)
+    get_run_logger().info(
+        "windows: %s (lookback %d, horizon %d, target %s)",
+        prepared.counts(),
+        cfg.window.lookback,
+        cfg.window.horizon,
+        cfg.window.target,
+    )
     return prepared
 
 

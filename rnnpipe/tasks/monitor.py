@@ -31,24 +31,34 @@ def ingest(cfg: MonitorConfig) -> SeriesFrame | Shards:
     """The readings, or for streamed training (`data.streaming`) the shards they lie in."""
     data = load_monitor_data(cfg)
     if isinstance(data, Shards):
-        get_run_logger().info("streamed training: %d readings of %d patients in %d shards of %s", len(data),
-                              len(data.series), len(data.files), data.source)
+        get_run_logger().info(
+            "streamed training: %d readings of %d patients in %d shards of %s",
+            len(data),
+            len(data.series),
+            len(data.files),
+            data.source,
+        )
     else:
-        get_run_logger().info("read %d readings of %d patients from %s (sha256 %s)", len(data),
-                              len(data.series), data.source, data.fingerprint[:12])
+        get_run_logger().info(
+            "read %d readings of %d patients from %s (sha256 %s)",
+            len(data),
+            len(data.series),
+            data.source,
+            data.fingerprint[:12],
+        )
     return data
 
 
 def shard_progress(shards: Shards):
     """A Prefect progress artifact that follows a streamed run shard by shard (reading, each
     epoch's training and validation passes, evaluation); its description says which pass."""
-    artifact = create_progress_artifact(0.0, key="monitor-shards",
-                                        description=f"{len(shards.files)} shards of {shards.source}")
+    artifact = create_progress_artifact(
+        0.0, key="monitor-shards", description=f"{len(shards.files)} shards of {shards.source}"
+    )
 
     def on_shard(what: str, done: int, total: int) -> None:
         with contextlib.suppress(Exception):  # a progress bar that cannot update stops nothing
-            update_progress_artifact(artifact, 100.0 * done / total,
-                                     description=f"{what}: shard {done} of {total}")
+            update_progress_artifact(artifact, 100.0 * done / total, description=f"{what}: shard {done} of {total}")
 
     return on_shard
 
@@ -63,9 +73,13 @@ def prepare(data: SeriesFrame | Shards, cfg: MonitorConfig) -> MonitorPrepared |
     get_run_logger().info("split %s; windows %s", p.split_kind, p.counts())
     if isinstance(p, StreamedMonitor):
         s = p.sample
-        get_run_logger().info("scaler and baselines fitted on %d of %d training patients (%d readings, "
-                              "data.stream_sample_rows=%d)", s["patients"], s["of_patients"], s["readings"],
-                              cfg.data.stream_sample_rows)
+        get_run_logger().info(
+            "scaler and baselines fitted on %d of %d training patients (%d readings, data.stream_sample_rows=%d)",
+            s["patients"],
+            s["of_patients"],
+            s["readings"],
+            cfg.data.stream_sample_rows,
+        )
     return p
 
 
@@ -79,14 +93,12 @@ def evaluate(pipeline: MonitorPipeline, prepared: MonitorPrepared | StreamedMoni
     run.log_dict(table, "metrics/comparison.json")
     run.log_figure(plot_comparison(table), "plots/test_model_vs_baselines.png")
     run.log_figure(plot_confusion(metrics, "test", "", "test, all windows"), "plots/confusion_test.png")
-    run.log_figure(plot_confusion(metrics, "test", "_onset", "test, onset windows"),
-                   "plots/confusion_test_onset.png")
+    run.log_figure(plot_confusion(metrics, "test", "_onset", "test, onset windows"), "plots/confusion_test_onset.png")
     best = max(table[1:], key=lambda r: r["f1_onset"])
-    standing = (f"onset F1 {metrics['test_f1_onset']:.3f} vs best baseline {best['method']} "
-                f"{best['f1_onset']:.3f}: " + ("beats every baseline" if metrics["test_f1_onset"] > best["f1_onset"]
-                                              else "does not beat the best baseline"))
-    run.set_tags({"vs_baselines": standing, "mlflow.note.content": standing,
-                  "split": prepared.split_kind})
+    standing = f"onset F1 {metrics['test_f1_onset']:.3f} vs best baseline {best['method']} {best['f1_onset']:.3f}: " + (
+        "beats every baseline" if metrics["test_f1_onset"] > best["f1_onset"] else "does not beat the best baseline"
+    )
+    run.set_tags({"vs_baselines": standing, "mlflow.note.content": standing, "split": prepared.split_kind})
     create_table_artifact(table, key="monitor-test-comparison", description=standing)
     get_run_logger().info(standing)
     return metrics
@@ -109,18 +121,28 @@ def evaluate_forecast(pipeline, prepared, run_id: str, parent_run_id: str, chann
     run.log_metrics(m)
     for path, fig in ev.figures().items():
         run.log_figure(fig, path)
-    standing = (f"{channel} forecast test MAE {m['test_mae']:.3f} vs last value {m['naive_test_mae']:.3f} "
-                f"and ridge {m['ridge_test_mae']:.3f}: " +
-                ("beats both" if m["test_mae"] < min(m["naive_test_mae"], m["ridge_test_mae"])
-                 else "does not beat both"))
-    run.set_tags({"mlflow.note.content": "\n\n".join(filter(None, [standing, ev.interval_standing()])),
-                  "vs_baselines": standing})
-    keys = [k for name in ["", *ev.names()] for k in (
-        f"{name + '_' if name else ''}test_mae", f"{name + '_' if name else ''}test_rmse",
-        f"{name + '_' if name else ''}test_mase", f"{name + '_' if name else ''}test_mae_last_step",
-        f"{name + '_' if name else ''}test_pinball", f"{name + '_' if name else ''}test_coverage_80",
-        f"{name + '_' if name else ''}test_interval_width",
-        *([f"test_mae_vs_{name}"] if name else []))]
+    standing = (
+        f"{channel} forecast test MAE {m['test_mae']:.3f} vs last value {m['naive_test_mae']:.3f} "
+        f"and ridge {m['ridge_test_mae']:.3f}: "
+        + ("beats both" if m["test_mae"] < min(m["naive_test_mae"], m["ridge_test_mae"]) else "does not beat both")
+    )
+    run.set_tags(
+        {"mlflow.note.content": "\n\n".join(filter(None, [standing, ev.interval_standing()])), "vs_baselines": standing}
+    )
+    keys = [
+        k
+        for name in ["", *ev.names()]
+        for k in (
+            f"{name + '_' if name else ''}test_mae",
+            f"{name + '_' if name else ''}test_rmse",
+            f"{name + '_' if name else ''}test_mase",
+            f"{name + '_' if name else ''}test_mae_last_step",
+            f"{name + '_' if name else ''}test_pinball",
+            f"{name + '_' if name else ''}test_coverage_80",
+            f"{name + '_' if name else ''}test_interval_width",
+            *([f"test_mae_vs_{name}"] if name else []),
+        )
+    ]
     Run(parent_run_id).log_metrics({f"forecast_{k}": m[k] for k in keys if k in m})
     Run(parent_run_id).set_tags({"forecast_run_id": run_id, "forecast_vs_baselines": standing})
     get_run_logger().info(standing)

@@ -14,9 +14,22 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from tqdm.auto import tqdm
 
-from rnnpipe.batch import (SUCCESS, BatchStats, Part, RowMap, atomic_folder, combine, count_rows, dataset_source,
-                           open_input, part_error, plan_parts, predict_part, predict_to_parquet)
 from rnnpipe import threads as rnnpipe_threads
+from rnnpipe.batch import (
+    SUCCESS,
+    BatchStats,
+    Part,
+    RowMap,
+    atomic_folder,
+    combine,
+    count_rows,
+    dataset_source,
+    open_input,
+    part_error,
+    plan_parts,
+    predict_part,
+    predict_to_parquet,
+)
 from rnnpipe.errors import DataError
 from rnnpipe.io import files_state, open_dataset
 from rnnpipe.registry import ModelRef, Run, load_model, resolve_model
@@ -34,19 +47,35 @@ def resolve(model: str) -> ModelRef:
 
 
 @task(name="predict", cache_policy=NO_CACHE)
-def predict(ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, fmt: str,
-            device: str = "auto") -> BatchStats:
+def predict(
+    ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, fmt: str, device: str = "auto"
+) -> BatchStats:
     rnnpipe_threads.apply("auto")  # every core, fewer while other processes use them
     pipeline = _pipeline(ref.uri, device)
     dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
     lineage = _lineage(ref)
-    with tqdm(total=count_rows(dataset), unit="row", unit_scale=True, desc="predict",
-              disable=None, dynamic_ncols=True) as bar:
-        stats = predict_to_parquet(pipeline.predict, columns, lineage, dataset, output_path,
-                                   group_column=group, chunk_rows=chunk_rows, on_chunk=bar.update)
-    get_run_logger().info("predicted %d rows in %d chunks -> %d output rows in %.1f s (%.0f rows/s); "
-                          "wrote %s", stats.rows_in, stats.chunks, stats.rows_out, stats.seconds,
-                          stats.rows_per_s, output_path)
+    with tqdm(
+        total=count_rows(dataset), unit="row", unit_scale=True, desc="predict", disable=None, dynamic_ncols=True
+    ) as bar:
+        stats = predict_to_parquet(
+            pipeline.predict,
+            columns,
+            lineage,
+            dataset,
+            output_path,
+            group_column=group,
+            chunk_rows=chunk_rows,
+            on_chunk=bar.update,
+        )
+    get_run_logger().info(
+        "predicted %d rows in %d chunks -> %d output rows in %.1f s (%.0f rows/s); wrote %s",
+        stats.rows_in,
+        stats.chunks,
+        stats.rows_out,
+        stats.seconds,
+        stats.rows_per_s,
+        output_path,
+    )
     return stats
 
 
@@ -77,13 +106,13 @@ def worker_device(device: str, split_gpus: bool) -> str:
 
 
 def _lineage(ref: ModelRef) -> dict[str, str]:
-    return {"model_name": ref.name, "model_version": ref.version, "model_alias": ref.alias,
-            "mlflow_run_id": ref.run_id}
+    return {"model_name": ref.name, "model_version": ref.version, "model_alias": ref.alias, "mlflow_run_id": ref.run_id}
 
 
 @task(name="plan-parts", cache_policy=NO_CACHE)
-def plan(ref: ModelRef, input_path: str, fmt: str, chunk_rows: int, workdir: str,
-         min_parts: int) -> tuple[list[Part], RowMap]:
+def plan(
+    ref: ModelRef, input_path: str, fmt: str, chunk_rows: int, workdir: str, min_parts: int
+) -> tuple[list[Part], RowMap]:
     """Split the input into parts: its files, or (a series model whose series span files)
     hash buckets of whole series."""
     dataset, _, group = open_input(input_path, fmt, _pipeline(ref.uri, "cpu").batch_spec)
@@ -93,20 +122,39 @@ def plan(ref: ModelRef, input_path: str, fmt: str, chunk_rows: int, workdir: str
 
 
 @task(name="predict-part", cache_policy=NO_CACHE)
-def predict_one(ref: ModelRef, input_path: str, fmt: str, part: Part, folder: str, chunk_rows: int,
-                threads: int, device: str = "auto", split_gpus: bool = False) -> BatchStats:
+def predict_one(
+    ref: ModelRef,
+    input_path: str,
+    fmt: str,
+    part: Part,
+    folder: str,
+    chunk_rows: int,
+    threads: int,
+    device: str = "auto",
+    split_gpus: bool = False,
+) -> BatchStats:
     """One part on a worker: the model is loaded once per worker process."""
     rnnpipe_threads.share(threads)
     rnnpipe_threads.apply(threads)
     pipeline = _pipeline(ref.uri, worker_device(device, split_gpus))
     dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
-    return predict_part(pipeline.predict, columns, _lineage(ref), dataset, part, Path(folder), group_column=group,
-                        chunk_rows=chunk_rows)
+    return predict_part(
+        pipeline.predict, columns, _lineage(ref), dataset, part, Path(folder), group_column=group, chunk_rows=chunk_rows
+    )
 
 
-def predict_in_parts(ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, fmt: str,
-                     workers: int, threads: int, overwrite: bool, device: str = "auto",
-                     split_gpus: bool = False) -> BatchStats:
+def predict_in_parts(
+    ref: ModelRef,
+    input_path: str,
+    output_path: str,
+    chunk_rows: int,
+    fmt: str,
+    workers: int,
+    threads: int,
+    overwrite: bool,
+    device: str = "auto",
+    split_gpus: bool = False,
+) -> BatchStats:
     """The job on the flow's task runner (a Dask cluster): parts predicted by the workers into
     a temporary folder, `_SUCCESS` written last and the folder renamed into place."""
     t0 = time.perf_counter()
@@ -115,8 +163,10 @@ def predict_in_parts(ref: ModelRef, input_path: str, output_path: str, chunk_row
         workdir = tmp / "_regroup"
         workdir.mkdir()
         parts, rows = plan(ref, input_path, fmt, chunk_rows, str(workdir), workers)
-        futures = [predict_one.submit(ref, input_path, fmt, part, str(tmp), chunk_rows, threads, device, split_gpus)
-                   for part in parts]
+        futures = [
+            predict_one.submit(ref, input_path, fmt, part, str(tmp), chunk_rows, threads, device, split_gpus)
+            for part in parts
+        ]
         stats = []
         for part, future in zip(parts, futures):
             try:
@@ -133,9 +183,16 @@ def predict_in_parts(ref: ModelRef, input_path: str, output_path: str, chunk_row
                 f.unlink()
         total = combine(stats, time.perf_counter() - t0, str(out))
         (tmp / SUCCESS).write_text(json.dumps({**total.as_dict(), "parts": len(parts), "model": str(ref)}))
-    get_run_logger().info("predicted %d rows in %d parts on %d workers -> %d output rows in %.1f s (%.0f rows/s); "
-                          "wrote %s/", total.rows_in, len(parts), workers, total.rows_out, total.seconds,
-                          total.rows_per_s, out)
+    get_run_logger().info(
+        "predicted %d rows in %d parts on %d workers -> %d output rows in %.1f s (%.0f rows/s); wrote %s/",
+        total.rows_in,
+        len(parts),
+        workers,
+        total.rows_out,
+        total.seconds,
+        total.rows_per_s,
+        out,
+    )
     return total
 
 
@@ -146,26 +203,58 @@ def input_digest(path: str) -> str:
 
 
 @task(name="log-job", cache_policy=NO_CACHE, **IO)
-def log_job(ref: ModelRef, stats: BatchStats, input_path: str, chunk_rows: int, runner: str = "local",
-            device: str = "auto", split_gpus: bool = False) -> str:
+def log_job(
+    ref: ModelRef,
+    stats: BatchStats,
+    input_path: str,
+    chunk_rows: int,
+    runner: str = "local",
+    device: str = "auto",
+    split_gpus: bool = False,
+) -> str:
     """An MLflow run for the job (experiment batch-predictions) and a Prefect artifact that
     point at each other."""
     # one name in both UIs: the job's run is named after its Prefect flow run
-    run = Run.start(EXPERIMENT, run_name=str(flow_run.name),
-                    tags={"prefect_flow_run_id": str(flow_run.id), "prefect_flow_run_name": str(flow_run.name),
-                          "model_name": ref.name, "model_version": ref.version, "model_alias": ref.alias,
-                          "model_run_id": ref.run_id,
-                          "mlflow.note.content": f"batch prediction with {ref.name} v{ref.version}"})
+    run = Run.start(
+        EXPERIMENT,
+        run_name=str(flow_run.name),
+        tags={
+            "prefect_flow_run_id": str(flow_run.id),
+            "prefect_flow_run_name": str(flow_run.name),
+            "model_name": ref.name,
+            "model_version": ref.version,
+            "model_alias": ref.alias,
+            "model_run_id": ref.run_id,
+            "mlflow.note.content": f"batch prediction with {ref.name} v{ref.version}",
+        },
+    )
     run.log_dataset(input_path, input_digest(input_path), context="inference")
-    run.log_params({"model": ref.uri, "input": input_path, "output": stats.output, "chunk_rows": chunk_rows,
-                    "runner": runner, "device": device, "split_gpus": split_gpus})
-    run.log_metrics({"rows_in": stats.rows_in, "rows_out": stats.rows_out, "chunks": stats.chunks,
-                     "seconds": stats.seconds, "rows_per_s": stats.rows_per_s})
+    run.log_params(
+        {
+            "model": ref.uri,
+            "input": input_path,
+            "output": stats.output,
+            "chunk_rows": chunk_rows,
+            "runner": runner,
+            "device": device,
+            "split_gpus": split_gpus,
+        }
+    )
+    run.log_metrics(
+        {
+            "rows_in": stats.rows_in,
+            "rows_out": stats.rows_out,
+            "chunks": stats.chunks,
+            "seconds": stats.seconds,
+            "rows_per_s": stats.rows_per_s,
+        }
+    )
     run.end()
     create_markdown_artifact(
         f"**Batch prediction with {ref}**\n\n| | |\n|---|---|\n| model run | `{ref.run_id}` |\n"
         f"| job MLflow run | `{run.id}` (experiment `{EXPERIMENT}`) |\n| input | `{input_path}` |\n"
         f"| output | `{stats.output}` |\n| rows in / out | {stats.rows_in:,} / {stats.rows_out:,} |\n"
         f"| chunks of {chunk_rows:,} rows | {stats.chunks} |\n| throughput | {stats.rows_per_s:,.0f} rows/s |\n",
-        key="batch-prediction")
+        key="batch-prediction",
+    )
     return run.id

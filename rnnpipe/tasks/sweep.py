@@ -34,10 +34,28 @@ def retry_unless_user_error(task, task_run, state) -> bool:
 
 
 @task(name="trial", cache_policy=NO_CACHE, retry_condition_fn=retry_unless_user_error)
-def trial(pipeline: str, base: dict[str, Any], params: dict[str, str], index: int, experiment: str,
-          parent_run_id: str, threads: int, tracking_uri: str, split_gpus: bool) -> TrialResult:
-    result = run_trial(pipeline, base, params, index, experiment=experiment, parent_run_id=parent_run_id,
-                       threads=threads, tracking_uri=tracking_uri, split_gpus=split_gpus)
+def trial(
+    pipeline: str,
+    base: dict[str, Any],
+    params: dict[str, str],
+    index: int,
+    experiment: str,
+    parent_run_id: str,
+    threads: int,
+    tracking_uri: str,
+    split_gpus: bool,
+) -> TrialResult:
+    result = run_trial(
+        pipeline,
+        base,
+        params,
+        index,
+        experiment=experiment,
+        parent_run_id=parent_run_id,
+        threads=threads,
+        tracking_uri=tracking_uri,
+        split_gpus=split_gpus,
+    )
     if not result.ok:
         raise TrialFailed(result)
     return result

@@ -77,8 +77,12 @@ def monitor(out: Path) -> None:
     # -> 02:00 CET) and written as local time with offsets: an hour of local times repeats
     # (+02:00, then +01:00), and only the offsets tell the readings apart
     autumn = ok.ts + (pd.Timestamp("2024-10-26 12:00") - pd.Timestamp("2024-01-01"))
-    local = ok.assign(ts=autumn.dt.tz_localize("UTC").dt.tz_convert("Europe/Paris")
-                      .dt.strftime("%Y-%m-%dT%H:%M:%S%z").str.replace(r"(\d\d)$", r":\1", regex=True))
+    local = ok.assign(
+        ts=autumn.dt.tz_localize("UTC")
+        .dt.tz_convert("Europe/Paris")
+        .dt.strftime("%Y-%m-%dT%H:%M:%S%z")
+        .str.replace(r"(\d\d)$", r":\1", regex=True)
+    )
     csv(local, out / "ok_offsets.csv")
     small = ok.groupby("pid").head(40).reset_index(drop=True)
     small["ts"] = small.ts.dt.strftime("%Y-%m-%d %H:%M:%S")

@@ -486,7 +486,7 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, objective: str = "f1", ta
     """A decision threshold on validation scores: the one with the highest F1, or the highest
     threshold that still reaches `target_recall`. Predict positive when score >= threshold.
     Always finite: without a positive there is nothing to choose on, and that is an error
-    (`rnnpipe.monitor.check_event_counts` refuses such a split before training)."""
+    (`rnnpipe.monitor_prep.check_event_counts` refuses such a split before training)."""
     y = np.asarray(y)
     if y.sum() == 0:
         raise DataError("no event among the validation windows: a decision threshold cannot be chosen")

@@ -39,7 +39,7 @@ from rnnpipe.features.splits import PARTS, grouped_parts, split_by_series
 from rnnpipe.features.windows import WindowSet
 from rnnpipe.ingest import Shards, channels_seen, require_channels, value_columns
 from rnnpipe.io import SeriesFrame, load_series
-from rnnpipe.monitor import (
+from rnnpipe.monitor_prep import (
     Chunk,
     MonitorPreprocessor,
     channel_values,

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from rnnpipe import artefact
 from rnnpipe.config import ForecastConfig, to_dict
 from rnnpipe.features.targets import TargetEncoding
 from rnnpipe.io import SeriesFrame
@@ -163,6 +164,7 @@ class BaselineForecastPipeline(ForecastPipeline):
         (p / "baseline.json").write_text(json.dumps(meta))
         if fitted is not None:
             sio.dump(fitted, p / "baseline.skops")
+        artefact.mark(p, self.KIND)
         return p
 
     @classmethod
@@ -170,6 +172,7 @@ class BaselineForecastPipeline(ForecastPipeline):
         import skops.io as sio
 
         p = Path(path)
+        artefact.check(p, cls.KIND)
         config = cls.saved_config(json.loads((p / "config.json").read_text()))
         pre = ForecastPreprocessor.from_dict(json.loads((p / "preprocessor.json").read_text()))
         meta = json.loads((p / "baseline.json").read_text())

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rnnpipe import settings
+from rnnpipe import artefact, settings
 from rnnpipe.baselines import KneserNeyLM
 from rnnpipe.config import TrainConfig, check_pattern, check_sections, from_dict, to_dict
 from rnnpipe.errors import ConfigError, DataError, ModelError
@@ -496,11 +496,13 @@ class LMPipeline:
         torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, p / "weights.pt")
         if self.seen is not None:
             np.save(p / "seen_texts.npy", self.seen)
+        artefact.mark(p, self.KIND)
         return p
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> LMPipeline:
         p = Path(path)
+        artefact.check(p, cls.KIND)
         cfg = from_dict(LMConfig, json.loads((p / "config.json").read_text()))
         seen = np.load(p / "seen_texts.npy") if (p / "seen_texts.npy").exists() else None
         pipe = cls(cfg, LMPreprocessor.from_dict(cfg, json.loads((p / "preprocessor.json").read_text())), seen=seen)

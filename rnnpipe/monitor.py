@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rnnpipe import artefact
 from rnnpipe.baselines import LastReadingRule, MajorityBaseline, SummaryLogisticRegression
 from rnnpipe.batch import WHOLE_INPUT
 from rnnpipe.config import DataConfig, ForecastConfig, MonitorConfig, RegisterConfig, WindowConfig, from_dict, to_dict
@@ -257,11 +258,13 @@ class MonitorPipeline:
             json.dumps({**self.preprocessor.to_dict(), "threshold": float(self.threshold)})
         )
         torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, p / "weights.pt")
+        artefact.mark(p, self.KIND)
         return p
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> MonitorPipeline:
         p = Path(path)
+        artefact.check(p, cls.KIND)
         cfg = from_dict(MonitorConfig, json.loads((p / "config.json").read_text()))
         state = json.loads((p / "preprocessor.json").read_text())
         pipe = cls(cfg, MonitorPreprocessor.from_dict(cfg, state), threshold=state["threshold"])

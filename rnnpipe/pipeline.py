@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rnnpipe import artefact
 from rnnpipe.batch import WHOLE_INPUT
 from rnnpipe.config import ForecastConfig, from_dict, to_dict
 from rnnpipe.errors import DataError
@@ -184,6 +185,14 @@ class Prepared:
 
     def counts(self) -> dict[str, int]:
         return {part: len(e) for part, e in self.ends.items()}
+
+    @property
+    def fingerprint(self) -> str:
+        return self.frame.fingerprint
+
+    @property
+    def source(self) -> str:
+        return str(self.frame.source)
 
 
 def prepare(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Prepared:
@@ -393,6 +402,7 @@ class ForecastPipeline:
         (p / "preprocessor.json").write_text(json.dumps(self.preprocessor.to_dict()))
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         torch.save(state, p / "weights.pt")
+        artefact.mark(p, self.KIND)
         return p
 
     @staticmethod
@@ -409,6 +419,7 @@ class ForecastPipeline:
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> ForecastPipeline:
         p = Path(path)
+        artefact.check(p, cls.KIND)
         config = cls.saved_config(json.loads((p / "config.json").read_text()))
         pre = ForecastPreprocessor.from_dict(json.loads((p / "preprocessor.json").read_text()))
         pipe = cls(config, pre)

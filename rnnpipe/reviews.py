@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rnnpipe import settings
+from rnnpipe import artefact, settings
 from rnnpipe.baselines import MajorityClass, TfidfLogisticRegression, vectorizer_from_dict, vectorizer_to_dict
 from rnnpipe.config import ReviewsConfig, from_dict, to_dict
 from rnnpipe.errors import DataError, ModelError
@@ -435,11 +435,13 @@ class ReviewsPipeline:
             )
         )
         torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, p / "weights.pt")
+        artefact.mark(p, self.KIND)
         return p
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> ReviewsPipeline:
         p = Path(path)
+        artefact.check(p, cls.KIND)
         cfg = from_dict(ReviewsConfig, json.loads((p / "config.json").read_text()))
         state = json.loads((p / "preprocessor.json").read_text())
         vectorizer = state.get("ngram_vectorizer")

@@ -1,12 +1,12 @@
 # The two set-up commands of the README:
 #   make train   install into .venv (once) and run the stocks pipeline on the bundled data
-#   make test    install into .venv (once) and run the test suite
+#   make test    install into .venv (once), lint, build the docs and run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.rnnpipe-installed
 
-.PHONY: install train test bench ui clean
+.PHONY: install train test lint docs bench ui clean
 
 install: $(STAMP)
 
@@ -20,8 +20,15 @@ $(STAMP): pyproject.toml constraints.txt
 train: install
 	$(BIN)/rnnpipe train stocks
 
-test: install
+test: install lint docs
 	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site  # (no end-of-life banner)
 
 bench: install
 	$(BIN)/python bench/bench_forecast.py

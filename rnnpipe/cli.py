@@ -147,7 +147,7 @@ def cli(quiet, verbose):
     settings.apply_verbosity(-1 if quiet else verbose)
 
 
-@cli.command()
+@cli.command(epilog="\b\nPipelines:\n" + "\n".join(f"  {k.name:9}{k.summary}" for k in kinds.KINDS.values()))
 @click.argument("pipeline", type=click.Choice(kinds.names()))
 @config_options
 @click.option(

@@ -57,17 +57,17 @@ class DataConfig:
 @dataclass
 class SplitConfig:
     train: float = 0.70  # fractions of each series, in time order; test gets the rest
-    val: float = 0.15
+    val: float = 0.15  # the next fraction: validation (early stopping, every choice)
     val_start: str = ""  # cut dates (ISO); when both are set they replace the fractions
-    test_start: str = ""
+    test_start: str = ""  # the first test timestamp (with val_start)
 
 
 @dataclass
 class WindowConfig:
     CHOICES: ClassVar = {"target": {"level", "diff", "log_return"}, "scaler": {"standard", "minmax", "robust"}}
     POSITIVE: ClassVar = ("lookback", "horizon")
-    lookback: int = 60
-    horizon: int = 1
+    lookback: int = 60  # steps of history in a window
+    horizon: int = 1  # steps ahead forecast from each window
     target: str = "log_return"  # level | diff | log_return (relative to the last observed value)
     scaler: str = "standard"  # standard | minmax | robust, fitted per series on train only
     season: int = 0  # steps per season (e.g. 5 trading days); >= 2 adds seasonal naive and a seasonal MASE scale
@@ -120,10 +120,10 @@ class ModelConfig:
     POSITIVE: ClassVar = ("hidden_size", "num_layers")
 
     cell: str = "lstm"  # rnn | lstm | gru
-    hidden_size: int = 64
-    num_layers: int = 2
-    dropout: float = 0.2
-    bidirectional: bool = False
+    hidden_size: int = 64  # units of each recurrent layer
+    num_layers: int = 2  # stacked recurrent layers
+    dropout: float = 0.2  # between layers and before the output
+    bidirectional: bool = False  # also read the window backwards (classifiers)
     pooling: str = "last"  # last | mean | max | attention
     # how the recurrent part learns beside the linear part (forecasters): residual (the linear
     # part keeps its closed-form fit, fixed; the recurrent output, scaled to the spread of the
@@ -140,7 +140,7 @@ class ModelConfig:
     # (forecasters: an autoregressive "highway" on the window; window classifiers: a wide part
     # on its summary statistics). The linear part fitted alone is the candidate to beat, so the
     # model never ends worse on validation. Default chosen on validation over every bundled
-    # set (README, "How a model is judged")
+    # set (docs: decisions/highway.md)
     highway: str = "linear"
     # forecasters only (stocks, the monitor's channel forecaster): also forecast these
     # quantiles of each step, trained with the pinball loss beside the point forecast (which
@@ -162,16 +162,16 @@ class ModelConfig:
 class TrainConfig:
     CHOICES: ClassVar = {"lr_schedule": {"cosine", "plateau", "none"}, "precision": {"auto", "bf16", "fp32"}}
     POSITIVE: ClassVar = ("epochs", "batch_size", "patience")
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    clip_grad_norm: float = 1.0
+    epochs: int = 30  # at most; early stopping on val (patience) usually ends sooner
+    batch_size: int = 256  # windows (texts, stream rows) per step
+    lr: float = 1e-3  # AdamW's learning rate at the start of the schedule
+    weight_decay: float = 1e-2  # AdamW's decoupled weight decay
+    clip_grad_norm: float = 1.0  # gradients rescaled to at most this norm (0: off)
     lr_schedule: str = "cosine"  # cosine | plateau | none
     patience: int = 5  # epochs without val improvement before stopping
     device: str = "auto"  # auto (cuda, mps, cpu) | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto (bf16 on CUDA) | bf16 | fp32
-    seed: int = 42
+    seed: int = 42  # torch, numpy and the shuffling; logged as the run's tag `seed`
     # reshuffle the training windows every epoch; false keeps them in order (batch for batch
     # comparable runs, e.g. a streamed run against the same data in memory)
     shuffle: bool = True
@@ -187,12 +187,15 @@ class TrainConfig:
 
 @dataclass
 class RegisterConfig:
-    experiment: str = "stocks"
+    experiment: str = "stocks"  # the MLflow experiment of the runs
+    # the registered model the version goes to (a run on your own data.path gets a name of
+    # its own, derived from the file, unless this is set)
     model_name: str = "stocks-forecaster"
     metric: str = "test_mae"  # lower is better
     # champion only if metric <= the best of `gate_baselines` x (1 + margin): champion means
     # best of what was scored, so no margin by default
     naive_margin: float = 0.0
+    # the baselines the gate compares with (each must be scored in the run: see baselines.*)
     gate_baselines: list[str] = field(default_factory=lambda: ["naive", "autoets", "autotheta", "gbm"])
     # a model that loses to its best gate baseline: register that baseline too, as a servable
     # version (alias `baseline`; champion if it beats the current one)
@@ -337,7 +340,7 @@ class ClassifyConfig:
     }
     class_weight: str = "none"  # none | balanced (positive class weighted by its rarity in train)
     threshold: str = "f1"  # f1 (max F1 on val) | recall (highest threshold reaching target_recall)
-    target_recall: float = 0.8
+    target_recall: float = 0.8  # the recall the `recall` rule's threshold must reach on val
     threshold_on: str = "onset"  # onset | all: which val windows choose the threshold
 
 
@@ -375,7 +378,7 @@ class MonitorConfig:
     split: MonitorSplitConfig = field(default_factory=MonitorSplitConfig)
     window: MonitorWindowConfig = field(default_factory=MonitorWindowConfig)
     # the channel forecaster trains its linear part jointly: on the glucose validation part
-    # (MAE 7.70 joint, 7.88 residual; README, "How a model is judged")
+    # (MAE 7.73 joint, 7.88 residual; docs: decisions/recipe.md)
     model: ModelConfig = field(
         default_factory=lambda: ModelConfig(
             hidden_size=32, num_layers=1, dropout=0.0, bidirectional=True, pooling="attention", recipe="joint"
@@ -497,11 +500,11 @@ class PretrainConfig:
     model: str = ""
     path: str = ""  # optional unlabelled texts (CSV, Parquet, JSON Lines) to pretrain on as well
     text_col: str = ""  # its text column ("" = data.text_col)
-    epochs: int = 4
-    bptt: int = 50
+    epochs: int = 4  # of the language model (at most: it stops early on the holdout)
+    bptt: int = 50  # steps of truncated backpropagation through time
     batch_size: int = 32  # rows of the token stream
-    lr: float = 3e-3
-    dropout: float = 0.3
+    lr: float = 3e-3  # the language model's learning rate
+    dropout: float = 0.3  # the language model's dropout
     holdout: float = 0.1  # share of the training texts kept aside to stop the LM early
     lr_mult: float = 0.5  # fine-tuning: the pretrained parts learn at train.lr x lr_mult
 
@@ -521,8 +524,8 @@ class ReviewsConfig:
     text: TextConfig = field(default_factory=TextConfig)
     # the bundled word vectors (data/word_vectors.parquet, distilled from a pretrained sentence
     # encoder; data/SOURCES.md), kept fixed; an LSTM 400 with the TF-IDF features as a wide part
-    # (highway=linear): chosen on five validation splits within the 4-minute budget (README,
-    # "How the defaults were chosen")
+    # (highway=linear): chosen on five validation splits within the 4-minute budget (docs:
+    # decisions/text-models.md)
     embed: EmbedConfig = field(default_factory=lambda: EmbedConfig(dim=200, path=BUNDLED_VECTORS, freeze=True))
     model: ModelConfig = field(
         default_factory=lambda: ModelConfig(
@@ -577,7 +580,7 @@ class ReviewsConfig:
 @dataclass
 class ServerConfig:
     host: str = "127.0.0.1"  # the Prefect server `rnnpipe schedule` uses (or starts)
-    port: int = 4200
+    port: int = 4200  # its port (`rnnpipe schedule --port` overrides it)
 
 
 @dataclass
@@ -591,12 +594,12 @@ class TrainScheduleConfig:
 @dataclass
 class PredictScheduleConfig:
     POSITIVE: ClassVar = ("interval_s", "chunk_rows")
-    enabled: bool = True
+    enabled: bool = True  # also a batch-prediction deployment
     model: str = "stocks-forecaster@champion"  # resolved at every run: always the current champion
-    input: str = "data/stocks.parquet"
+    input: str = "data/stocks.parquet"  # the file, folder or dataset each run predicts
     output: str = "predictions/stocks-forecast.parquet"  # replaced atomically by each run
-    interval_s: int = 3600
-    chunk_rows: int = 50_000
+    interval_s: int = 3600  # every N seconds
+    chunk_rows: int = 50_000  # rows read and predicted at a time
 
 
 @dataclass

@@ -30,7 +30,7 @@ class PipelineKind:
     how a sweep trains one trial."""
 
     name: str  # `rnnpipe train NAME`
-    summary: str  # one line for --help and `rnnpipe info`
+    summary: str  # one line for `rnnpipe train --help`
     config: str  # the settings: a dataclass tree with `validate()`
     flow: str  # the Prefect training flow: flow(config=dict, resume=bool) -> summary dict
     pipeline: str  # the fitted artefact: save/load, predict(DataFrame), batch_spec; class attribute KIND
@@ -104,7 +104,7 @@ KINDS: dict[str, PipelineKind] = {
         PipelineKind(
             "lm",
             "a recurrent language model of texts that continues a prompt (bundled: the reviews)",
-            config="rnnpipe.lm:LMConfig",
+            config="rnnpipe.lm_config:LMConfig",
             flow="rnnpipe.flows.lm:train_lm",
             pipeline="rnnpipe.lm:LMPipeline",
             artefact="lm",

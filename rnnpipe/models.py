@@ -434,7 +434,7 @@ class NgramPart(nn.Module):
     def after_warm_start(self, resumed: bool = False) -> None:
         """The wide part keeps the baseline's regression and stays fixed; the recurrent part
         learns what it leaves (a residual design). Chosen on validation over training it
-        jointly from that start or from zero (README, "How a model is judged")."""
+        jointly from that start or from zero (docs: decisions/text-models.md)."""
         self.weight.requires_grad_(False)
         self.bias.requires_grad_(False)
 

@@ -450,7 +450,7 @@ def history_example(frame: SeriesFrame, cfg: ForecastConfig, n_series: int = 2, 
 
 def gate_spec(cfg: ForecastConfig) -> dict[str, Any]:
     """The stocks gate: `register.metric` (lower is better) against the best of
-    `register.gate_baselines` (naive, AutoETS, AutoTheta by default), within
+    `register.gate_baselines` (naive, AutoETS, AutoTheta and gradient boosting by default), within
     `register.naive_margin`."""
     r = cfg.register
     return dict(

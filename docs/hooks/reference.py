@@ -20,13 +20,12 @@ Where the facts come from:
 - allowed values: the section's `CHOICES` class variable;
 - the CLI: the Click objects themselves (`rnnpipe.cli.cli`); no command is run.
 
-Nothing here imports torch, Prefect or MLflow (tests/test_docs.py checks it). A config class
-whose module imports them (`rnnpipe.lm:LMConfig` imports torch) is built from that module's
-source with those imports left out: only its light imports, constants and classes are run.
+Nothing here imports torch, Prefect or MLflow (tests/test_docs.py checks it): a kind's
+settings live in a module that imports none of them (`rnnpipe.lm_config` for the language
+model).
 """
 
 from __future__ import annotations
-import __future__
 
 import ast
 import dataclasses
@@ -38,7 +37,6 @@ import re
 import sys
 import textwrap
 import tokenize
-import types
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -48,11 +46,6 @@ if str(ROOT) not in sys.path:  # an installed rnnpipe comes first; a bare checko
     sys.path.append(str(ROOT))
 
 MARKER = re.compile(r"^<!--\s*rnnpipe:(?P<what>[a-z]+)(?:[ \t]+(?P<arg>[\w-]+))?\s*-->[ \t]*$", re.M)
-
-# third-party packages a config module may import and still be imported for real (they import
-# nothing heavy); anything else outside the standard library is left out of a partial load
-LIGHT_THIRD_PARTY = {"click"}
-
 
 # --- the MkDocs hook -----------------------------------------------------------------------
 
@@ -103,116 +96,10 @@ def config_class(name: str) -> type:
 
 
 def load_class(ref: str) -> type:
-    """`"module:Class"` -> the class, without importing torch, Prefect or MLflow."""
+    """`"module:Class"` -> the class. Every kind keeps its settings in a module that imports
+    no torch, Prefect or MLflow (tests/test_docs.py checks that generating imports none)."""
     module, _, name = ref.partition(":")
-    if module in sys.modules or _is_light(module):
-        return getattr(importlib.import_module(module), name)
-    return getattr(_partial_module(module), name)
-
-
-def _module_file(module: str) -> Path | None:
-    """The source file of an rnnpipe module, found on disk (nothing is imported)."""
-    parts = module.split(".")
-    if parts[0] != "rnnpipe":
-        return None
-    if module in sys.modules and getattr(sys.modules[module], "__file__", None):
-        return Path(sys.modules[module].__file__)
-    base = _package_dir()
-    if base is None:
-        return None
-    path = base.joinpath(*parts[1:])
-    for candidate in ([path.with_suffix(".py")] if len(parts) > 1 else []) + [path / "__init__.py"]:
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-@cache
-def _package_dir() -> Path | None:
-    if "rnnpipe" in sys.modules:
-        return Path(sys.modules["rnnpipe"].__file__).parent
-    spec = importlib.util.find_spec("rnnpipe")  # a top-level name: nothing is imported
-    return Path(spec.origin).parent if spec and spec.origin else None
-
-
-def _imported_modules(node: ast.stmt, package: str) -> list[str]:
-    """The modules an import statement loads (`from rnnpipe import settings`: the submodule)."""
-    if isinstance(node, ast.Import):
-        return [a.name for a in node.names]
-    if isinstance(node, ast.ImportFrom):
-        if node.level:  # relative
-            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-            mod = f"{base}.{node.module}" if node.module else base
-        else:
-            mod = node.module or ""
-        if mod == "__future__":
-            return []
-        out = [mod]
-        package_file = _module_file(mod)
-        if package_file is not None and package_file.name == "__init__.py":
-            for alias in node.names:  # `from rnnpipe import settings`: the submodule is loaded too
-                sub = f"{mod}.{alias.name}"
-                if _module_file(sub) is not None:
-                    out.append(sub)
-        return out
-    return []
-
-
-@cache
-def _is_light(module: str, _seen: frozenset = frozenset()) -> bool:
-    """Whether importing `module` stays within the standard library, a few light packages and
-    rnnpipe modules that are light themselves (read from the source, nothing imported)."""
-    root = module.split(".")[0]
-    if root in sys.stdlib_module_names or root in LIGHT_THIRD_PARTY or module == "__future__":
-        return True
-    if root != "rnnpipe":
-        return False
-    if module in _seen:
-        return True
-    path = _module_file(module)
-    if path is None:
-        return False
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    parents = [".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)]
-    for node in [*ast.parse(path.read_text()).body]:
-        for mod in _imported_modules(node, package):
-            if not _is_light(mod, _seen | {module}):
-                return False
-    return all(_is_light(p, _seen | {module}) for p in parents)
-
-
-def _partial_module(module: str) -> types.ModuleType:
-    """`module` run statement by statement, leaving out the imports that are not light (and
-    whatever needs them): its constants and class definitions, under a private name."""
-    name = f"_rnnpipe_docs_partial.{module}"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = _module_file(module)
-    if path is None:
-        raise ImportError(f"no source for {module}")
-    source = path.read_text()
-    tree = ast.parse(source)
-    flags = 0
-    for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
-            for alias in node.names:
-                flags |= getattr(__future__, alias.name).compiler_flag
-    mod = types.ModuleType(name)
-    mod.__file__ = str(path)
-    mod.__package__ = module.rpartition(".")[0]
-    sys.modules[name] = mod  # dataclasses look the module up while building a class
-    for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            if not all(_is_light(m) for m in _imported_modules(node, mod.__package__)):
-                continue
-        elif not isinstance(node, (ast.Assign, ast.AnnAssign, ast.ClassDef, ast.FunctionDef)):
-            continue
-        code = compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec", flags=flags, dont_inherit=True)
-        try:
-            exec(code, mod.__dict__)
-        except Exception:  # noqa: BLE001 - it needs something left out: not a config class
-            continue
-    return mod
+    return getattr(importlib.import_module(module), name)
 
 
 # --- config: the keys -----------------------------------------------------------------------

@@ -31,7 +31,13 @@ FORMAT_FILE = "format.json"
 
 @runtime_checkable
 class Artefact(Protocol):
-    """A fitted pipeline: raw input in, predictions out, the preprocessing inside."""
+    """A fitted pipeline: raw input in, predictions out, the preprocessing inside.
+
+    Optional, found by name where used: `model`, the torch module (batch jobs move it to
+    their device; a servable baseline has none); `column_choices()`, the names each needed
+    input column is accepted under (default: `batch_spec`'s columns); `inference_params()`,
+    the request parameters `predict` takes and their defaults (the language model's
+    generation settings, MLflow's params schema)."""
 
     KIND: ClassVar[str]  # what a logged model records (`model_config["kind"]`, `rnnpipe.kinds`)
 

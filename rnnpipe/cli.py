@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -20,7 +21,37 @@ import click
 from rnnpipe import __version__, kinds, localstore, settings
 from rnnpipe.errors import ConfigError, DataError, RnnpipeError, Terminated
 
-CONFIGS = {**{k.name: k.config for k in kinds.KINDS.values()}, "schedule": "rnnpipe.config:ScheduleConfig"}
+
+def configs() -> dict[str, str]:
+    """`rnnpipe config NAME`: every kind's settings, and the schedule's."""
+    return {**{k.name: k.config for k in kinds.KINDS.values()}, "schedule": "rnnpipe.config:ScheduleConfig"}
+
+
+class Registered(click.Choice):
+    """A choice among names read from `rnnpipe.kinds` when the command runs, not when this
+    module is imported: a kind added to the registry is offered at once."""
+
+    def __init__(self, names: Callable[[], list[str]]):
+        self._names = names
+        super().__init__(names())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, _value) -> None:  # click.Choice.__init__ assigns it
+        pass
+
+
+class TrainCommand(click.Command):
+    """`rnnpipe train`: its help ends with the kinds and what each is, read from the registry."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Pipelines"):
+            formatter.write_dl([(k.name, k.summary) for k in kinds.KINDS.values()])
+
+
 DEFAULT_MODEL = "stocks-forecaster@champion"
 
 
@@ -147,8 +178,8 @@ def cli(quiet, verbose):
     settings.apply_verbosity(-1 if quiet else verbose)
 
 
-@cli.command(epilog="\b\nPipelines:\n" + "\n".join(f"  {k.name:9}{k.summary}" for k in kinds.KINDS.values()))
-@click.argument("pipeline", type=click.Choice(kinds.names()))
+@cli.command(cls=TrainCommand)
+@click.argument("pipeline", type=Registered(kinds.names))
 @config_options
 @click.option(
     "--resume", is_flag=True, help="Continue an interrupted run of the same config and data from its last checkpoint."
@@ -197,7 +228,7 @@ def train(pipeline, config_path, overrides, resume):
 
 
 @cli.command("config")
-@click.argument("name", type=click.Choice(sorted(CONFIGS)))
+@click.argument("name", type=Registered(lambda: sorted(configs())))
 @config_options
 @user_errors
 def show_config(name, config_path, overrides):
@@ -205,7 +236,7 @@ def show_config(name, config_path, overrides):
     --set) as TOML."""
     from rnnpipe.config import load_config, to_toml
 
-    click.echo(to_toml(load_config(kinds.load(CONFIGS[name]), config_path, list(overrides))), nl=False)
+    click.echo(to_toml(load_config(kinds.load(configs()[name]), config_path, list(overrides))), nl=False)
 
 
 @cli.command()
@@ -574,7 +605,7 @@ def _plan(runner: str, address: str, n: int, workers: int, threads: int) -> tupl
 
 
 @cli.command()
-@click.argument("pipeline", type=click.Choice(kinds.names()))
+@click.argument("pipeline", type=Registered(kinds.names))
 @config_options
 @click.option(
     "--grid",
@@ -677,7 +708,7 @@ def sweep(
 
 
 @cli.command()
-@click.argument("pipeline", type=click.Choice(kinds.backtest_names()))
+@click.argument("pipeline", type=Registered(kinds.backtest_names))
 @config_options
 @click.option("--folds", type=click.IntRange(min=1), default=None, help="Folds (default: backtest.folds, 5).")
 @click.option(

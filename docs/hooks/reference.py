@@ -11,7 +11,7 @@ A page line that is exactly one of these markers is replaced by generated Markdo
 Where the facts come from:
 
 - the config classes: `rnnpipe.kinds` (each kind's `config` reference) plus the `rnnpipe
-  config` names of `rnnpipe.cli.CONFIGS` that are not kinds (`schedule`);
+  config` names of `rnnpipe.cli.configs()` that are not kinds (`schedule`);
 - defaults: `dataclasses.fields` (`default` / `default_factory`) of each section as the
   pipeline's own config builds it (so `train.epochs` of `lm` is the LM's 8, not
   `TrainConfig`'s 30);
@@ -79,11 +79,9 @@ def config_refs() -> dict[str, str]:
     from rnnpipe import kinds
 
     refs = {k.name: k.config for k in kinds.KINDS.values()}
-    try:
-        from rnnpipe.cli import CONFIGS
-    except ImportError:  # pragma: no cover - an older or newer CLI without the mapping
-        CONFIGS = {}
-    for name, ref in CONFIGS.items():
+    from rnnpipe.cli import configs
+
+    for name, ref in configs().items():
         refs.setdefault(name, ref)
     return refs
 

@@ -85,8 +85,9 @@ def _pipeline(uri: str, device: str = "cpu"):
     from rnnpipe.training import select_device
 
     pipeline = load_model(uri).unwrap_python_model().pipeline
-    if pipeline.model is not None:  # a servable baseline has no torch model
-        pipeline.model.to(select_device(device)).eval()
+    model = getattr(pipeline, "model", None)  # optional (`rnnpipe.artefact.Artefact`): a baseline has none
+    if model is not None:
+        model.to(select_device(device)).eval()
     return pipeline
 
 

@@ -26,10 +26,20 @@ def forecaster() -> None:
     stocks = pd.read_parquet(REPO / "data" / "stocks.parquet")
     small = stocks[stocks.Ticker.isin(["AAPL", "IBM"])].groupby("Ticker").tail(200)
     small.to_csv(HERE / "prices.csv", index=False)
-    cfg = load_config(ForecastConfig, overrides=[f"data.path={HERE / 'prices.csv'}", "data.series=[]",
-                                                 "window.lookback=20", "window.horizon=2", "model.hidden_size=8",
-                                                 "model.num_layers=1", "train.epochs=1", "baselines.statistical=[]",
-                                                 "register.gate_baselines=[naive]"])
+    cfg = load_config(
+        ForecastConfig,
+        overrides=[
+            f"data.path={HERE / 'prices.csv'}",
+            "data.series=[]",
+            "window.lookback=20",
+            "window.horizon=2",
+            "model.hidden_size=8",
+            "model.num_layers=1",
+            "train.epochs=1",
+            "baselines.statistical=[]",
+            "register.gate_baselines=[naive]",
+        ],
+    )
     frame = load_series(HERE / "prices.csv", timestamp_col="Date", series_col="Ticker", value_cols=["Close"])
     p = prepare(frame, chronological_split(frame, cfg.split.train, cfg.split.val), cfg)
     pipe = ForecastPipeline(cfg, p.preprocessor)

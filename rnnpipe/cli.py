@@ -55,6 +55,19 @@ class TrainCommand(click.Command):
 DEFAULT_MODEL = "stocks-forecaster@champion"
 
 
+def _dask_installed(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """--runner dask needs the Dask extra; without it, say so before anything starts."""
+    import importlib.util
+
+    if value == "dask":
+        missing = [m for m in ("prefect_dask", "distributed") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise click.BadParameter(
+                f"needs rnnpipe's Dask extra ({', '.join(missing)} not installed): pip install 'rnnpipe[dask]'"
+            )
+    return value
+
+
 def user_errors(fn):
     """Turn user errors into `error: ...` on stderr and exit code 2."""
 
@@ -271,6 +284,7 @@ def show_config(name, config_path, overrides):
 @click.option(
     "--runner",
     type=click.Choice(["local", "dask"]),
+    callback=_dask_installed,
     default="local",
     show_default=True,
     help="local: this process, one output file; dask: the input's files (or, for a series "
@@ -568,6 +582,7 @@ def runner_options(unit: str):
                 click.option(
                     "--runner",
                     type=click.Choice(["sequential", "local", "dask"]),
+                    callback=_dask_installed,
                     default="local",
                     show_default=True,
                     help=f"Where {unit}s run: local (a process pool on this machine), "

@@ -329,3 +329,18 @@ def test_sigterm_during_training_stops_it_in_a_few_lines(tmp_path, inputs):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("stocks").experiment_id])
     assert run.info.status == "KILLED"  # stopped, not failed: --resume continues it
+
+
+def test_runner_dask_without_the_dask_extra_says_how_to_install_it(monkeypatch, tmp_path):
+    """Dask is an extra (`rnnpipe[dask]`): without it, --runner dask is refused before anything
+    starts, with the install command; the other runners do not need it."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "prefect_dask" else real(name, *a)
+    )
+    for args in (["predict", "-i", "x.csv", "-o", str(tmp_path / "o")], ["sweep", "stocks"], ["backtest", "stocks"]):
+        result = CliRunner().invoke(cli, [*args, "--runner", "dask"])
+        assert result.exit_code == 2 and "pip install 'rnnpipe[dask]'" in result.output, (args, result.output)
+        assert "prefect_dask not installed" in result.output

@@ -44,8 +44,8 @@ from rnnpipe.training import fit  # noqa: E402
 
 def stocks(cfg):
     from rnnpipe.features.splits import chronological_split
+    from rnnpipe.forecast import ForecastPipeline, prepare
     from rnnpipe.ingest import load_forecast_data
-    from rnnpipe.pipeline import ForecastPipeline, prepare
 
     frame, s = load_forecast_data(cfg), cfg.split
     p = prepare(frame, chronological_split(frame, s.train, s.val, s.val_start, s.test_start), cfg)

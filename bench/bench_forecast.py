@@ -62,8 +62,8 @@ from rnnpipe.config import ForecastConfig, MonitorConfig, load_config, to_dict  
 from rnnpipe.evaluation import evaluate_forecasts  # noqa: E402
 from rnnpipe.features.splits import chronological_split  # noqa: E402
 from rnnpipe.features.windows import WindowSet, make_windows  # noqa: E402
+from rnnpipe.forecast import ForecastPipeline, baseline_settings, prepare  # noqa: E402
 from rnnpipe.ingest import load_forecast_data, load_monitor_data  # noqa: E402
-from rnnpipe.pipeline import ForecastPipeline, baseline_settings, prepare  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
 
 
@@ -160,7 +160,7 @@ SYNTH = [
 
 
 def forecast_sets(device: str) -> dict:
-    """name -> (ForecastConfig, Prepared) of each bundled forecasting set, with the defaults."""
+    """name -> (ForecastConfig, ForecastPrepared) of each bundled forecasting set, with the defaults."""
     from rnnpipe.monitor import prepare_channel_forecast, prepare_monitor
 
     out = {}

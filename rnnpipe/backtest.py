@@ -75,7 +75,7 @@ def _origins(frame: SeriesFrame, split: Split) -> dict[str, str]:
 def train_fold(cfg: ForecastConfig, frame: SeriesFrame, split: Split, label: str = ""):
     """Fit the preprocessing and the model on one fold's training part: (pipeline, prepared, fit);
     `label` (`fold 2`) starts the training's log lines, which interleave when folds run side by side."""
-    from rnnpipe.pipeline import ForecastPipeline, prepare
+    from rnnpipe.forecast import ForecastPipeline, prepare
     from rnnpipe.training import fit
 
     p = prepare(frame, split, cfg)
@@ -107,7 +107,7 @@ def run_fold(cfg: ForecastConfig, frame: SeriesFrame, k: int, trained=None) -> F
     """Fold k (1-based): trained here on the rows before its origin (refit), or scored with
     `trained` = (pipeline, prepared, baselines) from fold 1 (refit once)."""
     from rnnpipe.evaluation import fit_forecast_baselines
-    from rnnpipe.pipeline import baseline_settings
+    from rnnpipe.forecast import baseline_settings
 
     t0 = time.perf_counter()
     splits = fold_splits(frame, cfg)
@@ -128,7 +128,7 @@ def run_fold(cfg: ForecastConfig, frame: SeriesFrame, k: int, trained=None) -> F
 def train_once(cfg: ForecastConfig, frame: SeriesFrame):
     """For `refit="once"`: fold 1's model, its prepared data and baselines, shared by every fold."""
     from rnnpipe.evaluation import fit_forecast_baselines
-    from rnnpipe.pipeline import baseline_settings
+    from rnnpipe.forecast import baseline_settings
 
     pipe, p, result = train_fold(cfg, frame, fold_splits(frame, cfg)[0], "fold 1")
     baselines = fit_forecast_baselines(p, **baseline_settings(cfg), quantiles=pipe.quantiles)

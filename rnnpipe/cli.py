@@ -337,7 +337,7 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, addre
     if split_gpus and runner != "dask":
         raise click.UsageError("--split-gpus places Dask workers; use it with --runner dask")
     _check_device(device)
-    from rnnpipe.batch import check_input
+    from rnnpipe.batch_jobs import check_input
 
     check_input(model, input_path, fmt)  # the model reference, columns and values, before the flow
     from rnnpipe.flows.api import flow_api  # light: started before the heavy imports
@@ -828,7 +828,7 @@ def schedule(config_path, overrides, start_server, port):
     import signal
 
     from rnnpipe.config import ScheduleConfig, load_config
-    from rnnpipe.server import PrefectServer
+    from rnnpipe.prefect_server import PrefectServer
 
     # started in the background by a non-interactive shell (`cmd &`), a process inherits SIGINT
     # ignored, and Python then never raises KeyboardInterrupt: the runner could not be stopped

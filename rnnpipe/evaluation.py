@@ -367,7 +367,7 @@ def fit_forecast_baselines(
     seed: int = 0,
     forward_history: int | None = None,
 ) -> dict[str, object]:
-    """The forecasting baselines besides naive, fitted on the training part of `Prepared`
+    """The forecasting baselines besides naive, fitted on the training part of `ForecastPrepared`
     data only (settings chosen on validation): ridge on the window, and the `statistical`
     StatsForecast models per series (`StatisticalForecast`); seasonal naive is added when
     `season` >= 2; `gbm`, gradient boosting (`GradientBoostingForecast`); with `quantiles`,
@@ -397,7 +397,7 @@ def fit_forecast_baselines(
 def evaluate_forecaster(
     pipeline, prepared, part: str = "test", baselines: dict[str, object] | None = None, season: int = 0
 ) -> ForecastEvaluation:
-    """Score a trained `ForecastPipeline` on the windows of one part of `Prepared` data, side
+    """Score a trained `ForecastPipeline` on the windows of one part of `ForecastPrepared` data, side
     by side with the naive forecast and `baselines` (`fit_forecast_baselines`); MASE scaled
     by the training part's (seasonal, with `season`) naive MAE."""
     frame, ends = prepared.frame, prepared.ends[part]

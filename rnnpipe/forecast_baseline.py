@@ -28,8 +28,8 @@ import numpy as np
 from rnnpipe import artefact
 from rnnpipe.config import ForecastConfig, to_dict
 from rnnpipe.features.targets import TargetEncoding
+from rnnpipe.forecast import ForecastPipeline, ForecastPreprocessor
 from rnnpipe.io import SeriesFrame
-from rnnpipe.pipeline import ForecastPipeline, ForecastPreprocessor
 
 SERVABLE = ("naive", "gbm", "autoets", "autotheta", "autoarima", "seasonalnaive")
 TRUSTED = [  # what skops may rebuild from a saved baseline: these classes and nothing else

@@ -315,7 +315,7 @@ def to_series_frame(
     timestamps within a series, and missing values unless `nan_policy` says to fill or drop.
     With no `series_col` ("") every row belongs to one series called `series_name`.
     """
-    # a DataFrame's integer index names its rows (a batch job numbers them; see rnnpipe.batch)
+    # a DataFrame's integer index names its rows (a batch job numbers them; see rnnpipe.batch_jobs)
     rows = df.index.to_numpy() if pd.api.types.is_integer_dtype(df.index) else np.arange(len(df))
     origin = origin or RowOrigin(rows, label=source)
     value_cols = list(value_cols)

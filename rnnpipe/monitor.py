@@ -20,7 +20,7 @@ import torch
 
 from rnnpipe import artefact
 from rnnpipe.baselines import LastReadingRule, MajorityBaseline, SummaryLogisticRegression
-from rnnpipe.batch import WHOLE_INPUT
+from rnnpipe.batch_jobs import WHOLE_INPUT
 from rnnpipe.config import DataConfig, ForecastConfig, MonitorConfig, RegisterConfig, WindowConfig, from_dict, to_dict
 from rnnpipe.errors import DataError, ModelError
 from rnnpipe.evaluation import (
@@ -440,8 +440,8 @@ def channel_forecast_config(cfg: MonitorConfig) -> ForecastConfig:
 
 
 def prepare_channel_forecast(p: MonitorPrepared, cfg: MonitorConfig):
-    """(ForecastConfig, Prepared) for the channel forecaster on the monitor's grid and split."""
-    from rnnpipe.pipeline import prepare
+    """(ForecastConfig, ForecastPrepared) for the channel forecaster on the monitor's grid and split."""
+    from rnnpipe.forecast import prepare
 
     fc = channel_forecast_config(cfg)
     return fc, prepare(p.grid.select([cfg.forecast.channel]), p.split, fc)

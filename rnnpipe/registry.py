@@ -338,7 +338,7 @@ def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame, nam
     """
     params = pipeline.inference_params() if hasattr(pipeline, "inference_params") else None
     # the input columns a batch job must find (each a list of accepted names), for the check
-    # before a job starts (`rnnpipe.batch.check_input`)
+    # before a job starts (`rnnpipe.batch_jobs.check_input`)
     choices = input_choices(pipeline)
     with warnings.catch_warnings():  # the integer `step` column is never missing
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)

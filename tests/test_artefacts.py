@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from rnnpipe import artefact, kinds
-from rnnpipe.batch import WHOLE_INPUT
+from rnnpipe.batch_jobs import WHOLE_INPUT
 from rnnpipe.errors import ModelError
 
 SAVED = Path(__file__).resolve().parent / "saved_models"
@@ -85,10 +85,10 @@ def test_every_kind_conforms_to_the_artefact_contract(name, models, tmp_path):
 def test_prepared_data_of_every_kind_offers_what_the_flow_reads(stocks):
     from rnnpipe.config import ForecastConfig, load_config
     from rnnpipe.features.splits import chronological_split
+    from rnnpipe.forecast import ForecastPrepared, prepare
     from rnnpipe.io import to_series_frame
     from rnnpipe.lm import LMPrepared
     from rnnpipe.monitor import MonitorPrepared
-    from rnnpipe.pipeline import Prepared, prepare
     from rnnpipe.reviews import ReviewsPrepared
     from rnnpipe.streaming import StreamedMonitor
 
@@ -98,7 +98,7 @@ def test_prepared_data_of_every_kind_offers_what_the_flow_reads(stocks):
     cfg = load_config(ForecastConfig, overrides=["data.series=[]", "window.lookback=20"])
     p = prepare(frame, chronological_split(frame, 0.7, 0.15), cfg)
     assert isinstance(p, artefact.PreparedData) and p.fingerprint == frame.fingerprint and sum(p.counts().values())
-    for cls in (Prepared, MonitorPrepared, StreamedMonitor, ReviewsPrepared, LMPrepared):
+    for cls in (ForecastPrepared, MonitorPrepared, StreamedMonitor, ReviewsPrepared, LMPrepared):
         fields = getattr(cls, "__dataclass_fields__", {})
         missing = [
             m for m in ("preprocessor", "fingerprint", "source", "counts") if not (hasattr(cls, m) or m in fields)

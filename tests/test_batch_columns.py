@@ -3,7 +3,7 @@ file's columns are named like the model's outputs."""
 
 import pandas as pd
 
-from rnnpipe.batch import predict_to_parquet
+from rnnpipe.batch_jobs import predict_to_parquet
 from rnnpipe.io import open_dataset
 
 

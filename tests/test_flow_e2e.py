@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 from rnnpipe.cli import cli
 from rnnpipe.config import ForecastConfig, load_config, to_dict
 from rnnpipe.features.splits import chronological_split
+from rnnpipe.forecast import ForecastPipeline, prepare
 from rnnpipe.io import load_series
-from rnnpipe.pipeline import ForecastPipeline, prepare
 from rnnpipe.training import fit
 
 pytestmark = pytest.mark.slow

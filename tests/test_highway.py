@@ -7,9 +7,9 @@ import torch
 from rnnpipe.config import ForecastConfig, load_config
 from rnnpipe.evaluation import evaluate_forecasts
 from rnnpipe.features.splits import chronological_split
+from rnnpipe.forecast import ForecastPipeline, prepare
 from rnnpipe.io import to_series_frame
 from rnnpipe.models import Forecaster, SequenceClassifier, window_summary
-from rnnpipe.pipeline import ForecastPipeline, prepare
 from rnnpipe.training import fit
 
 

@@ -10,8 +10,8 @@ from rnnpipe.errors import ConfigError, DataError
 from rnnpipe.evaluation import evaluate_forecasts
 from rnnpipe.features import calendar
 from rnnpipe.features.splits import chronological_split
+from rnnpipe.forecast import ForecastPipeline, history_example, prepare
 from rnnpipe.io import to_series_frame
-from rnnpipe.pipeline import ForecastPipeline, history_example, prepare
 from rnnpipe.training import fit
 
 
@@ -189,7 +189,7 @@ def test_every_forecasting_run_scores_gradient_boosting(tmp_path):
     hourly(known_target=False).to_parquet(path)
     cfg = config_for(path, "window.season=24", "register.gate_baselines=[naive,gbm]")
     _, p, pipe, _ = trained(cfg)
-    from rnnpipe.pipeline import baseline_settings
+    from rnnpipe.forecast import baseline_settings
 
     m = evaluate_forecasts(pipe, p, **baseline_settings(cfg))["test"].metrics
     assert {"gbm_test_mae", "gbm_test_mase", "test_mae_vs_gbm", "gbm_fit_s"} <= set(m)

@@ -266,7 +266,7 @@ def test_served_models_answer_like_batch_prediction_and_refuse_bad_payloads(mode
 
 
 def test_schedule_runs_a_deployment_on_a_real_prefect_server(inputs, tmp_path, monkeypatch, home):
-    from rnnpipe.server import PrefectServer
+    from rnnpipe.prefect_server import PrefectServer
 
     monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "2")
     server = PrefectServer("127.0.0.1", free_port())

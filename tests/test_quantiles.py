@@ -13,8 +13,8 @@ from rnnpipe.baselines import NaiveQuantiles
 from rnnpipe.config import ConfigError, ForecastConfig, load_config
 from rnnpipe.evaluation import evaluate_forecasts, quantile_metrics
 from rnnpipe.features.splits import chronological_split
+from rnnpipe.forecast import ForecastPipeline, prepare
 from rnnpipe.io import to_series_frame
-from rnnpipe.pipeline import ForecastPipeline, prepare
 from rnnpipe.training import fit
 
 SMALL = [

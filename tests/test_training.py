@@ -10,8 +10,8 @@ import torch
 from rnnpipe.config import ForecastConfig, load_config
 from rnnpipe.evaluation import forecast_metrics
 from rnnpipe.features.splits import chronological_split
+from rnnpipe.forecast import ForecastPipeline, prepare
 from rnnpipe.io import to_series_frame
-from rnnpipe.pipeline import ForecastPipeline, prepare
 from rnnpipe.training import fit, read_checkpoint_meta, select_device
 
 

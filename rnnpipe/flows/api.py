@@ -1,5 +1,5 @@
 """The Prefect API of a command that runs flows: the configured server, or a temporary
-API-only one started beside the command's imports (`rnnpipe.server.PrefectServer`)."""
+API-only one started beside the command's imports (`rnnpipe.prefect_server.PrefectServer`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 from rnnpipe.errors import Terminated
-from rnnpipe.server import PrefectServer, free_port
+from rnnpipe.prefect_server import PrefectServer, free_port
 
 
 def _api_configured() -> bool:

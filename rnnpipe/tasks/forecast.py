@@ -9,9 +9,9 @@ from prefect.cache_policies import NO_CACHE
 from rnnpipe.config import ForecastConfig
 from rnnpipe.evaluation import evaluate_forecasts, headline_metrics, metric_rows
 from rnnpipe.features.splits import Split, chronological_split
+from rnnpipe.forecast import ForecastPipeline, ForecastPrepared, baseline_settings, prepare
 from rnnpipe.ingest import load_forecast_data
 from rnnpipe.io import SeriesFrame
-from rnnpipe.pipeline import ForecastPipeline, Prepared, baseline_settings, prepare
 from rnnpipe.registry import Run
 from rnnpipe.tasks.common import IO
 
@@ -39,7 +39,7 @@ def split_series(frame: SeriesFrame, cfg: ForecastConfig) -> Split:
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
-def prepare_windows(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Prepared:
+def prepare_windows(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> ForecastPrepared:
     prepared = prepare(frame, split, cfg)
     get_run_logger().info(
         "windows: %s (lookback %d, horizon %d, target %s)",
@@ -52,7 +52,9 @@ def prepare_windows(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Pr
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(pipeline: ForecastPipeline, prepared: Prepared, run_id: str) -> tuple[dict[str, float], dict[str, object]]:
+def evaluate(
+    pipeline: ForecastPipeline, prepared: ForecastPrepared, run_id: str
+) -> tuple[dict[str, float], dict[str, object]]:
     """Validation and test metrics in price units against the naive forecast and the other
     baselines; and the fitted baselines (one may be registered when the model loses)."""
     run = Run(run_id)

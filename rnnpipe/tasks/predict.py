@@ -15,7 +15,7 @@ from prefect.runtime import flow_run
 from tqdm.auto import tqdm
 
 from rnnpipe import threads as rnnpipe_threads
-from rnnpipe.batch import (
+from rnnpipe.batch_jobs import (
     SUCCESS,
     BatchStats,
     Part,

@@ -13,9 +13,9 @@ import torch
 
 from rnnpipe.config import ForecastConfig, MonitorConfig, load_config
 from rnnpipe.features.splits import chronological_split
+from rnnpipe.forecast import ForecastPipeline, prepare
 from rnnpipe.io import load_series, to_series_frame
 from rnnpipe.monitor import MonitorPipeline, evaluate_monitor, prepare_monitor
-from rnnpipe.pipeline import ForecastPipeline, prepare
 from rnnpipe.training import fit
 
 HERE = Path(__file__).resolve().parent

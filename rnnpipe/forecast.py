@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from rnnpipe import artefact
-from rnnpipe.batch import WHOLE_INPUT
+from rnnpipe.batch_jobs import WHOLE_INPUT
 from rnnpipe.config import ForecastConfig, from_dict, to_dict
 from rnnpipe.errors import DataError
 from rnnpipe.features import calendar
@@ -169,7 +169,7 @@ class ForecastPreprocessor:
 
 
 @dataclass
-class Prepared:
+class ForecastPrepared:
     """Everything training and evaluation need, made once from one frame and split."""
 
     frame: SeriesFrame
@@ -195,7 +195,7 @@ class Prepared:
         return str(self.frame.source)
 
 
-def prepare(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Prepared:
+def prepare(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> ForecastPrepared:
     """Fit the preprocessing on the training part and index the windows of every part.
 
     Rows with a missing value (a gap left by resampling) are never inside a window.
@@ -225,7 +225,7 @@ def prepare(frame: SeriesFrame, split: Split, cfg: ForecastConfig) -> Prepared:
         if len(e) == 0:
             raise DataError(f"{frame.source}: no complete {part} window (gaps everywhere?)")
     inputs, targets = pre.transform(frame)
-    return Prepared(frame, split, pre, ends, inputs, targets, pre.future(inputs))
+    return ForecastPrepared(frame, split, pre, ends, inputs, targets, pre.future(inputs))
 
 
 def quantile_column(q: float) -> str:

@@ -133,6 +133,12 @@ class ModelConfig:
     # under the residual recipe, the linear part's learning rate as a multiple of train.lr
     # (0: kept fixed at its closed-form fit)
     linear_lr_mult: float = 0.0
+
+    def encoder(self) -> dict[str, Any]:
+        """The recurrent encoder's settings, as every kind's model takes them."""
+        keys = ("cell", "hidden_size", "num_layers", "dropout", "bidirectional", "pooling")
+        return {k: getattr(self, k) for k in keys}
+
     # forecasters: the recurrent encoder reads the last N steps of the window (0: all of it;
     # the linear part always reads all): long windows (a week of half-hours) train in minutes
     encoder_lookback: int = 0

@@ -157,12 +157,7 @@ class MonitorPipeline:
                     len(preprocessor.input_names_),
                     lookback=config.window.lookback,
                     highway=m.highway,
-                    cell=m.cell,
-                    hidden_size=m.hidden_size,
-                    num_layers=m.num_layers,
-                    dropout=m.dropout,
-                    bidirectional=m.bidirectional,
-                    pooling=m.pooling,
+                    **m.encoder(),
                 )
         self.model = model
 

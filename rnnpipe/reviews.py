@@ -295,12 +295,7 @@ class ReviewsPipeline:
                     freeze=e.freeze and embedding is not None,
                     ngram_features=n_features,
                     recurrent=not baseline,
-                    cell=m.cell,
-                    hidden_size=m.hidden_size,
-                    num_layers=m.num_layers,
-                    dropout=m.dropout,
-                    bidirectional=m.bidirectional,
-                    pooling=m.pooling,
+                    **m.encoder(),
                 )
         self.model = model
 

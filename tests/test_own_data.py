@@ -194,7 +194,7 @@ def test_an_installed_wheel_trains_every_pipeline_from_a_folder_of_ones_own(tmp_
             timeout=400,
         )
         assert proc.returncode == 0, (pipeline, proc.stderr[-3000:])
-        assert f"code: {site / 'rnnpipe' / 'cli.py'}" in proc.stderr  # the wheel's code, not the checkout's
+        assert f"code: {site / 'rnnpipe' / 'cli' / '__init__.py'}" in proc.stderr  # the wheel's, not the checkout's
         if pipeline == "stocks":  # the default output: what a user needs, each thing once
             out = proc.stdout + proc.stderr
             assert len(re.findall(r"stocks-forecaster v1 -> \w+", out)) == 1, out[-3000:]

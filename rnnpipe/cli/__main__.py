@@ -1,0 +1,5 @@
+"""`python -m rnnpipe.cli`."""
+
+from rnnpipe.cli import main
+
+main()

@@ -64,7 +64,7 @@ settings.apply_environment()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from rnnpipe.config import ReviewsConfig, load_config  # noqa: E402
+from rnnpipe.config import load_config  # noqa: E402
 from rnnpipe.reviews import (  # noqa: E402
     ReviewsPipeline,
     evaluate_reviews,
@@ -73,6 +73,7 @@ from rnnpipe.reviews import (  # noqa: E402
     text_loss,
     train_and_evaluate,
 )
+from rnnpipe.reviews_config import ReviewsConfig  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
 
 FOUR = {

@@ -37,8 +37,11 @@ settings.apply_environment()
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from rnnpipe.config import ForecastConfig, MonitorConfig, ReviewsConfig, load_config  # noqa: E402
+from rnnpipe.config import load_config  # noqa: E402
+from rnnpipe.forecast_config import ForecastConfig  # noqa: E402
 from rnnpipe.lm import LMConfig  # noqa: E402
+from rnnpipe.monitor_config import MonitorConfig  # noqa: E402
+from rnnpipe.reviews_config import ReviewsConfig  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
 
 

@@ -58,12 +58,14 @@ settings.apply_environment()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from rnnpipe.config import ForecastConfig, MonitorConfig, load_config, to_dict  # noqa: E402
+from rnnpipe.config import load_config, to_dict  # noqa: E402
 from rnnpipe.evaluation import evaluate_forecasts  # noqa: E402
 from rnnpipe.features.splits import chronological_split  # noqa: E402
 from rnnpipe.features.windows import WindowSet, make_windows  # noqa: E402
 from rnnpipe.forecast import ForecastPipeline, baseline_settings, prepare  # noqa: E402
+from rnnpipe.forecast_config import ForecastConfig  # noqa: E402
 from rnnpipe.ingest import load_forecast_data, load_monitor_data  # noqa: E402
+from rnnpipe.monitor_config import MonitorConfig  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
 
 

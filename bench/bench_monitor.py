@@ -65,9 +65,10 @@ def child_epoch(data: Path, streaming: str, args) -> dict:
     """One prepared data set and one epoch, in this process."""
     import torch
 
-    from rnnpipe.config import MonitorConfig, load_config
+    from rnnpipe.config import load_config
     from rnnpipe.ingest import load_monitor_data
     from rnnpipe.monitor import MonitorPipeline, classification_loss, prepare_monitor
+    from rnnpipe.monitor_config import MonitorConfig
     from rnnpipe.training import fit
 
     cfg = load_config(MonitorConfig, overrides=settings(data, args) + [f"data.streaming={streaming}", "train.epochs=1"])

@@ -52,9 +52,10 @@ settings.apply_environment()
 
 import torch  # noqa: E402
 
-from rnnpipe.config import ReviewsConfig, load_config  # noqa: E402
+from rnnpipe.config import load_config  # noqa: E402
 from rnnpipe.lm import StreamBatches, lm_loss  # noqa: E402
 from rnnpipe.reviews import ReviewsPipeline, load_reviews, prepare_reviews, text_loss  # noqa: E402
+from rnnpipe.reviews_config import ReviewsConfig  # noqa: E402
 from rnnpipe.text import TextBatches  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
 

@@ -107,10 +107,11 @@ def main() -> None:
     ap.add_argument("--dask-workers", type=int, default=2)
     ap.add_argument("--no-bare", action="store_true", help="skip the bare forward pass (it holds every row)")
     args = ap.parse_args()
-    from rnnpipe.config import ReviewsConfig, load_config, to_dict
+    from rnnpipe.config import load_config, to_dict
     from rnnpipe.flows.predict import batch_predict
     from rnnpipe.flows.reviews import train_reviews
     from rnnpipe.registry import load_model
+    from rnnpipe.reviews_config import ReviewsConfig
 
     home = Path(os.environ["RNNPIPE_HOME"])
     cfg = load_config(

@@ -41,8 +41,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--workers", type=int, default=0, help="default: one per core")
     args = ap.parse_args()
-    from rnnpipe.config import ForecastConfig, load_config, to_dict
+    from rnnpipe.config import load_config, to_dict
     from rnnpipe.flows.sweep import sweep, task_runner
+    from rnnpipe.forecast_config import ForecastConfig
     from rnnpipe.sweep import make_trials, plan_resources
 
     cfg = to_dict(

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from rnnpipe.config import ForecastConfig
 from rnnpipe.errors import ConfigError, DataError
 from rnnpipe.features.splits import Split
 from rnnpipe.features.windows import window_ends
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import SeriesFrame
 
 

@@ -447,7 +447,7 @@ def evaluate_forecaster(
 
 def _forward(forward_history: int | None) -> int:
     """The points a statistical model reads from each origin: the config's default unless given."""
-    from rnnpipe.config import BaselinesConfig
+    from rnnpipe.forecast_config import BaselinesConfig
 
     return BaselinesConfig().forward_history if forward_history is None else forward_history
 

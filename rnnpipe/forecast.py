@@ -20,13 +20,14 @@ import torch
 
 from rnnpipe import artefact
 from rnnpipe.batch_jobs import WHOLE_INPUT
-from rnnpipe.config import ForecastConfig, from_dict, to_dict
+from rnnpipe.config import from_dict, to_dict
 from rnnpipe.errors import DataError
 from rnnpipe.features import calendar
 from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, Split
 from rnnpipe.features.targets import TargetEncoding
 from rnnpipe.features.windows import WindowSet, window_ends
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.ingest import load_forecast_data, read_forecast_input
 from rnnpipe.io import SeriesFrame, series_id_column
 from rnnpipe.models import Forecaster

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from rnnpipe import artefact
-from rnnpipe.config import ForecastConfig, to_dict
+from rnnpipe.config import to_dict
 from rnnpipe.features.targets import TargetEncoding
 from rnnpipe.forecast import ForecastPipeline, ForecastPreprocessor
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import SeriesFrame
 
 SERVABLE = ("naive", "gbm", "autoets", "autotheta", "autoarima", "seasonalnaive")

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rnnpipe import settings
-from rnnpipe.config import DataConfig, ForecastConfig, MonitorConfig, MonitorDataConfig, from_dict
+from rnnpipe.config import from_dict
 from rnnpipe.errors import DataError
+from rnnpipe.forecast_config import DataConfig, ForecastConfig
 from rnnpipe.io import SeriesFrame, load_series, preloadable
+from rnnpipe.monitor_config import MonitorConfig, MonitorDataConfig
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -63,7 +63,7 @@ KINDS: dict[str, PipelineKind] = {
         PipelineKind(
             "stocks",
             "daily price forecasting (bundled: AAPL, IBM, MSFT closes)",
-            config="rnnpipe.config:ForecastConfig",
+            config="rnnpipe.forecast_config:ForecastConfig",
             flow="rnnpipe.flows.forecast:train_stocks",
             pipeline="rnnpipe.forecast:ForecastPipeline",
             artefact="forecast",
@@ -79,7 +79,7 @@ KINDS: dict[str, PipelineKind] = {
         PipelineKind(
             "monitor",
             "early warning and vital-sign forecasting (bundled: a glucose monitor)",
-            config="rnnpipe.config:MonitorConfig",
+            config="rnnpipe.monitor_config:MonitorConfig",
             flow="rnnpipe.flows.monitor:train_monitor",
             pipeline="rnnpipe.monitor:MonitorPipeline",
             artefact="monitor",
@@ -92,7 +92,7 @@ KINDS: dict[str, PipelineKind] = {
         PipelineKind(
             "reviews",
             "review sentiment, raw text in (bundled: Amazon fine-food reviews)",
-            config="rnnpipe.config:ReviewsConfig",
+            config="rnnpipe.reviews_config:ReviewsConfig",
             flow="rnnpipe.flows.reviews:train_reviews",
             pipeline="rnnpipe.reviews:ReviewsPipeline",
             artefact="reviews",

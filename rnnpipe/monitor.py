@@ -21,7 +21,7 @@ import torch
 from rnnpipe import artefact
 from rnnpipe.baselines import LastReadingRule, MajorityBaseline, SummaryLogisticRegression
 from rnnpipe.batch_jobs import WHOLE_INPUT
-from rnnpipe.config import DataConfig, ForecastConfig, MonitorConfig, RegisterConfig, WindowConfig, from_dict, to_dict
+from rnnpipe.config import from_dict, to_dict
 from rnnpipe.errors import DataError, ModelError
 from rnnpipe.evaluation import (
     ForecastEvaluation,
@@ -33,9 +33,11 @@ from rnnpipe.evaluation import (
 from rnnpipe.features.events import event_flags, parse_rule
 from rnnpipe.features.splits import PARTS, Split, chronological_split, grouped_split
 from rnnpipe.features.windows import WindowSet
+from rnnpipe.forecast_config import DataConfig, ForecastConfig, RegisterConfig, WindowConfig
 from rnnpipe.ingest import check_channels, load_monitor_data
 from rnnpipe.io import SeriesFrame, series_id_column, to_series_frame
 from rnnpipe.models import SequenceClassifier
+from rnnpipe.monitor_config import MonitorConfig
 from rnnpipe.monitor_prep import (
     Chunk,
     MonitorPreprocessor,

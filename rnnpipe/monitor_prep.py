@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rnnpipe.config import MonitorConfig
 from rnnpipe.errors import DataError
 from rnnpipe.features.events import event_flags, future_event_labels
 from rnnpipe.features.resample import resample
@@ -21,6 +20,7 @@ from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, Split
 from rnnpipe.features.windows import window_ends
 from rnnpipe.io import SeriesFrame, series_id_column
+from rnnpipe.monitor_config import MonitorConfig
 
 
 class MonitorPreprocessor:

@@ -22,13 +22,14 @@ import torch
 
 from rnnpipe import artefact, settings
 from rnnpipe.baselines import MajorityClass, TfidfLogisticRegression, vectorizer_from_dict, vectorizer_to_dict
-from rnnpipe.config import ReviewsConfig, from_dict, to_dict
+from rnnpipe.config import from_dict, to_dict
 from rnnpipe.errors import DataError, ModelError
 from rnnpipe.evaluation import decide, paired_bootstrap_macro_f1, text_classification_metrics, tune_binary_threshold
 from rnnpipe.features.splits import stratified_split
 from rnnpipe.ingest import TEXT_COLUMN
 from rnnpipe.io import preloadable
 from rnnpipe.models import TextClassifier
+from rnnpipe.reviews_config import ReviewsConfig
 from rnnpipe.text import (
     EncodedTexts,
     TextBatches,

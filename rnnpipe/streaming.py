@@ -33,12 +33,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from rnnpipe.config import MonitorConfig
 from rnnpipe.features.events import event_flags
 from rnnpipe.features.splits import PARTS, grouped_parts, split_by_series
 from rnnpipe.features.windows import WindowSet
 from rnnpipe.ingest import Shards, channels_seen, require_channels, value_columns
 from rnnpipe.io import SeriesFrame, load_series
+from rnnpipe.monitor_config import MonitorConfig
 from rnnpipe.monitor_prep import (
     Chunk,
     MonitorPreprocessor,

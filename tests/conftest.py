@@ -78,12 +78,15 @@ def models(prefect_harness, inputs):
     """name -> (model name, version) of a freshly trained tiny model of each pipeline."""
     from test_monitor import SMALL as MONITOR_SMALL
 
-    from rnnpipe.config import ForecastConfig, MonitorConfig, ReviewsConfig, load_config, to_dict
+    from rnnpipe.config import load_config, to_dict
     from rnnpipe.flows.forecast import train_stocks
     from rnnpipe.flows.lm import train_lm
     from rnnpipe.flows.monitor import train_monitor
     from rnnpipe.flows.reviews import train_reviews
+    from rnnpipe.forecast_config import ForecastConfig
     from rnnpipe.lm import LMConfig
+    from rnnpipe.monitor_config import MonitorConfig
+    from rnnpipe.reviews_config import ReviewsConfig
 
     stocks = load_config(
         ForecastConfig,

@@ -83,9 +83,10 @@ def test_every_kind_conforms_to_the_artefact_contract(name, models, tmp_path):
 
 
 def test_prepared_data_of_every_kind_offers_what_the_flow_reads(stocks):
-    from rnnpipe.config import ForecastConfig, load_config
+    from rnnpipe.config import load_config
     from rnnpipe.features.splits import chronological_split
     from rnnpipe.forecast import ForecastPrepared, prepare
+    from rnnpipe.forecast_config import ForecastConfig
     from rnnpipe.io import to_series_frame
     from rnnpipe.lm import LMPrepared
     from rnnpipe.monitor import MonitorPrepared

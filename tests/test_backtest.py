@@ -10,8 +10,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from rnnpipe.backtest import combine_folds, fold_splits, run_fold, train_fold, train_once
-from rnnpipe.config import ConfigError, ForecastConfig, load_config, to_dict
+from rnnpipe.config import ConfigError, load_config, to_dict
 from rnnpipe.errors import DataError
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import to_series_frame
 
 SMALL = [

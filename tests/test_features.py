@@ -2,13 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnpipe.config import ForecastConfig, load_config
+from rnnpipe.config import load_config
 from rnnpipe.errors import DataError
 from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, chronological_split
 from rnnpipe.features.targets import TargetEncoding
 from rnnpipe.features.windows import WindowSet, make_windows, window_ends
 from rnnpipe.forecast import prepare
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import to_series_frame
 
 COLS = dict(timestamp_col="Date", series_col="Ticker", value_cols=["Close"])

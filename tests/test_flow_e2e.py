@@ -12,9 +12,10 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from rnnpipe.cli import cli
-from rnnpipe.config import ForecastConfig, load_config, to_dict
+from rnnpipe.config import load_config, to_dict
 from rnnpipe.features.splits import chronological_split
 from rnnpipe.forecast import ForecastPipeline, prepare
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import load_series
 from rnnpipe.training import fit
 

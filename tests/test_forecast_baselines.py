@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from rnnpipe.baselines import StatisticalForecast
-from rnnpipe.config import ConfigError, ForecastConfig, load_config
+from rnnpipe.config import ConfigError, load_config
 from rnnpipe.evaluation import forecast_metrics, mase_scales
 from rnnpipe.features.splits import Split
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import SeriesFrame
 
 

@@ -4,10 +4,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rnnpipe.config import ForecastConfig, load_config
+from rnnpipe.config import load_config
 from rnnpipe.evaluation import evaluate_forecasts
 from rnnpipe.features.splits import chronological_split
 from rnnpipe.forecast import ForecastPipeline, prepare
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import to_series_frame
 from rnnpipe.models import Forecaster, SequenceClassifier, window_summary
 from rnnpipe.training import fit

@@ -120,8 +120,8 @@ def test_a_gap_in_a_models_input_suggests_no_training_setting():
     import numpy as np
     import pandas as pd
 
-    from rnnpipe.config import DataConfig
     from rnnpipe.errors import DataError
+    from rnnpipe.forecast_config import DataConfig
     from rnnpipe.ingest import read_forecast_input
     from rnnpipe.io import to_series_frame
 

@@ -5,9 +5,10 @@ from click.testing import CliRunner
 
 from rnnpipe import kinds
 from rnnpipe.cli import cli
-from rnnpipe.config import ScheduleConfig, load_config
+from rnnpipe.config import load_config
 from rnnpipe.errors import ConfigError
 from rnnpipe.registry import gate_spec
+from rnnpipe.schedule_config import ScheduleConfig
 
 
 @pytest.mark.parametrize("name", kinds.names())

@@ -5,12 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnpipe.config import ForecastConfig, load_config
+from rnnpipe.config import load_config
 from rnnpipe.errors import ConfigError, DataError
 from rnnpipe.evaluation import evaluate_forecasts
 from rnnpipe.features import calendar
 from rnnpipe.features.splits import chronological_split
 from rnnpipe.forecast import ForecastPipeline, history_example, prepare
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import to_series_frame
 from rnnpipe.training import fit
 

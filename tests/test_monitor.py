@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from rnnpipe.baselines import window_summary
-from rnnpipe.config import MonitorConfig, load_config
+from rnnpipe.config import load_config
 from rnnpipe.errors import ConfigError, DataError
 from rnnpipe.evaluation import alert_lead_times, choose_threshold, classification_metrics
 from rnnpipe.io import to_series_frame
 from rnnpipe.monitor import MonitorPipeline, evaluate_monitor, prepare_monitor
+from rnnpipe.monitor_config import MonitorConfig
 from rnnpipe.training import fit
 
 

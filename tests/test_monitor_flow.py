@@ -6,9 +6,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from test_monitor import SMALL, patients
 
-from rnnpipe.config import MonitorConfig, load_config, to_dict
+from rnnpipe.config import load_config, to_dict
 from rnnpipe.ingest import load_monitor_data
 from rnnpipe.monitor import MonitorPipeline, classification_loss, evaluate_monitor, prepare_monitor
+from rnnpipe.monitor_config import MonitorConfig
 from rnnpipe.training import fit
 
 pytestmark = pytest.mark.slow

@@ -385,8 +385,9 @@ def test_a_forecaster_that_loses_leaves_its_baseline_as_a_servable_champion(pref
     """A pure daily cycle: the seasonal naive forecast is exact, so the recurrent model loses
     to it; the baseline is registered as a version of the same model, becomes champion and
     serves raw history through a real `rnnpipe serve`."""
-    from rnnpipe.config import ForecastConfig, load_config, to_dict
+    from rnnpipe.config import load_config, to_dict
     from rnnpipe.flows.forecast import train_stocks
+    from rnnpipe.forecast_config import ForecastConfig
 
     t = np.arange(600)
     df = pd.DataFrame(

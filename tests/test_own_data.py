@@ -12,8 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from rnnpipe.cli import cli
-from rnnpipe.config import ForecastConfig, MonitorConfig, ReviewsConfig, load_config
+from rnnpipe.config import load_config
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.lm import LMConfig
+from rnnpipe.monitor_config import MonitorConfig
+from rnnpipe.reviews_config import ReviewsConfig
 from rnnpipe.settings import bundled_dir, describe_source, resolve_data_path
 
 REPO = Path(__file__).resolve().parent.parent

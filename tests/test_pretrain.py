@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from rnnpipe.config import ReviewsConfig, load_config
+from rnnpipe.config import load_config
 from rnnpipe.reviews import ReviewsPipeline, prepare_reviews, pretrain_encoder, pretraining_texts
+from rnnpipe.reviews_config import ReviewsConfig
 from rnnpipe.text import TextTable, sparse_rows
 
 TINY = [

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from rnnpipe.baselines import NaiveQuantiles
-from rnnpipe.config import ConfigError, ForecastConfig, load_config
+from rnnpipe.config import ConfigError, load_config
 from rnnpipe.evaluation import evaluate_forecasts, quantile_metrics
 from rnnpipe.features.splits import chronological_split
 from rnnpipe.forecast import ForecastPipeline, prepare
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import to_series_frame
 from rnnpipe.training import fit
 

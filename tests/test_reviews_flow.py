@@ -11,8 +11,9 @@ import torch
 from conftest import REPO
 from mlflow.tracking import MlflowClient
 
-from rnnpipe.config import ReviewsConfig, load_config, to_dict
+from rnnpipe.config import load_config, to_dict
 from rnnpipe.reviews import ReviewsPipeline, evaluate_reviews, load_reviews, prepare_reviews, text_loss
+from rnnpipe.reviews_config import ReviewsConfig
 from rnnpipe.training import fit
 
 pytestmark = pytest.mark.slow

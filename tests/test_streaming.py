@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from rnnpipe.config import MonitorConfig, load_config
+from rnnpipe.config import load_config
 from rnnpipe.errors import ConfigError, DataError
 from rnnpipe.ingest import load_monitor_data, streamed
 from rnnpipe.monitor import MonitorPipeline, evaluate_monitor, prepare_monitor
+from rnnpipe.monitor_config import MonitorConfig
 from rnnpipe.streaming import StreamedMonitor
 from rnnpipe.synth import CHANNELS, write_synthetic_vitals
 

@@ -10,12 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from rnnpipe.config import ReviewsConfig, load_config
+from rnnpipe.config import load_config
 from rnnpipe.errors import DataError
 from rnnpipe.features.splits import stratified_split
 from rnnpipe.io import RowOrigin
 from rnnpipe.models import TextClassifier
 from rnnpipe.reviews import prepare_reviews
+from rnnpipe.reviews_config import ReviewsConfig
 from rnnpipe.text import (
     PAD_ID,
     UNK_ID,

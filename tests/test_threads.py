@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from rnnpipe import threads
-from rnnpipe.config import ForecastConfig, load_config
+from rnnpipe.config import load_config
 from rnnpipe.errors import ConfigError
+from rnnpipe.forecast_config import ForecastConfig
 
 
 @pytest.fixture(autouse=True)

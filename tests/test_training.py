@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from rnnpipe.config import ForecastConfig, load_config
+from rnnpipe.config import load_config
 from rnnpipe.evaluation import forecast_metrics
 from rnnpipe.features.splits import chronological_split
 from rnnpipe.forecast import ForecastPipeline, prepare
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import to_series_frame
 from rnnpipe.training import fit, read_checkpoint_meta, select_device
 

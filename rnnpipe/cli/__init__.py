@@ -23,7 +23,7 @@ from rnnpipe.errors import DataError, RnnpipeError, Terminated
 
 def configs() -> dict[str, str]:
     """`rnnpipe config NAME`: every kind's settings, and the schedule's."""
-    return {**{k.name: k.config for k in kinds.KINDS.values()}, "schedule": "rnnpipe.config:ScheduleConfig"}
+    return {**{k.name: k.config for k in kinds.KINDS.values()}, "schedule": "rnnpipe.schedule_config:ScheduleConfig"}
 
 
 class Registered(click.Choice):

@@ -297,8 +297,9 @@ def schedule(config_path, overrides, start_server, port):
     """
     import signal
 
-    from rnnpipe.config import ScheduleConfig, load_config
+    from rnnpipe.config import load_config
     from rnnpipe.prefect_server import PrefectServer
+    from rnnpipe.schedule_config import ScheduleConfig
 
     # started in the background by a non-interactive shell (`cmd &`), a process inherits SIGINT
     # ignored, and Python then never raises KeyboardInterrupt: the runner could not be stopped

@@ -18,8 +18,9 @@ from prefect.runtime import flow_run
 
 import rnnpipe.flows  # noqa: F401  (environment first)
 from rnnpipe.backtest import combine_folds, fold_rows, fold_splits, plot_folds, train_once
-from rnnpipe.config import ForecastConfig, flatten, from_dict, to_dict
+from rnnpipe.config import flatten, from_dict, to_dict
 from rnnpipe.flows.sweep import api_for_workers
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.registry import Run, configure_tracking
 from rnnpipe.tasks import hide_user_error_tracebacks
 from rnnpipe.tasks.backtest import fold

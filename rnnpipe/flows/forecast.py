@@ -13,9 +13,10 @@ from typing import Any
 from prefect import flow
 
 import rnnpipe.flows  # noqa: F401  (environment first)
-from rnnpipe.config import ForecastConfig, from_dict, to_dict
+from rnnpipe.config import from_dict, to_dict
 from rnnpipe.forecast import ForecastPipeline, history_example
 from rnnpipe.forecast_baseline import BaselineForecastPipeline, best_servable
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.registry import configure_tracking, gate_spec
 from rnnpipe.tasks import hide_user_error_tracebacks
 from rnnpipe.tasks.common import register, run_status, start_run, summary, train

@@ -14,9 +14,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 import rnnpipe.flows  # noqa: F401  (environment first)
-from rnnpipe.config import MonitorConfig, from_dict, to_dict
+from rnnpipe.config import from_dict, to_dict
 from rnnpipe.forecast import ForecastPipeline
 from rnnpipe.monitor import MonitorPipeline, classification_loss
+from rnnpipe.monitor_config import MonitorConfig
 from rnnpipe.registry import Run, configure_tracking, gate_spec
 from rnnpipe.streaming import StreamedMonitor
 from rnnpipe.tasks import hide_user_error_tracebacks

@@ -15,9 +15,10 @@ from typing import Any
 from prefect import flow
 
 import rnnpipe.flows  # noqa: F401  (environment first)
-from rnnpipe.config import ReviewsConfig, from_dict, to_dict
+from rnnpipe.config import from_dict, to_dict
 from rnnpipe.registry import Run, configure_tracking, gate_spec
 from rnnpipe.reviews import ReviewsPipeline, reviews_example, text_loss
+from rnnpipe.reviews_config import ReviewsConfig
 from rnnpipe.tasks import hide_user_error_tracebacks
 from rnnpipe.tasks.common import register, run_status, start_run, summary, train
 from rnnpipe.tasks.reviews import evaluate, ingest, language_model, prepare, pretrain

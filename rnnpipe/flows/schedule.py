@@ -16,9 +16,10 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 
 import rnnpipe.flows  # noqa: F401  (environment first)
 from rnnpipe import settings
-from rnnpipe.config import ScheduleConfig, to_dict
+from rnnpipe.config import to_dict
 from rnnpipe.errors import RnnpipeError
 from rnnpipe.flows.predict import batch_predict
+from rnnpipe.schedule_config import ScheduleConfig
 
 # one run of each deployment at a time: a run due while the previous one still runs is
 # cancelled (retrains on 2 cores must not pile up; the next scheduled run comes soon enough)

@@ -6,10 +6,10 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from rnnpipe.config import ForecastConfig
 from rnnpipe.evaluation import evaluate_forecasts, headline_metrics, metric_rows
 from rnnpipe.features.splits import Split, chronological_split
 from rnnpipe.forecast import ForecastPipeline, ForecastPrepared, baseline_settings, prepare
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.ingest import load_forecast_data
 from rnnpipe.io import SeriesFrame
 from rnnpipe.registry import Run

@@ -8,7 +8,6 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from rnnpipe.config import MonitorConfig
 from rnnpipe.evaluation import plot_comparison, plot_confusion
 from rnnpipe.ingest import Shards, load_monitor_data
 from rnnpipe.io import SeriesFrame
@@ -21,6 +20,7 @@ from rnnpipe.monitor import (
     prepare_channel_forecast,
     prepare_monitor,
 )
+from rnnpipe.monitor_config import MonitorConfig
 from rnnpipe.registry import Run
 from rnnpipe.streaming import StreamedMonitor
 from rnnpipe.tasks.common import IO

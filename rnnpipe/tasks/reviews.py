@@ -6,7 +6,6 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from rnnpipe.config import ReviewsConfig
 from rnnpipe.evaluation import plot_comparison, plot_confusion_matrix
 from rnnpipe.registry import Run
 from rnnpipe.reviews import (
@@ -21,6 +20,7 @@ from rnnpipe.reviews import (
     prepare_reviews,
     pretrain_encoder,
 )
+from rnnpipe.reviews_config import ReviewsConfig
 from rnnpipe.tasks.common import IO
 from rnnpipe.text import TextTable
 from rnnpipe.training import FitResult

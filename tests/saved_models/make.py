@@ -11,11 +11,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from rnnpipe.config import ForecastConfig, MonitorConfig, load_config
+from rnnpipe.config import load_config
 from rnnpipe.features.splits import chronological_split
 from rnnpipe.forecast import ForecastPipeline, prepare
+from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import load_series, to_series_frame
 from rnnpipe.monitor import MonitorPipeline, evaluate_monitor, prepare_monitor
+from rnnpipe.monitor_config import MonitorConfig
 from rnnpipe.training import fit
 
 HERE = Path(__file__).resolve().parent

@@ -80,43 +80,15 @@ def test_a_job_killed_mid_way_leaves_no_output_and_the_next_one_cleans_up(models
     the hidden temporary folder stays until the next job into the same OUTDIR removes it."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
-
-    from prefect.settings import PREFECT_API_URL
 
     name, version = models["reviews"]
     src = tmp_path / "big"
     reviews = _reviews_in_four_files(src)
     dst = tmp_path / "out"
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    env.pop("DASK_LOGGING__DISTRIBUTED", None)  # the default verbosity's
     log = tmp_path / "job.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rnnpipe.cli",
-                "predict",
-                f"{name}/{version}",
-                "-i",
-                str(src),
-                "-o",
-                str(dst),
-                "--chunk-rows",
-                "20",
-                "--runner",
-                "dask",
-                "--workers",
-                "2",
-            ],
-            env=env,
-            start_new_session=True,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        proc = _dask_job(f"{name}/{version}", src, dst, out)
     deadline = time.monotonic() + 180
 
     def writing():
@@ -140,6 +112,41 @@ def test_a_job_killed_mid_way_leaves_no_output_and_the_next_one_cleans_up(models
     assert len(got) == len(reviews) and not any(p.exists() for p in left)
 
 
+def _dask_job(model, src, dst, stdout):
+    """`rnnpipe predict` on a 2-worker Dask LocalCluster, in its own process group, at the
+    default verbosity, on the test session's Prefect API; output and errors to `stdout`."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    env.pop("DASK_LOGGING__DISTRIBUTED", None)
+    args = [
+        "predict",
+        model,
+        "-i",
+        str(src),
+        "-o",
+        str(dst),
+        "--chunk-rows",
+        "20",
+        "--runner",
+        "dask",
+        "--workers",
+        "2",
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-m", "rnnpipe.cli", *args],
+        env=env,
+        start_new_session=True,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def _reviews_in_four_files(folder):
     from conftest import REPO
 
@@ -157,40 +164,14 @@ def test_a_worker_killed_mid_job_never_leaves_output_that_looks_complete(models,
     import os
     import signal
     import subprocess
-    import sys
     import time
 
     import psutil
-    from prefect.settings import PREFECT_API_URL
 
     name, version = models["reviews"]
     reviews = _reviews_in_four_files(tmp_path / "big")
     dst = tmp_path / "out"
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rnnpipe.cli",
-            "predict",
-            f"{name}/{version}",
-            "-i",
-            str(tmp_path / "big"),
-            "-o",
-            str(dst),
-            "--chunk-rows",
-            "20",
-            "--runner",
-            "dask",
-            "--workers",
-            "2",
-        ],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _dask_job(f"{name}/{version}", tmp_path / "big", dst, subprocess.PIPE)
     deadline = time.monotonic() + 180
 
     def workers():

@@ -147,10 +147,6 @@ def known_keys() -> set[str]:
     return {k.name for name in config_refs() for k in config_keys(name)}
 
 
-def known_sections() -> set[str]:
-    return {key.split(".")[0] for key in known_keys()}
-
-
 @cache
 def _source(path: str) -> tuple[ast.Module, dict[int, str], set[int]]:
     """A file's tree, its comments by line, and the lines that hold only a comment."""

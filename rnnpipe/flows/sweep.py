@@ -22,7 +22,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 import rnnpipe.flows  # noqa: F401  (environment first)
-from rnnpipe.errors import ConfigError, ModelError
+from rnnpipe.errors import ModelError
 from rnnpipe.registry import Run, configure_tracking, gate_spec
 from rnnpipe.sweep import TrialResult, best_trial, make_trials, plot_sweep, series_of, summary_rows, trial_config
 from rnnpipe.tasks import hide_user_error_tracebacks
@@ -35,12 +35,7 @@ def task_runner(kind: str, workers: int = 1, address: str = ""):
     """`sequential`, `local` (a process pool of `workers`) or `dask` (a LocalCluster of
     `workers` single-threaded processes on 127.0.0.1, or the cluster at `address`)."""
     if kind == "dask":
-        try:
-            from prefect_dask import DaskTaskRunner
-        except ImportError:
-            raise ConfigError(
-                "--runner dask needs rnnpipe's Dask extra: pip install 'rnnpipe[dask]' (prefect-dask, distributed)"
-            ) from None
+        from prefect_dask import DaskTaskRunner  # the Dask extra: the CLI checks it is installed
 
         if address:
             return DaskTaskRunner(address=address)

@@ -28,7 +28,7 @@ from rnnpipe.features.splits import PARTS, Split
 from rnnpipe.features.targets import TargetEncoding
 from rnnpipe.features.windows import WindowSet, window_ends
 from rnnpipe.forecast_config import ForecastConfig
-from rnnpipe.ingest import load_forecast_data, read_forecast_input
+from rnnpipe.ingest import read_forecast_input
 from rnnpipe.io import SeriesFrame, series_id_column
 from rnnpipe.models import Forecaster
 from rnnpipe.training import predict_batches
@@ -468,20 +468,3 @@ def baseline_settings(cfg: ForecastConfig) -> dict[str, Any]:
         gbm=cfg.baselines.gbm,
         seed=cfg.train.seed,
     )
-
-
-def train_and_evaluate(cfg: ForecastConfig):
-    """One sweep trial: the stocks flow's steps with no orchestration around them."""
-    from rnnpipe.evaluation import evaluate_forecasts
-    from rnnpipe.features.splits import chronological_split
-    from rnnpipe.training import Trained, fit
-
-    frame = load_forecast_data(cfg)
-    s = cfg.split
-    p = prepare(frame, chronological_split(frame, s.train, s.val, s.val_start, s.test_start), cfg)
-    pipe = ForecastPipeline(cfg, p.preprocessor)
-    result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False)
-    metrics = {
-        k: v for ev in evaluate_forecasts(pipe, p, **baseline_settings(cfg)).values() for k, v in ev.metrics.items()
-    }
-    return Trained(pipe, result, metrics, history_example(frame, cfg, n_series=2), frame.fingerprint)

@@ -27,7 +27,7 @@ def load(ref: str) -> Any:
 @dataclass(frozen=True)
 class PipelineKind:
     """What makes a pipeline: its settings, its flow, its fitted artefact, how it is judged and
-    how a sweep trains one trial."""
+    what its training steps are."""
 
     name: str  # `rnnpipe train NAME`
     summary: str  # one line for `rnnpipe train --help`
@@ -35,7 +35,7 @@ class PipelineKind:
     flow: str  # the Prefect training flow: flow(config=dict, resume=bool) -> summary dict
     pipeline: str  # the fitted artefact: save/load, predict(DataFrame), batch_spec; class attribute KIND
     artefact: str  # that KIND: what a logged pyfunc model records (`model_config["kind"]`)
-    trial: str  # cfg -> TrialOutcome, for sweeps (the flow's steps without Prefect)
+    steps: str  # its steps (`rnnpipe.steps.TrainingSteps`): what the flow and a sweep trial run
     gate: str  # cfg -> the gate's keyword arguments (metric, baselines, margin, greater_is_better)
     ingest: str  # cfg -> the validated data, as the flow's ingest task reads it (`rnnpipe.io.preloadable`)
     series: bool = False  # the data has series (tickers, patients): `--per-series` applies
@@ -49,6 +49,9 @@ class PipelineKind:
 
     def config_class(self) -> type:
         return load(self.config)
+
+    def steps_object(self):
+        return load(self.steps)()
 
     def flow_function(self):
         return load(self.flow)
@@ -67,7 +70,7 @@ KINDS: dict[str, PipelineKind] = {
             flow="rnnpipe.flows.forecast:train_stocks",
             pipeline="rnnpipe.forecast:ForecastPipeline",
             artefact="forecast",
-            trial="rnnpipe.forecast:train_and_evaluate",
+            steps="rnnpipe.forecast_steps:ForecastSteps",
             gate="rnnpipe.forecast:gate_spec",
             ingest="rnnpipe.ingest:load_forecast_data",
             series=True,
@@ -83,7 +86,7 @@ KINDS: dict[str, PipelineKind] = {
             flow="rnnpipe.flows.monitor:train_monitor",
             pipeline="rnnpipe.monitor:MonitorPipeline",
             artefact="monitor",
-            trial="rnnpipe.monitor:train_and_evaluate",
+            steps="rnnpipe.monitor_steps:MonitorSteps",
             gate="rnnpipe.monitor:gate_spec",
             ingest="rnnpipe.ingest:load_monitor_data",
             series=True,
@@ -96,7 +99,7 @@ KINDS: dict[str, PipelineKind] = {
             flow="rnnpipe.flows.reviews:train_reviews",
             pipeline="rnnpipe.reviews:ReviewsPipeline",
             artefact="reviews",
-            trial="rnnpipe.reviews:train_and_evaluate",
+            steps="rnnpipe.reviews_steps:ReviewsSteps",
             gate="rnnpipe.reviews:gate_spec",
             ingest="rnnpipe.reviews:load_reviews",
             check="rnnpipe.ingest:check_reviews_input",
@@ -108,7 +111,7 @@ KINDS: dict[str, PipelineKind] = {
             flow="rnnpipe.flows.lm:train_lm",
             pipeline="rnnpipe.lm:LMPipeline",
             artefact="lm",
-            trial="rnnpipe.lm:train_and_evaluate",
+            steps="rnnpipe.lm_steps:LMSteps",
             gate="rnnpipe.lm:gate_spec",
             ingest="rnnpipe.lm:load_lm_texts",
             check="rnnpipe.ingest:check_prompts_input",

@@ -510,16 +510,3 @@ def gate_spec(cfg: LMConfig) -> dict[str, Any]:
     return dict(
         metric=r.metric, baselines={"ngram": f"ngram_{r.metric}"}, margin=r.baseline_margin, greater_is_better=False
     )
-
-
-def train_and_evaluate(cfg: LMConfig):
-    """One sweep trial: the LM flow's steps with no orchestration around them."""
-    from rnnpipe.training import Trained, fit
-
-    p = prepare_lm(load_lm_texts(cfg), cfg)
-    pipe = LMPipeline(cfg, p.preprocessor, seen=p.seen())
-    b, t = cfg.train.batch_size, cfg.stream.bptt
-    result = fit(
-        pipe.model, p.batches("train", b, t), p.batches("val", b, t), cfg.train, loss_fn=lm_loss, progress=False
-    )
-    return Trained(pipe, result, evaluate_lm(pipe, p).metrics, prompts_example(cfg), p.fingerprint)

@@ -34,7 +34,7 @@ from rnnpipe.features.events import event_flags, parse_rule
 from rnnpipe.features.splits import PARTS, Split, chronological_split, grouped_split
 from rnnpipe.features.windows import WindowSet
 from rnnpipe.forecast_config import DataConfig, ForecastConfig, RegisterConfig, WindowConfig
-from rnnpipe.ingest import check_channels, load_monitor_data
+from rnnpipe.ingest import check_channels
 from rnnpipe.io import SeriesFrame, series_id_column, to_series_frame
 from rnnpipe.models import SequenceClassifier
 from rnnpipe.monitor_config import MonitorConfig
@@ -362,18 +362,6 @@ def gate_spec(cfg: MonitorConfig) -> dict[str, Any]:
         margin=r.baseline_margin,
         greater_is_better=True,
     )
-
-
-def train_and_evaluate(cfg: MonitorConfig):
-    """One sweep trial: the monitor flow's classifier steps with no orchestration around them."""
-    from rnnpipe.training import Trained, fit
-
-    p = prepare_monitor(load_monitor_data(cfg), cfg)
-    pipe = MonitorPipeline(cfg, p.preprocessor)
-    result = fit(
-        pipe.model, p.windows("train"), p.windows("val"), cfg.train, loss_fn=classification_loss(cfg, p), progress=False
-    )
-    return Trained(pipe, result, evaluate_monitor(pipe, p), p.example, p.fingerprint)
 
 
 def classification_loss(cfg: MonitorConfig, p):

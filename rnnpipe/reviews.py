@@ -759,18 +759,3 @@ def gate_spec(cfg: ReviewsConfig) -> dict[str, Any]:
         margin=r.baseline_margin,
         greater_is_better=True,
     )
-
-
-def train_and_evaluate(cfg: ReviewsConfig):
-    """One sweep trial: the reviews flow's steps with no orchestration around them."""
-    from rnnpipe.training import Trained, fit
-
-    p = prepare_reviews(load_reviews(cfg), cfg)
-    pretrained = None
-    if cfg.pretrain.model:
-        cfg, pretrained = from_language_model(p, cfg)
-    elif cfg.pretrain.enabled:
-        pretrained = pretrain_encoder(p, cfg)
-    pipe = ReviewsPipeline.from_prepared(cfg, p, pretrained)
-    result = fit(pipe.model, p.batches("train"), p.batches("val"), cfg.train, loss_fn=text_loss(cfg, p), progress=False)
-    return Trained(pipe, result, evaluate_reviews(pipe, p).metrics, reviews_example(p), p.fingerprint)

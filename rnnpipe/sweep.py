@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import math
 import os
 import random
 import time
@@ -23,8 +22,8 @@ import numpy as np
 
 from rnnpipe import kinds
 from rnnpipe import threads as rnnpipe_threads
-from rnnpipe.config import apply_overrides, flatten, from_dict
-from rnnpipe.errors import ConfigError, ModelError, RnnpipeError
+from rnnpipe.config import apply_overrides, from_dict
+from rnnpipe.errors import ConfigError, RnnpipeError
 
 # --- the search space ----------------------------------------------------------------------
 
@@ -136,20 +135,17 @@ def _run_trial(
 
     import torch
 
-    from rnnpipe.registry import Run, configure_tracking, log_pipeline_model
+    from rnnpipe.steps import train_kind, trial_context
 
     t0 = time.perf_counter()
     if tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    configure_tracking()
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    run = Run.start(
-        experiment,
+    ctx = trial_context(
         run_name=f"trial-{index}",
+        parent_run_id=parent_run_id,
         tags={
-            "mlflow.parentRunId": parent_run_id,
             "sweep_trial": index,
-            "pipeline": pipeline,
             "worker": worker,
             "torch_threads": threads,
             **{f"sweep.{k}": v for k, v in params.items()},
@@ -159,44 +155,42 @@ def _run_trial(
         if split_gpus and torch.cuda.is_available():
             params = {**params, "train.device": f"cuda:{index % torch.cuda.device_count()}"}
         cfg = trial_config(pipeline, base, params)
-        run.log_params(flatten(cfg))
-        trained = kinds.load(kinds.get(pipeline).trial)(cfg)
-        pipe, result, metrics = trained.pipeline, trained.fit, trained.metrics
-        example, fingerprint = trained.input_example, trained.fingerprint
-        if not math.isfinite(result.best_val_loss):
-            raise ModelError(f"validation loss is {result.best_val_loss} (diverged)")
-        for h in result.history:
-            run.log_metrics({k: h[k] for k in ("train_loss", "val_loss")}, step=int(h["epoch"]))
-        metrics = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
-        metrics.update({"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch})
-        run.log_metrics(metrics)
-        run.set_tags({"data_fingerprint": fingerprint, "seed": cfg.train.seed, "device": result.device})
-        model_uri = log_pipeline_model(run, pipe, example)
-        run.end("FINISHED")
+        cfg.register.experiment = experiment
+        # the training flow's own steps, plainly: the same MLflow record as `rnnpipe train`
+        out = train_kind(kinds.get(pipeline).steps_object(), cfg, ctx)
+        metrics = {k: float(v) for k, v in out.metrics.items() if np.isfinite(v)}
+        metrics.update({"best_val_loss": out.result.best_val_loss, "best_epoch": out.result.best_epoch})
         return TrialResult(
             index,
             params,
             "FINISHED",
-            run.id,
-            result.best_val_loss,
+            out.run_id,
+            out.result.best_val_loss,
             metrics,
-            model_uri,
+            out.model_uri,
             seconds=time.perf_counter() - t0,
             worker=worker,
         )
-    except Exception as exc:  # a failed trial is a result, not a crash of the sweep
-        message = str(exc) if isinstance(exc, RnnpipeError) else f"{type(exc).__name__}: {exc}"
-        run.set_tags({"error": message[:5000]})
-        if not isinstance(exc, RnnpipeError):
-            run.log_text(traceback.format_exc(), "error.txt")
-        run.end("FAILED")
+    except Exception as exc:  # a failed trial is a result, not a crash of the sweep (its run says FAILED)
+        user = isinstance(exc, RnnpipeError)
+        error = str(exc) if user else f"{type(exc).__name__}: {exc}"
+        if not ctx.run_id:  # it failed before its run opened (reading or preparing the data): open one
+            from rnnpipe.registry import Run, configure_tracking
+
+            configure_tracking()
+            tags = {**ctx.tags, "mlflow.parentRunId": parent_run_id, "pipeline": pipeline, "error": error[:5000]}
+            run = Run.start(experiment, run_name=ctx.run_name, tags=tags)
+            if not user:
+                run.log_text(traceback.format_exc(), "error.txt")
+            run.end("FAILED")
+            ctx.run_id = run.id
         return TrialResult(
             index,
             params,
             "FAILED",
-            run.id,
-            error=message,
-            user_error=isinstance(exc, RnnpipeError),
+            ctx.run_id,
+            error=error,
+            user_error=user,
             seconds=time.perf_counter() - t0,
             worker=worker,
         )

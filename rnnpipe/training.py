@@ -92,18 +92,6 @@ class FitResult:
         return float(np.mean(rates)) if rates else float("nan")
 
 
-@dataclass
-class Trained:
-    """What a pipeline kind's `trial` function returns (`rnnpipe.kinds`): one training and
-    evaluation with no orchestration around it, as a sweep trial runs it."""
-
-    pipeline: Any  # the fitted artefact
-    fit: FitResult
-    metrics: dict[str, float]
-    input_example: Any  # raw input as a user sends it (the pyfunc's example)
-    fingerprint: str  # of the data as the model saw it
-
-
 def checkpoint_path(cfg: Any, fingerprint: str) -> Path:
     """Where a pipeline's training checkpoints go: the same config (bar train.epochs, so a
     resumed run may train longer) on the same data always maps to the same file."""

@@ -17,7 +17,7 @@ def test_every_kind_resolves(name):
     cfg = load_config(kind.config_class())
     spec = gate_spec(name, cfg)
     assert {"metric", "baselines", "margin", "greater_is_better", "degenerate"} <= set(spec)
-    assert callable(kinds.load(kind.trial)) and callable(kind.flow_function())
+    assert kind.steps_object().kind == name and callable(kind.flow_function())
     cls = kind.pipeline_class()
     assert cls.KIND == kind.artefact and kinds.artefact_class(cls.KIND) is cls
     assert callable(kinds.load(kind.ingest)) and (not kind.check or callable(kinds.load(kind.check)))

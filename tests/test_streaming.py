@@ -92,11 +92,12 @@ def test_streamed_preparation_windows_and_evaluation_equal_the_in_memory_path(vi
 
 
 def test_a_sweep_trial_streams_too(vitals):
-    from rnnpipe.monitor import train_and_evaluate
+    from rnnpipe.monitor_steps import MonitorSteps
+    from rnnpipe.steps import train_kind, trial_context
 
     out, _ = vitals
     _, cs = _configs(out)
-    trained = train_and_evaluate(cs)
+    trained = train_kind(MonitorSteps(), cs, trial_context())
     assert np.isfinite(trained.metrics["test_f1"]) and trained.fingerprint
     assert set(trained.input_example.columns) >= {"patient_id", "timestamp", *CHANNELS}
     assert trained.pipeline.predict(trained.input_example)["risk"].notna().any()

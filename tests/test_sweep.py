@@ -73,6 +73,12 @@ def check_sweep(out, runner):
     assert best.data.metrics["best_val_loss"] == min(c.data.metrics["best_val_loss"] for c in finished)
     assert parent.data.tags["best_run_id"] == best.info.run_id
     assert "test_mae" in best.data.metrics and "val_mae" in best.data.metrics
+    # a trial runs the training flow's own steps, so its run is what `rnnpipe train` logs: the
+    # headline metrics (not every score), the table of all scores, the plots, the standing
+    assert {a.path for a in client.list_artifacts(best.info.run_id, "metrics")} >= {"metrics/all.json"}
+    assert {a.path for a in client.list_artifacts(best.info.run_id, "plots")} >= {"plots/loss_curves.png"}
+    assert "vs_naive" in best.data.tags and not any(k.startswith("naive_test_mape.") for k in best.data.metrics)
+    assert any(k.startswith("naive_test_mae.") for k in best.data.metrics)
     summary = json.loads(open(client.download_artifacts(out["parent_run_id"], "sweep/summary.json")).read())
     assert [row["status"] for row in summary] == ["FINISHED"] * 3 + ["FAILED"]
     assert {a.path for a in client.list_artifacts(out["parent_run_id"], "sweep")} >= {"sweep/val_loss_by_param.png"}

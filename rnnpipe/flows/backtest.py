@@ -21,10 +21,11 @@ from rnnpipe.backtest import combine_folds, fold_rows, fold_splits, plot_folds, 
 from rnnpipe.config import flatten, from_dict, to_dict
 from rnnpipe.flows.sweep import api_for_workers
 from rnnpipe.forecast_config import ForecastConfig
+from rnnpipe.forecast_steps import ForecastSteps
 from rnnpipe.registry import Run, configure_tracking
 from rnnpipe.tasks import hide_user_error_tracebacks
 from rnnpipe.tasks.backtest import fold
-from rnnpipe.tasks.forecast import ingest
+from rnnpipe.tasks.common import as_task, flow_context
 
 hide_user_error_tracebacks()
 
@@ -36,7 +37,7 @@ def backtest(
     cfg = from_dict(ForecastConfig, config or to_dict(ForecastConfig())).validate()
     b = cfg.backtest
     uri = configure_tracking()
-    frame = ingest(cfg)
+    frame = as_task("ingest", ForecastSteps().ingest, cfg, flow_context(), io=True)  # the training flow's step
     fold_splits(frame, cfg)  # too short a series fails here, before any training
     # one name in both UIs: the parent run is named after its Prefect flow run, its folds
     # after it (`<name>-fold-K`)

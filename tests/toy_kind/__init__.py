@@ -3,7 +3,8 @@ package plus one `PipelineKind` line in `rnnpipe.kinds` (docs: adding-a-pipeline
 
 It forecasts the next value of one column as the mean of the training part, judged against
 a zero forecast: no torch, so the test is about the wiring, not the model. The library part
-is here; the Prefect flow, the orchestration, is in `toy_kind.flow`.
+is here (the settings, the reader, the artefact and its steps); the Prefect flow, three
+lines of orchestration, is in `toy_kind.flow`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from rnnpipe.config import TrainConfig, check_sections
 from rnnpipe.errors import DataError
 from rnnpipe.io import preloadable
 from rnnpipe.kinds import PipelineKind
+from rnnpipe.registry import Run
+from rnnpipe.steps import Context, Evaluated, TrainingSteps
 
 # --- the settings --------------------------------------------------------------------------
 
@@ -95,13 +98,53 @@ class MeanForecast:
         return [self.config.data.value_col], None
 
 
-def fit_and_score(cfg: ToyConfig, frame: pd.DataFrame) -> tuple[MeanForecast, dict[str, float]]:
-    """The mean of the first 80% of the rows; MAE on the rest, the zero forecast's beside it."""
-    values = frame[cfg.data.value_col].to_numpy(float)
-    cut = int(0.8 * len(values))
-    model = MeanForecast(cfg, float(values[:cut].mean()))
-    test = values[cut:]
-    return model, {"test_mae": float(np.abs(test - model.mean).mean()), "zero_test_mae": float(np.abs(test).mean())}
+@dataclass
+class ToyPrepared:
+    """The prepared data (`rnnpipe.artefact.PreparedData`): the first 80% of the rows train."""
+
+    frame: pd.DataFrame
+    source: str
+    values: np.ndarray
+    cut: int
+    preprocessor: Any = None  # nothing to fit before the model
+
+    @property
+    def fingerprint(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.values.tobytes()).hexdigest()
+
+    def counts(self) -> dict[str, int]:
+        return {"train": self.cut, "test": len(self.values) - self.cut}
+
+
+class ToySteps(TrainingSteps):
+    """The toy's steps (`rnnpipe.steps`): what its flow and a sweep trial run."""
+
+    kind: ClassVar[str] = "toy"
+
+    def ingest(self, cfg: ToyConfig, ctx: Context) -> pd.DataFrame:
+        return load_values(cfg)
+
+    def prepare(self, frame: pd.DataFrame, cfg: ToyConfig, ctx: Context) -> ToyPrepared:
+        values = frame[cfg.data.value_col].to_numpy(float)
+        return ToyPrepared(frame, cfg.data.path, values, int(0.8 * len(values)))
+
+    def build(self, cfg: ToyConfig, prepared: ToyPrepared, state, run_id: str, ctx: Context) -> MeanForecast:
+        return MeanForecast(cfg, float(prepared.values[: prepared.cut].mean()))
+
+    def fit(self, pipeline, prepared, cfg, run_id, checkpoint, ctx) -> None:
+        return None  # the mean is fitted when built: no training loop
+
+    def evaluate(self, pipeline: MeanForecast, prepared: ToyPrepared, result, run_id: str, ctx: Context) -> Evaluated:
+        """MAE on the last 20% of the rows, the zero forecast's beside it."""
+        test = prepared.values[prepared.cut :]
+        metrics = {"test_mae": float(np.abs(test - pipeline.mean).mean()), "zero_test_mae": float(np.abs(test).mean())}
+        Run(run_id).log_metrics(metrics)
+        return Evaluated(metrics)
+
+    def example(self, cfg: ToyConfig, frame: pd.DataFrame, prepared: ToyPrepared) -> pd.DataFrame:
+        return frame.head(5)
 
 
 def gate_spec(cfg: ToyConfig) -> dict[str, Any]:
@@ -113,11 +156,6 @@ def gate_spec(cfg: ToyConfig) -> dict[str, Any]:
     )
 
 
-def trial(cfg: ToyConfig):
-    """A sweep trial would train here; the toy has nothing to tune."""
-    raise NotImplementedError("the toy kind has no sweep trial")
-
-
 # --- the one line a new kind adds to rnnpipe.kinds.KINDS -----------------------------------
 
 KIND = PipelineKind(
@@ -127,7 +165,7 @@ KIND = PipelineKind(
     flow="toy_kind.flow:train_toy",
     pipeline="toy_kind:MeanForecast",
     artefact="toy",
-    trial="toy_kind:trial",
+    steps="toy_kind:ToySteps",
     gate="toy_kind:gate_spec",
     ingest="toy_kind:load_values",
 )

@@ -11,7 +11,7 @@ of the training file held out each time; the TF-IDF baseline is refitted on the 
 its `C` and threshold chosen on it) and the *mean validation* difference from TF-IDF decides.
 The test file is the same for every split and is only reported (its mean over splits, the
 same figures `rnnpipe train reviews` logs). Each run is the library's own trial function
-(`rnnpipe.reviews.train_and_evaluate`: the flow's steps without the orchestration).
+(`rnnpipe.steps.train_kind` in a sweep trial's context: the flow's steps without the orchestration).
 
 Variants (`--variant NAME` picks built-in ones, `NAME="KEY=VALUE ..."` defines one; without
 `--variant`, the first four):
@@ -65,15 +65,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from rnnpipe.config import load_config  # noqa: E402
-from rnnpipe.reviews import (  # noqa: E402
-    ReviewsPipeline,
-    evaluate_reviews,
-    load_reviews,
-    prepare_reviews,
-    text_loss,
-    train_and_evaluate,
-)
-from rnnpipe.reviews_config import ReviewsConfig  # noqa: E402
+from rnnpipe.pipelines.reviews.artefact import ReviewsPipeline, text_loss  # noqa: E402
+from rnnpipe.pipelines.reviews.config import ReviewsConfig  # noqa: E402
+from rnnpipe.pipelines.reviews.evaluation import evaluate_reviews  # noqa: E402
+from rnnpipe.pipelines.reviews.prepare import load_reviews, prepare_reviews  # noqa: E402
+from rnnpipe.pipelines.reviews.steps import ReviewsSteps  # noqa: E402
+from rnnpipe.steps import train_kind, trial_context  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
 
 FOUR = {
@@ -125,7 +122,7 @@ def variants(specs: list[str]) -> dict[str, list[str]]:
 
 class SeedEnsemble:
     """Reviews pipelines trained alike but for `train.seed`, answering with their mean
-    probabilities: the interface `rnnpipe.reviews.evaluate_reviews` scores."""
+    probabilities: the interface `rnnpipe.pipelines.reviews.evaluation.evaluate_reviews` scores."""
 
     def __init__(self, members: list[ReviewsPipeline]):
         self.members, self.config, self.threshold = members, members[0].config, None
@@ -280,7 +277,9 @@ def main() -> None:
             m = (
                 ensemble_metrics(overrides, args.members)
                 if args.members > 1
-                else train_and_evaluate(load_config(ReviewsConfig, overrides=overrides)).metrics
+                else train_kind(
+                    ReviewsSteps(), load_config(ReviewsConfig, overrides=overrides), trial_context()
+                ).metrics
             )
             run = {k: m[k] for k in KEYS} | {"split_seed": seed, "wall_s": time.perf_counter() - t0}
             runs.append(run)

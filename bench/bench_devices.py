@@ -38,17 +38,18 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from rnnpipe.config import load_config  # noqa: E402
-from rnnpipe.forecast_config import ForecastConfig  # noqa: E402
-from rnnpipe.lm import LMConfig  # noqa: E402
-from rnnpipe.monitor_config import MonitorConfig  # noqa: E402
-from rnnpipe.reviews_config import ReviewsConfig  # noqa: E402
+from rnnpipe.pipelines.forecast.config import ForecastConfig  # noqa: E402
+from rnnpipe.pipelines.lm.artefact import LMConfig  # noqa: E402
+from rnnpipe.pipelines.monitor.config import MonitorConfig  # noqa: E402
+from rnnpipe.pipelines.reviews.config import ReviewsConfig  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
 
 
 def stocks(cfg):
     from rnnpipe.features.splits import chronological_split
-    from rnnpipe.forecast import ForecastPipeline, prepare
-    from rnnpipe.ingest import load_forecast_data
+    from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
+    from rnnpipe.pipelines.forecast.data import load_forecast_data
+    from rnnpipe.pipelines.forecast.prepare import prepare
 
     frame, s = load_forecast_data(cfg), cfg.split
     p = prepare(frame, chronological_split(frame, s.train, s.val, s.val_start, s.test_start), cfg)
@@ -56,8 +57,8 @@ def stocks(cfg):
 
 
 def monitor(cfg):
-    from rnnpipe.ingest import load_monitor_data
-    from rnnpipe.monitor import MonitorPipeline, classification_loss, prepare_monitor
+    from rnnpipe.pipelines.monitor.artefact import MonitorPipeline, classification_loss, prepare_monitor
+    from rnnpipe.pipelines.monitor.data import load_monitor_data
 
     p = prepare_monitor(load_monitor_data(cfg), cfg)
     return lambda c: (
@@ -69,14 +70,16 @@ def monitor(cfg):
 
 
 def reviews(cfg):
-    from rnnpipe.reviews import ReviewsPipeline, load_reviews, prepare_reviews, text_loss
+    from rnnpipe.pipelines.reviews.artefact import ReviewsPipeline, text_loss
+    from rnnpipe.pipelines.reviews.prepare import load_reviews, prepare_reviews
 
     p = prepare_reviews(load_reviews(cfg), cfg)
     return lambda c: (ReviewsPipeline.from_prepared(c, p, None), p.batches("train"), p.batches("val"), text_loss(c, p))
 
 
 def lm(cfg):
-    from rnnpipe.lm import LMPipeline, lm_loss, load_lm_texts, prepare_lm
+    from rnnpipe.pipelines.lm.artefact import LMPipeline
+    from rnnpipe.pipelines.lm.prepare import lm_loss, load_lm_texts, prepare_lm
 
     p = prepare_lm(load_lm_texts(cfg), cfg)
     b, t = cfg.train.batch_size, cfg.stream.bptt

@@ -59,13 +59,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from rnnpipe.config import load_config, to_dict  # noqa: E402
-from rnnpipe.evaluation import evaluate_forecasts  # noqa: E402
 from rnnpipe.features.splits import chronological_split  # noqa: E402
 from rnnpipe.features.windows import WindowSet, make_windows  # noqa: E402
-from rnnpipe.forecast import ForecastPipeline, baseline_settings, prepare  # noqa: E402
-from rnnpipe.forecast_config import ForecastConfig  # noqa: E402
-from rnnpipe.ingest import load_forecast_data, load_monitor_data  # noqa: E402
-from rnnpipe.monitor_config import MonitorConfig  # noqa: E402
+from rnnpipe.pipelines.forecast.artefact import ForecastPipeline, baseline_settings  # noqa: E402
+from rnnpipe.pipelines.forecast.config import ForecastConfig  # noqa: E402
+from rnnpipe.pipelines.forecast.data import load_forecast_data  # noqa: E402
+from rnnpipe.pipelines.forecast.evaluation import evaluate_forecasts  # noqa: E402
+from rnnpipe.pipelines.forecast.prepare import prepare  # noqa: E402
+from rnnpipe.pipelines.monitor.config import MonitorConfig  # noqa: E402
+from rnnpipe.pipelines.monitor.data import load_monitor_data  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
 
 
@@ -163,7 +165,7 @@ SYNTH = [
 
 def forecast_sets(device: str) -> dict:
     """name -> (ForecastConfig, ForecastPrepared) of each bundled forecasting set, with the defaults."""
-    from rnnpipe.monitor import prepare_channel_forecast, prepare_monitor
+    from rnnpipe.pipelines.monitor.artefact import prepare_channel_forecast, prepare_monitor
 
     out = {}
     for name, overrides in (("stocks", []), ("ecg", ECG)):
@@ -223,7 +225,12 @@ def bench_highway_forecasters(device: str) -> list[dict]:
 
 
 def bench_highway_classifiers(device: str) -> list[dict]:
-    from rnnpipe.monitor import MonitorPipeline, classification_loss, evaluate_monitor, prepare_monitor
+    from rnnpipe.pipelines.monitor.artefact import (
+        MonitorPipeline,
+        classification_loss,
+        evaluate_monitor,
+        prepare_monitor,
+    )
     from rnnpipe.synth import write_synthetic_vitals
 
     synth = Path(tempfile.mkdtemp(prefix="vitals-")) / "vitals"
@@ -295,7 +302,7 @@ RECIPE_VARIANTS = {
 def recipe_config(name: str, extra: list[str], device: str):
     overrides = RECIPE_SETS[name]
     if overrides is None:
-        from rnnpipe.monitor import channel_forecast_config
+        from rnnpipe.pipelines.monitor.artefact import channel_forecast_config
 
         mc = load_config(MonitorConfig, overrides=[f"train.device={device}"])
         base = to_dict(channel_forecast_config(mc))
@@ -310,7 +317,7 @@ def recipe_config(name: str, extra: list[str], device: str):
 def bench_recipes(device: str, sets: list[str], variants: list[str]) -> list[dict]:
     """Each set and variant trained once (one seed) with its baselines: val and test MAE of
     the model, ridge, gradient boosting, AutoETS, naive; best_epoch; training wall time."""
-    from rnnpipe.monitor import prepare_channel_forecast, prepare_monitor
+    from rnnpipe.pipelines.monitor.artefact import prepare_channel_forecast, prepare_monitor
 
     rows = []
     for name in sets:
@@ -367,7 +374,7 @@ def bench_statistical(device: str, all_history: bool = False, histories: tuple[s
     """AutoETS and AutoTheta from every val and test origin at each per-origin history cap
     (`baselines.history`; 0 = all): time per origin, val MAE (what a choice of the cap may
     read) and test MAE (reported)."""
-    from rnnpipe.baselines import StatisticalForecast
+    from rnnpipe.pipelines.forecast.baselines import StatisticalForecast
 
     rows = []
     caps = tuple(dict.fromkeys([*histories, *(("0",) if all_history else ())]))

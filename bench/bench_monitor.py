@@ -66,9 +66,9 @@ def child_epoch(data: Path, streaming: str, args) -> dict:
     import torch
 
     from rnnpipe.config import load_config
-    from rnnpipe.ingest import load_monitor_data
-    from rnnpipe.monitor import MonitorPipeline, classification_loss, prepare_monitor
-    from rnnpipe.monitor_config import MonitorConfig
+    from rnnpipe.pipelines.monitor.artefact import MonitorPipeline, classification_loss, prepare_monitor
+    from rnnpipe.pipelines.monitor.config import MonitorConfig
+    from rnnpipe.pipelines.monitor.data import load_monitor_data
     from rnnpipe.training import fit
 
     cfg = load_config(MonitorConfig, overrides=settings(data, args) + [f"data.streaming={streaming}", "train.epochs=1"])

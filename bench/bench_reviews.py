@@ -53,9 +53,10 @@ settings.apply_environment()
 import torch  # noqa: E402
 
 from rnnpipe.config import load_config  # noqa: E402
-from rnnpipe.lm import StreamBatches, lm_loss  # noqa: E402
-from rnnpipe.reviews import ReviewsPipeline, load_reviews, prepare_reviews, text_loss  # noqa: E402
-from rnnpipe.reviews_config import ReviewsConfig  # noqa: E402
+from rnnpipe.pipelines.lm.prepare import StreamBatches, lm_loss  # noqa: E402
+from rnnpipe.pipelines.reviews.artefact import ReviewsPipeline, text_loss  # noqa: E402
+from rnnpipe.pipelines.reviews.config import ReviewsConfig  # noqa: E402
+from rnnpipe.pipelines.reviews.prepare import load_reviews, prepare_reviews  # noqa: E402
 from rnnpipe.text import TextBatches  # noqa: E402
 from rnnpipe.training import fit  # noqa: E402
 
@@ -140,7 +141,8 @@ def main() -> None:
 
 
 def bench_lm(args) -> None:
-    from rnnpipe.lm import LMConfig, LMPipeline, load_lm_texts, prepare_lm
+    from rnnpipe.pipelines.lm.artefact import LMConfig, LMPipeline
+    from rnnpipe.pipelines.lm.prepare import load_lm_texts, prepare_lm
 
     cfg = load_config(
         LMConfig, overrides=[f"train.device={args.device}", "train.epochs=1", "train.patience=99", *args.overrides]

@@ -110,8 +110,8 @@ def main() -> None:
     from rnnpipe.config import load_config, to_dict
     from rnnpipe.flows.predict import batch_predict
     from rnnpipe.flows.reviews import train_reviews
+    from rnnpipe.pipelines.reviews.config import ReviewsConfig
     from rnnpipe.registry import load_model
-    from rnnpipe.reviews_config import ReviewsConfig
 
     home = Path(os.environ["RNNPIPE_HOME"])
     cfg = load_config(

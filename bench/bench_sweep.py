@@ -43,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
     from rnnpipe.config import load_config, to_dict
     from rnnpipe.flows.sweep import sweep, task_runner
-    from rnnpipe.forecast_config import ForecastConfig
+    from rnnpipe.pipelines.forecast.config import ForecastConfig
     from rnnpipe.sweep import make_trials, plan_resources
 
     cfg = to_dict(

@@ -646,3 +646,23 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
         else:
             df.to_parquet(tmp, index=False)
     return final
+
+
+def check_text_column(path: str | Path, fmt: str, accepted: list[str]) -> None:
+    """The first of `accepted` in a batch input must hold text: an integer column (star
+    ratings mapped as the text) is refused, naming the file and column, rather than answered
+    row by row with notes. CSV columns carry no type (every column can be read as text)."""
+    dataset, kind = open_dataset(path, fmt)
+    present = [c for c in accepted if c in dataset.schema.names]
+    if kind == "csv" or not present:
+        return
+    t = dataset.schema.field(present[0]).type
+    if not (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_null(t)
+        or pa.types.is_dictionary(t)
+    ):
+        raise DataError(f"{path}: column {present[0]!r} holds {t} values, expected text")

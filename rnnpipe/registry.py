@@ -151,10 +151,7 @@ class Run:
         self.client.log_batch(self.id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_figure(self, figure, path: str) -> None:
-        import matplotlib.pyplot as plt
-
         self.client.log_figure(self.id, figure, path)
-        plt.close(figure)
 
     def log_dict(self, data: Any, path: str) -> None:
         self.client.log_dict(self.id, data, path)

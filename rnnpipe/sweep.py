@@ -24,6 +24,7 @@ from rnnpipe import kinds
 from rnnpipe import threads as rnnpipe_threads
 from rnnpipe.config import apply_overrides, from_dict
 from rnnpipe.errors import ConfigError, RnnpipeError
+from rnnpipe.evaluation import subplots
 
 # --- the search space ----------------------------------------------------------------------
 
@@ -238,10 +239,9 @@ def summary_rows(results: list[TrialResult], metric: str) -> list[dict[str, Any]
 
 def plot_sweep(results: list[TrialResult], grid: dict[str, list[str]]):
     """Validation loss against each swept parameter, one panel per parameter."""
-    from rnnpipe.evaluation import plt
 
     keys = list(grid) or ["trial"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4), squeeze=False)
+    fig, axes = subplots(1, len(keys), figsize=(4 * len(keys), 3.4), squeeze=False)
     ok = [r for r in results if r.ok]
     best = best_trial(results)
     for ax, key in zip(axes[0], keys):

@@ -158,7 +158,7 @@ def warm_start_linear_part(
 ) -> dict[str, float]:
     """Fit `model.linear_part` alone on the training windows (the recurrent head is at zero)
     and choose its penalty on validation: for the squared-error loss, the ridge baseline's own
-    fit (`rnnpipe.baselines.fit_ridge`), so this model *is* the ridge baseline; otherwise
+    fit (`rnnpipe.linear.fit_ridge`), so this model *is* the ridge baseline; otherwise
     L2-penalised L-BFGS on `loss_fn` (e.g. an early-warning classifier's cross-entropy).
     Summary features are standardised with statistics of the training windows first.
     Returns what was chosen."""
@@ -170,7 +170,7 @@ def warm_start_linear_part(
     Z, Zv = (Z - center) / scale, (Zv - center) / scale
     loss_fn = getattr(loss_fn, "point", loss_fn)  # a quantile loss: the point forecast's part
     if isinstance(loss_fn, nn.MSELoss):
-        from rnnpipe.baselines import fit_ridge
+        from rnnpipe.linear import fit_ridge
 
         ridge, penalty, v = fit_ridge(Z.numpy(), Y.numpy(), Zv.numpy(), Yv.numpy())
         weight = torch.as_tensor(ridge.coef_).reshape(lin.out_features, -1)

@@ -83,10 +83,10 @@ def models(prefect_harness, inputs):
     from rnnpipe.flows.lm import train_lm
     from rnnpipe.flows.monitor import train_monitor
     from rnnpipe.flows.reviews import train_reviews
-    from rnnpipe.forecast_config import ForecastConfig
-    from rnnpipe.lm import LMConfig
-    from rnnpipe.monitor_config import MonitorConfig
-    from rnnpipe.reviews_config import ReviewsConfig
+    from rnnpipe.pipelines.forecast.config import ForecastConfig
+    from rnnpipe.pipelines.lm.artefact import LMConfig
+    from rnnpipe.pipelines.monitor.config import MonitorConfig
+    from rnnpipe.pipelines.reviews.config import ReviewsConfig
 
     stocks = load_config(
         ForecastConfig,

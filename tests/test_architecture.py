@@ -1,7 +1,9 @@
 """The shape of the code, checked from its source: the library (everything under rnnpipe/
 except the orchestration, `rnnpipe.flows` and `rnnpipe.tasks`, and the CLI that starts it)
-never imports Prefect, and no two library modules import each other, directly or around a
-loop, at module level or inside a function."""
+never imports Prefect, no two library modules import each other, directly or around a loop,
+at module level or inside a function, and the shared core imports no pipeline kind's package
+(each kind lives in `rnnpipe.pipelines.<kind>`; the core reaches a kind only through the
+`rnnpipe.kinds` registry, by name)."""
 
 import ast
 from pathlib import Path
@@ -49,6 +51,32 @@ def test_the_library_never_imports_prefect():
     ]
     assert not found, "\n".join(found)
     assert "rnnpipe.registry" in library_modules() and "rnnpipe.flows.forecast" not in library_modules()
+
+
+def test_no_kind_leaks_into_the_shared_core():
+    core = {m: p for m, p in library_modules().items() if not m.startswith("rnnpipe.pipelines")}
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}"
+        for mod, path in core.items()
+        for name, line in imports(path, mod)
+        if name.startswith("rnnpipe.pipelines")
+    ]
+    assert not found, "\n".join(found)
+    kinds = {m.split(".")[2] for m in library_modules() if m.startswith("rnnpipe.pipelines.")}
+    assert kinds == {"forecast", "monitor", "reviews", "lm"}
+    # and no kind reaches into another's package, bar two declared uses: the monitor trains a
+    # channel forecaster, and the reviews classifier pretrains (or starts from) a language model
+    allowed = {("monitor", "forecast"), ("reviews", "lm")}
+    crossing = [
+        f"{mod} imports {name}"
+        for mod, path in library_modules().items()
+        if mod.startswith("rnnpipe.pipelines.")
+        for name, _ in imports(path, mod)
+        if name.startswith("rnnpipe.pipelines.")
+        and name.split(".")[2] != mod.split(".")[2]
+        and (mod.split(".")[2], name.split(".")[2]) not in allowed
+    ]
+    assert not crossing, "\n".join(crossing)
 
 
 def import_graph() -> dict[str, set[str]]:

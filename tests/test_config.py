@@ -2,7 +2,7 @@ import pytest
 
 from rnnpipe.config import flatten, load_config, to_toml
 from rnnpipe.errors import ConfigError
-from rnnpipe.forecast_config import ForecastConfig
+from rnnpipe.pipelines.forecast.config import ForecastConfig
 
 
 def test_overrides_are_typed_by_the_field():
@@ -66,8 +66,8 @@ def test_missing_config_file_is_a_user_error(tmp_path):
 def test_bundled_sample_defaults_give_way_to_a_users_own_file():
     """With another data.path the three bundled tickers, the bundled reviews test file and its
     id column no longer apply, unless the user sets them; the bundled run keeps them."""
-    from rnnpipe.monitor_config import MonitorConfig
-    from rnnpipe.reviews_config import ReviewsConfig
+    from rnnpipe.pipelines.monitor.config import MonitorConfig
+    from rnnpipe.pipelines.reviews.config import ReviewsConfig
 
     assert load_config(ForecastConfig).data.series == ["AAPL", "IBM", "MSFT"]
     own = load_config(ForecastConfig, overrides=["data.path=prices.csv", "data.series_col=symbol"])
@@ -88,7 +88,7 @@ def test_bundled_sample_defaults_give_way_to_a_users_own_file():
 def test_a_language_model_given_replaces_the_bundled_vectors(tmp_path):
     """pretrain.model brings its own embedding: the default bundled vectors give way, from an
     override or a TOML file, unless the user also names a vector file (then the clash is named)."""
-    from rnnpipe.reviews_config import BUNDLED_VECTORS, ReviewsConfig
+    from rnnpipe.pipelines.reviews.config import BUNDLED_VECTORS, ReviewsConfig
     from rnnpipe.settings import bundled_file
 
     assert load_config(ReviewsConfig).embed.path == str(bundled_file(BUNDLED_VECTORS))
@@ -106,7 +106,7 @@ def test_a_language_model_given_replaces_the_bundled_vectors(tmp_path):
 def test_an_unknown_key_in_a_config_file_names_the_file(tmp_path):
     from rnnpipe.config import load_config
     from rnnpipe.errors import ConfigError
-    from rnnpipe.forecast_config import ForecastConfig
+    from rnnpipe.pipelines.forecast.config import ForecastConfig
 
     path = tmp_path / "mine.toml"
     path.write_text("[model]\nhiden_size = 3\n")

@@ -6,12 +6,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rnnpipe.baselines import StatisticalForecast
 from rnnpipe.config import ConfigError, load_config
-from rnnpipe.evaluation import forecast_metrics, mase_scales
 from rnnpipe.features.splits import Split
-from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import SeriesFrame
+from rnnpipe.pipelines.forecast.baselines import StatisticalForecast
+from rnnpipe.pipelines.forecast.config import ForecastConfig
+from rnnpipe.pipelines.forecast.evaluation import forecast_metrics, mase_scales
 
 
 def frame_of(*series_values):

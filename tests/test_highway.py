@@ -5,12 +5,13 @@ import pandas as pd
 import torch
 
 from rnnpipe.config import load_config
-from rnnpipe.evaluation import evaluate_forecasts
 from rnnpipe.features.splits import chronological_split
-from rnnpipe.forecast import ForecastPipeline, prepare
-from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import to_series_frame
 from rnnpipe.models import Forecaster, SequenceClassifier, window_summary
+from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
+from rnnpipe.pipelines.forecast.config import ForecastConfig
+from rnnpipe.pipelines.forecast.evaluation import evaluate_forecasts
+from rnnpipe.pipelines.forecast.prepare import prepare
 from rnnpipe.training import fit
 
 

@@ -121,9 +121,9 @@ def test_a_gap_in_a_models_input_suggests_no_training_setting():
     import pandas as pd
 
     from rnnpipe.errors import DataError
-    from rnnpipe.forecast_config import DataConfig
-    from rnnpipe.ingest import read_forecast_input
     from rnnpipe.io import to_series_frame
+    from rnnpipe.pipelines.forecast.config import DataConfig
+    from rnnpipe.pipelines.forecast.data import read_forecast_input
 
     df = pd.DataFrame(
         {

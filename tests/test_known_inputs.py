@@ -7,12 +7,13 @@ import pytest
 
 from rnnpipe.config import load_config
 from rnnpipe.errors import ConfigError, DataError
-from rnnpipe.evaluation import evaluate_forecasts
 from rnnpipe.features import calendar
 from rnnpipe.features.splits import chronological_split
-from rnnpipe.forecast import ForecastPipeline, history_example, prepare
-from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import to_series_frame
+from rnnpipe.pipelines.forecast.artefact import ForecastPipeline, history_example
+from rnnpipe.pipelines.forecast.config import ForecastConfig
+from rnnpipe.pipelines.forecast.evaluation import evaluate_forecasts
+from rnnpipe.pipelines.forecast.prepare import prepare
 from rnnpipe.training import fit
 
 
@@ -75,7 +76,7 @@ def config_for(path, *extra) -> ForecastConfig:
 
 
 def trained(cfg):
-    from rnnpipe.ingest import load_forecast_data
+    from rnnpipe.pipelines.forecast.data import load_forecast_data
 
     frame = load_forecast_data(cfg)
     p = prepare(frame, chronological_split(frame, 0.7, 0.15), cfg)
@@ -163,7 +164,7 @@ def test_residual_recipe_starts_at_the_linear_fit_and_keeps_it(tmp_path):
 
 
 def test_gbm_is_fitted_on_training_windows_and_reads_nothing_after_the_window(tmp_path):
-    from rnnpipe.baselines import GradientBoostingForecast
+    from rnnpipe.pipelines.forecast.baselines import GradientBoostingForecast
 
     path = tmp_path / "plan.parquet"
     hourly(known_target=False).to_parquet(path)
@@ -190,7 +191,7 @@ def test_every_forecasting_run_scores_gradient_boosting(tmp_path):
     hourly(known_target=False).to_parquet(path)
     cfg = config_for(path, "window.season=24", "register.gate_baselines=[naive,gbm]")
     _, p, pipe, _ = trained(cfg)
-    from rnnpipe.forecast import baseline_settings
+    from rnnpipe.pipelines.forecast.artefact import baseline_settings
 
     m = evaluate_forecasts(pipe, p, **baseline_settings(cfg))["test"].metrics
     assert {"gbm_test_mae", "gbm_test_mase", "test_mae_vs_gbm", "gbm_fit_s"} <= set(m)

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from rnnpipe.baselines import KneserNeyLM
 from rnnpipe.config import load_config
 from rnnpipe.errors import DataError
-from rnnpipe.lm import EOS, LMConfig, LMPipeline, StreamBatches, lm_loss, prepare_lm, sample_next
+from rnnpipe.pipelines.lm.artefact import LMConfig, LMPipeline, sample_next
+from rnnpipe.pipelines.lm.baselines import KneserNeyLM
+from rnnpipe.pipelines.lm.prepare import EOS, StreamBatches, lm_loss, prepare_lm
 from rnnpipe.text import TextTable
 from rnnpipe.training import fit
 

@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from rnnpipe.baselines import window_summary
 from rnnpipe.config import load_config
 from rnnpipe.errors import ConfigError, DataError
-from rnnpipe.evaluation import alert_lead_times, choose_threshold, classification_metrics
 from rnnpipe.io import to_series_frame
-from rnnpipe.monitor import MonitorPipeline, evaluate_monitor, prepare_monitor
-from rnnpipe.monitor_config import MonitorConfig
+from rnnpipe.pipelines.monitor.artefact import MonitorPipeline, evaluate_monitor, prepare_monitor
+from rnnpipe.pipelines.monitor.baselines import window_summary
+from rnnpipe.pipelines.monitor.config import MonitorConfig
+from rnnpipe.pipelines.monitor.evaluation import alert_lead_times, choose_threshold, classification_metrics
 from rnnpipe.training import fit
 
 
@@ -118,7 +118,7 @@ def test_bad_monitor_inputs_are_named():
 def test_bundled_ecg_has_its_anomalies_only_in_the_last_part():
     """Real data, real limit: the MIT-BIH excerpt's anomalies lie in one block at the end, so a
     chronological split leaves the training part without events, and the pipeline says so."""
-    from rnnpipe.ingest import load_monitor_data
+    from rnnpipe.pipelines.monitor.data import load_monitor_data
 
     cfg = load_config(
         MonitorConfig,

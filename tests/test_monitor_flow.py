@@ -7,9 +7,9 @@ from mlflow.tracking import MlflowClient
 from test_monitor import SMALL, patients
 
 from rnnpipe.config import load_config, to_dict
-from rnnpipe.ingest import load_monitor_data
-from rnnpipe.monitor import MonitorPipeline, classification_loss, evaluate_monitor, prepare_monitor
-from rnnpipe.monitor_config import MonitorConfig
+from rnnpipe.pipelines.monitor.artefact import MonitorPipeline, classification_loss, evaluate_monitor, prepare_monitor
+from rnnpipe.pipelines.monitor.config import MonitorConfig
+from rnnpipe.pipelines.monitor.data import load_monitor_data
 from rnnpipe.training import fit
 
 pytestmark = pytest.mark.slow

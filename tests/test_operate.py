@@ -387,7 +387,7 @@ def test_a_forecaster_that_loses_leaves_its_baseline_as_a_servable_champion(pref
     serves raw history through a real `rnnpipe serve`."""
     from rnnpipe.config import load_config, to_dict
     from rnnpipe.flows.forecast import train_stocks
-    from rnnpipe.forecast_config import ForecastConfig
+    from rnnpipe.pipelines.forecast.config import ForecastConfig
 
     t = np.arange(600)
     df = pd.DataFrame(

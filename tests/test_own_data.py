@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from rnnpipe.cli import cli
 from rnnpipe.config import load_config
-from rnnpipe.forecast_config import ForecastConfig
-from rnnpipe.lm import LMConfig
-from rnnpipe.monitor_config import MonitorConfig
-from rnnpipe.reviews_config import ReviewsConfig
+from rnnpipe.pipelines.forecast.config import ForecastConfig
+from rnnpipe.pipelines.lm.artefact import LMConfig
+from rnnpipe.pipelines.monitor.config import MonitorConfig
+from rnnpipe.pipelines.reviews.config import ReviewsConfig
 from rnnpipe.settings import bundled_dir, describe_source, resolve_data_path
 
 REPO = Path(__file__).resolve().parent.parent

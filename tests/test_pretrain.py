@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from rnnpipe.config import load_config
-from rnnpipe.reviews import ReviewsPipeline, prepare_reviews, pretrain_encoder, pretraining_texts
-from rnnpipe.reviews_config import ReviewsConfig
+from rnnpipe.pipelines.reviews.artefact import ReviewsPipeline
+from rnnpipe.pipelines.reviews.config import ReviewsConfig
+from rnnpipe.pipelines.reviews.prepare import prepare_reviews
+from rnnpipe.pipelines.reviews.pretrain import pretrain_encoder, pretraining_texts
 from rnnpipe.text import TextTable, sparse_rows
 
 TINY = [

@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from rnnpipe.baselines import NaiveQuantiles
 from rnnpipe.config import ConfigError, load_config
-from rnnpipe.evaluation import evaluate_forecasts, quantile_metrics
 from rnnpipe.features.splits import chronological_split
-from rnnpipe.forecast import ForecastPipeline, prepare
-from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import to_series_frame
+from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
+from rnnpipe.pipelines.forecast.baselines import NaiveQuantiles
+from rnnpipe.pipelines.forecast.config import ForecastConfig
+from rnnpipe.pipelines.forecast.evaluation import evaluate_forecasts, quantile_metrics
+from rnnpipe.pipelines.forecast.prepare import prepare
 from rnnpipe.training import fit
 
 SMALL = [

@@ -12,8 +12,10 @@ from conftest import REPO
 from mlflow.tracking import MlflowClient
 
 from rnnpipe.config import load_config, to_dict
-from rnnpipe.reviews import ReviewsPipeline, evaluate_reviews, load_reviews, prepare_reviews, text_loss
-from rnnpipe.reviews_config import ReviewsConfig
+from rnnpipe.pipelines.reviews.artefact import ReviewsPipeline, text_loss
+from rnnpipe.pipelines.reviews.config import ReviewsConfig
+from rnnpipe.pipelines.reviews.evaluation import evaluate_reviews
+from rnnpipe.pipelines.reviews.prepare import load_reviews, prepare_reviews
 from rnnpipe.training import fit
 
 pytestmark = pytest.mark.slow
@@ -225,9 +227,9 @@ def test_a_registered_language_model_starts_the_classifier_unless_it_saw_val_or_
     from rnnpipe.errors import DataError
     from rnnpipe.flows.lm import train_lm
     from rnnpipe.flows.reviews import train_reviews
-    from rnnpipe.lm import LMConfig
+    from rnnpipe.pipelines.lm.artefact import LMConfig
+    from rnnpipe.pipelines.reviews.pretrain import from_language_model
     from rnnpipe.registry import load_pipeline, resolve_model
-    from rnnpipe.reviews import from_language_model
 
     other = pd.read_parquet(REPO / "data" / "reviews_train.parquet").iloc[400:700]
     # none of the classifier's texts (the data repeats a few reviews word for word: the check finds them)

@@ -9,10 +9,10 @@ import torch
 
 from rnnpipe.config import load_config
 from rnnpipe.errors import ConfigError, DataError
-from rnnpipe.ingest import load_monitor_data, streamed
-from rnnpipe.monitor import MonitorPipeline, evaluate_monitor, prepare_monitor
-from rnnpipe.monitor_config import MonitorConfig
-from rnnpipe.streaming import StreamedMonitor
+from rnnpipe.pipelines.monitor.artefact import MonitorPipeline, evaluate_monitor, prepare_monitor
+from rnnpipe.pipelines.monitor.config import MonitorConfig
+from rnnpipe.pipelines.monitor.data import load_monitor_data, streamed
+from rnnpipe.pipelines.monitor.streaming import StreamedMonitor
 from rnnpipe.synth import CHANNELS, write_synthetic_vitals
 
 VITALS = [
@@ -92,7 +92,7 @@ def test_streamed_preparation_windows_and_evaluation_equal_the_in_memory_path(vi
 
 
 def test_a_sweep_trial_streams_too(vitals):
-    from rnnpipe.monitor_steps import MonitorSteps
+    from rnnpipe.pipelines.monitor.steps import MonitorSteps
     from rnnpipe.steps import train_kind, trial_context
 
     out, _ = vitals

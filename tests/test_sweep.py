@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from rnnpipe.config import load_config, to_dict
 from rnnpipe.errors import ConfigError
-from rnnpipe.forecast_config import ForecastConfig
+from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.sweep import make_trials, parse_grid, plan_resources
 
 

@@ -15,8 +15,8 @@ from rnnpipe.errors import DataError
 from rnnpipe.features.splits import stratified_split
 from rnnpipe.io import RowOrigin
 from rnnpipe.models import TextClassifier
-from rnnpipe.reviews import prepare_reviews
-from rnnpipe.reviews_config import ReviewsConfig
+from rnnpipe.pipelines.reviews.config import ReviewsConfig
+from rnnpipe.pipelines.reviews.prepare import prepare_reviews
 from rnnpipe.text import (
     PAD_ID,
     UNK_ID,
@@ -244,7 +244,7 @@ def test_parquet_vector_file_and_vocabulary_extended_with_its_words(tmp_path):
 def test_paired_bootstrap_of_macro_f1_difference():
     from sklearn.metrics import f1_score
 
-    from rnnpipe.evaluation import paired_bootstrap_macro_f1
+    from rnnpipe.pipelines.reviews.metrics import paired_bootstrap_macro_f1
 
     rng = np.random.default_rng(3)
     y = rng.integers(0, 3, 600)

@@ -8,7 +8,7 @@ import torch
 from rnnpipe import threads
 from rnnpipe.config import load_config
 from rnnpipe.errors import ConfigError
-from rnnpipe.forecast_config import ForecastConfig
+from rnnpipe.pipelines.forecast.config import ForecastConfig
 
 
 @pytest.fixture(autouse=True)

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from rnnpipe.config import load_config
-from rnnpipe.evaluation import forecast_metrics
 from rnnpipe.features.splits import chronological_split
-from rnnpipe.forecast import ForecastPipeline, prepare
-from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import to_series_frame
+from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
+from rnnpipe.pipelines.forecast.config import ForecastConfig
+from rnnpipe.pipelines.forecast.evaluation import forecast_metrics
+from rnnpipe.pipelines.forecast.prepare import prepare
 from rnnpipe.training import fit, read_checkpoint_meta, select_device
 
 

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO
 
-from rnnpipe.reviews_config import ReviewsConfig
+from rnnpipe.pipelines.reviews.config import ReviewsConfig
 from rnnpipe.text import Tokenizer, read_vectors
 
 VECTORS = REPO / "data" / "word_vectors.parquet"

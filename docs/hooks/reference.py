@@ -21,7 +21,7 @@ Where the facts come from:
 - the CLI: the Click objects themselves (`rnnpipe.cli.cli`); no command is run.
 
 Nothing here imports torch, Prefect or MLflow (tests/test_docs.py checks it): a kind's
-settings live in a module that imports none of them (`rnnpipe.lm_config` for the language
+settings live in a module that imports none of them (`rnnpipe.pipelines.lm.config` for the language
 model).
 """
 

@@ -74,7 +74,7 @@ def chronological_split(
 def grouped_parts(n: int, train: float = 0.7, val: float = 0.15, seed: int = 0) -> np.ndarray:
     """The part (0 train, 1 val, 2 test) of each of `n` series in their sorted order, shuffled
     with `seed`: the rule of `grouped_split`, also used where the series are never all in
-    memory at once (`rnnpipe.streaming`). Needs at least three series."""
+    memory at once (`rnnpipe.pipelines.monitor.streaming`). Needs at least three series."""
     if n < 3:
         raise ConfigError(f"a grouped split needs at least 3 series (patients); the data has {n}")
     order = np.random.default_rng(seed).permutation(n)

@@ -17,11 +17,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
 import rnnpipe.flows  # noqa: F401  (environment first)
-from rnnpipe.backtest import combine_folds, fold_rows, fold_splits, plot_folds, train_once
 from rnnpipe.config import flatten, from_dict, to_dict
 from rnnpipe.flows.sweep import api_for_workers
-from rnnpipe.forecast_config import ForecastConfig
-from rnnpipe.forecast_steps import ForecastSteps
+from rnnpipe.pipelines.forecast.backtest import combine_folds, fold_rows, fold_splits, plot_folds, train_once
+from rnnpipe.pipelines.forecast.config import ForecastConfig
+from rnnpipe.pipelines.forecast.steps import ForecastSteps
 from rnnpipe.registry import Run, configure_tracking
 from rnnpipe.tasks import hide_user_error_tracebacks
 from rnnpipe.tasks.backtest import fold

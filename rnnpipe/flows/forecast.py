@@ -1,6 +1,6 @@
 """The stocks forecasting flow: ingest -> split and window -> train -> evaluate -> register.
 
-The steps are the kind's (`rnnpipe.forecast_steps`), each run
+The steps are the kind's (`rnnpipe.pipelines.forecast.steps`), each run
 as a Prefect task. Run it with `rnnpipe train stocks`, or from Python:
 
     from rnnpipe.flows.forecast import train_stocks

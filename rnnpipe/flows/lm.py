@@ -1,7 +1,7 @@
 """The language-model flow: ingest -> split, vocabulary, encode -> train (truncated BPTT) ->
 evaluate against a Kneser-Ney n-gram -> register.
 
-The steps are the kind's (`rnnpipe.lm_steps`), each run
+The steps are the kind's (`rnnpipe.pipelines.lm.steps`), each run
 as a Prefect task. Run it with `rnnpipe train lm`, or from Python:
 
     from rnnpipe.flows.lm import train_lm

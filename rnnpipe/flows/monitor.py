@@ -1,7 +1,7 @@
 """The monitoring flow: ingest -> resample and window -> train -> evaluate -> (forecast a
 channel, as a child run) -> register.
 
-The steps are the kind's (`rnnpipe.monitor_steps`), each run
+The steps are the kind's (`rnnpipe.pipelines.monitor.steps`), each run
 as a Prefect task. Run it with `rnnpipe train monitor`, or from Python:
 
     from rnnpipe.flows.monitor import train_monitor

@@ -2,7 +2,7 @@
 (pretrain the encoder as a language model, or take a registered one) -> train -> evaluate
 against TF-IDF + logistic regression -> register.
 
-The steps are the kind's (`rnnpipe.reviews_steps`), each run
+The steps are the kind's (`rnnpipe.pipelines.reviews.steps`), each run
 as a Prefect task. Run it with `rnnpipe train reviews`, or from Python:
 
     from rnnpipe.flows.reviews import train_reviews

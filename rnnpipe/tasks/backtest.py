@@ -9,11 +9,11 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from rnnpipe.backtest import FoldResult, methods, run_fold
 from rnnpipe.config import flatten, from_dict
-from rnnpipe.evaluation import headline_metrics, metric_rows
-from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import SeriesFrame
+from rnnpipe.pipelines.forecast.backtest import FoldResult, methods, run_fold
+from rnnpipe.pipelines.forecast.config import ForecastConfig
+from rnnpipe.pipelines.forecast.evaluation import headline_metrics, metric_rows
 from rnnpipe.registry import Run, configure_tracking
 
 

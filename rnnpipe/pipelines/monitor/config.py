@@ -33,7 +33,7 @@ class MonitorDataConfig:
     # error: a repeated (patient, timestamp) stops the run, naming both rows | mean: readings
     # logged twice are averaged (the bundled sample was cleaned this way when it was built)
     duplicates: str = "error"
-    # streamed training for data larger than memory (rnnpipe.streaming): true | false | auto
+    # streamed training for data larger than memory (rnnpipe.pipelines.monitor.streaming): true | false | auto
     # (auto: a Parquet dataset of more than `stream_above_rows` readings, from its metadata)
     streaming: str = "auto"
     stream_above_rows: int = 20_000_000

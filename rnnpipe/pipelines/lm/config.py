@@ -1,6 +1,6 @@
 """Settings of the language-model pipeline (`rnnpipe train lm`), apart from the pipeline
 itself so that reading them (`rnnpipe config lm`, the docs, the CLI's checks) imports no
-torch. `rnnpipe.lm` re-exports them.
+torch.
 """
 
 from __future__ import annotations

@@ -8,14 +8,14 @@ import dataclasses
 import logging
 from typing import Any, ClassVar
 
-from rnnpipe.monitor_config import MonitorConfig
+from rnnpipe.pipelines.monitor.config import MonitorConfig
 from rnnpipe.steps import Context, Evaluated, TrainingSteps, open_run, run_status
 
 log = logging.getLogger(__name__)
 
 
 def _streamed(prepared) -> bool:
-    from rnnpipe.streaming import StreamedMonitor
+    from rnnpipe.pipelines.monitor.streaming import StreamedMonitor
 
     return isinstance(prepared, StreamedMonitor)
 
@@ -25,7 +25,7 @@ class MonitorSteps(TrainingSteps):
 
     def ingest(self, cfg: MonitorConfig, ctx: Context):
         """The readings, or for streamed training (`data.streaming`) the shards they lie in."""
-        from rnnpipe.ingest import Shards, load_monitor_data
+        from rnnpipe.pipelines.monitor.data import Shards, load_monitor_data
 
         data = load_monitor_data(cfg)
         if isinstance(data, Shards):
@@ -50,8 +50,8 @@ class MonitorSteps(TrainingSteps):
         """Grid, split, scaling and windows; for a streamed data set, one pass over its shards
         (checks and exact window counts) and the scaler fitted on a sample of training patients,
         followed shard by shard in a progress display."""
-        from rnnpipe.ingest import Shards
-        from rnnpipe.monitor import prepare_monitor
+        from rnnpipe.pipelines.monitor.artefact import prepare_monitor
+        from rnnpipe.pipelines.monitor.data import Shards
 
         on_shard = None
         if isinstance(data, Shards):
@@ -78,7 +78,7 @@ class MonitorSteps(TrainingSteps):
         return out
 
     def build(self, cfg: MonitorConfig, prepared, state, run_id: str, ctx: Context):
-        from rnnpipe.monitor import MonitorPipeline
+        from rnnpipe.pipelines.monitor.artefact import MonitorPipeline
         from rnnpipe.registry import Run
 
         if _streamed(prepared):
@@ -92,15 +92,16 @@ class MonitorSteps(TrainingSteps):
         return MonitorPipeline(cfg, prepared.preprocessor)
 
     def loss(self, cfg: MonitorConfig, prepared):
-        from rnnpipe.monitor import classification_loss
+        from rnnpipe.pipelines.monitor.artefact import classification_loss
 
         return classification_loss(cfg, prepared)
 
     def evaluate(self, pipeline, prepared, result, run_id: str, ctx: Context) -> Evaluated:
         """Model and baselines on test (all and onset windows), thresholds chosen on validation
         (this sets `pipeline.threshold`)."""
-        from rnnpipe.evaluation import plot_comparison, plot_confusion
-        from rnnpipe.monitor import comparison_table, evaluate_monitor
+        from rnnpipe.evaluation import plot_comparison
+        from rnnpipe.pipelines.monitor.artefact import comparison_table, evaluate_monitor
+        from rnnpipe.pipelines.monitor.evaluation import plot_confusion
         from rnnpipe.registry import Run
 
         run = Run(run_id)
@@ -157,8 +158,8 @@ class MonitorSteps(TrainingSteps):
 
 def forecast_channel(cfg: MonitorConfig, prepared, data_summary, parent_run_id: str, ctx: Context) -> dict[str, float]:
     """Train and score the channel forecaster in a child run of `parent_run_id`: its metrics."""
-    from rnnpipe.forecast import ForecastPipeline
-    from rnnpipe.monitor import prepare_channel_forecast
+    from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
+    from rnnpipe.pipelines.monitor.artefact import prepare_channel_forecast
     from rnnpipe.steps import train_model
 
     fc, fp = ctx.do("prepare-forecast", prepare_channel_forecast, prepared, cfg)
@@ -182,7 +183,7 @@ def forecast_channel(cfg: MonitorConfig, prepared, data_summary, parent_run_id: 
 def evaluate_forecast(pipeline, prepared, run_id: str, parent_run_id: str, channel: str) -> dict[str, float]:
     """The channel forecaster against the last value, ridge and the statistical models; the
     summary also on the parent run (`forecast_test_mae`, `forecast_autoets_test_mae`, ...)."""
-    from rnnpipe.monitor import evaluate_channel_forecast
+    from rnnpipe.pipelines.monitor.artefact import evaluate_channel_forecast
     from rnnpipe.registry import Run
 
     ev = evaluate_channel_forecast(pipeline, prepared)

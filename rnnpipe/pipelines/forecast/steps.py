@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from rnnpipe.forecast_config import ForecastConfig
+from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.steps import Context, Evaluated, TrainingSteps
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class ForecastSteps(TrainingSteps):
     kind: ClassVar[str] = "stocks"
 
     def ingest(self, cfg: ForecastConfig, ctx: Context):
-        from rnnpipe.ingest import load_forecast_data
+        from rnnpipe.pipelines.forecast.data import load_forecast_data
 
         frame = load_forecast_data(cfg)
         log.info(
@@ -43,7 +43,7 @@ class ForecastSteps(TrainingSteps):
 
     def prepare(self, frame, cfg: ForecastConfig, ctx: Context):
         from rnnpipe.features.splits import chronological_split
-        from rnnpipe.forecast import prepare
+        from rnnpipe.pipelines.forecast.prepare import prepare
 
         s = cfg.split
         split = chronological_split(frame, s.train, s.val, s.val_start, s.test_start)
@@ -58,15 +58,15 @@ class ForecastSteps(TrainingSteps):
         return {"series": frame.series, "windows": prepared.counts(), "parts": prepared.split.summary(frame)}
 
     def build(self, cfg: ForecastConfig, prepared, state, run_id: str, ctx: Context):
-        from rnnpipe.forecast import ForecastPipeline
+        from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
 
         return ForecastPipeline(cfg, prepared.preprocessor)
 
     def evaluate(self, pipeline, prepared, result, run_id: str, ctx: Context) -> Evaluated:
         """Validation and test metrics in price units against the naive forecast and the other
         baselines; and the fitted baselines (one may be registered when the model loses)."""
-        from rnnpipe.evaluation import evaluate_forecasts
-        from rnnpipe.forecast import baseline_settings
+        from rnnpipe.pipelines.forecast.artefact import baseline_settings
+        from rnnpipe.pipelines.forecast.evaluation import evaluate_forecasts
 
         evs = evaluate_forecasts(pipeline, prepared, **baseline_settings(pipeline.config))
         val, test = evs["val"], evs["test"]
@@ -76,12 +76,12 @@ class ForecastSteps(TrainingSteps):
         return Evaluated(metrics, test.fitted)
 
     def example(self, cfg: ForecastConfig, frame, prepared):
-        from rnnpipe.forecast import history_example
+        from rnnpipe.pipelines.forecast.artefact import history_example
 
         return history_example(frame, cfg, n_series=2)
 
     def baseline(self, cfg: ForecastConfig, prepared, evaluation: Evaluated, decision):
-        from rnnpipe.forecast_baseline import BaselineForecastPipeline, best_servable
+        from rnnpipe.pipelines.forecast.baseline_artefact import BaselineForecastPipeline, best_servable
 
         r = cfg.register
         if not (r.register_baseline and decision.rule == "baseline"):
@@ -99,7 +99,7 @@ class ForecastSteps(TrainingSteps):
 def log_forecast_evaluation(run_id: str, test, metrics: dict[str, float]) -> str:
     """A forecast evaluation into its run: the headline metrics, every score in the table
     `metrics/all.json`, the plots, the per-series scores and the standing (returned, also logged)."""
-    from rnnpipe.evaluation import headline_metrics, metric_rows
+    from rnnpipe.pipelines.forecast.evaluation import headline_metrics, metric_rows
     from rnnpipe.registry import Run
 
     run = Run(run_id)

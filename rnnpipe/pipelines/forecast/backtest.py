@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from rnnpipe.errors import ConfigError, DataError
+from rnnpipe.evaluation import subplots
 from rnnpipe.features.splits import Split
 from rnnpipe.features.windows import window_ends
-from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import SeriesFrame
+from rnnpipe.pipelines.forecast.config import ForecastConfig
 
 
 def fold_splits(frame: SeriesFrame, cfg: ForecastConfig) -> list[Split]:
@@ -75,7 +76,8 @@ def _origins(frame: SeriesFrame, split: Split) -> dict[str, str]:
 def train_fold(cfg: ForecastConfig, frame: SeriesFrame, split: Split, label: str = ""):
     """Fit the preprocessing and the model on one fold's training part: (pipeline, prepared, fit);
     `label` (`fold 2`) starts the training's log lines, which interleave when folds run side by side."""
-    from rnnpipe.forecast import ForecastPipeline, prepare
+    from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
+    from rnnpipe.pipelines.forecast.prepare import prepare
     from rnnpipe.training import fit
 
     p = prepare(frame, split, cfg)
@@ -87,7 +89,7 @@ def train_fold(cfg: ForecastConfig, frame: SeriesFrame, split: Split, label: str
 def evaluate_fold(pipeline, prepared, baselines: dict[str, object], split: Split, cfg: ForecastConfig):
     """The test metrics of one fold: its test windows scored with `prepared`'s inputs (the
     preprocessing the model was fitted with) and `baselines` fitted on a training part."""
-    from rnnpipe.evaluation import evaluate_forecaster
+    from rnnpipe.pipelines.forecast.evaluation import evaluate_forecaster
 
     pre = prepared.preprocessor
     valid = ~np.isnan(prepared.frame.values).any(axis=1)
@@ -106,8 +108,8 @@ def evaluate_fold(pipeline, prepared, baselines: dict[str, object], split: Split
 def run_fold(cfg: ForecastConfig, frame: SeriesFrame, k: int, trained=None) -> FoldResult:
     """Fold k (1-based): trained here on the rows before its origin (refit), or scored with
     `trained` = (pipeline, prepared, baselines) from fold 1 (refit once)."""
-    from rnnpipe.evaluation import fit_forecast_baselines
-    from rnnpipe.forecast import baseline_settings
+    from rnnpipe.pipelines.forecast.artefact import baseline_settings
+    from rnnpipe.pipelines.forecast.evaluation import fit_forecast_baselines
 
     t0 = time.perf_counter()
     splits = fold_splits(frame, cfg)
@@ -127,8 +129,8 @@ def run_fold(cfg: ForecastConfig, frame: SeriesFrame, k: int, trained=None) -> F
 
 def train_once(cfg: ForecastConfig, frame: SeriesFrame):
     """For `refit="once"`: fold 1's model, its prepared data and baselines, shared by every fold."""
-    from rnnpipe.evaluation import fit_forecast_baselines
-    from rnnpipe.forecast import baseline_settings
+    from rnnpipe.pipelines.forecast.artefact import baseline_settings
+    from rnnpipe.pipelines.forecast.evaluation import fit_forecast_baselines
 
     pipe, p, result = train_fold(cfg, frame, fold_splits(frame, cfg)[0], "fold 1")
     baselines = fit_forecast_baselines(p, **baseline_settings(cfg), quantiles=pipe.quantiles)
@@ -192,9 +194,8 @@ def fold_rows(folds: list[FoldResult]) -> list[dict[str, Any]]:
 
 def plot_folds(folds: list[FoldResult], score: str = "mae"):
     """The score of the model and of every baseline per fold."""
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = subplots(figsize=(8, 4.5))
     ks = [f.fold for f in folds]
     for name in methods(folds[0].metrics):
         pre = f"{name}_" if name else ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from rnnpipe.reviews_config import ReviewsConfig
+from rnnpipe.pipelines.reviews.config import ReviewsConfig
 from rnnpipe.steps import Context, TrainingSteps
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class ReviewsSteps(TrainingSteps):
     kind: ClassVar[str] = "reviews"
 
     def ingest(self, cfg: ReviewsConfig, ctx: Context):
-        from rnnpipe.reviews import load_reviews
+        from rnnpipe.pipelines.reviews.prepare import load_reviews
 
         tables = load_reviews(cfg)
         for t in tables.values():
@@ -36,7 +36,7 @@ class ReviewsSteps(TrainingSteps):
 
     def prepare(self, tables, cfg: ReviewsConfig, ctx: Context):
         """Split, vocabulary on train, encode every part once (and load vectors if configured)."""
-        from rnnpipe.reviews import prepare_reviews
+        from rnnpipe.pipelines.reviews.prepare import prepare_reviews
 
         p = prepare_reviews(tables, cfg)
         ctx.artifacts.table("reviews-split", [{"part": k, **v} for k, v in p.counts().items()], p.split_kind)
@@ -51,8 +51,8 @@ class ReviewsSteps(TrainingSteps):
         return ctx.do("language-model", language_model, prepared, cfg)
 
     def build(self, cfg: ReviewsConfig, prepared, pretrained, run_id: str, ctx: Context):
+        from rnnpipe.pipelines.reviews.artefact import ReviewsPipeline
         from rnnpipe.registry import Run
-        from rnnpipe.reviews import ReviewsPipeline
 
         if pretrained is not None:
             Run(run_id).log_metrics(pretrained.metrics)
@@ -65,16 +65,17 @@ class ReviewsSteps(TrainingSteps):
         return prepared.batches("train"), prepared.batches("val")
 
     def loss(self, cfg: ReviewsConfig, prepared):
-        from rnnpipe.reviews import text_loss
+        from rnnpipe.pipelines.reviews.artefact import text_loss
 
         return text_loss(cfg, prepared)
 
     def evaluate(self, pipeline, prepared, result, run_id: str, ctx: Context):
         """Model, TF-IDF + logistic regression and majority class on test, side by side (this
         sets `pipeline.threshold`, chosen on validation)."""
-        from rnnpipe.evaluation import plot_comparison, plot_confusion_matrix
+        from rnnpipe.evaluation import plot_comparison
+        from rnnpipe.pipelines.reviews.evaluation import confidently_wrong, evaluate_reviews
+        from rnnpipe.pipelines.reviews.metrics import plot_confusion_matrix
         from rnnpipe.registry import Run
-        from rnnpipe.reviews import confidently_wrong, evaluate_reviews
 
         run = Run(run_id)
         ev = evaluate_reviews(pipeline, prepared)
@@ -112,13 +113,13 @@ class ReviewsSteps(TrainingSteps):
         return ev
 
     def example(self, cfg: ReviewsConfig, tables, prepared):
-        from rnnpipe.reviews import reviews_example
+        from rnnpipe.pipelines.reviews.artefact import reviews_example
 
         return reviews_example(prepared)
 
     def baseline(self, cfg: ReviewsConfig, prepared, ev, decision):
         """TF-IDF, when the model lost to it and it beats the majority class."""
-        from rnnpipe.reviews import ReviewsPipeline
+        from rnnpipe.pipelines.reviews.artefact import ReviewsPipeline
 
         r, m = cfg.register, ev.metrics
         if r.register_baseline and decision.rule == "baseline" and m[f"tfidf_{r.metric}"] >= m[f"majority_{r.metric}"]:
@@ -131,8 +132,8 @@ class ReviewsSteps(TrainingSteps):
 
 def pretrain(prepared, cfg: ReviewsConfig, run_id: str):
     """A language model on the training texts (and pretrain.path) for the classifier to start from."""
+    from rnnpipe.pipelines.reviews.pretrain import pretrain_encoder
     from rnnpipe.registry import Run
-    from rnnpipe.reviews import pretrain_encoder
 
     out = pretrain_encoder(prepared, cfg, progress=None)
     Run(run_id).log_metrics(out.metrics)
@@ -149,7 +150,7 @@ def pretrain(prepared, cfg: ReviewsConfig, run_id: str):
 def language_model(prepared, cfg: ReviewsConfig):
     """The registered language model `pretrain.model` to start from, checked never to have
     seen this run's validation or test texts; the settings come back with its encoder shape."""
-    from rnnpipe.reviews import from_language_model
+    from rnnpipe.pipelines.reviews.pretrain import from_language_model
 
     cfg, out = from_language_model(prepared, cfg)
     log.info(

@@ -19,26 +19,21 @@ import pandas as pd
 import torch
 
 from rnnpipe import artefact
-from rnnpipe.baselines import LastReadingRule, MajorityBaseline, SummaryLogisticRegression
 from rnnpipe.batch_jobs import WHOLE_INPUT
 from rnnpipe.config import from_dict, to_dict
 from rnnpipe.errors import DataError, ModelError
-from rnnpipe.evaluation import (
-    ForecastEvaluation,
-    alert_lead_times,
-    choose_threshold,
-    classification_metrics,
-    evaluate_forecasts,
-)
 from rnnpipe.features.events import event_flags, parse_rule
 from rnnpipe.features.splits import PARTS, Split, chronological_split, grouped_split
 from rnnpipe.features.windows import WindowSet
-from rnnpipe.forecast_config import DataConfig, ForecastConfig, RegisterConfig, WindowConfig
-from rnnpipe.ingest import check_channels
 from rnnpipe.io import SeriesFrame, series_id_column, to_series_frame
 from rnnpipe.models import SequenceClassifier
-from rnnpipe.monitor_config import MonitorConfig
-from rnnpipe.monitor_prep import (
+from rnnpipe.pipelines.forecast.config import DataConfig, ForecastConfig, RegisterConfig, WindowConfig
+from rnnpipe.pipelines.forecast.evaluation import ForecastEvaluation, evaluate_forecasts
+from rnnpipe.pipelines.monitor.baselines import LastReadingRule, MajorityBaseline, SummaryLogisticRegression
+from rnnpipe.pipelines.monitor.config import MonitorConfig
+from rnnpipe.pipelines.monitor.data import check_channels
+from rnnpipe.pipelines.monitor.evaluation import alert_lead_times, choose_threshold, classification_metrics
+from rnnpipe.pipelines.monitor.prepare import (
     Chunk,
     MonitorPreprocessor,
     channel_values,
@@ -94,12 +89,12 @@ class MonitorPrepared:
 def prepare_monitor(data, cfg: MonitorConfig, on_shard=None):
     """Grid, split (by patient when there are 3 or more, else in time order), scaling fitted on
     train, labels, and the windows of each part (none spans a gap or a split boundary).
-    `data` is a SeriesFrame, or the `Shards` of a streamed data set (`rnnpipe.streaming`; then
+    `data` is a SeriesFrame, or the `Shards` of a streamed data set (`rnnpipe.pipelines.monitor.streaming`; then
     `on_shard(what, done, total)` is called after each shard read, in this step and later)."""
-    from rnnpipe.ingest import Shards
+    from rnnpipe.pipelines.monitor.data import Shards
 
     if isinstance(data, Shards):
-        from rnnpipe.streaming import prepare_streamed
+        from rnnpipe.pipelines.monitor.streaming import prepare_streamed
 
         return prepare_streamed(data, cfg, on_shard)
     frame = data
@@ -394,9 +389,6 @@ def comparison_table(metrics: dict[str, float]) -> list[dict[str, Any]]:
     return rows
 
 
-# --- forecasting a channel (e.g. glucose 30 minutes ahead) --------------------------------
-
-
 def channel_forecast_config(cfg: MonitorConfig) -> ForecastConfig:
     """The forecaster's settings, derived from the monitor's: same grid, split, lookback,
     horizon, encoder and training; its own experiment run."""
@@ -426,7 +418,7 @@ def channel_forecast_config(cfg: MonitorConfig) -> ForecastConfig:
 
 def prepare_channel_forecast(p: MonitorPrepared, cfg: MonitorConfig):
     """(ForecastConfig, ForecastPrepared) for the channel forecaster on the monitor's grid and split."""
-    from rnnpipe.forecast import prepare
+    from rnnpipe.pipelines.forecast.prepare import prepare
 
     fc = channel_forecast_config(cfg)
     return fc, prepare(p.grid.select([cfg.forecast.channel]), p.split, fc)

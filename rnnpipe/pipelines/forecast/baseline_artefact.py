@@ -28,9 +28,10 @@ import numpy as np
 from rnnpipe import artefact
 from rnnpipe.config import to_dict
 from rnnpipe.features.targets import TargetEncoding
-from rnnpipe.forecast import ForecastPipeline, ForecastPreprocessor
-from rnnpipe.forecast_config import ForecastConfig
 from rnnpipe.io import SeriesFrame
+from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
+from rnnpipe.pipelines.forecast.config import ForecastConfig
+from rnnpipe.pipelines.forecast.prepare import ForecastPreprocessor
 
 SERVABLE = ("naive", "gbm", "autoets", "autotheta", "autoarima", "seasonalnaive")
 TRUSTED = [  # what skops may rebuild from a saved baseline: these classes and nothing else
@@ -95,7 +96,7 @@ class BaselineForecastPipeline(ForecastPipeline):
             if future is None and pre.known_size:
                 future = pre.future(inputs)
             return pre.decode(self.baseline.predict(inputs, future, ends, future_starts), frame, ends)
-        from rnnpipe.baselines import StatisticalForecast
+        from rnnpipe.pipelines.forecast.baselines import StatisticalForecast
 
         b = self.config.baselines
         view = StatisticalForecast(self.name, self.config.window.season, b.history, b.forward_history)
@@ -122,7 +123,7 @@ class BaselineForecastPipeline(ForecastPipeline):
 
     @classmethod
     def from_run(cls, config: ForecastConfig, prepared, name: str, baseline: Any) -> BaselineForecastPipeline:
-        """The baseline `name` as fitted in a run (`rnnpipe.evaluation.fit_forecast_baselines`),
+        """The baseline `name` as fitted in a run (`rnnpipe.pipelines.forecast.evaluation.fit_forecast_baselines`),
         with its error quantiles measured on the run's validation windows."""
         if name in ("naive", "gbm"):
             state = baseline if name == "gbm" else None
@@ -185,7 +186,7 @@ class BaselineForecastPipeline(ForecastPipeline):
                 raise ValueError(f"{p / 'baseline.skops'} holds types a baseline never has: {', '.join(untrusted)}")
             state = sio.loads(blob, trusted=TRUSTED)
         if meta["name"] == "gbm":
-            from rnnpipe.baselines import GradientBoostingForecast
+            from rnnpipe.pipelines.forecast.baselines import GradientBoostingForecast
 
             gbm = GradientBoostingForecast(**meta["gbm"])
             gbm.model, state = state, gbm

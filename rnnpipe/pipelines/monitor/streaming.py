@@ -1,7 +1,7 @@
 """Monitor training on data sets larger than memory: the same steps, shard by shard.
 
 A shard is one data file of a dataset (a file, a folder or a hive-partitioned dataset), and
-holds whole patients (`rnnpipe.ingest.scan_shards` refuses a patient split over files). At
+holds whole patients (`rnnpipe.pipelines.monitor.data.scan_shards` refuses a patient split over files). At
 most one shard's readings are in memory at a time, plus what is bounded on purpose:
 
 - the split: the patients' ids, put in parts by the rule of the in-memory path
@@ -9,7 +9,7 @@ most one shard's readings are in memory at a time, plus what is bounded on purpo
 - the fitted statistics: the scaler and the baselines are fitted on a seeded sample of
   training patients of at most `data.stream_sample_rows` readings (every training patient
   when the training part is smaller: then they equal the in-memory path's);
-- evaluation: one score per held-out window and scorer (`rnnpipe.monitor.evaluate_monitor`).
+- evaluation: one score per held-out window and scorer (`rnnpipe.pipelines.monitor.artefact.evaluate_monitor`).
 
 `prepare_streamed` makes one pass over the shards to check every reading (the in-memory
 path's checks, file by file) and to count each part's windows exactly; `StreamedMonitor`
@@ -36,10 +36,10 @@ from tqdm.auto import tqdm
 from rnnpipe.features.events import event_flags
 from rnnpipe.features.splits import PARTS, grouped_parts, split_by_series
 from rnnpipe.features.windows import WindowSet
-from rnnpipe.ingest import Shards, channels_seen, require_channels, value_columns
 from rnnpipe.io import SeriesFrame, load_series
-from rnnpipe.monitor_config import MonitorConfig
-from rnnpipe.monitor_prep import (
+from rnnpipe.pipelines.monitor.config import MonitorConfig
+from rnnpipe.pipelines.monitor.data import Shards, channels_seen, require_channels, value_columns
+from rnnpipe.pipelines.monitor.prepare import (
     Chunk,
     MonitorPreprocessor,
     channel_values,

@@ -7,7 +7,7 @@ import logging
 import math
 from typing import Any, ClassVar
 
-from rnnpipe.lm_config import LMConfig
+from rnnpipe.pipelines.lm.config import LMConfig
 from rnnpipe.steps import Context, TrainingSteps
 
 log = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ class LMSteps(TrainingSteps):
     kind: ClassVar[str] = "lm"
 
     def ingest(self, cfg: LMConfig, ctx: Context):
-        from rnnpipe.lm import load_lm_texts
+        from rnnpipe.pipelines.lm.prepare import load_lm_texts
 
         tables = load_lm_texts(cfg)
         for t in tables.values():
@@ -26,7 +26,7 @@ class LMSteps(TrainingSteps):
 
     def prepare(self, tables, cfg: LMConfig, ctx: Context):
         """Split the documents, build the vocabulary on train, encode each part as one stream."""
-        from rnnpipe.lm import prepare_lm
+        from rnnpipe.pipelines.lm.prepare import prepare_lm
 
         p = prepare_lm(tables, cfg)
         ctx.artifacts.table("lm-split", [{"part": k, **v} for k, v in p.counts().items()], p.split_kind)
@@ -35,7 +35,7 @@ class LMSteps(TrainingSteps):
         return p
 
     def build(self, cfg: LMConfig, prepared, state, run_id: str, ctx: Context):
-        from rnnpipe.lm import LMPipeline
+        from rnnpipe.pipelines.lm.artefact import LMPipeline
 
         return LMPipeline(cfg, prepared.preprocessor, seen=prepared.seen())
 
@@ -44,7 +44,7 @@ class LMSteps(TrainingSteps):
         return prepared.batches("train", rows, bptt), prepared.batches("val", rows, bptt)
 
     def loss(self, cfg: LMConfig, prepared):
-        from rnnpipe.lm import lm_loss
+        from rnnpipe.pipelines.lm.prepare import lm_loss
 
         return lm_loss
 
@@ -57,7 +57,7 @@ class LMSteps(TrainingSteps):
     def evaluate(self, pipeline, prepared, result, run_id: str, ctx: Context):
         """Exact perplexity against the Kneser-Ney n-gram on the same tokens, the curves, and a
         table of sampled continuations."""
-        from rnnpipe.lm import evaluate_lm, plot_perplexity
+        from rnnpipe.pipelines.lm.evaluation import evaluate_lm, plot_perplexity
         from rnnpipe.registry import Run
 
         run = Run(run_id)
@@ -80,7 +80,7 @@ class LMSteps(TrainingSteps):
         return ev
 
     def example(self, cfg: LMConfig, tables, prepared):
-        from rnnpipe.lm import prompts_example
+        from rnnpipe.pipelines.lm.artefact import prompts_example
 
         return prompts_example(cfg)
 

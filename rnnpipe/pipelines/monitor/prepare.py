@@ -1,8 +1,8 @@
 """What the monitor pipeline reads from raw readings before any model: the channel grid and
 its scaling (`MonitorPreprocessor`), event labels and the window ends of each part, the
 counts a split must hold, and an example of the input. No model here: both the in-memory
-path (`rnnpipe.monitor`) and the streamed one (`rnnpipe.streaming`) build on it, and
-`rnnpipe.monitor` dispatches to either (so the streamed path never imports the in-memory one).
+path (`artefact`) and the streamed one (`streaming`) build on it, and `artefact` dispatches
+to either (so the streamed path never imports the in-memory one).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, Split
 from rnnpipe.features.windows import window_ends
 from rnnpipe.io import SeriesFrame, series_id_column
-from rnnpipe.monitor_config import MonitorConfig
+from rnnpipe.pipelines.monitor.config import MonitorConfig
 
 
 class MonitorPreprocessor:

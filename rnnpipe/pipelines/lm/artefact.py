@@ -1,0 +1,235 @@
+"""Language models of review text: a recurrent LM, judged by perplexity against an n-gram
+model on the same tokens, that continues a prompt.
+
+The shared parts do the work (text reading with row checks, the tokenizer and a
+training-only vocabulary, the recurrent encoder, the fit loop, the registry); this module
+holds what is specific: the token stream (documents end to end, each followed by an
+end-of-text token), truncated backpropagation through time over it, exact perplexity,
+sampling (temperature, top-k, top-p, a seed), and the fitted `LMPipeline` artefact.
+
+Perplexity is counted on the same tokens for the model and the baseline: every token of
+every document and one end-of-text token per document, each out-of-vocabulary token as
+`<unk>`. At character level the tokens are characters, and bits per character are
+reported too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rnnpipe import artefact
+from rnnpipe.config import from_dict, to_dict
+from rnnpipe.errors import ConfigError, DataError
+from rnnpipe.models import LanguageModel
+from rnnpipe.pipelines.lm.config import (
+    LMConfig,
+    check_generation,
+)
+from rnnpipe.pipelines.lm.data import PROMPT_COLUMN
+from rnnpipe.pipelines.lm.prepare import LMPreprocessor
+from rnnpipe.text import check_text
+
+
+class LMPipeline:
+    """Tokenizer + vocabulary + recurrent language model: scores text, continues prompts."""
+
+    KIND = "lm"
+    INFERENCE_PARAMS: ClassVar = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
+
+    def __init__(
+        self,
+        config: LMConfig,
+        preprocessor: LMPreprocessor,
+        model: LanguageModel | None = None,
+        seen: np.ndarray | None = None,
+    ):
+        self.config, self.preprocessor = config, preprocessor
+        self.seen = seen  # `LMPrepared.seen`: digests of the texts it learned from (None: not recorded)
+        if model is None:
+            m = config.model
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.train.seed)
+                model = LanguageModel(
+                    len(preprocessor.vocab_), m.embed_dim, m.cell, m.hidden_size, m.num_layers, m.dropout, m.tie_weights
+                )
+        self.model = model
+
+    def inference_params(self) -> dict[str, Any]:
+        """The generation settings a request may give (MLflow inference params) and their
+        defaults, from `generate.*`."""
+        g = self.config.generate
+        return {
+            "max_new_tokens": g.max_new_tokens,
+            "temperature": float(g.temperature),
+            "top_k": g.top_k,
+            "top_p": float(g.top_p),
+            "seed": g.seed,
+        }
+
+    @torch.no_grad()
+    def log_likelihood(self, ids: np.ndarray, chunk: int = 512) -> tuple[float, int]:
+        """(sum of natural-log probabilities of ids[1:] given what precedes, tokens scored),
+        in one pass with the state carried: the exact perplexity is exp(-sum / n)."""
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        x = torch.as_tensor(ids, dtype=torch.long, device=device)
+        total, n = 0.0, 0
+        for lo in range(0, len(x) - 1, chunk):
+            inp, tgt = x[lo : min(lo + chunk, len(x) - 1)], x[lo + 1 : min(lo + chunk, len(x) - 1) + 1]
+            logits = self.model(inp[None], reset=lo == 0)[0].float()
+            total -= float(torch.nn.functional.cross_entropy(logits, tgt, reduction="sum"))
+            n += len(tgt)
+        return total, n
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: str,
+        max_new_tokens: int = 40,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[list[str], str]:
+        """Continue `prompt` token by token until end-of-text or `max_new_tokens`; temperature
+        ~0 is greedy. -> (the new tokens, a note)."""
+        check_generation(temperature, top_k, top_p, max_new_tokens)
+        pre, model = self.preprocessor, self.model
+        model.eval()
+        device = next(model.parameters()).device
+        tokens = pre.tokens(prompt)
+        ids = pre.vocab_.encode(tokens)
+        notes = []
+        if tokens and (ids == 1).all():
+            notes.append("no word of the prompt is in the vocabulary: the continuation ignores it")
+        elif not tokens:
+            notes.append("empty prompt: a text from its start")
+        context = torch.as_tensor(np.concatenate([[pre.eos_id], ids]), dtype=torch.long, device=device)
+        logits = model(context[None], reset=True)[0, -1].float()
+        never = torch.tensor([0, 1], device=device)  # <pad> and <unk> are never written
+        out: list[str] = []
+        for _ in range(max_new_tokens):
+            logits[never] = float("-inf")
+            nxt = sample_next(logits, temperature, top_k, top_p, generator)
+            if nxt == pre.eos_id:
+                break
+            out.append(pre.vocab_.tokens[nxt])
+            logits = model(torch.tensor([[nxt]], device=device), reset=False)[0, -1].float()
+        else:
+            notes.append(f"stopped at max_new_tokens={max_new_tokens}")
+        return out, "; ".join(notes)
+
+    def batch_spec(self, available: list[str]) -> tuple[list[str], str | None]:
+        """(the prompt column it reads, None: it answers row by row) for batch jobs."""
+        return [PROMPT_COLUMN], None
+
+    def predict(self, prompts: pd.DataFrame, **params: Any) -> pd.DataFrame:
+        """A `prompt` column -> per prompt: the continuation `text` (prompt not repeated), its
+        `n_tokens`, and a `note` (the prompt had no known word; it stopped at
+        max_new_tokens; a prompt that is not text gets no continuation). `params` are the
+        generation settings (`inference_params`); one seeded generator serves the whole call,
+        so a call is reproducible."""
+        if PROMPT_COLUMN not in prompts.columns:
+            raise DataError(
+                f"input: column {PROMPT_COLUMN!r} not found (columns: {', '.join(map(str, prompts.columns))})"
+            )
+        settings_ = {**self.inference_params(), **{k: v for k, v in params.items() if v is not None}}
+        unknown = set(settings_) - set(self.INFERENCE_PARAMS)
+        if unknown:
+            raise DataError(
+                f"unknown generation setting {sorted(unknown)[0]!r} (known: {', '.join(self.INFERENCE_PARAMS)})"
+            )
+        try:
+            g = dict(
+                max_new_tokens=int(settings_["max_new_tokens"]),
+                temperature=float(settings_["temperature"]),
+                top_k=int(settings_["top_k"]),
+                top_p=float(settings_["top_p"]),
+            )
+            seed = int(settings_["seed"])
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"generation settings: {exc}") from None
+        try:
+            check_generation(**g)
+        except ConfigError as exc:
+            raise DataError(str(exc)) from None
+        generator = torch.Generator(device=next(self.model.parameters()).device).manual_seed(seed)
+        texts, counts, notes = [], [], []
+        for value in prompts[PROMPT_COLUMN].tolist():
+            value = None if isinstance(value, float) and math.isnan(value) else value
+            problem, text = check_text(value)
+            if problem is not None and not (isinstance(value, str) and not value.strip()):
+                texts.append(None)
+                counts.append(0)
+                notes.append(f"{problem.partition(':')[2]}: nothing to continue")
+                continue
+            new, note = self.generate(text if problem is None else "", generator=generator, **g)
+            texts.append(self.preprocessor.detokenize(new))
+            counts.append(len(new))
+            notes.append(note)
+        return pd.DataFrame({"text": texts, "n_tokens": np.asarray(counts, np.int64), "note": notes})
+
+    def save(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        (p / "config.json").write_text(json.dumps(to_dict(self.config), indent=2))
+        (p / "preprocessor.json").write_text(json.dumps(self.preprocessor.to_dict()))
+        torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, p / "weights.pt")
+        if self.seen is not None:
+            np.save(p / "seen_texts.npy", self.seen)
+        artefact.mark(p, self.KIND)
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> LMPipeline:
+        p = Path(path)
+        artefact.check(p, cls.KIND)
+        cfg = from_dict(LMConfig, json.loads((p / "config.json").read_text()))
+        seen = np.load(p / "seen_texts.npy") if (p / "seen_texts.npy").exists() else None
+        pipe = cls(cfg, LMPreprocessor.from_dict(cfg, json.loads((p / "preprocessor.json").read_text())), seen=seen)
+        pipe.model.load_state_dict(torch.load(p / "weights.pt", map_location=device, weights_only=True))
+        pipe.model.to(device).eval()
+        return pipe
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> int:
+    """One token id from next-token logits: greedy at temperature ~0, else sampled from the
+    softmax at `temperature`, restricted to the `top_k` most likely tokens and to the
+    smallest set whose probability reaches `top_p`."""
+    if temperature < 1e-6:
+        return int(torch.argmax(logits))
+    logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if top_p < 1:
+        sorted_p, order = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sorted_p, 0) - sorted_p < top_p  # the first always stays
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+    return int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
+
+
+def prompts_example(cfg: LMConfig) -> pd.DataFrame:
+    return pd.DataFrame({PROMPT_COLUMN: cfg.generate.prompts[:2]})
+
+
+def gate_spec(cfg: LMConfig) -> dict[str, Any]:
+    """The LM gate: `register.metric` (lower is better) against the n-gram baseline."""
+    r = cfg.register
+    return dict(
+        metric=r.metric, baselines={"ngram": f"ngram_{r.metric}"}, margin=r.baseline_margin, greater_is_better=False
+    )

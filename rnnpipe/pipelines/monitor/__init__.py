@@ -1,0 +1,1 @@
+"""The monitoring pipeline (`monitor`): early warning on patients' vital signs."""

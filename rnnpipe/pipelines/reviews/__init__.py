@@ -1,0 +1,1 @@
+"""The review-sentiment pipeline (`reviews`): raw text in, a class out."""

@@ -248,7 +248,7 @@ class Forecaster(nn.Module):
     statistics (its std: recent volatility widens the band), with a constant per step and
     level. The point forecast is trained as without quantiles (squared error; the offsets
     read the encoder's state with gradients stopped); the offsets are fitted afterwards on
-    the point forecast's residuals (`rnnpipe.training.fit_band`). Quantiles may cross; the
+    the point forecast's residuals (`rnnpipe.band.fit_band`). Quantiles may cross; the
     pipeline sorts them after decoding.
     """
 

@@ -213,7 +213,8 @@ class TrainingSteps:
 
 def train_kind(steps: TrainingSteps, cfg: Any, ctx: Context | None = None) -> Outcome:
     """Run `steps` on the settings `cfg` (validated): the one training sequence of every kind."""
-    from rnnpipe.registry import Run, configure_tracking, gate_spec, log_pipeline_model
+    from rnnpipe.gate import gate_spec
+    from rnnpipe.registry import Run, configure_tracking, log_pipeline_model
 
     ctx = ctx or Context()
     uri = configure_tracking()
@@ -366,7 +367,8 @@ def register_model(
     once, by the gate."""
     import mlflow
 
-    from rnnpipe.registry import Run, log_pipeline_model, register_and_gate
+    from rnnpipe.gate import register_and_gate
+    from rnnpipe.registry import Run, log_pipeline_model
 
     run = Run(run_id)
     model_uri = log_pipeline_model(run, pipeline, input_example, name="baseline" if baseline_of else "model")

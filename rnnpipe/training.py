@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,20 +31,17 @@ from tqdm.auto import tqdm
 
 from rnnpipe import settings
 from rnnpipe import threads as rnnpipe_threads
+from rnnpipe.band import fit_band
 from rnnpipe.config import TrainConfig, flatten
 from rnnpipe.errors import ConfigError, ModelError
+from rnnpipe.features.windows import BatchSource
+from rnnpipe.linear import warm_start_linear_part
 
 log = logging.getLogger(__name__)
 
 
 def _forward(model: nn.Module, x) -> torch.Tensor:
     return model(*x) if isinstance(x, tuple) else model(x)
-
-
-class BatchSource(Protocol):
-    def __len__(self) -> int: ...
-    def to(self, device: torch.device) -> BatchSource: ...
-    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None): ...
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -130,92 +127,6 @@ def evaluate_loss(
     return total / max(n, 1)
 
 
-# --- a closed-form start for a model's linear part ----------------------------------------
-
-LOGREG_L2 = (1e-5, 1e-4, 1e-3, 1e-2)
-WARM_START_WINDOWS = 200_000
-
-
-@torch.no_grad()
-def _features(part: nn.Module, data: BatchSource, limit: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw (unstandardised) features of the linear part and the targets of at most `limit`
-    windows (a seeded sample when there are more), float64 on the CPU. A batch's input may be
-    a pair: windows and the inputs known for their forecast steps."""
-    zs, ys, n = [], [], 0
-    generator = torch.Generator().manual_seed(seed)
-    for x, y in data.batches(4096, shuffle=len(data) > limit, generator=generator):
-        z = part.raw_features(*x) if isinstance(x, tuple) else part.raw_features(x)
-        zs.append(z.double().cpu())
-        ys.append(y.double().cpu().reshape(len(y), -1))
-        n += len(y)
-        if n >= limit:
-            break
-    return torch.cat(zs)[:limit], torch.cat(ys)[:limit]
-
-
-def warm_start_linear_part(
-    model: nn.Module, train: BatchSource, val: BatchSource, loss_fn: Callable, seed: int = 0
-) -> dict[str, float]:
-    """Fit `model.linear_part` alone on the training windows (the recurrent head is at zero)
-    and choose its penalty on validation: for the squared-error loss, the ridge baseline's own
-    fit (`rnnpipe.linear.fit_ridge`), so this model *is* the ridge baseline; otherwise
-    L2-penalised L-BFGS on `loss_fn` (e.g. an early-warning classifier's cross-entropy).
-    Summary features are standardised with statistics of the training windows first.
-    Returns what was chosen."""
-    part, lin = model.linear_part, model.linear_part.linear
-    Z, Y = _features(part, train, WARM_START_WINDOWS, seed)
-    Zv, Yv = _features(part, val, WARM_START_WINDOWS, seed)
-    part.fit_standardisation(Z.to(part.center))
-    center, scale = part.center.double().cpu(), part.scale.double().cpu()
-    Z, Zv = (Z - center) / scale, (Zv - center) / scale
-    loss_fn = getattr(loss_fn, "point", loss_fn)  # a quantile loss: the point forecast's part
-    if isinstance(loss_fn, nn.MSELoss):
-        from rnnpipe.linear import fit_ridge
-
-        ridge, penalty, v = fit_ridge(Z.numpy(), Y.numpy(), Zv.numpy(), Yv.numpy())
-        weight = torch.as_tensor(ridge.coef_).reshape(lin.out_features, -1)
-        bias = torch.as_tensor(ridge.intercept_).reshape(-1)
-        chosen = {"warm_start_ridge_penalty": penalty, "warm_start_val_loss": v}
-        if getattr(model, "residual_scale", None) is not None:  # the residual recipe
-            spread = (Y - torch.as_tensor(ridge.predict(Z.numpy())).reshape(Y.shape)).std(0)
-            with torch.no_grad():
-                model.residual_scale.copy_(spread.clamp_min(1e-6).to(model.residual_scale))
-            chosen["residual_scale_mean"] = float(spread.mean())
-    else:
-        A = torch.cat([Z, torch.ones(len(Z), 1, dtype=Z.dtype)], 1)
-        Av = torch.cat([Zv, torch.ones(len(Zv), 1, dtype=Zv.dtype)], 1)
-
-        def loss_of(W: torch.Tensor, X: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
-            out = X @ W
-            return loss_fn((out.squeeze(-1) if part.squeeze else out).float(), T.float()).double()
-
-        best = None
-        for l2 in LOGREG_L2:
-            W = torch.zeros(A.shape[1], lin.out_features, dtype=A.dtype, requires_grad=True)
-            opt = torch.optim.LBFGS([W], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
-
-            def closure(opt=opt, W=W, l2=l2):  # this iteration's, bound
-                opt.zero_grad()
-                loss = loss_of(W, A, Y) + l2 * W[:-1].pow(2).sum()
-                loss.backward()
-                return loss
-
-            opt.step(closure)
-            with torch.no_grad():
-                v = float(loss_of(W, Av, Yv))
-            if math.isfinite(v) and (best is None or v < best[0]):
-                best = (v, l2, W.detach())
-        if best is None:
-            raise ModelError("the linear part's warm start diverged for every penalty")
-        v, l2, W = best
-        weight, bias = W[:-1].T, W[-1]
-        chosen = {"warm_start_l2": l2, "warm_start_val_loss": v}
-    with torch.no_grad():
-        lin.weight.copy_(weight.to(lin.weight))
-        lin.bias.copy_(bias.to(lin.bias))
-    return chosen
-
-
 class PointLoss(nn.Module):
     """A loss on the point forecast alone of a model whose output (B, H, 1 + Q) also holds
     quantiles: what the training loop optimises for it (`point` is the loss itself)."""
@@ -226,96 +137,6 @@ class PointLoss(nn.Module):
 
     def forward(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.point(pred[..., 0], y)
-
-
-BAND_STEPS, BAND_LR, BAND_L2 = 500, 0.01, 1e-4
-
-
-@torch.no_grad()
-def _band_inputs(model: nn.Module, data: BatchSource, limit: int, seed: int):
-    """Encoder states, raw window summaries and point residuals (scaled units) of at most
-    `limit` windows, float32 on the CPU."""
-    from rnnpipe.models import window_summary
-
-    model.eval()
-    zs, ss, rs, n = [], [], [], 0
-    generator = torch.Generator().manual_seed(seed)
-    for x, y in data.batches(4096, shuffle=len(data) > limit, generator=generator):
-        point, z = model.point_and_state(*x) if isinstance(x, tuple) else model.point_and_state(x)
-        window = x[0] if isinstance(x, tuple) else x
-        zs.append(z.float().cpu())
-        ss.append(window_summary(window.float()).cpu())
-        rs.append((y.float() - point.float()).cpu())
-        n += len(y)
-        if n >= limit:
-            break
-    return torch.cat(zs)[:limit], torch.cat(ss)[:limit], torch.cat(rs)[:limit]
-
-
-def fit_band(model: nn.Module, train: BatchSource, val: BatchSource, seed: int = 0) -> dict[str, float]:
-    """Fit a quantile forecaster's band (`Forecaster.band`) once its point forecast is trained.
-
-    1. Quantile regression on the training windows: the offsets of each step and level are a
-       linear map of the encoder's state and the window's standardised summary statistics,
-       fitted by full-batch Adam on the pinball loss of the point forecast's residuals,
-       started at their empirical quantiles, keeping the step with the lowest val pinball.
-    2. Recalibration on validation (conformalised quantile regression, Romano et al. 2019,
-       one level at a time): each level's offset is shifted by the level's quantile of the
-       val residuals left over, so that on validation the share of targets at or below each
-       quantile equals its level. Test data is never read.
-    Returns the figures of the fit, for the run's log.
-    """
-    from rnnpipe.models import pinball_loss
-
-    torch.manual_seed(seed)
-    head, part = model.band_head, model.band_part
-    q = torch.as_tensor(model.quantiles, dtype=torch.float32)
-    H, Q = model.horizon, len(model.quantiles)
-    Z, S, R = _band_inputs(model, train, WARM_START_WINDOWS, seed)
-    Zv, Sv, Rv = _band_inputs(model, val, WARM_START_WINDOWS, seed)
-    part.fit_standardisation(S.to(part.center))
-    center, scale = part.center.float().cpu(), part.scale.float().cpu()
-    S, Sv = (S - center) / scale, (Sv - center) / scale
-    Wz = torch.zeros(Z.shape[1], H * Q, requires_grad=True)
-    Ws = torch.zeros(S.shape[1], H * Q, requires_grad=True)
-    b = torch.quantile(R.double(), q.double(), dim=0).T.reshape(-1).float().clone().requires_grad_(True)
-
-    def offsets(Z_, S_):
-        return (Z_ @ Wz + S_ @ Ws + b).view(len(Z_), H, Q)
-
-    opt = torch.optim.Adam([Wz, Ws, b], lr=BAND_LR)
-    with torch.no_grad():
-        best = (float(pinball_loss(offsets(Zv, Sv), Rv, q)), 0, [t.detach().clone() for t in (Wz, Ws, b)])
-    initial = best[0]
-    for step in range(1, BAND_STEPS + 1):
-        opt.zero_grad()
-        loss = pinball_loss(offsets(Z, S), R, q) + BAND_L2 * (Wz.pow(2).sum() + Ws.pow(2).sum())
-        loss.backward()
-        opt.step()
-        if step % 10 == 0:
-            with torch.no_grad():
-                v = float(pinball_loss(offsets(Zv, Sv), Rv, q))
-            if v < best[0]:
-                best = (v, step, [t.detach().clone() for t in (Wz, Ws, b)])
-    fitted, best_step, (Wz_, Ws_, b_) = best[0], best[1], best[2]
-    with torch.no_grad():
-        Wz.copy_(Wz_), Ws.copy_(Ws_), b.copy_(b_)
-        left = Rv.unsqueeze(-1) - offsets(Zv, Sv)  # (N, H, Q)
-        shift = torch.stack(
-            [torch.quantile(left[:, :, k].double(), float(q[k]), dim=0) for k in range(Q)], dim=-1
-        ).float()  # (H, Q)
-        head.weight.copy_(Wz.T.to(head.weight))
-        head.bias.copy_((b + shift.reshape(-1)).to(head.bias))
-        part.linear.weight.copy_(Ws.T.to(part.linear.weight))
-        part.linear.bias.zero_()
-        calibrated = float(pinball_loss(offsets(Zv, Sv) + shift, Rv, q))
-    return {
-        "band_val_pinball_static": initial,
-        "band_val_pinball_fitted": fitted,
-        "band_val_pinball_calibrated": calibrated,
-        "band_best_step": float(best_step),
-        "band_val_shift_mean": float(shift.abs().mean()),
-    }
 
 
 @torch.no_grad()

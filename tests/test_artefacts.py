@@ -85,13 +85,13 @@ def test_every_kind_conforms_to_the_artefact_contract(name, models, tmp_path):
 def test_prepared_data_of_every_kind_offers_what_the_flow_reads(stocks):
     from rnnpipe.config import load_config
     from rnnpipe.features.splits import chronological_split
-    from rnnpipe.io import to_series_frame
     from rnnpipe.pipelines.forecast.config import ForecastConfig
     from rnnpipe.pipelines.forecast.prepare import ForecastPrepared, prepare
     from rnnpipe.pipelines.lm.prepare import LMPrepared
     from rnnpipe.pipelines.monitor.artefact import MonitorPrepared
     from rnnpipe.pipelines.monitor.streaming import StreamedMonitor
     from rnnpipe.pipelines.reviews.prepare import ReviewsPrepared
+    from rnnpipe.series import to_series_frame
 
     frame = to_series_frame(
         stocks[stocks.Ticker == "IBM"].tail(300), timestamp_col="Date", series_col="Ticker", value_cols=["Close"]

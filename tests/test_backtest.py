@@ -11,9 +11,9 @@ from mlflow.tracking import MlflowClient
 
 from rnnpipe.config import ConfigError, load_config, to_dict
 from rnnpipe.errors import DataError
-from rnnpipe.io import to_series_frame
 from rnnpipe.pipelines.forecast.backtest import combine_folds, fold_splits, run_fold, train_fold, train_once
 from rnnpipe.pipelines.forecast.config import ForecastConfig
+from rnnpipe.series import to_series_frame
 
 SMALL = [
     "data.series=[]",

@@ -8,9 +8,9 @@ from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, chronological_split
 from rnnpipe.features.targets import TargetEncoding
 from rnnpipe.features.windows import WindowSet, make_windows, window_ends
-from rnnpipe.io import to_series_frame
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.pipelines.forecast.prepare import prepare
+from rnnpipe.series import to_series_frame
 
 COLS = dict(timestamp_col="Date", series_col="Ticker", value_cols=["Close"])
 

@@ -14,10 +14,10 @@ from mlflow.tracking import MlflowClient
 from rnnpipe.cli import cli
 from rnnpipe.config import load_config, to_dict
 from rnnpipe.features.splits import chronological_split
-from rnnpipe.io import load_series
 from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.pipelines.forecast.prepare import prepare
+from rnnpipe.series import load_series
 from rnnpipe.training import fit
 
 pytestmark = pytest.mark.slow

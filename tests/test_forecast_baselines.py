@@ -8,10 +8,10 @@ import pytest
 
 from rnnpipe.config import ConfigError, load_config
 from rnnpipe.features.splits import Split
-from rnnpipe.io import SeriesFrame
 from rnnpipe.pipelines.forecast.baselines import StatisticalForecast
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.pipelines.forecast.evaluation import forecast_metrics, mase_scales
+from rnnpipe.series import SeriesFrame
 
 
 def frame_of(*series_values):

@@ -6,7 +6,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from rnnpipe.registry import GATE_RULES, Run, configure_tracking, degenerate_value, judge, register_and_gate
+from rnnpipe.gate import GATE_RULES, degenerate_value, judge, register_and_gate
+from rnnpipe.registry import Run, configure_tracking
 
 F1 = dict(greater_is_better=True, degenerate=0.0)
 

@@ -6,12 +6,12 @@ import torch
 
 from rnnpipe.config import load_config
 from rnnpipe.features.splits import chronological_split
-from rnnpipe.io import to_series_frame
 from rnnpipe.models import Forecaster, SequenceClassifier, window_summary
 from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.pipelines.forecast.evaluation import evaluate_forecasts
 from rnnpipe.pipelines.forecast.prepare import prepare
+from rnnpipe.series import to_series_frame
 from rnnpipe.training import fit
 
 

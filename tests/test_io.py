@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from rnnpipe.errors import DataError
-from rnnpipe.io import load_series, to_series_frame, write_table
+from rnnpipe.io import write_table
+from rnnpipe.series import load_series, to_series_frame
 
 COLS = dict(timestamp_col="Date", series_col="Ticker", value_cols=["Close"])
 
@@ -121,9 +122,9 @@ def test_a_gap_in_a_models_input_suggests_no_training_setting():
     import pandas as pd
 
     from rnnpipe.errors import DataError
-    from rnnpipe.io import to_series_frame
     from rnnpipe.pipelines.forecast.config import DataConfig
     from rnnpipe.pipelines.forecast.data import read_forecast_input
+    from rnnpipe.series import to_series_frame
 
     df = pd.DataFrame(
         {

@@ -7,7 +7,7 @@ from rnnpipe import kinds
 from rnnpipe.cli import cli
 from rnnpipe.config import load_config
 from rnnpipe.errors import ConfigError
-from rnnpipe.registry import gate_spec
+from rnnpipe.gate import gate_spec
 from rnnpipe.schedule_config import ScheduleConfig
 
 

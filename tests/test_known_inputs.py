@@ -9,11 +9,11 @@ from rnnpipe.config import load_config
 from rnnpipe.errors import ConfigError, DataError
 from rnnpipe.features import calendar
 from rnnpipe.features.splits import chronological_split
-from rnnpipe.io import to_series_frame
 from rnnpipe.pipelines.forecast.artefact import ForecastPipeline, history_example
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.pipelines.forecast.evaluation import evaluate_forecasts
 from rnnpipe.pipelines.forecast.prepare import prepare
+from rnnpipe.series import to_series_frame
 from rnnpipe.training import fit
 
 

@@ -9,11 +9,11 @@ import torch
 
 from rnnpipe.config import load_config
 from rnnpipe.errors import ConfigError, DataError
-from rnnpipe.io import to_series_frame
 from rnnpipe.pipelines.monitor.artefact import MonitorPipeline, evaluate_monitor, prepare_monitor
 from rnnpipe.pipelines.monitor.baselines import window_summary
 from rnnpipe.pipelines.monitor.config import MonitorConfig
 from rnnpipe.pipelines.monitor.evaluation import alert_lead_times, choose_threshold, classification_metrics
+from rnnpipe.series import to_series_frame
 from rnnpipe.training import fit
 
 

@@ -9,7 +9,7 @@ from rnnpipe.features.events import event_flags, future_event_labels, parse_rule
 from rnnpipe.features.resample import resample, valid_rows
 from rnnpipe.features.splits import PARTS, Split, grouped_split
 from rnnpipe.features.windows import window_ends
-from rnnpipe.io import to_series_frame
+from rnnpipe.series import to_series_frame
 
 COLS = dict(timestamp_col="ts", series_col="patient", nan_policy="keep")
 

@@ -26,9 +26,9 @@ from rnnpipe.text import (
     Tokenizer,
     Vocabulary,
     encode_texts,
-    load_vectors,
     read_texts,
 )
+from rnnpipe.vectors import load_vectors
 
 
 def table(texts, labels, source="mem"):

@@ -9,7 +9,8 @@ import pytest
 from conftest import REPO
 
 from rnnpipe.pipelines.reviews.config import ReviewsConfig
-from rnnpipe.text import Tokenizer, read_vectors
+from rnnpipe.text import Tokenizer
+from rnnpipe.vectors import read_vectors
 
 VECTORS = REPO / "data" / "word_vectors.parquet"
 

@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from rnnpipe.errors import ConfigError
-from rnnpipe.io import SeriesFrame
+from rnnpipe.series import SeriesFrame
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 RULE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|==|<|>)\s*(-?\d+(?:\.\d*)?(?:[eE]-?\d+)?)\s*$")

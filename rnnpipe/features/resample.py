@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from rnnpipe.errors import ConfigError
-from rnnpipe.io import SeriesFrame
+from rnnpipe.series import SeriesFrame
 
 FILLS = ("ffill", "interpolate", "none")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from rnnpipe.errors import ConfigError
-from rnnpipe.io import SeriesFrame
+from rnnpipe.series import SeriesFrame
 
 PARTS = ("train", "val", "test")
 

@@ -8,11 +8,20 @@ gathered into new memory.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from rnnpipe.features.splits import Split
+
+
+class BatchSource(Protocol):
+    """What the fit loop trains on: window sets, text batches, token streams."""
+
+    def __len__(self) -> int: ...
+    def to(self, device: torch.device) -> BatchSource: ...
+    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None): ...
 
 
 def make_windows(values: np.ndarray, lookback: int) -> np.ndarray:

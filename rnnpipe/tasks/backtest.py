@@ -10,11 +10,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from rnnpipe.config import flatten, from_dict
-from rnnpipe.io import SeriesFrame
 from rnnpipe.pipelines.forecast.backtest import FoldResult, methods, run_fold
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.pipelines.forecast.evaluation import headline_metrics, metric_rows
 from rnnpipe.registry import Run, configure_tracking
+from rnnpipe.series import SeriesFrame
 
 
 @task(name="fold", cache_policy=NO_CACHE)

@@ -7,7 +7,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from rnnpipe.registry import GateDecision, Run, register_and_gate
+from rnnpipe.gate import GateDecision, register_and_gate
+from rnnpipe.registry import Run
 from rnnpipe.sweep import TrialResult, run_trial
 
 

@@ -13,12 +13,12 @@ import torch
 
 from rnnpipe.config import load_config
 from rnnpipe.features.splits import chronological_split
-from rnnpipe.io import load_series, to_series_frame
 from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.pipelines.forecast.prepare import prepare
 from rnnpipe.pipelines.monitor.artefact import MonitorPipeline, evaluate_monitor, prepare_monitor
 from rnnpipe.pipelines.monitor.config import MonitorConfig
+from rnnpipe.series import load_series, to_series_frame
 from rnnpipe.training import fit
 
 HERE = Path(__file__).resolve().parent

@@ -27,8 +27,8 @@ from rnnpipe.errors import ConfigError, DataError
 from rnnpipe.evaluation import subplots
 from rnnpipe.features.splits import Split
 from rnnpipe.features.windows import window_ends
-from rnnpipe.io import SeriesFrame
 from rnnpipe.pipelines.forecast.config import ForecastConfig
+from rnnpipe.series import SeriesFrame
 
 
 def fold_splits(frame: SeriesFrame, cfg: ForecastConfig) -> list[Split]:

@@ -28,10 +28,10 @@ import numpy as np
 from rnnpipe import artefact
 from rnnpipe.config import to_dict
 from rnnpipe.features.targets import TargetEncoding
-from rnnpipe.io import SeriesFrame
 from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.pipelines.forecast.prepare import ForecastPreprocessor
+from rnnpipe.series import SeriesFrame
 
 SERVABLE = ("naive", "gbm", "autoets", "autotheta", "autoarima", "seasonalnaive")
 TRUSTED = [  # what skops may rebuild from a saved baseline: these classes and nothing else

@@ -10,8 +10,9 @@ import numpy as np
 
 from rnnpipe import settings
 from rnnpipe.config import from_dict
-from rnnpipe.io import SeriesFrame, load_series, preloadable
+from rnnpipe.io import preloadable
 from rnnpipe.pipelines.forecast.config import DataConfig, ForecastConfig
+from rnnpipe.series import SeriesFrame, load_series
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,7 +79,8 @@ def read_forecast_input(
     """A forecaster's prediction input -> (the history, the future rows of its known features
     or None). Without `data.known_features` every row is history. Both are checked as
     training checks its data: errors name the row."""
-    from rnnpipe.io import RowOrigin, to_series_frame
+    from rnnpipe.io import RowOrigin
+    from rnnpipe.series import to_series_frame
 
     value_cols = [d.target_col, *d.features, *d.known_features]
     common = dict(

@@ -15,8 +15,8 @@ from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, Split
 from rnnpipe.features.targets import TargetEncoding
 from rnnpipe.features.windows import WindowSet, window_ends
-from rnnpipe.io import SeriesFrame
 from rnnpipe.pipelines.forecast.config import ForecastConfig
+from rnnpipe.series import SeriesFrame
 
 
 def infer_step(frame: SeriesFrame) -> str:

@@ -25,7 +25,6 @@ from rnnpipe.errors import DataError, ModelError
 from rnnpipe.features.events import event_flags, parse_rule
 from rnnpipe.features.splits import PARTS, Split, chronological_split, grouped_split
 from rnnpipe.features.windows import WindowSet
-from rnnpipe.io import SeriesFrame, series_id_column, to_series_frame
 from rnnpipe.models import SequenceClassifier
 from rnnpipe.pipelines.forecast.config import DataConfig, ForecastConfig, RegisterConfig, WindowConfig
 from rnnpipe.pipelines.forecast.evaluation import ForecastEvaluation, evaluate_forecasts
@@ -42,6 +41,7 @@ from rnnpipe.pipelines.monitor.prepare import (
     readings_example,
     window_counts,
 )
+from rnnpipe.series import SeriesFrame, series_id_column, to_series_frame
 from rnnpipe.training import predict_batches
 
 

@@ -12,8 +12,9 @@ import numpy as np
 from rnnpipe import settings
 from rnnpipe.config import from_dict
 from rnnpipe.errors import DataError
-from rnnpipe.io import SeriesFrame, load_series, preloadable
+from rnnpipe.io import preloadable
 from rnnpipe.pipelines.monitor.config import MonitorConfig, MonitorDataConfig
+from rnnpipe.series import SeriesFrame, load_series
 
 if TYPE_CHECKING:
     pass

@@ -19,8 +19,8 @@ from rnnpipe.features.resample import resample
 from rnnpipe.features.scalers import SeriesScaler
 from rnnpipe.features.splits import PARTS, Split
 from rnnpipe.features.windows import window_ends
-from rnnpipe.io import SeriesFrame, series_id_column
 from rnnpipe.pipelines.monitor.config import MonitorConfig
+from rnnpipe.series import SeriesFrame, series_id_column
 
 
 class MonitorPreprocessor:

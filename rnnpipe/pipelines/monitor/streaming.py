@@ -36,7 +36,6 @@ from tqdm.auto import tqdm
 from rnnpipe.features.events import event_flags
 from rnnpipe.features.splits import PARTS, grouped_parts, split_by_series
 from rnnpipe.features.windows import WindowSet
-from rnnpipe.io import SeriesFrame, load_series
 from rnnpipe.pipelines.monitor.config import MonitorConfig
 from rnnpipe.pipelines.monitor.data import Shards, channels_seen, require_channels, value_columns
 from rnnpipe.pipelines.monitor.prepare import (
@@ -48,6 +47,7 @@ from rnnpipe.pipelines.monitor.prepare import (
     readings_example,
     window_counts,
 )
+from rnnpipe.series import SeriesFrame, load_series
 
 PART_INDEX = {p: i for i, p in enumerate(PARTS)}
 OnShard = Callable[[str, int, int], None]  # (what, shards done, shards in all)

@@ -29,11 +29,7 @@ from rnnpipe.pipelines.reviews.data import TEXT_COLUMN
 from rnnpipe.pipelines.reviews.metrics import decide
 from rnnpipe.pipelines.reviews.prepare import ReviewsPrepared, TextPreprocessor
 from rnnpipe.pipelines.reviews.pretrain import Pretrained
-from rnnpipe.text import (
-    EncodedTexts,
-    TextBatches,
-    check_text,
-)
+from rnnpipe.text import EncodedTexts, TextBatches, check_text
 from rnnpipe.training import predict_batches
 
 

@@ -19,16 +19,8 @@ from rnnpipe.pipelines.reviews.baselines import (
 )
 from rnnpipe.pipelines.reviews.config import ReviewsConfig
 from rnnpipe.pipelines.reviews.metrics import decide, text_classification_metrics, tune_binary_threshold
-from rnnpipe.text import (
-    EncodedTexts,
-    TextBatches,
-    TextTable,
-    Tokenizer,
-    Vocabulary,
-    encode_texts,
-    load_vectors,
-    read_texts,
-)
+from rnnpipe.text import EncodedTexts, TextBatches, TextTable, Tokenizer, Vocabulary, encode_texts, read_texts
+from rnnpipe.vectors import load_vectors
 
 PARTS = ("train", "val", "test")
 

@@ -13,12 +13,8 @@ from rnnpipe.errors import DataError, ModelError
 from rnnpipe.models import TextClassifier
 from rnnpipe.pipelines.reviews.config import ReviewsConfig
 from rnnpipe.pipelines.reviews.prepare import ReviewsPrepared
-from rnnpipe.text import (
-    EncodedTexts,
-    read_texts,
-    text_digest,
-    vectors_from_vocabulary,
-)
+from rnnpipe.text import EncodedTexts, read_texts, text_digest
+from rnnpipe.vectors import vectors_from_vocabulary
 
 
 @dataclass

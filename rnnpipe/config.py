@@ -252,8 +252,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | None = None):
-    """Defaults, then the TOML file, then the `key=value` overrides; validated."""
+def load_config(
+    cls: type, path: str | Path | None = None, overrides: list[str] | None = None, skip: tuple[str, ...] = ()
+):
+    """Defaults, then the TOML file (without its tables named in `skip`, e.g. `[tune]`, read by
+    the command that owns them), then the `key=value` overrides; validated."""
     data: dict[str, Any] = to_dict(cls())
     file_data: dict[str, Any] = {}
     if path is not None:
@@ -264,6 +267,7 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
             file_data = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+        file_data = {k: v for k, v in file_data.items() if k not in skip}
         _merge(data, file_data)
         try:  # a setting of the file that does not exist is named with the file
             from_dict(cls, data)

@@ -7,6 +7,8 @@ A page line that is exactly one of these markers is replaced by generated Markdo
                                      allowed values and meaning
     <!-- rnnpipe:cli -->             every command of the `rnnpipe` Click group: usage, help,
                                      options and arguments
+    <!-- rnnpipe:space stocks -->    the default search space of `rnnpipe tune stocks` (the
+                                     config class's TUNE_SPACE) beside each key's default
 
 Where the facts come from:
 
@@ -63,11 +65,23 @@ def expand(markdown: str) -> str:
             return config_markdown(arg)
         if what == "cli" and not arg:
             return cli_markdown()
+        if what == "space" and arg:
+            return space_markdown(arg)
         raise ValueError(
-            f"unknown rnnpipe marker {m.group(0)!r} (expected '<!-- rnnpipe:config NAME -->' or '<!-- rnnpipe:cli -->')"
+            f"unknown rnnpipe marker {m.group(0)!r} (expected '<!-- rnnpipe:config NAME -->', "
+            "'<!-- rnnpipe:space NAME -->' or '<!-- rnnpipe:cli -->')"
         )
 
     return MARKER.sub(replace, markdown)
+
+
+def space_markdown(name: str) -> str:
+    """The default search space of `rnnpipe tune NAME`: the config class's TUNE_SPACE."""
+    space = getattr(config_class(name), "TUNE_SPACE", {})
+    rows = ["| key | range | default setting |", "|---|---|---|"]
+    defaults = {k.name: k.default for k in config_keys(name)}
+    rows += [f"| `{key}` | `{spec}` | {code(toml_value(defaults[key]))} |" for key, spec in space.items()]
+    return "\n".join(rows) + "\n"
 
 
 # --- config: which classes ------------------------------------------------------------------

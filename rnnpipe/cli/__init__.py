@@ -108,13 +108,13 @@ def config_options(fn):
     return fn
 
 
-def _config(pipeline: str, config_path: str | None, overrides: tuple[str, ...]):
+def _config(pipeline: str, config_path: str | None, overrides: tuple[str, ...], skip: tuple[str, ...] = ()):
     import dataclasses
 
     from rnnpipe import settings
     from rnnpipe.config import load_config
 
-    cfg = load_config(kinds.get(pipeline).config_class(), config_path, list(overrides))
+    cfg = load_config(kinds.get(pipeline).config_class(), config_path, list(overrides), skip)
     # every file the run will read exists, checked before any flow (and its API) starts
     for section in dataclasses.fields(cfg):
         sub = getattr(cfg, section.name)

@@ -1,4 +1,4 @@
-"""Many trainings at once: `rnnpipe sweep` and `rnnpipe backtest`."""
+"""Many trainings at once: `rnnpipe sweep`, `rnnpipe backtest` and `rnnpipe tune`."""
 
 from __future__ import annotations
 
@@ -183,3 +183,119 @@ def backtest(pipeline, config_path, overrides, folds, step, refit, runner, addre
     click.echo(
         f"MLflow parent run {out['parent_run_id']} in experiment {out['experiment']}: {_run_link(out['parent_run_id'])}"
     )
+
+
+@cli.command()
+@click.argument("pipeline", type=Registered(kinds.names))
+@config_options
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Finished trials the study should hold (a resumed study counts its own).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="Start no trial after this many seconds (running ones finish); 0: no limit.",
+)
+@click.option(
+    "--study",
+    "study_name",
+    default="",
+    metavar="NAME",
+    help="The study's name: an existing one resumes (same space), keeping every finished trial. "
+    "Default: PIPELINE-tune.",
+)
+@click.option(
+    "--space",
+    "space_path",
+    type=click.Path(dir_okay=False),
+    help="TOML file whose [tune.space] table replaces the default search space (see the docs' tuning page).",
+)
+@click.option(
+    "--pruner",
+    type=click.Choice(["median", "halving", "none"]),
+    default="median",
+    show_default=True,
+    help="Stop trials whose validation loss is behind: median, successive halving, or none.",
+)
+@click.option(
+    "--storage",
+    default="",
+    metavar="URL",
+    help="The study storage, an RDB URL every worker reaches (default: a SQLite file beside the MLflow store).",
+)
+@runner_options("trial")
+@user_errors
+def tune(
+    pipeline,
+    config_path,
+    overrides,
+    trials,
+    timeout,
+    study_name,
+    space_path,
+    pruner,
+    storage,
+    runner,
+    address,
+    workers,
+):
+    """Search PIPELINE's settings with Optuna (a seeded TPE sampler), stopping trials whose
+    validation loss is behind (the pruner), in parallel on a process pool or Dask; then retrain
+    the best settings with the same seed and judge them through the champion gate.
+
+    The objective is the kind's gate metric on validation (val_mae, val_f1_onset,
+    val_macro_f1, val_perplexity): the test split chooses nothing. The search space is the
+    kind's default, or the [tune.space] table of --config or --space. The best settings are
+    written as TOML beside the study (`rnnpipe train PIPELINE --config FILE` reproduces them).
+
+    MLflow shows one parent run per invocation (the optimisation history, parameter
+    importances and parallel coordinates under tune/) with a nested run per trial, tagged
+    tune_state (COMPLETE, PRUNED, FAIL), and the retrained model's run.
+
+    \b
+    Examples:
+      rnnpipe tune stocks --trials 30
+      rnnpipe tune monitor --trials 30 --runner dask --workers 2 --study glucose
+      rnnpipe tune reviews --space space.toml --timeout 3600
+      rnnpipe tune stocks --study glucose --trials 40   # resumes the study, 10 more trials
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("optuna") is None:
+        raise click.UsageError("rnnpipe tune needs the tune extra (Optuna): pip install 'rnnpipe[tune]'")
+    from rnnpipe import settings
+    from rnnpipe.config import to_dict
+    from rnnpipe.tune import default_space, existing_study, parse_space, read_space, study_spec
+
+    cfg = _config(pipeline, config_path, overrides, skip=("tune",))
+    space = (read_space(space_path) if space_path else None) or (read_space(config_path) if config_path else None)
+    space = space or default_space(pipeline)
+    parse_space(pipeline, space, to_dict(cfg))  # an unknown key or a bad range fails here, before any worker
+    _preload(pipeline, cfg)
+    name = study_name or f"{pipeline}-tune"
+    spec = study_spec(pipeline, cfg, name, space, pruner, storage)
+    existing_study(spec)  # a study of this name with another space fails here
+    best_path = settings.mlruns_dir() / "tune" / f"{name}.best.toml"
+    workers, threads = _plan(runner, address, trials, workers, 0)
+    from rnnpipe.flows.api import flow_api  # light: started before the heavy imports
+
+    with flow_api() as ready:
+        from rnnpipe.flows.sweep import task_runner
+        from rnnpipe.flows.tune import tune as tune_flow
+
+        flow = tune_flow.with_options(task_runner=task_runner(runner, workers, address))
+        ready()
+        out = flow(pipeline, to_dict(cfg), vars(spec), trials, timeout, workers, threads, runner, str(best_path))
+    click.echo("")
+    counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(out["counts"].items()))
+    click.echo(f"study {out['study']} ({out['storage']}): {counts}; {out['epochs_trained']} epochs trained this time")
+    click.echo(f"best trial {out['best_trial']}: {out['metric']} = {out['best_value']:.5g} with {out['best_params']}")
+    click.echo(f"best settings: {out['best_config']}  (rnnpipe train {pipeline} --config {out['best_config']})")
+    r = out["retrained"]
+    click.echo(f"{r['model_name']} v{r['version']} -> {r['alias']}: {r['reason']}")
+    click.echo(f"MLflow parent run {out['parent_run_id']}: {_run_link(out['parent_run_id'])}")

@@ -137,6 +137,20 @@ class BacktestConfig:
 
 @dataclass
 class ForecastConfig:
+    # the default search space of `rnnpipe tune stocks` (docs: tuning); a [tune.space] table replaces it
+    TUNE_SPACE: ClassVar[dict[str, str]] = {
+        "model.cell": "choice lstm gru",
+        "model.hidden_size": "int 16 128 log",
+        "model.num_layers": "int 1 3",
+        "model.dropout": "float 0.0 0.5",
+        "model.highway": "choice linear none",
+        "model.recipe": "choice residual joint",
+        "window.lookback": "int 20 120",
+        "train.lr": "float 0.0001 0.01 log",
+        "train.weight_decay": "float 0.000001 0.1 log",
+        "train.batch_size": "choice 64 128 256 512",
+    }
+
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     window: WindowConfig = field(default_factory=WindowConfig)

@@ -100,6 +100,18 @@ class LMRegisterConfig:
 
 @dataclass
 class LMConfig:
+    # the default search space of `rnnpipe tune lm` (docs: tuning); a [tune.space] table replaces it
+    TUNE_SPACE: ClassVar[dict[str, str]] = {
+        "model.cell": "choice lstm gru",
+        "model.hidden_size": "int 128 512 log",
+        "model.num_layers": "int 1 2",
+        "model.dropout": "float 0.0 0.5",
+        "stream.bptt": "int 35 100",
+        "train.lr": "float 0.0003 0.01 log",
+        "train.weight_decay": "float 0.0000001 0.001 log",
+        "train.batch_size": "choice 16 32 64",
+    }
+
     data: LMDataConfig = field(default_factory=LMDataConfig)
     split: LMSplitConfig = field(default_factory=LMSplitConfig)
     text: LMTextConfig = field(default_factory=LMTextConfig)

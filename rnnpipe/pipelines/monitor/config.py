@@ -119,6 +119,19 @@ class ChannelForecastConfig:
 
 @dataclass
 class MonitorConfig:
+    # the default search space of `rnnpipe tune monitor` (docs: tuning); a [tune.space] table replaces it
+    TUNE_SPACE: ClassVar[dict[str, str]] = {
+        "model.cell": "choice lstm gru",
+        "model.hidden_size": "int 16 128 log",
+        "model.num_layers": "int 1 2",
+        "model.dropout": "float 0.0 0.5",
+        "model.highway": "choice linear none",
+        "window.lookback": "int 12 48",
+        "train.lr": "float 0.0003 0.01 log",
+        "train.weight_decay": "float 0.000001 0.01 log",
+        "train.batch_size": "choice 64 128 256 512",
+    }
+
     data: MonitorDataConfig = field(default_factory=MonitorDataConfig)
     resample: ResampleConfig = field(default_factory=ResampleConfig)
     split: MonitorSplitConfig = field(default_factory=MonitorSplitConfig)

@@ -127,6 +127,18 @@ class PretrainConfig:
 
 @dataclass
 class ReviewsConfig:
+    # the default search space of `rnnpipe tune reviews` (docs: tuning); a [tune.space] table replaces it
+    TUNE_SPACE: ClassVar[dict[str, str]] = {
+        "model.cell": "choice lstm gru",
+        "model.hidden_size": "int 64 512 log",
+        "model.dropout": "float 0.0 0.5",
+        "embed.dropout": "float 0.0 0.5",
+        "model.highway": "choice linear none",
+        "train.lr": "float 0.0003 0.01 log",
+        "train.weight_decay": "float 0.000001 0.01 log",
+        "train.batch_size": "choice 16 32 64",
+    }
+
     data: TextDataConfig = field(default_factory=TextDataConfig)
     split: TextSplitConfig = field(default_factory=TextSplitConfig)
     text: TextConfig = field(default_factory=TextConfig)

@@ -1,0 +1,196 @@
+"""Tuning with Optuna: the search space and its checks, a study through the Prefect flow
+(trials as nested MLflow runs, the best settings written and retrained behind the gate), a
+trial stopped by the pruner from the fit loop's epoch callback, and a study killed mid-way
+(SIGKILL to the command and its workers) that resumes with --study, keeping every finished
+trial."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from rnnpipe.cli import cli
+from rnnpipe.config import load_config, to_dict
+from rnnpipe.errors import ConfigError
+from rnnpipe.pipelines.forecast.config import ForecastConfig
+from rnnpipe.tune import StudySpec, default_space, open_study, parse_space, run_tune_trial, storage_url
+
+SPACE = {"model.hidden_size": "int 4 16 log", "train.lr": "float 0.001 0.02 log", "model.cell": "choice lstm gru"}
+
+
+def test_every_kind_has_a_default_space_that_checks():
+    for kind in ("stocks", "monitor", "reviews", "lm"):
+        params = parse_space(kind, default_space(kind))
+        assert {p.key for p in params} >= {"model.hidden_size", "train.lr", "model.cell"}, kind
+
+
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        ({"model.hiden_size": "int 8 64"}, "unknown config key 'model.hiden_size' for stocks; did you mean"),
+        ({"model.hidden_size": "float 8 64"}, "model.hidden_size is an integer setting: use int, not float"),
+        ({"model.hidden_size": "int 8.5 64"}, "an int range needs whole numbers"),
+        ({"train.lr": "float 0 0.1 log"}, "a log range must be above 0"),
+        ({"train.lr": "float 0.1 0.01"}, "LOW must be below HIGH"),
+        ({"model.cell": "choice lstm transformer"}, "'transformer' is not a valid setting"),
+        ({"model.cell": "int 1 2"}, "model.cell holds 'lstm', not a number: use choice"),
+        ({"train.lr": "between 0.1 and 1"}, 'expected "int LOW HIGH [log]"'),
+        ({}, "tune.space is empty"),
+    ],
+)
+def test_a_bad_space_is_named(space, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        parse_space("stocks", space)
+
+
+def test_the_cli_refuses_a_bad_space_or_another_studys_space_in_one_line(tmp_path):
+    bad = tmp_path / "space.toml"
+    bad.write_text('[tune.space]\n"model.hiden_size" = "int 8 64"\n')
+    out = CliRunner().invoke(cli, ["tune", "stocks", "--space", str(bad)])
+    assert out.exit_code == 2 and "unknown config key 'model.hiden_size'" in out.output, out.output
+    assert len(out.output.strip().splitlines()) == 1 and "Traceback" not in out.output
+    # a study of that name made with another space: refused before any worker starts
+    open_study(
+        StudySpec(
+            "taken", "stocks", {"model.hidden_size": "int 8 64"}, "val_mae", "minimize", "median", 0, storage_url()
+        )
+    )
+    good = tmp_path / "good.toml"
+    good.write_text('[tune.space]\n"model.hidden_size" = "int 8 32"\n[train]\nepochs = 1\n')
+    out = CliRunner().invoke(cli, ["tune", "stocks", "--config", str(good), "--study", "taken"])
+    assert out.exit_code == 2 and "--study 'taken' was made with another space" in out.output, out.output
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, stocks):
+    path = tmp_path_factory.mktemp("tune") / "prices.parquet"
+    stocks[stocks.Ticker.isin(["AAPL", "IBM"])].groupby("Ticker").tail(200).to_parquet(path)
+    overrides = [
+        f"data.path={path}",
+        "data.series=[]",
+        "model.num_layers=1",
+        "train.epochs=3",
+        "train.batch_size=64",
+        "baselines.statistical=[]",
+        "baselines.gbm=false",
+        "register.gate_baselines=[naive]",
+        "register.experiment=tuning",
+        "register.model_name=tuned-forecaster",
+    ]
+    return to_dict(load_config(ForecastConfig, overrides=overrides)), overrides
+
+
+@pytest.mark.slow
+def test_a_study_runs_trials_as_nested_runs_and_retrains_the_best_behind_the_gate(prefect_harness, small, tmp_path):
+    from rnnpipe.flows.sweep import task_runner
+    from rnnpipe.flows.tune import tune
+
+    config, _ = small
+    spec = StudySpec("flow-study", "stocks", SPACE, "val_mae", "minimize", "median", 0, storage_url())
+    best_path = tmp_path / "best.toml"
+    run = tune.with_options(task_runner=task_runner("sequential"))
+    out = run("stocks", config, vars(spec), 3, 0.0, 1, 1, "sequential", str(best_path))
+    assert out["counts"] == {"COMPLETE": 3} and out["epochs_trained"] > 0
+    client = MlflowClient()
+    parent = client.get_run(out["parent_run_id"])
+    assert parent.data.tags["tune_study"] == "flow-study" and parent.info.status == "FINISHED"
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{out['parent_run_id']}'"
+    )
+    trials = [c for c in children if "tune_trial" in c.data.tags]
+    assert len(trials) == 3 and {c.data.tags["tune_state"] for c in trials} == {"COMPLETE"}
+    # each trial's run is what `rnnpipe train` logs, plus the settings the study chose
+    best = next(c for c in trials if int(c.data.tags["tune_trial"]) == out["best_trial"])
+    assert best.data.metrics["val_mae"] == pytest.approx(out["best_value"])
+    assert int(best.data.params["model.hidden_size"]) == out["best_params"]["model.hidden_size"]
+    assert {a.path for a in client.list_artifacts(best.info.run_id, "metrics")} >= {"metrics/all.json"}
+    assert {a.path for a in client.list_artifacts(out["parent_run_id"], "tune")} >= {
+        "tune/optimization_history.png",
+        "tune/trials.json",
+    }
+    # the best settings as a config file `rnnpipe train --config` reproduces, and retrained
+    # with them (nested under the study's run) through the gate into the registry
+    written = tomllib.loads(best_path.read_text())
+    assert written["model"]["hidden_size"] == out["best_params"]["model.hidden_size"]
+    assert written["model"]["cell"] == out["best_params"]["model.cell"]
+    retrained = client.get_run(out["retrained"]["run_id"])
+    assert retrained.data.tags["mlflow.parentRunId"] == out["parent_run_id"]
+    assert retrained.data.params["model.hidden_size"] == str(written["model"]["hidden_size"])
+    assert client.get_model_version("tuned-forecaster", out["retrained"]["version"]).run_id == retrained.info.run_id
+    # the seed and the data are the same: the retrained model scores what its trial scored
+    # (to rounding: the trial and the retraining may run with different thread counts)
+    assert retrained.data.metrics["val_mae"] == pytest.approx(out["best_value"], rel=1e-3)
+
+
+def test_a_trial_behind_is_pruned_from_the_epoch_callback(monkeypatch, small):
+    import rnnpipe.tune as tune_module
+    from rnnpipe.registry import Run, configure_tracking
+
+    configure_tracking()
+    config, _ = small
+    # a pruner that stops any trial at its first report: the plumbing under test is the fit
+    # loop's epoch callback -> trial.report -> should_prune -> a run marked pruned
+    monkeypatch.setattr(tune_module, "make_pruner", lambda name, warmup=2: optuna.pruners.ThresholdPruner(upper=-1.0))
+    spec = StudySpec("prune-study", "stocks", SPACE, "val_mae", "minimize", "median", 0, storage_url())
+    open_study(spec)
+    parent = Run.start("tuning", run_name="prune-parent")
+    out = run_tune_trial(spec, config, 0, session="s", parent_run_id=parent.id, experiment="tuning")
+    assert out.state == "PRUNED" and out.epochs == 1, out
+    run = MlflowClient().get_run(out.run_id)
+    assert run.data.tags["tune_state"] == "PRUNED" and run.info.status == "KILLED"
+    study = optuna.load_study(study_name="prune-study", storage=storage_url())
+    assert [t.state.name for t in study.trials] == ["PRUNED"]
+
+
+@pytest.mark.slow
+def test_a_study_killed_mid_way_resumes_and_keeps_its_finished_trials(small, home):
+    """SIGKILL to `rnnpipe tune` and its process-pool workers once a trial has finished; the
+    same command with --study finishes the study without losing one."""
+    _, overrides = small
+    sets = [a for o in overrides for a in ("--set", o)]
+    cmd = [sys.executable, "-m", "rnnpipe.cli", "-q", "tune", "stocks", "--study", "killed", *sets]
+    cmd += ["--set", "train.epochs=4", "--pruner", "none"]
+    space = home / "killed-space.toml"
+    space.write_text('[tune.space]\n"model.hidden_size" = "int 4 16 log"\n"train.lr" = "float 0.001 0.02 log"\n')
+    cmd += ["--space", str(space)]
+    proc = subprocess.Popen(
+        [*cmd, "--trials", "6"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    storage = storage_url()
+    done = []
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(1)
+            try:
+                study = optuna.load_study(study_name="killed", storage=storage)
+            except Exception:  # not made yet (or its tables being made)
+                continue
+            done = [t.number for t in study.trials if t.state.name == "COMPLETE"]
+            if done:
+                break
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the command and every worker of its pool
+        proc.wait()
+    assert done, "no trial finished before the deadline"
+    kept = {
+        t.number: t.value
+        for t in optuna.load_study(study_name="killed", storage=storage).trials
+        if t.state.name == "COMPLETE"
+    }
+    resume = [*cmd, "--runner", "sequential", "--trials", str(len(kept) + 1)]
+    out = subprocess.run(resume, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = optuna.load_study(study_name="killed", storage=storage)
+    states = {t.number: t.state.name for t in study.trials}
+    # every finished trial is still there with its value; trials the kill interrupted are FAIL
+    assert all(states[n] == "COMPLETE" and study.trials[n].value == v for n, v in kept.items())
+    assert sum(s == "COMPLETE" for s in states.values()) == len(kept) + 1
+    assert "RUNNING" not in states.values()

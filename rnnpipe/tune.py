@@ -260,8 +260,10 @@ def existing_study(spec: StudySpec):
     return study
 
 
-def open_study(spec: StudySpec):
-    """The study, made if missing (recording its kind, space and objective)."""
+def open_study(spec: StudySpec, base: dict[str, Any] | None = None):
+    """The study, made if missing (recording its kind, space and objective). A new study's
+    first trial is the base settings themselves, where they lie in the space: the study then
+    says by how much its best beats the settings it started from."""
     import optuna
 
     study = existing_study(spec)
@@ -270,7 +272,23 @@ def open_study(spec: StudySpec):
     study = optuna.create_study(study_name=spec.name, storage=_storage(spec.storage), direction=spec.direction)
     for key, value in spec.attrs().items():
         study.set_user_attr(key, value)
+    start = base_params(spec, base) if base is not None else None
+    if start is not None:
+        study.enqueue_trial(start, user_attrs={"base_settings": True})
     return study
+
+
+def base_params(spec: StudySpec, base: dict[str, Any]) -> dict[str, Any] | None:
+    """The base settings' value of each key of the space, or None if one lies outside it."""
+    flat = flatten(from_dict(kinds.get(spec.kind).config_class(), base))
+    out = {}
+    for p in parse_space(spec.kind, spec.space, base):
+        value = flat[p.key]
+        inside = value in p.choices if p.kind == "choice" else p.low <= value <= p.high
+        if not inside:
+            return None
+        out[p.key] = value
+    return out
 
 
 def fail_stale(study, session: str) -> int:

@@ -76,6 +76,7 @@ def small(tmp_path_factory, stocks):
         f"data.path={path}",
         "data.series=[]",
         "model.num_layers=1",
+        "model.hidden_size=8",
         "train.epochs=3",
         "train.batch_size=64",
         "baselines.statistical=[]",
@@ -98,6 +99,11 @@ def test_a_study_runs_trials_as_nested_runs_and_retrains_the_best_behind_the_gat
     run = tune.with_options(task_runner=task_runner("sequential"))
     out = run("stocks", config, vars(spec), 3, 0.0, 1, 1, "sequential", str(best_path))
     assert out["counts"] == {"COMPLETE": 3} and out["epochs_trained"] > 0
+    # trial 0 is the settings the study starts from (the base config, inside the space)
+    study = optuna.load_study(study_name="flow-study", storage=storage_url())
+    assert study.trials[0].user_attrs.get("base_settings") is True
+    assert study.trials[0].params["model.cell"] == config["model"]["cell"]
+    assert out["base_value"] == pytest.approx(study.trials[0].value)
     client = MlflowClient()
     parent = client.get_run(out["parent_run_id"])
     assert parent.data.tags["tune_study"] == "flow-study" and parent.info.status == "FINISHED"

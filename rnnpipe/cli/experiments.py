@@ -295,6 +295,8 @@ def tune(
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(out["counts"].items()))
     click.echo(f"study {out['study']} ({out['storage']}): {counts}; {out['epochs_trained']} epochs trained this time")
     click.echo(f"best trial {out['best_trial']}: {out['metric']} = {out['best_value']:.5g} with {out['best_params']}")
+    if out["base_value"] == out["base_value"]:  # the starting settings were trial 0 of this study
+        click.echo(f"the settings the study started from (trial 0): {out['metric']} = {out['base_value']:.5g}")
     click.echo(f"best settings: {out['best_config']}  (rnnpipe train {pipeline} --config {out['best_config']})")
     r = out["retrained"]
     click.echo(f"{r['model_name']} v{r['version']} -> {r['alias']}: {r['reason']}")

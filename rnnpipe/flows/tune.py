@@ -74,7 +74,7 @@ def tune(
     base = from_dict(cls, config).validate()
     r = base.register
     log = get_run_logger()
-    study = open_study(s)
+    study = open_study(s, base=config)
     session = new_session()
     stale = fail_stale(study, session)
     done_before = finished(study)
@@ -152,6 +152,10 @@ def tune(
             first = next((x.error for x in results if x.error), "no trial ran")
             raise ModelError(f"study {s.name!r}: no trial finished; the first error: {first}")
         best = study.best_trial
+        start = [t for t in study.trials if t.user_attrs.get("base_settings") and t.state.name == "COMPLETE"]
+        base_value = start[0].value if start else float("nan")
+        if start:
+            parent.log_metrics({f"base_{s.metric}": base_value})
         cfg = best_config(pipeline, config, best.params)
         path = write_best(Path(best_path), cfg) if best_path else None
         parent.log_metrics({f"best_{s.metric}": best.value, "best_trial": best.number})
@@ -185,6 +189,7 @@ def tune(
         "epochs_trained": epochs,
         "best_trial": best.number,
         "best_value": best.value,
+        "base_value": base_value,
         "best_params": best.params,
         "best_config": str(path or ""),
         "retrained": summary,

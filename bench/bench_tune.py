@@ -1,0 +1,166 @@
+"""Benchmark: `rnnpipe tune`, as whole commands. Figures, not assertions.
+
+    python bench/bench_tune.py quality --task glucose --trials 30 --workers 2
+    python bench/bench_tune.py quality --task reviews --trials 30 --workers 2
+    python bench/bench_tune.py throughput --trials 8          # trials per hour, 1 and 2 Dask workers
+
+quality     two studies of the same task and seed, with the median pruner and with none: the
+            settings the study starts from (trial 0: the defaults) against the best trial on
+            the validation metric the study optimises; the epochs each study trained; and, for
+            information only (the test split chooses nothing), the test metric of the default
+            trial and of the best settings retrained through the gate. The issue's bar: the
+            best beats the default; pruning trains >= 40% fewer epochs with a best validation
+            metric within 1% of the unpruned study's.
+throughput  the same small study (stocks, one series, 3 epochs) on a Dask LocalCluster of 1
+            and of 2 single-threaded workers: trials per hour of wall time, the command's own
+            start (a temporary Prefect API, the cluster) included.
+
+Each study runs in a fresh RNNPIPE_HOME; results go to stdout and bench/results/tune-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _results import write_results  # noqa: E402
+
+TASKS = {
+    # the bundled glucose series as a forecasting task (configs/glucose-forecast.toml)
+    "glucose": ["stocks", "--config", str(ROOT / "configs" / "glucose-forecast.toml")],
+    "reviews": ["reviews"],
+}
+SMALL = ["--set", "data.series=[AAPL]", "--set", "train.epochs=3", "--set", "model.num_layers=1"]
+SMALL_SPACE = '[tune.space]\n"model.hidden_size" = "int 8 32 log"\n"train.lr" = "float 0.0003 0.01 log"\n'
+
+
+def run_study(args: list[str], home: Path) -> tuple[float, str]:
+    env = {**os.environ, "RNNPIPE_HOME": str(home)}
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "rnnpipe.cli", "-q", "tune", *args], env=env, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"rnnpipe tune failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return wall, out.stdout
+
+
+def study_figures(home: Path, name: str) -> dict:
+    """From the study's storage and the MLflow store: states, epochs, the default and the best."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    os.environ["RNNPIPE_HOME"] = str(home)
+    import mlflow
+
+    from rnnpipe import settings
+
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{home / 'mlruns' / 'optuna.db'}")
+    metric = study.user_attrs["metric"]
+    test = "test_" + metric.removeprefix("val_")
+    client = MlflowClient()
+    runs = {}
+    for exp in client.search_experiments():
+        for r in client.search_runs([exp.experiment_id], max_results=1000):
+            runs[r.info.run_id] = r
+    by_trial = {
+        int(r.data.tags["tune_trial"]): r
+        for r in runs.values()
+        if r.data.tags.get("tune_study") == name and "tune_trial" in r.data.tags
+    }
+    base = next((t for t in study.trials if t.user_attrs.get("base_settings")), None)
+    parent = next(r for r in runs.values() if r.data.tags.get("tune") == "true")
+    retrained = runs.get(parent.data.tags.get("best_run_id", ""))
+    states: dict[str, int] = {}
+    for t in study.trials:
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    best = study.best_trial
+    return {
+        "metric": metric,
+        "direction": study.direction.name.lower(),
+        "states": states,
+        "epochs": sum(len(t.intermediate_values) for t in study.trials),
+        "base_value": base.value if base is not None else None,
+        "best_value": best.value,
+        "best_trial": best.number,
+        "best_params": best.params,
+        f"base_{test}": by_trial[base.number].data.metrics.get(test) if base is not None else None,
+        f"tuned_{test}": retrained.data.metrics.get(test) if retrained else None,
+    }
+
+
+def quality(args) -> dict:
+    out = {}
+    for pruner in ("median", "none"):
+        home = Path(tempfile.mkdtemp(prefix=f"rnnpipe-tune-{pruner}-"))
+        cmd = [*TASKS[args.task], "--trials", str(args.trials), "--runner", "local", "--workers", str(args.workers)]
+        cmd += ["--pruner", pruner, "--study", args.task, *args.extra]
+        wall, stdout = run_study(cmd, home)
+        figures = {"wall_s": wall, **study_figures(home, args.task), "tail": stdout.strip().splitlines()[-5:]}
+        out[pruner] = figures
+        better = (
+            figures["best_value"] < figures["base_value"]
+            if figures["direction"] == "minimize"
+            else (figures["best_value"] > figures["base_value"])
+        )
+        print(
+            f"{args.task} pruner={pruner:6}: {figures['states']}, {figures['epochs']} epochs, {wall / 60:.1f} min; "
+            f"{figures['metric']} default {figures['base_value']:.5g} -> best {figures['best_value']:.5g} "
+            f"({'beats' if better else 'does not beat'} the default)",
+            flush=True,
+        )
+    p, n = out["median"], out["none"]
+    out["pruning"] = {
+        "epochs_saved": 1 - p["epochs"] / n["epochs"],
+        "best_gap": abs(p["best_value"] - n["best_value"]) / abs(n["best_value"]),
+    }
+    print(
+        f"pruning trained {100 * out['pruning']['epochs_saved']:.0f}% fewer epochs; best {p['metric']} "
+        f"{p['best_value']:.5g} vs unpruned {n['best_value']:.5g} ({100 * out['pruning']['best_gap']:.2f}% apart)"
+    )
+    return out
+
+
+def throughput(args) -> dict:
+    out = {}
+    space = Path(tempfile.mkdtemp()) / "space.toml"
+    space.write_text(SMALL_SPACE)
+    for workers in (1, 2):
+        home = Path(tempfile.mkdtemp(prefix=f"rnnpipe-tune-dask{workers}-"))
+        cmd = ["stocks", *SMALL, "--space", str(space), "--trials", str(args.trials), "--pruner", "none"]
+        cmd += ["--runner", "dask", "--workers", str(workers)]
+        wall, _ = run_study(cmd, home)
+        rate = 3600 * args.trials / wall
+        out[f"dask_{workers}"] = {"wall_s": wall, "trials": args.trials, "trials_per_hour": rate}
+        print(f"dask, {workers} worker(s): {args.trials} trials in {wall:.0f} s = {rate:.0f} trials/h")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="mode", required=True)
+    q = sub.add_parser("quality")
+    q.add_argument("--task", choices=sorted(TASKS), default="glucose")
+    q.add_argument("--trials", type=int, default=30)
+    q.add_argument("--workers", type=int, default=2)
+    q.add_argument("--set", dest="extra", action="append", default=[], type=lambda s: f"--set={s}")
+    t = sub.add_parser("throughput")
+    t.add_argument("--trials", type=int, default=8)
+    args = ap.parse_args()
+    res = quality(args) if args.mode == "quality" else throughput(args)
+    write_results("tune", {"mode": args.mode, "args": vars(args), "results": res})
+
+
+if __name__ == "__main__":
+    main()

@@ -303,6 +303,23 @@ def fail_stale(study, session: str) -> int:
     return len(stale)
 
 
+def close_stale_runs(name: str) -> int:
+    """MLflow runs of the study (its parent runs and trials) still RUNNING from an earlier,
+    killed session: status KILLED, as a stopped `rnnpipe train` leaves its run. Returns how many."""
+    from mlflow.tracking import MlflowClient
+
+    client, n = MlflowClient(), 0
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if experiments:
+        running = f"tags.tune_study = '{name}' and attributes.status = 'RUNNING'"
+        for r in client.search_runs(experiments, filter_string=running):
+            if "tune_trial" in r.data.tags:
+                client.set_tag(r.info.run_id, "tune_state", "FAIL")
+            client.set_terminated(r.info.run_id, status="KILLED")
+            n += 1
+    return n
+
+
 def finished(study) -> int:
     from optuna.trial import TrialState
 

@@ -200,3 +200,12 @@ def test_a_study_killed_mid_way_resumes_and_keeps_its_finished_trials(small, hom
     assert all(states[n] == "COMPLETE" and study.trials[n].value == v for n, v in kept.items())
     assert sum(s == "COMPLETE" for s in states.values()) == len(kept) + 1
     assert "RUNNING" not in states.values()
+    # and the killed session's MLflow runs (its parent, its interrupted trials) say KILLED
+    from rnnpipe.registry import configure_tracking
+
+    configure_tracking()
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("tuning").experiment_id
+    runs = client.search_runs([experiment], filter_string="tags.tune_study = 'killed'")
+    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
+    assert any(r.info.status == "KILLED" for r in runs)

@@ -34,6 +34,7 @@ from rnnpipe.tune import (
     StudySpec,
     TuneTrial,
     best_config,
+    close_stale_runs,
     fail_stale,
     finished,
     new_session,
@@ -77,6 +78,7 @@ def tune(
     study = open_study(s, base=config)
     session = new_session()
     stale = fail_stale(study, session)
+    close_stale_runs(s.name)  # their MLflow runs (and a killed session's parent run): KILLED
     done_before = finished(study)
     todo = max(trials - done_before, 0)
     parent = Run.start(

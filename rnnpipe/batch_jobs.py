@@ -14,7 +14,6 @@ Parquet output is written to a temporary file and renamed when complete.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -40,8 +39,10 @@ from rnnpipe.errors import DataError
 from rnnpipe.io import RowOrigin, atomic_path, clean_stale_temps, missing_input_column, open_dataset, temp_prefix
 from rnnpipe.localstore import ModelRef
 
-LINEAGE = ("model_name", "model_version", "model_alias", "mlflow_run_id")
 log = logging.getLogger(__name__)
+
+
+LINEAGE = ("model_name", "model_version", "model_alias", "mlflow_run_id")
 
 
 @dataclass
@@ -316,7 +317,7 @@ def predict_to_parquet(
         raise DataError(f"{source}: column {missing[0]!r} not found (columns: {', '.join(names)})")
     t0 = time.perf_counter()
     clean_stale_temps(out_path)
-    rows = RowMap(_kind(dataset))
+    rows = RowMap(input_kind(dataset))
     if group_column == WHOLE_INPUT:
         return _predict_chunks(
             predict,
@@ -389,7 +390,7 @@ def predict_to_parquet(
     )
 
 
-def _kind(dataset: ds.Dataset) -> str:
+def input_kind(dataset: ds.Dataset) -> str:
     return {ds.CsvFileFormat: "csv", ds.JsonFileFormat: "jsonl"}.get(type(dataset.format), "parquet")
 
 
@@ -469,134 +470,3 @@ def count_rows(dataset: ds.Dataset) -> int | None:
     if isinstance(dataset.format, ds.ParquetFileFormat):
         return dataset.count_rows()
     return None
-
-
-# --- batch jobs split into parts (a Dask cluster's workers) ---------------------------------
-#
-# The input is split into parts: one per input file; for a series model whose series span
-# files, the hash buckets of `write_buckets` instead (a shuffle by series id, written by the
-# job before the parts run). Each part is predicted into one Parquet file of an output
-# *folder*, in a temporary folder beside it; when every part has succeeded the job writes
-# `_SUCCESS` (its counts, as JSON) and renames the folder into place, so an output folder
-# that exists is complete. A job that fails or is killed leaves no output (the next job
-# removes what a killed one left, as for single files).
-
-SUCCESS = "_SUCCESS"
-
-
-@dataclass(frozen=True)
-class Part:
-    """One part of a job: fragment `index` of the input, a bucket file, or the whole input."""
-
-    number: int
-    index: int | None = None
-    bucket: str = ""
-
-    @property
-    def name(self) -> str:
-        return f"part-{self.number:05d}.parquet"
-
-
-def plan_parts(
-    dataset: ds.Dataset, group_column: str | None, chunk_rows: int, workdir: Path, min_parts: int = 1
-) -> tuple[list[Part], RowMap]:
-    """The parts of a job over `dataset` (see above), and where the rows of bucket parts
-    come from (for their error messages)."""
-    n = len(list(dataset.get_fragments()))
-    rows = RowMap(_kind(dataset))
-    if group_column == WHOLE_INPUT:
-        return [Part(0)], rows
-    if not group_column or _groups_within_files(dataset, group_column):
-        return [Part(i, index=i) for i in range(n)], rows
-    log.info("the series of %s span its files: grouping the rows by %s first", dataset_source(dataset), group_column)
-    buckets = write_buckets(dataset, group_column, chunk_rows, workdir, rows, min_buckets=min_parts)
-    for path in buckets:
-        pq.write_table(sorted_bucket(path, group_column), path)
-    return [Part(i, bucket=str(p)) for i, p in enumerate(buckets)], rows
-
-
-def _groups_within_files(dataset: ds.Dataset, column: str) -> bool:
-    """Whether no group (series) has rows in two input files (read: the group column only)."""
-    seen: set[str] = set()
-    for fragment in dataset.get_fragments():
-        keys = set(fragment.to_table(columns=[column], schema=dataset.schema)[column].cast(pa.string()).to_pylist())
-        if keys & seen:
-            return False
-        seen |= keys
-    return True
-
-
-def part_dataset(dataset: ds.Dataset, part: Part) -> ds.Dataset:
-    """The rows of `part` as a dataset of their own (partition columns kept)."""
-    if part.bucket:
-        return ds.dataset(part.bucket, format="parquet")
-    if part.index is None:
-        return dataset
-    fragment = list(dataset.get_fragments())[part.index]
-    return ds.FileSystemDataset([fragment], dataset.schema, dataset.format, dataset.filesystem)
-
-
-def predict_part(
-    predict: Callable[[pd.DataFrame], pd.DataFrame],
-    input_columns: list[str],
-    lineage: dict[str, str],
-    dataset: ds.Dataset,
-    part: Part,
-    folder: Path,
-    *,
-    group_column: str | None,
-    chunk_rows: int,
-) -> BatchStats:
-    """One part predicted into `folder`/part-NNNNN.parquet (what a worker runs)."""
-    return predict_to_parquet(
-        predict,
-        input_columns,
-        lineage,
-        part_dataset(dataset, part),
-        folder / part.name,
-        group_column=group_column,
-        chunk_rows=chunk_rows,
-        in_flight=1,
-    )
-
-
-def part_error(exc: DataError, part: Part, source: str, rows: RowMap) -> DataError:
-    """A part's error as the whole job's: a bucket's rows named by input file and row."""
-    message = str(exc)
-    if part.bucket:
-        message = rows.rewrite(message.replace(part.bucket, source, 1))
-    return DataError(message)
-
-
-@contextlib.contextmanager
-def atomic_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """A temporary folder beside `path`, renamed into place (with `_SUCCESS` written last by
-    the caller) only if the block succeeds; removed otherwise."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(final)
-    if final.exists() and not overwrite:
-        raise DataError(f"{final} exists; pass --overwrite to replace it")
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=".tmp", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename: a folder as mkdir makes it
-    try:
-        yield tmp
-        if not (tmp / SUCCESS).exists():
-            raise RuntimeError(f"{tmp}: no {SUCCESS}; the job did not finish")
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=".tmp", dir=final.parent))
-            os.replace(final, old / "old") if final.is_dir() else os.replace(final, old / final.name)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def combine(stats: list[BatchStats], seconds: float, output: str) -> BatchStats:
-    return BatchStats(
-        sum(s.rows_in for s in stats), sum(s.rows_out for s in stats), sum(s.chunks for s in stats), seconds, output
-    )

@@ -150,6 +150,112 @@ def predict_batches(model: nn.Module, data: BatchSource, batch_size: int = 1024)
     return torch.cat(outs).double().numpy() if outs else np.empty((0,))
 
 
+@dataclass
+class _Progress:
+    """Where a training stands: the history, the best weights so far and the patience
+    count; what a checkpoint holds besides the optimiser's and the generators' states."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_val: float = math.inf
+    best_epoch: int = 0
+    best_state: dict[str, Any] | None = None
+    bad_epochs: int = 0
+    trained_best: float = math.inf  # best val loss of the epochs themselves: patience counts from it
+    initial_val: float = math.nan
+    warm: dict[str, float] = field(default_factory=dict)
+    epoch: int = 0  # the last finished epoch
+
+    def start(self, model: nn.Module, val_loss: float) -> None:
+        """The starting weights are a candidate (epoch 0)."""
+        self.initial_val, self.best_val, self.best_epoch = val_loss, val_loss, 0
+        self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+    def after_epoch(self, model: nn.Module, record: dict[str, float], patience: int) -> bool:
+        """Record an epoch; the model ends on the best of the start and every epoch. Returns
+        whether patience ran out."""
+        self.history.append(record)
+        self.epoch, val_loss = int(record["epoch"]), record["val_loss"]
+        if val_loss < self.trained_best:
+            self.trained_best, self.bad_epochs = val_loss, 0
+        else:
+            self.bad_epochs += 1
+        if val_loss < self.best_val:
+            self.best_val, self.best_epoch = val_loss, self.epoch
+            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        return self.bad_epochs >= patience
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "history": self.history,
+            "best_val": self.best_val,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "bad_epochs": self.bad_epochs,
+            "initial_val": self.initial_val,
+            "warm_start": self.warm,
+            "trained_best": self.trained_best,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> _Progress:
+        return cls(
+            history=state["history"],
+            best_val=state["best_val"],
+            best_epoch=state["best_epoch"],
+            best_state=state["best_state"],
+            bad_epochs=state["bad_epochs"],
+            trained_best=state.get("trained_best", state["best_val"]),
+            initial_val=state.get("initial_val", math.nan),
+            warm=state.get("warm_start", {}),
+            epoch=state["epoch"],
+        )
+
+
+def _precision(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether to train in bf16 (`train.precision`; auto: on CUDA)."""
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    if use_bf16 and device.type != "cuda":
+        raise ConfigError("train.precision=bf16 needs a CUDA device here")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+    return use_bf16
+
+
+def _optimiser(model: nn.Module, cfg: TrainConfig):
+    """AdamW over the model's parameter groups (a slower group for a linear part), and the
+    learning-rate schedule (`train.lr_schedule`)."""
+    groups = model.param_groups(cfg.lr) if hasattr(model, "param_groups") else model.parameters()
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.lr_schedule == "cosine":
+        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    if cfg.lr_schedule == "plateau":
+        return optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=max(1, cfg.patience // 2))
+    return optimizer, None
+
+
+def _train_epoch(model, train: BatchSource, cfg: TrainConfig, loss_fn, optimizer, generator, autocast, bar):
+    """One pass over the training batches: (mean loss, samples seen)."""
+    model.train()
+    t0, seen, total = time.perf_counter(), 0, 0.0
+    for x, y in train.batches(cfg.batch_size, shuffle=cfg.shuffle, generator=generator):
+        rnnpipe_threads.tick()
+        with autocast():
+            pred = _forward(model, x)
+        loss = loss_fn(pred.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip_grad_norm > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+        optimizer.step()
+        total += float(loss.detach()) * len(y)
+        seen += len(y)
+        bar.update(1)
+        bar.set_postfix(loss=f"{total / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - t0):,.0f}")
+    return total / max(seen, 1), seen
+
+
 def fit(
     model: nn.Module,
     train: BatchSource,
@@ -187,12 +293,7 @@ def fit(
     if getattr(model, "quantiles", ()):
         loss_fn = PointLoss(loss_fn)  # the quantiles are fitted after training (`fit_band`)
     device = select_device(cfg.device)
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    if use_bf16 and device.type != "cuda":
-        raise ConfigError("train.precision=bf16 needs a CUDA device here")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
+    use_bf16 = _precision(cfg, device)
 
     def autocast():
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
@@ -201,23 +302,11 @@ def fit(
     seed_everything(cfg.seed)
     model.to(device)
     train, val = train.to(device), val.to(device)
-    groups = model.param_groups(cfg.lr) if hasattr(model, "param_groups") else model.parameters()
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.lr_schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    elif cfg.lr_schedule == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=max(1, cfg.patience // 2))
-    else:
-        scheduler = None
+    optimizer, scheduler = _optimiser(model, cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
-
-    history: list[dict[str, float]] = []
-    best_val, best_epoch, best_state, bad_epochs, start_epoch = math.inf, 0, None, 0, 1
-    trained_best = math.inf  # best val loss of the epochs themselves: patience counts from it
     meta = dict(checkpoint_meta or {})
-    warm: dict[str, float] = {}
-    initial_val = math.nan
     ckpt = Path(checkpoint_path) if checkpoint_path else None
+    done = _Progress()
     if resume:
         if ckpt is None or not ckpt.is_file():
             raise ModelError(f"--resume: no checkpoint at {ckpt}; nothing to resume")
@@ -230,14 +319,10 @@ def fit(
             scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        history, best_val, best_epoch = state["history"], state["best_val"], state["best_epoch"]
-        best_state, bad_epochs = state["best_state"], state["bad_epochs"]
-        initial_val, warm = state.get("initial_val", math.nan), state.get("warm_start", {})
-        trained_best = state.get("trained_best", best_val)
-        start_epoch = state["epoch"] + 1
+        done = _Progress.from_state(state)
         meta = {**state.get("meta", {}), **meta}
         say("resuming from %s after epoch %d", ckpt, state["epoch"])
-    resumed_from = start_epoch - 1
+    resumed_from = done.epoch
 
     part = getattr(model, "linear_part", None)
     if not resume:
@@ -246,51 +331,29 @@ def fit(
         # its penalty chosen on val). Training must improve on them on validation.
         if part is not None:
             t_warm = time.perf_counter()
-            warm = (
+            done.warm = (
                 part.warm_start()
                 if hasattr(part, "warm_start")  # a start fitted elsewhere
                 else warm_start_linear_part(model, train, val, loss_fn, cfg.seed)
             )
-            warm["warm_start_s"] = time.perf_counter() - t_warm
-            say("linear part alone: %s", ", ".join(f"{k}={v:.4g}" for k, v in warm.items()))
-        initial_val = evaluate_loss(model, val, loss_fn, max(cfg.batch_size, 1024), autocast)
-        best_val, best_epoch = initial_val, 0
-        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            done.warm["warm_start_s"] = time.perf_counter() - t_warm
+            say("linear part alone: %s", ", ".join(f"{k}={v:.4g}" for k, v in done.warm.items()))
+        done.start(model, evaluate_loss(model, val, loss_fn, max(cfg.batch_size, 1024), autocast))
     if part is not None:
         # what joint training starts from is the part's own rule (`after_warm_start`); on
         # resume the weights come from the checkpoint and only the rule's freezing applies
         part.after_warm_start(resumed=resume)
 
     n_batches = math.ceil(len(train) / cfg.batch_size)
-    stopped_early = bad_epochs >= cfg.patience
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    stopped_early = done.bad_epochs >= cfg.patience
+    for epoch in range(done.epoch + 1, cfg.epochs + 1):
         if stopped_early:
             break
-        model.train()
-        t0, seen, total = time.perf_counter(), 0, 0.0
-        bar = tqdm(
-            total=n_batches,
-            desc=f"epoch {epoch}/{cfg.epochs}",
-            unit="batch",
-            leave=False,
-            disable=(None if progress is None else not progress),
-            dynamic_ncols=True,
-        )
-        for x, y in train.batches(cfg.batch_size, shuffle=cfg.shuffle, generator=generator):
-            rnnpipe_threads.tick()
-            with autocast():
-                pred = _forward(model, x)
-            loss = loss_fn(pred.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad_norm > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-            optimizer.step()
-            total += float(loss.detach()) * len(y)
-            seen += len(y)
-            bar.update(1)
-            bar.set_postfix(loss=f"{total / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - t0):,.0f}")
-        bar.close()
+        t0 = time.perf_counter()
+        quiet = None if progress is None else not progress
+        bar_args = dict(total=n_batches, unit="batch", leave=False, disable=quiet, dynamic_ncols=True)
+        with tqdm(desc=f"epoch {epoch}/{cfg.epochs}", **bar_args) as bar:
+            train_loss, seen = _train_epoch(model, train, cfg, loss_fn, optimizer, generator, autocast, bar)
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_time = time.perf_counter() - t0
@@ -302,50 +365,34 @@ def fit(
             scheduler.step()
         record = {
             "epoch": epoch,
-            "train_loss": total / seen,
+            "train_loss": train_loss,
             "val_loss": val_loss,
             "lr": lr,
             "samples_per_s": seen / train_time,
             "epoch_time_s": train_time,
         }
-        history.append(record)
-        if val_loss < trained_best:
-            trained_best, bad_epochs = val_loss, 0
-        else:
-            bad_epochs += 1
-        if val_loss < best_val:  # the model ends on the best of the start and every epoch
-            best_val, best_epoch = val_loss, epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        stopped_early = bad_epochs >= cfg.patience
+        stopped_early = done.after_epoch(model, record, cfg.patience)
         say(
             "epoch %d/%d train_loss=%.5f val_loss=%.5f lr=%.2e %.0f samples/s%s",
             epoch,
             cfg.epochs,
-            record["train_loss"],
+            train_loss,
             val_loss,
             lr,
             record["samples_per_s"],
-            "  (best)" if best_epoch == epoch else "",
+            "  (best)" if done.best_epoch == epoch else "",
         )
         if ckpt is not None:
             _save_checkpoint(
                 ckpt,
                 {
-                    "epoch": epoch,
+                    **done.state(),
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
                     "generator": generator.get_state(),
                     "torch_rng": torch.get_rng_state(),
-                    "history": history,
-                    "best_val": best_val,
-                    "best_epoch": best_epoch,
-                    "best_state": best_state,
-                    "bad_epochs": bad_epochs,
                     "meta": meta,
-                    "initial_val": initial_val,
-                    "warm_start": warm,
-                    "trained_best": trained_best,
                 },
             )
         if on_epoch is not None:
@@ -354,13 +401,16 @@ def fit(
         say(
             "early stop: no val_loss improvement for %d epochs; best epoch %d (val_loss=%.5f)",
             cfg.patience,
-            best_epoch,
-            best_val,
+            done.best_epoch,
+            done.best_val,
         )
-    if best_state is not None:
-        model.load_state_dict(copy.deepcopy(best_state))
-    if best_epoch == 0:
-        say("no epoch improved on the starting weights on validation (val_loss=%.5f); the model keeps them", best_val)
+    if done.best_state is not None:
+        model.load_state_dict(copy.deepcopy(done.best_state))
+    if done.best_epoch == 0:
+        say(
+            "no epoch improved on the starting weights on validation (val_loss=%.5f); the model keeps them",
+            done.best_val,
+        )
     band = {}
     if getattr(model, "quantiles", ()):
         t_band = time.perf_counter()
@@ -368,16 +418,16 @@ def fit(
         band["band_fit_s"] = time.perf_counter() - t_band
         say("quantile band: %s", ", ".join(f"{k}={v:.4g}" for k, v in band.items()))
     return FitResult(
-        history,
-        best_epoch,
-        best_val,
+        done.history,
+        done.best_epoch,
+        done.best_val,
         stopped_early,
         str(device),
         "bf16" if use_bf16 else "fp32",
         resumed_from,
         meta,
-        initial_val,
-        warm,
+        done.initial_val,
+        done.warm,
         band,
         threads,
     )

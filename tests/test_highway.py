@@ -6,11 +6,13 @@ import torch
 
 from rnnpipe.config import load_config
 from rnnpipe.features.splits import chronological_split
-from rnnpipe.models import Forecaster, SequenceClassifier, window_summary
+from rnnpipe.models import window_summary
 from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.pipelines.forecast.evaluation import evaluate_forecasts
+from rnnpipe.pipelines.forecast.model import Forecaster
 from rnnpipe.pipelines.forecast.prepare import prepare
+from rnnpipe.pipelines.monitor.model import SequenceClassifier
 from rnnpipe.series import to_series_frame
 from rnnpipe.training import fit
 

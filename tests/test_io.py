@@ -144,7 +144,7 @@ def test_a_gap_in_a_models_input_suggests_no_training_setting():
 def test_an_output_folder_gets_the_mode_of_a_folder_made_by_mkdir(tmp_path):
     import os
 
-    from rnnpipe.batch_jobs import SUCCESS, atomic_folder
+    from rnnpipe.batch_parts import SUCCESS, atomic_folder
 
     with atomic_folder(tmp_path / "out") as tmp:
         (tmp / SUCCESS).write_text("{}")

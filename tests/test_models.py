@@ -3,7 +3,8 @@ import itertools
 import pytest
 import torch
 
-from rnnpipe.models import Forecaster, RecurrentEncoder
+from rnnpipe.models import RecurrentEncoder
+from rnnpipe.pipelines.forecast.model import Forecaster
 
 
 @pytest.mark.parametrize(

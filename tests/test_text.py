@@ -14,8 +14,8 @@ from rnnpipe.config import load_config
 from rnnpipe.errors import DataError
 from rnnpipe.features.splits import stratified_split
 from rnnpipe.io import RowOrigin
-from rnnpipe.models import TextClassifier
 from rnnpipe.pipelines.reviews.config import ReviewsConfig
+from rnnpipe.pipelines.reviews.model import TextClassifier
 from rnnpipe.pipelines.reviews.prepare import prepare_reviews
 from rnnpipe.text import (
     PAD_ID,

@@ -20,7 +20,8 @@ from rnnpipe.cli import cli
 from rnnpipe.config import load_config, to_dict
 from rnnpipe.errors import ConfigError
 from rnnpipe.pipelines.forecast.config import ForecastConfig
-from rnnpipe.tune import StudySpec, default_space, open_study, parse_space, run_tune_trial, storage_url
+from rnnpipe.tune import StudySpec, open_study, run_tune_trial, storage_url
+from rnnpipe.tune_space import default_space, parse_space
 
 SPACE = {"model.hidden_size": "int 4 16 log", "train.lr": "float 0.001 0.02 log", "model.cell": "choice lstm gru"}
 

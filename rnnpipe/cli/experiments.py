@@ -270,7 +270,8 @@ def tune(
         raise click.UsageError("rnnpipe tune needs the tune extra (Optuna): pip install 'rnnpipe[tune]'")
     from rnnpipe import settings
     from rnnpipe.config import to_dict
-    from rnnpipe.tune import default_space, existing_study, parse_space, read_space, study_spec
+    from rnnpipe.tune import existing_study, study_spec
+    from rnnpipe.tune_space import default_space, parse_space, read_space
 
     cfg = _config(pipeline, config_path, overrides, skip=("tune",))
     space = (read_space(space_path) if space_path else None) or (read_space(config_path) if config_path else None)

@@ -22,9 +22,9 @@ from rnnpipe.batch_jobs import WHOLE_INPUT
 from rnnpipe.config import from_dict, to_dict
 from rnnpipe.errors import DataError
 from rnnpipe.features.windows import WindowSet
-from rnnpipe.models import Forecaster
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.pipelines.forecast.data import read_forecast_input
+from rnnpipe.pipelines.forecast.model import Forecaster
 from rnnpipe.pipelines.forecast.prepare import ForecastPreprocessor
 from rnnpipe.series import SeriesFrame, series_id_column
 from rnnpipe.training import predict_batches

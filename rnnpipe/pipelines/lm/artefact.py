@@ -27,12 +27,12 @@ import torch
 from rnnpipe import artefact
 from rnnpipe.config import from_dict, to_dict
 from rnnpipe.errors import ConfigError, DataError
-from rnnpipe.models import LanguageModel
 from rnnpipe.pipelines.lm.config import (
     LMConfig,
     check_generation,
 )
 from rnnpipe.pipelines.lm.data import PROMPT_COLUMN
+from rnnpipe.pipelines.lm.model import LanguageModel
 from rnnpipe.pipelines.lm.prepare import LMPreprocessor
 from rnnpipe.text import check_text
 

@@ -25,13 +25,13 @@ from rnnpipe.errors import DataError, ModelError
 from rnnpipe.features.events import event_flags, parse_rule
 from rnnpipe.features.splits import PARTS, Split, chronological_split, grouped_split
 from rnnpipe.features.windows import WindowSet
-from rnnpipe.models import SequenceClassifier
 from rnnpipe.pipelines.forecast.config import DataConfig, ForecastConfig, RegisterConfig, WindowConfig
 from rnnpipe.pipelines.forecast.evaluation import ForecastEvaluation, evaluate_forecasts
 from rnnpipe.pipelines.monitor.baselines import LastReadingRule, MajorityBaseline, SummaryLogisticRegression
 from rnnpipe.pipelines.monitor.config import MonitorConfig
 from rnnpipe.pipelines.monitor.data import check_channels
 from rnnpipe.pipelines.monitor.evaluation import alert_lead_times, choose_threshold, classification_metrics
+from rnnpipe.pipelines.monitor.model import SequenceClassifier
 from rnnpipe.pipelines.monitor.prepare import (
     Chunk,
     MonitorPreprocessor,

@@ -19,7 +19,6 @@ import torch
 from rnnpipe import artefact
 from rnnpipe.config import from_dict, to_dict
 from rnnpipe.errors import DataError
-from rnnpipe.models import TextClassifier
 from rnnpipe.pipelines.reviews.baselines import (
     vectorizer_from_dict,
     vectorizer_to_dict,
@@ -27,6 +26,7 @@ from rnnpipe.pipelines.reviews.baselines import (
 from rnnpipe.pipelines.reviews.config import ReviewsConfig
 from rnnpipe.pipelines.reviews.data import TEXT_COLUMN
 from rnnpipe.pipelines.reviews.metrics import decide
+from rnnpipe.pipelines.reviews.model import TextClassifier
 from rnnpipe.pipelines.reviews.prepare import ReviewsPrepared, TextPreprocessor
 from rnnpipe.pipelines.reviews.pretrain import Pretrained
 from rnnpipe.text import EncodedTexts, TextBatches, check_text

@@ -10,8 +10,8 @@ import torch
 
 from rnnpipe import settings
 from rnnpipe.errors import DataError, ModelError
-from rnnpipe.models import TextClassifier
 from rnnpipe.pipelines.reviews.config import ReviewsConfig
+from rnnpipe.pipelines.reviews.model import TextClassifier
 from rnnpipe.pipelines.reviews.prepare import ReviewsPrepared
 from rnnpipe.text import EncodedTexts, read_texts, text_digest
 from rnnpipe.vectors import vectors_from_vocabulary
@@ -128,7 +128,7 @@ def pretrain_encoder(p: ReviewsPrepared, cfg: ReviewsConfig, progress: bool | No
     with the shared fit loop, and return its weights for `ReviewsPipeline.from_prepared`."""
     import time
 
-    from rnnpipe.models import LanguageModel
+    from rnnpipe.pipelines.lm.model import LanguageModel
     from rnnpipe.pipelines.lm.prepare import StreamBatches, lm_loss
     from rnnpipe.training import fit
 

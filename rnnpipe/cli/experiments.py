@@ -260,9 +260,10 @@ def tune(
     \b
     Examples:
       rnnpipe tune stocks --trials 30
-      rnnpipe tune monitor --trials 30 --runner dask --workers 2 --study glucose
+      rnnpipe tune monitor --trials 30 --runner dask --workers 2
       rnnpipe tune reviews --space space.toml --timeout 3600
-      rnnpipe tune stocks --study glucose --trials 40   # resumes the study, 10 more trials
+      rnnpipe tune stocks --config configs/glucose-forecast.toml --study glucose --trials 30
+      rnnpipe tune stocks --config configs/glucose-forecast.toml --study glucose --trials 40  # 10 more
     """
     import importlib.util
 

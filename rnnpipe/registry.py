@@ -175,9 +175,17 @@ class Run:
             warnings.simplefilter("ignore", UserWarning)
             origin = resolve_dataset_source(str(source))
         dataset = MetaDataset(origin, name=Path(str(source)).name or str(source), digest=digest[:36])
-        self.client.log_inputs(
-            self.id, [DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", context)])]
-        )
+        inputs = [DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", context)])]
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(self.id, inputs)
+                return
+            except MlflowException as exc:
+                # runs started side by side (sweep and tune trials) insert the same new dataset
+                # at once; MLflow's store refuses the second row: it exists now, so link to it
+                if "UNIQUE constraint failed: datasets" not in str(exc) or attempt == 2:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.id, status=status)

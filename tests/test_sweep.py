@@ -144,3 +144,29 @@ def test_per_series_sweep_registers_one_model_per_series_and_retries_are_skipped
         filter_string=f"tags.mlflow.parentRunId = '{out['parent_run_id']}'",
     )
     assert len(children) == 4
+
+
+def test_runs_started_side_by_side_log_the_same_new_dataset(monkeypatch):
+    """Two trials that start at once both insert the data set's row; MLflow's store refuses the
+    second (a UNIQUE constraint). The second run links to the row the first one wrote."""
+    from mlflow.exceptions import MlflowException
+
+    from rnnpipe.registry import Run, configure_tracking
+
+    configure_tracking()
+    first, second = Run.start("datasets-race"), Run.start("datasets-race")
+    real = second.client.log_inputs
+    calls = []
+
+    def racing(run_id, datasets=None, *args, **kwargs):
+        calls.append(run_id)
+        if len(calls) == 1:  # as if `first` inserted the row between our check and our insert
+            first.log_dataset("data/prices.parquet", "f" * 64)
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, ...")
+        return real(run_id, datasets, *args, **kwargs)
+
+    monkeypatch.setattr(second.client, "log_inputs", racing)
+    second.log_dataset("data/prices.parquet", "f" * 64)
+    assert calls == [second.id, second.id]
+    got = MlflowClient().get_run(second.id).inputs.dataset_inputs
+    assert [d.dataset.digest for d in got] == ["f" * 36]

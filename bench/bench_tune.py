@@ -2,6 +2,7 @@
 
     python bench/bench_tune.py quality --task glucose --trials 30 --workers 2
     python bench/bench_tune.py quality --task reviews --trials 30 --workers 2
+    python bench/bench_tune.py quality --task stocks --trials 12 --set train.epochs=12
     python bench/bench_tune.py throughput --trials 8          # trials per hour, 1 and 2 Dask workers
 
 quality     two studies of the same task and seed, with the median pruner and with none: the
@@ -37,6 +38,7 @@ TASKS = {
     # the bundled glucose series as a forecasting task (configs/glucose-forecast.toml)
     "glucose": ["stocks", "--config", str(ROOT / "configs" / "glucose-forecast.toml")],
     "reviews": ["reviews"],
+    "stocks": ["stocks"],  # the bundled AAPL/IBM/MSFT closes
 }
 SMALL = ["--set", "data.series=[AAPL]", "--set", "train.epochs=3", "--set", "model.num_layers=1"]
 SMALL_SPACE = '[tune.space]\n"model.hidden_size" = "int 8 32 log"\n"train.lr" = "float 0.0003 0.01 log"\n'

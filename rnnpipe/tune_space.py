@@ -133,8 +133,3 @@ def read_space(path: str | Path) -> dict[str, str] | None:
     if extra:
         raise ConfigError(f"{path}: unknown key tune.{sorted(extra)[0]} (known: tune.space)")
     return dict(tune["space"]) if "space" in tune else None
-
-
-def without_tune(data: dict[str, Any]) -> dict[str, Any]:
-    """A config file's table without its `[tune]` section: the training settings."""
-    return {k: v for k, v in data.items() if k != "tune"}

@@ -56,7 +56,7 @@ class Artefact(Protocol):
 
     def batch_spec(self, available: list[str]) -> tuple[list[str], str | None]:
         """(the input columns it reads, given the `available` ones; the column whose groups it
-        needs whole, `rnnpipe.batch_jobs.WHOLE_INPUT`, or None: it answers row by row)."""
+        needs whole, `rnnpipe.batch_input.WHOLE_INPUT`, or None: it answers row by row)."""
         ...
 
 

@@ -18,16 +18,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from rnnpipe.batch_jobs import (
-    WHOLE_INPUT,
-    BatchStats,
-    RowMap,
-    dataset_source,
-    input_kind,
-    predict_to_parquet,
-    sorted_bucket,
-    write_buckets,
-)
+from rnnpipe.batch_input import WHOLE_INPUT, RowMap, dataset_source, input_kind, sorted_bucket, write_buckets
+from rnnpipe.batch_jobs import BatchStats, predict_to_parquet
 from rnnpipe.errors import DataError
 from rnnpipe.io import clean_stale_temps, temp_prefix
 

@@ -5,7 +5,8 @@ it registers) and `train_kind` runs the sequence every kind shares:
 
     ingest -> prepare -> start-run -> [build] -> train -> evaluate -> [side runs] -> register
 
-The Prefect flow (`rnnpipe.flows.training`) and a sweep trial (`rnnpipe.sweep`) run the very
+The Prefect flows (`rnnpipe.tasks.common.train_flow`), a sweep or tune trial (`rnnpipe.sweep`,
+`rnnpipe.tune`) and a backtest fold (`rnnpipe.pipelines.forecast.backtest`) run the very
 same sequence; they differ only in the `Context` they pass: the flow runs each step as a
 Prefect task (`Context.do`) and shows tables as Prefect artifacts (`Context.artifacts`); a
 trial calls the steps plainly, nests its run under the sweep's, trains no side models and
@@ -59,6 +60,7 @@ class Context:
     artifacts: Artifacts = field(default_factory=Artifacts)
     resume: bool = False  # pick up the interrupted run from its last checkpoint
     register: bool = True  # False: log the model in the run, register no version (a sweep trial)
+    log_model: bool = True  # with register=False: whether the run keeps the model (a backtest fold does not)
     side_runs: bool = True  # models trained beside the main one (the monitor's channel forecaster)
     checkpoints: bool = True  # a checkpoint per epoch (for --resume)
     progress: bool | None = None  # the training's progress bar (None: on a terminal)
@@ -238,7 +240,8 @@ def train_kind(steps: TrainingSteps, cfg: Any, ctx: Context | None = None) -> Ou
         example = steps.example(cfg, data, prepared)
         out = Outcome(steps.kind, cfg, uri, run_id, pipeline, result, ev, example, prepared.fingerprint)
         if not ctx.register:
-            out.model_uri = log_pipeline_model(Run(run_id), pipeline, example)
+            if ctx.log_model:
+                out.model_uri = log_pipeline_model(Run(run_id), pipeline, example)
         else:
             gate = gate_spec(steps.kind, cfg)
             args = (example, ev.metrics, run_id, r.model_name, ctx.artifacts)

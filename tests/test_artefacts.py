@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from rnnpipe import artefact, kinds
-from rnnpipe.batch_jobs import WHOLE_INPUT
+from rnnpipe.batch_input import WHOLE_INPUT
 from rnnpipe.errors import ModelError
 
 SAVED = Path(__file__).resolve().parent / "saved_models"

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from rnnpipe.config import ConfigError, load_config, to_dict
 from rnnpipe.errors import DataError
-from rnnpipe.pipelines.forecast.backtest import combine_folds, fold_splits, run_fold, train_fold, train_once
+from rnnpipe.pipelines.forecast.backtest import combine_folds, fold_splits, run_fold
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.series import to_series_frame
 
@@ -74,13 +74,13 @@ def test_a_fold_never_reads_its_origin_or_later():
     cfg = load_config(ForecastConfig, overrides=SMALL)
     df = prices()
     frame = frame_of(df)
-    split = fold_splits(frame, cfg)[1]
+    split = fold_splits(frame, cfg)[1]  # fold 2
     changed = df.copy()
     for i, name in enumerate(frame.series):  # every row at or after the fold's origin changes
         rows = changed.index[changed.Ticker == name][split.bounds[i, 2] - split.bounds[i, 0] :]
         changed.loc[rows, "Close"] *= 3.0
-    a, pa, _ = train_fold(cfg, frame, split)
-    b, pb, _ = train_fold(cfg, frame_of(changed), split)
+    a, pa, _ = run_fold(cfg, frame, 2, keep=True).trained
+    b, pb, _ = run_fold(cfg, frame_of(changed), 2, keep=True).trained
     for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         torch.testing.assert_close(va, vb, msg=k)
     assert pa.preprocessor.scaler_.to_dict() == pb.preprocessor.scaler_.to_dict()
@@ -89,13 +89,13 @@ def test_a_fold_never_reads_its_origin_or_later():
 def test_refit_once_scores_fold_ones_model_on_every_fold():
     cfg = load_config(ForecastConfig, overrides=[*SMALL, "backtest.refit=once"])
     frame = frame_of(prices())
-    trained, _ = train_once(cfg, frame)
-    folds = [run_fold(cfg, frame, k, trained) for k in (1, 2, 3)]
+    first = run_fold(cfg, frame, 1, keep=True)
+    folds = [first] + [run_fold(cfg, frame, k, first.trained) for k in (2, 3)]
     assert len({f.train_rows for f in folds}) == 1  # one training part for all
     refit = run_fold(load_config(ForecastConfig, overrides=SMALL), frame, 3)
     assert refit.train_rows > folds[0].train_rows
     # fold 1 refit and fold 1 of refit-once are the same model on the same windows
-    assert run_fold(cfg, frame, 1).metrics["test_mae"] == pytest.approx(folds[0].metrics["test_mae"])
+    assert run_fold(cfg, frame, 1, first.trained).metrics["test_mae"] == pytest.approx(folds[0].metrics["test_mae"])
     overall = combine_folds(folds)
     assert overall["backtest_mae"] == pytest.approx(np.mean([f.metrics["test_mae"] for f in folds]))
     assert overall["backtest_mae_vs_naive"] == pytest.approx(overall["backtest_mae"] / overall["naive_backtest_mae"])
@@ -126,6 +126,12 @@ def test_the_backtest_flow_logs_a_parent_run_with_a_nested_run_per_fold(prefect_
     assert sorted(c.info.run_name for c in children) == [f"{parent.info.run_name}-fold-{k}" for k in (1, 2, 3)]
     assert all(len(r.inputs.dataset_inputs) == 1 for r in [parent, *children])
     assert all("test_mae" in c.data.metrics and "naive_test_mae" in c.data.metrics for c in children)
+    # a fold runs the forecaster's steps: the record of a `rnnpipe train stocks` run, unregistered
+    for c in children:
+        assert c.data.tags["pipeline"] == "stocks" and c.data.params["window.lookback"] == "10"
+        assert [m.step for m in client.get_metric_history(c.info.run_id, "val_loss")] == [1]
+        assert "metrics/all.json" in {a.path for a in client.list_artifacts(c.info.run_id, "metrics")}
+        assert not client.list_artifacts(c.info.run_id, "model")
     rows = json.loads(open(client.download_artifacts(parent.info.run_id, "backtest/folds.json")).read())
     assert [r["fold"] for r in rows] == [1, 2, 3] and "autoets_mae" in rows[0]
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "backtest")} >= {"backtest/mae_by_fold.png"}

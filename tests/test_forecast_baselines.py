@@ -10,7 +10,7 @@ from rnnpipe.config import ConfigError, load_config
 from rnnpipe.features.splits import Split
 from rnnpipe.pipelines.forecast.baselines import StatisticalForecast
 from rnnpipe.pipelines.forecast.config import ForecastConfig
-from rnnpipe.pipelines.forecast.evaluation import forecast_metrics, mase_scales
+from rnnpipe.pipelines.forecast.metrics import forecast_metrics, mase_scales
 from rnnpipe.series import SeriesFrame
 
 

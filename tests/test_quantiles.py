@@ -14,7 +14,8 @@ from rnnpipe.features.splits import chronological_split
 from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
 from rnnpipe.pipelines.forecast.baselines import NaiveQuantiles
 from rnnpipe.pipelines.forecast.config import ForecastConfig
-from rnnpipe.pipelines.forecast.evaluation import evaluate_forecasts, quantile_metrics
+from rnnpipe.pipelines.forecast.evaluation import evaluate_forecasts
+from rnnpipe.pipelines.forecast.metrics import quantile_metrics
 from rnnpipe.pipelines.forecast.prepare import prepare
 from rnnpipe.series import to_series_frame
 from rnnpipe.training import fit

@@ -11,7 +11,7 @@ from rnnpipe.config import load_config
 from rnnpipe.features.splits import chronological_split
 from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
 from rnnpipe.pipelines.forecast.config import ForecastConfig
-from rnnpipe.pipelines.forecast.evaluation import forecast_metrics
+from rnnpipe.pipelines.forecast.metrics import forecast_metrics
 from rnnpipe.pipelines.forecast.prepare import prepare
 from rnnpipe.series import to_series_frame
 from rnnpipe.training import fit, read_checkpoint_meta, select_device

@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 import rnnpipe.flows  # noqa: F401  (environment first)
 from rnnpipe.config import flatten, from_dict, to_dict
 from rnnpipe.flows.sweep import api_for_workers
-from rnnpipe.pipelines.forecast.backtest import combine_folds, fold_rows, fold_splits, plot_folds, train_once
+from rnnpipe.pipelines.forecast.backtest import combine_folds, fold_rows, fold_splits, plot_folds
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.pipelines.forecast.steps import ForecastSteps
 from rnnpipe.registry import Run, configure_tracking
@@ -60,9 +60,6 @@ def backtest(
     log = get_run_logger()
     try:
         parent.log_params({**flatten(cfg), "backtest.runner": runner, "backtest.workers": workers})
-        trained = None
-        if b.refit == "once":  # fold 1's model and baselines serve every fold
-            trained, _ = train_once(cfg, frame)
         log.info(
             "backtest of %d folds of %d rows (refit %s, %d at a time); MLflow parent run %s",
             b.folds,
@@ -72,13 +69,19 @@ def backtest(
             parent.id,
         )
         with api_for_workers():
-            futures = [
-                fold.with_options(task_run_name=f"fold-{k}").submit(
-                    to_dict(cfg), frame, k, parent.id, uri, threads, trained
+
+            def submit(k: int, trained=None, keep: bool = False):
+                return fold.with_options(task_run_name=f"fold-{k}").submit(
+                    to_dict(cfg), frame, k, parent.id, uri, threads, trained, keep
                 )
-                for k in range(1, b.folds + 1)
-            ]
-            folds = [f.result() for f in futures]
+
+            folds, trained = [], None
+            if b.refit == "once":  # fold 1's model and baselines serve every fold
+                first = submit(1, keep=True).result()
+                folds, trained = [first], first.trained
+                first.trained = None
+            futures = [submit(k, trained) for k in range(len(folds) + 1, b.folds + 1)]
+            folds += [f.result() for f in futures]
         overall = combine_folds(folds)
         rows = fold_rows(folds)
         parent.log_metrics(overall)

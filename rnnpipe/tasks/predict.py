@@ -15,7 +15,8 @@ from prefect.runtime import flow_run
 from tqdm.auto import tqdm
 
 from rnnpipe import threads as rnnpipe_threads
-from rnnpipe.batch_jobs import BatchStats, RowMap, count_rows, dataset_source, open_input, predict_to_parquet
+from rnnpipe.batch_input import RowMap, count_rows, dataset_source, open_input
+from rnnpipe.batch_jobs import BatchStats, predict_to_parquet
 from rnnpipe.batch_parts import SUCCESS, Part, atomic_folder, combine, part_error, plan_parts, predict_part
 from rnnpipe.errors import DataError
 from rnnpipe.io import files_state, open_dataset

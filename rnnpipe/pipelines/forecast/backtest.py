@@ -8,6 +8,10 @@ for validation), and forecasts, with the configured horizon, every target in
 StatsForecast's `cross_validation`. With `refit="once"` fold 1's model (and its baselines)
 serves every fold, reading each fold's history up to its origin, as a deployed model would.
 
+A fold runs the forecaster's own step sequence (`FoldSteps`, `rnnpipe.steps.train_kind`) in a
+run nested under the backtest's: the same preparation, training, per-epoch curves, metric
+table and plots as `rnnpipe train stocks`, without registering anything.
+
 The baselines (naive with empirical quantiles, ridge, the StatsForecast models) are fitted
 on each fold's training part, exactly as a normal run fits them. Per fold the metrics carry
 the usual test names (`test_mae`, `autoets_test_mae`, ...); over the folds
@@ -28,7 +32,9 @@ from rnnpipe.evaluation import subplots
 from rnnpipe.features.splits import Split
 from rnnpipe.features.windows import window_ends
 from rnnpipe.pipelines.forecast.config import ForecastConfig
+from rnnpipe.pipelines.forecast.steps import ForecastSteps, log_forecast_evaluation
 from rnnpipe.series import SeriesFrame
+from rnnpipe.steps import Context, Evaluated, train_kind, trial_context
 
 
 def fold_splits(frame: SeriesFrame, cfg: ForecastConfig) -> list[Split]:
@@ -64,6 +70,8 @@ class FoldResult:
     seconds: float
     best_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    run_id: str = ""  # the fold's MLflow run
+    trained: Any = None  # (pipeline, prepared, baselines), when asked for (refit once: fold 1's)
 
 
 def _origins(frame: SeriesFrame, split: Split) -> dict[str, str]:
@@ -73,17 +81,47 @@ def _origins(frame: SeriesFrame, split: Split) -> dict[str, str]:
     }
 
 
-def train_fold(cfg: ForecastConfig, frame: SeriesFrame, split: Split, label: str = ""):
-    """Fit the preprocessing and the model on one fold's training part: (pipeline, prepared, fit);
-    `label` (`fold 2`) starts the training's log lines, which interleave when folds run side by side."""
-    from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
-    from rnnpipe.pipelines.forecast.prepare import prepare
-    from rnnpipe.training import fit
+class FoldSteps(ForecastSteps):
+    """Fold k's steps: the forecaster's own (`ForecastSteps`: the same preparation, model,
+    training and MLflow record as `rnnpipe train stocks`), on the rows before the fold's origin,
+    scored on the fold's test block. With `trained` = (pipeline, prepared, baselines) from fold
+    1 (refit once) nothing is fitted: that model and its baselines score this fold."""
 
-    p = prepare(frame, split, cfg)
-    pipe = ForecastPipeline(cfg, p.preprocessor)
-    result = fit(pipe.model, p.windows("train"), p.windows("val"), cfg.train, progress=False, label=label)
-    return pipe, p, result
+    def __init__(self, frame: SeriesFrame, k: int, trained: Any = None):
+        self.frame, self.k, self.trained = frame, k, trained
+        self.prepared = None
+
+    def ingest(self, cfg: ForecastConfig, ctx: Context) -> SeriesFrame:
+        return self.frame
+
+    def prepare(self, frame: SeriesFrame, cfg: ForecastConfig, ctx: Context):
+        from rnnpipe.pipelines.forecast.prepare import prepare
+
+        split = fold_splits(frame, cfg)[self.k - 1]
+        self.prepared = self.trained[1] if self.trained else prepare(frame, split, cfg)
+        return self.prepared
+
+    def build(self, cfg: ForecastConfig, prepared, state, run_id: str, ctx: Context):
+        return self.trained[0] if self.trained else super().build(cfg, prepared, state, run_id, ctx)
+
+    def fit(self, pipeline, prepared, cfg: ForecastConfig, run_id: str, checkpoint: str, ctx: Context):
+        return None if self.trained else super().fit(pipeline, prepared, cfg, run_id, checkpoint, ctx)
+
+    def evaluate(self, pipeline, prepared, result, run_id: str, ctx: Context) -> Evaluated:
+        from rnnpipe.pipelines.forecast.artefact import baseline_settings
+        from rnnpipe.pipelines.forecast.evaluation import fit_forecast_baselines
+
+        cfg = pipeline.config
+        if self.trained:
+            baselines = self.trained[2]
+        else:
+            baselines = fit_forecast_baselines(prepared, **baseline_settings(cfg), quantiles=pipeline.quantiles)
+        split = fold_splits(self.frame, cfg)[self.k - 1]
+        ev = evaluate_fold(pipeline, prepared, baselines, split, cfg)
+        train_rows = int(np.sum(prepared.split.bounds[:, 1] - prepared.split.bounds[:, 0]))
+        metrics = {**ev.metrics, "fold_test_windows": float(len(ev.pred)), "fold_train_rows": float(train_rows)}
+        log_forecast_evaluation(run_id, ev, metrics)
+        return Evaluated(metrics, baselines)
 
 
 def evaluate_fold(pipeline, prepared, baselines: dict[str, object], split: Split, cfg: ForecastConfig):
@@ -105,36 +143,36 @@ def evaluate_fold(pipeline, prepared, baselines: dict[str, object], split: Split
     return evaluate_forecaster(pipeline, fold, "test", baselines, cfg.window.season)
 
 
-def run_fold(cfg: ForecastConfig, frame: SeriesFrame, k: int, trained=None) -> FoldResult:
-    """Fold k (1-based): trained here on the rows before its origin (refit), or scored with
-    `trained` = (pipeline, prepared, baselines) from fold 1 (refit once)."""
-    from rnnpipe.pipelines.forecast.artefact import baseline_settings
-    from rnnpipe.pipelines.forecast.evaluation import fit_forecast_baselines
-
+def run_fold(
+    cfg: ForecastConfig,
+    frame: SeriesFrame,
+    k: int,
+    trained: Any = None,
+    ctx: Context | None = None,
+    keep: bool = False,
+) -> FoldResult:
+    """Fold k (1-based) in its own MLflow run (`ctx`: where it nests, its name and tags): the
+    forecaster's step sequence trained on the rows before the fold's origin, or, with `trained`
+    = (pipeline, prepared, baselines) from fold 1 (refit once), that model scored on fold k.
+    `keep`: return the fitted (pipeline, prepared, baselines) in `FoldResult.trained`."""
     t0 = time.perf_counter()
-    splits = fold_splits(frame, cfg)
-    split = splits[k - 1]
-    best_epoch, history = 0, []
-    if trained is None:
-        pipe, p, result = train_fold(cfg, frame, split, f"fold {k}")
-        baselines = fit_forecast_baselines(p, **baseline_settings(cfg), quantiles=pipe.quantiles)
-        best_epoch, history = result.best_epoch, result.history
-    else:
-        pipe, p, baselines = trained
-    ev = evaluate_fold(pipe, p, baselines, split, cfg)
-    train_rows = int(np.sum(p.split.bounds[:, 1] - p.split.bounds[:, 0]))
-    metrics = {**ev.metrics, "fold_test_windows": float(len(ev.pred)), "fold_train_rows": float(train_rows)}
-    return FoldResult(k, _origins(frame, split), train_rows, metrics, time.perf_counter() - t0, best_epoch, history)
-
-
-def train_once(cfg: ForecastConfig, frame: SeriesFrame):
-    """For `refit="once"`: fold 1's model, its prepared data and baselines, shared by every fold."""
-    from rnnpipe.pipelines.forecast.artefact import baseline_settings
-    from rnnpipe.pipelines.forecast.evaluation import fit_forecast_baselines
-
-    pipe, p, result = train_fold(cfg, frame, fold_splits(frame, cfg)[0], "fold 1")
-    baselines = fit_forecast_baselines(p, **baseline_settings(cfg), quantiles=pipe.quantiles)
-    return (pipe, p, baselines), result
+    split = fold_splits(frame, cfg)[k - 1]
+    ctx = ctx or trial_context(log_model=False)
+    ctx.tags = {**ctx.tags, "backtest_fold": k, **{f"origin.{s}": t for s, t in _origins(frame, split).items()}}
+    steps = FoldSteps(frame, k, trained)
+    out = train_kind(steps, cfg, ctx)
+    m, res = out.metrics, out.result
+    return FoldResult(
+        k,
+        _origins(frame, split),
+        int(m["fold_train_rows"]),
+        m,
+        time.perf_counter() - t0,
+        res.best_epoch if res else 0,
+        res.history if res else [],
+        out.run_id,
+        (out.pipeline, steps.prepared, out.evaluation.fitted) if keep else None,
+    )
 
 
 def methods(metrics: dict[str, float]) -> list[str]:

@@ -99,7 +99,7 @@ class ForecastSteps(TrainingSteps):
 def log_forecast_evaluation(run_id: str, test, metrics: dict[str, float]) -> str:
     """A forecast evaluation into its run: the headline metrics, every score in the table
     `metrics/all.json`, the plots, the per-series scores and the standing (returned, also logged)."""
-    from rnnpipe.pipelines.forecast.evaluation import headline_metrics, metric_rows
+    from rnnpipe.pipelines.forecast.metrics import headline_metrics, metric_rows
     from rnnpipe.registry import Run
 
     run = Run(run_id)

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from rnnpipe import artefact
-from rnnpipe.batch_jobs import WHOLE_INPUT
+from rnnpipe.batch_input import WHOLE_INPUT
 from rnnpipe.config import from_dict, to_dict
 from rnnpipe.errors import DataError, ModelError
 from rnnpipe.features.events import event_flags, parse_rule

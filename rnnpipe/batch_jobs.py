@@ -61,6 +61,7 @@ class BatchStats:
     chunks: int
     seconds: float
     output: str
+    drift: Any = None  # the job's `rnnpipe.drift.DriftCounter`, when the model has a reference profile
 
     @property
     def rows_per_s(self) -> float:
@@ -147,6 +148,7 @@ def predict_to_parquet(
     chunk_rows: int = 50_000,
     on_chunk: Callable[[int], None] | None = None,
     in_flight: int = 2,
+    observe: Any = None,
 ) -> BatchStats:
     """Run `predict` over `dataset` (`rnnpipe.io.open_dataset`) chunk by chunk and write one
     Parquet file atomically.
@@ -155,6 +157,8 @@ def predict_to_parquet(
     per group (its output names the group); without, it answers row by row and the other input
     columns are kept as keys in front of the predictions (renamed `input_<name>` where an
     output or lineage column has the same name, e.g. the `label` of a labelled test file).
+    `observe(inputs, predictions)` sees every chunk (the drift report, `rnnpipe.drift.Watch`);
+    its `reset()` is called when the job starts again to regroup the input.
     """
     out_path = Path(output_path)
     if out_path.suffix.lower() not in (".parquet", ".pq"):
@@ -180,6 +184,7 @@ def predict_to_parquet(
             in_flight,
             t0,
             rows,
+            observe,
         )
     if group_column:
         counted = [0]
@@ -202,11 +207,14 @@ def predict_to_parquet(
                 in_flight,
                 t0,
                 rows,
+                observe,
             )
         except NotGrouped as exc:
             log.info("%s; regrouping the input by %s", exc, group_column)
             if on_chunk is not None and counted[0]:
                 on_chunk(-counted[0])  # the progress starts again
+            if observe is not None:
+                observe.reset()
         workdir = Path(tempfile.mkdtemp(prefix=temp_prefix(out_path), suffix=".regroup", dir=out_path.parent))
         try:
             return _predict_chunks(
@@ -221,6 +229,7 @@ def predict_to_parquet(
                 in_flight,
                 t0,
                 rows,
+                observe,
             )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -236,6 +245,7 @@ def predict_to_parquet(
         in_flight,
         t0,
         rows,
+        observe,
     )
 
 
@@ -251,29 +261,33 @@ def _predict_chunks(
     in_flight: int,
     t0: float,
     rows: RowMap,
+    observe: Any = None,
 ) -> BatchStats:
     rows_in = rows_out = n_chunks = 0
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
 
-    def predicted() -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-        """(chunk, its predictions) in input order, `in_flight` chunks predicted at a time."""
+    def predicted() -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+        """(chunk, the model's input, its predictions) in input order, `in_flight` chunks
+        predicted at a time."""
         with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="predict") as pool:
             pending: deque = deque()
             for chunk in chunks:
                 # the model sees the job's row numbers as the index: its errors name them
                 model_input = chunk[input_columns].set_axis(pd.Index(chunk[ROW_ID].to_numpy()))
-                pending.append((chunk, pool.submit(predict, model_input)))
+                pending.append((chunk, model_input, pool.submit(predict, model_input)))
                 if len(pending) >= in_flight:
-                    c, f = pending.popleft()
-                    yield c, f.result()
+                    c, m, f = pending.popleft()
+                    yield c, m, f.result()
             while pending:
-                c, f = pending.popleft()
-                yield c, f.result()
+                c, m, f = pending.popleft()
+                yield c, m, f.result()
 
     with atomic_path(out_path) as tmp:
         try:
-            for chunk, pred in predicted():
+            for chunk, model_input, pred in predicted():
+                if observe is not None:
+                    observe(model_input, pred)
                 if group_column is None:
                     if len(pred) != len(chunk):
                         raise DataError(f"the model returned {len(pred)} rows for {len(chunk)} inputs")

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -91,6 +92,7 @@ def predict_part(
     *,
     group_column: str | None,
     chunk_rows: int,
+    observe: Any = None,
 ) -> BatchStats:
     """One part predicted into `folder`/part-NNNNN.parquet (what a worker runs)."""
     return predict_to_parquet(
@@ -102,6 +104,7 @@ def predict_part(
         group_column=group_column,
         chunk_rows=chunk_rows,
         in_flight=1,
+        observe=observe,
     )
 
 
@@ -142,6 +145,16 @@ def atomic_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
 
 
 def combine(stats: list[BatchStats], seconds: float, output: str) -> BatchStats:
+    """The parts' statistics as the job's (their drift counts added up)."""
+    drift = None
+    for s in stats:
+        if s.drift is not None:
+            drift = s.drift if drift is None else drift.merge(s.drift)
     return BatchStats(
-        sum(s.rows_in for s in stats), sum(s.rows_out for s in stats), sum(s.chunks for s in stats), seconds, output
+        sum(s.rows_in for s in stats),
+        sum(s.rows_out for s in stats),
+        sum(s.chunks for s in stats),
+        seconds,
+        output,
+        drift,
     )

@@ -113,6 +113,34 @@ class ClassifierRegisterConfig:
     baseline_margin: float = 0.0  # champion only if metric >= best baseline x (1 - margin)
 
 
+@dataclass
+class DriftConfig:
+    """Thresholds of the drift report of every batch job (`rnnpipe.drift`), saved with the
+    model's reference profile."""
+
+    psi_warn: float = 0.1  # a feature's population stability index from which the report says warn
+    psi_drift: float = 0.25  # ... and drift
+    missing_warn: float = 0.05  # a rise in the share of missing values from which it says warn
+    missing_drift: float = 0.2  # ... and drift
+    min_rows: int = 100  # a feature with fewer values in the batch is reported, not judged
+    # a PSI counts only when the shift is also beyond sampling noise: the KS test's (numbers) or
+    # the chi-square test's (classes) p-value below this; small samples alone give PSI ~0.1-0.2
+    max_p: float = 0.01
+
+    def check(self, section: str) -> None:
+        if not 0 < self.psi_warn <= self.psi_drift:
+            raise ConfigError(f"{section}.psi_warn={self.psi_warn}, psi_drift={self.psi_drift}: need 0 < warn <= drift")
+        if not 0 < self.missing_warn <= self.missing_drift <= 1:
+            raise ConfigError(
+                f"{section}.missing_warn={self.missing_warn}, missing_drift={self.missing_drift}: "
+                "need 0 < warn <= drift <= 1"
+            )
+        if self.min_rows < 1:
+            raise ConfigError(f"{section}.min_rows={self.min_rows}: must be at least 1")
+        if not 0 < self.max_p <= 1:
+            raise ConfigError(f"{section}.max_p={self.max_p}: must be in (0, 1]")
+
+
 def check_series_name(d: Any, section: str) -> None:
     """Without a series column the file is one series: it is named `series_name`, or after
     the file (its name without the extension)."""

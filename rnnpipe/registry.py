@@ -264,6 +264,8 @@ class PipelinePyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         kind = (context.model_config or {}).get("kind", "forecast")
         self.pipeline = kinds.artefact_class(kind).load(context.artifacts["pipeline"])
+        profile = context.artifacts.get("profile")  # the reference of drift reports, when logged with one
+        self.profile = json.loads(Path(profile).read_text()) if profile else None
         self.choices = input_choices(self.pipeline)
         enforcement = logging.getLogger("mlflow.models.utils")
         if _DROPPED not in enforcement.filters:
@@ -336,8 +338,13 @@ def _package_code(into: Path) -> Path:
     return Path(shutil.copytree(root, into / "rnnpipe", ignore=skip))
 
 
-def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame, name: str = "model") -> str:
+def log_pipeline_model(
+    run: Run, pipeline: Any, input_example: pd.DataFrame, name: str = "model", profile: dict[str, Any] | None = None
+) -> str:
     """Log a fitted pipeline as a pyfunc model of `run` and return its model URI.
+
+    `profile`, the reference of drift reports (`rnnpipe.drift`), travels as the model's
+    artifact `profile` (a model logged without one reports no drift).
 
     The model directory holds the pipeline (config, scaler statistics, state dict) and a copy
     of the rnnpipe package (code_paths), so it loads wherever torch, pandas and MLflow are.
@@ -360,12 +367,16 @@ def log_pipeline_model(run: Run, pipeline: Any, input_example: pd.DataFrame, nam
     signature.inputs = Schema([ColSpec(AnyType(), n, required=False) for n in names])
     with tempfile.TemporaryDirectory() as tmp, _quiet_model_config_params():
         pipe_dir = pipeline.save(Path(tmp) / "pipeline")
+        artifacts = {"pipeline": str(pipe_dir)}
+        if profile is not None:
+            (Path(tmp) / "profile.json").write_text(json.dumps(profile))
+            artifacts["profile"] = str(Path(tmp) / "profile.json")
         code = _package_code(Path(tmp) / "code")
         with mlflow.start_run(run_id=run.id):
             info = mlflow.pyfunc.log_model(
                 name=name,
                 python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-                artifacts={"pipeline": str(pipe_dir)},
+                artifacts=artifacts,
                 code_paths=[str(code)],
                 signature=signature,
                 input_example=input_example,

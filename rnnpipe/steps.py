@@ -103,6 +103,7 @@ class Outcome:
     decision: Any = None  # GateDecision, when registered
     baseline: Any = None  # the baseline's GateDecision, when one was registered beside the model
     model_uri: str = ""  # the logged model (a trial's; a registered one is in the registry)
+    profile: dict[str, Any] | None = None  # the reference of drift reports, logged with the model
     headline: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -195,6 +196,11 @@ class TrainingSteps:
         `.metrics`."""
         raise NotImplementedError
 
+    def profile(self, cfg: Any, data: Any, prepared: Any, pipeline: Any, evaluation: Any) -> dict[str, Any] | None:
+        """The reference profile of drift reports (`rnnpipe.drift.profile`), logged with the
+        model; None: the kind's batch jobs report no drift."""
+        return None
+
     def side_runs(self, cfg: Any, data: Any, prepared: Any, run_id: str, ctx: Context) -> dict[str, Any]:
         """Models trained beside the main one, as child runs; their headline for the summary."""
         return {}
@@ -239,18 +245,23 @@ def train_kind(steps: TrainingSteps, cfg: Any, ctx: Context | None = None) -> Ou
         side = steps.side_runs(cfg, data, prepared, run_id, ctx) if ctx.side_runs else {}
         example = steps.example(cfg, data, prepared)
         out = Outcome(steps.kind, cfg, uri, run_id, pipeline, result, ev, example, prepared.fingerprint)
+        if ctx.register or ctx.log_model:
+            out.profile = steps.profile(cfg, data, prepared, pipeline, ev)
         if not ctx.register:
             if ctx.log_model:
-                out.model_uri = log_pipeline_model(Run(run_id), pipeline, example)
+                out.model_uri = log_pipeline_model(Run(run_id), pipeline, example, profile=out.profile)
         else:
             gate = gate_spec(steps.kind, cfg)
             args = (example, ev.metrics, run_id, r.model_name, ctx.artifacts)
-            out.decision = ctx.do("register", register_model, pipeline, *args, **gate, io=True)
+            out.decision = ctx.do("register", register_model, pipeline, *args, **gate, profile=out.profile, io=True)
             lost = steps.baseline(cfg, prepared, ev, out.decision)
             if lost is not None:  # the model lost: the baseline itself becomes a servable version
                 name, served, score = lost
                 args = (example, {r.metric: score}, run_id, r.model_name, ctx.artifacts)
-                out.baseline = ctx.do("register", register_model, served, *args, **gate, baseline_of=name, io=True)
+                profile = steps.profile(cfg, data, prepared, served, ev)  # its own predictions on validation
+                out.baseline = ctx.do(
+                    "register", register_model, served, *args, **gate, baseline_of=name, profile=profile, io=True
+                )
         out.headline = steps.headline(cfg, pipeline, ev, side)
     return out
 
@@ -364,17 +375,20 @@ def register_model(
     greater_is_better: bool,
     degenerate: float | None = None,
     baseline_of: str = "",
+    profile: dict[str, Any] | None = None,
 ) -> Any:
     """Log the pipeline as a pyfunc model, register a version and apply the gate (`baseline_of`:
-    the pipeline is that baseline, logged as the run's `baseline` model). The decision is logged
-    once, by the gate."""
+    the pipeline is that baseline, logged as the run's `baseline` model; `profile`: the
+    reference of drift reports, logged with it). The decision is logged once, by the gate."""
     import mlflow
 
     from rnnpipe.gate import register_and_gate
     from rnnpipe.registry import Run, log_pipeline_model
 
     run = Run(run_id)
-    model_uri = log_pipeline_model(run, pipeline, input_example, name="baseline" if baseline_of else "model")
+    model_uri = log_pipeline_model(
+        run, pipeline, input_example, name="baseline" if baseline_of else "model", profile=profile
+    )
     decision = register_and_gate(
         run, model_uri, model_name, metrics, metric, baselines, margin, greater_is_better, degenerate, baseline_of
     )

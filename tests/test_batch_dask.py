@@ -40,6 +40,13 @@ def test_dask_workers_predict_the_same_rows_as_the_local_runner(models, inputs, 
         [MlflowClient().get_experiment_by_name("batch-predictions").experiment_id], max_results=1
     )[0]
     assert job.data.params["runner"] == "dask" and job.data.params["split_gpus"] == "True"
+    # the parts' drift counts add up to the local job's report
+    local_job = MlflowClient().search_runs(
+        [job.info.experiment_id], filter_string="params.runner = 'local'", max_results=1
+    )[0]
+    assert job.data.tags["drift_status"] in ("ok", "warn", "drift")
+    for key in ("drift_psi.tokens", "drift_ks.unknown_share", "drift_psi.prediction.label"):
+        assert job.data.metrics[key] == pytest.approx(local_job.data.metrics[key], abs=1e-9), key
     again = predict(f"{name}/{version}", inputs / "reviews_in", tmp_path / "scored", "--runner", "dask")
     assert again.exit_code == 2 and "exists; pass --overwrite" in again.output
 

@@ -1,4 +1,4 @@
-"""Operating registered models: `rnnpipe predict`, `serve`, `ui`, `schedule` and `info`."""
+"""Operating registered models: `rnnpipe predict`, `drift`, `serve`, `ui`, `schedule` and `info`."""
 
 from __future__ import annotations
 
@@ -28,10 +28,8 @@ from rnnpipe.cli import (
 )
 from rnnpipe.errors import ConfigError, DataError, RnnpipeError
 
-
-@cli.command()
-@click.argument("model", required=False, default=DEFAULT_MODEL)
-@click.option(
+# the input of a batch job, as `predict` and `drift` read it
+INPUT = click.option(
     "-i",
     "--input",
     "input_path",
@@ -39,6 +37,14 @@ from rnnpipe.errors import ConfigError, DataError, RnnpipeError
     type=click.Path(),
     help="CSV, Parquet or JSON Lines file, folder or partitioned dataset.",
 )
+FORMAT = click.option(
+    "--format", "fmt", type=click.Choice(["auto", "csv", "parquet", "jsonl"]), default="auto", show_default=True
+)
+
+
+@cli.command()
+@click.argument("model", required=False, default=DEFAULT_MODEL)
+@INPUT
 @click.option(
     "-o",
     "--output",
@@ -54,9 +60,7 @@ from rnnpipe.errors import ConfigError, DataError, RnnpipeError
     show_default=True,
     help="Rows read and predicted at a time; memory follows this, not the input size.",
 )
-@click.option(
-    "--format", "fmt", type=click.Choice(["auto", "csv", "parquet", "jsonl"]), default="auto", show_default=True
-)
+@FORMAT
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists (else the job refuses).")
 @click.option(
     "--runner",
@@ -90,8 +94,14 @@ from rnnpipe.errors import ConfigError, DataError, RnnpipeError
 @click.option(
     "--split-gpus", is_flag=True, help="With --runner dask: worker k holds its model on GPU k mod (number of GPUs)."
 )
+@click.option(
+    "--drift/--no-drift",
+    default=True,
+    show_default=True,
+    help="Report the input's and the predictions' drift from the model's reference profile (`rnnpipe drift`).",
+)
 @user_errors
-def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, address, workers, device, split_gpus):
+def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, address, workers, device, split_gpus, drift):
     """Batch prediction with MODEL (default: stocks-forecaster@champion), as a Prefect flow.
 
     MODEL is a registered NAME@ALIAS, NAME/VERSION or NAME (its champion); the version is
@@ -114,6 +124,27 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, addre
     if split_gpus and runner != "dask":
         raise click.UsageError("--split-gpus places Dask workers; use it with --runner dask")
     _check_device(device)
+    out = _batch_job(
+        model, input_path, output, chunk_rows, fmt, overwrite, runner, address, workers, device, split_gpus, drift
+    )
+    click.echo(
+        f"{out['model']}: {out['rows_in']:,} rows -> {out['rows_out']:,} predictions in "
+        f"{out['seconds']:.1f} s ({out['rows_per_s']:,.0f} rows/s); wrote {out['output']}",
+        err=True,
+    )
+    click.echo(f"MLflow run of the job: {_run_link(out['job_run_id'])}", err=True)
+    if drift:
+        click.echo(out["drift"] or NO_PROFILE, err=True)
+
+
+NO_PROFILE = "drift: not judged (the model was logged without a reference profile)"
+
+
+def _batch_job(
+    model, input_path, output, chunk_rows, fmt, overwrite, runner, address, workers, device, split_gpus, drift
+) -> dict:
+    """The batch-prediction flow, after what can be checked without it (the model reference,
+    the input's columns and values)."""
     from rnnpipe.batch_jobs import check_input
 
     check_input(model, input_path, fmt)  # the model reference, columns and values, before the flow
@@ -123,23 +154,87 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, addre
         from rnnpipe.flows.predict import batch_predict
 
         ready()
+        args = dict(overwrite=overwrite, device=device, split_gpus=split_gpus, drift=drift)
         if runner == "dask":
             from rnnpipe.flows.sweep import task_runner
             from rnnpipe.threads import available_cpus
 
             n = workers or available_cpus()
             threads = 1 if address else max(1, available_cpus() // n)
-            out = batch_predict.with_options(task_runner=task_runner("dask", n, address))(
-                model, str(input_path), str(output), chunk_rows, fmt, "dask", n, threads, overwrite, device, split_gpus
-            )
-        else:
-            out = batch_predict(model, str(input_path), str(output), chunk_rows, fmt, device=device)
-    click.echo(
-        f"{out['model']}: {out['rows_in']:,} rows -> {out['rows_out']:,} predictions in "
-        f"{out['seconds']:.1f} s ({out['rows_per_s']:,.0f} rows/s); wrote {out['output']}",
-        err=True,
-    )
-    click.echo(f"MLflow run of the job: {_run_link(out['job_run_id'])}", err=True)
+            job = batch_predict.with_options(task_runner=task_runner("dask", n, address))
+            return job(model, str(input_path), str(output), chunk_rows, fmt, "dask", n, threads, **args)
+        return batch_predict(model, str(input_path), str(output), chunk_rows, fmt, **args)
+
+
+@cli.command()
+@click.argument("model", required=False, default=DEFAULT_MODEL)
+@INPUT
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=50_000, show_default=True)
+@FORMAT
+@click.option(
+    "--fail-on",
+    type=click.Choice(["never", "warn", "drift"]),
+    default="never",
+    show_default=True,
+    help="Exit 1 when the report's status is at least this (for scripts and schedulers).",
+)
+@user_errors
+def drift(model, input_path, chunk_rows, fmt, fail_on):
+    """Drift report of INPUT against MODEL's reference profile (default: stocks-forecaster@champion).
+
+    Runs the batch job without keeping its predictions: per input feature and for the
+    model's predictions, the population stability index and the Kolmogorov-Smirnov statistic
+    against the training data's profile, the share of missing values, and a status ok, warn
+    or drift (thresholds: the model's `drift.*` settings). The report is logged to an MLflow
+    run (experiment batch-predictions), printed as a table and summed up in one line.
+
+    \b
+    Examples:
+      rnnpipe drift -i latest-prices.csv
+      rnnpipe drift monitor-classifier@champion -i readings/ --fail-on drift
+    """
+    import tempfile
+
+    if not Path(input_path).exists():
+        raise DataError(f"{input_path}: no such file or folder")
+    with tempfile.TemporaryDirectory(prefix="rnnpipe-drift-") as tmp:
+        out = _batch_job(
+            model,
+            input_path,
+            Path(tmp) / "predictions.parquet",
+            chunk_rows,
+            fmt,
+            False,
+            "local",
+            "",
+            0,
+            "auto",
+            False,
+            True,
+        )
+    if not out["drift"]:
+        click.echo(NO_PROFILE, err=True)
+        return
+    from mlflow.tracking import MlflowClient
+
+    report = json.loads(Path(MlflowClient().download_artifacts(out["job_run_id"], "drift/report.json")).read_text())
+    _print_table(report["features"], ("feature", "role", "status", "psi", "ks", "n", "missing_ref", "missing"))
+    click.echo(f"MLflow run of the report: {_run_link(out['job_run_id'])}", err=True)
+    click.echo(out["drift"])
+    order = ("ok", "warn", "drift")
+    if fail_on != "never" and order.index(report["status"]) >= order.index(fail_on):
+        sys.exit(1)
+
+
+def _print_table(rows: list[dict], columns: tuple[str, ...]) -> None:
+    widths = {c: max(len(c), *(len(_cell(r.get(c))) for r in rows)) for c in columns}
+    click.echo("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        click.echo("  ".join(_cell(r.get(c)).ljust(widths[c]) for c in columns))
+
+
+def _cell(v) -> str:
+    return "" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _check_device(device: str) -> None:

@@ -36,6 +36,7 @@ def batch_predict(
     overwrite: bool = False,
     device: str = "auto",
     split_gpus: bool = False,
+    drift: bool = True,
 ) -> dict[str, Any]:
     configure_tracking()
     ref = resolve(model)
@@ -44,9 +45,19 @@ def batch_predict(
 
         with api_for_workers():
             stats = predict_in_parts(
-                ref, input_path, output_path, chunk_rows, input_format, workers, threads, overwrite, device, split_gpus
+                ref,
+                input_path,
+                output_path,
+                chunk_rows,
+                input_format,
+                workers,
+                threads,
+                overwrite,
+                device,
+                split_gpus,
+                drift,
             )
     else:
-        stats = predict(ref, input_path, output_path, chunk_rows, input_format, device)
-    job_run = log_job(ref, stats, input_path, chunk_rows, runner, device, split_gpus)
-    return {**stats.as_dict(), "model": str(ref), "model_version": ref.version, "job_run_id": job_run}
+        stats = predict(ref, input_path, output_path, chunk_rows, input_format, device, drift)
+    job_run, drift = log_job(ref, stats, input_path, chunk_rows, runner, device, split_gpus)
+    return {**stats.as_dict(), "model": str(ref), "model_version": ref.version, "job_run_id": job_run, "drift": drift}

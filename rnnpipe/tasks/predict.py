@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from tqdm.auto import tqdm
@@ -18,6 +18,7 @@ from rnnpipe import threads as rnnpipe_threads
 from rnnpipe.batch_input import RowMap, count_rows, dataset_source, open_input
 from rnnpipe.batch_jobs import BatchStats, predict_to_parquet
 from rnnpipe.batch_parts import SUCCESS, Part, atomic_folder, combine, part_error, plan_parts, predict_part
+from rnnpipe.drift import Watch
 from rnnpipe.errors import DataError
 from rnnpipe.io import files_state, open_dataset
 from rnnpipe.registry import ModelRef, Run, load_model, resolve_model
@@ -36,12 +37,19 @@ def resolve(model: str) -> ModelRef:
 
 @task(name="predict", cache_policy=NO_CACHE)
 def predict(
-    ref: ModelRef, input_path: str, output_path: str, chunk_rows: int, fmt: str, device: str = "auto"
+    ref: ModelRef,
+    input_path: str,
+    output_path: str,
+    chunk_rows: int,
+    fmt: str,
+    device: str = "auto",
+    drift: bool = True,
 ) -> BatchStats:
     rnnpipe_threads.apply("auto")  # every core, fewer while other processes use them
     pipeline = _pipeline(ref.uri, device)
     dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
     lineage = _lineage(ref)
+    watch = Watch.of(pipeline, _model(ref.uri, device).profile) if drift else None
     with tqdm(
         total=count_rows(dataset), unit="row", unit_scale=True, desc="predict", disable=None, dynamic_ncols=True
     ) as bar:
@@ -54,7 +62,9 @@ def predict(
             group_column=group,
             chunk_rows=chunk_rows,
             on_chunk=bar.update,
+            observe=watch,
         )
+    stats.drift = watch.counter if watch else None
     get_run_logger().info(
         "predicted %d rows in %d chunks -> %d output rows in %.1f s (%.0f rows/s); wrote %s",
         stats.rows_in,
@@ -68,15 +78,20 @@ def predict(
 
 
 @functools.lru_cache(maxsize=2)
-def _pipeline(uri: str, device: str = "cpu"):
-    """The model, loaded once per worker process, on `device` (`auto`: the GPU when there is one)."""
+def _model(uri: str, device: str = "cpu"):
+    """The logged model (`rnnpipe.registry.PipelinePyfunc`: `.pipeline`, `.profile`), loaded
+    once per worker process, on `device` (`auto`: the GPU when there is one)."""
     from rnnpipe.training import select_device
 
-    pipeline = load_model(uri).unwrap_python_model().pipeline
-    model = getattr(pipeline, "model", None)  # optional (`rnnpipe.artefact.Artefact`): a baseline has none
+    loaded = load_model(uri).unwrap_python_model()
+    model = getattr(loaded.pipeline, "model", None)  # optional (`rnnpipe.artefact.Artefact`): a baseline has none
     if model is not None:
         model.to(select_device(device)).eval()
-    return pipeline
+    return loaded
+
+
+def _pipeline(uri: str, device: str = "cpu"):
+    return _model(uri, device).pipeline
 
 
 def worker_device(device: str, split_gpus: bool) -> str:
@@ -121,15 +136,28 @@ def predict_one(
     threads: int,
     device: str = "auto",
     split_gpus: bool = False,
+    drift: bool = True,
 ) -> BatchStats:
     """One part on a worker: the model is loaded once per worker process."""
     rnnpipe_threads.share(threads)
     rnnpipe_threads.apply(threads)
-    pipeline = _pipeline(ref.uri, worker_device(device, split_gpus))
+    loaded = _model(ref.uri, worker_device(device, split_gpus))
+    pipeline = loaded.pipeline
     dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
-    return predict_part(
-        pipeline.predict, columns, _lineage(ref), dataset, part, Path(folder), group_column=group, chunk_rows=chunk_rows
+    watch = Watch.of(pipeline, loaded.profile) if drift else None
+    stats = predict_part(
+        pipeline.predict,
+        columns,
+        _lineage(ref),
+        dataset,
+        part,
+        Path(folder),
+        group_column=group,
+        chunk_rows=chunk_rows,
+        observe=watch,
     )
+    stats.drift = watch.counter if watch else None
+    return stats
 
 
 def predict_in_parts(
@@ -143,6 +171,7 @@ def predict_in_parts(
     overwrite: bool,
     device: str = "auto",
     split_gpus: bool = False,
+    drift: bool = True,
 ) -> BatchStats:
     """The job on the flow's task runner (a Dask cluster): parts predicted by the workers into
     a temporary folder, `_SUCCESS` written last and the folder renamed into place."""
@@ -153,7 +182,7 @@ def predict_in_parts(
         workdir.mkdir()
         parts, rows = plan(ref, input_path, fmt, chunk_rows, str(workdir), workers)
         futures = [
-            predict_one.submit(ref, input_path, fmt, part, str(tmp), chunk_rows, threads, device, split_gpus)
+            predict_one.submit(ref, input_path, fmt, part, str(tmp), chunk_rows, threads, device, split_gpus, drift)
             for part in parts
         ]
         stats = []
@@ -200,9 +229,9 @@ def log_job(
     runner: str = "local",
     device: str = "auto",
     split_gpus: bool = False,
-) -> str:
+) -> tuple[str, str]:
     """An MLflow run for the job (experiment batch-predictions) and a Prefect artifact that
-    point at each other."""
+    point at each other, with the drift report: (the run id, the report's line)."""
     # one name in both UIs: the job's run is named after its Prefect flow run
     run = Run.start(
         EXPERIMENT,
@@ -238,6 +267,7 @@ def log_job(
             "rows_per_s": stats.rows_per_s,
         }
     )
+    report = log_drift(run, stats)
     run.end()
     create_markdown_artifact(
         f"**Batch prediction with {ref}**\n\n| | |\n|---|---|\n| model run | `{ref.run_id}` |\n"
@@ -246,4 +276,23 @@ def log_job(
         f"| chunks of {chunk_rows:,} rows | {stats.chunks} |\n| throughput | {stats.rows_per_s:,.0f} rows/s |\n",
         key="batch-prediction",
     )
-    return run.id
+    return run.id, report.line() if report else ""
+
+
+def log_drift(run: Run, stats: BatchStats):
+    """The job's drift report (`rnnpipe.drift`) into its MLflow run (metrics `drift_psi.*`,
+    `drift_ks.*`, `drift_status`; the table `drift/report.json`; a plot per feature that
+    drifted; the tag `drift_status`) and as a Prefect table artifact. None when the model
+    has no reference profile."""
+    if stats.drift is None:
+        run.set_tags({"drift_status": "not judged"})
+        return None
+    report = stats.drift.report()
+    run.log_metrics(report.metrics())
+    run.log_dict(json.loads(report.to_json()), "drift/report.json")
+    for path, fig in report.figures().items():
+        run.log_figure(fig, path)
+    run.set_tags({"drift_status": report.status, "drift": report.line()})
+    create_table_artifact(report.table(), key="drift-report", description=report.line())
+    get_run_logger().info(report.line())
+    return report

@@ -191,6 +191,34 @@ class ForecastPipeline:
         frame, ahead = read_forecast_input(history, self.config.data)
         return self.predict_frame(frame, ahead)
 
+    # -- drift (`rnnpipe.drift`) ----------------------------------------------------------
+    def drift_features(self, frame: SeriesFrame) -> dict[str, np.ndarray]:
+        """Per row, what the model reads: the target as its encoding makes it (the one-step
+        change of a `diff` or `log_return` target, whose level drifts by nature), the other
+        channels as they are."""
+        enc = self.preprocessor.encoding
+        name = frame.columns[0] if enc.kind == "level" else f"{frame.columns[0]} ({enc.kind})"
+        out = {name: enc.steps(frame.target, frame.offsets)}
+        for j, column in enumerate(frame.columns[1:], 1):
+            out[column] = frame.values[:, j]
+        return out
+
+    def drift_predictions(self, point: np.ndarray, last: np.ndarray) -> dict[str, np.ndarray]:
+        """The one-step-ahead forecasts (N,) as changes from the last values (N,), encoded as
+        the target is (a level for a `level` target)."""
+        kind = self.preprocessor.encoding.kind
+        with np.errstate(divide="ignore", invalid="ignore"):
+            change = point if kind == "level" else np.log(point / last) if kind == "log_return" else point - last
+        return {f"forecast step 1 ({kind})": change}
+
+    def drift_values(self, inputs: pd.DataFrame, outputs: pd.DataFrame) -> tuple[dict, dict]:
+        """A batch chunk's (features, predictions) for its drift report."""
+        frame, _ = read_forecast_input(inputs, self.config.data)
+        first = outputs["step"].to_numpy() == 1  # one row per series, in the frame's order
+        return self.drift_features(frame), self.drift_predictions(
+            outputs["forecast"].to_numpy(np.float64)[first], frame.target[frame.offsets[1:] - 1]
+        )
+
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         p = Path(path)

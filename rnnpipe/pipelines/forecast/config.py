@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from rnnpipe.config import (
+    DriftConfig,
     ModelConfig,
     TrainConfig,
     check_sections,
@@ -159,6 +160,7 @@ class ForecastConfig:
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     def validate(self) -> ForecastConfig:
         check_sections(self)

@@ -75,6 +75,20 @@ class ForecastSteps(TrainingSteps):
         ctx.artifacts.table("stocks-test-metrics", test.per_series(), note)
         return Evaluated(metrics, test.fitted)
 
+    def profile(self, cfg: ForecastConfig, frame, prepared, pipeline, evaluation: Evaluated):
+        """The reference of drift reports: the training part's channels, and the one-step
+        forecasts from every validation window."""
+        from rnnpipe.drift import profile, sample
+
+        train = prepared.split.mask("train", len(frame))
+        features = {k: sample(v[train]) for k, v in pipeline.drift_features(frame).items()}
+        ends = prepared.ends["val"]
+        point, _ = pipeline.predict_windows(prepared.frame, ends, prepared.inputs)
+        predictions = pipeline.drift_predictions(point[:, 0], prepared.frame.target[ends])
+        return profile(
+            features, predictions, cfg.drift, meta={"train_rows": int(train.sum()), "val_windows": len(ends)}
+        )
+
     def example(self, cfg: ForecastConfig, frame, prepared):
         from rnnpipe.pipelines.forecast.artefact import history_example
 

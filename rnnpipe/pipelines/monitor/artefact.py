@@ -165,7 +165,8 @@ class MonitorPipeline:
         logits = predict_batches(self.model, data, batch_size).reshape(-1)
         return 1 / (1 + np.exp(-logits))
 
-    def _latest(self, readings: pd.DataFrame) -> tuple[SeriesFrame, np.ndarray, np.ndarray, list[str]]:
+    def _grid(self, readings: pd.DataFrame) -> SeriesFrame:
+        """Raw readings checked as training checks them, on the model's time grid."""
         d = self.config.data
         frame = to_series_frame(
             readings,
@@ -177,7 +178,20 @@ class MonitorPipeline:
             duplicates=d.duplicates,
         )
         check_channels(frame, d.channels)
-        grid = self.preprocessor.grid(frame)
+        return self.preprocessor.grid(frame)
+
+    def drift_features(self, grid: SeriesFrame) -> dict[str, np.ndarray]:
+        """Per step of the grid, each channel's reading (missing between readings)."""
+        values = channel_values(grid, self.config)
+        return {c: values[:, j] for j, c in enumerate(self.config.data.channels)}
+
+    def drift_values(self, inputs: pd.DataFrame, outputs: pd.DataFrame) -> tuple[dict, dict]:
+        """A batch chunk's (features, predictions) for its drift report (`rnnpipe.drift`)."""
+        return self.drift_features(self._grid(inputs)), {"risk": outputs["risk"].to_numpy(np.float64)}
+
+    def _latest(self, readings: pd.DataFrame) -> tuple[SeriesFrame, np.ndarray, np.ndarray, list[str]]:
+        d = self.config.data
+        grid = self._grid(readings)
         inputs, valid = self.preprocessor.transform(grid)
         L = self.config.window.lookback
         ends, notes = grid.offsets[1:] - 1, []

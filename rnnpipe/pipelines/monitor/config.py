@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from rnnpipe.config import (
     ClassifierRegisterConfig,
+    DriftConfig,
     ModelConfig,
     TrainConfig,
     check_sections,
@@ -149,6 +150,7 @@ class MonitorConfig:
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     forecast: ChannelForecastConfig = field(default_factory=ChannelForecastConfig)
     register: ClassifierRegisterConfig = field(default_factory=ClassifierRegisterConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     def validate(self) -> MonitorConfig:
         check_sections(self)

@@ -128,6 +128,19 @@ class MonitorSteps(TrainingSteps):
         log.info(standing)
         return Evaluated(metrics)
 
+    def profile(self, cfg: MonitorConfig, data, prepared, pipeline, evaluation: Evaluated):
+        """The reference of drift reports: the training part's readings on the grid, and the
+        risk of every validation window (none for streamed training: not profiled yet)."""
+        from rnnpipe.drift import profile, sample
+
+        if _streamed(prepared):
+            return None
+        train = prepared.split.mask("train", len(prepared.grid))
+        features = {k: sample(v[train]) for k, v in pipeline.drift_features(prepared.grid).items()}
+        risk = pipeline.risk(prepared.inputs, prepared.ends["val"])
+        meta = {"train_steps": int(train.sum()), "val_windows": len(risk)}
+        return profile(features, {"risk": risk}, cfg.drift, meta=meta)
+
     def side_runs(self, cfg: MonitorConfig, data, prepared, run_id: str, ctx: Context) -> dict[str, Any]:
         """The optional channel forecaster, as a child run of the monitor run."""
         from rnnpipe.registry import Run

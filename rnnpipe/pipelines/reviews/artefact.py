@@ -185,6 +185,12 @@ class ReviewsPipeline:
         out.update({"n_tokens": n_tokens, "unknown_share": unknown, "note": notes})
         return pd.DataFrame(out, index=reviews.index).reset_index(drop=True)
 
+    def drift_values(self, inputs: pd.DataFrame, outputs: pd.DataFrame) -> tuple[dict, dict]:
+        """A batch chunk's (features, predictions) for its drift report (`rnnpipe.drift`): each
+        text's token count and share of words outside the vocabulary, and the predicted class."""
+        features = {"tokens": outputs["n_tokens"].to_numpy(np.float64), "unknown_share": outputs["unknown_share"]}
+        return features, {"label": outputs["label"]}
+
     def save(self, path: str | Path) -> Path:
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from rnnpipe.config import (
     ClassifierRegisterConfig,
+    DriftConfig,
     ModelConfig,
     TrainConfig,
     check_pattern,
@@ -164,6 +165,7 @@ class ReviewsConfig:
     classify: TextClassifyConfig = field(default_factory=TextClassifyConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     register: ReviewsRegisterConfig = field(default_factory=ReviewsRegisterConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     # a language model given as pretrain.model brings its own embedding: the bundled vectors
     # give way unless embed.* is given too (`replaced_defaults`)
     REPLACES: ClassVar = {"pretrain.model": {"embed.path": "", "embed.freeze": False, "embed.extend_vocab": False}}

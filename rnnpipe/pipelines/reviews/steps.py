@@ -112,6 +112,24 @@ class ReviewsSteps(TrainingSteps):
         log.info(standing)
         return ev
 
+    def profile(self, cfg: ReviewsConfig, tables, prepared, pipeline, evaluation):
+        """The reference of drift reports, on (a sample of) the validation texts: token counts,
+        unknown-word shares (on the training texts, which made the vocabulary, that share is
+        near zero by construction, and every new text would look foreign) and the model's
+        predicted classes; the training labels' prior beside them."""
+        import numpy as np
+        import pandas as pd
+
+        from rnnpipe.drift import profile, sample
+        from rnnpipe.pipelines.reviews.data import TEXT_COLUMN
+
+        texts = pd.DataFrame({TEXT_COLUMN: sample(np.asarray(prepared.texts["val"], dtype=object), 5000)})
+        features, predictions = pipeline.drift_values(texts, pipeline.predict(texts))
+        y = prepared.y["train"]
+        prior = {c: float(np.mean(y == i)) for i, c in enumerate(prepared.classes)}
+        meta = {"val_texts": len(texts), "train_label_prior": prior}
+        return profile(features, predictions, cfg.drift, categorical=("label",), meta=meta)
+
     def example(self, cfg: ReviewsConfig, tables, prepared):
         from rnnpipe.pipelines.reviews.artefact import reviews_example
 

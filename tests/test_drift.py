@@ -1,0 +1,164 @@
+"""Drift reports: the statistics against scipy, counts that merge and stay bounded, and batch
+jobs of every kind that has a reference profile: a channel shifted by one standard deviation
+(or texts of another domain) is `drift` with that feature named first, the unshifted data `ok`."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from scipy import stats
+
+from rnnpipe.config import DriftConfig, load_config
+from rnnpipe.drift import DriftCounter, profile
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def counted(prof, features, chunks=5):
+    c = DriftCounter(prof)
+    n = len(next(iter(features.values())))
+    for idx in np.array_split(np.arange(n), chunks):
+        c.update({k: np.asarray(v)[idx] for k, v in features.items()}, {})
+    return c
+
+
+def test_ks_and_psi_on_the_reference_grid_agree_with_scipy_and_flag_a_one_sd_shift():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0, 1, 20_000)
+    prof = profile({"x": ref}, {}, DriftConfig())
+    assert len(json.dumps(prof)) < 10_000  # kilobytes
+    for shift, expected in ((0.0, "ok"), (1.0, "drift")):
+        new = rng.normal(shift, 1, 50_000)
+        row = counted(prof, {"x": new}).report().rows[0]
+        assert row["ks"] == pytest.approx(stats.ks_2samp(ref, new).statistic, abs=0.012)
+        assert row["status"] == expected
+    assert row["psi"] > 0.5  # the usual PSI of a one-sd shift of a normal is about 0.9
+
+
+def test_counts_merge_as_one_job_and_hold_no_rows():
+    rng = np.random.default_rng(1)
+    prof = profile({"x": rng.normal(size=5000), "c": rng.choice(list("ab"), 5000)}, {}, DriftConfig(), ("c",))
+    new = {"x": rng.normal(0.3, 1, 9000), "c": rng.choice(list("abz"), 9000)}
+    whole = counted(prof, new, chunks=1)
+    parts = [counted(prof, {k: v[i::3] for k, v in new.items()}, chunks=2) for i in range(3)]
+    merged = parts[0].merge(parts[1]).merge(parts[2])
+    assert merged.report().table() == whole.report().table()
+    assert whole.counts["features/x"].counts.size <= 102  # the grid, whatever the input size
+    cat = next(r for r in whole.report().rows if r["feature"] == "c")
+    assert cat["psi"] > 0.25 and cat["status"] == "drift"  # a class never seen in training
+
+
+def test_missing_values_and_too_few_rows():
+    rng = np.random.default_rng(2)
+    prof = profile({"x": rng.normal(size=2000)}, {}, DriftConfig(min_rows=50))
+    holes = rng.normal(size=1000)
+    holes[:400] = np.nan
+    assert counted(prof, {"x": holes}).report().rows[0]["status"] == "drift"  # 40% missing, none before
+    few = counted(prof, {"x": rng.normal(5, 1, 20)}, chunks=1).report()
+    assert few.rows[0]["status"] == "too few" and few.status == "ok"
+    assert "not judged" in few.line()
+
+
+def shifted_channel(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    out = df.copy()
+    out[column] = out[column] + out[column].std()
+    return out
+
+
+def batch(model: str, df: pd.DataFrame, tmp_path: Path, name: str) -> dict:
+    from rnnpipe.flows.predict import batch_predict
+
+    path = tmp_path / f"{name}.parquet"
+    df.to_parquet(path)
+    return batch_predict(model, str(path), str(tmp_path / f"{name}-out.parquet"))
+
+
+def report_of(out: dict) -> dict:
+    client = MlflowClient()
+    run = client.get_run(out["job_run_id"])
+    report = json.loads(Path(client.download_artifacts(run.info.run_id, "drift/report.json")).read_text())
+    assert run.data.tags["drift_status"] == report["status"]
+    return report
+
+
+def test_a_forecasting_batch_with_one_channel_shifted_drifts_on_that_channel(prefect_harness, tmp_path):
+    from rnnpipe.flows.forecast import train_stocks
+    from rnnpipe.pipelines.forecast.config import ForecastConfig
+
+    rng = np.random.default_rng(3)
+    n = 600
+    df = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "Ticker": t,
+                    "Date": pd.bdate_range("2010-01-01", periods=n),
+                    "Close": 50 * np.exp(np.cumsum(rng.normal(0, 0.01, n))),
+                    "Volume": rng.normal(1000, 100, n),
+                }
+            )
+            for t in ("A", "B")
+        ],
+        ignore_index=True,
+    )
+    path = tmp_path / "history.csv"
+    df.to_csv(path, index=False)
+    cfg = load_config(
+        ForecastConfig,
+        overrides=[
+            f"data.path={path}",
+            "data.series=[]",
+            "data.features=[Volume]",
+            "window.lookback=10",
+            "model.hidden_size=8",
+            "model.num_layers=1",
+            "train.epochs=1",
+            "baselines.statistical=[]",
+            "register.gate_baselines=[naive]",
+            "register.experiment=drift",
+            "register.model_name=drift-stocks",
+        ],
+    )
+    from rnnpipe.config import to_dict
+
+    train_stocks(to_dict(cfg))
+    client = MlflowClient()
+    version = client.get_model_version_by_alias("drift-stocks", "champion")
+    prof = json.loads(Path(client.download_artifacts(version.run_id, "model/artifacts/profile.json")).read_text())
+    assert set(prof["features"]) == {"Close (log_return)", "Volume"}
+    assert prof["meta"]["train_rows"] < len(df)  # the training part only
+
+    same = report_of(batch("drift-stocks@champion", df, tmp_path, "same"))
+    assert same["status"] == "ok", same
+    moved = report_of(batch("drift-stocks@champion", shifted_channel(df, "Volume"), tmp_path, "moved"))
+    assert moved["status"] == "drift"
+    assert moved["features"][0]["feature"] == "Volume" and moved["features"][0]["status"] == "drift"
+    assert next(f for f in moved["features"] if f["feature"] == "Close (log_return)")["status"] == "ok"
+
+
+def test_monitor_and_reviews_batches_drift_on_shifted_readings_and_foreign_texts(models, inputs, tmp_path):
+    vitals = pd.read_parquet(inputs / "vitals.parquet")
+    assert report_of(batch("ops-monitor@champion", vitals, tmp_path, "vitals"))["status"] == "ok"
+    moved = report_of(batch("ops-monitor@champion", shifted_channel(vitals, "glucose"), tmp_path, "vitals-moved"))
+    assert moved["status"] == "drift" and moved["features"][0]["feature"] == "glucose"
+
+    reviews = pd.read_parquet(REPO / "data" / "reviews_test.parquet").head(300).rename(columns={"review": "text"})
+    same = report_of(batch("ops-reviews@champion", reviews[["text"]], tmp_path, "reviews"))
+    assert same["status"] == "ok", same
+    # another domain: the paragraphs of this project's documentation
+    paragraphs = [p for f in sorted((REPO / "docs").glob("*.md")) for p in f.read_text().split("\n\n") if len(p) > 80]
+    foreign = report_of(batch("ops-reviews@champion", pd.DataFrame({"text": paragraphs[:300]}), tmp_path, "docs"))
+    assert foreign["status"] == "drift"
+    assert foreign["features"][0]["feature"] == "unknown_share"
+
+
+def test_a_model_logged_without_a_profile_is_not_judged(models, tmp_path):
+    """The language model has no reference profile (yet): its batch jobs say so."""
+    name, version = models["lm"]
+    prompts = pd.DataFrame({"prompt": ["the movie was", "i did not"]})
+    out = batch(f"{name}/{version}", prompts, tmp_path, "prompts")
+    assert out["drift"] == ""
+    assert MlflowClient().get_run(out["job_run_id"]).data.tags["drift_status"] == "not judged"

@@ -37,7 +37,9 @@ class Artefact(Protocol):
     their device; a servable baseline has none); `column_choices()`, the names each needed
     input column is accepted under (default: `batch_spec`'s columns); `inference_params()`,
     the request parameters `predict` takes and their defaults (the language model's
-    generation settings, MLflow's params schema)."""
+    generation settings, MLflow's params schema); `drift_values(inputs, outputs)`, a batch
+    chunk's (features, predictions) for its drift report (`rnnpipe.drift`), the same
+    features as the kind's `TrainingSteps.profile` computed on the training data."""
 
     KIND: ClassVar[str]  # what a logged model records (`model_config["kind"]`, `rnnpipe.kinds`)
 

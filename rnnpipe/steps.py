@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rnnpipe.config import flatten
+from rnnpipe.config import flatten, to_toml
 from rnnpipe.errors import ModelError, RnnpipeError
 
 log = logging.getLogger(__name__)
@@ -291,6 +291,7 @@ def open_run(
     if not run_id:
         run.log_dataset(source, fingerprint)
     run.log_params(flatten(cfg))
+    run.log_text(to_toml(cfg), "config.toml")  # `rnnpipe train KIND --config config.toml` repeats the run
     run.log_dict(data_summary, "data/split.json")
     log.info("MLflow run %s (%s)", run.id, "resumed" if run_id else "new")
     return run.id, str(ckpt) if ctx.checkpoints else ""
@@ -379,10 +380,12 @@ def register_model(
 ) -> Any:
     """Log the pipeline as a pyfunc model, register a version and apply the gate (`baseline_of`:
     the pipeline is that baseline, logged as the run's `baseline` model; `profile`: the
-    reference of drift reports, logged with it). The decision is logged once, by the gate."""
+    reference of drift reports, logged with it). The decision is logged once, by the gate; the
+    version's description is its model card (`rnnpipe.model_card`), also in the run."""
     import mlflow
 
     from rnnpipe.gate import register_and_gate
+    from rnnpipe.model_card import model_card
     from rnnpipe.registry import Run, log_pipeline_model
 
     run = Run(run_id)
@@ -392,6 +395,9 @@ def register_model(
     decision = register_and_gate(
         run, model_uri, model_name, metrics, metric, baselines, margin, greater_is_better, degenerate, baseline_of
     )
+    card = model_card(run_id, decision, metrics, metric, baselines, greater_is_better, baseline_of)
+    run.log_text(card, f"model_card/{model_name}-v{decision.version}.md")
+    run.client.update_model_version(model_name, decision.version, description=card)
     rows = [
         f"| `{k}` | {v:.4g} |"
         for k, v in sorted(metrics.items())

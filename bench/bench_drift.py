@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RNNPIPE_HOME", tempfile.mkdtemp(prefix="rnnpipe-bench-"))
 
 from _results import write_results  # noqa: E402
+from bench_forecast import ECG  # noqa: E402  (the bundled ECG excerpt as a forecasting set)
 
 from rnnpipe import settings  # noqa: E402
 
@@ -44,15 +45,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 FAST = ["train.epochs=1"]
-ECG = [
-    "data.path=data/ecg.parquet",
-    "data.series_col=record",
-    "data.timestamp_col=timestamp",
-    "data.target_col=ecg_mv",
-    "data.series=[]",
-    "window.target=diff",
-    "window.horizon=6",
-]
 # name -> (kind, config file or None, overrides)
 SETS = {
     "stocks": ("stocks", None, []),

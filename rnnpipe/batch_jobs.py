@@ -62,6 +62,7 @@ class BatchStats:
     seconds: float
     output: str
     drift: Any = None  # the job's `rnnpipe.drift.DriftCounter`, when the model has a reference profile
+    labels: Any = None  # the job's `rnnpipe.realised.LabelTally`, for a classifier
 
     @property
     def rows_per_s(self) -> float:
@@ -137,6 +138,21 @@ def _check_values(info, artifact: Callable[[str], Path], input_path: str | Path,
     kinds.load(check)(json.loads(Path(config).read_text()), input_path, fmt)
 
 
+class Observers:
+    """What watches a batch job's chunks (`observe(inputs, predictions, chunk)`), as one."""
+
+    def __init__(self, *items: Any):
+        self.items = [i for i in items if i is not None]
+
+    def __call__(self, inputs: pd.DataFrame, outputs: pd.DataFrame, chunk: pd.DataFrame) -> None:
+        for item in self.items:
+            item(inputs, outputs, chunk)
+
+    def reset(self) -> None:
+        for item in self.items:
+            item.reset()
+
+
 def predict_to_parquet(
     predict: Callable[[pd.DataFrame], pd.DataFrame],
     input_columns: list[str],
@@ -157,7 +173,8 @@ def predict_to_parquet(
     per group (its output names the group); without, it answers row by row and the other input
     columns are kept as keys in front of the predictions (renamed `input_<name>` where an
     output or lineage column has the same name, e.g. the `label` of a labelled test file).
-    `observe(inputs, predictions)` sees every chunk (the drift report, `rnnpipe.drift.Watch`);
+    `observe(inputs, predictions, chunk)` sees every chunk (`Observers`: the drift report,
+    `rnnpipe.drift.Watch`, and the realised accuracy of labelled rows, `rnnpipe.realised`);
     its `reset()` is called when the job starts again to regroup the input.
     """
     out_path = Path(output_path)
@@ -287,7 +304,7 @@ def _predict_chunks(
         try:
             for chunk, model_input, pred in predicted():
                 if observe is not None:
-                    observe(model_input, pred)
+                    observe(model_input, pred, chunk)
                 if group_column is None:
                     if len(pred) != len(chunk):
                         raise DataError(f"the model returned {len(pred)} rows for {len(chunk)} inputs")

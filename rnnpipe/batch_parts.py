@@ -145,11 +145,13 @@ def atomic_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
 
 
 def combine(stats: list[BatchStats], seconds: float, output: str) -> BatchStats:
-    """The parts' statistics as the job's (their drift counts added up)."""
-    drift = None
+    """The parts' statistics as the job's (their drift and label counts added up)."""
+    drift = labels = None
     for s in stats:
         if s.drift is not None:
             drift = s.drift if drift is None else drift.merge(s.drift)
+        if s.labels is not None:
+            labels = s.labels if labels is None else labels.merge(s.labels)
     return BatchStats(
         sum(s.rows_in for s in stats),
         sum(s.rows_out for s in stats),
@@ -157,4 +159,5 @@ def combine(stats: list[BatchStats], seconds: float, output: str) -> BatchStats:
         seconds,
         output,
         drift,
+        labels,
     )

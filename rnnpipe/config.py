@@ -126,6 +126,9 @@ class DriftConfig:
     # a PSI counts only when the shift is also beyond sampling noise: the KS test's (numbers) or
     # the chi-square test's (classes) p-value below this; small samples alone give PSI ~0.1-0.2
     max_p: float = 0.01
+    # realised accuracy (labelled rows, --actuals): worse than the registered test score by more
+    # than this share of it is `degraded`
+    accuracy_margin: float = 0.1
 
     def check(self, section: str) -> None:
         if not 0 < self.psi_warn <= self.psi_drift:
@@ -139,6 +142,8 @@ class DriftConfig:
             raise ConfigError(f"{section}.min_rows={self.min_rows}: must be at least 1")
         if not 0 < self.max_p <= 1:
             raise ConfigError(f"{section}.max_p={self.max_p}: must be in (0, 1]")
+        if self.accuracy_margin < 0:
+            raise ConfigError(f"{section}.accuracy_margin={self.accuracy_margin}: must be at least 0")
 
 
 def check_series_name(d: Any, section: str) -> None:

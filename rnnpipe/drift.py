@@ -213,7 +213,7 @@ class Watch:
             return None
         return cls(pipeline, profile)
 
-    def __call__(self, inputs: pd.DataFrame, outputs: pd.DataFrame) -> None:
+    def __call__(self, inputs: pd.DataFrame, outputs: pd.DataFrame, chunk: pd.DataFrame | None = None) -> None:
         if self.counter is None:
             return
         try:

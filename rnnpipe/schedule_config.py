@@ -37,6 +37,10 @@ class PredictScheduleConfig:
     output: str = "predictions/stocks-forecast.parquet"  # replaced atomically by each run
     interval_s: int = 3600  # every N seconds
     chunk_rows: int = 50_000  # rows read and predicted at a time
+    # statuses of a run's drift report ("drift", "warn") or realised accuracy ("degraded") that
+    # start the retrain deployment at once, with the evidence as its reason; [] = never
+    retrain_on: list[str] = field(default_factory=list)
+    retrain: str = ""  # the pipeline retrained on evidence ("" = the first of train.pipelines)
 
 
 @dataclass
@@ -52,6 +56,16 @@ class ScheduleConfig:
         unknown = [p for p in self.train.pipelines if p not in kinds.KINDS]
         if unknown:
             raise ConfigError(f"train.pipelines: unknown pipeline {unknown[0]!r} ({', '.join(kinds.names())})")
+        bad = [s for s in self.predict.retrain_on if s not in ("drift", "warn", "degraded")]
+        if bad:
+            raise ConfigError(f"predict.retrain_on: {bad[0]!r} is not a status (drift, warn, degraded)")
+        if self.predict.retrain and self.predict.retrain not in self.train.pipelines:
+            raise ConfigError(
+                f"predict.retrain={self.predict.retrain!r}: not among train.pipelines "
+                f"({', '.join(self.train.pipelines)}), so it has no retrain deployment"
+            )
+        if self.predict.retrain_on and not self.train.pipelines:
+            raise ConfigError("predict.retrain_on: there is no retrain deployment (train.pipelines is empty)")
         if not self.train.interval_s and len(self.train.cron.split()) != 5:
             raise ConfigError(f"train.cron={self.train.cron!r}: expected 5 fields, e.g. '0 2 * * *'")
         return self

@@ -80,6 +80,11 @@ def test_every_kind_conforms_to_the_artefact_contract(name, models, tmp_path):
     assert artefact.check(path, kind.artefact) == artefact.FORMAT_VERSION
     loaded = type(pipe).load(path)
     pd.testing.assert_frame_equal(loaded.predict(example), pipe.predict(example))
+    # a reference profile logged with the model names what `drift_values` gives for raw input
+    profile = pyfunc.unwrap_python_model().profile
+    if profile is not None:
+        features, predictions = pipe.drift_values(example[columns], pipe.predict(example))
+        assert set(features) == set(profile["features"]) and set(predictions) == set(profile["predictions"])
 
 
 def test_prepared_data_of_every_kind_offers_what_the_flow_reads(stocks):

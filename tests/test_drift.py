@@ -128,7 +128,7 @@ def test_a_forecasting_batch_with_one_channel_shifted_drifts_on_that_channel(pre
     client = MlflowClient()
     version = client.get_model_version_by_alias("drift-stocks", "champion")
     prof = json.loads(Path(client.download_artifacts(version.run_id, "model/artifacts/profile.json")).read_text())
-    assert set(prof["features"]) == {"Close (log_return)", "Volume"}
+    assert set(prof["features"]) == {"Close (log_return)", "Volume", "step seconds"}
     assert prof["meta"]["train_rows"] < len(df)  # the training part only
 
     same = report_of(batch("drift-stocks@champion", df, tmp_path, "same"))

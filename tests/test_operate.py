@@ -265,6 +265,21 @@ def test_served_models_answer_like_batch_prediction_and_refuse_bad_payloads(mode
     assert codes == [130] + [143] * (len(codes) - 1), codes
 
 
+def start_schedule(config) -> subprocess.Popen:
+    """`rnnpipe schedule --config CONFIG` in its own process group (the server its config names)."""
+    env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rnnpipe.cli", "schedule", "--config", str(config)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def test_schedule_runs_a_deployment_on_a_real_prefect_server(inputs, tmp_path, monkeypatch, home):
     from rnnpipe.prefect_server import PrefectServer
 
@@ -289,17 +304,7 @@ overrides = ["data.path={inputs / "prices.csv"}", "data.series=[]", "window.look
 [predict]
 enabled = false
 """)
-        env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
-        env.pop("PREFECT_API_URL", None)
-        runner = subprocess.Popen(
-            [sys.executable, "-m", "rnnpipe.cli", "schedule", "--config", str(tmp_path / "schedule.toml")],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        runner = start_schedule(tmp_path / "schedule.toml")
         body = json.dumps({"flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}}}).encode()
         deadline, done = time.monotonic() + 300, []
         while time.monotonic() < deadline and not done:

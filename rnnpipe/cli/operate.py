@@ -100,8 +100,18 @@ FORMAT = click.option(
     show_default=True,
     help="Report the input's and the predictions' drift from the model's reference profile (`rnnpipe drift`).",
 )
+@click.option(
+    "--actuals",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A forecaster's realised accuracy: a file of the target's actual values at the forecast "
+    "timestamps (the history's series, timestamp and target columns), scored against the forecasts "
+    "and the model's registered test MAE. A classifier scores the input's labelled rows by itself.",
+)
 @user_errors
-def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, address, workers, device, split_gpus, drift):
+def predict(
+    model, input_path, output, chunk_rows, fmt, overwrite, runner, address, workers, device, split_gpus, drift, actuals
+):
     """Batch prediction with MODEL (default: stocks-forecaster@champion), as a Prefect flow.
 
     MODEL is a registered NAME@ALIAS, NAME/VERSION or NAME (its champion); the version is
@@ -123,10 +133,11 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, addre
         raise DataError(f"{input_path}: no such file or folder")
     if split_gpus and runner != "dask":
         raise click.UsageError("--split-gpus places Dask workers; use it with --runner dask")
+    if actuals and not Path(actuals).is_file():
+        raise DataError(f"--actuals {actuals}: no such file")
     _check_device(device)
-    out = _batch_job(
-        model, input_path, output, chunk_rows, fmt, overwrite, runner, address, workers, device, split_gpus, drift
-    )
+    job = (model, input_path, output, chunk_rows, fmt, overwrite, runner, address, workers, device, split_gpus)
+    out = _batch_job(*job, drift, actuals or "")
     click.echo(
         f"{out['model']}: {out['rows_in']:,} rows -> {out['rows_out']:,} predictions in "
         f"{out['seconds']:.1f} s ({out['rows_per_s']:,.0f} rows/s); wrote {out['output']}",
@@ -135,13 +146,27 @@ def predict(model, input_path, output, chunk_rows, fmt, overwrite, runner, addre
     click.echo(f"MLflow run of the job: {_run_link(out['job_run_id'])}", err=True)
     if drift:
         click.echo(out["drift"] or NO_PROFILE, err=True)
+    if out["realised"]:
+        click.echo(out["realised"], err=True)
 
 
 NO_PROFILE = "drift: not judged (the model was logged without a reference profile)"
 
 
 def _batch_job(
-    model, input_path, output, chunk_rows, fmt, overwrite, runner, address, workers, device, split_gpus, drift
+    model,
+    input_path,
+    output,
+    chunk_rows,
+    fmt,
+    overwrite,
+    runner,
+    address,
+    workers,
+    device,
+    split_gpus,
+    drift,
+    actuals,
 ) -> dict:
     """The batch-prediction flow, after what can be checked without it (the model reference,
     the input's columns and values)."""
@@ -154,7 +179,7 @@ def _batch_job(
         from rnnpipe.flows.predict import batch_predict
 
         ready()
-        args = dict(overwrite=overwrite, device=device, split_gpus=split_gpus, drift=drift)
+        args = dict(overwrite=overwrite, device=device, split_gpus=split_gpus, drift=drift, actuals=actuals)
         if runner == "dask":
             from rnnpipe.flows.sweep import task_runner
             from rnnpipe.threads import available_cpus
@@ -198,20 +223,8 @@ def drift(model, input_path, chunk_rows, fmt, fail_on):
     if not Path(input_path).exists():
         raise DataError(f"{input_path}: no such file or folder")
     with tempfile.TemporaryDirectory(prefix="rnnpipe-drift-") as tmp:
-        out = _batch_job(
-            model,
-            input_path,
-            Path(tmp) / "predictions.parquet",
-            chunk_rows,
-            fmt,
-            False,
-            "local",
-            "",
-            0,
-            "auto",
-            False,
-            True,
-        )
+        job = (model, input_path, Path(tmp) / "predictions.parquet", chunk_rows, fmt, False)
+        out = _batch_job(*job, "local", "", 0, "auto", False, True, "")
     if not out["drift"]:
         click.echo(NO_PROFILE, err=True)
         return

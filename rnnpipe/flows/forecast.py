@@ -21,5 +21,5 @@ hide_user_error_tracebacks()
 
 
 @flow(name="train-stocks", description="Train, evaluate and register the stock-price forecaster.")
-def train_stocks(config: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
-    return train_flow("stocks", config, resume)
+def train_stocks(config: dict[str, Any] | None = None, resume: bool = False, reason: str = "") -> dict[str, Any]:
+    return train_flow("stocks", config, resume, reason)

@@ -22,5 +22,5 @@ hide_user_error_tracebacks()
 
 
 @flow(name="train-lm", description="Train, evaluate and register the recurrent language model.")
-def train_lm(config: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
-    return train_flow("lm", config, resume)
+def train_lm(config: dict[str, Any] | None = None, resume: bool = False, reason: str = "") -> dict[str, Any]:
+    return train_flow("lm", config, resume, reason)

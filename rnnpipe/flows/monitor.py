@@ -22,5 +22,5 @@ hide_user_error_tracebacks()
 
 
 @flow(name="train-monitor", description="Train, evaluate and register the early-warning classifier.")
-def train_monitor(config: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
-    return train_flow("monitor", config, resume)
+def train_monitor(config: dict[str, Any] | None = None, resume: bool = False, reason: str = "") -> dict[str, Any]:
+    return train_flow("monitor", config, resume, reason)

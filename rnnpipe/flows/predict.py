@@ -18,7 +18,14 @@ from prefect import flow
 import rnnpipe.flows  # noqa: F401  (environment first)
 from rnnpipe.registry import configure_tracking
 from rnnpipe.tasks import hide_user_error_tracebacks
-from rnnpipe.tasks.predict import log_job, predict, predict_in_parts, resolve
+from rnnpipe.tasks.predict import (
+    log_job,
+    predict,
+    predict_in_parts,
+    read_model_actuals,
+    resolve,
+    trigger_retrain,
+)
 
 hide_user_error_tracebacks()
 
@@ -37,9 +44,17 @@ def batch_predict(
     device: str = "auto",
     split_gpus: bool = False,
     drift: bool = True,
+    actuals: str = "",
+    retrain_on: list[str] | None = None,
+    retrain_deployment: str = "",
 ) -> dict[str, Any]:
+    """`retrain_on` (e.g. ["drift", "degraded"]): the statuses of the drift report or the
+    realised accuracy that start a run of `retrain_deployment` (FLOW/DEPLOYMENT, the schedule's
+    retrain), with the reason in its parameters (the retrain's MLflow tag `retrain_reason`)."""
     configure_tracking()
     ref = resolve(model)
+    if actuals:  # its columns, before the job
+        read_model_actuals(ref, actuals)
     if runner == "dask":  # the flow runs with_options(task_runner=a DaskTaskRunner)
         from rnnpipe.flows.sweep import api_for_workers
 
@@ -59,5 +74,24 @@ def batch_predict(
             )
     else:
         stats = predict(ref, input_path, output_path, chunk_rows, input_format, device, drift)
-    job_run, drift = log_job(ref, stats, input_path, chunk_rows, runner, device, split_gpus)
-    return {**stats.as_dict(), "model": str(ref), "model_version": ref.version, "job_run_id": job_run, "drift": drift}
+    job_run, drift_line, realised = log_job(ref, stats, input_path, chunk_rows, runner, device, split_gpus, actuals)
+    retrain = ""
+    evidence = [line for line in (drift_line, realised) if _status(line) in (retrain_on or [])]
+    if evidence and retrain_deployment:
+        retrain = trigger_retrain(
+            retrain_deployment, f"batch job {job_run} on {input_path}: " + "; ".join(evidence), job_run
+        )
+    return {
+        **stats.as_dict(),
+        "model": str(ref),
+        "model_version": ref.version,
+        "job_run_id": job_run,
+        "drift": drift_line,
+        "realised": realised,
+        "retrain_flow_run_id": retrain,
+    }
+
+
+def _status(line: str) -> str:
+    """The status a report's line states: `drift: warn (...)` -> warn."""
+    return line.partition(": ")[2].split(" ", 1)[0] if line else ""

@@ -23,5 +23,5 @@ hide_user_error_tracebacks()
 
 
 @flow(name="train-reviews", description="Train, evaluate and register the review-sentiment classifier.")
-def train_reviews(config: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
-    return train_flow("reviews", config, resume)
+def train_reviews(config: dict[str, Any] | None = None, resume: bool = False, reason: str = "") -> dict[str, Any]:
+    return train_flow("reviews", config, resume, reason)

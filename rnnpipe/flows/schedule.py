@@ -47,6 +47,10 @@ def deployments(
             )
         )
     if p.enabled:
+        retrain = ""
+        if p.retrain_on:
+            name = p.retrain or t.pipelines[0]
+            retrain = f"{load_flow(name).name}/{name}-retrain"
         out.append(
             batch_predict.to_deployment(
                 name="batch-predict",
@@ -58,6 +62,8 @@ def deployments(
                     "input_path": str(home / p.input),
                     "output_path": str(home / p.output),
                     "chunk_rows": p.chunk_rows,
+                    "retrain_on": list(p.retrain_on),
+                    "retrain_deployment": retrain,
                 },
                 description=f"Batch prediction with {p.model}, resolved at each run.",
             )

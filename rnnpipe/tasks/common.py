@@ -68,8 +68,10 @@ def flow_context(resume: bool = False, **overrides: Any) -> Context:
     )
 
 
-def train_flow(kind: str, config: dict[str, Any] | None, resume: bool) -> dict[str, Any]:
-    """The body of every training flow: the kind's steps on its settings, in the flow's context."""
+def train_flow(kind: str, config: dict[str, Any] | None, resume: bool, reason: str = "") -> dict[str, Any]:
+    """The body of every training flow: the kind's steps on its settings, in the flow's context.
+    `reason`: why the run was started, when not by a person or its schedule (a batch job's
+    drift report or realised accuracy: the MLflow run's tag `retrain_reason`)."""
     from rnnpipe import kinds
     from rnnpipe.config import from_dict, to_dict
     from rnnpipe.steps import train_kind
@@ -77,4 +79,7 @@ def train_flow(kind: str, config: dict[str, Any] | None, resume: bool) -> dict[s
     k = kinds.get(kind)
     cls = k.config_class()
     cfg = from_dict(cls, config or to_dict(cls())).validate()
-    return train_kind(k.steps_object(), cfg, flow_context(resume)).summary()
+    ctx = flow_context(resume)
+    if reason:
+        ctx.tags["retrain_reason"] = reason
+    return train_kind(k.steps_object(), cfg, ctx).summary()

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from rnnpipe import threads as rnnpipe_threads
 from rnnpipe.batch_input import RowMap, count_rows, dataset_source, open_input
-from rnnpipe.batch_jobs import BatchStats, predict_to_parquet
+from rnnpipe.batch_jobs import BatchStats, Observers, predict_to_parquet
 from rnnpipe.batch_parts import SUCCESS, Part, atomic_folder, combine, part_error, plan_parts, predict_part
 from rnnpipe.drift import Watch
 from rnnpipe.errors import DataError
@@ -50,6 +50,7 @@ def predict(
     dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
     lineage = _lineage(ref)
     watch = Watch.of(pipeline, _model(ref.uri, device).profile) if drift else None
+    tally = _tally(pipeline)
     with tqdm(
         total=count_rows(dataset), unit="row", unit_scale=True, desc="predict", disable=None, dynamic_ncols=True
     ) as bar:
@@ -62,9 +63,9 @@ def predict(
             group_column=group,
             chunk_rows=chunk_rows,
             on_chunk=bar.update,
-            observe=watch,
+            observe=Observers(watch, tally),
         )
-    stats.drift = watch.counter if watch else None
+    stats.drift, stats.labels = (watch.counter if watch else None), tally
     get_run_logger().info(
         "predicted %d rows in %d chunks -> %d output rows in %.1f s (%.0f rows/s); wrote %s",
         stats.rows_in,
@@ -145,6 +146,7 @@ def predict_one(
     pipeline = loaded.pipeline
     dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
     watch = Watch.of(pipeline, loaded.profile) if drift else None
+    tally = _tally(pipeline)
     stats = predict_part(
         pipeline.predict,
         columns,
@@ -154,10 +156,15 @@ def predict_one(
         Path(folder),
         group_column=group,
         chunk_rows=chunk_rows,
-        observe=watch,
+        observe=Observers(watch, tally),
     )
-    stats.drift = watch.counter if watch else None
+    stats.drift, stats.labels = (watch.counter if watch else None), tally
     return stats
+
+
+def _tally(pipeline):
+    """A classifier's tally of labelled rows (`rnnpipe.realised.LabelTally`), else None."""
+    return pipeline.label_tally() if hasattr(pipeline, "label_tally") else None
 
 
 def predict_in_parts(
@@ -229,9 +236,11 @@ def log_job(
     runner: str = "local",
     device: str = "auto",
     split_gpus: bool = False,
-) -> tuple[str, str]:
+    actuals: str = "",
+) -> tuple[str, str, str]:
     """An MLflow run for the job (experiment batch-predictions) and a Prefect artifact that
-    point at each other, with the drift report: (the run id, the report's line)."""
+    point at each other, with the drift report and the realised accuracy: (the run id, the
+    report's line, the realised accuracy's line)."""
     # one name in both UIs: the job's run is named after its Prefect flow run
     run = Run.start(
         EXPERIMENT,
@@ -268,6 +277,7 @@ def log_job(
         }
     )
     report = log_drift(run, stats)
+    realised = log_realised(run, ref, stats, actuals)
     run.end()
     create_markdown_artifact(
         f"**Batch prediction with {ref}**\n\n| | |\n|---|---|\n| model run | `{ref.run_id}` |\n"
@@ -276,7 +286,62 @@ def log_job(
         f"| chunks of {chunk_rows:,} rows | {stats.chunks} |\n| throughput | {stats.rows_per_s:,.0f} rows/s |\n",
         key="batch-prediction",
     )
-    return run.id, report.line() if report else ""
+    return run.id, report.line() if report else "", realised.line() if realised else ""
+
+
+@task(name="trigger-retrain", cache_policy=NO_CACHE, **IO)
+def trigger_retrain(deployment: str, reason: str, job_run_id: str) -> str:
+    """Start a run of the retrain deployment (it runs wherever the deployment is served: the
+    `rnnpipe schedule` process, or a worker) with the evidence as its `reason`; the job's
+    MLflow run links to it (tag `retrain_flow_run_id`). -> the new flow run's id."""
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(
+        name=deployment, parameters={"reason": reason}, timeout=0, as_subflow=False, tags=["rnnpipe", "on-evidence"]
+    )
+    Run(job_run_id).set_tags({"retrain_flow_run_id": str(run.id), "retrain_deployment": deployment})
+    get_run_logger().info("started %s (flow run %s): %s", deployment, run.id, reason)
+    return str(run.id)
+
+
+def read_model_actuals(ref: ModelRef, actuals: str):
+    """A forecaster's `--actuals` file, read with its history's key and target columns (a
+    missing one is named); -> (the rows, the keys, the target)."""
+    from rnnpipe.realised import read_actuals
+
+    d = getattr(_model(ref.uri, "cpu").pipeline.config, "data", None)
+    if d is None or not hasattr(d, "target_col") or not hasattr(d, "timestamp_col"):
+        raise DataError(f"--actuals {actuals}: {ref} is not a forecaster; a classifier scores the input's labels")
+    keys = [*([d.series_col] if d.series_col else []), d.timestamp_col]
+    return read_actuals(actuals, keys, d.target_col), keys, d.target_col
+
+
+def log_realised(run: Run, ref: ModelRef, stats: BatchStats, actuals: str):
+    """The realised accuracy (`rnnpipe.realised`) of a classifier's labelled rows, or of a
+    forecaster's forecasts against `actuals`, beside its registered test scores: metrics
+    `realised_<score>` and `registered_<score>`, tag `realised_status` (`ok`, `degraded`,
+    `not judged`). None when there is nothing to score."""
+    from rnnpipe.realised import forecast_scores, judge
+
+    if actuals:
+        truth, keys, target = read_model_actuals(ref, actuals)
+        scores = forecast_scores(stats.output, truth, keys, target)
+        source = f"forecasts in {actuals}"
+    elif stats.labels is not None and stats.labels.pairs:
+        scores, source = stats.labels.scores(), "labelled rows"
+    else:
+        return None
+    loaded = _model(ref.uri, "cpu")
+    registered = run.client.get_run(ref.run_id).data.metrics
+    baseline = (run.client.get_model_version(ref.name, ref.version).tags or {}).get("baseline")
+    if baseline:  # a baseline's version: its own test scores, not the run's recurrent model's
+        pre = f"{baseline}_test_"
+        registered = {f"test_{k[len(pre) :]}": v for k, v in registered.items() if k.startswith(pre)}
+    realised = judge(scores, registered, loaded.profile, source)
+    run.log_metrics(realised.metrics())
+    run.set_tags({"realised_status": realised.status, "realised": realised.line()})
+    get_run_logger().info(realised.line())
+    return realised
 
 
 def log_drift(run: Run, stats: BatchStats):

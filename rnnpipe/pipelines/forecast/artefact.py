@@ -10,6 +10,7 @@ encoding, time step) and `weights.pt` (a state dict, not a pickled class).
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,32 @@ def quantile_column(q: float) -> str:
     return f"q{q:g}"
 
 
+class Recent:
+    """The last few inputs a pipeline parsed, by object identity (thread-safe: a batch job
+    predicts two chunks at a time): what `drift_values` reads instead of parsing again."""
+
+    def __init__(self, size: int = 4):
+        self.size, self.items, self.lock = size, [], threading.Lock()
+
+    def put(self, key: object, value: object) -> None:
+        with self.lock:
+            self.items = [*self.items[-(self.size - 1) :], (key, value)]
+
+    def take(self, key: object) -> object:
+        with self.lock:
+            for i, (k, v) in enumerate(self.items):
+                if k is key:
+                    del self.items[i]
+                    return v
+        return None
+
+
 class ForecastPipeline:
     KIND = "forecast"  # what a logged pyfunc model records (`rnnpipe.kinds.artefact_class`)
 
     def __init__(self, config: ForecastConfig, preprocessor: ForecastPreprocessor, model: Forecaster | None = None):
         self.config, self.preprocessor = config, preprocessor
+        self._parsed = Recent()  # the last inputs `predict` parsed, for `drift_values`
         if model is None:
             m = config.model
             with torch.random.fork_rng(devices=[]):  # initial weights follow train.seed
@@ -189,18 +211,24 @@ class ForecastPipeline:
         also takes, after each series' history, one row per forecast step with those
         columns' planned values and the target empty."""
         frame, ahead = read_forecast_input(history, self.config.data)
+        self._parsed.put(history, frame)
         return self.predict_frame(frame, ahead)
 
     # -- drift (`rnnpipe.drift`) ----------------------------------------------------------
     def drift_features(self, frame: SeriesFrame) -> dict[str, np.ndarray]:
         """Per row, what the model reads: the target as its encoding makes it (the one-step
         change of a `diff` or `log_return` target, whose level drifts by nature), the other
-        channels as they are."""
+        channels as they are, and the time since the row before (the data's step and gaps)."""
         enc = self.preprocessor.encoding
         name = frame.columns[0] if enc.kind == "level" else f"{frame.columns[0]} ({enc.kind})"
         out = {name: enc.steps(frame.target, frame.offsets)}
         for j, column in enumerate(frame.columns[1:], 1):
             out[column] = frame.values[:, j]
+        # the time from each row's predecessor in its series: another data step, or gaps
+        step = np.empty(len(frame), np.float64)
+        step[1:] = np.diff(frame.timestamps).astype("timedelta64[s]").astype(np.float64)
+        step[frame.offsets[:-1]] = np.nan
+        out["step seconds"] = step
         return out
 
     def drift_predictions(self, point: np.ndarray, last: np.ndarray) -> dict[str, np.ndarray]:
@@ -212,8 +240,11 @@ class ForecastPipeline:
         return {f"forecast step 1 ({kind})": change}
 
     def drift_values(self, inputs: pd.DataFrame, outputs: pd.DataFrame) -> tuple[dict, dict]:
-        """A batch chunk's (features, predictions) for its drift report."""
-        frame, _ = read_forecast_input(inputs, self.config.data)
+        """A batch chunk's (features, predictions) for its drift report: `inputs` as `predict`
+        parsed them (kept a moment for this; parsing again would cost as much as the job)."""
+        frame = self._parsed.take(inputs)
+        if frame is None:
+            frame, _ = read_forecast_input(inputs, self.config.data)
         first = outputs["step"].to_numpy() == 1  # one row per series, in the frame's order
         return self.drift_features(frame), self.drift_predictions(
             outputs["forecast"].to_numpy(np.float64)[first], frame.target[frame.offsets[1:] - 1]

@@ -28,7 +28,7 @@ import numpy as np
 from rnnpipe import artefact
 from rnnpipe.config import to_dict
 from rnnpipe.features.targets import TargetEncoding
-from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
+from rnnpipe.pipelines.forecast.artefact import ForecastPipeline, Recent
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.pipelines.forecast.prepare import ForecastPreprocessor
 from rnnpipe.series import SeriesFrame
@@ -69,6 +69,7 @@ class BaselineForecastPipeline(ForecastPipeline):
         self.config, self.preprocessor, self.name, self.baseline = config, preprocessor, name, baseline
         self.offsets = offsets or {}  # series ("" = pooled) -> (H, Q) error quantiles in the encoding
         self.model = None
+        self._parsed = Recent()
 
     @property
     def quantiles(self) -> tuple[float, ...]:

@@ -185,6 +185,12 @@ class ReviewsPipeline:
         out.update({"n_tokens": n_tokens, "unknown_share": unknown, "note": notes})
         return pd.DataFrame(out, index=reviews.index).reset_index(drop=True)
 
+    def label_tally(self):
+        """What scores a batch job's labelled rows (the training label column kept as a key)."""
+        from rnnpipe.realised import LabelTally
+
+        return LabelTally(self.config.data.label_col, [str(c) for c in self.classes])
+
     def drift_values(self, inputs: pd.DataFrame, outputs: pd.DataFrame) -> tuple[dict, dict]:
         """A batch chunk's (features, predictions) for its drift report (`rnnpipe.drift`): each
         text's token count and share of words outside the vocabulary, and the predicted class."""

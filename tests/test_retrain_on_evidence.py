@@ -1,0 +1,205 @@
+"""Retraining on evidence, against a real Prefect server and `rnnpipe schedule`: the scheduled
+batch job starts the retrain deployment when its drift report says `drift`, and not when the
+data look like the training data; the retrain's MLflow run says why it ran."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO
+from mlflow.tracking import MlflowClient
+from test_monitor import SMALL
+from test_operate import free_port, start_schedule
+
+from rnnpipe.registry import configure_tracking
+
+MODEL = "evidence-monitor"
+
+
+def flow_runs(api: str, **filters) -> list[dict]:
+    body = json.dumps({"flow_runs": filters}).encode()
+    req = urllib.request.Request(f"{api}/flow_runs/filter", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def job_runs() -> list:
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("batch-predictions")
+    if exp is None:
+        return []
+    return [
+        r
+        for r in client.search_runs([exp.experiment_id], filter_string=f"tags.model_name = '{MODEL}'")
+        if r.info.status == "FINISHED" and "drift_status" in r.data.tags
+    ]
+
+
+@pytest.mark.slow
+def test_the_scheduled_batch_job_retrains_once_on_drift_and_not_on_unshifted_data(
+    prefect_harness, inputs, tmp_path, monkeypatch, home
+):
+    from rnnpipe.config import load_config, to_dict
+    from rnnpipe.flows.monitor import train_monitor
+    from rnnpipe.pipelines.monitor.config import MonitorConfig
+    from rnnpipe.prefect_server import PrefectServer
+
+    overrides = [
+        *SMALL,
+        f"data.path={inputs / 'vitals.parquet'}",
+        "forecast.enabled=false",
+        "train.epochs=1",
+        "register.experiment=evidence",
+        f"register.model_name={MODEL}",
+    ]
+    train_monitor(config=to_dict(load_config(MonitorConfig, overrides=overrides)))
+    vitals = pd.read_parquet(inputs / "vitals.parquet")
+    batch = tmp_path / "batch.parquet"
+    vitals.to_parquet(batch)
+
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "2")
+    server = PrefectServer("127.0.0.1", free_port())
+    server.start()
+    quoted = ", ".join(json.dumps(o) for o in overrides)
+    (tmp_path / "schedule.toml").write_text(f"""
+[server]
+port = {server.port}
+[train]
+pipelines = ["monitor"]
+cron = "0 0 1 1 *"
+overrides = [{quoted}]
+[predict]
+model = "{MODEL}@champion"
+input = "{batch}"
+output = "{tmp_path / "scored.parquet"}"
+interval_s = 8
+retrain_on = ["drift"]
+""")
+    runner = start_schedule(tmp_path / "schedule.toml")
+    configure_tracking()
+    try:
+        # a batch job on data like the training data: no retrain
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not job_runs():
+            assert runner.poll() is None, runner.stdout.read()
+            time.sleep(2)
+        (calm,) = job_runs()[:1] or [None]
+        assert calm is not None, "no scheduled batch job finished in time"
+        assert calm.data.tags["drift_status"] == "ok" and "retrain_flow_run_id" not in calm.data.tags
+        # the readings move by one standard deviation: the next job starts one retrain
+        shifted = vitals.assign(glucose=vitals.glucose + vitals.glucose.std())
+        shifted.to_parquet(tmp_path / "next.parquet")
+        os.replace(tmp_path / "next.parquet", batch)
+        deadline, drifted = time.monotonic() + 240, []
+        while time.monotonic() < deadline and not drifted:
+            drifted = [r for r in job_runs() if r.data.tags["drift_status"] == "drift"]
+            time.sleep(2)
+        assert drifted, "no batch job on the shifted data finished in time"
+        trigger = drifted[-1]  # the first one (runs are listed newest first)
+        retrain_id = trigger.data.tags["retrain_flow_run_id"]
+        deadline, state = time.monotonic() + 240, ""
+        while time.monotonic() < deadline and state not in ("COMPLETED", "FAILED", "CRASHED"):
+            with urllib.request.urlopen(f"{server.api_url}/flow_runs/{retrain_id}", timeout=10) as r:
+                state = json.loads(r.read())["state"]["type"]
+            time.sleep(2)
+        assert state == "COMPLETED", state
+        retrains = MlflowClient().search_runs(
+            [MlflowClient().get_experiment_by_name("evidence").experiment_id],
+            filter_string=f"tags.prefect_flow_run_id = '{retrain_id}'",
+        )
+        assert len(retrains) == 1
+        assert trigger.info.run_id in retrains[0].data.tags["retrain_reason"]
+        assert "drift: drift" in retrains[0].data.tags["retrain_reason"]
+        # every job: a retrain exactly when it saw drift; never from the calm data
+        for job in job_runs():
+            assert ("retrain_flow_run_id" in job.data.tags) == (job.data.tags["drift_status"] == "drift")
+        on_evidence = flow_runs(server.api_url, tags={"all_": ["on-evidence"]})
+        linked = {j.data.tags["retrain_flow_run_id"] for j in job_runs() if "retrain_flow_run_id" in j.data.tags}
+        assert {r["id"] for r in on_evidence} == linked  # one retrain per drifted job, no other
+    finally:
+        os.killpg(runner.pid, signal.SIGINT)
+        try:
+            runner.wait(120)
+        except subprocess.TimeoutExpired:
+            os.killpg(runner.pid, signal.SIGKILL)
+        server.stop()
+
+
+@pytest.mark.slow
+def test_prefect_yaml_deploys_every_flow_and_a_worker_runs_a_retrain(inputs, tmp_path, home):
+    """`prefect deploy --all` from the checkout and `prefect worker start --pool rnnpipe`, as
+    Prefect users run production flows: a retrain run triggered on the deployment runs on the
+    worker, and its MLflow run is linked to the flow run."""
+    from rnnpipe.prefect_server import PrefectServer
+
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    server = PrefectServer("127.0.0.1", free_port())
+    server.start()
+    env = {**os.environ, "PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(tmp_path / "prefect")}
+    worker = None
+    try:
+
+        def cli(*args: str, timeout: float = 120) -> str:
+            done = subprocess.run([prefect, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            return done.stdout
+
+        cli("work-pool", "create", "rnnpipe", "--type", "process")
+        cli("--no-prompt", "deploy", "--all", timeout=300)
+        req = urllib.request.Request(
+            f"{server.api_url}/deployments/filter", data=b"{}", headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            deployed = {d["name"]: d for d in json.loads(r.read())}
+        assert set(deployed) == {"stocks-retrain", "monitor-retrain", "reviews-retrain", "lm-retrain", "batch-predict"}
+        assert all(d["work_pool_name"] == "rnnpipe" for d in deployed.values())
+        assert deployed["batch-predict"]["parameters"]["retrain_deployment"] == "train-stocks/stocks-retrain"
+
+        config = {
+            "data": {"path": str(inputs / "prices.csv"), "series": []},
+            "window": {"lookback": 20},
+            "model": {"hidden_size": 8, "num_layers": 1},
+            "train": {"epochs": 1},
+            "baselines": {"statistical": []},
+            "register": {"experiment": "deployed", "model_name": "deployed-stocks", "gate_baselines": ["naive"]},
+        }
+        out = cli("deployment", "run", "train-stocks/stocks-retrain", "--param", f"config={json.dumps(config)}")
+        run_id = next(w for w in out.split() if len(w) == 36 and w.count("-") == 4)
+        worker = subprocess.Popen(
+            [prefect, "worker", "start", "--pool", "rnnpipe"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        deadline, state = time.monotonic() + 300, ""
+        while time.monotonic() < deadline and state not in ("COMPLETED", "FAILED", "CRASHED"):
+            assert worker.poll() is None, worker.stdout.read()[-3000:]
+            with urllib.request.urlopen(f"{server.api_url}/flow_runs/{run_id}", timeout=10) as r:
+                state = json.loads(r.read())["state"]["type"]
+            time.sleep(2)
+        assert state == "COMPLETED", state
+        configure_tracking()
+        runs = MlflowClient().search_runs(
+            [MlflowClient().get_experiment_by_name("deployed").experiment_id],
+            filter_string=f"tags.prefect_flow_run_id = '{run_id}'",
+        )
+        assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+        assert MlflowClient().get_registered_model("deployed-stocks").name == "deployed-stocks"
+    finally:
+        if worker is not None and worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGINT)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+        server.stop()

@@ -63,6 +63,7 @@ class BatchStats:
     output: str
     drift: Any = None  # the job's `rnnpipe.drift.DriftCounter`, when the model has a reference profile
     labels: Any = None  # the job's `rnnpipe.realised.LabelTally`, for a classifier
+    drift_error: str = ""  # why the drift report could not be computed (`rnnpipe.drift.Watch`)
 
     @property
     def rows_per_s(self) -> float:

@@ -160,4 +160,5 @@ def combine(stats: list[BatchStats], seconds: float, output: str) -> BatchStats:
         output,
         drift,
         labels,
+        "; ".join(dict.fromkeys(s.drift_error for s in stats if s.drift_error)),
     )

@@ -162,3 +162,18 @@ def test_a_model_logged_without_a_profile_is_not_judged(models, tmp_path):
     out = batch(f"{name}/{version}", prompts, tmp_path, "prompts")
     assert out["drift"] == ""
     assert MlflowClient().get_run(out["job_run_id"]).data.tags["drift_status"] == "not judged"
+
+
+def test_a_failing_drift_computation_never_fails_the_job_and_says_why():
+    from rnnpipe.drift import Watch
+
+    class Broken:
+        def drift_values(self, inputs, outputs):
+            raise ValueError("no such column")
+
+    watch = Watch.of(Broken(), profile({"x": np.arange(200.0)}, {}, DriftConfig()))
+    watch(pd.DataFrame({"x": [1.0]}), pd.DataFrame({"y": [1.0]}), None)  # no exception
+    assert watch.counter is None and watch.error == "ValueError: no such column"
+    watch.reset()
+    assert watch.counter is not None and watch.error == ""
+    assert Watch.of(Broken(), None) is None  # a model without a profile is not watched

@@ -66,6 +66,7 @@ def predict(
             observe=Observers(watch, tally),
         )
     stats.drift, stats.labels = (watch.counter if watch else None), tally
+    stats.drift_error = watch.error if watch else ""
     get_run_logger().info(
         "predicted %d rows in %d chunks -> %d output rows in %.1f s (%.0f rows/s); wrote %s",
         stats.rows_in,
@@ -159,6 +160,7 @@ def predict_one(
         observe=Observers(watch, tally),
     )
     stats.drift, stats.labels = (watch.counter if watch else None), tally
+    stats.drift_error = watch.error if watch else ""
     return stats
 
 
@@ -276,7 +278,7 @@ def log_job(
             "rows_per_s": stats.rows_per_s,
         }
     )
-    report = log_drift(run, stats)
+    drift_line = log_drift(run, stats)
     realised = log_realised(run, ref, stats, actuals)
     run.end()
     create_markdown_artifact(
@@ -286,7 +288,7 @@ def log_job(
         f"| chunks of {chunk_rows:,} rows | {stats.chunks} |\n| throughput | {stats.rows_per_s:,.0f} rows/s |\n",
         key="batch-prediction",
     )
-    return run.id, report.line() if report else "", realised.line() if realised else ""
+    return run.id, drift_line, realised.line() if realised else ""
 
 
 @task(name="trigger-retrain", cache_policy=NO_CACHE, **IO)
@@ -344,14 +346,18 @@ def log_realised(run: Run, ref: ModelRef, stats: BatchStats, actuals: str):
     return realised
 
 
-def log_drift(run: Run, stats: BatchStats):
+def log_drift(run: Run, stats: BatchStats) -> str:
     """The job's drift report (`rnnpipe.drift`) into its MLflow run (metrics `drift_psi.*`,
     `drift_ks.*`, `drift_status`; the table `drift/report.json`; a plot per feature that
-    drifted; the tag `drift_status`) and as a Prefect table artifact. None when the model
-    has no reference profile."""
+    drifted; the tag `drift_status`) and as a Prefect table artifact. -> its line ("" when
+    the model has no reference profile)."""
+    if stats.drift_error:  # counting failed (a bug, logged as a warning): the job itself went on
+        line = f"drift: not computed ({stats.drift_error})"[:5000]
+        run.set_tags({"drift_status": "error", "drift": line})
+        return line
     if stats.drift is None:
         run.set_tags({"drift_status": "not judged"})
-        return None
+        return ""
     report = stats.drift.report()
     run.log_metrics(report.metrics())
     run.log_dict(json.loads(report.to_json()), "drift/report.json")
@@ -360,4 +366,4 @@ def log_drift(run: Run, stats: BatchStats):
     run.set_tags({"drift_status": report.status, "drift": report.line()})
     create_table_artifact(report.table(), key="drift-report", description=report.line())
     get_run_logger().info(report.line())
-    return report
+    return report.line()

@@ -177,3 +177,22 @@ def test_a_failing_drift_computation_never_fails_the_job_and_says_why():
     watch.reset()
     assert watch.counter is not None and watch.error == ""
     assert Watch.of(Broken(), None) is None  # a model without a profile is not watched
+
+
+def test_a_forecaster_that_parsed_input_still_pickles_for_another_process(stocks):
+    """A backtest's refit-once model and a sweep's trials travel to Dask workers by pickle."""
+    import pickle
+
+    from rnnpipe.features.splits import chronological_split
+    from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
+    from rnnpipe.pipelines.forecast.config import ForecastConfig
+    from rnnpipe.pipelines.forecast.prepare import prepare
+    from rnnpipe.series import to_series_frame
+
+    history = stocks[stocks.Ticker == "IBM"].tail(200)
+    frame = to_series_frame(history, timestamp_col="Date", series_col="Ticker", value_cols=["Close"])
+    cfg = load_config(ForecastConfig, overrides=["data.series=[]", "window.lookback=20", "model.hidden_size=8"])
+    pipe = ForecastPipeline(cfg, prepare(frame, chronological_split(frame, 0.7, 0.15), cfg).preprocessor)
+    out = pipe.predict(history)  # leaves the parsed input for drift_values
+    copy = pickle.loads(pickle.dumps(pipe))
+    pd.testing.assert_frame_equal(copy.predict(history), out)

@@ -47,6 +47,12 @@ class Recent:
         with self.lock:
             self.items = [*self.items[-(self.size - 1) :], (key, value)]
 
+    def __getstate__(self) -> dict:  # a pipeline sent to another process (Dask) starts empty
+        return {"size": self.size}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["size"])
+
     def take(self, key: object) -> object:
         with self.lock:
             for i, (k, v) in enumerate(self.items):

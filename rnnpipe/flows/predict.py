@@ -74,24 +74,18 @@ def batch_predict(
             )
     else:
         stats = predict(ref, input_path, output_path, chunk_rows, input_format, device, drift)
-    job_run, drift_line, realised = log_job(ref, stats, input_path, chunk_rows, runner, device, split_gpus, actuals)
+    job = log_job(ref, stats, input_path, chunk_rows, runner, device, split_gpus, actuals)
     retrain = ""
-    evidence = [line for line in (drift_line, realised) if _status(line) in (retrain_on or [])]
+    evidence = [job[k] for k in ("drift", "realised") if job[f"{k}_status"] in (retrain_on or [])]
     if evidence and retrain_deployment:
-        retrain = trigger_retrain(
-            retrain_deployment, f"batch job {job_run} on {input_path}: " + "; ".join(evidence), job_run
-        )
+        reason = f"batch job {job['job_run_id']} on {input_path}: " + "; ".join(evidence)
+        retrain = trigger_retrain(retrain_deployment, reason, job["job_run_id"])
     return {
         **stats.as_dict(),
         "model": str(ref),
         "model_version": ref.version,
-        "job_run_id": job_run,
-        "drift": drift_line,
-        "realised": realised,
+        "job_run_id": job["job_run_id"],
+        "drift": job["drift"],
+        "realised": job["realised"],
         "retrain_flow_run_id": retrain,
     }
-
-
-def _status(line: str) -> str:
-    """The status a report's line states: `drift: warn (...)` -> warn."""
-    return line.partition(": ")[2].split(" ", 1)[0] if line else ""

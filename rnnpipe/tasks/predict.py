@@ -46,11 +46,11 @@ def predict(
     drift: bool = True,
 ) -> BatchStats:
     rnnpipe_threads.apply("auto")  # every core, fewer while other processes use them
-    pipeline = _pipeline(ref.uri, device)
+    loaded = _model(ref.uri, device)
+    pipeline = loaded.pipeline
     dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
     lineage = _lineage(ref)
-    watch = Watch.of(pipeline, _model(ref.uri, device).profile) if drift else None
-    tally = _tally(pipeline)
+    watch = JobWatch(loaded, drift)
     with tqdm(
         total=count_rows(dataset), unit="row", unit_scale=True, desc="predict", disable=None, dynamic_ncols=True
     ) as bar:
@@ -63,10 +63,9 @@ def predict(
             group_column=group,
             chunk_rows=chunk_rows,
             on_chunk=bar.update,
-            observe=Observers(watch, tally),
+            observe=watch.observers,
         )
-    stats.drift, stats.labels = (watch.counter if watch else None), tally
-    stats.drift_error = watch.error if watch else ""
+    watch.record(stats)
     get_run_logger().info(
         "predicted %d rows in %d chunks -> %d output rows in %.1f s (%.0f rows/s); wrote %s",
         stats.rows_in,
@@ -79,16 +78,21 @@ def predict(
     return stats
 
 
-@functools.lru_cache(maxsize=2)
 def _model(uri: str, device: str = "cpu"):
     """The logged model (`rnnpipe.registry.PipelinePyfunc`: `.pipeline`, `.profile`), loaded
-    once per worker process, on `device` (`auto`: the GPU when there is one)."""
+    once per process and device (`auto`: the GPU when there is one; on a machine without
+    one, `auto` and `cpu` are the same load)."""
     from rnnpipe.training import select_device
 
+    return _load(uri, str(select_device(device)))
+
+
+@functools.lru_cache(maxsize=2)
+def _load(uri: str, device: str):
     loaded = load_model(uri).unwrap_python_model()
     model = getattr(loaded.pipeline, "model", None)  # optional (`rnnpipe.artefact.Artefact`): a baseline has none
     if model is not None:
-        model.to(select_device(device)).eval()
+        model.to(device).eval()
     return loaded
 
 
@@ -146,8 +150,7 @@ def predict_one(
     loaded = _model(ref.uri, worker_device(device, split_gpus))
     pipeline = loaded.pipeline
     dataset, columns, group = open_input(input_path, fmt, pipeline.batch_spec)
-    watch = Watch.of(pipeline, loaded.profile) if drift else None
-    tally = _tally(pipeline)
+    watch = JobWatch(loaded, drift)
     stats = predict_part(
         pipeline.predict,
         columns,
@@ -157,16 +160,27 @@ def predict_one(
         Path(folder),
         group_column=group,
         chunk_rows=chunk_rows,
-        observe=Observers(watch, tally),
+        observe=watch.observers,
     )
-    stats.drift, stats.labels = (watch.counter if watch else None), tally
-    stats.drift_error = watch.error if watch else ""
-    return stats
+    return watch.record(stats)
 
 
-def _tally(pipeline):
-    """A classifier's tally of labelled rows (`rnnpipe.realised.LabelTally`), else None."""
-    return pipeline.label_tally() if hasattr(pipeline, "label_tally") else None
+class JobWatch:
+    """What watches a job's chunks (or a part's): the drift report, when the model has a
+    reference profile and `drift` is on, and a classifier's tally of labelled rows."""
+
+    def __init__(self, loaded, drift: bool):
+        pipeline = loaded.pipeline
+        self.drift = Watch.of(pipeline, loaded.profile) if drift else None
+        self.tally = pipeline.label_tally() if hasattr(pipeline, "label_tally") else None
+        self.observers = Observers(self.drift, self.tally)
+
+    def record(self, stats: BatchStats) -> BatchStats:
+        """Their counts into the job's statistics (added up over a Dask job's parts)."""
+        stats.drift = self.drift.counter if self.drift else None
+        stats.drift_error = self.drift.error if self.drift else ""
+        stats.labels = self.tally
+        return stats
 
 
 def predict_in_parts(
@@ -239,10 +253,10 @@ def log_job(
     device: str = "auto",
     split_gpus: bool = False,
     actuals: str = "",
-) -> tuple[str, str, str]:
+) -> dict[str, str]:
     """An MLflow run for the job (experiment batch-predictions) and a Prefect artifact that
-    point at each other, with the drift report and the realised accuracy: (the run id, the
-    report's line, the realised accuracy's line)."""
+    point at each other, with the drift report and the realised accuracy: the run id, and
+    each one's status and line ("" where there is none)."""
     # one name in both UIs: the job's run is named after its Prefect flow run
     run = Run.start(
         EXPERIMENT,
@@ -278,7 +292,7 @@ def log_job(
             "rows_per_s": stats.rows_per_s,
         }
     )
-    drift_line = log_drift(run, stats)
+    drift_status, drift_line = log_drift(run, stats)
     realised = log_realised(run, ref, stats, actuals)
     run.end()
     create_markdown_artifact(
@@ -288,7 +302,13 @@ def log_job(
         f"| chunks of {chunk_rows:,} rows | {stats.chunks} |\n| throughput | {stats.rows_per_s:,.0f} rows/s |\n",
         key="batch-prediction",
     )
-    return run.id, drift_line, realised.line() if realised else ""
+    return {
+        "job_run_id": run.id,
+        "drift": drift_line,
+        "drift_status": drift_status,
+        "realised": realised.line() if realised else "",
+        "realised_status": realised.status if realised else "",
+    }
 
 
 @task(name="trigger-retrain", cache_policy=NO_CACHE, **IO)
@@ -346,18 +366,18 @@ def log_realised(run: Run, ref: ModelRef, stats: BatchStats, actuals: str):
     return realised
 
 
-def log_drift(run: Run, stats: BatchStats) -> str:
+def log_drift(run: Run, stats: BatchStats) -> tuple[str, str]:
     """The job's drift report (`rnnpipe.drift`) into its MLflow run (metrics `drift_psi.*`,
     `drift_ks.*`, `drift_status`; the table `drift/report.json`; a plot per feature that
-    drifted; the tag `drift_status`) and as a Prefect table artifact. -> its line ("" when
-    the model has no reference profile)."""
+    drifted; the tag `drift_status`) and as a Prefect table artifact. -> (its status, its
+    line); ("not judged", "") when the model has no reference profile."""
     if stats.drift_error:  # counting failed (a bug, logged as a warning): the job itself went on
         line = f"drift: not computed ({stats.drift_error})"[:5000]
         run.set_tags({"drift_status": "error", "drift": line})
-        return line
+        return "error", line
     if stats.drift is None:
         run.set_tags({"drift_status": "not judged"})
-        return ""
+        return "not judged", ""
     report = stats.drift.report()
     run.log_metrics(report.metrics())
     run.log_dict(json.loads(report.to_json()), "drift/report.json")
@@ -366,4 +386,4 @@ def log_drift(run: Run, stats: BatchStats) -> str:
     run.set_tags({"drift_status": report.status, "drift": report.line()})
     create_table_artifact(report.table(), key="drift-report", description=report.line())
     get_run_logger().info(report.line())
-    return report.line()
+    return report.status, report.line()

@@ -8,7 +8,7 @@ import logging
 import torch
 from torch import nn
 
-from rnnpipe.features.windows import BatchSource
+from rnnpipe.features.windows import INFERENCE_BATCH, BatchSource
 from rnnpipe.linear import WARM_START_WINDOWS
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def _band_inputs(model: nn.Module, data: BatchSource, limit: int, seed: int):
     model.eval()
     zs, ss, rs, n = [], [], [], 0
     generator = torch.Generator().manual_seed(seed)
-    for x, y in data.batches(4096, shuffle=len(data) > limit, generator=generator):
+    for x, y in data.batches(INFERENCE_BATCH, shuffle=len(data) > limit, generator=generator):
         point, z = model.point_and_state(*x) if isinstance(x, tuple) else model.point_and_state(x)
         window = x[0] if isinstance(x, tuple) else x
         zs.append(z.float().cpu())

@@ -34,7 +34,7 @@ from rnnpipe import threads as rnnpipe_threads
 from rnnpipe.band import fit_band
 from rnnpipe.config import TrainConfig, flatten
 from rnnpipe.errors import ConfigError, ModelError
-from rnnpipe.features.windows import BatchSource
+from rnnpipe.features.windows import INFERENCE_BATCH, BatchSource
 from rnnpipe.linear import warm_start_linear_part
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class PointLoss(nn.Module):
 
 
 @torch.no_grad()
-def predict_batches(model: nn.Module, data: BatchSource, batch_size: int = 1024) -> np.ndarray:
+def predict_batches(model: nn.Module, data: BatchSource, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
     """Model outputs for every window of `data`, in order, as float64 numpy."""
     model.eval()
     outs = []
@@ -338,7 +338,7 @@ def fit(
             )
             done.warm["warm_start_s"] = time.perf_counter() - t_warm
             say("linear part alone: %s", ", ".join(f"{k}={v:.4g}" for k, v in done.warm.items()))
-        done.start(model, evaluate_loss(model, val, loss_fn, max(cfg.batch_size, 1024), autocast))
+        done.start(model, evaluate_loss(model, val, loss_fn, INFERENCE_BATCH, autocast))
     if part is not None:
         # what joint training starts from is the part's own rule (`after_warm_start`); on
         # resume the weights come from the checkpoint and only the rule's freezing applies
@@ -357,7 +357,7 @@ def fit(
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_time = time.perf_counter() - t0
-        val_loss = evaluate_loss(model, val, loss_fn, max(cfg.batch_size, 1024), autocast)
+        val_loss = evaluate_loss(model, val, loss_fn, INFERENCE_BATCH, autocast)
         lr = optimizer.param_groups[-1]["lr"]  # the base rate (a slower group may come first)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_loss)

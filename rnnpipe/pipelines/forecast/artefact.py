@@ -22,7 +22,7 @@ from rnnpipe import artefact
 from rnnpipe.batch_input import WHOLE_INPUT
 from rnnpipe.config import from_dict, to_dict
 from rnnpipe.errors import DataError
-from rnnpipe.features.windows import WindowSet
+from rnnpipe.features.windows import INFERENCE_BATCH, WindowSet
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.pipelines.forecast.data import read_forecast_input
 from rnnpipe.pipelines.forecast.model import Forecaster
@@ -102,7 +102,7 @@ class ForecastPipeline:
         frame: SeriesFrame,
         ends: np.ndarray,
         inputs: np.ndarray | None = None,
-        batch_size: int = 2048,
+        batch_size: int = INFERENCE_BATCH,
         future: np.ndarray | None = None,
         future_starts: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -131,7 +131,7 @@ class ForecastPipeline:
         return point, np.sort(bands, axis=-1)
 
     def forecast_windows(
-        self, frame: SeriesFrame, ends: np.ndarray, inputs: np.ndarray | None = None, batch_size: int = 2048
+        self, frame: SeriesFrame, ends: np.ndarray, inputs: np.ndarray | None = None, batch_size: int = INFERENCE_BATCH
     ) -> np.ndarray:
         """Point forecasts (N, H), in the target's units, for the windows ending at rows `ends`."""
         return self.predict_windows(frame, ends, inputs, batch_size)[0]

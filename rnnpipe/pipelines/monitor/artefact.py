@@ -24,7 +24,7 @@ from rnnpipe.config import from_dict, to_dict
 from rnnpipe.errors import DataError, ModelError
 from rnnpipe.features.events import event_flags, parse_rule
 from rnnpipe.features.splits import PARTS, Split, chronological_split, grouped_split
-from rnnpipe.features.windows import WindowSet
+from rnnpipe.features.windows import INFERENCE_BATCH, WindowSet
 from rnnpipe.pipelines.forecast.config import DataConfig, ForecastConfig, RegisterConfig, WindowConfig
 from rnnpipe.pipelines.forecast.evaluation import ForecastEvaluation, evaluate_forecasts
 from rnnpipe.pipelines.monitor.baselines import LastReadingRule, MajorityBaseline, SummaryLogisticRegression
@@ -158,7 +158,7 @@ class MonitorPipeline:
                 )
         self.model = model
 
-    def risk(self, inputs: np.ndarray, ends: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    def risk(self, inputs: np.ndarray, ends: np.ndarray, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
         """Event probability for the windows ending at rows `ends`."""
         device = next(self.model.parameters()).device
         data = WindowSet(inputs, np.zeros((len(inputs), 1), np.float32), ends, self.config.window.lookback).to(device)

@@ -56,6 +56,7 @@ SETS = {
     "electricity": ("stocks", "configs/electricity-day-ahead.toml", []),
     "monitor": ("monitor", None, []),
     "reviews": ("reviews", None, []),
+    "lm": ("lm", None, []),
 }
 
 
@@ -81,6 +82,8 @@ def test_part(kind: str, cfg) -> tuple[pd.DataFrame, str]:
     if kind == "reviews":
         df = pd.read_parquet(ROOT / cfg.data.test_path)
         return df.rename(columns={cfg.data.text_col: "text"})[["text"]], ""
+    if kind == "lm":  # prompts: openings of the test texts, as the profile takes them from validation
+        return openings(pd.read_parquet(ROOT / cfg.data.test_path)[cfg.data.text_col]), ""
     d = cfg.data
     df = pd.read_parquet(ROOT / d.path)
     key = d.series_col or None
@@ -116,6 +119,12 @@ def shifted(df: pd.DataFrame, column: str, cfg) -> pd.DataFrame:
     return out
 
 
+def openings(texts) -> pd.DataFrame:
+    """The first 3 to 20 words of each text, as prompts (seeded)."""
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"prompt": [" ".join(str(t).split()[: int(rng.integers(3, 21))]) for t in texts]})
+
+
 def foreign_texts() -> pd.DataFrame:
     paragraphs = [p for f in sorted((ROOT / "docs").glob("**/*.md")) for p in f.read_text().split("\n\n")]
     return pd.DataFrame({"text": [p for p in paragraphs if len(p) > 80]})
@@ -147,14 +156,17 @@ def alarms(sets: list[str]) -> dict:
         model, cfg = train(name)
         test, column = test_part(kind, cfg)
         same = report(job(model, test, tmp, f"{name}-same"))
-        moved_df = foreign_texts() if kind == "reviews" else shifted(test, column, cfg)
+        if kind in ("reviews", "lm"):
+            moved_df = foreign_texts() if kind == "reviews" else openings(foreign_texts().text)
+        else:
+            moved_df = shifted(test, column, cfg)
         moved = report(job(model, moved_df, tmp, f"{name}-moved"))
         judged = [f for f in moved["features"] if f["status"] in ("ok", "warn", "drift")]
         results[name] = {
             "test_rows": len(test),
             "test_part": same["status"],
             "test_part_features": same["features"],
-            "shifted": column or ("foreign texts" if kind == "reviews" else "target trend"),
+            "shifted": column or ("foreign texts" if kind in ("reviews", "lm") else "target trend"),
             "shifted_status": moved["status"],
             "named_first": judged[0]["feature"] if judged else None,
             "shifted_features": moved["features"],

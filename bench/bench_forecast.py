@@ -165,7 +165,8 @@ SYNTH = [
 
 def forecast_sets(device: str) -> dict:
     """name -> (ForecastConfig, ForecastPrepared) of each bundled forecasting set, with the defaults."""
-    from rnnpipe.pipelines.monitor.artefact import prepare_channel_forecast, prepare_monitor
+    from rnnpipe.pipelines.monitor.artefact import prepare_monitor
+    from rnnpipe.pipelines.monitor.channel_forecast import prepare_channel_forecast
 
     out = {}
     for name, overrides in (("stocks", []), ("ecg", ECG)):
@@ -302,7 +303,7 @@ RECIPE_VARIANTS = {
 def recipe_config(name: str, extra: list[str], device: str):
     overrides = RECIPE_SETS[name]
     if overrides is None:
-        from rnnpipe.pipelines.monitor.artefact import channel_forecast_config
+        from rnnpipe.pipelines.monitor.channel_forecast import channel_forecast_config
 
         mc = load_config(MonitorConfig, overrides=[f"train.device={device}"])
         base = to_dict(channel_forecast_config(mc))
@@ -317,7 +318,8 @@ def recipe_config(name: str, extra: list[str], device: str):
 def bench_recipes(device: str, sets: list[str], variants: list[str]) -> list[dict]:
     """Each set and variant trained once (one seed) with its baselines: val and test MAE of
     the model, ridge, gradient boosting, AutoETS, naive; best_epoch; training wall time."""
-    from rnnpipe.pipelines.monitor.artefact import prepare_channel_forecast, prepare_monitor
+    from rnnpipe.pipelines.monitor.artefact import prepare_monitor
+    from rnnpipe.pipelines.monitor.channel_forecast import prepare_channel_forecast
 
     rows = []
     for name in sets:

@@ -39,7 +39,10 @@ class Artefact(Protocol):
     the request parameters `predict` takes and their defaults (the language model's
     generation settings, MLflow's params schema); `drift_values(inputs, outputs)`, a batch
     chunk's (features, predictions) for its drift report (`rnnpipe.drift`), the same
-    features as the kind's `TrainingSteps.profile` computed on the training data."""
+    features as the kind's `TrainingSteps.profile` computed on the training data;
+    `label_tally()`, what scores a job's labelled rows; `actuals_columns()` and
+    `realised_scores(output, actuals)`, what `rnnpipe predict --actuals FILE` reads and how
+    the job's output is scored against it (`rnnpipe.realised`)."""
 
     KIND: ClassVar[str]  # what a logged model records (`model_config["kind"]`, `rnnpipe.kinds`)
 

@@ -5,8 +5,11 @@ after) its input, beside what the model scored on its test part when it was regi
   label column, e.g. `score`, kept beside the predictions as a key): `LabelTally` counts
   (truth, prediction) pairs chunk by chunk, so memory does not grow with the input, and the
   counts of a Dask job's parts add up.
-- A forecaster scores its forecasts against `--actuals FILE` (the target's values at the
-  forecast timestamps, in the history's columns), after the job: `forecast_scores`.
+- A model whose truth arrives later takes `--actuals FILE`, read with the columns the model
+  names (`pipeline.actuals_columns()`) and scored after the job by the model itself
+  (`pipeline.realised_scores(output, actuals)`): a forecaster's forecasts against the
+  target's values at the forecast timestamps (`forecast_scores`); a monitor's alerts against
+  the events that the readings after each prediction show.
 
 `judge` compares the realised figure with the registered one (the model's test metric of the
 same name): worse by more than `drift.accuracy_margin` (a share of the registered value) is
@@ -72,11 +75,11 @@ class LabelTally:
         return out
 
 
-def forecast_scores(output: str | Path, actuals: pd.DataFrame, keys: list[str], target: str) -> dict[str, float]:
-    """A forecaster's job output (file or folder) joined with the `actuals` (the history's
-    columns: `keys` = [series,] timestamp, and `target`) on its keys: `mae`, `rmse`,
-    `coverage_80` (with the q0.1 / q0.9 columns) and `rows` matched."""
-    out = pd.read_parquet(output)
+def forecast_scores(output: pd.DataFrame, actuals: pd.DataFrame, keys: list[str], target: str) -> dict[str, float]:
+    """A forecaster's job output joined with the `actuals` (the history's columns: `keys` =
+    [series,] timestamp, and `target`) on its keys: `mae`, `rmse`, `coverage_80` (with the
+    q0.1 / q0.9 columns) and `rows` matched."""
+    out = output.copy()
     truth = actuals[[*keys, target]].dropna(subset=[target]).copy()
     for k in keys:  # both sides' keys as text, times as datetimes
         if k == keys[-1]:
@@ -94,18 +97,19 @@ def forecast_scores(output: str | Path, actuals: pd.DataFrame, keys: list[str], 
     return scores
 
 
-def read_actuals(path: str | Path, keys: list[str], target: str) -> pd.DataFrame:
-    """The actuals file (CSV, Parquet, JSON Lines), with its columns checked before the job."""
+def read_actuals(path: str | Path, columns: list[str], what: str) -> pd.DataFrame:
+    """The actuals file (CSV, Parquet, JSON Lines) with the model's `columns`, checked before
+    the job; `what` says what they hold, for the error."""
     from rnnpipe.io import open_dataset
 
     dataset, _ = open_dataset(path, "auto")
-    missing = [c for c in [*keys, target] if c not in dataset.schema.names]
+    missing = [c for c in columns if c not in dataset.schema.names]
     if missing:
         raise DataError(
             f"{path}: column {missing[0]!r} not found (columns: {', '.join(dataset.schema.names)}); "
-            f"--actuals holds {', '.join([*keys, target])} at the forecast timestamps"
+            f"--actuals holds {', '.join(columns)}: {what}"
         )
-    return dataset.to_table(columns=[*keys, target]).to_pandas()
+    return dataset.to_table(columns=columns).to_pandas()
 
 
 @dataclass
@@ -162,7 +166,7 @@ def judge(
     saved = (profile or {}).get("thresholds", {})
     margin = saved.get("accuracy_margin", DriftConfig().accuracy_margin)
     registered = {k: registered_metrics[f"test_{k}"] for k in scores if f"test_{k}" in registered_metrics}
-    greater = {k: k in ("macro_f1", "accuracy", "coverage_80") for k in scores}
+    greater = {k: k in ("macro_f1", "accuracy", "coverage_80", "f1", "precision", "recall") for k in scores}
     if "coverage_80" in registered:  # coverage is judged by its distance from 0.8, not as a score
         registered.pop("coverage_80")
     return Realised(scores, registered, greater, margin, source)

@@ -155,13 +155,24 @@ def test_monitor_and_reviews_batches_drift_on_shifted_readings_and_foreign_texts
     assert foreign["features"][0]["feature"] == "unknown_share"
 
 
-def test_a_model_logged_without_a_profile_is_not_judged(models, tmp_path):
-    """The language model has no reference profile (yet): its batch jobs say so."""
-    name, version = models["lm"]
-    prompts = pd.DataFrame({"prompt": ["the movie was", "i did not"]})
-    out = batch(f"{name}/{version}", prompts, tmp_path, "prompts")
-    assert out["drift"] == ""
-    assert MlflowClient().get_run(out["job_run_id"]).data.tags["drift_status"] == "not judged"
+def test_language_model_prompts_drift_when_they_come_from_another_domain(models, tmp_path):
+    """The language model's profile: openings of its validation texts, each prompt's unknown
+    share and negative log-likelihood per token. Openings of unseen reviews read like them;
+    openings of this project's documentation do not."""
+    name, version = models["lm"]  # the tiny model loses to the n-gram: a version, not the champion
+    rng = np.random.default_rng(0)
+
+    def openings(texts):
+        return pd.DataFrame({"prompt": [" ".join(t.split()[: int(rng.integers(3, 21))]) for t in texts]})
+
+    reviews = pd.read_parquet(REPO / "data" / "reviews_test.parquet").review.head(300)
+    same = report_of(batch(f"{name}/{version}", openings(reviews), tmp_path, "lm-reviews"))
+    assert same["status"] in ("ok", "warn"), same  # the reference is the tiny model's ~45 validation texts
+    assert {f["feature"] for f in same["features"]} == {"unknown_share", "prompt_nll"}
+    paragraphs = [p for f in sorted((REPO / "docs").glob("*.md")) for p in f.read_text().split("\n\n") if len(p) > 80]
+    foreign = report_of(batch(f"{name}/{version}", openings(paragraphs[:300]), tmp_path, "lm-docs"))
+    assert foreign["status"] == "drift"
+    assert foreign["features"][0]["feature"] in ("unknown_share", "prompt_nll")
 
 
 def test_a_failing_drift_computation_never_fails_the_job_and_says_why():

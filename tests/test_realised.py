@@ -76,6 +76,54 @@ def test_forecasts_are_scored_against_actuals_that_arrive_later(models, inputs, 
     assert job_run(out).data.tags["realised_status"] == "degraded"
 
 
+def test_monitor_alerts_are_scored_against_the_readings_that_came_after(models, inputs, tmp_path):
+    """Each patient cut at several times: the readings up to a cut are a batch input (one
+    prediction at the cut), the readings after it arrive later as `--actuals`. Every judged
+    prediction's outcome is the training label of the same window on the patient's whole
+    series (the training path, not the realised code), and the realised F1 is sklearn's."""
+    import mlflow
+
+    name, version = models["monitor"]
+    vitals = pd.read_parquet(inputs / "vitals.parquet").sort_values(["pid", "ts"])
+    history, after = [], []
+    for pid, g in vitals.groupby("pid"):
+        for k, cut in enumerate(range(40, len(g) - 12, 9)):
+            history.append(g.iloc[:cut].assign(pid=f"{pid}@{k}"))
+            after.append(g.iloc[cut : cut + 8].assign(pid=f"{pid}@{k}"))
+    src, arrived = tmp_path / "readings.parquet", tmp_path / "arrived.csv"
+    pd.concat(history).to_parquet(src)
+    pd.concat(after).to_csv(arrived, index=False)
+    out = batch_predict(f"{name}/{version}", str(src), str(tmp_path / "risk.parquet"), actuals=str(arrived))
+    run = job_run(out)
+
+    pipe = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().pipeline
+    whole = pipe._grid(vitals)
+    _, labels = pipe.preprocessor.targets(whole)
+    row_of = {
+        (str(s), t): i
+        for i, (s, t) in enumerate(zip(np.repeat(whole.series, np.diff(whole.offsets)), whole.timestamps, strict=True))
+    }
+    pred = pd.read_parquet(tmp_path / "risk.parquet").dropna(subset=["risk"])
+    truth = np.array([labels[row_of[(p.split("@")[0], t)]] for p, t in zip(pred.pid, pred.ts, strict=True)])
+    judged = ~np.isnan(truth)
+    assert judged.sum() >= 20 and truth[judged].sum() >= 3  # the cuts see events and quiet spells
+    assert run.data.metrics["realised_rows"] == judged.sum()
+    assert run.data.metrics["realised_event_rows"] == truth[judged].sum()
+    expected = f1_score(truth[judged].astype(int), pred.alert.to_numpy()[judged].astype(int))
+    assert run.data.metrics["realised_f1"] == pytest.approx(expected)
+    assert run.data.metrics["registered_f1"] == pytest.approx(registered(name, version, "f1"))
+    assert run.data.tags["realised_status"] in ("ok", "degraded") and "realised_precision" in run.data.metrics
+
+    # readings that never show the event: no judged alert can be right
+    calm = pd.concat(after).assign(glucose=120.0)
+    calm.to_csv(arrived, index=False)
+    out = batch_predict(
+        f"{name}/{version}", str(src), str(tmp_path / "risk.parquet"), overwrite=True, actuals=str(arrived)
+    )
+    metrics = job_run(out).data.metrics
+    assert metrics["realised_event_rows"] == 0 and "realised_f1" not in metrics  # F1 is undefined without events
+
+
 def test_actuals_without_the_needed_columns_are_refused_by_name(models, inputs, tmp_path):
     from click.testing import CliRunner
 

@@ -196,6 +196,16 @@ def test_a_streamed_run_equals_the_in_memory_run(prefect_harness, vitals):
     assert a["risk"].notna().sum() > 20
     np.testing.assert_allclose(a["risk"], b["risk"], rtol=1e-5)
     assert (a["alert"] == b["alert"]).all()
+    # the drift reference: the streamed run profiles its shards as the in-memory run its grid
+    prof = {k: m.unwrap_python_model().profile for k, m in models.items()}
+    assert prof["streamed"]["meta"]["streamed"] and not prof["memory"]["meta"]["streamed"]
+    assert prof["streamed"]["meta"]["train_steps"] == prof["memory"]["meta"]["train_steps"]
+    for kind in ("features", "predictions"):
+        assert prof["streamed"][kind].keys() == prof["memory"][kind].keys()
+        for name, ref in prof["memory"][kind].items():
+            got = prof["streamed"][kind][name]
+            assert got["n"] == ref["n"] and got["missing"] == pytest.approx(ref["missing"]), name
+            assert got["mean"] == pytest.approx(ref["mean"], rel=1e-5) and got["edges"] == pytest.approx(ref["edges"])
 
 
 def test_a_dataset_partitioned_by_patient_streams_like_it_reads(tmp_path):

@@ -104,9 +104,10 @@ FORMAT = click.option(
     "--actuals",
     type=click.Path(dir_okay=False),
     default=None,
-    help="A forecaster's realised accuracy: a file of the target's actual values at the forecast "
-    "timestamps (the history's series, timestamp and target columns), scored against the forecasts "
-    "and the model's registered test MAE. A classifier scores the input's labelled rows by itself.",
+    help="Realised accuracy: for a forecaster, a file of the target's actual values at the forecast "
+    "timestamps (the history's series, timestamp and target columns); for a monitor, the readings that "
+    "came after the predictions (the input's columns). Scored against the predictions and the model's "
+    "registered test scores. A classifier scores the input's labelled rows by itself.",
 )
 @user_errors
 def predict(

@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -326,16 +327,16 @@ def trigger_retrain(deployment: str, reason: str, job_run_id: str) -> str:
     return str(run.id)
 
 
-def read_model_actuals(ref: ModelRef, actuals: str):
-    """A forecaster's `--actuals` file, read with its history's key and target columns (a
-    missing one is named); -> (the rows, the keys, the target)."""
+def read_model_actuals(ref: ModelRef, actuals: str) -> pd.DataFrame:
+    """The `--actuals` file, read with the columns the model scores its predictions on (a
+    missing one is named); a model that takes none is refused."""
     from rnnpipe.realised import read_actuals
 
-    d = getattr(_model(ref.uri, "cpu").pipeline.config, "data", None)
-    if d is None or not hasattr(d, "target_col") or not hasattr(d, "timestamp_col"):
-        raise DataError(f"--actuals {actuals}: {ref} is not a forecaster; a classifier scores the input's labels")
-    keys = [*([d.series_col] if d.series_col else []), d.timestamp_col]
-    return read_actuals(actuals, keys, d.target_col), keys, d.target_col
+    spec = getattr(_model(ref.uri, "cpu").pipeline, "actuals_columns", None)
+    if spec is None:
+        raise DataError(f"--actuals {actuals}: {ref} takes no actuals; a classifier scores the input's labels")
+    columns, what = spec()
+    return read_actuals(actuals, columns, what)
 
 
 def log_realised(run: Run, ref: ModelRef, stats: BatchStats, actuals: str):
@@ -343,12 +344,12 @@ def log_realised(run: Run, ref: ModelRef, stats: BatchStats, actuals: str):
     forecaster's forecasts against `actuals`, beside its registered test scores: metrics
     `realised_<score>` and `registered_<score>`, tag `realised_status` (`ok`, `degraded`,
     `not judged`). None when there is nothing to score."""
-    from rnnpipe.realised import forecast_scores, judge
+    from rnnpipe.realised import judge
 
     if actuals:
-        truth, keys, target = read_model_actuals(ref, actuals)
-        scores = forecast_scores(stats.output, truth, keys, target)
-        source = f"forecasts in {actuals}"
+        truth = read_model_actuals(ref, actuals)
+        scores = _model(ref.uri, "cpu").pipeline.realised_scores(pd.read_parquet(stats.output), truth)
+        source = f"predictions against {actuals}"
     elif stats.labels is not None and stats.labels.pairs:
         scores, source = stats.labels.scores(), "labelled rows"
     else:

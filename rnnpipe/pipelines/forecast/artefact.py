@@ -221,6 +221,19 @@ class ForecastPipeline:
         return self.predict_frame(frame, ahead)
 
     # -- drift (`rnnpipe.drift`) ----------------------------------------------------------
+    def actuals_columns(self) -> tuple[list[str], str]:
+        """What `--actuals` holds for realised accuracy: (columns, what they are)."""
+        d = self.config.data
+        keys = [*([d.series_col] if d.series_col else []), d.timestamp_col]
+        return [*keys, d.target_col], "the target's actual values at the forecast timestamps"
+
+    def realised_scores(self, output: pd.DataFrame, actuals: pd.DataFrame) -> dict[str, float]:
+        """A job's forecasts against the actual values (`rnnpipe.realised.forecast_scores`)."""
+        from rnnpipe.realised import forecast_scores
+
+        columns, _ = self.actuals_columns()
+        return forecast_scores(output, actuals, columns[:-1], columns[-1])
+
     def drift_features(self, frame: SeriesFrame) -> dict[str, np.ndarray]:
         """Per row, what the model reads: the target as its encoding makes it (the one-step
         change of a `diff` or `log_return` target, whose level drifts by nature), the other

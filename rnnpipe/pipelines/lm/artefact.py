@@ -176,6 +176,25 @@ class LMPipeline:
             notes.append(note)
         return pd.DataFrame({"text": texts, "n_tokens": np.asarray(counts, np.int64), "note": notes})
 
+    def drift_values(self, inputs: pd.DataFrame, outputs: pd.DataFrame | None) -> tuple[dict, dict]:
+        """A batch chunk's (features, predictions) for its drift report (`rnnpipe.drift`): per
+        prompt, the share of its words outside the vocabulary and its negative log-likelihood
+        per token under the model (how unlike the training texts it reads; one forward pass,
+        against the dozens a continuation takes). A continuation's length follows the
+        request's `max_new_tokens`, so no prediction is profiled."""
+        pre = self.preprocessor
+        unknown, nll = [], []
+        for value in inputs[PROMPT_COLUMN].tolist():
+            ids = pre.vocab_.encode(pre.tokens(value)) if isinstance(value, str) else np.zeros(0, np.int64)
+            if len(ids) == 0:
+                unknown.append(np.nan)
+                nll.append(np.nan)
+                continue
+            unknown.append(float(np.mean(ids == 1)))
+            total, n = self.log_likelihood(np.concatenate([[pre.eos_id], ids]))
+            nll.append(-total / n)
+        return {"unknown_share": np.asarray(unknown), "prompt_nll": np.asarray(nll)}, {}
+
     def save(self, path: str | Path) -> Path:
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)

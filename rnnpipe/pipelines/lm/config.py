@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from rnnpipe.config import TrainConfig, check_pattern, check_sections
+from rnnpipe.config import DriftConfig, TrainConfig, check_pattern, check_sections
 from rnnpipe.errors import ConfigError
 
 # --- settings -------------------------------------------------------------------------------
@@ -124,6 +124,7 @@ class LMConfig:
     )
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     register: LMRegisterConfig = field(default_factory=LMRegisterConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     def validate(self) -> LMConfig:
         check_sections(self)

@@ -12,6 +12,8 @@ from rnnpipe.steps import Context, TrainingSteps
 
 log = logging.getLogger(__name__)
 
+PROFILE_PROMPTS = 1000  # validation openings in the drift reference
+
 
 class LMSteps(TrainingSteps):
     kind: ClassVar[str] = "lm"
@@ -78,6 +80,24 @@ class LMSteps(TrainingSteps):
         ctx.artifacts.table("lm-samples", ev.samples.to_dict("records"), standing)
         log.info(standing)
         return ev
+
+    def profile(self, cfg: LMConfig, tables, prepared, pipeline, evaluation):
+        """The reference of drift reports: prompts made of the openings of validation texts
+        (their first 3 to 20 tokens, seeded), with each one's unknown-word share and its
+        negative log-likelihood per token (`LMPipeline.drift_values`). On the training texts
+        the unknown share is zero by construction."""
+        import numpy as np
+        import pandas as pd
+
+        from rnnpipe.drift import profile
+        from rnnpipe.pipelines.lm.data import PROMPT_COLUMN
+
+        pre, rng = pipeline.preprocessor, np.random.default_rng(cfg.train.seed)
+        texts = prepared.texts["val"]
+        picked = rng.choice(len(texts), min(len(texts), PROFILE_PROMPTS), replace=False) if texts else []
+        prompts = [pre.detokenize(pre.tokens(texts[i])[: int(rng.integers(3, 21))]) for i in sorted(picked)]
+        features, _ = pipeline.drift_values(pd.DataFrame({PROMPT_COLUMN: prompts}), None)
+        return profile(features, {}, cfg.drift, meta={"val_prompts": len(prompts), "prompt_tokens": "3-20"})
 
     def example(self, cfg: LMConfig, tables, prepared):
         from rnnpipe.pipelines.lm.artefact import prompts_example

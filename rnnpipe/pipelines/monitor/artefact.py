@@ -25,11 +25,9 @@ from rnnpipe.errors import DataError, ModelError
 from rnnpipe.features.events import event_flags, parse_rule
 from rnnpipe.features.splits import PARTS, Split, chronological_split, grouped_split
 from rnnpipe.features.windows import INFERENCE_BATCH, WindowSet
-from rnnpipe.pipelines.forecast.config import DataConfig, ForecastConfig, RegisterConfig, WindowConfig
-from rnnpipe.pipelines.forecast.evaluation import ForecastEvaluation, evaluate_forecasts
 from rnnpipe.pipelines.monitor.baselines import LastReadingRule, MajorityBaseline, SummaryLogisticRegression
 from rnnpipe.pipelines.monitor.config import MonitorConfig
-from rnnpipe.pipelines.monitor.data import check_channels
+from rnnpipe.pipelines.monitor.data import check_channels, value_columns
 from rnnpipe.pipelines.monitor.evaluation import alert_lead_times, choose_threshold, classification_metrics
 from rnnpipe.pipelines.monitor.model import SequenceClassifier
 from rnnpipe.pipelines.monitor.prepare import (
@@ -68,6 +66,10 @@ class MonitorPrepared:
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {p: window_counts(self.labels, self.events, e) for p, e in self.ends.items()}
+
+    def train_readings(self):
+        """The training part's readings on the grid, (rows, channels): one block here."""
+        yield channel_values(self.grid, self.preprocessor.cfg)[self.split.mask("train", len(self.grid))]
 
     def chunks(self, part: str):
         """The part's windows for evaluation: all of them at once."""
@@ -165,15 +167,16 @@ class MonitorPipeline:
         logits = predict_batches(self.model, data, batch_size).reshape(-1)
         return 1 / (1 + np.exp(-logits))
 
-    def _grid(self, readings: pd.DataFrame) -> SeriesFrame:
-        """Raw readings checked as training checks them, on the model's time grid."""
+    def _grid(self, readings: pd.DataFrame, with_label: bool = False) -> SeriesFrame:
+        """Raw readings checked as training checks them, on the model's time grid (with the
+        0/1 label column of a `data.label_col` model, for judging outcomes)."""
         d = self.config.data
         frame = to_series_frame(
             readings,
             timestamp_col=d.timestamp_col,
             series_col=d.series_col,
             series_name=d.series_name,
-            value_cols=d.channels,
+            value_cols=value_columns(self.config) if with_label else d.channels,
             nan_policy="keep",
             duplicates=d.duplicates,
         )
@@ -188,6 +191,49 @@ class MonitorPipeline:
     def drift_values(self, inputs: pd.DataFrame, outputs: pd.DataFrame) -> tuple[dict, dict]:
         """A batch chunk's (features, predictions) for its drift report (`rnnpipe.drift`)."""
         return self.drift_features(self._grid(inputs)), {"risk": outputs["risk"].to_numpy(np.float64)}
+
+    def actuals_columns(self) -> tuple[list[str], str]:
+        """What `--actuals` holds for realised accuracy: (columns, what they are)."""
+        d = self.config.data
+        return [*([d.series_col] if d.series_col else []), d.timestamp_col, *value_columns(self.config)], (
+            f"the readings after each prediction, at least window.horizon ({self.config.window.horizon}) steps of "
+            f"{self.config.resample.step}"
+        )
+
+    def realised_scores(self, output: pd.DataFrame, actuals: pd.DataFrame) -> dict[str, float]:
+        """A job's alerts against what happened: each prediction (a patient's risk at time t)
+        is judged on the readings of `actuals` on the model's grid, in the `window.horizon`
+        steps after t, as training labels a window: 1 if the event holds at any of them, 0 if
+        all are known and none does; a prediction whose next steps are not all known (and show
+        no event) is not judged. -> `f1`, `precision`, `recall` of the event class (the
+        registered test scores' names), `rows` judged and `event_rows` among them."""
+        d, H = self.config.data, self.config.window.horizon
+        grid = self._grid(actuals, with_label=True)
+        events = self.preprocessor.events(grid)
+        where = {str(s): i for i, s in enumerate(grid.series)}
+        ids = output[d.series_col].astype(str) if d.series_col else [str(grid.series[0])] * len(output)
+        times = pd.to_datetime(output[d.timestamp_col]).to_numpy("datetime64[ns]")
+        horizon = np.timedelta64(pd.Timedelta(self.config.resample.step) * H)
+        y, risk = [], []
+        for sid, t, r in zip(ids, times, output["risk"].to_numpy(np.float64), strict=True):
+            if np.isnan(r) or sid not in where:
+                continue
+            lo, hi = grid.bounds(where[sid])
+            ts = grid.timestamps[lo:hi]
+            a, b = lo + np.searchsorted(ts, t, side="right"), lo + np.searchsorted(ts, t + horizon, side="right")
+            ahead = events[a:b]
+            if np.nansum(ahead) > 0:
+                y.append(1)
+            elif len(ahead) == H and not np.isnan(ahead).any():
+                y.append(0)
+            else:
+                continue
+            risk.append(r)
+        if not y:
+            return {"rows": 0.0}
+        m = classification_metrics(np.array(y), np.array(risk), self.threshold, prefix="r")
+        scores = {k: m[f"r_{k}"] for k in ("f1", "precision", "recall") if np.isfinite(m[f"r_{k}"])}
+        return {**scores, "rows": float(len(y)), "event_rows": float(sum(y))}
 
     def _latest(self, readings: pd.DataFrame) -> tuple[SeriesFrame, np.ndarray, np.ndarray, list[str]]:
         d = self.config.data
@@ -401,45 +447,3 @@ def comparison_table(metrics: dict[str, float]) -> list[dict[str, Any]]:
         row["lead_min_median"] = metrics[f"{pre}_alert_lead_min_median"]
         rows.append(row)
     return rows
-
-
-def channel_forecast_config(cfg: MonitorConfig) -> ForecastConfig:
-    """The forecaster's settings, derived from the monitor's: same grid, split, lookback,
-    horizon, encoder and training; its own experiment run."""
-    d, f, w = cfg.data, cfg.forecast, cfg.window
-    return ForecastConfig(
-        data=DataConfig(
-            path=d.path,
-            format=d.format,
-            timestamp_col=d.timestamp_col,
-            series_col=d.series_col,
-            series_name=d.series_name,
-            target_col=f.channel,
-            features=[],
-            series=d.series,
-            nan_policy="error",
-        ),
-        window=WindowConfig(lookback=w.lookback, horizon=w.horizon, target=f.target, scaler=w.scaler),
-        model=cfg.model,
-        train=cfg.train,
-        register=RegisterConfig(
-            experiment=cfg.register.experiment,
-            model_name=f"{cfg.register.model_name}-{f.channel}-forecaster",
-            metric="test_mae",
-        ),
-    )
-
-
-def prepare_channel_forecast(p: MonitorPrepared, cfg: MonitorConfig):
-    """(ForecastConfig, ForecastPrepared) for the channel forecaster on the monitor's grid and split."""
-    from rnnpipe.pipelines.forecast.prepare import prepare
-
-    fc = channel_forecast_config(cfg)
-    return fc, prepare(p.grid.select([cfg.forecast.channel]), p.split, fc)
-
-
-def evaluate_channel_forecast(pipeline, prepared) -> ForecastEvaluation:
-    """Test metrics of the forecaster against the last value (naive) and a ridge regression
-    on the window, all in the channel's units (steps 1..H averaged, and the last step alone:
-    `*_mae_last_step`, e.g. 30 minutes ahead)."""
-    return evaluate_forecasts(pipeline, prepared, ("test",))["test"]

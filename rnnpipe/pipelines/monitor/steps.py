@@ -129,16 +129,26 @@ class MonitorSteps(TrainingSteps):
         return Evaluated(metrics)
 
     def profile(self, cfg: MonitorConfig, data, prepared, pipeline, evaluation: Evaluated):
-        """The reference of drift reports: the training part's readings on the grid, and the
-        risk of every validation window (none for streamed training: not profiled yet)."""
-        from rnnpipe.drift import profile, sample
+        """The reference of drift reports: the training part's readings on the grid (a seeded
+        sample) and the risk of every validation window. Read block by block
+        (`train_readings`, `chunks`), so a streamed data set is profiled shard by shard."""
+        import numpy as np
 
-        if _streamed(prepared):
-            return None
-        train = prepared.split.mask("train", len(prepared.grid))
-        features = {k: sample(v[train]) for k, v in pipeline.drift_features(prepared.grid).items()}
-        risk = pipeline.risk(prepared.inputs, prepared.ends["val"])
-        meta = {"train_steps": int(train.sum()), "val_windows": len(risk)}
+        from rnnpipe.drift import SAMPLE_ROWS, profile, sample
+
+        channels, rng = cfg.data.channels, np.random.default_rng(0)
+        # every block kept at one rate (from the windows counted while preparing), so a large
+        # shard is not under-represented; then one sample of the rest
+        rate = min(1.0, 2 * SAMPLE_ROWS / max(prepared.counts()["train"]["windows"], 1))
+        blocks, steps = [np.zeros((0, len(channels)))], 0
+        for r in prepared.train_readings():
+            steps += len(r)
+            blocks.append(r if rate == 1.0 else r[rng.random(len(r)) < rate])
+        train = sample(np.concatenate(blocks), SAMPLE_ROWS)
+        features = {c: train[:, j] for j, c in enumerate(channels)}
+        risk = [pipeline.risk(ch.inputs, ch.ends) for ch in prepared.chunks("val")]
+        risk = np.concatenate(risk) if risk else np.zeros(0)
+        meta = {"train_steps": steps, "val_windows": len(risk), "streamed": _streamed(prepared)}
         return profile(features, {"risk": risk}, cfg.drift, meta=meta)
 
     def side_runs(self, cfg: MonitorConfig, data, prepared, run_id: str, ctx: Context) -> dict[str, Any]:
@@ -172,7 +182,7 @@ class MonitorSteps(TrainingSteps):
 def forecast_channel(cfg: MonitorConfig, prepared, data_summary, parent_run_id: str, ctx: Context) -> dict[str, float]:
     """Train and score the channel forecaster in a child run of `parent_run_id`: its metrics."""
     from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
-    from rnnpipe.pipelines.monitor.artefact import prepare_channel_forecast
+    from rnnpipe.pipelines.monitor.channel_forecast import prepare_channel_forecast
     from rnnpipe.steps import train_model
 
     fc, fp = ctx.do("prepare-forecast", prepare_channel_forecast, prepared, cfg)
@@ -196,7 +206,7 @@ def forecast_channel(cfg: MonitorConfig, prepared, data_summary, parent_run_id: 
 def evaluate_forecast(pipeline, prepared, run_id: str, parent_run_id: str, channel: str) -> dict[str, float]:
     """The channel forecaster against the last value, ridge and the statistical models; the
     summary also on the parent run (`forecast_test_mae`, `forecast_autoets_test_mae`, ...)."""
-    from rnnpipe.pipelines.monitor.artefact import evaluate_channel_forecast
+    from rnnpipe.pipelines.monitor.channel_forecast import evaluate_channel_forecast
     from rnnpipe.registry import Run
 
     ev = evaluate_channel_forecast(pipeline, prepared)

@@ -146,6 +146,12 @@ class StreamedMonitor:
     def windows(self, part: str) -> ShardStream:
         return ShardStream(self, part)
 
+    def train_readings(self) -> Iterator[np.ndarray]:
+        """The training part's readings on the grid, shard by shard (a shard's training
+        patients are wholly training data: the split is by patient)."""
+        for ch in self.chunks("train"):
+            yield ch.raw
+
 
 class ShardStream:
     """The windows of one part of a streamed data set, with `WindowSet`'s `batches` /

@@ -38,8 +38,9 @@ class Artefact(Protocol):
     input column is accepted under (default: `batch_spec`'s columns); `inference_params()`,
     the request parameters `predict` takes and their defaults (the language model's
     generation settings, MLflow's params schema); `drift_values(inputs, outputs)`, a batch
-    chunk's (features, predictions) for its drift report (`rnnpipe.drift`), the same
-    features as the kind's `TrainingSteps.profile` computed on the training data;
+    chunk's (features, predictions[, the series of each feature value]) for its drift
+    report (`rnnpipe.drift`), the same features as the kind's `TrainingSteps.profile`
+    computed on the training data;
     `label_tally()`, what scores a job's labelled rows; `actuals_columns()` and
     `realised_scores(output, actuals)`, what `rnnpipe predict --actuals FILE` reads and how
     the job's output is scored against it (`rnnpipe.realised`)."""

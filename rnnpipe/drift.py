@@ -46,10 +46,25 @@ log = logging.getLogger(__name__)
 
 PROFILE_VERSION = 1
 GRID = np.linspace(0.0, 1.0, 101)  # the percentiles a numeric reference is summarised on
+GROUP_GRID = np.linspace(0.0, 1.0, 21)  # a series group's reference: every 5th percentile (smaller)
+MAX_GROUPS = 30  # series profiled on their own (those with the most training rows)
 DECILES = slice(10, 100, 10)  # the PSI's bins: the reference's deciles
 SAMPLE_ROWS = 20_000  # at most this many rows of a part are profiled (a seeded sample)
 STATUSES = ("ok", "warn", "drift")
-TABLE = ("feature", "role", "status", "psi", "ks", "ks_pvalue", "n", "missing_ref", "missing", "mean_ref", "mean")
+TABLE = (
+    "feature",
+    "group",
+    "role",
+    "status",
+    "psi",
+    "ks",
+    "ks_pvalue",
+    "n",
+    "missing_ref",
+    "missing",
+    "mean_ref",
+    "mean",
+)
 
 
 def sample(values: np.ndarray, rows: int = SAMPLE_ROWS, seed: int = 0) -> np.ndarray:
@@ -65,7 +80,7 @@ def _numeric(values: Any) -> np.ndarray:
     return pd.to_numeric(pd.Series(np.asarray(values).ravel()), errors="coerce").to_numpy(np.float64)
 
 
-def reference(values: Any, categorical: bool = False) -> dict[str, Any]:
+def reference(values: Any, categorical: bool = False, grid: np.ndarray = GRID) -> dict[str, Any]:
     """One feature's reference: the grid of its distribution (numeric) or its classes' shares."""
     if categorical:
         s = pd.Series(np.asarray(values, dtype=object).ravel())
@@ -81,7 +96,7 @@ def reference(values: Any, categorical: bool = False) -> dict[str, Any]:
     finite = x[np.isfinite(x)]
     if not len(finite):
         return {"type": "numeric", "n": int(len(x)), "missing": 1.0, "edges": [], "cdf": [], "mean": None, "std": None}
-    edges = np.unique(np.quantile(finite, GRID))
+    edges = np.unique(np.quantile(finite, grid))
     # the reference's own share at or below each edge (exact, ties included), and the PSI bins
     cdf = np.searchsorted(np.sort(finite), edges, side="right") / len(finite)
     return {
@@ -101,17 +116,28 @@ def profile(
     settings: DriftConfig,
     categorical: tuple[str, ...] = (),
     meta: dict[str, Any] | None = None,
+    groups: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A model's reference profile: its training part's `features`, its `predictions` on
-    validation (names in `categorical` are class labels), the thresholds and `meta`
-    (what was profiled: rows, sampling)."""
-    return {
+    validation (names in `categorical` are class labels), the thresholds and `meta` (what was
+    profiled: rows, sampling); with `groups` (series id -> its own numeric features), each of
+    the `MAX_GROUPS` largest series on a coarser grid too, so that one series' shift is seen
+    where the pooled figures hide it."""
+    out = {
         "profile_version": PROFILE_VERSION,
         "features": {k: reference(v, k in categorical) for k, v in features.items()},
         "predictions": {k: reference(v, k in categorical) for k, v in predictions.items()},
         "thresholds": {k: getattr(settings, k) for k in DriftConfig.__dataclass_fields__},
         "meta": meta or {},
     }
+    if groups and len(groups) > 1:
+        size = {g: max(len(np.asarray(v)) for v in fs.values()) for g, fs in groups.items()}
+        largest = sorted(groups, key=lambda g: (-size[g], str(g)))[:MAX_GROUPS]
+        out["groups"] = {
+            str(g): {k: reference(v, grid=GROUP_GRID) for k, v in groups[g].items() if k not in categorical}
+            for g in largest
+        }
+    return out
 
 
 @dataclass
@@ -138,37 +164,55 @@ class DriftCounter:
     levels: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name, ref in self._refs():
+        for key, ref in self._refs():
             if ref["type"] == "numeric":
-                self.counts.setdefault(name, _Counts(np.zeros(len(ref["edges"]) + 1, np.int64)))
+                self.counts.setdefault(key, _Counts(np.zeros(len(ref["edges"]) + 1, np.int64)))
             else:
-                self.levels.setdefault(name, {})
+                self.levels.setdefault(key, {})
 
     def _refs(self):
+        """(key, reference) of every profiled quantity; a key is (role, group, name), the
+        group "" for the pooled figures."""
         for role in ("features", "predictions"):
             for name, ref in self.profile.get(role, {}).items():
-                yield f"{role}/{name}", ref
+                yield (role, "", name), ref
+        for group, refs in self.profile.get("groups", {}).items():
+            for name, ref in refs.items():
+                yield ("features", group, name), ref
 
-    def update(self, features: dict[str, Any], predictions: dict[str, Any]) -> None:
-        """Count one chunk's values (names as in the profile; others are ignored)."""
+    def _count(self, key: tuple[str, str, str], v: Any) -> None:
+        role, group, name = key
+        if key in self.counts:
+            x = _numeric(v)
+            ok = np.isfinite(x)
+            c = self.counts[key]
+            ref = self.profile["groups"][group][name] if group else self.profile[role][name]
+            edges = np.asarray(ref["edges"])
+            c.counts += np.bincount(np.searchsorted(edges, x[ok], side="left"), minlength=len(c.counts))
+            c.missing += int((~ok).sum())
+            c.total += len(x)
+            c.total_sum += float(x[ok].sum())
+        elif key in self.levels:
+            s = pd.Series(np.asarray(v, dtype=object).ravel())
+            counts = self.levels[key]
+            counts["\0missing"] = counts.get("\0missing", 0) + int(s.isna().sum())
+            for level, n in s.dropna().astype(str).value_counts().items():
+                counts[str(level)] = counts.get(str(level), 0) + int(n)
+
+    def update(self, features: dict[str, Any], predictions: dict[str, Any], groups: Any = None) -> None:
+        """Count one chunk's values (names as in the profile; others are ignored); `groups`,
+        the series id of each feature value, counts the profiled series on their own too."""
         for role, values in (("features", features), ("predictions", predictions)):
             for name, v in values.items():
-                key = f"{role}/{name}"
-                if key in self.counts:
-                    x = _numeric(v)
-                    ok = np.isfinite(x)
-                    c = self.counts[key]
-                    edges = np.asarray(self.profile[role][name]["edges"])
-                    c.counts += np.bincount(np.searchsorted(edges, x[ok], side="left"), minlength=len(c.counts))
-                    c.missing += int((~ok).sum())
-                    c.total += len(x)
-                    c.total_sum += float(x[ok].sum())
-                elif key in self.levels:
-                    s = pd.Series(np.asarray(v, dtype=object).ravel())
-                    counts = self.levels[key]
-                    counts["\0missing"] = counts.get("\0missing", 0) + int(s.isna().sum())
-                    for level, n in s.dropna().astype(str).value_counts().items():
-                        counts[str(level)] = counts.get(str(level), 0) + int(n)
+                self._count((role, "", name), v)
+        profiled = self.profile.get("groups", {})
+        if groups is None or not profiled:
+            return
+        ids = pd.Series(np.asarray(groups).ravel()).astype(str).to_numpy()
+        for group in set(np.unique(ids)) & set(profiled):
+            rows = ids == group
+            for name, v in features.items():
+                self._count(("features", group, name), np.asarray(v)[rows])
 
     def merge(self, other: DriftCounter) -> DriftCounter:
         for k, c in other.counts.items():
@@ -186,13 +230,20 @@ class DriftCounter:
         t = DriftConfig(**{k: v for k, v in saved.items() if k in DriftConfig.__dataclass_fields__})
         rows = []
         for key, ref in self._refs():
-            role, name = key.split("/", 1)
+            role, group, name = key
             if ref["type"] == "numeric":
                 row = _numeric_row(ref, self.counts[key], t, kstwo)
             else:
                 row = _categorical_row(ref, self.levels[key], t)
-            rows.append({"feature": name, "role": role[:-1], **row})
-        rows.sort(key=lambda r: (-STATUSES.index(r["status"]) if r["status"] in STATUSES else 1, -(r["psi"] or 0)))
+            rows.append({"feature": name, "group": group, "role": role[:-1], **row})
+        # worst first; at one status, the pooled figures before a single series'
+        rows.sort(
+            key=lambda r: (
+                -STATUSES.index(r["status"]) if r["status"] in STATUSES else 1,
+                bool(r["group"]),
+                -(r["psi"] or 0),
+            )
+        )
         return DriftReport(rows)
 
 
@@ -217,8 +268,8 @@ class Watch:
         if self.counter is None:
             return
         try:
-            features, predictions = self.values(inputs, outputs)
-            self.counter.update(features, predictions)
+            features, predictions, *groups = self.values(inputs, outputs)
+            self.counter.update(features, predictions, groups[0] if groups else None)
         except Exception as exc:  # noqa: BLE001 - the predictions matter more than their drift report
             self.counter, self.error = None, f"{type(exc).__name__}: {exc}"
             log.warning("drift report not computed: %s", self.error)
@@ -332,17 +383,23 @@ class DriftReport:
         if not self.rows:
             return "drift: not judged (the model has no reference profile)"
         if not judged:
-            return f"drift: not judged (fewer than the minimum of values in all {len(self.rows)} features)"
+            return f"drift: not judged (fewer than the minimum of values in all {len(self.rows)} figures)"
         worst = judged[0]
-        where = f"; worst {worst['role']} {worst['feature']!r}: PSI {_fmt(worst['psi'])}, KS {_fmt(worst['ks'])}"
-        return f"drift: {self.status} ({len(judged)} of {len(self.rows)} features judged{where})"
+        of = f" of series {worst['group']!r}" if worst["group"] else ""
+        where = f"; worst {worst['role']} {worst['feature']!r}{of}: PSI {_fmt(worst['psi'])}, KS {_fmt(worst['ks'])}"
+        pooled = [r for r in self.rows if not r["group"]]
+        counted = f"{sum(1 for r in judged if not r['group'])} of {len(pooled)} features judged"
+        groups = len({r["group"] for r in self.rows if r["group"]})
+        if groups:
+            counted += f", and {groups} series on their own"
+        return f"drift: {self.status} ({counted}{where})"
 
     def metrics(self) -> dict[str, float]:
         """MLflow metrics: `drift_psi.<feature>`, `drift_ks.<feature>`, `drift_status` (0 ok,
         1 warn, 2 drift)."""
         out: dict[str, float] = {"drift_status": float(STATUSES.index(self.status))}
         for r in self.rows:
-            key = _metric_key(r["feature"], r["role"])
+            key = _metric_key(r["feature"], r["role"], r["group"])
             for score in ("psi", "ks"):
                 if r[score] is not None and math.isfinite(r[score]):
                     out[f"drift_{score}.{key}"] = r[score]
@@ -369,19 +426,23 @@ class DriftReport:
             else:
                 ax.set_xticks(k, [f"<={_fmt(e)}" for e in edges] + [f">{_fmt(edges[-1])}"], fontsize=7, rotation=30)
             ax.set_ylabel("share")
-            ax.set_title(f"{r['role']} {r['feature']}: {r['status']} (PSI {_fmt(r['psi'])})")
+            of = f" of series {r['group']}" if r["group"] else ""
+            ax.set_title(f"{r['role']} {r['feature']}{of}: {r['status']} (PSI {_fmt(r['psi'])})")
             ax.legend(fontsize=8)
             fig.tight_layout()
-            out[f"drift/{_metric_key(r['feature'], r['role'])}.png"] = fig
+            out[f"drift/{_metric_key(r['feature'], r['role'], r['group'])}.png"] = fig
         return out
 
     def to_json(self) -> str:
         return json.dumps({"status": self.status, "features": self.table()}, indent=2)
 
 
-def _metric_key(name: str, role: str) -> str:
-    clean = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in name)
-    return f"prediction.{clean}" if role == "prediction" else clean
+def _metric_key(name: str, role: str, group: str = "") -> str:
+    def clean(text: str) -> str:
+        return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in text)
+
+    key = f"prediction.{clean(name)}" if role == "prediction" else clean(name)
+    return f"{key}.series_{clean(group)}" if group else key
 
 
 def _fmt(v: Any) -> str:

@@ -83,7 +83,7 @@ def test_every_kind_conforms_to_the_artefact_contract(name, models, tmp_path):
     # a reference profile logged with the model names what `drift_values` gives for raw input
     profile = pyfunc.unwrap_python_model().profile
     if profile is not None:
-        features, predictions = pipe.drift_values(example[columns], pipe.predict(example))
+        features, predictions, *_ = pipe.drift_values(example[columns], pipe.predict(example))
         assert set(features) == set(profile["features"]) and set(predictions) == set(profile["predictions"])
 
 

@@ -46,7 +46,7 @@ def test_counts_merge_as_one_job_and_hold_no_rows():
     parts = [counted(prof, {k: v[i::3] for k, v in new.items()}, chunks=2) for i in range(3)]
     merged = parts[0].merge(parts[1]).merge(parts[2])
     assert merged.report().table() == whole.report().table()
-    assert whole.counts["features/x"].counts.size <= 102  # the grid, whatever the input size
+    assert whole.counts[("features", "", "x")].counts.size <= 102  # the grid, whatever the input size
     cat = next(r for r in whole.report().rows if r["feature"] == "c")
     assert cat["psi"] > 0.25 and cat["status"] == "drift"  # a class never seen in training
 
@@ -82,6 +82,34 @@ def report_of(out: dict) -> dict:
     report = json.loads(Path(client.download_artifacts(run.info.run_id, "drift/report.json")).read_text())
     assert run.data.tags["drift_status"] == report["status"]
     return report
+
+
+def test_one_series_that_moves_is_named_where_the_pooled_figures_hide_it():
+    from rnnpipe.drift import MAX_GROUPS
+
+    rng = np.random.default_rng(1)
+    groups = {f"s{i}": {"x": rng.normal(0, 1, 2000)} for i in range(10)}
+    prof = profile({"x": np.concatenate([g["x"] for g in groups.values()])}, {}, DriftConfig(), groups=groups)
+    assert sorted(prof["groups"]) == sorted(groups) and len(json.dumps(prof)) < 30_000
+    ids = np.repeat([f"s{i}" for i in range(10)], 1000)
+    x = rng.normal(0, 1, 10_000)
+    x[ids == "s3"] += 1.0
+    whole = DriftCounter(prof)
+    whole.update({"x": x}, {}, ids)
+    report = whole.report()
+    pooled = next(r for r in report.rows if not r["group"])
+    assert pooled["status"] == "ok"  # a tenth of the rows moved: diluted in the pooled figures
+    assert report.status == "drift" and report.rows[0]["group"] == "s3" and "of series 's3'" in report.line()
+    assert [r["status"] for r in report.rows if r["group"] not in ("", "s3")] == ["ok"] * 9
+    parts = DriftCounter(prof)  # a Dask job's parts add up to the same counts
+    for idx in np.array_split(np.arange(len(x)), 3):
+        part = DriftCounter(prof)
+        part.update({"x": x[idx]}, {}, ids[idx])
+        parts.merge(part)
+    assert parts.report().table() == report.table()
+    many = {f"s{i}": {"x": rng.normal(0, 1, 100 + i)} for i in range(MAX_GROUPS + 5)}
+    kept = profile({"x": rng.normal(0, 1, 100)}, {}, DriftConfig(), groups=many)["groups"]
+    assert len(kept) == MAX_GROUPS and "s0" not in kept  # the largest series are kept
 
 
 def test_a_forecasting_batch_with_one_channel_shifted_drifts_on_that_channel(prefect_harness, tmp_path):
@@ -136,7 +164,8 @@ def test_a_forecasting_batch_with_one_channel_shifted_drifts_on_that_channel(pre
     moved = report_of(batch("drift-stocks@champion", shifted_channel(df, "Volume"), tmp_path, "moved"))
     assert moved["status"] == "drift"
     assert moved["features"][0]["feature"] == "Volume" and moved["features"][0]["status"] == "drift"
-    assert next(f for f in moved["features"] if f["feature"] == "Close (log_return)")["status"] == "ok"
+    pooled = {f["feature"]: f for f in moved["features"] if not f["group"]}
+    assert pooled["Close (log_return)"]["status"] == "ok"
 
 
 def test_monitor_and_reviews_batches_drift_on_shifted_readings_and_foreign_texts(models, inputs, tmp_path):

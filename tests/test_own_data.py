@@ -1,6 +1,7 @@
 """A new user's own data and folder: a model name of its own, bundled defaults that work
 from anywhere (the installed package's files), the user's paths read from where the user is."""
 
+import contextlib
 import os
 import re
 import subprocess
@@ -152,11 +153,7 @@ def test_an_installed_wheel_trains_every_pipeline_from_a_folder_of_ones_own(tmp_
     )
     for name in ("stocks", "glucose", "reviews_train", "reviews_test", "word_vectors", "ecg", "weather", "electricity"):
         assert (site / "rnnpipe" / "data" / f"{name}.parquet").exists(), name
-    work.mkdir()
-    pd.read_parquet(REPO / "data" / "reviews_train.parquet").head(240).to_csv(work / "my_reviews.csv", index=False)
-    env = {**os.environ, "PYTHONPATH": str(site), "RNNPIPE_HOME": str(work), "PREFECT_HOME": str(work / ".prefect")}
-    env.pop("PREFECT_API_URL", None)
-    env.pop("MLFLOW_TRACKING_URI", None)
+    own = pd.read_parquet(REPO / "data" / "reviews_train.parquet").head(240)
     # the bundled samples (stocks, glucose) and the reported case (own texts, the bundled vectors)
     runs = {
         "stocks": [
@@ -179,8 +176,16 @@ def test_an_installed_wheel_trains_every_pipeline_from_a_folder_of_ones_own(tmp_
             "stream.bptt=20",
         ],
     }
+    # each pipeline in a folder of its own (its own RNNPIPE_HOME), all four at once
+    procs, logs = {}, contextlib.ExitStack()
     for pipeline, sets in runs.items():
-        proc = subprocess.run(
+        home = work / pipeline
+        home.mkdir(parents=True)
+        own.to_csv(home / "my_reviews.csv", index=False)
+        env = {**os.environ, "PYTHONPATH": str(site), "RNNPIPE_HOME": str(home), "PREFECT_HOME": str(home / ".prefect")}
+        env.pop("PREFECT_API_URL", None)
+        env.pop("MLFLOW_TRACKING_URI", None)
+        procs[pipeline] = subprocess.Popen(
             [
                 sys.executable,
                 "-c",
@@ -190,17 +195,22 @@ def test_an_installed_wheel_trains_every_pipeline_from_a_folder_of_ones_own(tmp_
                 pipeline,
                 *[a for s in sets for a in ("--set", s)],
             ],
-            cwd=work,
+            cwd=home,
             env=env,
-            capture_output=True,
-            text=True,
-            timeout=400,
+            stdout=logs.enter_context((tmp_path / f"{pipeline}.out").open("w")),  # files: no pipe fills up
+            stderr=logs.enter_context((tmp_path / f"{pipeline}.err").open("w")),
         )
-        assert proc.returncode == 0, (pipeline, proc.stderr[-3000:])
-        assert f"code: {site / 'rnnpipe' / 'cli' / '__init__.py'}" in proc.stderr  # the wheel's, not the checkout's
+    for proc in procs.values():
+        proc.wait(timeout=600)
+    logs.close()
+    for pipeline, proc in procs.items():
+        stdout, stderr = (tmp_path / f"{pipeline}.out").read_text(), (tmp_path / f"{pipeline}.err").read_text()
+        assert proc.returncode == 0, (pipeline, stderr[-3000:])
+        assert f"code: {site / 'rnnpipe' / 'cli' / '__init__.py'}" in stderr  # the wheel's, not the checkout's
         if pipeline == "stocks":  # the default output: what a user needs, each thing once
-            out = proc.stdout + proc.stderr
+            out = stdout + stderr
             assert len(re.findall(r"stocks-forecaster v1 -> \w+", out)) == 1, out[-3000:]
             for noise in ("dedicated server", "Validating input example", "Traceback", "MLflow run ", "epoch 1/1"):
                 assert (noise in out) == (noise in ("MLflow run ", "epoch 1/1")), (noise, out[-3000:])
-    assert (work / "mlruns" / "mlflow.db").exists() and not (work / "data").exists()
+        home = work / pipeline
+        assert (home / "mlruns" / "mlflow.db").exists() and not (home / "data").exists(), pipeline

@@ -258,16 +258,18 @@ class ForecastPipeline:
             change = point if kind == "level" else np.log(point / last) if kind == "log_return" else point - last
         return {f"forecast step 1 ({kind})": change}
 
-    def drift_values(self, inputs: pd.DataFrame, outputs: pd.DataFrame) -> tuple[dict, dict]:
-        """A batch chunk's (features, predictions) for its drift report: `inputs` as `predict`
-        parsed them (kept a moment for this; parsing again would cost as much as the job)."""
+    def drift_values(self, inputs: pd.DataFrame, outputs: pd.DataFrame) -> tuple[dict, dict, np.ndarray]:
+        """A batch chunk's (features, predictions, the series of each feature row) for its
+        drift report: `inputs` as `predict` parsed them (kept a moment for this; parsing again
+        would cost as much as the job)."""
         frame = self._parsed.take(inputs)
         if frame is None:
             frame, _ = read_forecast_input(inputs, self.config.data)
         first = outputs["step"].to_numpy() == 1  # one row per series, in the frame's order
-        return self.drift_features(frame), self.drift_predictions(
+        predictions = self.drift_predictions(
             outputs["forecast"].to_numpy(np.float64)[first], frame.target[frame.offsets[1:] - 1]
         )
+        return self.drift_features(frame), predictions, row_series(frame)
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -347,3 +349,8 @@ def baseline_settings(cfg: ForecastConfig) -> dict[str, Any]:
         gbm=cfg.baselines.gbm,
         seed=cfg.train.seed,
     )
+
+
+def row_series(frame: SeriesFrame) -> np.ndarray:
+    """The series id of each row of `frame`, as text."""
+    return np.repeat(np.asarray(frame.series, dtype=str), np.diff(frame.offsets))

@@ -76,18 +76,26 @@ class ForecastSteps(TrainingSteps):
         return Evaluated(metrics, test.fitted)
 
     def profile(self, cfg: ForecastConfig, frame, prepared, pipeline, evaluation: Evaluated):
-        """The reference of drift reports: the training part's channels, and the one-step
-        forecasts from every validation window."""
-        from rnnpipe.drift import profile, sample
+        """The reference of drift reports: the training part's channels, pooled and per
+        series (the largest `rnnpipe.drift.MAX_GROUPS`), and the one-step forecasts from every
+        validation window."""
+        import numpy as np
+
+        from rnnpipe.drift import MAX_GROUPS, profile, sample
+        from rnnpipe.pipelines.forecast.artefact import row_series
 
         train = prepared.split.mask("train", len(frame))
-        features = {k: sample(v[train]) for k, v in pipeline.drift_features(frame).items()}
+        values = pipeline.drift_features(frame)
+        features = {k: sample(v[train]) for k, v in values.items()}
+        series = row_series(frame)
+        ids, rows = np.unique(series[train], return_counts=True)
+        largest = ids[np.argsort(-rows, kind="stable")[:MAX_GROUPS]]
+        groups = {s: {k: sample(v[train & (series == s)]) for k, v in values.items()} for s in largest}
         ends = prepared.ends["val"]
         point, _ = pipeline.predict_windows(prepared.frame, ends, prepared.inputs)
         predictions = pipeline.drift_predictions(point[:, 0], prepared.frame.target[ends])
-        return profile(
-            features, predictions, cfg.drift, meta={"train_rows": int(train.sum()), "val_windows": len(ends)}
-        )
+        meta = {"train_rows": int(train.sum()), "val_windows": len(ends)}
+        return profile(features, predictions, cfg.drift, meta=meta, groups=groups)
 
     def example(self, cfg: ForecastConfig, frame, prepared):
         from rnnpipe.pipelines.forecast.artefact import history_example

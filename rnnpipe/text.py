@@ -315,8 +315,10 @@ class TextBatches:
         bucket: bool = True,
         pad_to_longest: bool = False,
         features=None,
+        max_tokens: int = 0,
     ):
         self.encoded, self.bucket, self.pad_to_longest = encoded, bucket, pad_to_longest
+        self.max_tokens = max_tokens  # in evaluation order, a batch's rows x its longest text at most this
         self.features = features  # optional (N, F) scipy sparse rows (n-gram features), per text
         self.ids = torch.as_tensor(encoded.ids)
         self.starts = torch.as_tensor(encoded.offsets[:-1])
@@ -346,6 +348,8 @@ class TextBatches:
         n = len(self)
         if not shuffle:
             order = torch.as_tensor(self.order())
+            if self.bucket and self.max_tokens:
+                return token_budget_batches(order, self.lengths[order].numpy(), batch_size, self.max_tokens)
             return list(torch.split(order, batch_size))
         perm = torch.randperm(n, generator=generator)
         if not self.bucket:
@@ -371,6 +375,27 @@ class TextBatches:
                 yield (tokens, lengths), self.labels[idx_d]
             else:
                 yield (tokens, lengths, sparse_rows(self.features, idx.numpy(), device)), self.labels[idx_d]
+
+
+def token_budget_batches(order: torch.Tensor, lengths: np.ndarray, rows: int, tokens: int) -> list[torch.Tensor]:
+    """`order` (texts sorted by ascending `lengths`) cut into batches of at most `rows` texts
+    whose padded size (texts x the batch's longest) stays within `tokens` (at least one text
+    a batch): a recurrent layer's memory per pass follows the padded size, so long texts go
+    in fewer at a time and short ones in full batches."""
+    out, i, n = [], 0, len(order)
+    while i < n:
+        k = min(rows, n - i)
+        # the largest k with k * lengths[i + k - 1] <= tokens (the product grows with k)
+        lo, hi = 1, k
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if mid * int(lengths[i + mid - 1]) <= tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        out.append(order[i : i + lo])
+        i += lo
+    return out
 
 
 def sparse_rows(matrix, rows: np.ndarray, device) -> torch.Tensor:

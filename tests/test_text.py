@@ -123,6 +123,24 @@ def test_bucketed_batches_cover_every_text_once_padded_to_their_own_longest():
     assert (lens_eval.numpy() == lengths[data.order()]).all()
 
 
+def test_evaluation_batches_keep_to_a_token_budget_and_change_no_prediction():
+    """Long texts go a few at a time (a pass's memory follows rows x longest), short ones in
+    full batches; every text once, in the evaluation order, and the same outputs."""
+    from rnnpipe.training import predict_batches
+
+    lengths = np.random.default_rng(2).integers(1, 120, size=400)
+    budget = TextBatches(encoded(lengths), max_tokens=2000)
+    sizes = [(len(lens), int(lens.max())) for (_, lens), _ in budget.batches(64)]
+    assert all(n * longest <= 2000 or n == 1 for n, longest in sizes)
+    assert sizes[0][0] == 64 and sizes[-1][0] < 20  # short texts fill a batch, long ones do not
+    lens_eval = torch.cat([lens for (_, lens), _ in budget.batches(64)])
+    assert (lens_eval.numpy() == lengths[budget.order()]).all()
+    torch.manual_seed(0)
+    model = TextClassifier(50, 8, 3, cell="lstm", hidden_size=6).eval()
+    plain = predict_batches(model, TextBatches(encoded(lengths)), 64)
+    np.testing.assert_allclose(predict_batches(model, budget, 64), plain, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "cell, pooling, bidirectional",
     list(itertools.product(["rnn", "lstm", "gru"], ["last", "mean", "max", "attention"], [True, False])),

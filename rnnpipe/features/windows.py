@@ -21,6 +21,10 @@ from rnnpipe.features.splits import Split
 # on 2 cores a 2-layer LSTM of 64 over 60-step windows runs 512-row batches no slower than
 # 4,096-row ones, and a 4,096-row batch alone held about 250 MB.
 INFERENCE_BATCH = 512
+# Texts are long: a batch of them is cut to at most this many padded tokens (rows x its
+# longest text), so 400-token reviews go 40 at a time through a 400-unit LSTM (a 512-row
+# batch of them held over 1 GB in its input projection) and short ones in full batches.
+INFERENCE_TOKENS = 16_384
 
 
 class BatchSource(Protocol):

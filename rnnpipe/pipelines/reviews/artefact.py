@@ -19,6 +19,7 @@ import torch
 from rnnpipe import artefact
 from rnnpipe.config import from_dict, to_dict
 from rnnpipe.errors import DataError
+from rnnpipe.features.windows import INFERENCE_BATCH, INFERENCE_TOKENS
 from rnnpipe.pipelines.reviews.baselines import (
     vectorizer_from_dict,
     vectorizer_to_dict,
@@ -118,11 +119,12 @@ class ReviewsPipeline:
     def ngram_features(self, texts: list[str]):
         return self.ngram_vectorizer.transform(texts) if self.ngram_vectorizer is not None else None
 
-    def predict_proba(self, encoded: EncodedTexts, ngrams=None, batch_size: int = 512) -> np.ndarray:
+    def predict_proba(self, encoded: EncodedTexts, ngrams=None, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
         """(N, classes) probabilities, in the order of `encoded` (`ngrams`: the texts' n-gram
-        features, for a model with the wide part)."""
+        features, for a model with the wide part); batches of at most `INFERENCE_TOKENS`
+        padded tokens."""
         device = next(self.model.parameters()).device
-        data = TextBatches(encoded, bucket=True, features=ngrams)
+        data = TextBatches(encoded, bucket=True, features=ngrams, max_tokens=INFERENCE_TOKENS)
         logits = predict_batches(self.model, data.to(device), batch_size)
         out = np.empty_like(logits)
         out[data.order()] = logits

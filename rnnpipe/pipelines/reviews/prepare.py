@@ -13,6 +13,7 @@ import numpy as np
 from rnnpipe import settings
 from rnnpipe.errors import DataError
 from rnnpipe.features.splits import stratified_split
+from rnnpipe.features.windows import INFERENCE_TOKENS
 from rnnpipe.io import preloadable
 from rnnpipe.pipelines.reviews.baselines import (
     TfidfLogisticRegression,
@@ -115,6 +116,7 @@ class ReviewsPrepared:
             self.y[part],
             bucket=self.preprocessor.cfg.text.bucketing,
             features=self.ngrams[part] if self.ngrams else None,
+            max_tokens=INFERENCE_TOKENS,  # evaluation's batches (training's are shuffled, cfg.batch_size)
         )
 
     def counts(self) -> dict[str, dict[str, int]]:

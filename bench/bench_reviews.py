@@ -27,7 +27,14 @@ one epoch on the first `--lm-tokens` tokens of the training stream (tokens/s of 
 backpropagation through time), then generated tokens/s: `--lm-prompts` prompts continued
 for `max_new_tokens` tokens each at the default sampling settings (one token per step,
 batch 1, as the served model runs).
-Results go to stdout and to bench/results/reviews-<time>.json (lm-<time>.json with --lm).
+    python bench/bench_reviews.py --inference     # text inference: one 512-row batch vs the token budget
+
+`--inference`: the default reviews model (untrained: the memory and the speed of a pass do not
+depend on the weights) predicts `--texts` test reviews (repeated) once in 512-row batches and
+once in batches of at most `INFERENCE_TOKENS` padded tokens, each in a process of its own
+(alternating, `--repeats` times): texts/s and the process's peak RSS.
+Results go to stdout and to bench/results/reviews-<time>.json (lm-<time>.json with --lm,
+text-inference-<time>.json with --inference).
 """
 
 from __future__ import annotations
@@ -71,7 +78,15 @@ def main() -> None:
     ap.add_argument("--lm", action="store_true", help="benchmark the language model instead")
     ap.add_argument("--lm-tokens", type=int, default=200_000, help="--lm: training tokens timed")
     ap.add_argument("--lm-prompts", type=int, default=8, help="--lm: prompts generated from")
+    ap.add_argument("--inference", action="store_true", help="benchmark text inference batching instead")
+    ap.add_argument("--texts", type=int, default=6000, help="--inference: reviews predicted")
+    ap.add_argument("--repeats", type=int, default=2, help="--inference: runs of each way")
+    ap.add_argument("--one", choices=["rows", "tokens"], help=argparse.SUPPRESS)  # one timed run (a subprocess)
     args = ap.parse_args()
+    if args.one:
+        return inference_once(args.one, args.texts)
+    if args.inference:
+        return bench_inference(args)
     if args.lm:
         return bench_lm(args)
     cfg = load_config(ReviewsConfig, overrides=[f"train.device={args.device}", "train.patience=99", *args.overrides])
@@ -198,6 +213,53 @@ def bench_lm(args) -> None:
         f"{len(prompts)} prompts)"
     )
     write_results("lm", results)
+
+
+def inference_once(way: str, n: int) -> None:
+    """One timed inference pass of the default reviews model over `n` test reviews; prints a
+    JSON line (texts/s, the process's peak RSS, a checksum of the outputs)."""
+    import json
+    import resource
+
+    import numpy as np
+    import pandas as pd
+
+    from rnnpipe.features.windows import INFERENCE_TOKENS
+    from rnnpipe.pipelines.reviews.prepare import TextPreprocessor
+    from rnnpipe.training import predict_batches
+
+    torch.manual_seed(0)
+    cfg = load_config(ReviewsConfig, overrides=["embed.path=''", "model.highway=none"])  # no wide part
+    texts = pd.read_parquet(ROOT / cfg.data.test_path)[cfg.data.text_col].tolist()
+    texts = (texts * (n // len(texts) + 1))[:n]
+    pre = TextPreprocessor(cfg).fit(texts)
+    pipe = ReviewsPipeline(cfg, pre, ["neg", "pos"])
+    enc = pre.encode(texts)
+    data = TextBatches(enc, bucket=True, max_tokens=INFERENCE_TOKENS if way == "tokens" else 0)
+    t0 = time.perf_counter()
+    out = predict_batches(pipe.model, data, 512)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"texts_per_s": n / wall, "peak_mib": peak, "checksum": float(np.abs(out).sum())}))
+
+
+def bench_inference(args) -> None:
+    import json
+    import subprocess
+
+    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "texts": args.texts}
+    runs = {"rows": [], "tokens": []}
+    for _ in range(args.repeats):
+        for way in runs:
+            cmd = [sys.executable, __file__, "--one", way, "--texts", str(args.texts)]
+            line = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            runs[way].append(json.loads(line))
+            r = runs[way][-1]
+            print(f"{way:6} {r['texts_per_s']:8,.0f} texts/s  peak RSS {r['peak_mib']:6,.0f} MiB", flush=True)
+    results["runs"] = runs
+    same = {round(r["checksum"], 3) for rs in runs.values() for r in rs}
+    print(f"the same outputs both ways: {len(same) == 1}")
+    write_results("text-inference", results)
 
 
 if __name__ == "__main__":

@@ -123,6 +123,16 @@ def test_monitor_alerts_are_scored_against_the_readings_that_came_after(models, 
     metrics = job_run(out).data.metrics
     assert metrics["realised_event_rows"] == 0 and "realised_f1" not in metrics  # F1 is undefined without events
 
+    # actuals whose values cannot be read: the job's predictions stand, and the run says why
+    broken = pd.concat(after, ignore_index=True).astype({"ts": str})
+    broken.loc[3, "ts"] = "not a time"
+    broken.to_csv(arrived, index=False)
+    out = batch_predict(
+        f"{name}/{version}", str(src), str(tmp_path / "risk.parquet"), overwrite=True, actuals=str(arrived)
+    )
+    assert out["realised"].startswith("realised: not computed (")
+    assert job_run(out).data.tags["realised_status"] == "error" and (tmp_path / "risk.parquet").exists()
+
 
 def test_actuals_without_the_needed_columns_are_refused_by_name(models, inputs, tmp_path):
     from click.testing import CliRunner

@@ -294,7 +294,7 @@ def log_job(
         }
     )
     drift_status, drift_line = log_drift(run, stats)
-    realised = log_realised(run, ref, stats, actuals)
+    realised_status, realised_line = log_realised(run, ref, stats, actuals)
     run.end()
     create_markdown_artifact(
         f"**Batch prediction with {ref}**\n\n| | |\n|---|---|\n| model run | `{ref.run_id}` |\n"
@@ -307,8 +307,8 @@ def log_job(
         "job_run_id": run.id,
         "drift": drift_line,
         "drift_status": drift_status,
-        "realised": realised.line() if realised else "",
-        "realised_status": realised.status if realised else "",
+        "realised": realised_line,
+        "realised_status": realised_status,
     }
 
 
@@ -339,22 +339,30 @@ def read_model_actuals(ref: ModelRef, actuals: str) -> pd.DataFrame:
     return read_actuals(actuals, columns, what)
 
 
-def log_realised(run: Run, ref: ModelRef, stats: BatchStats, actuals: str):
+def log_realised(run: Run, ref: ModelRef, stats: BatchStats, actuals: str) -> tuple[str, str]:
     """The realised accuracy (`rnnpipe.realised`) of a classifier's labelled rows, or of a
-    forecaster's forecasts against `actuals`, beside its registered test scores: metrics
-    `realised_<score>` and `registered_<score>`, tag `realised_status` (`ok`, `degraded`,
-    `not judged`). None when there is nothing to score."""
+    model's predictions against `actuals`, beside its registered test scores: metrics
+    `realised_<score>` and `registered_<score>`, tags `realised_status` (`ok`, `degraded`,
+    `not judged`) and `realised`. -> (status, line); ("", "") when there is nothing to score.
+    Actuals that cannot be scored (their columns were checked before the job; their values
+    were not) never fail the job, whose predictions are written: status `error`, and why."""
     from rnnpipe.realised import judge
 
-    if actuals:
-        truth = read_model_actuals(ref, actuals)
-        scores = _model(ref.uri, "cpu").pipeline.realised_scores(pd.read_parquet(stats.output), truth)
-        source = f"predictions against {actuals}"
-    elif stats.labels is not None and stats.labels.pairs:
-        scores, source = stats.labels.scores(), "labelled rows"
-    else:
-        return None
     loaded = _model(ref.uri, "cpu")
+    try:
+        if actuals:
+            truth = read_model_actuals(ref, actuals)
+            scores = loaded.pipeline.realised_scores(pd.read_parquet(stats.output), truth)
+            source = f"predictions against {actuals}"
+        elif stats.labels is not None and stats.labels.pairs:
+            scores, source = stats.labels.scores(), "labelled rows"
+        else:
+            return "", ""
+    except (DataError, ValueError, KeyError) as exc:
+        line = f"realised: not computed ({exc})"[:5000]
+        run.set_tags({"realised_status": "error", "realised": line})
+        get_run_logger().warning(line)
+        return "error", line
     registered = run.client.get_run(ref.run_id).data.metrics
     baseline = (run.client.get_model_version(ref.name, ref.version).tags or {}).get("baseline")
     if baseline:  # a baseline's version: its own test scores, not the run's recurrent model's
@@ -364,7 +372,7 @@ def log_realised(run: Run, ref: ModelRef, stats: BatchStats, actuals: str):
     run.log_metrics(realised.metrics())
     run.set_tags({"realised_status": realised.status, "realised": realised.line()})
     get_run_logger().info(realised.line())
-    return realised
+    return realised.status, realised.line()
 
 
 def log_drift(run: Run, stats: BatchStats) -> tuple[str, str]:

@@ -166,6 +166,17 @@ def test_a_forecasting_batch_with_one_channel_shifted_drifts_on_that_channel(pre
     assert moved["features"][0]["feature"] == "Volume" and moved["features"][0]["status"] == "drift"
     pooled = {f["feature"]: f for f in moved["features"] if not f["group"]}
     assert pooled["Close (log_return)"]["status"] == "ok"
+    assert {f["group"] for f in moved["features"]} == {"", "A", "B"}  # each series on its own too
+    # on demand, for scripts: the table (with the series column) and exit 1 at --fail-on
+    from click.testing import CliRunner
+
+    from rnnpipe.cli import cli
+
+    cmd = ["drift", "drift-stocks@champion", "-i", str(tmp_path / "moved.parquet"), "--fail-on", "drift"]
+    result = CliRunner().invoke(cli, cmd)
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[0].split()[:2] == ["feature", "group"]
+    assert result.output.strip().splitlines()[-1].startswith("drift: drift (")
 
 
 def test_monitor_and_reviews_batches_drift_on_shifted_readings_and_foreign_texts(models, inputs, tmp_path):

@@ -348,11 +348,10 @@ def log_realised(run: Run, ref: ModelRef, stats: BatchStats, actuals: str) -> tu
     were not) never fail the job, whose predictions are written: status `error`, and why."""
     from rnnpipe.realised import judge
 
-    loaded = _model(ref.uri, "cpu")
     try:
         if actuals:
             truth = read_model_actuals(ref, actuals)
-            scores = loaded.pipeline.realised_scores(pd.read_parquet(stats.output), truth)
+            scores = _model(ref.uri, "cpu").pipeline.realised_scores(pd.read_parquet(stats.output), truth)
             source = f"predictions against {actuals}"
         elif stats.labels is not None and stats.labels.pairs:
             scores, source = stats.labels.scores(), "labelled rows"
@@ -363,6 +362,7 @@ def log_realised(run: Run, ref: ModelRef, stats: BatchStats, actuals: str) -> tu
         run.set_tags({"realised_status": "error", "realised": line})
         get_run_logger().warning(line)
         return "error", line
+    loaded = _model(ref.uri, "cpu")  # loaded only when there is something to score
     registered = run.client.get_run(ref.run_id).data.metrics
     baseline = (run.client.get_model_version(ref.name, ref.version).tags or {}).get("baseline")
     if baseline:  # a baseline's version: its own test scores, not the run's recurrent model's

@@ -208,11 +208,13 @@ class DriftCounter:
         profiled = self.profile.get("groups", {})
         if groups is None or not profiled:
             return
-        ids = pd.Series(np.asarray(groups).ravel()).astype(str).to_numpy()
-        for group in set(np.unique(ids)) & set(profiled):
-            rows = ids == group
-            for name, v in features.items():
-                self._count(("features", group, name), np.asarray(v)[rows])
+        # series ids as codes into their names (a Categorical is taken as it is: no string per row)
+        cat = groups if isinstance(groups, pd.Categorical) else pd.Categorical(np.asarray(groups).ravel())
+        for code, group in enumerate(cat.categories):
+            if str(group) in profiled:
+                rows = cat.codes == code
+                for name, v in features.items():
+                    self._count(("features", str(group), name), np.asarray(v)[rows])
 
     def merge(self, other: DriftCounter) -> DriftCounter:
         for k, c in other.counts.items():

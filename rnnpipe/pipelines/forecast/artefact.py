@@ -258,7 +258,7 @@ class ForecastPipeline:
             change = point if kind == "level" else np.log(point / last) if kind == "log_return" else point - last
         return {f"forecast step 1 ({kind})": change}
 
-    def drift_values(self, inputs: pd.DataFrame, outputs: pd.DataFrame) -> tuple[dict, dict, np.ndarray]:
+    def drift_values(self, inputs: pd.DataFrame, outputs: pd.DataFrame) -> tuple[dict, dict, pd.Categorical]:
         """A batch chunk's (features, predictions, the series of each feature row) for its
         drift report: `inputs` as `predict` parsed them (kept a moment for this; parsing again
         would cost as much as the job)."""
@@ -351,6 +351,8 @@ def baseline_settings(cfg: ForecastConfig) -> dict[str, Any]:
     )
 
 
-def row_series(frame: SeriesFrame) -> np.ndarray:
-    """The series id of each row of `frame`, as text."""
-    return np.repeat(np.asarray(frame.series, dtype=str), np.diff(frame.offsets))
+def row_series(frame: SeriesFrame) -> pd.Categorical:
+    """The series of each row of `frame` (codes into the series' names: cheap for a million
+    rows, where strings per row are not)."""
+    codes = np.repeat(np.arange(len(frame.series)), np.diff(frame.offsets))
+    return pd.Categorical.from_codes(codes, categories=pd.Index([str(s) for s in frame.series]))

@@ -88,9 +88,12 @@ class ForecastSteps(TrainingSteps):
         values = pipeline.drift_features(frame)
         features = {k: sample(v[train]) for k, v in values.items()}
         series = row_series(frame)
-        ids, rows = np.unique(series[train], return_counts=True)
-        largest = ids[np.argsort(-rows, kind="stable")[:MAX_GROUPS]]
-        groups = {s: {k: sample(v[train & (series == s)]) for k, v in values.items()} for s in largest}
+        rows = np.bincount(series.codes[train], minlength=len(series.categories))
+        largest = [c for c in np.argsort(-rows, kind="stable")[:MAX_GROUPS] if rows[c]]
+        groups = {
+            series.categories[c]: {k: sample(v[train & (series.codes == c)]) for k, v in values.items()}
+            for c in largest
+        }
         ends = prepared.ends["val"]
         point, _ = pipeline.predict_windows(prepared.frame, ends, prepared.inputs)
         predictions = pipeline.drift_predictions(point[:, 0], prepared.frame.target[ends])

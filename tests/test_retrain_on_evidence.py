@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -23,16 +24,26 @@ from rnnpipe.registry import configure_tracking
 MODEL = "evidence-monitor"
 
 
-def flow_runs(api: str, **filters) -> list[dict]:
-    body = json.dumps({"flow_runs": filters}).encode()
-    req = urllib.request.Request(f"{api}/flow_runs/filter", data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
+def api(url: str, body: bytes | None = None):
+    """A Prefect API answer. A SQLite-backed server busy with a flow run on 2 cores can take
+    longer than a read timeout now and then (seen once in CI): wait, and ask again twice."""
+    for attempt in range(3):
+        req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+        except (TimeoutError, urllib.error.URLError):
+            if attempt == 2:
+                raise
+            time.sleep(5)
 
 
-def flow_state(api: str, flow_run_id: str) -> str:
-    with urllib.request.urlopen(f"{api}/flow_runs/{flow_run_id}", timeout=10) as r:
-        return json.loads(r.read())["state"]["type"]
+def flow_runs(url: str, **filters) -> list[dict]:
+    return api(f"{url}/flow_runs/filter", json.dumps({"flow_runs": filters}).encode())
+
+
+def flow_state(url: str, flow_run_id: str) -> str:
+    return api(f"{url}/flow_runs/{flow_run_id}")["state"]["type"]
 
 
 def job_runs() -> list:
@@ -162,11 +173,7 @@ def test_prefect_yaml_deploys_every_flow_and_a_worker_runs_a_retrain(inputs, tmp
 
         cli("work-pool", "create", "rnnpipe", "--type", "process")
         cli("--no-prompt", "deploy", "--all", timeout=300)
-        req = urllib.request.Request(
-            f"{server.api_url}/deployments/filter", data=b"{}", headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=10) as r:
-            deployed = {d["name"]: d for d in json.loads(r.read())}
+        deployed = {d["name"]: d for d in api(f"{server.api_url}/deployments/filter", b"{}")}
         assert set(deployed) == {"stocks-retrain", "monitor-retrain", "reviews-retrain", "lm-retrain", "batch-predict"}
         assert all(d["work_pool_name"] == "rnnpipe" for d in deployed.values())
         assert deployed["batch-predict"]["parameters"]["retrain_deployment"] == "train-stocks/stocks-retrain"
@@ -193,8 +200,7 @@ def test_prefect_yaml_deploys_every_flow_and_a_worker_runs_a_retrain(inputs, tmp
         deadline, state = time.monotonic() + 300, ""
         while time.monotonic() < deadline and state not in ("COMPLETED", "FAILED", "CRASHED"):
             assert worker.poll() is None, worker.stdout.read()[-3000:]
-            with urllib.request.urlopen(f"{server.api_url}/flow_runs/{run_id}", timeout=10) as r:
-                state = json.loads(r.read())["state"]["type"]
+            state = flow_state(server.api_url, run_id)
             time.sleep(2)
         assert state == "COMPLETED", state
         configure_tracking()

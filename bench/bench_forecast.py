@@ -297,6 +297,7 @@ RECIPE_VARIANTS = {
     "model+recipe": ["model.recipe=residual"],
     "model+recipe-calendar": ["model.recipe=residual", "data.calendar=none"],
     "model+recipe-trained": ["model.recipe=residual", "model.linear_lr_mult=1.0"],
+    "model+recipe-unstacked": ["model.recipe=residual", "model.stacked=false", "train.lr=1e-3"],
 }
 
 
@@ -515,7 +516,8 @@ def main() -> None:
         choices=list(RECIPE_VARIANTS),
         help="recipes: model = the joint recipe (before), model+recipe = the defaults, "
         "model+recipe-calendar = without calendar inputs, model+recipe-trained = the "
-        "linear part trained on from its fit at the full rate",
+        "linear part trained on from its fit at the full rate, model+recipe-unstacked = the "
+        "defaults before model.stacked (and the stocks pipeline's lr 3e-3)",
     )
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())

@@ -47,6 +47,11 @@ class ModelConfig:
     # under the residual recipe, the linear part's learning rate as a multiple of train.lr
     # (0: kept fixed at its closed-form fit)
     linear_lr_mult: float = 0.0
+    # forecasters: the recurrent part's decoder also reads the linear part's forecast of each
+    # step and the step's place in the horizon, so it corrects the linear forecast where it
+    # errs (stacking). Default chosen on validation over every bundled series (docs:
+    # decisions/recipe.md)
+    stacked: bool = True
 
     def encoder(self) -> dict[str, Any]:
         """The recurrent encoder's settings, as every kind's model takes them."""

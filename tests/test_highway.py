@@ -39,6 +39,28 @@ def test_with_the_recurrent_part_at_zero_the_model_is_its_linear_part():
     torch.testing.assert_close(clf(x), (z @ lin.linear.weight.T + lin.linear.bias).squeeze(-1))
 
 
+def test_a_stacked_decoder_reads_the_linear_forecast_of_each_step_and_the_step():
+    torch.manual_seed(0)
+    plain = Forecaster(3, horizon=4, lookback=6, highway="linear", hidden_size=8)
+    assert plain.decoder is None  # no known inputs, no season: nothing for a decoder to read
+    model = Forecaster(3, horizon=4, lookback=6, highway="linear", hidden_size=8, stacked=True)
+    assert model.decoder[0].in_features == 8 + 2  # the encoder's state, h / H, the linear forecast
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.normal_()
+    x = torch.randn(5, 6, 3)
+    z = model.encoder(x)
+    lin = model.linear_part(x)
+    out = model.recurrent_part(z, x=x, linear=lin)
+    # the steps differ through h / H alone when the linear forecast is the same for each
+    same = lin[:, :1].expand(-1, 4)
+    steps = model.recurrent_part(z, x=x, linear=same) - model.head(z)
+    assert not torch.allclose(steps[:, 0], steps[:, 1])
+    # and another linear forecast changes the correction (a stacked model, not a blind sum)
+    assert not torch.allclose(out, model.recurrent_part(z, x=x, linear=lin + 1.0))
+    torch.testing.assert_close(model(x), out + lin)
+
+
 def series(kind: str, n: int = 3000, seed: int = 0) -> pd.DataFrame:
     """An AR(2) process, or a threshold AR whose two regimes no linear model can follow; both
     with N(0, 0.3) noise."""

@@ -85,6 +85,7 @@ class ForecastPipeline:
                     season=config.window.season,
                     level_input=preprocessor.encoding.centered,
                     linear_lr_mult=m.linear_lr_mult,
+                    stacked=m.stacked,
                 )
         self.model = model
 
@@ -288,6 +289,7 @@ class ForecastPipeline:
         raw["model"].setdefault("recipe", "joint")  # saved before the residual recipe
         if "encoder_lookback" not in raw["model"]:  # ... and before its decoder read seasonal lags
             raw.setdefault("window", {})["season"] = 0
+        raw["model"].setdefault("stacked", False)  # ... and before its decoder read the linear forecast
         raw.setdefault("data", {}).setdefault("calendar", [])  # ... and before calendar inputs
         baselines = raw.setdefault("baselines", {})  # ... and before a statistical baseline's origins
         baselines.setdefault("forward_history", baselines.get("history", 3000))  # read fewer points than its fit

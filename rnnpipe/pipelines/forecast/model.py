@@ -23,6 +23,12 @@ class Forecaster(nn.Module):
     the linear part reads them as further features. Past values of the same inputs are
     channels of the window like any other.
 
+    `stacked=True`: the decoder also reads, for each step h, the linear part's forecast of h
+    (gradients stopped) and h's place in the horizon (h / H), so the recurrent part corrects
+    the linear forecast where it errs instead of adding a term blind to it, and knows which
+    step it forecasts (the gradient-boosting baseline reads the step too). The decoder then
+    exists whenever there is a linear part.
+
     `recipe="residual"` (with the linear part): the linear part keeps its closed-form fit and
     the recurrent output is scaled by `residual_scale`, the spread of the linear part's
     training residuals per step (set by the warm start), so the recurrent part learns the
@@ -52,6 +58,7 @@ class Forecaster(nn.Module):
         season: int = 0,
         level_input: bool = False,
         linear_lr_mult: float = 0.0,
+        stacked: bool = False,
         **encoder_kwargs,
     ):
         super().__init__()
@@ -70,7 +77,9 @@ class Forecaster(nn.Module):
         self.season = season if 2 <= season < lookback else 0
         self.level_input, self.lookback = level_input, lookback
         self.decoder = None
-        extra = known_size + (1 if self.season else 0)
+        self.stacked = bool(stacked)
+        extra = known_size + (1 if self.season else 0) + (1 if self.stacked else 0)
+        extra += 1 if self.stacked and highway == "linear" else 0
         if extra:
             self.decoder = nn.Sequential(nn.Linear(z + extra, z), nn.ReLU(), nn.Linear(z, 1))
             nn.init.zeros_(self.decoder[-1].weight)
@@ -134,9 +143,14 @@ class Forecaster(nn.Module):
         ]
 
     def recurrent_part(
-        self, z: torch.Tensor, future: torch.Tensor | None = None, x: torch.Tensor | None = None
+        self,
+        z: torch.Tensor,
+        future: torch.Tensor | None = None,
+        x: torch.Tensor | None = None,
+        linear: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The recurrent part's output (B, H) from the encoder's state (and the known future)."""
+        """The recurrent part's output (B, H) from the encoder's state (and the known future,
+        the window for the seasonal lags, the linear part's forecast (B, H) when stacked)."""
         out = self.head(z)
         if self.decoder is not None:
             parts = [z.unsqueeze(1).expand(-1, self.horizon, -1)]
@@ -146,13 +160,19 @@ class Forecaster(nn.Module):
                 parts.append(future.to(z.dtype))
             if self.season:
                 parts.append(self.seasonal_lags(x).unsqueeze(-1).to(z.dtype))
+            if self.stacked:
+                h = torch.arange(1, self.horizon + 1, device=z.device, dtype=z.dtype) / self.horizon
+                parts.append(h.view(1, -1, 1).expand(len(z), -1, -1))
+                if linear is not None:
+                    parts.append(linear.detach().unsqueeze(-1).to(z.dtype))
             out = out + self.decoder(torch.cat(parts, dim=-1)).squeeze(-1)
         return out if self.residual_scale is None else out * self.residual_scale
 
     def point_and_state(self, x: torch.Tensor, future: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encoder(x[:, -self.encoder_lookback :] if self.encoder_lookback else x)
-        out = self.recurrent_part(z, future, x)
-        return (out if self.linear_part is None else out + self.linear_part(x, future)), z
+        linear = None if self.linear_part is None else self.linear_part(x, future)
+        out = self.recurrent_part(z, future, x, linear)
+        return (out if linear is None else out + linear), z
 
     def band(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Offsets (B, H, Q) of the quantiles from the point forecast."""

@@ -26,8 +26,8 @@ class Forecaster(nn.Module):
     `stacked=True`: the decoder also reads, for each step h, the linear part's forecast of h
     (gradients stopped) and h's place in the horizon (h / H), so the recurrent part corrects
     the linear forecast where it errs instead of adding a term blind to it, and knows which
-    step it forecasts (the gradient-boosting baseline reads the step too). The decoder then
-    exists whenever there is a linear part.
+    step it forecasts (the gradient-boosting baseline reads the step too). A stacked model
+    always has a decoder.
 
     `recipe="residual"` (with the linear part): the linear part keeps its closed-form fit and
     the recurrent output is scaled by `residual_scale`, the spread of the linear part's
@@ -163,7 +163,9 @@ class Forecaster(nn.Module):
             if self.stacked:
                 h = torch.arange(1, self.horizon + 1, device=z.device, dtype=z.dtype) / self.horizon
                 parts.append(h.view(1, -1, 1).expand(len(z), -1, -1))
-                if linear is not None:
+                if self.linear_part is not None:
+                    if linear is None:
+                        linear = self.linear_part(x, future)
                     parts.append(linear.detach().unsqueeze(-1).to(z.dtype))
             out = out + self.decoder(torch.cat(parts, dim=-1)).squeeze(-1)
         return out if self.residual_scale is None else out * self.residual_scale

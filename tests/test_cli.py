@@ -27,7 +27,7 @@ def test_user_errors_are_one_line_with_exit_code_2():
     assert result.output.strip() == (
         "error: unknown config key 'model.hiden_size' (known: "
         "bidirectional, cell, dropout, encoder_lookback, hidden_size, highway, "
-        "linear_lr_mult, num_layers, pooling, quantiles, recipe)"
+        "linear_lr_mult, num_layers, pooling, quantiles, recipe, stacked)"
     )
 
 

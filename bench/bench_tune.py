@@ -5,7 +5,8 @@
     python bench/bench_tune.py quality --task stocks --trials 12 --set train.epochs=12
     python bench/bench_tune.py throughput --trials 8          # trials per hour, 1 and 2 Dask workers
 
-quality     two studies of the same task and seed, with the median pruner and with none: the
+quality     studies of the same task and seed, by default with the median pruner and with none
+            (`--pruners median halving none` adds successive halving): the
             settings the study starts from (trial 0: the defaults) against the best trial on
             the validation metric the study optimises; the epochs each study trained; and, for
             information only (the test split chooses nothing), the test metric of the default
@@ -93,7 +94,8 @@ def study_figures(home: Path, name: str) -> dict:
         "direction": study.direction.name.lower(),
         "states": states,
         "epochs": sum(len(t.intermediate_values) for t in study.trials),
-        "base_value": base.value if base is not None else None,
+        # a pruned trial's value is its last intermediate (a loss), not the metric: none then
+        "base_value": base.value if base is not None and base.state.name == "COMPLETE" else None,
         "best_value": best.value,
         "best_trial": best.number,
         "best_params": best.params,
@@ -104,33 +106,36 @@ def study_figures(home: Path, name: str) -> dict:
 
 def quality(args) -> dict:
     out = {}
-    for pruner in ("median", "none"):
+    for pruner in args.pruners:
         home = Path(tempfile.mkdtemp(prefix=f"rnnpipe-tune-{pruner}-"))
         cmd = [*TASKS[args.task], "--trials", str(args.trials), "--runner", "local", "--workers", str(args.workers)]
         cmd += ["--pruner", pruner, "--study", args.task, *args.extra]
         wall, stdout = run_study(cmd, home)
         figures = {"wall_s": wall, **study_figures(home, args.task), "tail": stdout.strip().splitlines()[-5:]}
         out[pruner] = figures
-        better = (
-            figures["best_value"] < figures["base_value"]
-            if figures["direction"] == "minimize"
-            else (figures["best_value"] > figures["base_value"])
-        )
+        base, best = figures["base_value"], figures["best_value"]
+        if base is None:
+            verdict, shown = "the default trial was pruned", "pruned"
+        else:
+            better = best < base if figures["direction"] == "minimize" else best > base
+            verdict, shown = ("beats" if better else "does not beat") + " the default", f"{base:.5g}"
         print(
             f"{args.task} pruner={pruner:6}: {figures['states']}, {figures['epochs']} epochs, {wall / 60:.1f} min; "
-            f"{figures['metric']} default {figures['base_value']:.5g} -> best {figures['best_value']:.5g} "
-            f"({'beats' if better else 'does not beat'} the default)",
+            f"{figures['metric']} default {shown} -> best {best:.5g} ({verdict})",
             flush=True,
         )
-    p, n = out["median"], out["none"]
-    out["pruning"] = {
-        "epochs_saved": 1 - p["epochs"] / n["epochs"],
-        "best_gap": abs(p["best_value"] - n["best_value"]) / abs(n["best_value"]),
-    }
-    print(
-        f"pruning trained {100 * out['pruning']['epochs_saved']:.0f}% fewer epochs; best {p['metric']} "
-        f"{p['best_value']:.5g} vs unpruned {n['best_value']:.5g} ({100 * out['pruning']['best_gap']:.2f}% apart)"
-    )
+    n = out.get("none")
+    for pruner in (q for q in args.pruners if q != "none" and n is not None):
+        p = out[pruner]
+        out[f"pruning_{pruner}"] = {
+            "epochs_saved": 1 - p["epochs"] / n["epochs"],
+            "best_gap": abs(p["best_value"] - n["best_value"]) / abs(n["best_value"]),
+        }
+        print(
+            f"{pruner} pruning trained {100 * out[f'pruning_{pruner}']['epochs_saved']:.0f}% fewer epochs; best "
+            f"{p['metric']} {p['best_value']:.5g} vs unpruned {n['best_value']:.5g} "
+            f"({100 * out[f'pruning_{pruner}']['best_gap']:.2f}% apart)"
+        )
     return out
 
 
@@ -156,6 +161,13 @@ def main() -> None:
     q.add_argument("--task", choices=sorted(TASKS), default="glucose")
     q.add_argument("--trials", type=int, default=30)
     q.add_argument("--workers", type=int, default=2)
+    q.add_argument(
+        "--pruners",
+        nargs="+",
+        choices=["median", "halving", "none"],
+        default=["median", "none"],
+        help="the studies to run, each against the one without a pruner (when 'none' is among them)",
+    )
     q.add_argument("--set", dest="extra", action="append", default=[], type=lambda s: f"--set={s}")
     t = sub.add_parser("throughput")
     t.add_argument("--trials", type=int, default=8)

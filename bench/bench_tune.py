@@ -1,7 +1,7 @@
 """Benchmark: `rnnpipe tune`, as whole commands. Figures, not assertions.
 
     python bench/bench_tune.py quality --task glucose --trials 30 --workers 2
-    python bench/bench_tune.py quality --task reviews --trials 30 --workers 2
+    python bench/bench_tune.py quality --task reviews --trials 30 --workers 2 --timeout 2400
     python bench/bench_tune.py quality --task stocks --trials 12 --set train.epochs=12
     python bench/bench_tune.py throughput --trials 8          # trials per hour, 1 and 2 Dask workers
 
@@ -109,7 +109,7 @@ def quality(args) -> dict:
     for pruner in args.pruners:
         home = Path(tempfile.mkdtemp(prefix=f"rnnpipe-tune-{pruner}-"))
         cmd = [*TASKS[args.task], "--trials", str(args.trials), "--runner", "local", "--workers", str(args.workers)]
-        cmd += ["--pruner", pruner, "--study", args.task, *args.extra]
+        cmd += ["--pruner", pruner, "--study", args.task, "--timeout", str(args.timeout), *args.extra]
         wall, stdout = run_study(cmd, home)
         figures = {"wall_s": wall, **study_figures(home, args.task), "tail": stdout.strip().splitlines()[-5:]}
         out[pruner] = figures
@@ -169,6 +169,9 @@ def main() -> None:
         help="the studies to run, each against the one without a pruner (when 'none' is among them)",
     )
     q.add_argument("--set", dest="extra", action="append", default=[], type=lambda s: f"--set={s}")
+    q.add_argument(
+        "--timeout", type=float, default=0, help="each study starts no trial after this many seconds (0: no limit)"
+    )
     t = sub.add_parser("throughput")
     t.add_argument("--trials", type=int, default=8)
     args = ap.parse_args()

@@ -23,6 +23,7 @@ Each kind's default is its config class's `TUNE_SPACE`; a `[tune.space]` table i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -57,6 +58,26 @@ def _storage(url: str):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         kwargs = {"connect_args": {"timeout": 60}}  # trials in other processes write too
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+@contextlib.contextmanager
+def asking(url: str):
+    """Hold the study's ask lock while asking for a trial. A SQLite storage has no row locks
+    (`SELECT ... FOR UPDATE`), so two processes asking at once can pop the same enqueued trial
+    (the base settings) and run it twice, one of them lost (optuna issues 4002, 4621): with
+    SQLite the processes on this machine take turns, through an OS file lock beside the file.
+    Other databases lock the row themselves."""
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    with open(url.removeprefix("sqlite:///") + ".ask-lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _quiet() -> None:
@@ -248,7 +269,8 @@ def _run_tune_trial(spec, base, index, session, parent_run_id, experiment, deadl
     study = optuna.load_study(
         study_name=spec.name, storage=_storage(spec.storage), sampler=sampler, pruner=make_pruner(spec.pruner)
     )
-    trial = study.ask()
+    with asking(spec.storage):
+        trial = study.ask()
     trial.set_user_attr("session", session)
     out.number = trial.number
     params = {p.key: p.suggest(trial) for p in parse_space(spec.kind, spec.space, base)}

@@ -210,3 +210,40 @@ def test_a_study_killed_mid_way_resumes_and_keeps_its_finished_trials(small, hom
     runs = client.search_runs([experiment], filter_string="tags.tune_study = 'killed'")
     assert runs and not [r for r in runs if r.info.status == "RUNNING"]
     assert any(r.info.status == "KILLED" for r in runs)
+
+
+def _ask_twice(url: str, start_at: float) -> list[int]:
+    import optuna
+
+    from rnnpipe.tune import _quiet, _storage, asking
+
+    _quiet()
+    study = optuna.load_study(study_name="race", storage=_storage(url))
+    time.sleep(max(0.0, start_at - time.time()))  # every process asks at the same moment
+    ids = []
+    for _ in range(2):
+        with asking(url):
+            ids.append(study.ask()._trial_id)
+    return ids
+
+
+def test_processes_asking_at_once_never_pop_the_same_enqueued_trial(tmp_path):
+    """SQLite has no row locks: without the ask lock, two processes can both pop one enqueued
+    trial (the base settings) and one of the two runs is lost (optuna issues 4002, 4621)."""
+    import multiprocessing
+
+    import optuna
+
+    from rnnpipe.tune import _storage
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="race", storage=_storage(url))
+    for x in range(6):
+        study.enqueue_trial({"x": x})
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(3) as pool:
+        start_at = time.time() + 8
+        got = pool.starmap(_ask_twice, [(url, start_at)] * 3)
+    ids = [i for ids in got for i in ids]
+    assert len(set(ids)) == 6, got
+    assert {t.state.name for t in study.get_trials()} == {"RUNNING"} and len(study.get_trials()) == 6

@@ -223,7 +223,7 @@ def _ask_twice(url: str, start_at: float) -> list[int]:
     ids = []
     for _ in range(2):
         with asking(url):
-            ids.append(study.ask()._trial_id)
+            ids.append(study.ask().number)
     return ids
 
 

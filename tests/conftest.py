@@ -31,6 +31,20 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_HOME, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _session_store_after_each_test():
+    """MLflow keeps the store a test pointed it at (the module's URI and MLFLOW_TRACKING_URI,
+    which every subprocess then inherits): after a test that used a store of its own, the
+    next test starts on the session's store again, whatever ran before it."""
+    yield
+    session = f"sqlite:///{_HOME / 'mlruns' / 'mlflow.db'}"
+    if os.environ.get("MLFLOW_TRACKING_URI", session) != session:
+        import mlflow
+
+        mlflow.set_tracking_uri(session)
+        os.environ["MLFLOW_TRACKING_URI"] = session  # where the module already had it
+
+
 @pytest.fixture(scope="session")
 def home() -> Path:
     return _HOME

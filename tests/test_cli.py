@@ -3,6 +3,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -101,8 +102,20 @@ def test_quiet_train_prints_the_result_and_a_link_to_the_run(tmp_path):
     out = proc.stdout + proc.stderr
     assert "docs.prefect.io" not in out and "View at" not in out and "Error logging to API" not in out
     assert not list((tmp_path / ".prefect").glob("api-*.log"))
-    procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "--no-services --no-ui" not in procs
+    assert not processes_with(f"PREFECT_HOME={tmp_path / '.prefect'}")  # the API inherited the command's
+
+
+def processes_with(setting: str) -> list[int]:
+    """The live processes whose environment holds `setting` (only this test's own, even with
+    other tests' servers running beside it)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if setting.encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone, or not ours to read
+            pass
+    return found
 
 
 def test_a_temporary_api_is_used_only_where_no_server_is_configured(monkeypatch):

@@ -284,6 +284,7 @@ def test_schedule_runs_a_deployment_on_a_real_prefect_server(inputs, tmp_path, m
     from rnnpipe.prefect_server import PrefectServer
 
     monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "2")
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))  # a database of its own: no other test's runs
     server = PrefectServer("127.0.0.1", free_port())
     server.start()
     # the UI in the browser is told to call this server's API, not the default port 4200

@@ -6,15 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO
 from mlflow.tracking import MlflowClient
 from test_monitor import SMALL
 from test_operate import free_port, start_schedule
@@ -81,6 +78,7 @@ def test_the_scheduled_batch_job_retrains_once_on_drift_and_not_on_unshifted_dat
     vitals.to_parquet(batch)
 
     monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "2")
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))  # a database of its own: no other test's runs
     server = PrefectServer("127.0.0.1", free_port())
     server.start()
     quoted = ", ".join(json.dumps(o) for o in overrides)
@@ -149,72 +147,4 @@ retrain_on = ["drift"]
             runner.wait(120)
         except subprocess.TimeoutExpired:
             os.killpg(runner.pid, signal.SIGKILL)
-        server.stop()
-
-
-@pytest.mark.slow
-def test_prefect_yaml_deploys_every_flow_and_a_worker_runs_a_retrain(inputs, tmp_path, home):
-    """`prefect deploy --all` from the checkout and `prefect worker start --pool rnnpipe`, as
-    Prefect users run production flows: a retrain run triggered on the deployment runs on the
-    worker, and its MLflow run is linked to the flow run."""
-    from rnnpipe.prefect_server import PrefectServer
-
-    prefect = str(Path(sys.executable).with_name("prefect"))
-    server = PrefectServer("127.0.0.1", free_port())
-    server.start()
-    env = {**os.environ, "PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(tmp_path / "prefect")}
-    worker = None
-    try:
-
-        def cli(*args: str, timeout: float = 120) -> str:
-            done = subprocess.run([prefect, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-            return done.stdout
-
-        cli("work-pool", "create", "rnnpipe", "--type", "process")
-        cli("--no-prompt", "deploy", "--all", timeout=300)
-        deployed = {d["name"]: d for d in api(f"{server.api_url}/deployments/filter", b"{}")}
-        assert set(deployed) == {"stocks-retrain", "monitor-retrain", "reviews-retrain", "lm-retrain", "batch-predict"}
-        assert all(d["work_pool_name"] == "rnnpipe" for d in deployed.values())
-        assert deployed["batch-predict"]["parameters"]["retrain_deployment"] == "train-stocks/stocks-retrain"
-
-        config = {
-            "data": {"path": str(inputs / "prices.csv"), "series": []},
-            "window": {"lookback": 20},
-            "model": {"hidden_size": 8, "num_layers": 1},
-            "train": {"epochs": 1},
-            "baselines": {"statistical": []},
-            "register": {"experiment": "deployed", "model_name": "deployed-stocks", "gate_baselines": ["naive"]},
-        }
-        out = cli("deployment", "run", "train-stocks/stocks-retrain", "--param", f"config={json.dumps(config)}")
-        run_id = next(w for w in out.split() if len(w) == 36 and w.count("-") == 4)
-        worker = subprocess.Popen(
-            [prefect, "worker", "start", "--pool", "rnnpipe"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        deadline, state = time.monotonic() + 300, ""
-        while time.monotonic() < deadline and state not in ("COMPLETED", "FAILED", "CRASHED"):
-            assert worker.poll() is None, worker.stdout.read()[-3000:]
-            state = flow_state(server.api_url, run_id)
-            time.sleep(2)
-        assert state == "COMPLETED", state
-        configure_tracking()
-        runs = MlflowClient().search_runs(
-            [MlflowClient().get_experiment_by_name("deployed").experiment_id],
-            filter_string=f"tags.prefect_flow_run_id = '{run_id}'",
-        )
-        assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-        assert MlflowClient().get_registered_model("deployed-stocks").name == "deployed-stocks"
-    finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGINT)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
         server.stop()

@@ -76,7 +76,7 @@ def model_card(
     lines = [
         f"# {decision.model_name} v{decision.version}" + (f" (the {baseline_of} baseline)" if baseline_of else ""),
         "",
-        f"**Alias at registration: `{decision.alias}`.** {decision.reason}",
+        f"**Alias at registration: `{decision.alias}`.** {decision.reason[:1].upper()}{decision.reason[1:]}",
         "",
         "## Intended use",
         "",

@@ -23,7 +23,8 @@ def test_every_registered_version_has_a_model_card_read_off_its_run(models, name
     for section in ("## Intended use", "## Data", "## Metrics on the test part", "## Training", "## Reproduce"):
         assert section in card, section
     assert run.data.tags["data_fingerprint"] in card
-    assert f"Alias at registration: `{run.data.tags['gate']}`" in card
+    alias = f"**Alias at registration: `{run.data.tags['gate']}`.** "
+    assert alias in card and card.split(alias)[1][0].isupper()  # the gate's reason, as a sentence
     cfg = _config(name, run)
     metric = kinds.load(kinds.get(name).gate)(cfg)["metric"]
     value = run.data.metrics[metric]

@@ -109,11 +109,12 @@ def find(spec: str) -> LocalVersion | None:
     if store is not None:
         raise _missing_store(spec, store)
     uri = settings.tracking_uri()
-    if not uri.startswith("sqlite:///"):
+    db_file = settings.sqlite_file(uri)
+    if db_file is None:
         return None
     name, alias, version = parse_spec(spec)
     try:
-        with sqlite3.connect(f"file:{uri.removeprefix('sqlite:///')}?mode=ro", uri=True, timeout=5) as db:
+        with sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=5) as db:
             if alias:
                 rows = db.execute(
                     "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?", (name, alias)

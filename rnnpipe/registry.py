@@ -61,8 +61,8 @@ def configure_tracking() -> str:
         os.environ.setdefault(key, value)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = settings.tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if (db := settings.sqlite_file(uri)) is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -76,7 +76,7 @@ def ensure_experiment(name: str) -> str:
             client.restore_experiment(exp.experiment_id)
         return exp.experiment_id
     location = None
-    if settings.tracking_uri().startswith("sqlite:///"):
+    if settings.sqlite_file(settings.tracking_uri()) is not None:
         location = (settings.mlruns_dir() / name).resolve().as_uri()
     return client.create_experiment(name, artifact_location=location)
 

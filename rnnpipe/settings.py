@@ -42,15 +42,17 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (an MLflow store, an Optuna storage); None for
+    any other URI."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
 def missing_store() -> Path | None:
     """The SQLite file of the tracking URI when it does not exist yet (nothing was ever
     trained or registered with this store), else None: it exists, or the URI is not SQLite."""
-    uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
-        path = Path(uri.removeprefix("sqlite:///"))
-        if not path.exists():
-            return path
-    return None
+    path = sqlite_file(tracking_uri())
+    return path if path is not None and not path.exists() else None
 
 
 def prefect_home() -> Path:

@@ -54,8 +54,8 @@ def _storage(url: str):
     import optuna
 
     kwargs = {}
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if (db := settings.sqlite_file(url)) is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
         kwargs = {"connect_args": {"timeout": 60}}  # trials in other processes write too
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
@@ -67,12 +67,13 @@ def asking(url: str):
     (the base settings) and run it twice, one of them lost (optuna issues 4002, 4621): with
     SQLite the processes on this machine take turns, through an OS file lock beside the file.
     Other databases lock the row themselves."""
-    if not url.startswith("sqlite:///"):
+    db = settings.sqlite_file(url)
+    if db is None:
         yield
         return
     import fcntl
 
-    with open(url.removeprefix("sqlite:///") + ".ask-lock", "a") as f:
+    with open(f"{db}.ask-lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

@@ -3,7 +3,6 @@ against a real Prefect server, and a real `prefect worker` that runs a retrain."
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from mlflow.tracking import MlflowClient
-from test_operate import free_port
+from test_operate import free_port, stop_group
 from test_retrain_on_evidence import api, flow_state
 
 from rnnpipe.registry import configure_tracking
@@ -78,10 +77,6 @@ def test_prefect_yaml_deploys_every_flow_and_a_worker_runs_a_retrain(inputs, tmp
         assert len(runs) == 1 and runs[0].info.status == "FINISHED"
         assert MlflowClient().get_registered_model("deployed-stocks").name == "deployed-stocks"
     finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGINT)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+        if worker is not None:
+            stop_group(worker, 30)
         server.stop()

@@ -280,6 +280,18 @@ def start_schedule(config) -> subprocess.Popen:
     )
 
 
+def stop_group(proc: subprocess.Popen, timeout: float) -> None:
+    """Teardown: Ctrl-C to the process group, as in a terminal; SIGKILL if it is still there
+    after `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def test_schedule_runs_a_deployment_on_a_real_prefect_server(inputs, tmp_path, monkeypatch, home):
     from rnnpipe.prefect_server import PrefectServer
 

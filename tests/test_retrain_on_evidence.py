@@ -4,8 +4,6 @@ data look like the training data; the retrain's MLflow run says why it ran."""
 
 import json
 import os
-import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +12,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from test_monitor import SMALL
-from test_operate import free_port, start_schedule
+from test_operate import free_port, start_schedule, stop_group
 
 from rnnpipe.registry import configure_tracking
 
@@ -142,9 +140,5 @@ retrain_on = ["drift"]
             reason = retrain["parameters"]["reason"]
             assert reason.split(" ")[2] in drift_jobs, reason  # "batch job <run id> on ..."
     finally:
-        os.killpg(runner.pid, signal.SIGINT)
-        try:
-            runner.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(runner.pid, signal.SIGKILL)
+        stop_group(runner, 120)
         server.stop()

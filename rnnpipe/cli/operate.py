@@ -324,8 +324,8 @@ def ui(host, port):
     _check_port(host, port)
     uri = settings.tracking_uri()
     mlflow_bin = _mlflow_bin()
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if (db := settings.sqlite_file(uri)) is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     verbose = os.environ.get("RNNPIPE_LOG_LEVEL") == "DEBUG"
     if not verbose:  # a deprecation inside MLflow's server is not the user's to act on (-v shows it)

@@ -325,7 +325,7 @@ def _quiet_model_config_params():
 
 def _package_code(into: Path) -> Path:
     """A copy of the rnnpipe package for a model's code_paths: the library without the bundled
-    data (megabytes a model does not read), the orchestration (flows, tasks: Prefect, which a
+    data (megabytes a model does not read), the orchestration (flows and their tasks: Prefect, which a
     served model never imports) or compiled caches."""
     import shutil
 
@@ -333,7 +333,7 @@ def _package_code(into: Path) -> Path:
 
     def skip(folder: str, names: list[str]) -> list[str]:
         top = Path(folder).resolve() == root
-        return [n for n in names if n == "__pycache__" or (top and n in ("data", "flows", "tasks"))]
+        return [n for n in names if n == "__pycache__" or (top and n in ("data", "flows"))]
 
     return Path(shutil.copytree(root, into / "rnnpipe", ignore=skip))
 

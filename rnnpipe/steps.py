@@ -5,7 +5,7 @@ it registers) and `train_kind` runs the sequence every kind shares:
 
     ingest -> prepare -> start-run -> [build] -> train -> evaluate -> [side runs] -> register
 
-The Prefect flows (`rnnpipe.tasks.common.train_flow`), a sweep or tune trial (`rnnpipe.sweep`,
+The Prefect flows (`rnnpipe.flows.tasks.common.train_flow`), a sweep or tune trial (`rnnpipe.sweep`,
 `rnnpipe.tune`) and a backtest fold (`rnnpipe.pipelines.forecast.backtest`) run the very
 same sequence; they differ only in the `Context` they pass: the flow runs each step as a
 Prefect task (`Context.do`) and shows tables as Prefect artifacts (`Context.artifacts`); a

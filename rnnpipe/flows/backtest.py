@@ -19,13 +19,13 @@ from prefect.runtime import flow_run
 import rnnpipe.flows  # noqa: F401  (environment first)
 from rnnpipe.config import flatten, from_dict, to_dict
 from rnnpipe.flows.sweep import api_for_workers
+from rnnpipe.flows.tasks import hide_user_error_tracebacks
+from rnnpipe.flows.tasks.backtest import fold
+from rnnpipe.flows.tasks.common import as_task, flow_context
 from rnnpipe.pipelines.forecast.backtest import combine_folds, fold_rows, fold_splits, plot_folds
 from rnnpipe.pipelines.forecast.config import ForecastConfig
 from rnnpipe.pipelines.forecast.steps import ForecastSteps
 from rnnpipe.registry import Run, configure_tracking
-from rnnpipe.tasks import hide_user_error_tracebacks
-from rnnpipe.tasks.backtest import fold
-from rnnpipe.tasks.common import as_task, flow_context
 
 hide_user_error_tracebacks()
 

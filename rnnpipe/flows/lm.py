@@ -15,8 +15,8 @@ from typing import Any
 from prefect import flow
 
 import rnnpipe.flows  # noqa: F401  (environment first)
-from rnnpipe.tasks import hide_user_error_tracebacks
-from rnnpipe.tasks.common import train_flow
+from rnnpipe.flows.tasks import hide_user_error_tracebacks
+from rnnpipe.flows.tasks.common import train_flow
 
 hide_user_error_tracebacks()
 

@@ -1,7 +1,7 @@
 """The batch-prediction flow: resolve the model version -> predict chunk by chunk into a
 temporary Parquet file, renamed when complete -> log the job to MLflow. On a Dask cluster
 (`--runner dask`) the input's parts are predicted by the workers into the files of an
-output folder, committed with `_SUCCESS` and a rename (`rnnpipe.tasks.predict.predict_in_parts`).
+output folder, committed with `_SUCCESS` and a rename (`rnnpipe.flows.tasks.predict.predict_in_parts`).
 
 Run it with `rnnpipe predict MODEL -i INPUT -o OUTPUT.parquet`, or from Python:
 
@@ -16,9 +16,8 @@ from typing import Any
 from prefect import flow
 
 import rnnpipe.flows  # noqa: F401  (environment first)
-from rnnpipe.registry import configure_tracking
-from rnnpipe.tasks import hide_user_error_tracebacks
-from rnnpipe.tasks.predict import (
+from rnnpipe.flows.tasks import hide_user_error_tracebacks
+from rnnpipe.flows.tasks.predict import (
     log_job,
     predict,
     predict_in_parts,
@@ -26,6 +25,7 @@ from rnnpipe.tasks.predict import (
     resolve,
     trigger_retrain,
 )
+from rnnpipe.registry import configure_tracking
 
 hide_user_error_tracebacks()
 

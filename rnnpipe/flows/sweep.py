@@ -23,11 +23,11 @@ from prefect.runtime import flow_run
 
 import rnnpipe.flows  # noqa: F401  (environment first)
 from rnnpipe.errors import ModelError
+from rnnpipe.flows.tasks import hide_user_error_tracebacks
+from rnnpipe.flows.tasks.sweep import TrialFailed, register_best, trial
 from rnnpipe.gate import gate_spec
 from rnnpipe.registry import Run, configure_tracking
 from rnnpipe.sweep import TrialResult, best_trial, make_trials, plot_sweep, series_of, summary_rows, trial_config
-from rnnpipe.tasks import hide_user_error_tracebacks
-from rnnpipe.tasks.sweep import TrialFailed, register_best, trial
 
 hide_user_error_tracebacks()
 

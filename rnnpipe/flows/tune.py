@@ -25,11 +25,11 @@ from rnnpipe import kinds
 from rnnpipe.config import from_dict
 from rnnpipe.errors import ModelError
 from rnnpipe.flows.sweep import api_for_workers
+from rnnpipe.flows.tasks import hide_user_error_tracebacks
+from rnnpipe.flows.tasks.common import flow_context
+from rnnpipe.flows.tasks.tune import tune_trial
 from rnnpipe.registry import Run, configure_tracking
 from rnnpipe.steps import train_kind
-from rnnpipe.tasks import hide_user_error_tracebacks
-from rnnpipe.tasks.common import flow_context
-from rnnpipe.tasks.tune import tune_trial
 from rnnpipe.tune import (
     StudySpec,
     TuneTrial,

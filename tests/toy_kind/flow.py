@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow
 
-from rnnpipe.tasks.common import train_flow
+from rnnpipe.flows.tasks.common import train_flow
 
 
 @flow(name="train-toy")

@@ -21,9 +21,9 @@ from rnnpipe.batch_jobs import BatchStats, Observers, predict_to_parquet
 from rnnpipe.batch_parts import SUCCESS, Part, atomic_folder, combine, part_error, plan_parts, predict_part
 from rnnpipe.drift import Watch
 from rnnpipe.errors import DataError
+from rnnpipe.flows.tasks.common import IO
 from rnnpipe.io import files_state, open_dataset
 from rnnpipe.registry import ModelRef, Run, load_model, resolve_model
-from rnnpipe.tasks.common import IO
 
 EXPERIMENT = "batch-predictions"
 

@@ -18,8 +18,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 
+from rnnpipe.flows.tasks import retry_unless_user_error
 from rnnpipe.steps import Artifacts, Context
-from rnnpipe.tasks import retry_unless_user_error
 
 IO = dict(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error)
 

@@ -94,7 +94,7 @@ def model_card(
     if calib:
         lines += ["", "## Interval calibration", "", *calib]
     lines += ["", "## Where it does not beat its baselines", "", *_losses(metrics, baselines)]
-    lines += ["", "## Training", "", *_training(tags, params, logged)]
+    lines += ["", "## Training", "", *_training(tags, params, logged, baseline_of)]
     lines += ["", "## Reproduce", "", *_reproduce(kind, tags, run_id)]
     return "\n".join(lines) + "\n"
 
@@ -213,8 +213,15 @@ def _losses(metrics: dict[str, float], baselines: dict[str, str]) -> list[str]:
     return out or ["It beats or ties every baseline scored, on every test score above."]
 
 
-def _training(tags: dict, params: dict, logged: dict) -> list[str]:
+def _training(tags: dict, params: dict, logged: dict, baseline_of: str = "") -> list[str]:
     out = []
+    if baseline_of:  # the figures below are the recurrent model's, not this version's
+        out += [
+            f"The `{baseline_of}` baseline is not trained by gradient descent: whatever it fits, it fits on "
+            "the run's training part, with the data and window settings below. The run's recurrent model, "
+            "which lost to it, trained as follows:",
+            "",
+        ]
     for key in ("best_epoch", "epochs_run", "best_val_loss", "initial_val_loss", "train_samples_per_s"):
         if key in logged:
             out.append(f"- {key}: {_fmt(logged[key])}")

@@ -55,3 +55,22 @@ def test_a_card_says_where_the_model_loses_to_a_baseline(models):
         assert f"`mae`: {metrics['test_mae']:.5g} vs {b} {metrics[f'{b}_test_mae']:.5g}" in section
     if not losses and metrics.get("gbm_test_mae", float("inf")) >= metrics["test_mae"]:
         assert "beats or ties every baseline" in section or "`mae`" not in section
+
+
+def test_a_baseline_versions_card_says_whose_training_it_shows(models):
+    """A version that is a baseline (its run's model lost) was not trained: the card's training
+    section must say that its figures are the recurrent model's."""
+    from types import SimpleNamespace
+
+    from rnnpipe.model_card import model_card
+
+    client = MlflowClient()
+    model_name, version = models["stocks"]
+    run_id = client.get_model_version(model_name, version).run_id
+    metrics = client.get_run(run_id).data.metrics
+    decision = SimpleNamespace(model_name=model_name, version="99", alias="challenger", reason="lost to nothing")
+    card = model_card(run_id, decision, {}, "test_mae", {"naive": "naive_test_mae"}, False, baseline_of="naive")
+    training = card.split("## Training")[1].split("## Reproduce")[0]
+    assert "The `naive` baseline is not trained" in training
+    assert training.index("recurrent model") < training.index("- best_epoch")
+    assert f"| mae | **{metrics['naive_test_mae']:.5g}**" in card  # the baseline's own figure in bold

@@ -159,13 +159,15 @@ def _metrics(metrics: dict[str, float], metric: str, baselines: dict[str, str], 
     gate = f"`{metric}` ({'higher' if greater else 'lower'} is better) against " + (
         ", ".join(f"`{b}`" for b in baselines) or "no baseline"
     )
-    out = [f"The gate compares {gate}.", ""]
+    out = [f"The gate compares {gate}; its row is in bold.", ""]
     if not rows:
         return out + [f"- `{k}`: {_fmt(v)}" for k, v in sorted(metrics.items()) if k.startswith("test_")][:30]
     out += ["| score | model | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
-    for s in rows:
+    gated = metric.removeprefix("test_")
+    for s in rows:  # the row the gate decides on in bold, the rest (counts among them) plain
+        mine = _fmt(metrics[f"test_{s}"])
         cells = [_fmt(metrics.get(f"{m}_test_{s}", float("nan"))) for m in methods]
-        out.append(f"| {s} | **{_fmt(metrics[f'test_{s}'])}** | " + " | ".join(cells) + " |")
+        out.append(f"| {s} | {f'**{mine}**' if s == gated else mine} | " + " | ".join(cells) + " |")
     out += [
         "",
         "Every score per series and per method: the run's table `metrics/all.json` (where the kind writes one).",

@@ -29,6 +29,8 @@ def test_every_registered_version_has_a_model_card_read_off_its_run(models, name
     metric = kinds.load(kinds.get(name).gate)(cfg)["metric"]
     value = run.data.metrics[metric]
     assert f"| {metric[len('test_') :]} | **{value:.5g}**" in card  # the gate's score, the model's figure
+    table = card.split("## Metrics on the test part")[1].split("\n## ")[0]
+    assert table.count("**") == 2  # only the gate's row is bold, not every score (nor counts such as tp)
     logged = Path(client.download_artifacts(mv.run_id, f"model_card/{model_name}-v{version}.md")).read_text()
     assert logged == card
 

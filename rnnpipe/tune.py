@@ -65,20 +65,16 @@ def asking(url: str):
     """Hold the study's ask lock while asking for a trial. A SQLite storage has no row locks
     (`SELECT ... FOR UPDATE`), so two processes asking at once can pop the same enqueued trial
     (the base settings) and run it twice, one of them lost (optuna issues 4002, 4621): with
-    SQLite the processes on this machine take turns, through an OS file lock beside the file.
-    Other databases lock the row themselves."""
+    SQLite the processes on this machine take turns, through an OS file lock beside the file
+    (`filelock`: flock on POSIX, msvcrt on Windows). Other databases lock the row themselves."""
     db = settings.sqlite_file(url)
     if db is None:
         yield
         return
-    import fcntl
+    from filelock import FileLock
 
-    with open(f"{db}.ask-lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with FileLock(f"{db}.ask-lock"):
+        yield
 
 
 def _quiet() -> None:

@@ -380,6 +380,13 @@ def plots(study) -> dict[str, Any]:
     return out
 
 
+def trial_threads(base: dict[str, Any], share: int) -> int:
+    """The torch threads a trial trained with: the base setting `train.threads`, capped by the
+    trial's share of the cores."""
+    setting = rnnpipe_threads.parse(base.get("train", {}).get("threads", "auto"))
+    return max(1, share if setting == "auto" else min(int(setting), share))
+
+
 def best_config(kind: str, base: dict[str, Any], params: dict[str, Any]):
     """The settings of the best trial: the base settings with its parameters."""
     return with_value(kinds.get(kind).config_class(), base, params)

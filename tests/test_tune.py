@@ -131,9 +131,17 @@ def test_a_study_runs_trials_as_nested_runs_and_retrains_the_best_behind_the_gat
     assert retrained.data.tags["mlflow.parentRunId"] == out["parent_run_id"]
     assert retrained.data.params["model.hidden_size"] == str(written["model"]["hidden_size"])
     assert client.get_model_version("tuned-forecaster", out["retrained"]["version"]).run_id == retrained.info.run_id
-    # the seed and the data are the same: the retrained model scores what its trial scored
-    # (to rounding: the trial and the retraining may run with different thread counts)
-    assert retrained.data.metrics["val_mae"] == pytest.approx(out["best_value"], rel=1e-3)
+    # the seed, the data and the thread count are the trial's: the retrained model scores what
+    # its trial scored, to the last digits (a sum over other threads rounds otherwise)
+    assert written["train"]["threads"] == "1" and retrained.data.params["train.threads"] == "1"
+    assert retrained.data.metrics["val_mae"] == pytest.approx(out["best_value"], rel=1e-9)
+
+
+@pytest.mark.parametrize(("setting", "share", "used"), [("auto", 1, 1), ("auto", 2, 2), ("4", 2, 2), ("1", 2, 1)])
+def test_the_best_is_retrained_with_the_threads_its_trial_had(setting, share, used):
+    from rnnpipe.tune import trial_threads
+
+    assert trial_threads({"train": {"threads": setting}}, share) == used
 
 
 def test_a_trial_behind_is_pruned_from_the_epoch_callback(monkeypatch, small):

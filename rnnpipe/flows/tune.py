@@ -42,6 +42,7 @@ from rnnpipe.tune import (
     plots,
     state_counts,
     summary_rows,
+    trial_threads,
     write_best,
 )
 
@@ -158,7 +159,9 @@ def tune(
         base_value = start[0].value if start else float("nan")
         if start:
             parent.log_metrics({f"base_{s.metric}": base_value})
-        cfg = best_config(pipeline, config, best.params)
+        # the trials' thread count too: a sum over other threads rounds otherwise, and the
+        # retrained model (and `rnnpipe train --config` of the file) would differ in the last digits
+        cfg = best_config(pipeline, config, {**best.params, "train.threads": str(trial_threads(config, threads))})
         path = write_best(Path(best_path), cfg) if best_path else None
         parent.log_metrics({f"best_{s.metric}": best.value, "best_trial": best.number})
         parent.set_tags({"best_params": json.dumps(best.params), "best_config": str(path or "")})

@@ -66,8 +66,8 @@ def model_card(
     metrics = {**logged, **metrics}
     if baseline_of:  # the card's model is the baseline; the run's recurrent model becomes a column
         pre = f"{baseline_of}_"
-        metrics = {
-            **{f"rnn_{k}": v for k, v in metrics.items() if k.startswith("test_")},
+        metrics = {  # the recurrent model's own scores: the run's (`metrics` holds the baseline's)
+            **{f"rnn_{k}": v for k, v in logged.items() if k.startswith("test_")},
             **{k: v for k, v in metrics.items() if "_test_" in k and not k.startswith(pre)},
             **{k[len(pre) :]: v for k, v in metrics.items() if k.startswith(pre)},
         }

@@ -71,7 +71,12 @@ def test_a_baseline_versions_card_says_whose_training_it_shows(models):
     run_id = client.get_model_version(model_name, version).run_id
     metrics = client.get_run(run_id).data.metrics
     decision = SimpleNamespace(model_name=model_name, version="99", alias="challenger", reason="lost to nothing")
-    card = model_card(run_id, decision, {}, "test_mae", {"naive": "naive_test_mae"}, False, baseline_of="naive")
+    gated = {"test_mae": metrics["naive_test_mae"]}  # what the registration passes: the baseline's score
+    card = model_card(run_id, decision, gated, "test_mae", {"naive": "naive_test_mae"}, False, baseline_of="naive")
+    header = next(line for line in card.splitlines() if line.startswith("| score | model |"))
+    row = next(line for line in card.splitlines() if line.startswith("| mae |"))
+    cells = dict(zip(*([c.strip() for c in line.strip("|").split("|")] for line in (header, row))))
+    assert cells["rnn"] == f"{metrics['test_mae']:.5g}"  # the recurrent model's own MAE, not the baseline's
     training = card.split("## Training")[1].split("## Reproduce")[0]
     assert "The `naive` baseline is not trained" in training
     assert training.index("recurrent model") < training.index("- best_epoch")

@@ -6,6 +6,7 @@ is read when Prefect is imported).
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -38,7 +39,9 @@ def _session_store_after_each_test():
     next test starts on the session's store again, whatever ran before it."""
     yield
     session = f"sqlite:///{_HOME / 'mlruns' / 'mlflow.db'}"
-    if os.environ.get("MLFLOW_TRACKING_URI", session) != session:
+    mlflow = sys.modules.get("mlflow")  # its own URI too: a monkeypatched env var is undone, the module's is not
+    moved = mlflow is not None and mlflow.get_tracking_uri() != session
+    if moved or os.environ.get("MLFLOW_TRACKING_URI", session) != session:
         import mlflow
 
         mlflow.set_tracking_uri(session)

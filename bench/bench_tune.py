@@ -4,6 +4,7 @@
     python bench/bench_tune.py quality --task reviews --trials 30 --workers 2 --timeout 2400
     python bench/bench_tune.py quality --task stocks --trials 12 --set train.epochs=12
     python bench/bench_tune.py throughput --trials 8          # trials per hour, 1 and 2 Dask workers
+    python bench/bench_tune.py replay --home DIR --study glucose   # pruners on an unpruned study's trials
 
 quality     studies of the same task and seed, by default with the median pruner and with none
             (`--pruners median halving none` adds successive halving): the
@@ -16,6 +17,17 @@ quality     studies of the same task and seed, by default with the median pruner
 throughput  the same small study (stocks, one series, 3 epochs) on a Dask LocalCluster of 1
             and of 2 single-threaded workers: trials per hour of wall time, the command's own
             start (a temporary Prefect API, the cluster) included.
+replay      the pruners on *the same trials*: a finished study run without a pruner (`quality`
+            prints the home of each study it runs; or any `rnnpipe tune --pruner none` study) holds
+            every trial's validation loss at every epoch. Its trials are replayed in their order
+            through Optuna's own pruners (`rnnpipe.tune.make_pruner`, and the median pruner at
+            other warm-ups), on `--workers` simulated workers that each take the next trial
+            when free, an epoch taking the time it took in the study (so a trial is judged
+            against the trials finished by then, as in a real parallel study). Which trials
+            are pruned, the epochs trained and the best finished trial, against the unpruned
+            study's. What it cannot show: a pruned study's sampler sees pruned trials and
+            proposes other settings after the first one (`quality` measures that, one seed at
+            a time).
 
 Each study runs in a fresh RNNPIPE_HOME; results go to stdout and bench/results/tune-<time>.json.
 """
@@ -110,6 +122,7 @@ def quality(args) -> dict:
         home = Path(tempfile.mkdtemp(prefix=f"rnnpipe-tune-{pruner}-"))
         cmd = [*TASKS[args.task], "--trials", str(args.trials), "--runner", "local", "--workers", str(args.workers)]
         cmd += ["--pruner", pruner, "--study", args.task, "--timeout", str(args.timeout), *args.extra]
+        print(f"{args.task} pruner={pruner}: study in RNNPIPE_HOME={home}", flush=True)
         wall, stdout = run_study(cmd, home)
         figures = {"wall_s": wall, **study_figures(home, args.task), "tail": stdout.strip().splitlines()[-5:]}
         out[pruner] = figures
@@ -154,6 +167,90 @@ def throughput(args) -> dict:
     return out
 
 
+def replay_pruner(trials: list, direction: str, pruner, workers: int) -> dict:
+    """Replay finished trials (each with its per-epoch intermediate values and epoch time)
+    through `pruner` on `workers` simulated workers; what it prunes and what it keeps."""
+    import heapq
+
+    import optuna
+
+    study = optuna.create_study(direction=direction, pruner=pruner)
+    events: list[tuple[float, int, int]] = []  # (time, order, trial index): its next epoch ends
+    live: dict[int, tuple] = {}  # trial index -> (optuna trial, its steps, epoch time)
+    queue = iter(range(len(trials)))
+    epochs, kept, order = 0, [], 0
+    stopped: dict[int, int] = {}  # a pruned trial's number -> the epochs it trained
+
+    def start(now: float) -> None:
+        nonlocal order
+        i = next(queue, None)
+        if i is None:
+            return
+        t = trials[i]
+        steps = sorted(t.intermediate_values)
+        live[i] = (study.ask(), steps, (t.datetime_complete - t.datetime_start).total_seconds() / len(steps))
+        heapq.heappush(events, (now + live[i][2], order, i))
+        order += 1
+
+    for _ in range(workers):
+        start(0.0)
+    done_at: dict[int, int] = {}
+    while events:
+        now, _, i = heapq.heappop(events)
+        trial, steps, dt = live[i]
+        k = done_at.get(i, 0)
+        trial.report(trials[i].intermediate_values[steps[k]], steps[k])
+        epochs += 1
+        done_at[i] = k + 1
+        if trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            stopped[trials[i].number] = k + 1
+        elif k + 1 == len(steps):
+            study.tell(trial, trials[i].value)
+            kept.append(trials[i])
+        else:
+            heapq.heappush(events, (now + dt, order, i))
+            order += 1
+            continue
+        start(now)
+    pick = min if direction == "minimize" else max
+    best = pick(kept, key=lambda t: t.value)
+    return {"epochs": epochs, "pruned": stopped, "best_value": best.value, "best_trial": best.number}
+
+
+def replay(args) -> dict:
+    import optuna
+
+    from rnnpipe.tune import make_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    db = Path(args.home) / "mlruns" / "optuna.db"
+    study = optuna.load_study(study_name=args.study, storage=f"sqlite:///{db}")
+    trials = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.number)
+    trials = trials[: args.trials or None]
+    direction = study.direction.name.lower()
+    pick = min if direction == "minimize" else max
+    best = pick(trials, key=lambda t: t.value)
+    full = sum(len(t.intermediate_values) for t in trials)
+    print(f"{args.study}: {len(trials)} finished trials, {full} epochs, best {best.value:.5g} (trial {best.number})")
+    pruners = {"median (default)": make_pruner("median"), "halving": make_pruner("halving")}
+    for warmup in (1, 3, 4):
+        pruners[f"median, warm-up {warmup}"] = make_pruner("median", warmup)
+    out = {"trials": len(trials), "epochs": full, "best_value": best.value, "best_trial": best.number, "pruners": {}}
+    for name, pruner in pruners.items():
+        r = replay_pruner(trials, direction, pruner, args.workers)
+        r["epochs_saved"] = 1 - r["epochs"] / full
+        r["best_gap"] = abs(r["best_value"] - best.value) / abs(best.value)
+        out["pruners"][name] = r
+        fate = f"pruned after {r['pruned'][best.number]}" if best.number in r["pruned"] else "kept"
+        print(
+            f"  {name:20}: {len(r['pruned']):2} pruned, {r['epochs']:4} epochs ({100 * r['epochs_saved']:.0f}% fewer), "
+            f"best {r['best_value']:.5g} (trial {r['best_trial']}, {100 * r['best_gap']:.2f}% from the unpruned best; "
+            f"trial {best.number} {fate})"
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -174,8 +271,13 @@ def main() -> None:
     )
     t = sub.add_parser("throughput")
     t.add_argument("--trials", type=int, default=8)
+    r = sub.add_parser("replay")
+    r.add_argument("--home", required=True, help="the RNNPIPE_HOME of a finished study run with --pruner none")
+    r.add_argument("--study", required=True, help="its --study name")
+    r.add_argument("--workers", type=int, default=2, help="simulated workers (the study's own: 2)")
+    r.add_argument("--trials", type=int, default=0, help="only its first N finished trials (0: all)")
     args = ap.parse_args()
-    res = quality(args) if args.mode == "quality" else throughput(args)
+    res = {"quality": quality, "throughput": throughput, "replay": replay}[args.mode](args)
     write_results("tune", {"mode": args.mode, "args": vars(args), "results": res})
 
 

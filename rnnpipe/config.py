@@ -298,9 +298,11 @@ def load_config(
     data: dict[str, Any] = to_dict(cls())
     file_data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
+        from rnnpipe.settings import bundled_configs, resolve_config_path
+
+        p = resolve_config_path(path)
         if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
+            raise ConfigError(f"config file not found: {p} (bundled configs: {', '.join(bundled_configs())})")
         try:
             file_data = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as exc:

@@ -147,6 +147,30 @@ def resolve_data_path(path: str) -> Path:
     return bundled_file(path) or p
 
 
+BUNDLED_CONFIGS = "configs/"  # how the docs name a bundled config: configs/weather-day-ahead.toml
+
+
+def bundled_configs() -> dict[str, Path]:
+    """The documented configs installed with rnnpipe (`rnnpipe/configs`, which the checkout's
+    `configs/` links to), by name: {"weather-day-ahead": .../weather-day-ahead.toml, ...}."""
+    from importlib.resources import files
+
+    folder = Path(str(files("rnnpipe") / "configs"))
+    return {f.stem: f for f in sorted(folder.glob("*.toml"))}
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """Where a `--config` points. A file that exists (from the current folder, or absolute) is
+    the user's own; otherwise `configs/<name>.toml`, `<name>.toml` or `<name>` of a bundled
+    config is that config as installed, wherever rnnpipe runs from; anything else stays as
+    given (and the error that follows names it with the bundled ones)."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    name = str(path).removeprefix(BUNDLED_CONFIGS).removesuffix(".toml")
+    return bundled_configs().get(name, p)
+
+
 def describe_source(path: str | Path) -> str:
     """A data source as the registry compares it: `bundled:<name>` for a bundled file
     (the same wherever rnnpipe is installed), else the absolute path."""

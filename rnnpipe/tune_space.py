@@ -122,8 +122,10 @@ def default_space(kind: str) -> dict[str, str]:
 
 def read_space(path: str | Path) -> dict[str, str] | None:
     """The `[tune.space]` table of a TOML file (a `--config` or `--space` file), or None."""
+    from rnnpipe.settings import resolve_config_path
+
     try:
-        data = tomllib.loads(Path(path).read_text())
+        data = tomllib.loads(resolve_config_path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     tune = data.get("tune", {})

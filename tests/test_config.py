@@ -59,8 +59,23 @@ def test_toml_round_trip(tmp_path):
 
 
 def test_missing_config_file_is_a_user_error(tmp_path):
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match="config file not found.*bundled configs: electricity-day-ahead, "):
         load_config(ForecastConfig, tmp_path / "nope.toml")
+
+
+def test_a_bundled_config_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    """`--config configs/weather-day-ahead.toml` (as the docs write it), `weather-day-ahead.toml`
+    or `weather-day-ahead` from a folder without configs/: the installed config; a file of the
+    user's own at that path wins."""
+    monkeypatch.chdir(tmp_path)
+    for given in ("configs/weather-day-ahead.toml", "weather-day-ahead.toml", "weather-day-ahead"):
+        cfg = load_config(ForecastConfig, given)
+        assert (cfg.data.target_col, cfg.window.horizon, cfg.register.model_name) == ("temp", 24, "weather-forecaster")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "weather-day-ahead.toml").write_text("[window]\nhorizon = 6\n")
+    assert load_config(ForecastConfig, "configs/weather-day-ahead.toml").window.horizon == 6
+    with pytest.raises(ConfigError, match="config file not found: weather-day-behind"):
+        load_config(ForecastConfig, "weather-day-behind")
 
 
 def test_bundled_sample_defaults_give_way_to_a_users_own_file():

@@ -153,6 +153,8 @@ def test_an_installed_wheel_trains_every_pipeline_from_a_folder_of_ones_own(tmp_
     )
     for name in ("stocks", "glucose", "reviews_train", "reviews_test", "word_vectors", "ecg", "weather", "electricity"):
         assert (site / "rnnpipe" / "data" / f"{name}.parquet").exists(), name
+    for name in ("weather-day-ahead", "electricity-day-ahead", "glucose-forecast"):
+        assert (site / "rnnpipe" / "configs" / f"{name}.toml").exists(), name
     own = pd.read_parquet(REPO / "data" / "reviews_train.parquet").head(240)
     # the bundled samples (stocks, glucose) and the reported case (own texts, the bundled vectors)
     runs = {
@@ -214,3 +216,15 @@ def test_an_installed_wheel_trains_every_pipeline_from_a_folder_of_ones_own(tmp_
                 assert (noise in out) == (noise in ("MLflow run ", "epoch 1/1")), (noise, out[-3000:])
         home = work / pipeline
         assert (home / "mlruns" / "mlflow.db").exists() and not (home / "data").exists(), pipeline
+    # the documented configs, named as the docs name them, from a folder without configs/
+    env = {**os.environ, "PYTHONPATH": str(site), "RNNPIPE_HOME": str(work / "stocks")}
+    shown = subprocess.run(
+        [sys.executable, "-m", "rnnpipe.cli", "config", "stocks", "--config", "configs/weather-day-ahead.toml"],
+        cwd=work / "stocks",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert 'model_name = "weather-forecaster"' in shown.stdout and "horizon = 24" in shown.stdout, shown.stdout

@@ -222,6 +222,20 @@ def test_a_model_reference_before_anything_was_trained_fails_at_once(tmp_path, m
         assert out.stdout.strip().splitlines()[-1] == "False 2", (args, out.stdout + out.stderr)
 
 
+def test_batch_jobs_find_the_bundled_sample_the_docs_name_from_any_folder(tmp_path, monkeypatch):
+    """`rnnpipe predict -i data/stocks.parquet` and `rnnpipe drift -i data/stocks.parquet` (as
+    the docs write them) from a folder without data/ read the installed sample: what stops
+    them here is the empty store, not the input; a name that is not bundled is still refused."""
+    monkeypatch.setenv("RNNPIPE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for args in (["predict", "-i", "data/stocks.parquet", "-o", "out.parquet"], ["drift", "-i", "data/stocks.parquet"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and "nothing is registered yet" in result.output, (args, result.output)
+    missing = CliRunner().invoke(cli, ["drift", "-i", "data/stocks-2027.parquet"])
+    assert (missing.exit_code, missing.output.strip()) == (2, "error: data/stocks-2027.parquet: no such file or folder")
+
+
 def test_printed_links_use_the_port_of_the_running_ui(tmp_path, monkeypatch):
     """`rnnpipe ui --port N` says where it runs while it runs; links printed meanwhile use it."""
     import json

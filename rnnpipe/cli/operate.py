@@ -130,8 +130,7 @@ def predict(
         raise DataError(f"{output}: the output of a batch job is Parquet; name it *.parquet")
     if Path(output).exists() and not overwrite:
         raise DataError(f"{output} exists; pass --overwrite to replace it")
-    if not Path(input_path).exists():
-        raise DataError(f"{input_path}: no such file or folder")
+    input_path = _input(input_path)
     if split_gpus and runner != "dask":
         raise click.UsageError("--split-gpus places Dask workers; use it with --runner dask")
     if actuals and not Path(actuals).is_file():
@@ -149,6 +148,17 @@ def predict(
         click.echo(out["drift"] or NO_PROFILE, err=True)
     if out["realised"]:
         click.echo(out["realised"], err=True)
+
+
+def _input(path: str) -> str:
+    """A batch input as given, or the bundled sample it names (`data/stocks.parquet` from a
+    folder without data/, as the docs write it); a user error when neither exists."""
+    from rnnpipe import settings
+
+    found = settings.resolve_data_path(path)
+    if not found.exists():
+        raise DataError(f"{path}: no such file or folder")
+    return str(found)
 
 
 NO_PROFILE = "drift: not judged (the model was logged without a reference profile)"
@@ -221,8 +231,7 @@ def drift(model, input_path, chunk_rows, fmt, fail_on):
     """
     import tempfile
 
-    if not Path(input_path).exists():
-        raise DataError(f"{input_path}: no such file or folder")
+    input_path = _input(input_path)
     with tempfile.TemporaryDirectory(prefix="rnnpipe-drift-") as tmp:
         job = (model, input_path, Path(tmp) / "predictions.parquet", chunk_rows, fmt, False)
         out = _batch_job(*job, "local", "", 0, "auto", False, True, "")

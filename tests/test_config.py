@@ -81,6 +81,7 @@ def test_a_bundled_config_is_found_by_name_from_any_folder(tmp_path, monkeypatch
 def test_bundled_sample_defaults_give_way_to_a_users_own_file():
     """With another data.path the three bundled tickers, the bundled reviews test file and its
     id column no longer apply, unless the user sets them; the bundled run keeps them."""
+    from rnnpipe.pipelines.lm.config import LMConfig
     from rnnpipe.pipelines.monitor.config import MonitorConfig
     from rnnpipe.pipelines.reviews.config import ReviewsConfig
 
@@ -96,6 +97,9 @@ def test_bundled_sample_defaults_give_way_to_a_users_own_file():
     reviews = load_config(ReviewsConfig, overrides=["data.path=mine.jsonl"])
     assert reviews.data.test_path == "" and reviews.data.id_col == ""
     assert load_config(ReviewsConfig).data.test_path.endswith("data/reviews_test.parquet")  # the installed file
+    # a language model of one's own texts is tested on them
+    assert load_config(LMConfig, overrides=["data.path=unlabelled.parquet"]).data.test_path == ""
+    assert load_config(LMConfig).data.test_path.endswith("data/reviews_test.parquet")
     monitor = load_config(MonitorConfig, overrides=["data.path=v.csv", "data.channels=hr,spo2", "data.event=hr > 120"])
     assert monitor.forecast.channel == "hr" and monitor.data.duplicates == "error"
 

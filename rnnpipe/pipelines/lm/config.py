@@ -18,6 +18,9 @@ from rnnpipe.errors import ConfigError
 @dataclass
 class LMDataConfig:
     CHOICES: ClassVar = {"format": {"auto", "csv", "parquet", "jsonl"}, "bad_rows": {"error", "skip"}}
+    # with another data.path the bundled reviews test file gives way (see `sample_defaults`):
+    # split.test of the user's own texts is held out instead
+    SAMPLE_ONLY: ClassVar = {"test_path": ""}
     path: str = "data/reviews_train.parquet"  # texts to learn from: train and val come from here
     test_path: str = "data/reviews_test.parquet"  # "" = hold out split.test of `path` instead
     format: str = "auto"

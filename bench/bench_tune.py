@@ -5,6 +5,7 @@
     python bench/bench_tune.py quality --task stocks --trials 12 --set train.epochs=12
     python bench/bench_tune.py throughput --trials 8          # trials per hour, 1 and 2 Dask workers
     python bench/bench_tune.py replay --home DIR --study glucose   # pruners on an unpruned study's trials
+    python bench/bench_tune.py same --home DIR --task glucose --set train.epochs=12   # ... trained again
 
 quality     studies of the same task and seed, by default with the median pruner and with none
             (`--pruners median halving none` adds successive halving): the
@@ -28,6 +29,12 @@ replay      the pruners on *the same trials*: a finished study run without a pru
             study's. What it cannot show: a pruned study's sampler sees pruned trials and
             proposes other settings after the first one (`quality` measures that, one seed at
             a time).
+same        the same trials trained again, for real, with a pruner: a new study (in a fresh
+            RNNPIPE_HOME) is given the unpruned study's settings in their order (Optuna's
+            `enqueue_trial`), then `rnnpipe tune ... --pruner median` runs it with the
+            unpruned study's workers and `--set`s. A trial trains with the same seed and
+            thread count as before, so its curve is the same until the pruner stops it: what
+            the pruner saves and keeps on exactly those trials, measured.
 
 Each study runs in a fresh RNNPIPE_HOME; results go to stdout and bench/results/tune-<time>.json.
 """
@@ -251,6 +258,44 @@ def replay(args) -> dict:
     return out
 
 
+def same(args) -> dict:
+    """The unpruned study's trials, enqueued in order into a new study, run with a pruner."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    src_db = Path(args.home) / "mlruns" / "optuna.db"
+    src = optuna.load_study(study_name=args.task, storage=f"sqlite:///{src_db}")
+    trials = sorted((t for t in src.trials if t.state.name == "COMPLETE"), key=lambda t: t.number)
+    home = Path(tempfile.mkdtemp(prefix=f"rnnpipe-tune-same-{args.pruner}-"))
+    (home / "mlruns").mkdir()
+    study = optuna.create_study(
+        study_name=args.task, storage=f"sqlite:///{home / 'mlruns' / 'optuna.db'}", direction=src.direction
+    )
+    for key, value in {**src.user_attrs, "pruner": args.pruner}.items():
+        study.set_user_attr(key, value)
+    for t in trials:
+        study.enqueue_trial(t.params, user_attrs={k: v for k, v in t.user_attrs.items() if k == "base_settings"})
+    print(f"{args.task}: {len(trials)} trials of {src_db} enqueued; pruner={args.pruner}, RNNPIPE_HOME={home}")
+    cmd = [*TASKS[args.task], "--trials", str(len(trials)), "--runner", "local", "--workers", str(args.workers)]
+    cmd += ["--pruner", args.pruner, "--study", args.task, *args.extra]
+    wall, stdout = run_study(cmd, home)
+    figures = {"wall_s": wall, **study_figures(home, args.task), "tail": stdout.strip().splitlines()[-5:]}
+    ran = optuna.load_study(study_name=args.task, storage=f"sqlite:///{home / 'mlruns' / 'optuna.db'}")
+    runs = {t.number: t for t in ran.trials}  # the new study's trial k ran the source's k-th trial
+    assert all(runs[i].params == t.params for i, t in enumerate(trials)), "a trial ran other settings"
+    full = sum(len(t.intermediate_values) for t in trials)
+    best = min(t.value for t in trials) if src.direction.name == "MINIMIZE" else max(t.value for t in trials)
+    figures["source"] = {"epochs": full, "best_value": best, "home": str(args.home)}
+    figures["epochs_saved"] = 1 - figures["epochs"] / full
+    figures["best_gap"] = abs(figures["best_value"] - best) / abs(best)
+    print(
+        f"{args.pruner} on the same {len(trials)} trials: {figures['states']}, {figures['epochs']} epochs against "
+        f"{full} ({100 * figures['epochs_saved']:.0f}% fewer) in {wall / 60:.1f} min; best {figures['best_value']:.5g} "
+        f"(trial {figures['best_trial']}) against {best:.5g} ({100 * figures['best_gap']:.2f}% apart)"
+    )
+    return figures
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -276,8 +321,14 @@ def main() -> None:
     r.add_argument("--study", required=True, help="its --study name")
     r.add_argument("--workers", type=int, default=2, help="simulated workers (the study's own: 2)")
     r.add_argument("--trials", type=int, default=0, help="only its first N finished trials (0: all)")
+    m = sub.add_parser("same")
+    m.add_argument("--home", required=True, help="the RNNPIPE_HOME of a finished study run with --pruner none")
+    m.add_argument("--task", choices=sorted(TASKS), default="glucose", help="its task (and --study name)")
+    m.add_argument("--pruner", choices=["median", "halving"], default="median")
+    m.add_argument("--workers", type=int, default=2)
+    m.add_argument("--set", dest="extra", action="append", default=[], type=lambda s: f"--set={s}")
     args = ap.parse_args()
-    res = {"quality": quality, "throughput": throughput, "replay": replay}[args.mode](args)
+    res = {"quality": quality, "throughput": throughput, "replay": replay, "same": same}[args.mode](args)
     write_results("tune", {"mode": args.mode, "args": vars(args), "results": res})
 
 

@@ -84,9 +84,9 @@ def _quiet() -> None:
 
 
 def make_pruner(name: str, warmup: int = 2):
-    """The pruner: `median` (a trial whose validation loss at an epoch is worse than the median
-    of earlier trials at that epoch stops, after `warmup` epochs and 5 finished trials),
-    `halving` (successive halving) or `none`."""
+    """The pruner: `median` (a trial whose best validation loss so far is worse than the median
+    of the finished trials at that epoch stops, after `warmup` epochs and 5 finished trials;
+    pruned trials do not count), `halving` (successive halving) or `none`."""
     import optuna
 
     if name == "median":

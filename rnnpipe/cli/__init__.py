@@ -103,8 +103,8 @@ def config_options(fn):
         "--config",
         "config_path",
         type=click.Path(dir_okay=False),
-        help="TOML file with settings (see `rnnpipe config stocks`), or a bundled config by name: "
-        "configs/weather-day-ahead.toml, electricity-day-ahead, glucose-forecast.",
+        help="TOML file with settings (see `rnnpipe config stocks`), or a bundled config by name "
+        f"(configs/NAME.toml or NAME: {', '.join(settings.bundled_configs())}).",
     )(fn)
     return fn
 

@@ -113,9 +113,7 @@ def to_series_frame(
         raise DataError(f"{source}: no rows")
 
     sid = df[series_col] if series_col else pd.Series(series_name, index=df.index, dtype=object)
-    bad = sid.isna().to_numpy()
-    if not pd.api.types.is_numeric_dtype(sid.dtype):  # a CSV reader gives an empty text cell as ""
-        bad |= sid.astype("string").str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+    bad = empty_cells(sid)
     if bad.any():
         raise DataError(f"{origin.describe(int(np.argmax(bad)))}: column {series_col!r} is empty")
     sid = sid.astype(str).to_numpy()
@@ -236,6 +234,15 @@ def _parse_timestamps(col: pd.Series, name: str, origin: RowOrigin) -> np.ndarra
     if missing.any():
         raise DataError(f"{origin.describe(int(np.argmax(missing)))}: column {name!r} is empty")
     return out
+
+
+def empty_cells(col: pd.Series) -> np.ndarray:
+    """Which cells of a column hold no value: nulls, and in text (a CSV that a batch job reads
+    as text gives an empty cell as "") blank strings."""
+    empty = col.isna().to_numpy(dtype=bool)
+    if not pd.api.types.is_numeric_dtype(col.dtype):
+        empty |= col.astype("string").str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+    return empty
 
 
 def _parse_numeric(col: pd.Series, name: str, origin: RowOrigin) -> np.ndarray:

@@ -64,14 +64,12 @@ def future_mask(df: pd.DataFrame, d: DataConfig) -> np.ndarray:
     forecast steps, carrying the known features' planned values)."""
     import pandas as pd
 
+    from rnnpipe.series import empty_cells
+
     if d.target_col not in df.columns or d.timestamp_col not in df.columns:
         return np.zeros(len(df), dtype=bool)
     ts = pd.to_datetime(df[d.timestamp_col], errors="coerce", utc=True, format="mixed")
-    target = df[d.target_col]
-    if pd.api.types.is_numeric_dtype(target):
-        observed = target.notna()
-    else:  # a batch job reads a CSV's columns as text: an empty cell is "" (missing, as the parser reads it)
-        observed = target.astype("string").str.strip().replace("", pd.NA).notna()
+    observed = pd.Series(~empty_cells(df[d.target_col]), index=df.index)  # "" of a CSV read as text too
     key = df[d.series_col].astype(str) if d.series_col and d.series_col in df.columns else pd.Series(0, index=df.index)
     last = ts.where(observed).groupby(key).transform("max")
     return ((~observed) & (ts > last)).to_numpy()

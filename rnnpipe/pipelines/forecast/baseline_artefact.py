@@ -146,8 +146,6 @@ class BaselineForecastPipeline(ForecastPipeline):
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        import skops.io as sio
-
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
         (p / "config.json").write_text(json.dumps(to_dict(self.config), indent=2))
@@ -165,15 +163,15 @@ class BaselineForecastPipeline(ForecastPipeline):
             }
             fitted = g.model
         (p / "baseline.json").write_text(json.dumps(meta))
-        if fitted is not None:
+        if fitted is not None:  # skops only then: importing it takes 2 s (it imports every estimator)
+            import skops.io as sio
+
             sio.dump(fitted, p / "baseline.skops")
         artefact.mark(p, self.KIND)
         return p
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> BaselineForecastPipeline:
-        import skops.io as sio
-
         p = Path(path)
         artefact.check(p, cls.KIND)
         config = cls.saved_config(json.loads((p / "config.json").read_text()))
@@ -181,6 +179,8 @@ class BaselineForecastPipeline(ForecastPipeline):
         meta = json.loads((p / "baseline.json").read_text())
         state = None
         if (p / "baseline.skops").is_file():
+            import skops.io as sio
+
             blob = (p / "baseline.skops").read_bytes()
             untrusted = [t for t in sio.get_untrusted_types(data=blob) if t not in TRUSTED]
             if untrusted:

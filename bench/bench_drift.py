@@ -7,11 +7,14 @@ Figures, not assertions.
 
 alarms    For each bundled data set: a model trained with its defaults (1 epoch: the profile
           of the data does not depend on the training, only the prediction part does), then
-          batch jobs on (a) the test part as it is: a report other than `ok` is a false alarm
-          on the model's own test data; (b) the test part with one channel shifted by one
+          batch jobs on (a) the validation part (series models; the settings of the report
+          are judged here) and the test part as they are: a report other than `ok` is a
+          false alarm on the model's own data; (b) the test part with one channel shifted by one
           standard deviation (the first extra feature of a forecaster that has one, else the
           target's one-step change, i.e. a trend; the monitor's first channel); for reviews,
-          texts of another domain (the paragraphs of docs/). Status and the feature named first.
+          texts of another domain (the paragraphs of docs/). Status and the feature named first;
+          in brackets the status against the thresholds alone (`drift.blocks = 0`, computed
+          from the same rows).
 overhead  The batch job with the drift report and without (`--no-drift`), alternating,
           `--repeats` times each: wall time and peak RSS of the process, for a stocks
           forecaster over `--rows` rows (series: the report parses each chunk again to compute
@@ -76,9 +79,12 @@ def train(name: str) -> tuple[str, object]:
     return f"drift-{name}/{out['version']}", cfg
 
 
-def test_part(kind: str, cfg) -> tuple[pd.DataFrame, str]:
+def test_part(kind: str, cfg, part: str = "test") -> tuple[pd.DataFrame, str]:
     """The raw rows of the set's test part (a series model's last `split.test` of each series,
-    with one lookback of history before it), and the column to shift."""
+    with one lookback of history before it), and the column to shift; with `part="val"`, a
+    series model's validation part instead (None for text, whose profile is of validation)."""
+    if kind in ("reviews", "lm") and part == "val":
+        return None, ""
     if kind == "reviews":
         df = pd.read_parquet(ROOT / cfg.data.test_path)
         return df.rename(columns={cfg.data.text_col: "text"})[["text"]], ""
@@ -92,7 +98,10 @@ def test_part(kind: str, cfg) -> tuple[pd.DataFrame, str]:
 
     def tail(g: pd.DataFrame) -> pd.DataFrame:
         g = g.sort_values(d.timestamp_col)
-        return g.iloc[max(0, len(g) - int(len(g) * share) - lookback) :]
+        start = len(g) - int(len(g) * share)
+        if part == "val":
+            return g.iloc[max(0, int(len(g) * cfg.split.train) - lookback) : start]
+        return g.iloc[max(0, start - lookback) :]
 
     parts = [tail(g) for _, g in df.groupby(key)] if key else [tail(df)]
     out = pd.concat(parts, ignore_index=True)
@@ -147,6 +156,25 @@ def report(out: dict) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def plain(rep: dict) -> str:
+    """The report's status judged against the thresholds alone (`drift.blocks = 0`: no
+    natural stray), from its own rows."""
+    from rnnpipe.config import DriftConfig
+    from rnnpipe.drift import STATUSES, _status
+
+    t = DriftConfig()
+    judged = []
+    for f in rep["features"]:
+        if f["status"] not in STATUSES:
+            continue
+        if f.get("psi_natural") is None:  # classes, or not measured: as judged
+            judged.append(f["status"])
+            continue
+        rise = f["missing"] - f["missing_ref"]
+        judged.append(_status(f["psi"], f["ks_pvalue"], rise, f["n"], t))
+    return max(judged, key=STATUSES.index) if judged else "ok"
+
+
 def alarms(sets: list[str]) -> dict:
     results = {}
     tmp = Path(tempfile.mkdtemp(prefix="drift-"))
@@ -155,6 +183,8 @@ def alarms(sets: list[str]) -> dict:
         t0 = time.perf_counter()
         model, cfg = train(name)
         test, column = test_part(kind, cfg)
+        val, _ = test_part(kind, cfg, "val")
+        on_val = report(job(model, val, tmp, f"{name}-val")) if val is not None else None
         same = report(job(model, test, tmp, f"{name}-same"))
         if kind in ("reviews", "lm"):
             moved_df = foreign_texts() if kind == "reviews" else openings(foreign_texts().text)
@@ -163,8 +193,13 @@ def alarms(sets: list[str]) -> dict:
         moved = report(job(model, moved_df, tmp, f"{name}-moved"))
         judged = [f for f in moved["features"] if f["status"] in ("ok", "warn", "drift")]
         results[name] = {
+            "val_part": on_val["status"] if on_val else None,
+            "val_part_features": on_val["features"] if on_val else None,
             "test_rows": len(test),
             "test_part": same["status"],
+            "test_part_thresholds_alone": plain(same),
+            "val_part_thresholds_alone": plain(on_val) if on_val else None,
+            "shifted_thresholds_alone": plain(moved),
             "test_part_features": same["features"],
             "shifted": column or ("foreign texts" if kind in ("reviews", "lm") else "target trend"),
             "shifted_status": moved["status"],
@@ -172,10 +207,20 @@ def alarms(sets: list[str]) -> dict:
             "shifted_features": moved["features"],
             "seconds": time.perf_counter() - t0,
         }
-        worst = max((f["psi"] or 0 for f in same["features"] if f["status"] != "too few"), default=0)
+
+        def worst(rep: dict) -> str:
+            judged = [f for f in rep["features"] if f["status"] in ("ok", "warn", "drift")]
+            if not judged:
+                return "none judged"
+            f = max(judged, key=lambda f: (f["psi"] or 0) - (f.get("psi_natural") or 0))
+            of = f" of {f['group']}" if f["group"] else ""
+            return f"{f['feature']}{of}: PSI {f['psi']:.3f}, natural {f.get('psi_natural') or 0:.3f}"
+
+        val_text = f"val part: {on_val['status']} [{plain(on_val)}] ({worst(on_val)}); " if on_val else ""
         print(
-            f"{name:18} test part: {same['status']:5} (largest judged PSI {worst:.3f}, {len(test):,} rows); "
-            f"shifted {results[name]['shifted']!r}: {moved['status']}, first named {results[name]['named_first']!r}",
+            f"{name:18} {val_text}test part: {same['status']} [{plain(same)}] ({worst(same)}, {len(test):,} rows); "
+            f"shifted {results[name]['shifted']!r}: {moved['status']} [{plain(moved)}], "
+            f"first named {results[name]['named_first']!r}",
             flush=True,
         )
     return results

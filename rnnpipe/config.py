@@ -131,6 +131,10 @@ class DriftConfig:
     # a PSI counts only when the shift is also beyond sampling noise: the KS test's (numbers) or
     # the chi-square test's (classes) p-value below this; small samples alone give PSI ~0.1-0.2
     max_p: float = 0.01
+    # the thresholds start above how far the training data's own parts stray from it: the
+    # largest PSI of one of this many consecutive parts against the whole, less sampling noise
+    # (a season, a calm year, one patient's records); 0 judges against the thresholds alone
+    blocks: int = 10
     # realised accuracy (labelled rows, --actuals): worse than the registered test score by more
     # than this share of it is `degraded`
     accuracy_margin: float = 0.1
@@ -145,6 +149,8 @@ class DriftConfig:
             )
         if self.min_rows < 1:
             raise ConfigError(f"{section}.min_rows={self.min_rows}: must be at least 1")
+        if self.blocks < 0 or self.blocks == 1:
+            raise ConfigError(f"{section}.blocks={self.blocks}: must be 0 (off) or at least 2")
         if not 0 < self.max_p <= 1:
             raise ConfigError(f"{section}.max_p={self.max_p}: must be in (0, 1]")
         if self.accuracy_margin < 0:

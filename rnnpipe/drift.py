@@ -22,11 +22,17 @@ a job on a cluster add up (`merge`). `DriftCounter.report` then compares, per fe
 Each feature gets a status `ok | warn | drift` from `DriftConfig`'s thresholds (PSI 0.1 and
 0.25: the usual rule of thumb of credit scoring, where PSI comes from), or `too few` when the
 batch holds fewer than `drift.min_rows` values of it (not judged); the report's status is the
-worst of its features'. A PSI counts only where the shift is also beyond sampling noise (the
-KS test's p-value, or for classes the chi-square test's, below `drift.max_p`): between two
-samples of a few hundred values from one distribution PSI alone reaches 0.1-0.2 by chance
-(about (bins - 1)(1/n + 1/m)), while with a million rows the test finds any shift and the PSI
-says whether it matters.
+worst of its features'. The PSI thresholds start above the feature's **natural stray**,
+measured on the reference itself when it is profiled: the largest PSI of one of
+`drift.blocks` consecutive parts of the training data against the whole, less sampling noise
+(`natural_psi`). A season, a calm year of a stock, one patient's records differ from the
+whole training set by nature; a batch that differs no more than they do is data the model
+learned from, and a batch that differs more is drift.
+
+A PSI counts only where the shift is also beyond sampling noise (the KS test's p-value, or for
+classes the chi-square test's, below `drift.max_p`): between two samples of a few hundred
+values from one distribution PSI alone reaches 0.1-0.2 by chance (about (bins - 1)(1/n +
+1/m)), while with a million rows the test finds any shift and the PSI says whether it matters.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ GROUP_GRID = np.linspace(0.0, 1.0, 21)  # a series group's reference: every 5th 
 MAX_GROUPS = 30  # series profiled on their own (those with the most training rows)
 DECILES = slice(10, 100, 10)  # the PSI's bins: the reference's deciles
 SAMPLE_ROWS = 20_000  # at most this many rows of a part are profiled (a seeded sample)
+MIN_BLOCK = 100  # the fewest values of a part of the reference whose stray is measured (natural_psi)
 STATUSES = ("ok", "warn", "drift")
 TABLE = (
     "feature",
@@ -57,6 +64,7 @@ TABLE = (
     "role",
     "status",
     "psi",
+    "psi_natural",
     "ks",
     "ks_pvalue",
     "n",
@@ -80,8 +88,9 @@ def _numeric(values: Any) -> np.ndarray:
     return pd.to_numeric(pd.Series(np.asarray(values).ravel()), errors="coerce").to_numpy(np.float64)
 
 
-def reference(values: Any, categorical: bool = False, grid: np.ndarray = GRID) -> dict[str, Any]:
-    """One feature's reference: the grid of its distribution (numeric) or its classes' shares."""
+def reference(values: Any, categorical: bool = False, grid: np.ndarray = GRID, blocks: int = 0) -> dict[str, Any]:
+    """One feature's reference: the grid of its distribution (numeric) or its classes' shares;
+    for a numeric one, with `blocks`, how far its own parts stray from it (`natural_psi`)."""
     if categorical:
         s = pd.Series(np.asarray(values, dtype=object).ravel())
         missing = s.isna()
@@ -95,7 +104,16 @@ def reference(values: Any, categorical: bool = False, grid: np.ndarray = GRID) -
     x = _numeric(values)
     finite = x[np.isfinite(x)]
     if not len(finite):
-        return {"type": "numeric", "n": int(len(x)), "missing": 1.0, "edges": [], "cdf": [], "mean": None, "std": None}
+        return {
+            "type": "numeric",
+            "n": int(len(x)),
+            "missing": 1.0,
+            "edges": [],
+            "cdf": [],
+            "mean": None,
+            "std": None,
+            "psi_natural": 0.0,
+        }
     edges = np.unique(np.quantile(finite, grid))
     # the reference's own share at or below each edge (exact, ties included), and the PSI bins
     cdf = np.searchsorted(np.sort(finite), edges, side="right") / len(finite)
@@ -107,7 +125,37 @@ def reference(values: Any, categorical: bool = False, grid: np.ndarray = GRID) -
         "cdf": cdf.tolist(),
         "mean": float(finite.mean()),
         "std": float(finite.std()),
+        "psi_natural": natural_psi(finite, edges, cdf, blocks),
     }
+
+
+def _decile_cut(cdf: np.ndarray) -> np.ndarray:
+    """The indices of a reference's edges that bound its PSI bins (its deciles)."""
+    cut = np.unique(np.searchsorted(cdf, GRID[DECILES] - 1e-9))
+    return cut[cut < len(cdf) - 1]
+
+
+def natural_psi(values: np.ndarray, edges: np.ndarray, cdf: np.ndarray, blocks: int) -> float:
+    """How far the reference's own parts stray from it: the largest PSI, over the reference's
+    deciles, of one of `blocks` consecutive parts of `values` (in the order given: time within
+    a series, then series or records) against all of them, less the PSI that sampling alone
+    gives a part of its size ((bins - 1)(1/part + 1/all)); 0 with fewer than two parts of
+    `MIN_BLOCK` values. A batch that differs from the training data no more than one of its
+    own parts does (a season, a calm year, one patient's records) is what the model learned
+    from; the report's thresholds start above it."""
+    blocks = min(int(blocks), len(values) // MIN_BLOCK)
+    if blocks < 2 or len(edges) < 2:
+        return 0.0
+    cut = _decile_cut(cdf)
+    bin_edges = edges[cut]
+    expected = np.diff(np.concatenate([[0.0], cdf[cut], [1.0]]))
+    worst = 0.0
+    for part in np.array_split(values, blocks):
+        below = np.searchsorted(np.sort(part), bin_edges, side="right") / len(part)
+        actual = np.diff(np.concatenate([[0.0], below, [1.0]]))
+        noise = (len(expected) - 1) * (1 / len(part) + 1 / len(values))
+        worst = max(worst, _psi(expected, actual) - noise)
+    return float(worst)
 
 
 def profile(
@@ -125,8 +173,8 @@ def profile(
     where the pooled figures hide it."""
     out = {
         "profile_version": PROFILE_VERSION,
-        "features": {k: reference(v, k in categorical) for k, v in features.items()},
-        "predictions": {k: reference(v, k in categorical) for k, v in predictions.items()},
+        "features": {k: reference(v, k in categorical, blocks=settings.blocks) for k, v in features.items()},
+        "predictions": {k: reference(v, k in categorical, blocks=settings.blocks) for k, v in predictions.items()},
         "thresholds": {k: getattr(settings, k) for k in DriftConfig.__dataclass_fields__},
         "meta": meta or {},
     }
@@ -134,7 +182,11 @@ def profile(
         size = {g: max(len(np.asarray(v)) for v in fs.values()) for g, fs in groups.items()}
         largest = sorted(groups, key=lambda g: (-size[g], str(g)))[:MAX_GROUPS]
         out["groups"] = {
-            str(g): {k: reference(v, grid=GROUP_GRID) for k, v in groups[g].items() if k not in categorical}
+            str(g): {
+                k: reference(v, grid=GROUP_GRID, blocks=settings.blocks)
+                for k, v in groups[g].items()
+                if k not in categorical
+            }
             for g in largest
         }
     return out
@@ -280,15 +332,16 @@ class Watch:
         self.counter, self.error = DriftCounter(self.profile), ""
 
 
-def _status(psi: float, pvalue: float, missing_rise: float, n: int, t: DriftConfig) -> str:
-    """drift / warn when the PSI passes its threshold and the shift is beyond sampling noise
-    (`pvalue` < max_p), or when the share of missing values rises past its threshold."""
+def _status(psi: float, pvalue: float, missing_rise: float, n: int, t: DriftConfig, natural: float = 0.0) -> str:
+    """drift / warn when the PSI passes its threshold, raised by how far the reference's own
+    parts stray from it (`natural`), and the shift is beyond sampling noise (`pvalue` <
+    max_p); or when the share of missing values rises past its threshold."""
     if n < t.min_rows:
         return "too few"
     shifted = pvalue < t.max_p
-    if (shifted and psi >= t.psi_drift) or missing_rise >= t.missing_drift:
+    if (shifted and psi >= t.psi_drift + natural) or missing_rise >= t.missing_drift:
         return "drift"
-    if (shifted and psi >= t.psi_warn) or missing_rise >= t.missing_warn:
+    if (shifted and psi >= t.psi_warn + natural) or missing_rise >= t.missing_warn:
         return "warn"
     return "ok"
 
@@ -310,22 +363,29 @@ def _numeric_row(ref: dict[str, Any], c: _Counts, t: DriftConfig, kstwo) -> dict
         "mean": c.total_sum / n if n else None,
     }
     if not ref["edges"] or not n:
-        return {**row, "psi": None, "ks": None, "ks_pvalue": None, "status": "too few" if not n else "ok"}
+        return {
+            **row,
+            "psi": None,
+            "psi_natural": None,
+            "ks": None,
+            "ks_pvalue": None,
+            "status": "too few" if not n else "ok",
+        }
     ref_cdf = np.asarray(ref["cdf"])
     new_cdf = np.cumsum(c.counts)[:-1] / n  # share at or below each edge
     ks = float(np.max(np.abs(new_cdf - ref_cdf)))
     m = ref["n"] * (1 - ref["missing"])
     pvalue = float(kstwo.sf(ks, max(1, round(n * m / (n + m)))))
     # PSI over the deciles: cells (edges[i-1], edges[i]] grouped at the decile edges
-    cut = np.unique(np.searchsorted(ref_cdf, GRID[DECILES] - 1e-9))
-    cut = cut[cut < len(ref_cdf) - 1]
+    cut = _decile_cut(ref_cdf)
     expected = np.diff(np.concatenate([[0.0], ref_cdf[cut], [1.0]]))
     actual = np.diff(np.concatenate([[0.0], new_cdf[cut], [1.0]]))
     # values beyond the reference's range fall in the outer bins; a share above 1 cannot occur
     psi = _psi(expected, actual)
     row.update(psi=psi, ks=ks, ks_pvalue=pvalue, bins_ref=expected.tolist(), bins=actual.tolist())
     row["bin_edges"] = [ref["edges"][i] for i in cut]
-    row["status"] = _status(psi, pvalue, missing - ref["missing"], n, t)
+    natural = float(ref.get("psi_natural", 0.0))  # 0 in profiles saved before it was measured
+    row.update(psi_natural=natural, status=_status(psi, pvalue, missing - ref["missing"], n, t, natural))
     return row
 
 
@@ -347,6 +407,7 @@ def _categorical_row(ref: dict[str, Any], counts: dict[str, int], t: DriftConfig
         "mean_ref": None,
         "mean": None,
         "psi": psi,
+        "psi_natural": None,
         "ks": None,
         "ks_pvalue": None,
         "chi2_pvalue": pvalue,

@@ -62,6 +62,30 @@ def test_missing_values_and_too_few_rows():
     assert "not judged" in few.line()
 
 
+def test_thresholds_start_above_how_far_the_training_datas_own_parts_stray():
+    """A seasonal channel: its training year's cold and warm months differ from the whole year
+    by far more than the PSI thresholds. A batch of one such month is what the model learned
+    from (`ok`, where the thresholds alone say `drift`); a batch beyond every month drifts."""
+    rng = np.random.default_rng(3)
+    season = np.sin(np.linspace(0, 2 * np.pi, 12_000, endpoint=False))
+    year = 10 * season + rng.normal(0, 2, 12_000)  # in time order, as profiles take a series
+    calibrated = profile({"temp": year}, {}, DriftConfig())
+    plain = profile({"temp": year}, {}, DriftConfig(blocks=0))
+    natural = calibrated["features"]["temp"]["psi_natural"]
+    assert natural > 1.0 and plain["features"]["temp"]["psi_natural"] == 0.0
+    winter = 10 * season[8_000:9_500] + rng.normal(0, 2, 1_500)  # a cold spell of the same kind
+    rows = [counted(p, {"temp": winter}).report().rows[0] for p in (calibrated, plain)]
+    assert rows[0]["psi"] == pytest.approx(rows[1]["psi"]) and rows[0]["psi"] > 0.25
+    assert [r["status"] for r in rows] == ["ok", "drift"]
+    assert rows[0]["psi_natural"] == pytest.approx(natural)
+    colder = winter - 10  # colder than any month of the training year
+    assert counted(calibrated, {"temp": colder}).report().status == "drift"
+    # readings without a season: parts of the reference stray by sampling noise alone, which
+    # `natural_psi` subtracts, so the one-sd shift above is judged against the thresholds
+    flat = profile({"x": rng.normal(0, 1, 20_000)}, {}, DriftConfig())["features"]["x"]["psi_natural"]
+    assert 0.0 <= flat < 0.01
+
+
 def shifted_channel(df: pd.DataFrame, column: str) -> pd.DataFrame:
     out = df.copy()
     out[column] = out[column] + out[column].std()
@@ -175,7 +199,8 @@ def test_a_forecasting_batch_with_one_channel_shifted_drifts_on_that_channel(pre
     cmd = ["drift", "drift-stocks@champion", "-i", str(tmp_path / "moved.parquet"), "--fail-on", "drift"]
     result = CliRunner().invoke(cli, cmd)
     assert result.exit_code == 1, result.output
-    assert result.output.splitlines()[0].split()[:2] == ["feature", "group"]
+    header = result.output.splitlines()[0].split()
+    assert header[:2] == ["feature", "group"] and "psi_natural" in header
     assert result.output.strip().splitlines()[-1].startswith("drift: drift (")
 
 

@@ -242,7 +242,10 @@ def drift(model, input_path, chunk_rows, fmt, fail_on):
 
     report = json.loads(Path(MlflowClient().download_artifacts(out["job_run_id"], "drift/report.json")).read_text())
     groups = ("group",) if any(r.get("group") for r in report["features"]) else ()  # a series on its own
-    _print_table(report["features"], ("feature", *groups, "role", "status", "psi", "ks", "n", "missing_ref", "missing"))
+    _print_table(
+        report["features"],
+        ("feature", *groups, "role", "status", "psi", "psi_natural", "ks", "n", "missing_ref", "missing"),
+    )
     click.echo(f"MLflow run of the report: {_run_link(out['job_run_id'])}", err=True)
     click.echo(out["drift"])
     order = ("ok", "warn", "drift")

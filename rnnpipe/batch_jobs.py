@@ -136,7 +136,7 @@ def _check_values(info, artifact: Callable[[str], Path], input_path: str | Path,
     if not check:
         return
     config = artifact("pipeline/config.json")
-    kinds.load(check)(json.loads(Path(config).read_text()), input_path, fmt)
+    kinds.load(check)(json.loads(Path(config).read_text()), input_path, fmt, saved=lambda name: Path(artifact(name)))
 
 
 class Observers:

@@ -40,8 +40,10 @@ class PipelineKind:
     ingest: str  # cfg -> the validated data, as the flow's ingest task reads it (`rnnpipe.io.preloadable`)
     series: bool = False  # the data has series (tickers, patients): `--per-series` applies
     backtest: str = ""  # the Prefect backtest flow (`rnnpipe backtest NAME`), for forecasters
-    # (saved config.json, path, fmt) -> None: a batch input's values checked as training reads
-    # them, before the job starts; torch-free, so that a bad file fails fast ("" = no such check)
+    # (saved config.json, path, fmt, saved=...) -> None: a batch input's values checked as
+    # training reads them, before the job starts; `saved(name)` is the path of another file of
+    # the saved pipeline (e.g. "pipeline/preprocessor.json"); torch-free, so that a bad file
+    # fails fast ("" = no such check)
     check: str = ""
     # a servable baseline registered when the model loses to it: its artefact kind and class
     baseline_artefact: str = ""

@@ -66,15 +66,22 @@ def test_a_series_model_gets_whole_series_when_series_span_files(models, inputs,
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
 
-def test_a_failing_part_leaves_no_output_and_names_its_file(models, inputs, tmp_path):
-    """One part fails on a worker (a series too short to forecast, which only the model can
-    tell): the job fails with the model's reason and the file, and leaves nothing behind."""
+def test_a_failing_part_leaves_no_output_and_names_its_file(models, inputs, tmp_path, monkeypatch):
+    """One part fails on a worker (a series too short to forecast): the job fails with the
+    model's reason and the file, and leaves nothing behind. An input this small is refused
+    before the job starts; one past `PRECHECK_BYTES` is checked as its parts are read."""
+    from rnnpipe import batch_jobs
+
     name, version = models["stocks"]
     prices = pd.read_csv(inputs / "prices.csv")
     src = tmp_path / "in"
     src.mkdir()
     prices[prices.Ticker == "AAPL"].to_parquet(src / "a.parquet")
     prices[prices.Ticker == "IBM"].tail(5).to_parquet(src / "b.parquet")
+    result = predict(f"{name}/{version}", src, tmp_path / "out", "--runner", "dask", "--workers", "2")
+    assert result.exit_code == 2 and "'IBM' has 5 rows of history" in result.output, result.output
+    assert "Flow run" not in result.output and result.output.count("error:") == 1
+    monkeypatch.setattr(batch_jobs, "PRECHECK_BYTES", 0)  # as for a large input: the parts check
     result = predict(f"{name}/{version}", src, tmp_path / "out", "--runner", "dask", "--workers", "2")
     assert result.exit_code == 2, result.output
     assert "b.parquet" in result.output and "'IBM' has 5 rows of history" in result.output

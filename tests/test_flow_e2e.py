@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from rnnpipe.cli import cli
 from rnnpipe.config import load_config, to_dict
+from rnnpipe.errors import DataError
 from rnnpipe.features.splits import chronological_split
 from rnnpipe.pipelines.forecast.artefact import ForecastPipeline
 from rnnpipe.pipelines.forecast.config import ForecastConfig
@@ -207,6 +208,10 @@ def test_cli_predict_writes_forecasts(first_run, tmp_path, stocks):
     )
     assert result.exit_code == 2 and "series 'AAPL' has 5 rows of history" in result.output
     assert not (tmp_path / "short.parquet").exists()
+    from rnnpipe.batch_jobs import check_input  # what predict checks before its flow starts
+
+    with pytest.raises(DataError, match=r"short.csv: series 'AAPL' has 5 rows of history"):
+        check_input(f"e2e-forecaster/{summary['version']}", short)
 
 
 def test_the_local_store_reader_agrees_with_mlflow(first_run, tmp_path, stocks):

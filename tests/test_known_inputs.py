@@ -1,6 +1,8 @@
 """Inputs known in advance (calendar, known features), the residual recipe and the gradient
 boosting baseline of the forecasters."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -155,6 +157,18 @@ def test_missing_future_rows_name_the_series_the_column_and_the_steps(tmp_path):
     bad.loc[bad.index[-1], "plan"] = np.nan  # a future row without its plan: the row is named
     with pytest.raises(DataError, match=r"column 'plan' is empty"):
         pipe.predict(bad)
+    # the check `rnnpipe predict` runs before its flow starts finds the missing step too, from
+    # the saved model's files alone (its time step is in the saved preprocessor)
+    from rnnpipe.pipelines.forecast.data import check_history
+
+    model = tmp_path / "model"
+    pipe.save(model / "pipeline")
+    saved_config = json.loads((model / "pipeline" / "config.json").read_text())
+    example.drop(example.index[-2]).to_csv(tmp_path / "gap.csv", index=False)
+    with pytest.raises(DataError, match=rf"series 's': no future value of 'plan' .* at 1 of the 3 .*\({steps[1]}\)"):
+        check_history(saved_config, tmp_path / "gap.csv", saved=lambda name: model / name)
+    example.to_csv(tmp_path / "whole.csv", index=False)
+    check_history(saved_config, tmp_path / "whole.csv", saved=lambda name: model / name)
 
 
 def test_residual_recipe_starts_at_the_linear_fit_and_keeps_it(tmp_path):

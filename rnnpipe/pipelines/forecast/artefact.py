@@ -21,10 +21,9 @@ import torch
 from rnnpipe import artefact
 from rnnpipe.batch_input import WHOLE_INPUT
 from rnnpipe.config import from_dict, to_dict
-from rnnpipe.errors import DataError
 from rnnpipe.features.windows import INFERENCE_BATCH, WindowSet
 from rnnpipe.pipelines.forecast.config import ForecastConfig
-from rnnpipe.pipelines.forecast.data import read_forecast_input
+from rnnpipe.pipelines.forecast.data import forecast_stamps, future_values, history_fits, read_forecast_input
 from rnnpipe.pipelines.forecast.model import Forecaster
 from rnnpipe.pipelines.forecast.prepare import ForecastPreprocessor
 from rnnpipe.series import SeriesFrame, series_id_column
@@ -139,11 +138,7 @@ class ForecastPipeline:
 
     def forecast_stamps(self, frame: SeriesFrame) -> np.ndarray:
         """(S, H) timestamps of the forecast steps after each series' last row."""
-        step = pd.tseries.frequencies.to_offset(self.preprocessor.step_)
-        last = pd.DatetimeIndex(frame.timestamps[frame.offsets[1:] - 1])
-        H = self.preprocessor.horizon
-        stamps = [last[i] + h * step for i in range(len(last)) for h in range(1, H + 1)]
-        return pd.DatetimeIndex(stamps).astype("datetime64[ns]").to_numpy().reshape(len(last), H)
+        return forecast_stamps(frame, self.preprocessor.step_, self.preprocessor.horizon)
 
     def future_inputs(self, frame: SeriesFrame, ahead: SeriesFrame | None) -> np.ndarray | None:
         """(S x H, K) inputs known in advance for every series' forecast steps: the calendar of
@@ -152,42 +147,13 @@ class ForecastPipeline:
         pre = self.preprocessor
         if not pre.known_size:
             return None
-        stamps, H, d = self.forecast_stamps(frame), pre.horizon, self.config.data
-        known = np.full((len(frame.series), H, len(pre.known_)), np.nan)
-        if ahead is not None:
-            index = {s: i for i, s in enumerate(ahead.series)}
-            for i, sid in enumerate(frame.series):
-                if sid not in index:
-                    continue
-                lo, hi = ahead.bounds(index[sid])
-                pos = {t: r for r, t in enumerate(ahead.timestamps[lo:hi])}
-                for h, t in enumerate(stamps[i]):
-                    if t in pos:
-                        known[i, h] = ahead.values[lo + pos[t]]
-        for i, sid in enumerate(frame.series):
-            gaps = [h for h in range(H) if np.isnan(known[i, h]).any()]
-            if gaps and pre.known_:
-                when = ", ".join(str(pd.Timestamp(stamps[i][h])) for h in gaps[:4]) + (", ..." if len(gaps) > 4 else "")
-                who = f"series {sid!r}" if d.series_col else "the series"
-                raise DataError(
-                    f"{who}: no future value of {', '.join(map(repr, pre.known_))} (data.known_features) at "
-                    f"{len(gaps)} of the {H} forecast steps ({when}); send a row for each of the {H} steps "
-                    f"after the history ({d.timestamp_col} {pd.Timestamp(stamps[i][0])} to "
-                    f"{pd.Timestamp(stamps[i][-1])}) with {', '.join(pre.known_)} and the target empty"
-                )
+        stamps, H = self.forecast_stamps(frame), pre.horizon
+        known = future_values(frame, ahead, stamps, list(pre.known_), self.config.data)
         codes = np.repeat(self.preprocessor.codes(frame)[frame.offsets[1:] - 1], H)
         return pre.future_block(known.reshape(len(frame.series) * H, len(pre.known_)), stamps.reshape(-1), codes)
 
     def predict_frame(self, frame: SeriesFrame, ahead: SeriesFrame | None = None) -> pd.DataFrame:
-        need = self.preprocessor.min_history
-        short = [(s, int(n)) for s, n in zip(frame.series, frame.lengths()) if n < need]
-        if short:
-            s, n = short[0]
-            raise DataError(
-                f"series {s!r} has {n} rows of history; the model needs at least {need} "
-                f"(window.lookback={self.preprocessor.lookback}"
-                f"{' + 1 for the first change' if self.preprocessor.encoding.skip else ''})"
-            )
+        history_fits(frame, self.preprocessor.lookback, self.preprocessor.encoding.skip)
         ends = frame.offsets[1:] - 1
         future = self.future_inputs(frame, ahead)
         H = self.preprocessor.horizon

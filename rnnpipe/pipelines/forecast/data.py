@@ -3,6 +3,7 @@ input; free of torch and MLflow, as `rnnpipe train` runs it before any flow star
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,19 +44,99 @@ def read_history(
     )
 
 
-def check_history(raw_config: dict[str, Any], path: str | Path, fmt: str = "auto") -> None:
+def check_history(
+    raw_config: dict[str, Any], path: str | Path, fmt: str = "auto", saved: Callable[[str], Path] | None = None
+) -> None:
     """A batch input for a forecaster, checked as training checks its data (the model's saved
-    `config.json` says how); with known features, its history and future rows apart."""
-    d = from_dict(DataConfig, raw_config["data"])
-    if not d.known_features:
-        read_history(d, path, fmt, for_model=True)
-        return
-    from rnnpipe.io import read_table
+    `config.json` says how); with known features, its history and future rows apart, and
+    (`saved`: a file of the saved pipeline by name, for the model's time step) a future row
+    for every forecast step of every series."""
+    import json
 
-    ids = [d.series_col] if d.series_col else []
-    columns = list(dict.fromkeys([*ids, d.timestamp_col, d.target_col, *d.features, *d.known_features]))
-    table, origin = read_table(path, columns, fmt, text_columns=ids)
-    read_forecast_input(table.to_pandas(), d, origin, str(path))
+    from rnnpipe.errors import DataError
+    from rnnpipe.features.targets import TargetEncoding
+
+    d = from_dict(DataConfig, raw_config["data"])
+    if d.known_features:
+        from rnnpipe.io import read_table
+
+        ids = [d.series_col] if d.series_col else []
+        columns = list(dict.fromkeys([*ids, d.timestamp_col, d.target_col, *d.features, *d.known_features]))
+        table, origin = read_table(path, columns, fmt, text_columns=ids)
+        frame, ahead = read_forecast_input(table.to_pandas(), d, origin, str(path))
+    else:
+        frame, ahead = read_history(d, path, fmt, for_model=True), None
+    if saved is None:
+        return
+    pre = json.loads(saved("pipeline/preprocessor.json").read_text())
+    try:  # what the model needs of the history, as predicting checks it
+        encoding = TargetEncoding(pre["target"])
+        history_fits(frame, pre["lookback"], encoding.skip)
+        encoding.check(frame.target, frame.series, frame.offsets, frame.timestamps)
+        if pre.get("known_"):
+            future_values(frame, ahead, forecast_stamps(frame, pre["step_"], pre["horizon"]), pre["known_"], d)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+
+def history_fits(frame: SeriesFrame, lookback: int, skip: int) -> None:
+    """Every series of a prediction's history holds a window of `lookback` rows (plus `skip`,
+    the rows a change target has no value at), or the error names the first that does not."""
+    from rnnpipe.errors import DataError
+
+    need = lookback + skip
+    short = [(s, int(n)) for s, n in zip(frame.series, frame.lengths()) if n < need]
+    if short:
+        s, n = short[0]
+        raise DataError(
+            f"series {s!r} has {n} rows of history; the model needs at least {need} "
+            f"(window.lookback={lookback}{' + 1 for the first change' if skip else ''})"
+        )
+
+
+def forecast_stamps(frame: SeriesFrame, step: str, horizon: int) -> np.ndarray:
+    """(S, H) timestamps of the `horizon` forecast steps after each series' last row, `step`
+    (a pandas offset alias, the model's time step) apart."""
+    import pandas as pd
+
+    offset = pd.tseries.frequencies.to_offset(step)
+    last = pd.DatetimeIndex(frame.timestamps[frame.offsets[1:] - 1])
+    stamps = [last[i] + h * offset for i in range(len(last)) for h in range(1, horizon + 1)]
+    return pd.DatetimeIndex(stamps).astype("datetime64[ns]").to_numpy().reshape(len(last), horizon)
+
+
+def future_values(frame: SeriesFrame, ahead: SeriesFrame | None, stamps: np.ndarray, known: list[str], d) -> np.ndarray:
+    """(S, H, K) values of the `known` features at every series' forecast steps (`stamps`),
+    from the input's future rows (`ahead`). A step without its row is an error naming the
+    series, the features and the timestamps needed."""
+    import pandas as pd
+
+    from rnnpipe.errors import DataError
+
+    S, H = stamps.shape
+    values = np.full((S, H, len(known)), np.nan)
+    if ahead is not None:
+        index = {s: i for i, s in enumerate(ahead.series)}
+        for i, sid in enumerate(frame.series):
+            if sid not in index:
+                continue
+            lo, hi = ahead.bounds(index[sid])
+            pos = {t: r for r, t in enumerate(ahead.timestamps[lo:hi])}
+            for h, t in enumerate(stamps[i]):
+                if t in pos:
+                    values[i, h] = ahead.values[lo + pos[t]]
+    for i, sid in enumerate(frame.series):
+        gaps = [h for h in range(H) if np.isnan(values[i, h]).any()]
+        if gaps and known:
+            when = ", ".join(str(pd.Timestamp(stamps[i][h])) for h in gaps[:4]) + (", ..." if len(gaps) > 4 else "")
+            who = f"series {sid!r}" if d.series_col else "the series"
+            raise DataError(
+                f"{who}: no future value of {', '.join(map(repr, known))} (data.known_features) at "
+                f"{len(gaps)} of the {H} forecast steps ({when}); send a row for each of the {H} steps "
+                f"after the history ({d.timestamp_col} {pd.Timestamp(stamps[i][0])} to "
+                f"{pd.Timestamp(stamps[i][-1])}) with {', '.join(known)} and the target empty"
+            )
+    return values
 
 
 def future_mask(df: pd.DataFrame, d: DataConfig) -> np.ndarray:

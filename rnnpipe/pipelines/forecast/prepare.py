@@ -55,10 +55,6 @@ class ForecastPreprocessor:
         self.scaler_kind, self.lookback, self.horizon = scaler, lookback, horizon
         self.known, self.calendar = list(known), calendar
 
-    @property
-    def min_history(self) -> int:
-        return self.lookback + self.encoding.skip
-
     def _channels(self, frame: SeriesFrame) -> np.ndarray:
         self.encoding.check(frame.target, frame.series, frame.offsets, frame.timestamps)
         steps = self.encoding.steps(frame.target, frame.offsets)

@@ -14,5 +14,5 @@ if TYPE_CHECKING:
 PROMPT_COLUMN = "prompt"  # what a served or batch language model reads
 
 
-def check_prompts_input(raw_config: dict[str, Any], path: str | Path, fmt: str = "auto") -> None:
+def check_prompts_input(raw_config: dict[str, Any], path: str | Path, fmt: str = "auto", saved: Any = None) -> None:
     check_text_column(path, fmt, [PROMPT_COLUMN])

@@ -141,7 +141,7 @@ def read_readings(
     return frame
 
 
-def check_readings(raw_config: dict[str, Any], path: str | Path, fmt: str = "auto") -> None:
+def check_readings(raw_config: dict[str, Any], path: str | Path, fmt: str = "auto", saved: Any = None) -> None:
     """A batch input for a monitor model, checked as training checks its readings: dates,
     offsets, numbers, duplicates, empty channels."""
     d = from_dict(MonitorDataConfig, raw_config["data"])

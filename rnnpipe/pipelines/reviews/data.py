@@ -14,5 +14,5 @@ if TYPE_CHECKING:
 TEXT_COLUMN = "text"  # what a served or batch reviews model reads (else its training text column)
 
 
-def check_reviews_input(raw_config: dict[str, Any], path: str | Path, fmt: str = "auto") -> None:
+def check_reviews_input(raw_config: dict[str, Any], path: str | Path, fmt: str = "auto", saved: Any = None) -> None:
     check_text_column(path, fmt, [TEXT_COLUMN, raw_config["data"]["text_col"]])

@@ -68,7 +68,10 @@ def check_history(
         frame, ahead = read_history(d, path, fmt, for_model=True), None
     if saved is None:
         return
-    pre = json.loads(saved("pipeline/preprocessor.json").read_text())
+    try:
+        pre = json.loads(saved("pipeline/preprocessor.json").read_text())
+    except Exception:  # noqa: BLE001 - unreadable here: the job checks the history when it loads the model
+        return
     try:  # what the model needs of the history, as predicting checks it
         encoding = TargetEncoding(pre["target"])
         history_fits(frame, pre["lookback"], encoding.skip)

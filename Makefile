@@ -21,7 +21,8 @@ train: install
 	$(BIN)/rnnpipe train stocks
 
 # two pytest workers (pytest-xdist), a test file each at a time: the suite waits on servers,
-# scheduled runs and subprocesses much of the time (one worker: 12 min, two: 9.5-10.5 on 2 cores)
+# scheduled runs and subprocesses much of the time (two workers on 2 cores: about 12 min for
+# 388 tests, 2026-12-07)
 test: install lint docs
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 

@@ -11,6 +11,8 @@ import numpy as np
 
 from rnnpipe import settings
 from rnnpipe.config import from_dict
+from rnnpipe.errors import DataError
+from rnnpipe.features.targets import TargetEncoding
 from rnnpipe.io import preloadable
 from rnnpipe.pipelines.forecast.config import DataConfig, ForecastConfig
 from rnnpipe.series import SeriesFrame, load_series
@@ -53,9 +55,6 @@ def check_history(
     for every forecast step of every series."""
     import json
 
-    from rnnpipe.errors import DataError
-    from rnnpipe.features.targets import TargetEncoding
-
     d = from_dict(DataConfig, raw_config["data"])
     if d.known_features:
         from rnnpipe.io import read_table
@@ -85,8 +84,6 @@ def check_history(
 def history_fits(frame: SeriesFrame, lookback: int, skip: int) -> None:
     """Every series of a prediction's history holds a window of `lookback` rows (plus `skip`,
     the rows a change target has no value at), or the error names the first that does not."""
-    from rnnpipe.errors import DataError
-
     need = lookback + skip
     short = [(s, int(n)) for s, n in zip(frame.series, frame.lengths()) if n < need]
     if short:
@@ -108,13 +105,13 @@ def forecast_stamps(frame: SeriesFrame, step: str, horizon: int) -> np.ndarray:
     return pd.DatetimeIndex(stamps).astype("datetime64[ns]").to_numpy().reshape(len(last), horizon)
 
 
-def future_values(frame: SeriesFrame, ahead: SeriesFrame | None, stamps: np.ndarray, known: list[str], d) -> np.ndarray:
+def future_values(
+    frame: SeriesFrame, ahead: SeriesFrame | None, stamps: np.ndarray, known: list[str], d: DataConfig
+) -> np.ndarray:
     """(S, H, K) values of the `known` features at every series' forecast steps (`stamps`),
     from the input's future rows (`ahead`). A step without its row is an error naming the
     series, the features and the timestamps needed."""
     import pandas as pd
-
-    from rnnpipe.errors import DataError
 
     S, H = stamps.shape
     values = np.full((S, H, len(known)), np.nan)

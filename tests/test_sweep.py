@@ -46,6 +46,9 @@ def small(tmp_path_factory, stocks):
                 "train.batch_size=64",
                 "register.experiment=sweeps",
                 "register.model_name=sweep-forecaster",
+                "baselines.statistical=[]",
+                "baselines.gbm=false",
+                "register.gate_baselines=[naive]",
             ],
         )
     )

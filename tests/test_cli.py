@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -153,6 +154,13 @@ def test_a_misspelt_column_fails_at_once_on_one_line_for_every_pipeline(tmp_path
         assert result.exit_code == 2, (pipeline, result.output)
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and f"column {column!r} not found ({setting};" in lines[0], lines
+    # the bundled series column, absent from a user's file of one series: the line says what to set
+    own = tmp_path / "sales.csv"
+    pd.DataFrame({"Date": ["2024-01-01", "2024-01-02"], "sales": [1.0, 2.0]}).to_csv(own, index=False)
+    result = CliRunner().invoke(cli, ["train", "stocks", "--set", f"data.path={own}", "--set", "data.target_col=sales"])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "column 'Ticker' not found (data.series_col=Ticker;" in result.output
+    assert result.output.strip().endswith("a file of one series: --set data.series_col=")
 
 
 def test_a_busy_port_is_one_line_and_exit_2_for_serve_ui_and_schedule():
@@ -372,3 +380,14 @@ def test_runner_dask_without_the_dask_extra_says_how_to_install_it(monkeypatch, 
         result = CliRunner().invoke(cli, [*args, "--runner", "dask"])
         assert result.exit_code == 2 and "pip install 'rnnpipe[dask]'" in result.output, (args, result.output)
         assert "prefect_dask not installed" in result.output
+
+
+def test_a_scheduled_jobs_output_is_parquet_or_csv_before_any_server_starts():
+    from rnnpipe.config import load_config
+    from rnnpipe.errors import ConfigError
+    from rnnpipe.schedule_config import ScheduleConfig
+
+    assert load_config(ScheduleConfig, overrides=["predict.output=scored.csv"]).predict.output == "scored.csv"
+    with pytest.raises(ConfigError, match=r"predict.output='scored.txt': rnnpipe writes Parquet or CSV"):
+        load_config(ScheduleConfig, overrides=["predict.output=scored.txt"])
+    load_config(ScheduleConfig, overrides=["predict.enabled=false", "predict.output=scored.txt"])  # no batch job

@@ -171,6 +171,8 @@ def _check_columns(cfg) -> None:
                 raise DataError(
                     f"{path}: column {column!r} not found ({setting.split('[')[0]}={column}; "
                     f"columns: {', '.join(dataset.schema.names)})"
+                    # a file of one series has no series column: say how to tell rnnpipe so
+                    + ("; a file of one series: --set data.series_col=" if setting == "data.series_col" else "")
                 )
 
 

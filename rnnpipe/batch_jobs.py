@@ -45,7 +45,7 @@ from rnnpipe.batch_input import (
     whole_input,
 )
 from rnnpipe.errors import DataError
-from rnnpipe.io import atomic_path, clean_stale_temps, missing_input_column, open_dataset, temp_prefix
+from rnnpipe.io import atomic_path, clean_stale_temps, missing_input_column, open_dataset, output_kind, temp_prefix
 from rnnpipe.localstore import ModelRef
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,37 @@ class Observers:
             item.reset()
 
 
-def predict_to_parquet(
+class _Writer:
+    """The output file, written chunk by chunk: Parquet (zstd, one schema for every chunk: the
+    first chunk's, a column of nulls typed as text) or CSV (a header, then each chunk's rows, as
+    pandas writes them)."""
+
+    def __init__(self, kind: str, path: Path, first: pa.Table, name: Path) -> None:
+        self.kind, self.path = kind, path  # path: the temporary file; name: the output's
+        if kind == "csv":
+            nested = [f.name for f in first.schema if pa.types.is_nested(f.type)]
+            if nested:
+                raise DataError(f"{name}: the output column {nested[0]!r} holds lists, which CSV cannot; write Parquet")
+            self.header = True
+            return
+        self.schema = pa.schema(
+            [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in first.schema]
+        ).remove_metadata()
+        self.out = pq.ParquetWriter(path, self.schema, compression="zstd")
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.kind == "csv":
+            frame.to_csv(self.path, mode="w" if self.header else "a", header=self.header, index=False)
+            self.header = False
+        else:
+            self.out.write_table(pa.Table.from_pandas(frame, preserve_index=False).cast(self.schema))
+
+    def close(self) -> None:
+        if self.kind != "csv":
+            self.out.close()
+
+
+def predict_to_file(
     predict: Callable[[pd.DataFrame], pd.DataFrame],
     input_columns: list[str],
     lineage: dict[str, str],
@@ -168,7 +198,7 @@ def predict_to_parquet(
     observe: Any = None,
 ) -> BatchStats:
     """Run `predict` over `dataset` (`rnnpipe.io.open_dataset`) chunk by chunk and write one
-    Parquet file atomically.
+    file atomically: Parquet, or CSV for `*.csv` (`output_kind`).
 
     `input_columns` are the columns the model reads. With `group_column` the model answers
     per group (its output names the group); without, it answers row by row and the other input
@@ -179,8 +209,7 @@ def predict_to_parquet(
     its `reset()` is called when the job starts again to regroup the input.
     """
     out_path = Path(output_path)
-    if out_path.suffix.lower() not in (".parquet", ".pq"):
-        raise DataError(f"{out_path}: the output of a batch job is Parquet; name it *.parquet")
+    output_kind(out_path)
     source = dataset_source(dataset)
     names = dataset.schema.names
     missing = [c for c in input_columns if c not in names]
@@ -282,8 +311,7 @@ def _predict_chunks(
     observe: Any = None,
 ) -> BatchStats:
     rows_in = rows_out = n_chunks = 0
-    writer: pq.ParquetWriter | None = None
-    schema: pa.Schema | None = None
+    writer: _Writer | None = None
 
     def predicted() -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
         """(chunk, the model's input, its predictions) in input order, `in_flight` chunks
@@ -317,13 +345,10 @@ def _predict_chunks(
                     pred = pd.concat([keys, pred.reset_index(drop=True)], axis=1)
                 for k, v in lineage.items():
                     pred[k] = v
-                table = pa.Table.from_pandas(pred, preserve_index=False)
                 if writer is None:
-                    schema = pa.schema(
-                        [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
-                    ).remove_metadata()
-                    writer = pq.ParquetWriter(tmp, schema, compression="zstd")
-                writer.write_table(table.cast(schema))
+                    first = pa.Table.from_pandas(pred, preserve_index=False)
+                    writer = _Writer(output_kind(out_path), tmp, first, out_path)
+                writer.write(pred)
                 rows_in += len(chunk)
                 rows_out += len(pred)
                 n_chunks += 1

@@ -20,7 +20,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from rnnpipe.batch_input import WHOLE_INPUT, RowMap, dataset_source, input_kind, sorted_bucket, write_buckets
-from rnnpipe.batch_jobs import BatchStats, predict_to_parquet
+from rnnpipe.batch_jobs import BatchStats, predict_to_file
 from rnnpipe.errors import DataError
 from rnnpipe.io import clean_stale_temps, temp_prefix
 
@@ -95,7 +95,7 @@ def predict_part(
     observe: Any = None,
 ) -> BatchStats:
     """One part predicted into `folder`/part-NNNNN.parquet (what a worker runs)."""
-    return predict_to_parquet(
+    return predict_to_file(
         predict,
         input_columns,
         lineage,

@@ -337,12 +337,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def output_kind(path: str | Path) -> str:
+    """What an output file is, by its suffix: "parquet" or "csv"."""
+    kind = FORMATS.get(Path(path).suffix.lower())
+    if kind not in WRITABLE:
+        raise DataError(f"{path}: rnnpipe writes Parquet or CSV; name the output *.parquet or *.csv")
+    return kind
+
+
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write a DataFrame as Parquet or CSV (by suffix), atomically."""
     final = Path(path)
-    kind = FORMATS.get(final.suffix.lower())
-    if kind not in WRITABLE:
-        raise DataError(f"{final}: output must end in .csv or .parquet")
+    kind = output_kind(final)
     with atomic_path(final) as tmp:
         if kind == "csv":
             df.to_csv(tmp, index=False)

@@ -11,7 +11,7 @@ from typing import ClassVar
 from rnnpipe.config import (
     check_sections,
 )
-from rnnpipe.errors import ConfigError
+from rnnpipe.errors import ConfigError, DataError
 
 
 @dataclass
@@ -66,6 +66,13 @@ class ScheduleConfig:
             )
         if self.predict.retrain_on and not self.train.pipelines:
             raise ConfigError("predict.retrain_on: there is no retrain deployment (train.pipelines is empty)")
+        if self.predict.enabled:
+            from rnnpipe.io import output_kind
+
+            try:
+                output_kind(self.predict.output)
+            except DataError as exc:
+                raise ConfigError(f"predict.output={self.predict.output!r}: {str(exc).split(': ', 1)[1]}") from None
         if not self.train.interval_s and len(self.train.cron.split()) != 5:
             raise ConfigError(f"train.cron={self.train.cron!r}: expected 5 fields, e.g. '0 2 * * *'")
         return self

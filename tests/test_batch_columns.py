@@ -3,7 +3,7 @@ file's columns are named like the model's outputs."""
 
 import pandas as pd
 
-from rnnpipe.batch_jobs import predict_to_parquet
+from rnnpipe.batch_jobs import predict_to_file
 from rnnpipe.io import open_dataset
 
 
@@ -28,7 +28,7 @@ def test_a_labelled_file_keeps_its_label_as_input_label(tmp_path):
     ).to_csv(src, index=False)
     dataset, _ = open_dataset(src)
     out = tmp_path / "scored.parquet"
-    predict_to_parquet(classify, ["text"], {"model_name": "reviews-sentiment"}, dataset, out)
+    predict_to_file(classify, ["text"], {"model_name": "reviews-sentiment"}, dataset, out)
     got = pd.read_parquet(out)
     assert list(got.columns) == ["id", "input_label", "input_model_name", "label", "prob_great", "model_name"]
     assert got["input_label"].tolist() == ["great", "great", "other"]

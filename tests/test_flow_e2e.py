@@ -182,9 +182,17 @@ def test_cli_predict_writes_forecasts(first_run, tmp_path, stocks):
     again = CliRunner().invoke(cli, ["predict", f"e2e-forecaster/{summary['version']}", "-i", str(src), "-o", str(out)])
     assert again.exit_code == 2 and "exists; pass --overwrite" in again.output  # refused at once
     assert pd.read_parquet(out).equals(got)
+    # a CSV named as the output gets the same rows as CSV
+    as_csv = CliRunner().invoke(
+        cli, ["predict", f"e2e-forecaster/{summary['version']}", "-i", str(src), "-o", str(tmp_path / "forecast.csv")]
+    )
+    assert as_csv.exit_code == 0, as_csv.output
+    written = pd.read_csv(tmp_path / "forecast.csv")
+    assert list(written.columns) == list(got.columns) and written.Ticker.tolist() == got.Ticker.tolist()
+    assert np.allclose(written.forecast, got.forecast, rtol=0, atol=1e-12)
     for args, message in (
         ([str(tmp_path / "nowhere.csv"), str(tmp_path / "x.parquet")], "no such file or folder"),
-        ([str(src), str(tmp_path / "x.csv")], "name it *.parquet"),
+        ([str(src), str(tmp_path / "x.txt")], "name the output *.parquet or *.csv"),
     ):
         bad = CliRunner().invoke(cli, ["predict", "no-such-model", "-i", args[0], "-o", args[1]])
         assert bad.exit_code == 2 and message in bad.output and bad.output.count("error:") == 1

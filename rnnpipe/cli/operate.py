@@ -50,8 +50,8 @@ FORMAT = click.option(
     "--output",
     required=True,
     type=click.Path(),
-    help="Parquet file to write (atomically: it appears only when the job is complete); "
-    "with --runner dask, a folder of Parquet part files and _SUCCESS.",
+    help="Parquet or CSV file to write, by its suffix (atomically: it appears only when the job is "
+    "complete); with --runner dask, a folder of Parquet part files and _SUCCESS.",
 )
 @click.option(
     "--chunk-rows",
@@ -126,8 +126,10 @@ def predict(
       rnnpipe predict reviews-sentiment@champion -i reviews/ -o scored.parquet --chunk-rows 10000
     """
     # what can be checked without the model is checked before any flow starts
-    if runner == "local" and Path(output).suffix.lower() not in (".parquet", ".pq"):
-        raise DataError(f"{output}: the output of a batch job is Parquet; name it *.parquet")
+    if runner == "local":
+        from rnnpipe.io import output_kind
+
+        output_kind(output)
     if Path(output).exists() and not overwrite:
         raise DataError(f"{output} exists; pass --overwrite to replace it")
     input_path = _input(input_path)

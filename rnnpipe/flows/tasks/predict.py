@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from rnnpipe import threads as rnnpipe_threads
 from rnnpipe.batch_input import RowMap, count_rows, dataset_source, open_input
-from rnnpipe.batch_jobs import BatchStats, Observers, predict_to_parquet
+from rnnpipe.batch_jobs import BatchStats, Observers, predict_to_file
 from rnnpipe.batch_parts import SUCCESS, Part, atomic_folder, combine, part_error, plan_parts, predict_part
 from rnnpipe.drift import Watch
 from rnnpipe.errors import DataError
@@ -55,7 +55,7 @@ def predict(
     with tqdm(
         total=count_rows(dataset), unit="row", unit_scale=True, desc="predict", disable=None, dynamic_ncols=True
     ) as bar:
-        stats = predict_to_parquet(
+        stats = predict_to_file(
             pipeline.predict,
             columns,
             lineage,

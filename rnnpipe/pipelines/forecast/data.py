@@ -129,9 +129,9 @@ def future_values(
         gaps = [h for h in range(H) if np.isnan(values[i, h]).any()]
         if gaps and known:
             when = ", ".join(str(pd.Timestamp(stamps[i][h])) for h in gaps[:4]) + (", ..." if len(gaps) > 4 else "")
-            who = f"series {sid!r}" if d.series_col else "the series"
+            who = f"series {sid!r}: " if d.series_col else ""  # a file of one series: the file is named
             raise DataError(
-                f"{who}: no future value of {', '.join(map(repr, known))} (data.known_features) at "
+                f"{who}no future value of {', '.join(map(repr, known))} (data.known_features) at "
                 f"{len(gaps)} of the {H} forecast steps ({when}); send a row for each of the {H} steps "
                 f"after the history ({d.timestamp_col} {pd.Timestamp(stamps[i][0])} to "
                 f"{pd.Timestamp(stamps[i][-1])}) with {', '.join(known)} and the target empty"

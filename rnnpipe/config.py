@@ -351,7 +351,9 @@ def own_data_name(cls: type, data: dict[str, Any], given: set[str]) -> None:
     the user gave one: `register.model_name` with the sample's part (`stocks` of
     `stocks-forecaster`) replaced by the data file's (`prices-forecaster` for prices.csv).
     Its test metric is not comparable with the bundled model's, so it must not compete for
-    that model's champion (the registry's gate refuses that too: rule `other-data`)."""
+    that model's champion (the registry's gate refuses that too: rule `other-data`). Its runs
+    go to an experiment of the same name (unless `register.experiment` is given), so MLflow's
+    run table never ranks them beside the bundled sample's."""
     defaults = cls()
     register, data_section = getattr(defaults, "register", None), getattr(defaults, "data", None)
     if register is None or not hasattr(data_section, "path") or "register.model_name" in given:
@@ -363,6 +365,8 @@ def own_data_name(cls: type, data: dict[str, Any], given: set[str]) -> None:
     slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-") or "data"
     kind = register.model_name.split("-", 1)[1] if "-" in register.model_name else register.model_name
     data["register"]["model_name"] = f"{slug}-{kind}"
+    if "register.experiment" not in given and data["register"].get("experiment") == register.experiment:
+        data["register"]["experiment"] = data["register"]["model_name"]
 
 
 def bundled_defaults(cls: type, data: dict[str, Any], given: set[str]) -> None:

@@ -363,7 +363,7 @@ def test_sigterm_during_training_stops_it_in_a_few_lines(tmp_path, inputs):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("stocks").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("prices-forecaster").experiment_id])
     assert run.info.status == "KILLED"  # stopped, not failed: --resume continues it
 
 

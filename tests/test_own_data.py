@@ -33,6 +33,13 @@ def test_own_data_gets_a_model_name_of_its_own():
     )
     assert load_config(MonitorConfig, overrides=["data.path=icu/"]).register.model_name == "icu-classifier"
     assert load_config(LMConfig, overrides=["data.path=corpus.parquet"]).register.model_name == "corpus-lm"
+    # ... and its runs an experiment of that name, apart from the bundled sample's
+    assert load_config(ForecastConfig).register.experiment == "stocks"
+    own = load_config(ForecastConfig, overrides=["data.path=prices.csv"]).register
+    assert own.experiment == own.model_name == "prices-forecaster"
+    assert load_config(MonitorConfig, overrides=["data.path=icu/"]).register.experiment == "icu-classifier"
+    given = load_config(ForecastConfig, overrides=["data.path=prices.csv", "register.experiment=mine"]).register
+    assert given.experiment == "mine" and given.model_name == "prices-forecaster"
     # a name the user gives stands, even the bundled one (the gate's other-data rule guards that)
     named = load_config(ForecastConfig, overrides=["data.path=p.csv", "register.model_name=stocks-forecaster"])
     assert named.register.model_name == "stocks-forecaster"

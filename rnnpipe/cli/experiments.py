@@ -144,7 +144,8 @@ def sweep(
 def backtest(pipeline, config_path, overrides, folds, step, refit, runner, address, workers):
     """Rolling-origin backtest of PIPELINE: fold k trains on every row before its origin and
     forecasts the next STEP rows with the configured horizon; the model, naive (with empirical
-    quantiles), ridge and the statistical baselines are scored per fold and overall.
+    quantiles), ridge, gradient boosting and the statistical baselines are scored per fold and
+    overall.
 
     MLflow shows one parent run (tag backtest=true; metrics backtest_mae, backtest_mase,
     naive_backtest_mae, ...) with a nested run per fold (tag backtest_fold=K), the table

@@ -337,11 +337,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def output_kind(path: str | Path) -> str:
-    """What an output file is, by its suffix: "parquet" or "csv"."""
+def output_kind(path: str | Path, name: str = "") -> str:
+    """What an output file is, by its suffix: "parquet" or "csv" (`name`: what the error calls
+    the output, e.g. the setting that gave it; default its path)."""
     kind = FORMATS.get(Path(path).suffix.lower())
     if kind not in WRITABLE:
-        raise DataError(f"{path}: rnnpipe writes Parquet or CSV; name the output *.parquet or *.csv")
+        raise DataError(f"{name or path}: rnnpipe writes Parquet or CSV; name the output *.parquet or *.csv")
     return kind
 
 

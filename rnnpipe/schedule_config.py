@@ -70,9 +70,9 @@ class ScheduleConfig:
             from rnnpipe.io import output_kind
 
             try:
-                output_kind(self.predict.output)
+                output_kind(self.predict.output, name=f"predict.output={self.predict.output!r}")
             except DataError as exc:
-                raise ConfigError(f"predict.output={self.predict.output!r}: {str(exc).split(': ', 1)[1]}") from None
+                raise ConfigError(str(exc)) from None
         if not self.train.interval_s and len(self.train.cron.split()) != 5:
             raise ConfigError(f"train.cron={self.train.cron!r}: expected 5 fields, e.g. '0 2 * * *'")
         return self

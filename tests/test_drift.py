@@ -185,6 +185,11 @@ def test_a_forecasting_batch_with_one_channel_shifted_drifts_on_that_channel(pre
 
     same = report_of(batch("drift-stocks@champion", df, tmp_path, "same"))
     assert same["status"] == "ok", same
+    # the same rows as 100 short histories of 12 rows (a job forecasting many series from their
+    # last days): a series' first row has no change, and is not a missing value
+    short = df.assign(Ticker=df.Ticker + "-" + (df.groupby("Ticker").cumcount() // 12).astype(str))
+    pieces = report_of(batch("drift-stocks@champion", short, tmp_path, "short"))
+    assert pieces["status"] == "ok", [(f["feature"], f["status"], f["missing"]) for f in pieces["features"]]
     moved = report_of(batch("drift-stocks@champion", shifted_channel(df, "Volume"), tmp_path, "moved"))
     assert moved["status"] == "drift"
     assert moved["features"][0]["feature"] == "Volume" and moved["features"][0]["status"] == "drift"

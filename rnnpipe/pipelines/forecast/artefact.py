@@ -236,7 +236,9 @@ class ForecastPipeline:
         predictions = self.drift_predictions(
             outputs["forecast"].to_numpy(np.float64)[first], frame.target[frame.offsets[1:] - 1]
         )
-        return self.drift_features(frame), predictions, row_series(frame)
+        keep = after_first(frame)
+        features = {k: v[keep] for k, v in self.drift_features(frame).items()}
+        return features, predictions, row_series(frame)[keep]
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -317,6 +319,16 @@ def baseline_settings(cfg: ForecastConfig) -> dict[str, Any]:
         gbm=cfg.baselines.gbm,
         seed=cfg.train.seed,
     )
+
+
+def after_first(frame: SeriesFrame) -> np.ndarray:
+    """Rows of `frame` that follow another row of their series. A series' first row has no
+    change of the target and no step by construction: drift reports leave it out (of the
+    reference and of every batch) rather than count it as a missing value, which a batch of
+    short histories would otherwise show as a rise in the missing share."""
+    keep = np.ones(len(frame), dtype=bool)
+    keep[frame.offsets[:-1]] = False
+    return keep
 
 
 def row_series(frame: SeriesFrame) -> pd.Categorical:

@@ -82,9 +82,9 @@ class ForecastSteps(TrainingSteps):
         import numpy as np
 
         from rnnpipe.drift import MAX_GROUPS, profile, sample
-        from rnnpipe.pipelines.forecast.artefact import row_series
+        from rnnpipe.pipelines.forecast.artefact import after_first, row_series
 
-        train = prepared.split.mask("train", len(frame))
+        train = prepared.split.mask("train", len(frame)) & after_first(frame)  # first rows: no change
         values = pipeline.drift_features(frame)
         features = {k: sample(v[train]) for k, v in values.items()}
         series = row_series(frame)

@@ -181,6 +181,17 @@ def test_a_split_without_events_in_val_or_test_is_refused_before_training():
     assert "\n" not in msg and msg.startswith("hr.csv: the val part holds 0 onset event windows")
     assert "split.min_events=5" in msg and "val 0 (onset 0), test 0 (onset 0)" in msg
     assert "split.val_start / split.test_start" in msg and "split by patient" in msg
+    # three patients, split as groups (seed 0: p2 trains, p0 validates, p1 tests), p1 without
+    # events: another draw of patients is advised, not the split the run already made
+    three = pd.concat(
+        [early_events(event_rows=[] if s == 1 else range(200, 260, 6), seed=s).assign(pid=f"p{s}") for s in range(3)],
+        ignore_index=True,
+    )
+    frame = to_series_frame(three, timestamp_col="ts", series_col="pid", value_cols=["hr", "label"], nan_policy="keep")
+    with pytest.raises(DataError) as err:
+        prepare_monitor(frame, load_config(MonitorConfig, overrides=EARLY))
+    msg = str(err.value)
+    assert "grouped by patient split" in msg and "split.seed" in msg and "split by patient" not in msg, msg
     # events in val but not in test: the test part is named, on all windows when the gate's
     # metric is not an onset metric
     late = early_events(event_rows=list(range(200, 260, 6)) + list(range(1100, 1160, 6)))

@@ -174,12 +174,20 @@ def check_event_counts(counts: dict[str, dict[str, int]], split_kind: str, cfg: 
             per_part = ", ".join(
                 f"{q} {counts[q]['positive']} (onset {counts[q]['onset_positive']})" for q in ("train", "val", "test")
             )
+            if split_kind == "grouped by patient":  # what can move depends on how the split was made
+                fix = (
+                    "Draw other patients for each part (split.seed), move the fractions "
+                    "(split.train / split.val), or add patients"
+                )
+            else:
+                fix = (
+                    "Move the cut (split.train / split.val, or the cut dates split.val_start / split.test_start), "
+                    "split by patient (3 or more patients and no cut dates), or use a longer recording"
+                )
             raise DataError(
                 f"{source}: the {part} part holds {counts[part][key]} {what} ({label}; {why}); val and test "
                 f"each need at least split.min_events={need}. Event windows per part: {per_part}, "
-                f"{split_kind} split. Move the cut (split.train / split.val, or the cut dates "
-                f"split.val_start / split.test_start), split by patient (3 or more patients), or use a "
-                f"longer recording"
+                f"{split_kind} split. {fix}"
             )
 
 

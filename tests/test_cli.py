@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -70,45 +69,6 @@ def test_bad_data_inside_the_flow_gives_no_traceback(tmp_path, stocks):
     assert "Traceback" not in proc.stderr
     assert "Retries are exhausted" not in proc.stderr  # user errors are not retried
     assert proc.stderr.count("twelve") == 1 and "Flow run" not in proc.stderr
-
-
-@pytest.mark.slow
-def test_an_error_found_inside_the_flow_is_printed_once(prefect_harness, tmp_path):
-    """Some bad input shows only once the flow has read it (here: a monitor split whose
-    validation patients hold no event). Prefect's console lines about that failure (the
-    error, the task's and the flow's final state) are left out: the command prints it once."""
-    from prefect.settings import PREFECT_API_URL
-
-    rng = np.random.default_rng(0)
-    frames = []
-    for k in range(3):  # seed 0 splits the three patients as train p2, val p0, test p1
-        label = np.zeros(600)
-        if k == 2:
-            label[100:400:30] = 1
-        ts = pd.date_range("2024-01-01", periods=600, freq="1min")
-        frames.append(pd.DataFrame({"pid": f"p{k}", "ts": ts, "hr": 70 + rng.normal(0, 1, 600), "label": label}))
-    pd.concat(frames).to_csv(tmp_path / "icu.csv", index=False)
-    sets = [
-        f"data.path={tmp_path / 'icu.csv'}",
-        "data.series_col=pid",
-        "data.timestamp_col=ts",
-        "data.channels=hr",
-        'data.event=""',
-        "data.label_col=label",
-        "resample.step=1min",
-        "resample.max_gap=5min",
-        "window.lookback=12",
-        "window.horizon=3",
-        "forecast.enabled=false",
-    ]
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    args = [sys.executable, "-m", "rnnpipe.cli", "train", "monitor", *[a for x in sets for a in ("--set", x)]]
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    # Prefect's own lines at the default verbosity: the run's start, not its failure
-    assert proc.stderr.count("the val part holds 0 onset event windows") == 1, proc.stderr
-    assert "Traceback" not in proc.stderr and "Failed(" not in proc.stderr, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: "), proc.stderr
 
 
 @pytest.mark.slow

@@ -152,6 +152,15 @@ def early_events(steps=1500, event_rows=range(200, 260, 6), seed=0):
     )
 
 
+def three_patients() -> pd.DataFrame:
+    """Three patients as `early_events`, split as groups with seed 0 (p2 trains, p0
+    validates, p1 tests); p1 has no event, so the test part holds none."""
+    return pd.concat(
+        [early_events(event_rows=[] if s == 1 else range(200, 260, 6), seed=s).assign(pid=f"p{s}") for s in range(3)],
+        ignore_index=True,
+    )
+
+
 EARLY = [
     "data.series_col=pid",
     "data.timestamp_col=ts",
@@ -181,13 +190,11 @@ def test_a_split_without_events_in_val_or_test_is_refused_before_training():
     assert "\n" not in msg and msg.startswith("hr.csv: the val part holds 0 onset event windows")
     assert "split.min_events=5" in msg and "val 0 (onset 0), test 0 (onset 0)" in msg
     assert "split.val_start / split.test_start" in msg and "split by patient" in msg
-    # three patients, split as groups (seed 0: p2 trains, p0 validates, p1 tests), p1 without
-    # events: another draw of patients is advised, not the split the run already made
-    three = pd.concat(
-        [early_events(event_rows=[] if s == 1 else range(200, 260, 6), seed=s).assign(pid=f"p{s}") for s in range(3)],
-        ignore_index=True,
+    # patients split as groups, the test patient without events: another draw of patients is
+    # advised, not the split the run already made
+    frame = to_series_frame(
+        three_patients(), timestamp_col="ts", series_col="pid", value_cols=["hr", "label"], nan_policy="keep"
     )
-    frame = to_series_frame(three, timestamp_col="ts", series_col="pid", value_cols=["hr", "label"], nan_policy="keep")
     with pytest.raises(DataError) as err:
         prepare_monitor(frame, load_config(MonitorConfig, overrides=EARLY))
     msg = str(err.value)
@@ -218,3 +225,26 @@ def test_thresholds_are_finite_or_refused():
     m = classification_metrics(np.zeros(4), np.array([0.1, 0.2, 0.9, 0.3]), 0.5)
     assert np.isnan(m["test_f1"]) and np.isnan(m["test_recall"]) and m["test_precision"] == 0
     assert np.isnan(classification_metrics(np.zeros(4), np.zeros(4), 0.5)["test_precision"])
+
+
+@pytest.mark.slow
+def test_an_error_found_inside_the_flow_is_printed_once(prefect_harness, tmp_path):
+    """Some bad input shows only once the flow has read it (here: a split whose test patient
+    has no event). Prefect's console lines about that failure (the exception, the task's and
+    the flow's final states) are left out: `rnnpipe train` prints it once."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    three_patients().to_csv(tmp_path / "icu.csv", index=False)
+    sets = [f"data.path={tmp_path / 'icu.csv'}", *EARLY]
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    args = [sys.executable, "-m", "rnnpipe.cli", "train", "monitor", *[a for x in sets for a in ("--set", x)]]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    # Prefect's own lines at the default verbosity: the run's start, not its failure
+    assert proc.stderr.count("the test part holds 0 onset event windows") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "Failed(" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: "), proc.stderr

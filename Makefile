@@ -21,8 +21,8 @@ train: install
 	$(BIN)/rnnpipe train stocks
 
 # two pytest workers (pytest-xdist), a test file each at a time: the suite waits on servers,
-# scheduled runs and subprocesses much of the time (two workers on 2 cores: about 12 min for
-# 388 tests, 2026-12-07)
+# scheduled runs and subprocesses much of the time (two workers on 2 cores: 9-12 min for
+# 390 tests, 2026-12-07)
 test: install lint docs
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 

@@ -169,6 +169,11 @@ def test_missing_future_rows_name_the_series_the_column_and_the_steps(tmp_path):
         check_history(saved_config, tmp_path / "gap.csv", saved=lambda name: model / name)
     example.to_csv(tmp_path / "whole.csv", index=False)
     check_history(saved_config, tmp_path / "whole.csv", saved=lambda name: model / name)
+    # a file of one series (no series column): the line names the file, and no series
+    one = {**saved_config, "data": {**saved_config["data"], "series_col": "", "series_name": "one"}}
+    example.drop(example.index[-2]).drop(columns="id").to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(DataError, match=r"one\.csv: no future value of 'plan' \(data\.known_features\) at 1 of"):
+        check_history(one, tmp_path / "one.csv", saved=lambda name: model / name)
 
 
 def test_residual_recipe_starts_at_the_linear_fit_and_keeps_it(tmp_path):

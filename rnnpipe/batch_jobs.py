@@ -159,9 +159,9 @@ class _Writer:
     first chunk's, a column of nulls typed as text) or CSV (a header, then each chunk's rows, as
     pandas writes them)."""
 
-    def __init__(self, kind: str, path: Path, first: pa.Table, name: Path) -> None:
-        self.kind, self.path = kind, path  # path: the temporary file; name: the output's
-        if kind == "csv":
+    def __init__(self, path: Path, first: pa.Table, name: Path) -> None:
+        self.kind, self.path = output_kind(name), path  # path: the temporary file; name: the output's
+        if self.kind == "csv":
             nested = [f.name for f in first.schema if pa.types.is_nested(f.type)]
             if nested:
                 raise DataError(f"{name}: the output column {nested[0]!r} holds lists, which CSV cannot; write Parquet")
@@ -209,7 +209,7 @@ def predict_to_file(
     its `reset()` is called when the job starts again to regroup the input.
     """
     out_path = Path(output_path)
-    output_kind(out_path)
+    output_kind(out_path)  # a wrong suffix fails before any input is read
     source = dataset_source(dataset)
     names = dataset.schema.names
     missing = [c for c in input_columns if c not in names]
@@ -347,7 +347,7 @@ def _predict_chunks(
                     pred[k] = v
                 if writer is None:
                     first = pa.Table.from_pandas(pred, preserve_index=False)
-                    writer = _Writer(output_kind(out_path), tmp, first, out_path)
+                    writer = _Writer(tmp, first, out_path)
                 writer.write(pred)
                 rows_in += len(chunk)
                 rows_out += len(pred)

@@ -3,6 +3,7 @@ input; free of torch and MLflow, as `rnnpipe train` runs it before any flow star
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,8 +54,6 @@ def check_history(
     `config.json` says how); with known features, its history and future rows apart, and
     (`saved`: a file of the saved pipeline by name, for the model's time step) a future row
     for every forecast step of every series."""
-    import json
-
     d = from_dict(DataConfig, raw_config["data"])
     if d.known_features:
         from rnnpipe.io import read_table

@@ -31,6 +31,7 @@ from rnnpipe.pipelines.monitor.data import check_channels, value_columns
 from rnnpipe.pipelines.monitor.evaluation import alert_lead_times, choose_threshold, classification_metrics
 from rnnpipe.pipelines.monitor.model import SequenceClassifier
 from rnnpipe.pipelines.monitor.prepare import (
+    GROUPED,
     Chunk,
     MonitorPreprocessor,
     channel_values,
@@ -111,7 +112,7 @@ def prepare_monitor(data, cfg: MonitorConfig, on_shard=None):
             f"chronological at {s.val_start} / {s.test_start}",
         )
     elif len(grid.series) >= 3:
-        split, kind = grouped_split(grid, s.train, s.val, s.seed), "grouped by patient"
+        split, kind = grouped_split(grid, s.train, s.val, s.seed), GROUPED
     else:
         split, kind = chronological_split(grid, s.train, s.val), "chronological"
     pre.fit(grid, split)

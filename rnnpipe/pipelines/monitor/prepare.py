@@ -22,6 +22,8 @@ from rnnpipe.features.windows import window_ends
 from rnnpipe.pipelines.monitor.config import MonitorConfig
 from rnnpipe.series import SeriesFrame, series_id_column
 
+GROUPED = "grouped by patient"  # the split kind of 3 or more patients (`split_kind`)
+
 
 class MonitorPreprocessor:
     """Raw readings -> a fixed grid -> scaled input channels, fitted on training rows only.
@@ -174,7 +176,7 @@ def check_event_counts(counts: dict[str, dict[str, int]], split_kind: str, cfg: 
             per_part = ", ".join(
                 f"{q} {counts[q]['positive']} (onset {counts[q]['onset_positive']})" for q in ("train", "val", "test")
             )
-            if split_kind == "grouped by patient":  # what can move depends on how the split was made
+            if split_kind == GROUPED:  # what can move depends on how the split was made
                 fix = (
                     "Draw other patients for each part (split.seed), move the fractions "
                     "(split.train / split.val), or add patients"

@@ -39,6 +39,7 @@ from rnnpipe.features.windows import WindowSet
 from rnnpipe.pipelines.monitor.config import MonitorConfig
 from rnnpipe.pipelines.monitor.data import Shards, channels_seen, require_channels, value_columns
 from rnnpipe.pipelines.monitor.prepare import (
+    GROUPED,
     Chunk,
     MonitorPreprocessor,
     channel_values,
@@ -102,7 +103,7 @@ class StreamedMonitor:
     sample: dict[str, int]  # the fitting sample: patients, readings
     baseline_data_: tuple[np.ndarray, np.ndarray, np.ndarray]
     example: pd.DataFrame
-    split_kind: str = "grouped by patient"
+    split_kind: str = GROUPED
     on_shard: OnShard | None = field(default=None, repr=False)
 
     @property
@@ -244,7 +245,7 @@ def prepare_streamed(
         if on_shard:
             on_shard("read", k + 1, len(shards.files))
     require_channels(seen, d.channels, shards.source, len(shards))
-    kind = "grouped by patient"
+    kind = GROUPED
     check_event_counts(counts, kind, cfg, shards.source)
 
     # the fitting sample: training patients in a seeded random order, up to the row budget

@@ -155,8 +155,8 @@ def judge(
                 False,
                 "baseline",
                 f"not promoted [baseline]: {metric}={value:.4f} loses to the "
-                f"{name} baseline ({base:.4f}) by {_pct(gap)}, more than the allowed "
-                f"{100 * margin:.1f}%",
+                f"{name} baseline ({base:.4f}) by {_pct(gap)}"
+                + (f", more than the allowed {100 * margin:.1f}%" if margin else ""),
             )
     if champion is None:
         return Verdict(
@@ -232,6 +232,7 @@ class GateDecision:
     alias: str
     reason: str
     rule: str = ""
+    champion: str = ""  # the version that holds `champion` after this registration ("" when none does)
 
     @property
     def promoted(self) -> bool:
@@ -322,4 +323,5 @@ def register_and_gate(
             }
         )
     log.info("%s v%s -> %s: %s", model_name, mv.version, alias, reason)
-    return GateDecision(model_name, str(mv.version), alias, reason, verdict.rule)
+    holder = str(mv.version) if verdict.promoted else (str(current.version) if current is not None else "")
+    return GateDecision(model_name, str(mv.version), alias, reason, verdict.rule, holder)

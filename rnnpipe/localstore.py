@@ -56,8 +56,10 @@ def parse_spec(spec: str) -> tuple[str, str, str]:
     return text, CHAMPION, ""
 
 
-def not_registered(spec: str, uri: str, known: list[str]) -> ModelError:
-    """The error for a reference the registry does not hold (one message, whoever finds it)."""
+def not_registered(spec: str, uri: str, known: list[str], versions: dict[str, list[str]] | None = None) -> ModelError:
+    """The error for a reference the registry does not hold (one message, whoever finds it).
+    `versions`: the model's versions and their aliases, named so the user can pick one (a
+    model whose every version lost to its baseline has no champion)."""
     import difflib
 
     name, alias, version = parse_spec(spec)
@@ -69,7 +71,15 @@ def not_registered(spec: str, uri: str, known: list[str]) -> ModelError:
             f"(registered models: {', '.join(known) or 'none'}){hint}"
         )
     what = f"alias @{alias}" if alias else f"version {version}"
-    return ModelError(f"model {spec!r}: {name!r} has no {what} in the registry at {uri}")
+    hint = ""
+    if versions:
+        newest = sorted(versions, key=lambda v: int(v) if v.isdigit() else 0, reverse=True)
+        listed = [f"v{v}" + "".join(f" @{a}" for a in sorted(versions[v])) for v in newest[:10]]
+        more = ", ..." if len(newest) > 10 else ""
+        hint = f"; its versions: {', '.join(listed)}{more} (name one, e.g. {name}/{newest[0]})"
+        if alias == CHAMPION:
+            hint = f"; no version passed the gate{hint}"
+    return ModelError(f"model {spec!r}: {name!r} has no {what} in the registry at {uri}{hint}")
 
 
 @dataclass
@@ -134,7 +144,15 @@ def find(spec: str) -> LocalVersion | None:
                 return None  # several workspaces, or a layout this reader does not know
             if not found:
                 known = [r[0] for r in db.execute("SELECT name FROM registered_models ORDER BY name LIMIT 100")]
-                raise not_registered(spec, uri, known)
+                versions: dict[str, list[str]] = {
+                    str(v): []
+                    for (v,) in db.execute(
+                        "SELECT version FROM model_versions WHERE name = ? AND current_stage != ?", (name, _DELETED)
+                    )
+                }
+                for a, v in db.execute("SELECT alias, version FROM registered_model_aliases WHERE name = ?", (name,)):
+                    versions.setdefault(str(v), []).append(a)
+                raise not_registered(spec, uri, known, versions)
     except sqlite3.Error:
         return None
     ((number, run_id, status, location),) = found

@@ -398,7 +398,10 @@ def resolve_model(spec: str) -> ModelRef:
         mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
     except MlflowException:
         known = sorted(m.name for m in client.search_registered_models(max_results=100))
-        raise not_registered(spec, mlflow.get_tracking_uri(), known) from None
+        versions = {}
+        if name in known:
+            versions = {str(v.version): list(v.aliases or []) for v in client.search_model_versions(f"name = '{name}'")}
+        raise not_registered(spec, mlflow.get_tracking_uri(), known, versions) from None
     return ModelRef(mv.name, str(mv.version), alias, mv.run_id or "")
 
 

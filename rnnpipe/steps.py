@@ -122,6 +122,7 @@ class Outcome:
             "version": d.version,
             "alias": d.alias,
             "reason": d.reason,
+            "champion_version": (self.baseline or d).champion,
             "device": getattr(res, "device", "cpu"),
             "best_epoch": getattr(res, "best_epoch", 0),
             "metric": r.metric,

@@ -43,6 +43,9 @@ def test_no_baseline_is_said_only_when_none_was_scored():
 def test_baseline_margin_and_wording():
     lose = judge("test_mae", 1.10, {"naive": 1.0}, margin=0.05)
     assert not lose.promoted and lose.rule == "baseline" and "loses to the naive baseline" in lose.reason
+    assert lose.reason.endswith("by 10.0%, more than the allowed 5.0%")
+    # with no margin (the default) there is no allowance to speak of
+    assert judge("test_mae", 1.10, {"naive": 1.0}).reason.endswith("loses to the naive baseline (1.0000) by 10.0%")
     within = judge("test_mae", 1.0001, {"naive": 1.0}, margin=0.05)
     assert within.promoted and "within the 5.0% margin of the naive baseline" in within.reason
     assert "loses" not in within.reason

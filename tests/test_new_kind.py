@@ -37,6 +37,14 @@ def test_a_toy_kind_is_one_package_and_one_registry_line(toy, prefect_harness, t
     assert trained.exit_code == 0, trained.output[-3000:]
     # a run on a file of one's own gets a model name of its own, as for the shipped kinds
     assert "values-mean v1 -> champion" in trained.output and "zero baseline" in trained.output, trained.output
+    assert "no version of" not in trained.output
+    # a model that loses to its baseline, with no champion before it, says how to serve it anyway
+    values.assign(value=np.where(values.index < 160, 10.0, 1.0)).to_csv(tmp_path / "shifted.csv", index=False)
+    lost = runner.invoke(cli, ["-q", "train", "toy", "--set", f"data.path={tmp_path / 'shifted.csv'}"])
+    assert lost.exit_code == 0 and "shifted-mean v1 -> challenger" in lost.output, lost.output[-3000:]
+    assert "no version of shifted-mean is champion yet; to serve this one anyway: rnnpipe serve shifted-mean/1" in (
+        lost.output
+    )
     out = tmp_path / "forecast.parquet"
     predicted = runner.invoke(cli, ["predict", "values-mean", "-i", str(tmp_path / "values.csv"), "-o", str(out)])
     assert predicted.exit_code == 0, predicted.output[-3000:]

@@ -67,6 +67,26 @@ def test_batch_prediction_chunks_keeps_keys_and_lineage_and_is_idempotent(models
     assert sorted(fc.Ticker) == ["AAPL", "IBM"] and (fc.model_version == version).all()
 
 
+def test_a_model_with_no_champion_names_its_versions(models, inputs, tmp_path):
+    """The tiny language model loses to its n-gram, so no version is champion: asking for the
+    champion lists the versions there are (read from the store, and through MLflow's client)."""
+    from rnnpipe.errors import ModelError
+    from rnnpipe.registry import resolve_model
+
+    name, version = models["lm"]
+    aliases = {v.version: v.aliases for v in MlflowClient().search_model_versions(f"name = '{name}'")}
+    assert all("champion" not in a for a in aliases.values()), aliases
+    expected = f"no version passed the gate; its versions: v{max(map(int, aliases))}"
+    args = ["predict", name, "-i", str(inputs / "reviews_train.parquet"), "-o", str(tmp_path / "o.csv")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
+    assert expected in result.output and f"@challenger (name one, e.g. {name}/" in result.output, result.output
+    with pytest.raises(ModelError, match=f"has no alias @champion .*{expected}"):
+        resolve_model(f"{name}@champion")
+    with pytest.raises(ModelError, match=f"has no version 99 .*its versions: v{version}"):
+        resolve_model(f"{name}/99")
+
+
 def test_batch_prediction_takes_what_training_takes_in_any_order(models, inputs, tmp_path):
     """Rows in random order, newest first, and a dataset partitioned by month (each series in
     several files) give the same forecasts as the sorted file (issue 13 item 1)."""

@@ -64,6 +64,9 @@ def train(pipeline, config_path, overrides, resume):
         if not settings.logs_info():
             click.echo(f"{name} v{summary['baseline_version']} -> {alias}: {summary['baseline_reason']}")
         click.echo(f"serve it with: rnnpipe serve {name}@{alias}")
+    elif summary["alias"] != "champion" and not summary.get("champion_version"):
+        name, version = summary["model_name"], summary["version"]
+        click.echo(f"no version of {name} is champion yet; to serve this one anyway: rnnpipe serve {name}/{version}")
     click.echo(f"MLflow run {summary['run_id']} in experiment {summary['experiment']}: {_run_link(summary['run_id'])}")
 
 

@@ -24,6 +24,7 @@ Each kind's default is its config class's `TUNE_SPACE`; a `[tune.space]` table i
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import socket
@@ -109,9 +110,28 @@ class StudySpec:
     pruner: str = "median"
     seed: int = 0
     storage: str = ""
+    data: dict[str, str] = field(default_factory=dict)  # what the objective is measured on (`data_settings`)
 
     def attrs(self) -> dict[str, Any]:
-        return {"kind": self.kind, "space": self.space, "metric": self.metric, "pruner": self.pruner}
+        return {"kind": self.kind, "space": self.space, "metric": self.metric, "pruner": self.pruner, "data": self.data}
+
+
+DATA_SECTIONS = ("data", "split", "window")  # the settings that decide what a validation metric measures
+
+
+def data_settings(cfg: Any, space: dict[str, str]) -> dict[str, str]:
+    """The settings of `cfg` that decide what the objective is measured on (the data, the
+    split, the window; those the space varies left out), as text, with each file named as the
+    registry names it (`bundled:stocks.parquet` wherever rnnpipe is installed). A study's
+    trials compare one validation metric, so they must all be measured on the same."""
+    out = {}
+    for key, value in flatten(cfg).items():
+        if key.split(".")[0] not in DATA_SECTIONS or key in space:
+            continue
+        if key.endswith("path") and value:
+            value = settings.describe_source(settings.resolve_data_path(str(value)))
+        out[key] = value if isinstance(value, str) else json.dumps(value)
+    return out
 
 
 def study_spec(kind: str, cfg: Any, name: str, space: dict[str, str], pruner: str, storage: str) -> StudySpec:
@@ -122,7 +142,8 @@ def study_spec(kind: str, cfg: Any, name: str, space: dict[str, str], pruner: st
     gate = gate_spec(kind, cfg)
     metric = "val_" + gate["metric"].removeprefix("test_")
     direction = "maximize" if gate["greater_is_better"] else "minimize"
-    return StudySpec(name, kind, dict(space), metric, direction, pruner, cfg.train.seed, storage_url(storage))
+    data = data_settings(cfg, space)
+    return StudySpec(name, kind, dict(space), metric, direction, pruner, cfg.train.seed, storage_url(storage), data)
 
 
 def existing_study(spec: StudySpec):
@@ -138,12 +159,25 @@ def existing_study(spec: StudySpec):
     study = optuna.load_study(study_name=spec.name, storage=storage)
     for key, value in spec.attrs().items():
         had = study.user_attrs.get(key)
-        if key != "pruner" and had != value:
+        if key == "data":
+            _same_data(spec.name, had or {}, value)
+        elif key != "pruner" and had != value:
             raise ConfigError(
                 f"--study {spec.name!r} was made with another {key} ({had!r}, now {value!r}); "
                 "give another --study name to start a new one"
             )
     return study
+
+
+def _same_data(name: str, had: dict[str, str], now: dict[str, str]) -> None:
+    """Refuse to resume a study on other data: its best trial would be chosen across data sets
+    (a study made before rnnpipe recorded its data, or a spec without it, is not judged)."""
+    for key in sorted(set(had) & set(now)):
+        if had[key] != now[key]:
+            raise ConfigError(
+                f"--study {name!r} was measured on other data ({key} = {had[key]!r}, now {now[key]!r}); "
+                "give another --study name to start a new one"
+            )
 
 
 def open_study(spec: StudySpec, base: dict[str, Any] | None = None):

@@ -69,6 +69,31 @@ def test_the_cli_refuses_a_bad_space_or_another_studys_space_in_one_line(tmp_pat
     assert out.exit_code == 2 and "--study 'taken' was made with another space" in out.output, out.output
 
 
+def test_a_study_is_measured_on_one_data_set(tmp_path, stocks):
+    """A study on the bundled prices cannot be resumed on a file of one's own (its best trial
+    would be chosen across data sets), and a run on one's own file gets a study of its own by
+    default, named like its model: here the one made on the bundled prices, so it is refused."""
+    from rnnpipe.tune import study_spec
+
+    space = {**SPACE, "window.lookback": "int 20 80"}
+    open_study(study_spec("stocks", load_config(ForecastConfig), "own-forecaster-tune", space, "median", ""))
+    own, space_toml = tmp_path / "own.csv", tmp_path / "space.toml"
+    stocks[stocks.Ticker == "IBM"].tail(300).to_csv(own, index=False)
+    space_toml.write_text("[tune.space]\n" + "".join(f'"{k}" = "{v}"\n' for k, v in space.items()))
+    out = CliRunner().invoke(cli, ["tune", "stocks", "--set", f"data.path={own}", "--space", str(space_toml)])
+    assert out.exit_code == 2 and out.output.count("error:") == 1, out.output
+    assert (
+        "--study 'own-forecaster-tune' was measured on other data "
+        f"(data.path = 'bundled:stocks.parquet', now '{own}')" in out.output
+    ), out.output
+    # settings the space varies may differ; the window it does not vary may not
+    varied = load_config(ForecastConfig, overrides=["window.lookback=30", "train.lr=0.01"])
+    assert open_study(study_spec("stocks", varied, "own-forecaster-tune", space, "median", "")) is not None
+    other = load_config(ForecastConfig, overrides=["window.horizon=5"])
+    with pytest.raises(ConfigError, match=r"measured on other data \(window.horizon = '1', now '5'\)"):
+        open_study(study_spec("stocks", other, "own-forecaster-tune", space, "median", ""))
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, stocks):
     path = tmp_path_factory.mktemp("tune") / "prices.parquet"

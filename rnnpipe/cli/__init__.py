@@ -201,6 +201,23 @@ UI_HOST, UI_PORT = "127.0.0.1", 5000  # where `rnnpipe ui` serves by default
 ML_VIEW = "workflowType=machine_learning"
 
 
+def _echo_registration(summary: dict, said: bool) -> None:
+    """What a training flow registered (`TrainedModel.summary`): the version's line (unless the
+    gate's log line `said` it), the baseline registered beside it and how to serve it, or how
+    to serve the model when no version is champion yet."""
+    name = summary["model_name"]
+    if not said:
+        click.echo(f"{name} v{summary['version']} -> {summary['alias']}: {summary['reason']}")
+    if summary.get("baseline_version"):
+        alias = summary["baseline_alias"]
+        if not said:
+            click.echo(f"{name} v{summary['baseline_version']} -> {alias}: {summary['baseline_reason']}")
+        click.echo(f"serve it with: rnnpipe serve {name}@{alias}")
+    elif summary["alias"] != "champion" and not summary.get("champion_version"):
+        version = summary["version"]
+        click.echo(f"no version of {name} is champion yet; to serve this one anyway: rnnpipe serve {name}/{version}")
+
+
 def _run_link(run_id: str) -> str:
     """The run's page in the MLflow UI (as MLflow's own clients print it), and how to open it."""
     from mlflow.tracking import MlflowClient

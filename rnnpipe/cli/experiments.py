@@ -10,6 +10,7 @@ from rnnpipe import kinds
 from rnnpipe.cli import (
     Registered,
     _config,
+    _echo_registration,
     _plan,
     _preload,
     _run_link,
@@ -208,7 +209,8 @@ def backtest(pipeline, config_path, overrides, folds, step, refit, runner, addre
     default="",
     metavar="NAME",
     help="The study's name: an existing one resumes (same space), keeping every finished trial. "
-    "Default: PIPELINE-tune.",
+    "Default: PIPELINE-tune, or MODEL_NAME-tune for a model of another name (own data: "
+    "sales-forecaster-tune); a study is measured on one data set.",
 )
 @click.option(
     "--space",
@@ -280,7 +282,9 @@ def tune(
     space = space or default_space(pipeline)
     parse_space(pipeline, space, to_dict(cfg))  # an unknown key or a bad range fails here, before any worker
     _preload(pipeline, cfg)
-    name = study_name or f"{pipeline}-tune"
+    bundled_name = kinds.get(pipeline).config_class()().register.model_name
+    own = cfg.register.model_name if cfg.register.model_name != bundled_name else pipeline
+    name = study_name or f"{own}-tune"  # a model of its own (own data) gets a study of its own
     spec = study_spec(pipeline, cfg, name, space, pruner, storage)
     existing_study(spec)  # a study of this name with another space fails here
     best_path = settings.mlruns_dir() / "tune" / f"{name}.best.toml"
@@ -301,6 +305,5 @@ def tune(
     if out["base_value"] == out["base_value"]:  # the starting settings were trial 0 of this study
         click.echo(f"the settings the study started from (trial 0): {out['metric']} = {out['base_value']:.5g}")
     click.echo(f"best settings: {out['best_config']}  (rnnpipe train {pipeline} --config {out['best_config']})")
-    r = out["retrained"]
-    click.echo(f"{r['model_name']} v{r['version']} -> {r['alias']}: {r['reason']}")
+    _echo_registration(out["retrained"], said=False)
     click.echo(f"MLflow parent run {out['parent_run_id']}: {_run_link(out['parent_run_id'])}")

@@ -9,6 +9,7 @@ from rnnpipe.cli import (
     Registered,
     TrainCommand,
     _config,
+    _echo_registration,
     _preload,
     _run_link,
     cli,
@@ -57,16 +58,7 @@ def train(pipeline, config_path, overrides, resume):
         ready()
         summary = flow(config=to_dict(cfg), resume=resume)
     click.echo("")
-    if not settings.logs_info():  # otherwise the gate's log line just said it
-        click.echo(f"{summary['model_name']} v{summary['version']} -> {summary['alias']}: {summary['reason']}")
-    if summary.get("baseline_version"):
-        name, alias = summary["model_name"], summary["baseline_alias"]
-        if not settings.logs_info():
-            click.echo(f"{name} v{summary['baseline_version']} -> {alias}: {summary['baseline_reason']}")
-        click.echo(f"serve it with: rnnpipe serve {name}@{alias}")
-    elif summary["alias"] != "champion" and not summary.get("champion_version"):
-        name, version = summary["model_name"], summary["version"]
-        click.echo(f"no version of {name} is champion yet; to serve this one anyway: rnnpipe serve {name}/{version}")
+    _echo_registration(summary, said=settings.logs_info())  # at info level the gate's log line said it
     click.echo(f"MLflow run {summary['run_id']} in experiment {summary['experiment']}: {_run_link(summary['run_id'])}")
 
 

@@ -33,8 +33,8 @@ class PredictScheduleConfig:
     POSITIVE: ClassVar = ("interval_s", "chunk_rows")
     enabled: bool = True  # also a batch-prediction deployment
     model: str = "stocks-forecaster@champion"  # resolved at every run: always the current champion
-    input: str = "data/stocks.parquet"  # the file, folder or dataset each run predicts
-    output: str = "predictions/stocks-forecast.parquet"  # replaced atomically by each run
+    input: str = "data/stocks.parquet"  # the file, folder or dataset each run predicts (relative: to where you are)
+    output: str = "predictions/stocks-forecast.parquet"  # replaced by each run (relative: in the project folder)
     interval_s: int = 3600  # every N seconds
     chunk_rows: int = 50_000  # rows read and predicted at a time
     # statuses of a run's drift report ("drift", "warn") or realised accuracy ("degraded") that

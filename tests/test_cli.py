@@ -391,3 +391,28 @@ def test_a_scheduled_jobs_output_is_parquet_or_csv_before_any_server_starts():
     with pytest.raises(ConfigError, match=r"predict.output='scored.txt': rnnpipe writes Parquet or CSV"):
         load_config(ScheduleConfig, overrides=["predict.output=scored.txt"])
     load_config(ScheduleConfig, overrides=["predict.enabled=false", "predict.output=scored.txt"])  # no batch job
+
+
+def test_a_schedule_checks_its_files_before_any_server_and_names_them_absolutely(tmp_path, monkeypatch, stocks):
+    """A missing batch input or a misspelt column of a retrain's data fails before the server
+    starts; a relative path means the file where `rnnpipe schedule` was started, whichever
+    process later runs the retrain."""
+    from click.testing import CliRunner
+
+    from rnnpipe.cli import cli
+    from rnnpipe.cli.operate import _scheduled_config
+
+    monkeypatch.chdir(tmp_path)
+    stocks[stocks.Ticker == "IBM"][["Date", "Close"]].tail(200).rename(columns={"Date": "day"}).to_csv(
+        "sales.csv", index=False
+    )
+    for sets, message in (
+        (["predict.input=nope.csv"], "error: predict.input='nope.csv': nope.csv: no such file or folder"),
+        (['train.overrides=["data.path=sales.csv"]'], "error: sales.csv: column 'Date' not found"),
+    ):
+        result = CliRunner().invoke(cli, ["schedule", "--start-server", *[a for x in sets for a in ("--set", x)]])
+        assert result.exit_code == 2 and result.output.startswith(message), result.output
+        assert len(result.output.strip().splitlines()) == 1 and "Prefect" not in result.output
+    own = ["data.path=sales.csv", "data.series_col=", "data.timestamp_col=day"]
+    assert _scheduled_config("stocks", own).data.path == str(tmp_path / "sales.csv")
+    assert _scheduled_config("stocks", []).data.path.endswith("stocks.parquet")  # the bundled sample

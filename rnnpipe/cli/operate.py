@@ -429,6 +429,12 @@ def schedule(config_path, overrides, start_server, port):
     # ignored, and Python then never raises KeyboardInterrupt: the runner could not be stopped
     signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = load_config(ScheduleConfig, config_path, [*overrides, *([f"server.port={port}"] if port else [])])
+    retrains = {name: _scheduled_config(name, cfg.train.overrides) for name in cfg.train.pipelines}
+    if cfg.predict.enabled:
+        source = settings.resolve_data_path(cfg.predict.input)
+        if not source.exists():
+            raise DataError(f"predict.input={cfg.predict.input!r}: {source}: no such file or folder")
+        cfg.predict.input = str(source.absolute())
     server = PrefectServer(cfg.server.host, cfg.server.port)
     started = False
     if not server.healthy():
@@ -455,12 +461,27 @@ def schedule(config_path, overrides, start_server, port):
         serve_deployments(
             cfg,
             lambda pipeline: kinds.get(pipeline).flow_function(),
-            lambda pipeline, extra: _config(pipeline, None, tuple(extra)),
+            lambda pipeline, extra: retrains[pipeline],
         )
     finally:
         if started:
             click.echo("stopping the Prefect server", err=True)
             server.stop()
+
+
+def _scheduled_config(pipeline: str, overrides: list[str]):
+    """A retrain deployment's settings, checked before any server starts: its data is read and
+    validated now (each retrain reads it again), and its files are named absolutely, as the
+    user meant them from the folder `rnnpipe schedule` was started in, whichever process runs
+    the retrain."""
+    cfg = _config(pipeline, None, tuple(overrides))
+    data = getattr(cfg, "data", None)
+    for key in ("path", "test_path"):
+        value = getattr(data, key, "") if data is not None else ""
+        if value:
+            setattr(data, key, str(settings.resolve_data_path(value).absolute()))
+    kinds.load(kinds.get(pipeline).ingest)(cfg)
+    return cfg
 
 
 @cli.command()

@@ -41,7 +41,9 @@ class Artefact(Protocol):
     chunk's (features, predictions[, the series of each feature value]) for its drift
     report (`rnnpipe.drift`), the same features as the kind's `TrainingSteps.profile`
     computed on the training data;
-    `label_tally()`, what scores a job's labelled rows; `actuals_columns()` and
+    `PACKAGES`, the packages its pyfunc needs beyond the runtime ones (a servable baseline's
+    own library), pinned in the logged model's requirements; `label_tally()`, what scores a
+    job's labelled rows; `actuals_columns()` and
     `realised_scores(output, actuals)`, what `rnnpipe predict --actuals FILE` reads and how
     the job's output is scored against it (`rnnpipe.realised`)."""
 

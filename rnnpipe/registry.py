@@ -294,9 +294,11 @@ class PipelinePyfunc(mlflow.pyfunc.PythonModel):
         return out
 
 
-def _requirements() -> list[str]:
+def _requirements(extra: tuple[str, ...] = ()) -> list[str]:
+    """The pins of a logged model: the runtime packages and those its artefact names
+    (`PACKAGES`: a servable baseline's own library)."""
     reqs = []
-    for pkg in RUNTIME_PACKAGES:
+    for pkg in dict.fromkeys(RUNTIME_PACKAGES + tuple(extra)):
         try:
             reqs.append(f"{pkg}=={metadata.version(pkg).split('+')[0]}")
         except metadata.PackageNotFoundError:
@@ -380,7 +382,7 @@ def log_pipeline_model(
                 code_paths=[str(code)],
                 signature=signature,
                 input_example=input_example,
-                pip_requirements=_requirements(),
+                pip_requirements=_requirements(getattr(type(pipeline), "PACKAGES", ())),
                 model_config={"kind": type(pipeline).KIND},
                 metadata={"rnnpipe_input_columns": choices},
             )
@@ -399,8 +401,10 @@ def resolve_model(spec: str) -> ModelRef:
     except MlflowException:
         known = sorted(m.name for m in client.search_registered_models(max_results=100))
         versions = {}
-        if name in known:
-            versions = {str(v.version): list(v.aliases or []) for v in client.search_model_versions(f"name = '{name}'")}
+        if name in known:  # (versions found by a search carry no aliases: the model has them)
+            versions = {str(v.version): [] for v in client.search_model_versions(f"name = '{name}'")}
+            for a, v in (client.get_registered_model(name).aliases or {}).items():
+                versions.setdefault(str(v), []).append(a)
         raise not_registered(spec, mlflow.get_tracking_uri(), known, versions) from None
     return ModelRef(mv.name, str(mv.version), alias, mv.run_id or "")
 

@@ -133,3 +133,31 @@ def test_a_model_trained_on_a_tiny_repetitive_corpus_continues_it_at_temperature
         pipe.predict(pd.DataFrame({"prompt": ["the"]}), top_p=2.0)
     with pytest.raises(DataError, match="unknown generation setting 'temp'"):
         pipe.predict(pd.DataFrame({"prompt": ["the"]}), temp=1.0)
+
+
+def test_the_ngram_serves_as_a_language_model_with_the_perplexity_it_was_judged_by(tmp_path):
+    """The n-gram registered when the model loses to it: its log-likelihood of a stream is the
+    perplexity the gate compared (exactly, after a save and a load, which fits it again from the
+    saved documents), and it continues prompts with the model's columns and settings."""
+    from rnnpipe.pipelines.lm.artefact import NgramPipeline
+
+    corpus = ["the cat sat on the mat and the dog sat on the log", "a dog and a cat"] * 30
+    cfg = load_config(LMConfig, overrides=[*TINY, "split.val=0.2", "generate.max_new_tokens=8"])
+    p = prepare_lm(tables(corpus, ["the dog sat on the mat", "a cat sat on a zebra"]), cfg)
+    ngram = KneserNeyLM().fit(p.docs("train"), p.docs("val"))
+    saved = NgramPipeline.of(cfg, p, ngram).save(tmp_path / "ngram")
+    pipe = LMPipeline.load(saved)
+    assert isinstance(pipe, NgramPipeline) and pipe.model is None
+    assert (pipe.ngram.order_, pipe.ngram.discount_) == (ngram.order_, ngram.discount_)
+    for part in ("val", "test"):
+        lp, n = pipe.log_likelihood(p.streams[part])
+        ppl, _, n_ngram = ngram.perplexity(p.docs(part))
+        assert n == n_ngram and math.exp(-lp / n) == pytest.approx(ppl, rel=1e-12)
+    out = pipe.predict(pd.DataFrame({"prompt": ["the cat sat on", "zzz", None]}), temperature=0.0)
+    assert list(out.columns) == ["text", "n_tokens", "note"]
+    # greedy: "the" after "sat on", then "log" and "mat" tie (the first in order wins), then the end
+    assert out.text.iloc[0] == "the log" and out.n_tokens.iloc[0] == 2 and out.note.iloc[0] == ""
+    assert "no word of the prompt" in out.note.iloc[1] and out.n_tokens.iloc[1] > 0
+    assert pd.isna(out.text.iloc[2])
+    sampled = [pipe.predict(pd.DataFrame({"prompt": ["a"]}), temperature=1.0, seed=s).text.iloc[0] for s in (1, 1, 2)]
+    assert sampled[0] == sampled[1] and set(" ".join(sampled).split()) <= set(p.preprocessor.vocab_.tokens)

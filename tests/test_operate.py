@@ -4,6 +4,7 @@ and run through `rnnpipe predict`, and a scheduled run on a real `prefect server
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,24 +69,41 @@ def test_batch_prediction_chunks_keeps_keys_and_lineage_and_is_idempotent(models
     assert sorted(fc.Ticker) == ["AAPL", "IBM"] and (fc.model_version == version).all()
 
 
-def test_a_model_with_no_champion_names_its_versions(models, inputs, tmp_path):
-    """The tiny language model loses to its n-gram, so no version is champion: asking for the
-    champion lists the versions there are (read from the store, and through MLflow's client)."""
+def test_a_losing_language_model_registers_its_ngram_and_a_missing_alias_lists_the_versions(models, inputs, tmp_path):
+    """The tiny language model loses to its n-gram, so the n-gram is registered beside it as the
+    champion (a version that serves prompts like the model); asking for an alias the model does
+    not have lists its versions (read from the store, and through MLflow's client)."""
     from rnnpipe.errors import ModelError
-    from rnnpipe.registry import resolve_model
+    from rnnpipe.localstore import not_registered
+    from rnnpipe.pipelines.lm.artefact import NgramPipeline
+    from rnnpipe.registry import load_pipeline, resolve_model
 
     name, version = models["lm"]
-    aliases = {v.version: v.aliases for v in MlflowClient().search_model_versions(f"name = '{name}'")}
-    assert all("champion" not in a for a in aliases.values()), aliases
-    expected = f"no version passed the gate; its versions: v{max(map(int, aliases))}"
-    args = ["predict", name, "-i", str(inputs / "reviews_train.parquet"), "-o", str(tmp_path / "o.csv")]
+    champion = resolve_model(f"{name}@champion")
+    mv = MlflowClient().get_model_version(name, champion.version)
+    assert mv.tags["baseline"] == "ngram" and int(champion.version) == int(version) + 1, mv.tags
+    assert isinstance(load_pipeline(champion, "lm"), NgramPipeline)
+    import mlflow
+
+    pins = Path(mlflow.artifacts.download_artifacts(f"{champion.uri}/requirements.txt")).read_text().split()
+    assert any(p.startswith("nltk==") for p in pins) and any(p.startswith("torch==") for p in pins), pins
+    out = tmp_path / "continued.csv"
+    pd.DataFrame({"prompt": ["this tea is", "do not buy"]}).to_csv(tmp_path / "prompts.csv", index=False)
+    result = CliRunner().invoke(cli, ["-q", "predict", name, "-i", str(tmp_path / "prompts.csv"), "-o", str(out)])
+    assert result.exit_code == 0, result.output[-3000:]
+    got = pd.read_csv(out)
+    assert got.model_version.tolist() == [int(champion.version)] * 2 and got.n_tokens.min() > 0
+
+    listed = f"its versions: v{champion.version} @baseline @champion, v{version} @challenger (name one, e.g. {name}/"
+    args = ["predict", f"{name}@newest", "-i", str(tmp_path / "prompts.csv"), "-o", str(tmp_path / "o.csv")]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
-    assert expected in result.output and f"@challenger (name one, e.g. {name}/" in result.output, result.output
-    with pytest.raises(ModelError, match=f"has no alias @champion .*{expected}"):
-        resolve_model(f"{name}@champion")
-    with pytest.raises(ModelError, match=f"has no version 99 .*its versions: v{version}"):
+    assert "has no alias @newest in the registry" in result.output and listed in result.output, result.output
+    with pytest.raises(ModelError, match=re.escape(listed)):
         resolve_model(f"{name}/99")
+    # a model none of whose versions passed the gate says so
+    none = not_registered("m@champion", "sqlite:///x.db", ["m"], {"1": ["challenger"], "2": []})
+    assert str(none).endswith("no version passed the gate; its versions: v2, v1 @challenger (name one, e.g. m/2)")
 
 
 def test_batch_prediction_takes_what_training_takes_in_any_order(models, inputs, tmp_path):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -55,6 +55,7 @@ def best_servable(metrics: dict[str, float], gate_baselines: list[str], metric: 
 
 class BaselineForecastPipeline(ForecastPipeline):
     KIND = "forecast-baseline"
+    PACKAGES: ClassVar = ("skops", "statsforecast")  # beyond the runtime packages, in its requirements
 
     def __init__(
         self,

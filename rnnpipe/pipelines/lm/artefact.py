@@ -104,13 +104,7 @@ class LMPipeline:
         pre, model = self.preprocessor, self.model
         model.eval()
         device = next(model.parameters()).device
-        tokens = pre.tokens(prompt)
-        ids = pre.vocab_.encode(tokens)
-        notes = []
-        if tokens and (ids == 1).all():
-            notes.append("no word of the prompt is in the vocabulary: the continuation ignores it")
-        elif not tokens:
-            notes.append("empty prompt: a text from its start")
+        tokens, ids, notes = self._prompt(prompt)
         context = torch.as_tensor(np.concatenate([[pre.eos_id], ids]), dtype=torch.long, device=device)
         logits = model(context[None], reset=True)[0, -1].float()
         never = torch.tensor([0, 1], device=device)  # <pad> and <unk> are never written
@@ -125,6 +119,21 @@ class LMPipeline:
         else:
             notes.append(f"stopped at max_new_tokens={max_new_tokens}")
         return out, "; ".join(notes)
+
+    def _prompt(self, prompt: str) -> tuple[list[str], np.ndarray, list[str]]:
+        """(the prompt's tokens, their ids, notes on it)."""
+        pre = self.preprocessor
+        tokens = pre.tokens(prompt)
+        ids = pre.vocab_.encode(tokens)
+        notes = []
+        if tokens and (ids == 1).all():
+            notes.append("no word of the prompt is in the vocabulary: the continuation ignores it")
+        elif not tokens:
+            notes.append("empty prompt: a text from its start")
+        return tokens, ids, notes
+
+    def _generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=next(self.model.parameters()).device).manual_seed(seed)
 
     def batch_spec(self, available: list[str]) -> tuple[list[str], str | None]:
         """(the prompt column it reads, None: it answers row by row) for batch jobs."""
@@ -160,7 +169,7 @@ class LMPipeline:
             check_generation(**g)
         except ConfigError as exc:
             raise DataError(str(exc)) from None
-        generator = torch.Generator(device=next(self.model.parameters()).device).manual_seed(seed)
+        generator = self._generator(seed)
         texts, counts, notes = [], [], []
         for value in prompts[PROMPT_COLUMN].tolist():
             value = None if isinstance(value, float) and math.isnan(value) else value
@@ -212,9 +221,110 @@ class LMPipeline:
         artefact.check(p, cls.KIND)
         cfg = from_dict(LMConfig, json.loads((p / "config.json").read_text()))
         seen = np.load(p / "seen_texts.npy") if (p / "seen_texts.npy").exists() else None
-        pipe = cls(cfg, LMPreprocessor.from_dict(cfg, json.loads((p / "preprocessor.json").read_text())), seen=seen)
+        pre = LMPreprocessor.from_dict(cfg, json.loads((p / "preprocessor.json").read_text()))
+        if (p / NgramPipeline.NGRAM_FILE).exists():
+            return NgramPipeline.read(p, cfg, pre, seen)
+        pipe = cls(cfg, pre, seen=seen)
         pipe.model.load_state_dict(torch.load(p / "weights.pt", map_location=device, weights_only=True))
         pipe.model.to(device).eval()
+        return pipe
+
+
+class NgramPipeline(LMPipeline):
+    """The run's Kneser-Ney n-gram (`KneserNeyLM`) as a servable language model: the same
+    prompts in, the same columns out, the same generation settings and drift features.
+    Registered beside a recurrent model that loses to it (alias `baseline`), so there is always
+    a model to serve. It continues a prompt as nltk's `LanguageModel.generate` draws words
+    (`KneserNeyLM.followers`), with the recurrent model's temperature, top-k and top-p applied
+    to those words' probabilities. Saved without pickle: the chosen order and discount and the
+    training documents as token ids; `load` fits the n-gram again (seconds)."""
+
+    NGRAM_FILE, DOCS_FILE = "ngram.json", "ngram_docs.npy"
+    PACKAGES: ClassVar = ("nltk",)  # beyond the runtime packages, in the logged model's requirements
+
+    def __init__(self, config: LMConfig, preprocessor: LMPreprocessor, ngram, docs: np.ndarray, seen=None):
+        self.config, self.preprocessor, self.seen = config, preprocessor, seen
+        self.ngram, self.docs = ngram, docs  # docs: the training documents' token ids, each ended by -1
+        self.model = None  # no torch module: batch jobs leave it on the CPU
+
+    @classmethod
+    def of(cls, config: LMConfig, prepared, ngram) -> NgramPipeline:
+        """The n-gram `evaluate_lm` fitted on the run's training documents."""
+        encode = prepared.preprocessor.vocab_.encode
+        ids = [np.append(encode(doc), -1) for doc in prepared.docs("train")]
+        docs = np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, np.int32)
+        return cls(config, prepared.preprocessor, ngram, docs, seen=prepared.seen())
+
+    def _documents(self) -> list[list[str]]:
+        words = self.preprocessor.vocab_.tokens
+        ends = np.flatnonzero(self.docs == -1)
+        return [[words[i] for i in part[:-1]] for part in np.split(self.docs, ends + 1)[: len(ends)]]
+
+    @torch.no_grad()
+    def log_likelihood(self, ids: np.ndarray, chunk: int = 512) -> tuple[float, int]:
+        """As the recurrent model's: ids[0] is the start (an end-of-text token), and every
+        later token is scored given those before it in its document (`KneserNeyLM.score`)."""
+        pre, ngram = self.preprocessor, self.ngram
+        start = [ngram.START] * (ngram.order_ - 1)
+        context, total = list(start), 0.0
+        for i in ids[1:]:
+            end = int(i) == pre.eos_id
+            word = ngram.eos if end else pre.vocab_.tokens[int(i)]
+            p = ngram.score(word, context)
+            total += math.log(p) if p > 0 else -math.inf
+            context = list(start) if end else [*context, word]
+        return total, max(len(ids) - 1, 0)
+
+    def generate(
+        self,
+        prompt: str,
+        max_new_tokens: int = 40,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[list[str], str]:
+        check_generation(temperature, top_k, top_p, max_new_tokens)
+        tokens, ids, notes = self._prompt(prompt)
+        ngram, words = self.ngram, self.preprocessor.vocab_.tokens
+        context = [ngram.START] * (ngram.order_ - 1) + [words[i] for i in ids]
+        out: list[str] = []
+        for _ in range(max_new_tokens):
+            followers, probs = ngram.followers(context)
+            nxt = followers[
+                sample_next(torch.log(torch.tensor(probs, dtype=torch.float64)), temperature, top_k, top_p, generator)
+            ]
+            if nxt == ngram.eos:
+                break
+            out.append(nxt)
+            context.append(nxt)
+        else:
+            notes.append(f"stopped at max_new_tokens={max_new_tokens}")
+        return out, "; ".join(notes)
+
+    def _generator(self, seed: int) -> torch.Generator:
+        return torch.Generator().manual_seed(seed)
+
+    def save(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        (p / "config.json").write_text(json.dumps(to_dict(self.config), indent=2))
+        (p / "preprocessor.json").write_text(json.dumps(self.preprocessor.to_dict()))
+        ngram = {"order": self.ngram.order_, "discount": self.ngram.discount_, "eos": self.ngram.eos}
+        (p / self.NGRAM_FILE).write_text(json.dumps(ngram))
+        np.save(p / self.DOCS_FILE, self.docs)
+        if self.seen is not None:
+            np.save(p / "seen_texts.npy", self.seen)
+        artefact.mark(p, self.KIND)
+        return p
+
+    @classmethod
+    def read(cls, p: Path, config: LMConfig, preprocessor: LMPreprocessor, seen) -> NgramPipeline:
+        from rnnpipe.pipelines.lm.baselines import KneserNeyLM
+
+        spec = json.loads((p / cls.NGRAM_FILE).read_text())
+        pipe = cls(config, preprocessor, None, np.load(p / cls.DOCS_FILE), seen=seen)
+        pipe.ngram = KneserNeyLM(spec["eos"]).fit_fixed(pipe._documents(), spec["order"], spec["discount"])
         return pipe
 
 

@@ -95,6 +95,38 @@ class KneserNeyLM:
                 n += 1
         return total, n
 
+    START, NEVER_WRITTEN = "<s>", ("<s>", "<UNK>", "<unk>", "<pad>")  # nltk's padding and unknown, ours
+
+    def fit_fixed(self, train_docs: list[list[str]], order: int, discount: float) -> KneserNeyLM:
+        """Fit at a chosen order and discount (a saved baseline, fitted again on load)."""
+        self.order_, self.discount_, self.val_perplexity_ = order, discount, {}
+        self.lm_ = self._fit_order(train_docs, order)
+        self.lm_.estimator.discount = discount
+        return self
+
+    def score(self, word: str, context: list[str]) -> float:
+        """P(word | the last order-1 tokens of `context`), the smoothed probability perplexity
+        counts (`context` starts with the padding `<s>` tokens of a document's start)."""
+        lm, k = self.lm_, self.order_ - 1
+        return lm.unmasked_score(lm.vocab.lookup(word), tuple(lm.vocab.lookup(context[-k:])) if k else ())
+
+    def followers(self, context: list[str]) -> tuple[list[str], list[float]]:
+        """The words that may come next and their probabilities, as nltk's
+        `LanguageModel.generate` draws them: the followers seen in training of the longest
+        tail of `context` that has any, each weighted by the smoothed probability (padding and
+        unknown-word tokens are never written; the end of a text, `</s>`, may be). Where no
+        tail was seen (a prompt of unknown words), the words that start a text (nltk would
+        draw from the whole vocabulary, uniformly)."""
+        lm, k = self.lm_, self.order_ - 1
+        tail = tuple(lm.vocab.lookup(context[-k:])) if k else ()
+        start = (self.START,) * k
+        words: list[str] = []
+        for ctx in [tail[i:] for i in range(len(tail))] + [start, ()]:
+            words = sorted(w for w in lm.context_counts(ctx) if w not in self.NEVER_WRITTEN)
+            if words:
+                break
+        return words, [lm.unmasked_score(w, ctx) for w in words]
+
     def fit(self, train_docs: list[list[str]], val_docs: list[list[str]]) -> KneserNeyLM:
         best = None
         self.val_perplexity_ = {}

@@ -99,6 +99,10 @@ class LMRegisterConfig:
     model_name: str = "reviews-lm"
     metric: str = "test_perplexity"  # lower is better
     baseline_margin: float = 0.0  # champion only if metric <= the n-gram's x (1 + margin)
+    # when the recurrent model loses to the n-gram, register the n-gram too, as a version of
+    # the same model (alias `baseline`, tag baseline=ngram; `champion` if it beats the
+    # champion), with the same prompt input and output: there is always a model to serve
+    register_baseline: bool = True
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -19,6 +20,7 @@ from rnnpipe.pipelines.lm.prepare import LMPrepared
 class LMEvaluation:
     metrics: dict[str, float]
     samples: pd.DataFrame  # prompt, temperature, continuation
+    ngram: Any = None  # the fitted KneserNeyLM, registered to serve when the model loses to it
 
     def standing(self) -> str:
         m = self.metrics
@@ -55,7 +57,7 @@ def evaluate_lm(pipeline: LMPipeline, p: LMPrepared) -> LMEvaluation:
     if pipeline.preprocessor.level == "char":
         for name in ("", "ngram_"):
             metrics[f"{name}test_bits_per_char"] = math.log2(metrics[f"{name}test_perplexity"])
-    return LMEvaluation(metrics, sample_table(pipeline))
+    return LMEvaluation(metrics, sample_table(pipeline), ngram)
 
 
 def sample_table(pipeline: LMPipeline) -> pd.DataFrame:

@@ -104,6 +104,15 @@ class LMSteps(TrainingSteps):
 
         return prompts_example(cfg)
 
+    def baseline(self, cfg: LMConfig, prepared, ev, decision):
+        """The Kneser-Ney n-gram, when the model lost to it."""
+        from rnnpipe.pipelines.lm.artefact import NgramPipeline
+
+        r = cfg.register
+        if r.register_baseline and decision.rule == "baseline" and ev.ngram is not None:
+            return "ngram", NgramPipeline.of(cfg, prepared, ev.ngram), ev.metrics[f"ngram_{r.metric}"]
+        return None
+
     def headline(self, cfg, pipeline, ev, side) -> dict[str, Any]:
         keys = ("test_perplexity", "ngram_test_perplexity", "test_perplexity_vs_ngram", "val_perplexity")
         return {"standing": ev.standing(), **{k: ev.metrics[k] for k in keys}}

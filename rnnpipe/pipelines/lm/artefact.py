@@ -260,10 +260,9 @@ class NgramPipeline(LMPipeline):
         ends = np.flatnonzero(self.docs == -1)
         return [[words[i] for i in part[:-1]] for part in np.split(self.docs, ends + 1)[: len(ends)]]
 
-    @torch.no_grad()
     def log_likelihood(self, ids: np.ndarray, chunk: int = 512) -> tuple[float, int]:
         """As the recurrent model's: ids[0] is the start (an end-of-text token), and every
-        later token is scored given those before it in its document (`KneserNeyLM.score`)."""
+        later token is scored given the order-1 before it in its document (`KneserNeyLM.score`)."""
         pre, ngram = self.preprocessor, self.ngram
         start = [ngram.START] * (ngram.order_ - 1)
         context, total = list(start), 0.0
@@ -272,7 +271,7 @@ class NgramPipeline(LMPipeline):
             word = ngram.eos if end else pre.vocab_.tokens[int(i)]
             p = ngram.score(word, context)
             total += math.log(p) if p > 0 else -math.inf
-            context = list(start) if end else [*context, word]
+            context = list(start) if end else [*context[1:], word]
         return total, max(len(ids) - 1, 0)
 
     def generate(
@@ -285,7 +284,7 @@ class NgramPipeline(LMPipeline):
         generator: torch.Generator | None = None,
     ) -> tuple[list[str], str]:
         check_generation(temperature, top_k, top_p, max_new_tokens)
-        tokens, ids, notes = self._prompt(prompt)
+        _, ids, notes = self._prompt(prompt)
         ngram, words = self.ngram, self.preprocessor.vocab_.tokens
         context = [ngram.START] * (ngram.order_ - 1) + [words[i] for i in ids]
         out: list[str] = []

@@ -38,9 +38,9 @@ class Part:
     index: int | None = None
     bucket: str = ""
 
-    @property
-    def name(self) -> str:
-        return f"part-{self.number:05d}.parquet"
+    def name(self, kind: str = "parquet") -> str:
+        """Its file in the job's output folder: Parquet, or CSV for an output named `*.csv`."""
+        return f"part-{self.number:05d}.{kind}"
 
 
 def plan_parts(
@@ -93,14 +93,16 @@ def predict_part(
     group_column: str | None,
     chunk_rows: int,
     observe: Any = None,
+    kind: str = "parquet",
 ) -> BatchStats:
-    """One part predicted into `folder`/part-NNNNN.parquet (what a worker runs)."""
+    """One part predicted into `folder`/part-NNNNN.parquet (.csv for `kind` csv; what a worker
+    runs)."""
     return predict_to_file(
         predict,
         input_columns,
         lineage,
         part_dataset(dataset, part),
-        folder / part.name,
+        folder / part.name(kind),
         group_column=group_column,
         chunk_rows=chunk_rows,
         in_flight=1,

@@ -346,6 +346,13 @@ def output_kind(path: str | Path, name: str = "") -> str:
     return kind
 
 
+def read_output(path: str | Path) -> pd.DataFrame:
+    """A batch job's output as it wrote it: a Parquet or CSV file, or a Dask job's folder of
+    part files (its `_SUCCESS` marker is not read)."""
+    dataset, _ = open_dataset(path, "auto")
+    return dataset.to_table().to_pandas()
+
+
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write a DataFrame as Parquet or CSV (by suffix), atomically."""
     final = Path(path)

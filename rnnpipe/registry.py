@@ -424,8 +424,18 @@ def load_pipeline(ref: ModelRef, kind: str) -> Any:
 
 
 def load_model(uri: str):
-    """A registered model as a pyfunc, e.g. `models:/stocks-forecaster@champion`."""
+    """A registered model as a pyfunc, e.g. `models:/stocks-forecaster@champion`.
+
+    To load it MLflow puts the model's copy of the rnnpipe code (its code_paths) first on
+    `sys.path`, and leaves it there. This process's rnnpipe is imported already, but processes
+    started later inherit the path (Dask's workers are spawned with it): they would import the
+    copy of `rnnpipe`, from the version that logged the model, mixed with this version's
+    modules the copy lacks (`rnnpipe.flows`), and a name added since fails to import (a Dask
+    job then hung). The path is restored once the model is loaded."""
+    before = list(sys.path)
     try:
         return mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:
         raise ModelError(f"cannot load model {uri!r}: {exc.message.splitlines()[0]}") from None
+    finally:
+        sys.path[:] = before

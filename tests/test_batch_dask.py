@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from rnnpipe.cli import cli
+from rnnpipe.io import read_output
 
 pytestmark = pytest.mark.slow
 
@@ -19,12 +20,14 @@ def predict(model, src, dst, *extra):
 
 
 def on_dask(model, src, dst, *extra):
+    """The job's output folder: Parquet parts, or CSV parts for a folder named *.csv."""
     result = predict(model, src, dst, "--runner", "dask", "--workers", "2", *extra)
     assert result.exit_code == 0, result.output
+    kind = "csv" if dst.suffix == ".csv" else "parquet"
     assert sorted(p.name for p in dst.iterdir()) == sorted(
-        ["_SUCCESS", *(f"part-{i:05d}.parquet" for i in range(json.loads((dst / "_SUCCESS").read_text())["parts"]))]
+        ["_SUCCESS", *(f"part-{i:05d}.{kind}" for i in range(json.loads((dst / "_SUCCESS").read_text())["parts"]))]
     )
-    return pd.read_parquet(dst)
+    return read_output(dst)
 
 
 def test_dask_workers_predict_the_same_rows_as_the_local_runner(models, inputs, tmp_path):
@@ -61,8 +64,8 @@ def test_a_series_model_gets_whole_series_when_series_span_files(models, inputs,
     assert local.exit_code == 0, local.output
     cols = ["Ticker", "step", "Date", "forecast"]
     want = pd.read_parquet(tmp_path / "local.parquet")[cols].sort_values(["Ticker", "step"]).reset_index(drop=True)
-    got = on_dask(f"{name}/{version}", tmp_path / "halves", tmp_path / "fc")
-    got = got[cols].sort_values(["Ticker", "step"]).reset_index(drop=True)
+    got = on_dask(f"{name}/{version}", tmp_path / "halves", tmp_path / "fc.csv")  # CSV parts
+    got = got[cols].assign(Date=pd.to_datetime(got.Date)).sort_values(["Ticker", "step"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
 
@@ -226,3 +229,29 @@ def test_a_device_this_machine_lacks_fails_before_the_job(models, inputs, tmp_pa
         missing = predict(ref, src, dst, "--device", "cuda")
         assert missing.exit_code == 2 and "CUDA is not available" in missing.output
     assert not dst.exists()
+
+
+def test_a_process_started_after_a_model_loads_imports_the_installed_rnnpipe(models):
+    """MLflow puts a model's copy of the rnnpipe code first on sys.path to load it. A process
+    started later inherits the path (Dask spawns its workers so), and must still import this
+    rnnpipe, not the copy from the version that logged the model (mixed with this version's
+    flows, a name added since failed to import and a Dask job hung)."""
+    import os
+    import subprocess
+    import sys
+
+    import rnnpipe
+    from rnnpipe.registry import load_model
+
+    name, version = models["stocks"]
+    before = list(sys.path)
+    load_model(f"models:/{name}/{version}")
+    assert sys.path == before
+    child = subprocess.run(
+        [sys.executable, "-c", "import rnnpipe; print(rnnpipe.__file__)"],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert child.stdout.strip() == rnnpipe.__file__

@@ -51,7 +51,7 @@ FORMAT = click.option(
     required=True,
     type=click.Path(),
     help="Parquet or CSV file to write, by its suffix (atomically: it appears only when the job is "
-    "complete); with --runner dask, a folder of Parquet part files and _SUCCESS.",
+    "complete); with --runner dask, a folder of part files (Parquet, or CSV when named *.csv) and _SUCCESS.",
 )
 @click.option(
     "--chunk-rows",

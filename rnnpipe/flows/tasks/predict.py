@@ -22,7 +22,7 @@ from rnnpipe.batch_parts import SUCCESS, Part, atomic_folder, combine, part_erro
 from rnnpipe.drift import Watch
 from rnnpipe.errors import DataError
 from rnnpipe.flows.tasks.common import IO
-from rnnpipe.io import files_state, open_dataset
+from rnnpipe.io import files_state, open_dataset, read_output
 from rnnpipe.registry import ModelRef, Run, load_model, resolve_model
 
 EXPERIMENT = "batch-predictions"
@@ -144,6 +144,7 @@ def predict_one(
     device: str = "auto",
     split_gpus: bool = False,
     drift: bool = True,
+    kind: str = "parquet",
 ) -> BatchStats:
     """One part on a worker: the model is loaded once per worker process."""
     rnnpipe_threads.share(threads)
@@ -162,6 +163,7 @@ def predict_one(
         group_column=group,
         chunk_rows=chunk_rows,
         observe=watch.observers,
+        kind=kind,
     )
     return watch.record(stats)
 
@@ -201,12 +203,15 @@ def predict_in_parts(
     a temporary folder, `_SUCCESS` written last and the folder renamed into place."""
     t0 = time.perf_counter()
     out = Path(output_path)
+    kind = "csv" if out.suffix.lower() == ".csv" else "parquet"  # a folder of CSV parts when named so
     with atomic_folder(out, overwrite) as tmp:
         workdir = tmp / "_regroup"
         workdir.mkdir()
         parts, rows = plan(ref, input_path, fmt, chunk_rows, str(workdir), workers)
         futures = [
-            predict_one.submit(ref, input_path, fmt, part, str(tmp), chunk_rows, threads, device, split_gpus, drift)
+            predict_one.submit(
+                ref, input_path, fmt, part, str(tmp), chunk_rows, threads, device, split_gpus, drift, kind
+            )
             for part in parts
         ]
         stats = []
@@ -219,7 +224,7 @@ def predict_in_parts(
         for f in workdir.iterdir():
             f.unlink()
         workdir.rmdir()
-        names = {part.name for part in parts}
+        names = {part.name(kind) for part in parts}
         for f in tmp.iterdir():  # what a worker that died mid-part left (its part was run again)
             if f.name not in names:
                 f.unlink()
@@ -351,7 +356,7 @@ def log_realised(run: Run, ref: ModelRef, stats: BatchStats, actuals: str) -> tu
     try:
         if actuals:
             truth = read_model_actuals(ref, actuals)
-            scores = _model(ref.uri, "cpu").pipeline.realised_scores(pd.read_parquet(stats.output), truth)
+            scores = _model(ref.uri, "cpu").pipeline.realised_scores(read_output(stats.output), truth)
             source = f"predictions against {actuals}"
         elif stats.labels is not None and stats.labels.pairs:
             scores, source = stats.labels.scores(), "labelled rows"

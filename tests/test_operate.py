@@ -73,6 +73,8 @@ def test_a_losing_language_model_registers_its_ngram_and_a_missing_alias_lists_t
     """The tiny language model loses to its n-gram, so the n-gram is registered beside it as the
     champion (a version that serves prompts like the model); asking for an alias the model does
     not have lists its versions (read from the store, and through MLflow's client)."""
+    import mlflow
+
     from rnnpipe.errors import ModelError
     from rnnpipe.localstore import not_registered
     from rnnpipe.pipelines.lm.artefact import NgramPipeline
@@ -83,8 +85,6 @@ def test_a_losing_language_model_registers_its_ngram_and_a_missing_alias_lists_t
     mv = MlflowClient().get_model_version(name, champion.version)
     assert mv.tags["baseline"] == "ngram" and int(champion.version) == int(version) + 1, mv.tags
     assert isinstance(load_pipeline(champion, "lm"), NgramPipeline)
-    import mlflow
-
     pins = Path(mlflow.artifacts.download_artifacts(f"{champion.uri}/requirements.txt")).read_text().split()
     assert any(p.startswith("nltk==") for p in pins) and any(p.startswith("torch==") for p in pins), pins
     out = tmp_path / "continued.csv"

@@ -418,6 +418,25 @@ def _merge(base: dict[str, Any], new: dict[str, Any]) -> None:
             base[key] = value
 
 
+def with_absolute_paths(cfg: Any) -> Any:
+    """A copy of `cfg` whose files (every `path` or `*_path` setting that is set) are named
+    absolutely, as the user meant them from the folder they are in: what a file kept for later
+    must hold to mean the same files from anywhere (a run's `config.toml`, a study's best
+    settings, a scheduled deployment)."""
+    import copy
+
+    from rnnpipe.settings import resolve_data_path
+
+    out = copy.deepcopy(cfg)
+    for section in vars(out).values():
+        if not dataclasses.is_dataclass(section):
+            continue
+        for key, value in vars(section).items():
+            if (key == "path" or key.endswith("_path")) and isinstance(value, str) and value:
+                setattr(section, key, str(resolve_data_path(value).absolute()))
+    return out
+
+
 def to_toml(cfg: Any) -> str:
     """The config as a TOML file a user can edit and pass back with --config."""
     lines: list[str] = []

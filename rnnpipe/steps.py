@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rnnpipe.config import flatten, to_toml
+from rnnpipe.config import flatten, to_toml, with_absolute_paths
 from rnnpipe.errors import ModelError, RnnpipeError
 
 log = logging.getLogger(__name__)
@@ -292,7 +292,8 @@ def open_run(
     if not run_id:
         run.log_dataset(source, fingerprint)
     run.log_params(flatten(cfg))
-    run.log_text(to_toml(cfg), "config.toml")  # `rnnpipe train KIND --config config.toml` repeats the run
+    # `rnnpipe train KIND --config config.toml` repeats the run, from any folder
+    run.log_text(to_toml(with_absolute_paths(cfg)), "config.toml")
     run.log_dict(data_summary, "data/split.json")
     log.info("MLflow run %s (%s)", run.id, "resumed" if run_id else "new")
     return run.id, str(ckpt) if ctx.checkpoints else ""

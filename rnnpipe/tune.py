@@ -427,11 +427,12 @@ def best_config(kind: str, base: dict[str, Any], params: dict[str, Any]):
 
 
 def write_best(path: Path, cfg: Any) -> Path:
-    """The best trial's settings as a TOML file `rnnpipe train KIND --config FILE` reproduces."""
-    from rnnpipe.config import to_toml
+    """The best trial's settings as a TOML file `rnnpipe train KIND --config FILE` reproduces
+    (from any folder: its files are named absolutely)."""
+    from rnnpipe.config import to_toml, with_absolute_paths
     from rnnpipe.io import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(to_toml(cfg))
+        Path(tmp).write_text(to_toml(with_absolute_paths(cfg)))
     return path

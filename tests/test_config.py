@@ -131,3 +131,18 @@ def test_an_unknown_key_in_a_config_file_names_the_file(tmp_path):
     path.write_text("[model]\nhiden_size = 3\n")
     with pytest.raises(ConfigError, match=r"mine\.toml: unknown config key 'model\.hiden_size'"):
         load_config(ForecastConfig, path)
+
+
+def test_files_kept_for_later_name_the_users_files_absolutely(tmp_path, monkeypatch):
+    """A run's config.toml, a study's best settings and a scheduled deployment are read later,
+    from anywhere: their files are the ones the user meant from where they were."""
+    from rnnpipe.config import with_absolute_paths
+    from rnnpipe.pipelines.reviews.config import ReviewsConfig
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(ReviewsConfig, overrides=["data.path=mine.csv", "pretrain.path=sub/more.jsonl"])
+    kept = with_absolute_paths(cfg)
+    assert kept.data.path == str(tmp_path / "mine.csv") and kept.pretrain.path == str(tmp_path / "sub" / "more.jsonl")
+    assert kept.data.test_path == "" and kept.embed.path == cfg.embed.path  # unset stays unset; bundled stays
+    assert cfg.data.path == "mine.csv"  # a copy: the run's own settings are as given
+    assert f'path = "{tmp_path / "mine.csv"}"' in to_toml(kept)

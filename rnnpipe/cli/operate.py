@@ -474,12 +474,9 @@ def _scheduled_config(pipeline: str, overrides: list[str]):
     validated now (each retrain reads it again), and its files are named absolutely, as the
     user meant them from the folder `rnnpipe schedule` was started in, whichever process runs
     the retrain."""
-    cfg = _config(pipeline, None, tuple(overrides))
-    data = getattr(cfg, "data", None)
-    for key in ("path", "test_path"):
-        value = getattr(data, key, "") if data is not None else ""
-        if value:
-            setattr(data, key, str(settings.resolve_data_path(value).absolute()))
+    from rnnpipe.config import with_absolute_paths
+
+    cfg = with_absolute_paths(_config(pipeline, None, tuple(overrides)))
     kinds.load(kinds.get(pipeline).ingest)(cfg)
     return cfg
 

@@ -59,7 +59,7 @@ def deployments(
                 concurrency_limit=ONE_AT_A_TIME,
                 parameters={
                     "model": p.model,
-                    "input_path": str(home / p.input),
+                    "input_path": p.input,  # `rnnpipe schedule` named it absolutely
                     "output_path": str(home / p.output),
                     "chunk_rows": p.chunk_rows,
                     "retrain_on": list(p.retrain_on),

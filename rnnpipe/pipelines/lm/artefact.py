@@ -101,27 +101,39 @@ class LMPipeline:
         """Continue `prompt` token by token until end-of-text or `max_new_tokens`; temperature
         ~0 is greedy. -> (the new tokens, a note)."""
         check_generation(temperature, top_k, top_p, max_new_tokens)
-        pre, model = self.preprocessor, self.model
-        model.eval()
-        device = next(model.parameters()).device
-        tokens, ids, notes = self._prompt(prompt)
-        context = torch.as_tensor(np.concatenate([[pre.eos_id], ids]), dtype=torch.long, device=device)
-        logits = model(context[None], reset=True)[0, -1].float()
-        never = torch.tensor([0, 1], device=device)  # <pad> and <unk> are never written
+        pre = self.preprocessor
+        ids, notes = self._prompt(prompt)
+        scores = self._next_scores(ids)
+        logits, choices = next(scores)
         out: list[str] = []
         for _ in range(max_new_tokens):
-            logits[never] = float("-inf")
-            nxt = sample_next(logits, temperature, top_k, top_p, generator)
+            k = sample_next(logits, temperature, top_k, top_p, generator)
+            nxt = k if choices is None else choices[k]
             if nxt == pre.eos_id:
                 break
             out.append(pre.vocab_.tokens[nxt])
-            logits = model(torch.tensor([[nxt]], device=device), reset=False)[0, -1].float()
+            logits, choices = scores.send(nxt)
         else:
             notes.append(f"stopped at max_new_tokens={max_new_tokens}")
         return out, "; ".join(notes)
 
-    def _prompt(self, prompt: str) -> tuple[list[str], np.ndarray, list[str]]:
-        """(the prompt's tokens, their ids, notes on it)."""
+    def _next_scores(self, ids: np.ndarray):
+        """For `generate`, after the prompt's token ids: yields the next token's (logits, None:
+        over the whole vocabulary) and is sent the token chosen. <pad> and <unk> are never
+        written."""
+        model, pre = self.model, self.preprocessor
+        model.eval()
+        device = next(model.parameters()).device
+        context = torch.as_tensor(np.concatenate([[pre.eos_id], ids]), dtype=torch.long, device=device)
+        logits = model(context[None], reset=True)[0, -1].float()
+        never = torch.tensor([0, 1], device=device)
+        while True:
+            logits[never] = float("-inf")
+            nxt = yield logits, None
+            logits = model(torch.tensor([[nxt]], device=device), reset=False)[0, -1].float()
+
+    def _prompt(self, prompt: str) -> tuple[np.ndarray, list[str]]:
+        """(the prompt's token ids, notes on it)."""
         pre = self.preprocessor
         tokens = pre.tokens(prompt)
         ids = pre.vocab_.encode(tokens)
@@ -130,7 +142,7 @@ class LMPipeline:
             notes.append("no word of the prompt is in the vocabulary: the continuation ignores it")
         elif not tokens:
             notes.append("empty prompt: a text from its start")
-        return tokens, ids, notes
+        return ids, notes
 
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=next(self.model.parameters()).device).manual_seed(seed)
@@ -274,32 +286,17 @@ class NgramPipeline(LMPipeline):
             context = list(start) if end else [*context[1:], word]
         return total, max(len(ids) - 1, 0)
 
-    def generate(
-        self,
-        prompt: str,
-        max_new_tokens: int = 40,
-        temperature: float = 0.8,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> tuple[list[str], str]:
-        check_generation(temperature, top_k, top_p, max_new_tokens)
-        _, ids, notes = self._prompt(prompt)
-        ngram, words = self.ngram, self.preprocessor.vocab_.tokens
-        context = [ngram.START] * (ngram.order_ - 1) + [words[i] for i in ids]
-        out: list[str] = []
-        for _ in range(max_new_tokens):
+    def _next_scores(self, ids: np.ndarray):
+        """As the recurrent model's, over the words that may follow (`KneserNeyLM.followers`):
+        yields (their log-probabilities, their token ids), with the end of a text as the
+        end-of-text token."""
+        ngram, pre = self.ngram, self.preprocessor
+        context = [ngram.START] * (ngram.order_ - 1) + [pre.vocab_.tokens[i] for i in ids]
+        while True:
             followers, probs = ngram.followers(context)
-            nxt = followers[
-                sample_next(torch.log(torch.tensor(probs, dtype=torch.float64)), temperature, top_k, top_p, generator)
-            ]
-            if nxt == ngram.eos:
-                break
-            out.append(nxt)
-            context.append(nxt)
-        else:
-            notes.append(f"stopped at max_new_tokens={max_new_tokens}")
-        return out, "; ".join(notes)
+            choices = [pre.eos_id if w == ngram.eos else pre.vocab_.index[w] for w in followers]
+            nxt = yield torch.log(torch.tensor(probs, dtype=torch.float64)), choices
+            context.append(pre.vocab_.tokens[nxt])
 
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator().manual_seed(seed)
